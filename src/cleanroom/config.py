@@ -1,0 +1,104 @@
+"""One `Settings` object for the whole runtime.
+
+Read from `CLEANROOM_*` environment variables and, when `CLEANROOM_CONFIG` names one, a TOML file; CLI
+flags override both (the CLI passes them as init arguments, which pydantic-settings ranks first). Settings
+are passed down explicitly: no module keeps a global copy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("./cleanroom-data")
+
+
+class Settings(BaseSettings):
+    """Every knob the runtime has, with defaults a production deployment can start from."""
+
+    model_config = SettingsConfigDict(env_prefix="CLEANROOM_", extra="forbid", validate_default=True)
+
+    # --- where and how to listen -------------------------------------------------------------------
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    tls_mode: Literal["dev", "files", "off"] = "dev"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    models: list[str] = Field(default_factory=lambda: ["echo", "minilm"])
+    user_models: dict[str, str] = Field(default_factory=dict, description="NAME -> package.module:factory")
+
+    # --- request limits --------------------------------------------------------------------------
+    max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    replay_window_s: float = Field(300.0, gt=0)
+    replay_cache_max_entries: int = Field(1_000_000, gt=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_minilm_inputs: int = Field(256, gt=0)
+
+    # --- keys -------------------------------------------------------------------------------------
+    kms: Literal["local", "vault", "pkcs11", "aws"] = "local"
+    key_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
+    key_cache_max_entries: int = Field(1024, gt=0)
+    vault_addr: str | None = None
+    vault_token: str | None = None
+    vault_mount: str = "transit"
+    vault_key: str = "cleanroom-master"
+
+    # --- memory and process hardening -------------------------------------------------------------
+    mlock: bool = True
+    disable_core_dumps: bool = True
+    not_dumpable: bool = True
+    allocator_hardening: bool = True
+    malloc_perturb_byte: int = Field(0xA5, ge=1, le=255)
+
+    # --- runtime ------------------------------------------------------------------------------------
+    cpu_workers: int = Field(1, ge=1, le=256)
+    scrub_policy: Literal["per_request", "per_tenant_switch"] = "per_tenant_switch"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+    @field_validator("host")
+    @classmethod
+    def _host_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("host must not be empty")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_path = os.environ.get("CLEANROOM_CONFIG")
+        if config_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_path)))
+        return tuple(sources)
+
+    @property
+    def host_is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`: the only hosts `--no-tls` may listen on."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

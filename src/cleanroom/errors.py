@@ -1,0 +1,163 @@
+"""One error hierarchy for the whole runtime.
+
+Every error carries a stable machine-readable `code` and the HTTP status it maps to, so the server turns any
+of them into `{"error": {"code", "message"}}` without a lookup table, and a 500 can only come from a bug.
+Messages help the caller fix the problem; they never contain key material or payload bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CleanroomError(Exception):
+    """Base class: an error the runtime expects and knows how to report."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.retry_after_s = retry_after_s
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body of DESIGN §5."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, int(round(self.retry_after_s))))}
+
+
+class BadRequest(CleanroomError):
+    status, code = 400, "bad_request"
+
+
+class InvalidSealedMessage(BadRequest):
+    """A sealed request or response that does not parse or does not authenticate."""
+
+    code = "invalid_sealed_message"
+
+
+class DecryptionFailed(InvalidSealedMessage):
+    """Authentication failed: the ciphertext, its context or the key is wrong."""
+
+    code = "decryption_failed"
+
+
+class ReplayedRequest(BadRequest):
+    code = "replayed_request"
+
+
+class StaleRequest(BadRequest):
+    """The request's timestamp lies outside the replay window."""
+
+    code = "stale_request"
+
+
+class ContextMismatch(BadRequest):
+    """The sealed metadata names another tenant or model than the call it arrived on."""
+
+    code = "context_mismatch"
+
+
+class Unauthenticated(CleanroomError):
+    status, code = 401, "unauthenticated"
+
+
+class CredentialRevoked(Unauthenticated):
+    code = "credential_revoked"
+
+
+class CredentialExpired(Unauthenticated):
+    code = "credential_expired"
+
+
+class Forbidden(CleanroomError):
+    status, code = 403, "forbidden"
+
+
+class TenantRevoked(Forbidden):
+    code = "tenant_revoked"
+
+
+class NotFound(CleanroomError):
+    status, code = 404, "not_found"
+
+
+class UnknownModel(NotFound):
+    code = "unknown_model"
+
+
+class UnknownTenant(NotFound):
+    code = "unknown_tenant"
+
+
+class Conflict(CleanroomError):
+    status, code = 409, "conflict"
+
+
+class RequestTimeout(CleanroomError):
+    status, code = 408, "request_timeout"
+
+
+class PayloadTooLarge(CleanroomError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(CleanroomError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidPayload(CleanroomError):
+    """The request decrypted but its plaintext is not what the model takes."""
+
+    status, code = 422, "invalid_payload"
+
+
+class TooManyRequests(CleanroomError):
+    status, code = 429, "too_many_requests"
+
+
+class ServiceUnavailable(CleanroomError):
+    status, code = 503, "service_unavailable"
+
+
+class KMSUnavailable(ServiceUnavailable):
+    code = "kms_unavailable"
+
+
+class SystemSealed(ServiceUnavailable):
+    """The master key is disabled: every request is refused until `keys restore --system`."""
+
+    code = "system_sealed"
+
+
+class AuditUnavailable(ServiceUnavailable):
+    """The audit log could not record a decryption, so the plaintext is not released (fail closed)."""
+
+    code = "audit_unavailable"
+
+
+class DeviceQuarantined(ServiceUnavailable):
+    code = "device_quarantined"
+
+
+class KeyError_(CleanroomError):
+    """A key could not be used: disabled, destroyed, below the minimum version, or the wrong one."""
+
+    status, code = 403, "key_unavailable"
+
+
+class ConfigurationError(CleanroomError):
+    """Settings that cannot work; raised at start-up, never per request."""
+
+    status, code = 500, "configuration_error"
+
+
+class SecureMemoryError(CleanroomError):
+    status, code = 503, "secure_memory_unavailable"
