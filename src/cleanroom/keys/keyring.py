@@ -1,0 +1,185 @@
+"""The keyring: tenant keys and tenant HPKE key pairs, unwrapped on demand and cached briefly.
+
+Hierarchy (DESIGN §2.6): master key (in the KMS) wraps each tenant key; the tenant key encrypts the
+tenant's HPKE private key; a request's content key is sealed to the HPKE public key. Unwrapped private keys
+sit in a bounded cache for `ttl_s` seconds at most (a revoked tenant or master key therefore stops working
+within one TTL even without a purge, and at once with one).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
+from cleanroom.errors import DecryptionFailed, KeyError_, TenantRevoked
+from cleanroom.keys.kms import KMS, WrappedKey
+from cleanroom.keys.registry import Document, Registry, new_id
+
+MASTER_KEY_NAME = "cleanroom-master"
+P384_SCALAR_BYTES = 48
+
+
+def tenant_key_context(tenant_id: str, version: int) -> bytes:
+    return b"cleanroom/tenant-key/v1\x00" + tenant_id.encode() + b"\x00" + str(version).encode()
+
+
+def hpke_private_aad(tenant_id: str, key_id: str) -> bytes:
+    return b"cleanroom/hpke-private-key/v1\x00" + tenant_id.encode() + b"\x00" + key_id.encode()
+
+
+def pepper_context() -> bytes:
+    return b"cleanroom/api-key-pepper/v1"
+
+
+def encode_public_key(public_key: ec.EllipticCurvePublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_public_key(encoded: str) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), base64.b64decode(encoded))
+    except ValueError as exc:
+        raise KeyError_(f"malformed tenant public key: {exc}", code="invalid_public_key") from None
+
+
+@dataclass
+class _CacheEntry:
+    expires_at: float
+    value: ec.EllipticCurvePrivateKey
+
+
+class Keyring:
+    """Creates tenant keys and hands out unwrapped HPKE private keys through a short-lived cache."""
+
+    def __init__(self, registry: Registry, kms: KMS, *, master_key_name: str = MASTER_KEY_NAME,
+                 ttl_s: float = 30.0, max_entries: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry, self.kms, self.master_key_name = registry, kms, master_key_name
+        self.ttl_s, self.max_entries, self._clock = ttl_s, max_entries, clock
+        self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
+        self._mutex = threading.Lock()
+        self.kms_calls = 0
+
+    # --- provisioning -----------------------------------------------------------------------------
+    def ensure_master_key(self) -> None:
+        self.kms.create_key(self.master_key_name)
+
+    def new_tenant_keys(self, tenant_id: str) -> tuple[dict[str, object], list[dict[str, object]], str]:
+        """Tenant key (wrapped by the master key) and a first HPKE key pair (encrypted by the tenant key)."""
+        tenant_key, wrapped = self.kms.generate_data_key(self.master_key_name, tenant_key_context(tenant_id, 1))
+        try:
+            hpke_record = self._new_hpke_record(tenant_id, tenant_key, tenant_key_version=1)
+        finally:
+            zero_buffer(tenant_key)
+        tenant_keys = {"latest_version": 1, "min_version": 1, "versions": {"1": wrapped.to_json()}}
+        return tenant_keys, [hpke_record], str(hpke_record["key_id"])
+
+    def _new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
+                         ) -> dict[str, object]:
+        key_id = new_id("hk")
+        private_key = ec.generate_private_key(ec.SECP384R1())
+        scalar = bytearray(private_key.private_numbers().private_value.to_bytes(P384_SCALAR_BYTES, "big"))
+        nonce = os.urandom(NONCE_BYTES)
+        try:
+            sealed = AESGCM(tenant_key).encrypt(nonce, bytes(scalar), hpke_private_aad(tenant_id, key_id))
+        finally:
+            zero_buffer(scalar)
+        return {
+            "key_id": key_id, "public_key": encode_public_key(private_key.public_key()),
+            "encrypted_private_key": base64.b64encode(nonce + sealed).decode("ascii"),
+            "tenant_key_version": tenant_key_version, "created_at": time.time(), "expires_at": None,
+        }
+
+    def ensure_pepper(self) -> bytearray:
+        """The HMAC key for API-key hashes: created once, stored wrapped, unwrapped per process."""
+        wrapped_doc = self.registry.meta("pepper")
+        if wrapped_doc is None:
+            pepper, wrapped = self.kms.generate_data_key(self.master_key_name, pepper_context())
+
+            def store(doc: Document) -> None:
+                doc.setdefault("pepper", wrapped.to_json())
+
+            self.registry.update(store)
+            wrapped_doc = self.registry.meta("pepper")
+            if wrapped_doc != wrapped.to_json():  # another process won the race: use theirs
+                zero_buffer(pepper)
+                return self.kms.unwrap(WrappedKey.from_json(wrapped_doc), pepper_context())
+            return pepper
+        self.kms_calls += 1
+        return self.kms.unwrap(WrappedKey.from_json(wrapped_doc), pepper_context())
+
+    # --- use --------------------------------------------------------------------------------------
+    def hpke_private_key(self, tenant: Document, key_id: str) -> ec.EllipticCurvePrivateKey:
+        """The tenant's HPKE private key `key_id`, from the cache or unwrapped through the KMS."""
+        tenant_id = tenant["tenant_id"]
+        if tenant.get("revoked"):
+            raise TenantRevoked(f"tenant {tenant['name']!r} is revoked; every decryption for it is refused")
+        cache_key = (tenant_id, key_id)
+        now = self._clock()
+        with self._mutex:
+            entry = self._cache.get(cache_key)
+            if entry is not None and entry.expires_at > now:
+                self._cache.move_to_end(cache_key)
+                return entry.value
+            self._cache.pop(cache_key, None)
+        private_key = self._unwrap_hpke_key(tenant, key_id)
+        if self.ttl_s > 0:
+            with self._mutex:
+                self._cache[cache_key] = _CacheEntry(now + self.ttl_s, private_key)
+                while len(self._cache) > self.max_entries:
+                    self._cache.popitem(last=False)
+        return private_key
+
+    def _unwrap_hpke_key(self, tenant: Document, key_id: str) -> ec.EllipticCurvePrivateKey:
+        tenant_id = tenant["tenant_id"]
+        record = next((k for k in tenant.get("hpke_keys", []) if k["key_id"] == key_id), None)
+        if record is None:
+            raise DecryptionFailed("the request is sealed to a key this tenant does not have",
+                                   code="unknown_key_id")
+        expires_at = record.get("expires_at")
+        if expires_at is not None and expires_at < time.time():
+            raise DecryptionFailed("the request is sealed to an expired tenant key; fetch the current public key",
+                                   code="key_expired")
+        version = int(record["tenant_key_version"])
+        keys = tenant["tenant_keys"]
+        if version < int(keys["min_version"]):
+            raise KeyError_("the tenant key version that protects this key pair is retired",
+                            code="key_version_retired")
+        wrapped = WrappedKey.from_json(keys["versions"][str(version)])
+        self.kms_calls += 1
+        tenant_key = self.kms.unwrap(wrapped, tenant_key_context(tenant_id, version))
+        blob = base64.b64decode(record["encrypted_private_key"])
+        scalar = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)
+        try:
+            AESGCM(tenant_key).decrypt_into(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
+                                            hpke_private_aad(tenant_id, key_id), scalar)
+            return ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP384R1())
+        except InvalidTag:
+            raise DecryptionFailed("tenant private key failed to authenticate", code="key_corrupt") from None
+        finally:
+            zero_buffer(scalar)
+            zero_buffer(tenant_key)
+
+    def purge(self, tenant_id: str | None = None) -> int:
+        """Drop cached keys (all, or one tenant's); returns how many were dropped."""
+        with self._mutex:
+            if tenant_id is None:
+                dropped = len(self._cache)
+                self._cache.clear()
+                return dropped
+            doomed = [k for k in self._cache if k[0] == tenant_id]
+            for k in doomed:
+                del self._cache[k]
+            return len(doomed)

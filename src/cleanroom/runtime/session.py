@@ -1,0 +1,122 @@
+"""One request's lifecycle, DESIGN §4 steps 3-5: open, audit, decrypt into a SecureBuffer, run, seal, zero.
+
+Reading `Runtime.handle` top to bottom shows where plaintext begins (`decrypt_payload_into`) and where it
+ends (the `finally` that zeroes every tensor and closes every buffer of the request).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from cleanroom.crypto.sealed import open_request_key, parse_request
+from cleanroom.errors import CleanroomError, ContextMismatch, InvalidSealedMessage
+from cleanroom.keys.keyring import Keyring
+from cleanroom.keys.registry import Registry
+from cleanroom.memory.secure_buffer import SecureAllocator
+from cleanroom.runtime.models import ModelRegistry, RequestScope
+from cleanroom.runtime.replay import ReplayCache
+from cleanroom.tenants import Principal
+
+log = logging.getLogger("cleanroom.runtime")
+
+
+class AuditSink(Protocol):
+    """Where decryption records go; `record` returns only once the record is durable, or raises
+    `AuditUnavailable` (the request then fails closed)."""
+
+    def record(self, event: Mapping[str, Any]) -> None: ...
+
+
+class TenantSwitchHook(Protocol):
+    def __call__(self, previous_tenant: str | None, next_tenant: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What the transport knows about a call: who, which model (or path), from where."""
+
+    principal: Principal
+    model: str
+    path: str = ""
+    source: str = ""
+
+
+def zero_scope(scope: RequestScope) -> None:
+    """Zero every tensor and close every buffer the request produced (invariant 1)."""
+    # Tensors made under inference mode refuse in-place updates outside it; inside it every tensor accepts.
+    with torch.inference_mode():
+        for tensor in scope.tensors:
+            if tensor.numel():
+                tensor.zero_()
+    scope.tensors.clear()
+    for buffer in scope.buffers:
+        buffer.close()
+    scope.buffers.clear()
+
+
+class Runtime:
+    """Runs sealed requests against models. Thread-safe; one per server, handed to the transport."""
+
+    def __init__(self, *, registry: Registry, keyring: Keyring, models: ModelRegistry, replay: ReplayCache,
+                 allocator: SecureAllocator, audit: AuditSink,
+                 on_tenant_switch: TenantSwitchHook | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry, self.keyring, self.models = registry, keyring, models
+        self.replay, self.allocator, self.audit = replay, allocator, audit
+        self.on_tenant_switch = on_tenant_switch
+        self._clock = clock
+        self._device_lock = threading.Lock()
+        self.current_tenant: str | None = None
+
+    def handle(self, call: CallContext, body: bytes | memoryview) -> bytearray:
+        """Open a sealed request, run its model, return the sealed response. Raises CleanroomError."""
+        model = self.models.get(call.model) if call.model else None
+        parsed = parse_request(body)
+        tenant = self.registry.tenant(call.principal.tenant_id)
+        private_key = self.keyring.hpke_private_key(tenant, parsed.key_id)
+        with open_request_key(parsed, private_key) as opened:
+            meta = opened.metadata
+            if meta.tenant_id != call.principal.tenant_id:
+                raise ContextMismatch("the request was sealed for another tenant than the API key's")
+            if meta.model != call.model or meta.path != call.path:
+                raise ContextMismatch("the request was sealed for another model or path than the one called")
+            self.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
+            # Invariant 5: the decryption is on record before any plaintext exists.
+            self.audit.record({
+                "event": "decrypt.request_key", "tenant_id": meta.tenant_id, "key_id": parsed.key_id,
+                "purpose": "request", "request_id": meta.request_id.hex(), "principal":
+                call.principal.credential_id, "source": call.source, "byte_count": parsed.payload_size_bytes,
+                "model": call.model or call.path,
+            })
+            scope = RequestScope(self.allocator)
+            try:
+                payload = scope.new_buffer(parsed.payload_size_bytes)
+                opened.decrypt_payload_into(payload.view())
+                if model is None:
+                    raise InvalidSealedMessage("no model named for this request")
+                with self._device_lock:
+                    self._switch_to(meta.tenant_id)
+                    answer = model.run(payload, scope)
+                    try:
+                        return opened.seal_response(answer)
+                    finally:
+                        del answer
+            finally:
+                zero_scope(scope)
+
+    def _switch_to(self, tenant_id: str) -> None:
+        if self.current_tenant != tenant_id:
+            if self.on_tenant_switch is not None:
+                self.on_tenant_switch(self.current_tenant, tenant_id)
+            self.current_tenant = tenant_id
+
+
+def describe_error(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, CleanroomError) else type(exc).__name__
