@@ -14,6 +14,7 @@ from typing import Any
 from cleanroom.errors import CredentialExpired, CredentialRevoked, TenantRevoked, Unauthenticated
 from cleanroom.keys import api_keys
 from cleanroom.keys.keyring import Keyring, decode_public_key
+from cleanroom.keys.public_key import TenantPublicKey
 from cleanroom.keys.registry import Document, Registry, ensure_unique_name, new_id, validate_tenant_name
 
 
@@ -86,8 +87,8 @@ class TenantService:
             doc["tenants"][tenant_id] = record
 
         self.registry.update(add)
-        return CreatedTenant(tenant_id=tenant_id, name=name, api_key=api_key,
-                             public_key=hpke_keys[0]["public_key"], key_id=key_id)  # type: ignore[arg-type]
+        token = TenantPublicKey(tenant_id, key_id, decode_public_key(str(hpke_keys[0]["public_key"]))).token()
+        return CreatedTenant(tenant_id=tenant_id, name=name, api_key=api_key, public_key=token, key_id=key_id)
 
     def list(self) -> list[dict[str, Any]]:
         return [public_view(r) for r in sorted(self.registry.tenants().values(), key=lambda r: r["created_at"])]
@@ -106,8 +107,9 @@ class TenantService:
         record = self.registry.tenant(tenant_id)
         key_id = record["current_key_id"]
         encoded = next(k["public_key"] for k in record["hpke_keys"] if k["key_id"] == key_id)
-        decode_public_key(encoded)  # refuse to hand out a malformed key
-        return {"tenant_id": record["tenant_id"], "key_id": key_id, "public_key": encoded,
+        public = TenantPublicKey(record["tenant_id"], key_id, decode_public_key(encoded))
+        return {"tenant_id": public.tenant_id, "key_id": key_id, "public_key": public.token(),
+                "fingerprint": public.fingerprint(),
                 "suite": "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"}
 
     def authenticate(self, api_key: str) -> Principal:

@@ -1,0 +1,74 @@
+"""How CLI commands reach a data dir: through the running server's admin API, or directly when none runs.
+
+`DATA_DIR/server.json` names the running server's URL and pid; the admin token is in a 0600 file beside it.
+Acting through the server makes changes take effect at once (caches purged in the process that holds
+them); with no server, the same `TenantService` code edits the registry under its file lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cleanroom.config import Settings
+from cleanroom.errors import CleanroomError
+
+
+def running_server(data_dir: Path) -> dict[str, Any] | None:
+    """The server.json of a live server on this data dir, or None."""
+    path = Path(data_dir) / "server.json"
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, PermissionError):
+        return None
+    return state
+
+
+class AdminAPI:
+    """Admin calls to a running server, authenticated with the data dir's admin token."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        token = Path(state["admin_token_file"]).read_text(encoding="ascii").strip()
+        verify: Any = state.get("tls_cert") or True
+        if isinstance(verify, str):
+            import ssl
+
+            verify = ssl.create_default_context(cafile=verify)
+        self._http = httpx.Client(base_url=state["url"], verify=verify, timeout=60,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError):
+                error = {"code": "http_error", "message": response.text[:200]}
+            exc = CleanroomError(error["message"], code=error["code"])
+            exc.status = response.status_code
+            raise exc
+        return response.json()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def local_tenant_service(settings: Settings) -> Any:
+    """A TenantService over the data dir itself, for when no server runs there."""
+    from cleanroom.keys.keyring import Keyring
+    from cleanroom.keys.registry import Registry
+    from cleanroom.server.services import open_kms
+    from cleanroom.storage import ensure_private_dir
+    from cleanroom.tenants import TenantService
+
+    ensure_private_dir(Path(settings.data_dir))
+    kms = open_kms(settings)
+    registry = Registry(settings.data_dir)
+    keyring = Keyring(registry, kms, ttl_s=0)
+    keyring.ensure_master_key()
+    return TenantService(registry, keyring)

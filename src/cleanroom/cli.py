@@ -1,0 +1,225 @@
+"""The `cleanroom` command (DESIGN §5). Each command group lives beside the code it drives; this module
+only parses arguments, builds `Settings`, and dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cleanroom import __version__
+from cleanroom.errors import CleanroomError
+
+# Command groups contributed by other packages: each module has `register(subparsers)`.
+_PLUGIN_MODULES = (
+    "cleanroom.logging_setup",       # redact
+    "cleanroom.audit.commands",      # audit verify|show|prove
+    "cleanroom.bench.scrub",         # bench scrub
+    "cleanroom.keys.commands",       # keys rotate|revoke|restore|status
+    "cleanroom.doctor",              # doctor
+)
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    from cleanroom.config import Settings
+
+    values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if getattr(args, "data_dir", None) is not None:
+        values["data_dir"] = args.data_dir
+    return Settings(**values)
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (default: $CLEANROOM_DATA_DIR or ./cleanroom-data)")
+
+
+# --- serve -----------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cleanroom.memory.hardening import allocator_hardened, reexec_self_hardened
+
+    tls_mode = "off" if args.no_tls else "files" if args.tls_cert or args.tls_key else "dev" if args.dev_tls else None
+    user_models: dict[str, str] = {}
+    builtin: list[str] | None = None
+    if args.models is not None:
+        builtin = [m.strip() for m in args.models.split(",") if m.strip()]
+    for spec in args.model or []:
+        name, sep, target = spec.partition("=")
+        if not sep or not name or not target:
+            print(f"cleanroom: --model takes NAME=package.module:factory, got {spec!r}", file=sys.stderr)
+            return 2
+        user_models[name] = target
+    settings = settings_from_args(args, host=args.host, port=args.port, tls_mode=tls_mode, tls_cert=args.tls_cert,
+                                  tls_key=args.tls_key, models=builtin, user_models=user_models or None)
+    if settings.allocator_hardening and not allocator_hardened() and not args.no_reexec:
+        reexec_self_hardened(settings.malloc_perturb_byte)
+    install_logging(settings)
+    from cleanroom.server.runner import run_server
+
+    return run_server(settings)
+
+
+def install_logging(settings: Any) -> None:
+    try:
+        from cleanroom.logging_setup import install_redaction
+    except ImportError:  # redaction module not present: plain logging (never in a release)
+        import logging
+
+        logging.basicConfig(level=settings.log_level.upper())
+        return
+    install_redaction(level=settings.log_level, json_logs=settings.log_json)
+
+
+# --- tenant ----------------------------------------------------------------------------------------
+def _tenant_backend(args: argparse.Namespace) -> tuple[Any, Any]:
+    from cleanroom.admin_client import AdminAPI, local_tenant_service, running_server
+
+    settings = settings_from_args(args)
+    state = running_server(settings.data_dir)
+    if state is not None:
+        return AdminAPI(state), None
+    return None, local_tenant_service(settings)
+
+
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    api, service = _tenant_backend(args)
+    if api is not None:
+        created = api.request("POST", "/v1/admin/tenants", json={"name": args.name, "weight": args.weight})
+    else:
+        created = service.create(args.name, weight=args.weight).to_json()
+    if args.json:
+        print(json.dumps(created))
+    else:
+        print(f"tenant:     {created['name']} ({created['tenant_id']})")
+        print(f"api key:    {created['api_key']}   (shown once: store it now)")
+        print(f"public key: {created['public_key']}")
+    return 0
+
+
+def cmd_tenant_list(args: argparse.Namespace) -> int:
+    api, service = _tenant_backend(args)
+    tenants = api.request("GET", "/v1/admin/tenants")["tenants"] if api is not None else service.list()
+    if args.json:
+        print(json.dumps(tenants))
+    else:
+        for t in tenants:
+            print(f"{t['tenant_id']}  {t['name']:<24} weight={t['weight']:g} keys={len(t['credentials'])}"
+                  f"{'  REVOKED' if t['revoked'] else ''}")
+    return 0
+
+
+def cmd_tenant_delete(args: argparse.Namespace) -> int:
+    api, service = _tenant_backend(args)
+    deleted = (api.request("DELETE", f"/v1/admin/tenants/{args.name}")["deleted"] if api is not None
+               else service.delete(args.name))
+    print(json.dumps({"deleted": deleted}) if args.json else f"deleted tenant {deleted}")
+    return 0
+
+
+# --- infer -----------------------------------------------------------------------------------------
+def cmd_infer(args: argparse.Namespace) -> int:
+    from cleanroom.client import Client
+
+    verify: Any = args.cacert if args.cacert else True
+    payload = sys.stdin.buffer.read()
+    with Client(args.url, api_key=args.api_key, public_key=args.public_key, verify=verify) as client:
+        result = client.infer(args.model, payload)
+    sys.stdout.buffer.write(result)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+# --- exec ------------------------------------------------------------------------------------------
+def cmd_exec(args: argparse.Namespace) -> int:
+    from cleanroom.memory.hardening import apply_process_hardening, exec_hardened
+
+    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("cleanroom exec: give the command after --", file=sys.stderr)
+        return 2
+    # rlimits and dumpability survive execve for the same user; the allocator settings travel in env.
+    apply_process_hardening(disable_core_dumps=True, not_dumpable=True)
+    try:
+        exec_hardened(command, args.perturb_byte)
+    except FileNotFoundError:
+        print(f"cleanroom exec: command not found: {command[0]}", file=sys.stderr)
+        return 127
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cleanroom", description="GPU-aware secure inference runtime")
+    parser.add_argument("--version", action="version", version=f"cleanroom {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve model endpoints")
+    add_data_dir(serve)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--models", default=None, help="built-in models, comma-separated (echo,minilm)")
+    serve.add_argument("--model", action="append", metavar="NAME=MODULE:FACTORY", help="a user model")
+    tls = serve.add_mutually_exclusive_group()
+    tls.add_argument("--dev-tls", action="store_true", help="self-signed P-384 certificate (default)")
+    tls.add_argument("--no-tls", action="store_true", help="plain HTTP, loopback hosts only")
+    tls.add_argument("--tls-cert", type=Path, default=None)
+    serve.add_argument("--tls-key", type=Path, default=None)
+    serve.add_argument("--no-reexec", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(func=cmd_serve)
+
+    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant_command", required=True)
+    create = tenant.add_parser("create", help="create a tenant; prints its API key once")
+    create.add_argument("name")
+    create.add_argument("--weight", type=float, default=1.0)
+    for p, func in ((create, cmd_tenant_create), (tenant.add_parser("list"), cmd_tenant_list)):
+        add_data_dir(p)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    delete = tenant.add_parser("delete")
+    delete.add_argument("name")
+    add_data_dir(delete)
+    delete.add_argument("--json", action="store_true")
+    delete.set_defaults(func=cmd_tenant_delete)
+
+    infer = sub.add_parser("infer", help="seal stdin, send it to MODEL, write the answer to stdout")
+    infer.add_argument("model")
+    infer.add_argument("--url", required=True)
+    infer.add_argument("--api-key", required=True)
+    infer.add_argument("--public-key", default=None, help="public-key token or file (pins the key)")
+    infer.add_argument("--cacert", default=None, help="CA certificate to trust (e.g. DATA_DIR/tls/dev-cert.pem)")
+    infer.set_defaults(func=cmd_infer)
+
+    execp = sub.add_parser("exec", help="run COMMAND with cleanroom's process hardening")
+    execp.add_argument("--perturb-byte", type=int, default=0xA5)
+    execp.add_argument("command", nargs=argparse.REMAINDER)
+    execp.set_defaults(func=cmd_exec)
+
+    for module_name in _PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CleanroomError as exc:
+        print(f"cleanroom: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from cleanroom.client import ClientError
+
+        if isinstance(exc, ClientError):
+            print(f"cleanroom: {exc}", file=sys.stderr)
+            return 1
+        raise

@@ -1,0 +1,140 @@
+"""The FastAPI app factory: routes of DESIGN §5 over a `Services` bundle.
+
+Handlers do transport work only — size and type checks, authentication, moving the call off the event
+loop — and hand the sealed bytes to `Runtime.handle`. Bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from cleanroom import __version__
+from cleanroom.crypto.sealed import CONTENT_TYPE
+from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, UnsupportedMediaType
+from cleanroom.runtime.session import CallContext
+from cleanroom.server.auth import authenticate_tenant, require_admin
+from cleanroom.server.errors import install_error_handlers
+from cleanroom.server.services import Services
+
+
+class CreateTenantBody(BaseModel):
+    name: str = Field(min_length=1, max_length=63)
+    weight: float = Field(1.0, gt=0, le=1000)
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The request body, refusing more than `limit_bytes` before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit_bytes:
+                raise PayloadTooLarge(f"request body is larger than the {limit_bytes}-byte limit")
+        except ValueError:
+            raise BadRequest("Content-Length is not a number", code="invalid_content_length") from None
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit_bytes:
+            raise PayloadTooLarge(f"request body is larger than the {limit_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_sealed_content_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != CONTENT_TYPE:
+        raise UnsupportedMediaType(f"send sealed requests as Content-Type: {CONTENT_TYPE}")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="cleanroom", version=__version__, docs_url=None, redoc_url=None)
+    app.state.services = services
+    app.state.metrics = services.metrics
+    install_error_handlers(app)
+    settings = services.settings
+    metrics = services.metrics
+
+    async def run_sealed(request: Request, model: str, path: str) -> Response:
+        require_sealed_content_type(request)
+        principal = authenticate_tenant(request, services.tenants)
+        body = await read_body(request, settings.max_body_bytes)
+        call = CallContext(principal=principal, model=model, path=path, source=client_address(request))
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            sealed = await asyncio.wait_for(
+                loop.run_in_executor(services.executor, services.runtime.handle, call, body),
+                timeout=settings.request_timeout_s)
+        except CleanroomError as exc:
+            metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome=exc.code).inc()
+            raise
+        except TimeoutError:
+            from cleanroom.errors import RequestTimeout
+
+            raise RequestTimeout("the model did not answer in time") from None
+        metrics.latency.labels(model=model or path).observe(time.perf_counter() - started)
+        metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome="ok").inc()
+        return Response(content=bytes(sealed), media_type=CONTENT_TYPE)
+
+    @app.post("/v1/models/{model}/infer")
+    async def infer(model: str, request: Request) -> Response:
+        services.models.get(model)  # 404 before reading a body for a model we do not serve
+        return await run_sealed(request, model, "")
+
+    @app.get("/v1/tenants/self/public-key")
+    async def public_key(request: Request) -> JSONResponse:
+        principal = authenticate_tenant(request, services.tenants)
+        return JSONResponse(services.tenants.public_key(principal.tenant_id))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready: dict[str, Any] = {"status": "ready", "models": services.models.names(),
+                                 "memory": services.allocator.describe(),
+                                 "hardening": services.extras.get("hardening", {})}
+        device = services.extras.get("device")
+        if device is not None:
+            ready["device"] = device
+        return JSONResponse(ready)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        stats = services.allocator.stats
+        metrics.mlock_failures.set(stats.lock_failures)
+        metrics.locked_bytes.set(stats.locked_bytes)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # --- admin API: used by `cleanroom tenant ...` when this server runs on the data dir -----------
+    @app.post("/v1/admin/tenants", status_code=201)
+    async def admin_create_tenant(body: CreateTenantBody, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight)
+        return JSONResponse(created.to_json(), status_code=201)
+
+    @app.get("/v1/admin/tenants")
+    async def admin_list_tenants(request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        return JSONResponse({"tenants": services.tenants.list()})
+
+    @app.delete("/v1/admin/tenants/{name_or_id}")
+    async def admin_delete_tenant(name_or_id: str, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        tenant_id = await asyncio.to_thread(services.tenants.delete, name_or_id)
+        return JSONResponse({"deleted": tenant_id})
+
+    return app

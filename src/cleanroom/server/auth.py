@@ -1,0 +1,27 @@
+"""Bearer-token authentication for tenant routes (API keys) and admin routes (the admin token)."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+
+from cleanroom.errors import Unauthenticated
+from cleanroom.tenants import Principal, TenantService
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send the API key as `Authorization: Bearer cr_...`")
+    return token.strip()
+
+
+def authenticate_tenant(request: Request, tenants: TenantService) -> Principal:
+    return tenants.authenticate(bearer_token(request))
+
+
+def require_admin(request: Request, admin_token: str) -> None:
+    if not hmac.compare_digest(bearer_token(request).encode(), admin_token.encode()):
+        raise Unauthenticated("admin routes take the token in DATA_DIR/admin.token", code="bad_admin_token")

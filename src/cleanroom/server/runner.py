@@ -1,0 +1,105 @@
+"""`cleanroom serve`: harden the process, build the services, listen, and say what is in force.
+
+Start-up prints one line per guarantee (TLS, allocator, core dumps, dumpability, mlock) so an operator
+sees at a glance what this host can and cannot promise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from cleanroom.config import Settings
+from cleanroom.errors import ConfigurationError
+from cleanroom.memory.hardening import apply_process_hardening
+from cleanroom.memory.secure_buffer import SecureBuffer
+from cleanroom.server.services import Services, build_services
+from cleanroom.server.tls import dev_certificate, server_tls_context
+from cleanroom.storage import atomic_write_json
+
+log = logging.getLogger("cleanroom.server")
+
+
+def tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    if settings.tls_mode == "off":
+        if not settings.host_is_loopback:
+            raise ConfigurationError(f"--no-tls is refused on {settings.host!r}: plain HTTP only on loopback")
+        return None
+    if settings.tls_mode == "files":
+        if settings.tls_cert is None or settings.tls_key is None:
+            raise ConfigurationError("--tls-cert and --tls-key go together")
+        return settings.tls_cert, settings.tls_key
+    return dev_certificate(settings.data_dir, [settings.host])
+
+
+def mlock_probe(settings: Settings) -> str:
+    if not settings.mlock:
+        return "disabled by settings"
+    with SecureBuffer(64 * 1024, lock=True) as probe:
+        locked = probe.locked
+    return "ok" if locked else "FAILED (plaintext pages may be swapped; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)"
+
+
+def server_url(settings: Settings, port: int, tls: bool) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def run_server(settings: Settings) -> int:
+    import uvicorn
+
+    from cleanroom.server.app import create_app
+
+    hardening = apply_process_hardening(disable_core_dumps=settings.disable_core_dumps,
+                                        not_dumpable=settings.not_dumpable)
+    files = tls_files(settings)
+    services: Services = build_services(settings)
+    services.extras["hardening"] = hardening.to_json()
+    for control, on in hardening.to_json().items():
+        if isinstance(on, bool):
+            services.metrics.hardening.labels(control=control).set(1 if on else 0)
+    app = create_app(services)
+    log.info("cleanroom: allocator hardening %s", "on" if hardening.allocator_hardened else "OFF")
+    log.info("cleanroom: core dumps %s, dumpable %s", "off" if hardening.core_dumps_disabled else "ON",
+             "no" if hardening.not_dumpable else "YES")
+    log.info("cleanroom: mlock %s (RLIMIT_MEMLOCK %s)", mlock_probe(settings), hardening.memlock_limit_bytes)
+    log.info("cleanroom: models %s, KMS %s", ",".join(services.models.names()), services.kms.name)
+
+    ssl_factory = None
+    if files is not None:
+        context = server_tls_context(*files)
+        ssl_factory = lambda _config, _default: context  # noqa: E731 - uvicorn wants a factory
+        log.info("cleanroom: TLS 1.3 only, certificate %s", files[0])
+    else:
+        log.warning("cleanroom: TLS OFF (loopback only)")
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=True,
+                            ssl_context_factory=ssl_factory,
+                            server_header=False, timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    state_file = Path(settings.data_dir) / "server.json"
+
+    original_startup = server.startup
+
+    async def startup(sockets: list[object] | None = None) -> None:
+        await original_startup(sockets=sockets)  # type: ignore[arg-type]
+        port = settings.port
+        for srv in getattr(server, "servers", []):
+            for sock in srv.sockets:
+                port = sock.getsockname()[1]
+        url = server_url(settings, port, files is not None)
+        atomic_write_json(state_file, {"url": url, "pid": os.getpid(), "tls_cert": str(files[0]) if files else None,
+                                       "admin_token_file": str(Path(settings.data_dir) / "admin.token")})
+        log.info("cleanroom: listening on %s", url)
+
+    server.startup = startup  # type: ignore[method-assign]
+    try:
+        server.run()
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+            if json.loads(state_file.read_text()).get("pid") == os.getpid():
+                state_file.unlink()
+        services.close()
+    return 0

@@ -1,0 +1,117 @@
+"""Everything one server needs, built once from `Settings` and passed in (no module-level singletons)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleanroom.config import Settings
+from cleanroom.keys.keyring import MASTER_KEY_NAME, Keyring
+from cleanroom.keys.kms import KMS
+from cleanroom.keys.registry import Registry
+from cleanroom.memory.secure_buffer import SecureAllocator
+from cleanroom.runtime.models import ModelRegistry
+from cleanroom.runtime.replay import ReplayCache
+from cleanroom.runtime.session import AuditSink, Runtime
+from cleanroom.server.metrics import ServerMetrics
+from cleanroom.storage import atomic_write_bytes, ensure_private_dir
+from cleanroom.tenants import TenantService
+
+log = logging.getLogger("cleanroom.server")
+
+
+def open_kms(settings: Settings) -> KMS:
+    try:
+        from cleanroom.keys.factory import kms_from_settings
+    except ImportError:
+        from cleanroom.keys.local import LocalKMS
+
+        return LocalKMS(settings.data_dir)
+    return kms_from_settings(settings)
+
+
+def admin_token(data_dir: Path) -> str:
+    """The admin API token, created once in a 0600 file; the CLI reads it to act on a running server."""
+    path = Path(data_dir) / "admin.token"
+    if not path.exists():
+        atomic_write_bytes(path, secrets.token_urlsafe(32).encode("ascii"))
+    return path.read_text(encoding="ascii").strip()
+
+
+class AuditLogSink:
+    """The runtime's `AuditSink` over the tamper-evident audit log of `cleanroom.audit`."""
+
+    def __init__(self, data_dir: Path, kms: KMS) -> None:
+        from cleanroom.audit.keys import load_or_create_audit_keys
+        from cleanroom.audit.log import AuditLog
+
+        audit_dir = ensure_private_dir(Path(data_dir) / "audit")
+        keys = load_or_create_audit_keys(audit_dir, kms, MASTER_KEY_NAME)
+        self._log = AuditLog(audit_dir, keys.audit_key, keys.signing_key)
+        self._event_type = __import__("cleanroom.audit.log", fromlist=["AuditEvent"]).AuditEvent
+
+    def record(self, event: Mapping[str, Any]) -> None:
+        self._log.append(self._event_type.from_mapping(event))
+
+    def close(self) -> None:
+        self._log.close()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    kms: KMS
+    registry: Registry
+    keyring: Keyring
+    tenants: TenantService
+    models: ModelRegistry
+    allocator: SecureAllocator
+    runtime: Runtime
+    metrics: ServerMetrics
+    executor: ThreadPoolExecutor
+    admin_token: str
+    audit: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+    _closed: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self.audit, "close"):
+            self.audit.close()
+        self.tenants.close()
+        self.kms.close()
+
+
+def build_services(settings: Settings, *, audit: AuditSink | None = None, models: ModelRegistry | None = None
+                   ) -> Services:
+    data_dir = ensure_private_dir(Path(settings.data_dir))
+    kms = open_kms(settings)
+    registry = Registry(data_dir)
+    keyring = Keyring(registry, kms, ttl_s=settings.key_cache_ttl_s, max_entries=settings.key_cache_max_entries)
+    keyring.ensure_master_key()
+    tenants = TenantService(registry, keyring)
+    allocator = SecureAllocator(lock=settings.mlock)
+    models = models or ModelRegistry.load(settings.models, settings.user_models,
+                                          max_minilm_inputs=settings.max_minilm_inputs)
+    audit_sink: Any = audit or AuditLogSink(data_dir, kms)
+    runtime = Runtime(registry=registry, keyring=keyring, models=models,
+                      replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries),
+                      allocator=allocator, audit=audit_sink)
+    workers = max(1, settings.cpu_workers)
+    return Services(
+        settings=settings, kms=kms, registry=registry, keyring=keyring, tenants=tenants, models=models,
+        allocator=allocator, runtime=runtime, metrics=ServerMetrics.create(),
+        executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleanroom-worker"),
+        admin_token=admin_token(data_dir), audit=audit_sink,
+        extras={"pid": os.getpid()},
+    )
