@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests run only where CUDA is present; everything else always runs."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+class MemoryAudit:
+    """An AuditSink for in-process tests that records events in a list."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.fail = False
+
+    def record(self, event: Any) -> None:
+        from cleanroom.errors import AuditUnavailable
+
+        if self.fail:
+            raise AuditUnavailable("audit sink is failing (test)")
+        self.events.append(dict(event))
+
+
+@pytest.fixture
+def memory_audit() -> MemoryAudit:
+    return MemoryAudit()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real server (TLS, echo + minilm + test models) shared by the end-to-end tests."""
+    from support.server import start_server, test_env
+
+    base = tmp_path_factory.mktemp("shared-server")
+    signal_dir = base / "signals"
+    signal_dir.mkdir()
+    env = test_env(CLEANROOM_TEST_SIGNAL_DIR=str(signal_dir), TMPDIR=str(base / "tmp"))
+    (base / "tmp").mkdir()
+    server = start_server(base / "data", "--models", "echo,minilm", "--model",
+                          "hold=support.hold_model:hold_factory", "--model",
+                          "double=support.hold_model:double_factory", env=env)
+    server.signal_dir = signal_dir  # type: ignore[attr-defined]
+    server.tmp_dir = base / "tmp"  # type: ignore[attr-defined]
+    server.create_tenant("alpha")
+    server.create_tenant("beta")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

@@ -1,0 +1,31 @@
+"""User models for tests, loaded by the server as `--model NAME=support.hold_model:FACTORY`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+
+def hold_factory():  # type: ignore[no-untyped-def]
+    """Echo `input` back, but first announce itself and wait for a release file (remanence control)."""
+    signal_dir = Path(os.environ["CLEANROOM_TEST_SIGNAL_DIR"])
+
+    def run(inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        (signal_dir / "holding").touch()
+        deadline = time.monotonic() + 30
+        while not (signal_dir / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return {"output": inputs["input"].clone()}
+
+    return run
+
+
+def double_factory():  # type: ignore[no-untyped-def]
+    def run(inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: tensor * 2 for name, tensor in inputs.items()}
+
+    return run

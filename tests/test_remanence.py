@@ -1,0 +1,91 @@
+"""Invariant 1, attacked: after a request, the server's memory holds zero copies of its plaintext.
+
+The scan reads the server's /proc/PID/mem from this (separate) process. The control proves the scan can
+see the marker: while the `hold` model keeps a request inside the model, the marker must be found.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from safetensors.torch import save
+import torch
+
+from support.memscan import encodings, scan_files, scan_process
+
+
+def new_marker() -> str:
+    return "crmark" + secrets.token_hex(16)
+
+
+def marker_payload(marker: str, size: int = 4096) -> bytes:
+    raw = marker.encode()
+    return (raw + b" ") * (size // (len(raw) + 1))
+
+
+def wait_for(path: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_no_plaintext_left_after_requests(shared_server) -> None:
+    server = shared_server
+    echo_marker, minilm_marker, hold_marker = new_marker(), new_marker(), new_marker()
+    signals: Path = server.signal_dir
+    with server.client("alpha") as client:
+        # Control first: the scan must see a marker that is held inside the model right now.
+        payload = save({"input": torch.frombuffer(bytearray(marker_payload(hold_marker)), dtype=torch.uint8)})
+        result: dict[str, bytes] = {}
+        worker = threading.Thread(target=lambda: result.setdefault("out", client.infer("hold", payload)))
+        worker.start()
+        wait_for(signals / "holding")
+        held_hits = scan_process(server.pid, encodings(hold_marker))
+        (signals / "release").touch()
+        worker.join(60)
+        assert sum(held_hits.values()) > 0, "control failed: the scan cannot see a request held in the model"
+        assert hold_marker.encode() in result["out"]
+
+        echo_payload = marker_payload(echo_marker, 64 * 1024)
+        for _ in range(3):
+            assert client.infer("echo", echo_payload) == echo_payload
+        texts = [f"my account note {minilm_marker} please embed", f"{minilm_marker}"]
+        out = client.infer("minilm", json.dumps({"inputs": texts}).encode())
+        assert len(out) > 384 * 4
+    del payload, result, echo_payload, texts
+    time.sleep(0.5)
+    needles = encodings(echo_marker) + encodings(minilm_marker) + encodings(hold_marker)
+    hits = scan_process(server.pid, needles)
+    assert hits == {}, f"plaintext markers left in server memory after the requests: {hits}"
+    leaked_files = (scan_files(server.data_dir, needles) + scan_files(server.tmp_dir, needles)
+                    + scan_files(Path(tempfile.gettempdir()) / "cleanroom", needles))
+    assert leaked_files == []
+    assert not any(n in server.log_path.read_bytes() for n in needles), "a marker reached the server log"
+
+
+def test_without_allocator_hardening_the_scan_finds_leftovers(tmp_path: Path) -> None:
+    """Negative control: the same requests on an unhardened server leave copies the scan finds.
+
+    This is why `serve` re-executes itself with PYTHONMALLOC=malloc and glibc's perturb tunables; if this
+    test ever passes with zero hits, the remanence test above has stopped proving anything.
+    """
+    from support.server import start_server, test_env
+
+    server = start_server(tmp_path / "data", "--models", "echo,minilm",
+                          env=test_env(CLEANROOM_ALLOCATOR_HARDENING="false"))
+    try:
+        server.create_tenant("gamma")
+        marker = new_marker()
+        with server.client("gamma") as client:
+            client.infer("echo", marker_payload(marker, 8192))
+            client.infer("minilm", json.dumps({"inputs": [f"note {marker} end"]}).encode())
+        time.sleep(0.5)
+        assert sum(scan_process(server.pid, encodings(marker)).values()) > 0
+    finally:
+        server.stop()
