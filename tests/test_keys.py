@@ -1,0 +1,125 @@
+"""Local KMS, keyring and registry: context binding, rotation, disable, cache, atomic files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from cleanroom.errors import DecryptionFailed, KeyError_, SystemSealed, TenantRevoked, Unauthenticated
+from cleanroom.keys import api_keys
+from cleanroom.keys.keyring import Keyring
+from cleanroom.keys.local import LocalKMS
+from cleanroom.keys.registry import Registry
+from cleanroom.tenants import TenantService
+
+
+@pytest.fixture
+def kms(data_dir: Path) -> LocalKMS:
+    kms = LocalKMS(data_dir)
+    kms.create_key("m")
+    return kms
+
+
+def test_master_key_file_is_private(kms: LocalKMS, data_dir: Path) -> None:
+    mode = stat.S_IMODE(os.stat(data_dir / "kms" / "master-keys.json").st_mode)
+    assert mode == 0o600
+
+
+def test_wrap_binds_context_and_detects_tampering(kms: LocalKMS) -> None:
+    key, wrapped = kms.generate_data_key("m", b"tenant-a")
+    assert kms.unwrap(wrapped, b"tenant-a") == key
+    with pytest.raises(DecryptionFailed):
+        kms.unwrap(wrapped, b"tenant-b")
+    for position in range(len(wrapped.ciphertext)):
+        blob = bytearray(wrapped.ciphertext)
+        blob[position] ^= 1
+        with pytest.raises(DecryptionFailed):
+            kms.unwrap(type(wrapped)(wrapped.kms, wrapped.key_name, wrapped.version, bytes(blob)), b"tenant-a")
+
+
+def test_rotation_min_version_and_disable(kms: LocalKMS, data_dir: Path) -> None:
+    key, old = kms.generate_data_key("m", b"c")
+    assert kms.rotate("m") == 2
+    new = kms.rewrap(old, b"c")
+    assert new.version == 2 and kms.unwrap(new, b"c") == key and kms.unwrap(old, b"c") == key
+    kms.set_min_decryption_version("m", 2)
+    with pytest.raises(KeyError_):
+        kms.unwrap(old, b"c")
+    # Disabled from another process (a second instance over the same file): effective at once.
+    LocalKMS(data_dir).disable("m")
+    with pytest.raises(SystemSealed):
+        kms.unwrap(new, b"c")
+    LocalKMS(data_dir).enable("m")
+    assert kms.unwrap(new, b"c") == key
+
+
+def make_service(data_dir: Path, kms: LocalKMS, ttl_s: float = 30) -> tuple[TenantService, Keyring, Registry]:
+    registry = Registry(data_dir)
+    keyring = Keyring(registry, kms, master_key_name="m", ttl_s=ttl_s)
+    return TenantService(registry, keyring), keyring, registry
+
+
+def test_tenant_keys_and_cache(data_dir: Path, kms: LocalKMS) -> None:
+    clock = [0.0]
+    service, keyring, registry = make_service(data_dir, kms)
+    keyring._clock = lambda: clock[0]
+    created = service.create("acme")
+    record = registry.tenant("acme")
+    calls = keyring.kms_calls
+    first = keyring.hpke_private_key(record, created.key_id)
+    keyring.hpke_private_key(record, created.key_id)
+    assert keyring.kms_calls == calls + 1  # second call from the cache
+    clock[0] += 31
+    keyring.hpke_private_key(record, created.key_id)
+    assert keyring.kms_calls == calls + 2  # TTL expired
+    assert keyring.purge(record["tenant_id"]) == 1
+    assert first.private_numbers() == keyring.hpke_private_key(record, created.key_id).private_numbers()
+    with pytest.raises(DecryptionFailed):
+        keyring.hpke_private_key(record, "hk_unknown")
+    with pytest.raises(TenantRevoked):
+        keyring.hpke_private_key({**record, "revoked": True}, created.key_id)
+
+
+def test_registry_never_holds_usable_secrets(data_dir: Path, kms: LocalKMS) -> None:
+    service, _, registry = make_service(data_dir, kms)
+    created = service.create("acme")
+    raw = registry.path.read_text()
+    assert created.api_key not in raw
+    assert stat.S_IMODE(os.stat(registry.path).st_mode) == 0o600
+    assert service.authenticate(created.api_key).tenant_id == created.tenant_id
+
+
+def test_authentication_failures(data_dir: Path, kms: LocalKMS) -> None:
+    service, _, _ = make_service(data_dir, kms)
+    created = service.create("acme")
+    for bad in ("", "cr_short", created.api_key[:-1] + ("A" if created.api_key[-1] != "A" else "B"),
+                api_keys.generate_api_key()):
+        with pytest.raises(Unauthenticated):
+            service.authenticate(bad)
+    service.delete("acme")
+    with pytest.raises(Unauthenticated):
+        service.authenticate(created.api_key)
+
+
+def test_api_key_format_and_checksum() -> None:
+    key = api_keys.generate_api_key()
+    assert key.startswith("cr_") and len(key) == 39 and api_keys.is_well_formed(key)
+    body = key[3:]
+    for i in range(len(body)):
+        mutated = "cr_" + body[:i] + ("0" if body[i] != "0" else "1") + body[i + 1 :]
+        assert not api_keys.is_well_formed(mutated)
+
+
+def test_tenant_names_are_validated_and_unique(data_dir: Path, kms: LocalKMS) -> None:
+    from cleanroom.errors import BadRequest, Conflict
+
+    service, _, _ = make_service(data_dir, kms)
+    service.create("acme")
+    with pytest.raises(Conflict):
+        service.create("acme")
+    for bad in ("", "Upper", "-x", "a" * 64, "a b"):
+        with pytest.raises(BadRequest):
+            service.create(bad)
