@@ -49,16 +49,13 @@ class AuditLogSink:
     """The runtime's `AuditSink` over the tamper-evident audit log of `cleanroom.audit`."""
 
     def __init__(self, data_dir: Path, kms: KMS) -> None:
-        from cleanroom.audit.keys import load_or_create_audit_keys
-        from cleanroom.audit.log import AuditLog
+        from cleanroom.server.decrypt_audit import ChainedAuditLog, load_audit_key
 
         audit_dir = ensure_private_dir(Path(data_dir) / "audit")
-        keys = load_or_create_audit_keys(audit_dir, kms, MASTER_KEY_NAME)
-        self._log = AuditLog(audit_dir, keys.audit_key, keys.signing_key)
-        self._event_type = __import__("cleanroom.audit.log", fromlist=["AuditEvent"]).AuditEvent
+        self._log = ChainedAuditLog(audit_dir, load_audit_key(audit_dir, kms, MASTER_KEY_NAME))
 
     def record(self, event: Mapping[str, Any]) -> None:
-        self._log.append(self._event_type.from_mapping(event))
+        self._log.record(event)
 
     def close(self) -> None:
         self._log.close()
