@@ -61,7 +61,7 @@ def main() -> None:
                         help="run the sealed server without the hardened allocator, to split its cost out")
     args = parser.parse_args()
 
-    from support.server import start_server, test_env
+    from support.server import start_server, server_env
 
     from cleanroom.client import Client
     from cleanroom.memory.secure_buffer import SecureAllocator
@@ -83,7 +83,7 @@ def main() -> None:
     port = free_port()
     bare = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)])
     tmp = Path(tempfile.mkdtemp(prefix="cleanroom-bench-"))
-    env = test_env(CLEANROOM_ALLOCATOR_HARDENING="false") if args.no_allocator_hardening else None
+    env = server_env(CLEANROOM_ALLOCATOR_HARDENING="false") if args.no_allocator_hardening else None
     server = start_server(tmp / "data", "--models", "echo,minilm", tls=False, env=env)
     try:
         tenant = server.create_tenant("bench")

@@ -50,12 +50,12 @@ def memory_audit() -> MemoryAudit:
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real server (TLS, echo + minilm + test models) shared by the end-to-end tests."""
-    from support.server import start_server, test_env
+    from support.server import start_server, server_env
 
     base = tmp_path_factory.mktemp("shared-server")
     signal_dir = base / "signals"
     signal_dir.mkdir()
-    env = test_env(CLEANROOM_TEST_SIGNAL_DIR=str(signal_dir), TMPDIR=str(base / "tmp"))
+    env = server_env(CLEANROOM_TEST_SIGNAL_DIR=str(signal_dir), TMPDIR=str(base / "tmp"))
     (base / "tmp").mkdir()
     server = start_server(base / "data", "--models", "echo,minilm", "--model",
                           "hold=support.hold_model:hold_factory", "--model",

@@ -75,10 +75,10 @@ def test_without_allocator_hardening_the_scan_finds_leftovers(tmp_path: Path) ->
     This is why `serve` re-executes itself with PYTHONMALLOC=malloc and glibc's perturb tunables; if this
     test ever passes with zero hits, the remanence test above has stopped proving anything.
     """
-    from support.server import start_server, test_env
+    from support.server import start_server, server_env
 
     server = start_server(tmp_path / "data", "--models", "echo,minilm",
-                          env=test_env(CLEANROOM_ALLOCATOR_HARDENING="false"))
+                          env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false"))
     try:
         server.create_tenant("gamma")
         marker = new_marker()

@@ -217,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cleanroom: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     except Exception as exc:
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            for error in exc.errors():
+                field = ".".join(str(p) for p in error["loc"])
+                print(f"cleanroom: invalid setting {field} (CLEANROOM_{field.upper()}): {error['msg']}",
+                      file=sys.stderr)
+            return 2
         from cleanroom.client import ClientError
 
         if isinstance(exc, ClientError):

@@ -40,7 +40,7 @@ class ServerHandle:
 
     def cli(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run([sys.executable, "-m", "cleanroom", *args], input=input, capture_output=True,
-                                cwd=REPO, timeout=120, env=test_env())
+                                cwd=REPO, timeout=120, env=server_env())
         if check and result.returncode != 0:
             raise AssertionError(f"cleanroom {' '.join(args)} failed: {result.stderr.decode()[-2000:]}")
         return result
@@ -64,7 +64,7 @@ class ServerHandle:
                 self.process.wait()
 
 
-def test_env(**extra: str) -> dict[str, str]:
+def server_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -83,7 +83,7 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, 
                "--port", "0", *([] if tls else ["--no-tls"]), *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                   env=env or test_env())
+                                   env=env or server_env())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -1,0 +1,94 @@
+"""The `cleanroom` command as users run it: tenants, infer, exec, and refusing unsafe flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from support.server import REPO, server_env
+
+
+def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "cleanroom", *args], input=input, capture_output=True,
+                          cwd=REPO, timeout=120, env=env or server_env())
+
+
+def test_tenant_commands_through_the_running_server(shared_server) -> None:
+    created = shared_server.create_tenant("gamma")
+    listed = json.loads(shared_server.cli("tenant", "list", "--data-dir", str(shared_server.data_dir),
+                                          "--json").stdout)
+    assert "gamma" in {t["name"] for t in listed}
+    assert created["api_key"] not in json.dumps(listed)
+    # The running server sees the new tenant at once.
+    with shared_server.client("gamma") as client:
+        assert client.infer("echo", b"new tenant works") == b"new tenant works"
+    shared_server.cli("tenant", "delete", "gamma", "--data-dir", str(shared_server.data_dir))
+    with shared_server.http() as http:
+        refused = http.get("/v1/tenants/self/public-key", headers={"Authorization": f"Bearer {created['api_key']}"})
+    assert refused.status_code == 401
+
+
+def test_tenant_commands_without_a_server(tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "data")
+    first = run_cli("tenant", "create", "solo", "--data-dir", data_dir, "--json")
+    assert first.returncode == 0, first.stderr
+    created = json.loads(first.stdout)
+    assert set(created) >= {"tenant_id", "api_key", "public_key"}
+    duplicate = run_cli("tenant", "create", "solo", "--data-dir", data_dir)
+    assert duplicate.returncode == 1 and b"tenant_exists" in duplicate.stderr
+    bad = run_cli("tenant", "create", "Not Valid", "--data-dir", data_dir)
+    assert bad.returncode == 1 and b"invalid_tenant_name" in bad.stderr
+    assert run_cli("tenant", "delete", "solo", "--data-dir", data_dir).returncode == 0
+    assert json.loads(run_cli("tenant", "list", "--data-dir", data_dir, "--json").stdout) == []
+
+
+def test_infer_command_pins_the_public_key(shared_server, tmp_path: Path) -> None:
+    tenant = shared_server.tenants["alpha"]
+    key_file = tmp_path / "alpha.json"
+    key_file.write_text(json.dumps(tenant))
+    result = shared_server.cli("infer", "echo", "--url", shared_server.url, "--api-key", tenant["api_key"],
+                               "--public-key", str(key_file), "--cacert", shared_server.cert,
+                               input=b"through the CLI")
+    assert result.stdout == b"through the CLI"
+    # Pinned to beta's key while authenticating as alpha: the server cannot open it.
+    beta = shared_server.tenants["beta"]
+    refused = shared_server.cli("infer", "echo", "--url", shared_server.url, "--api-key", tenant["api_key"],
+                                "--public-key", beta["public_key"], "--cacert", shared_server.cert,
+                                input=b"x", check=False)
+    assert refused.returncode == 1 and b"40" in refused.stderr
+
+
+def test_no_tls_is_refused_off_loopback(tmp_path: Path) -> None:
+    result = run_cli("serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--no-tls", "--no-reexec",
+                     "--models", "echo")
+    assert result.returncode == 1
+    assert b"--no-tls is refused" in result.stderr
+
+
+def test_exec_applies_the_hardening() -> None:
+    probe = ("import os, resource, ctypes; libc = ctypes.CDLL(None); "
+             "print(os.environ.get('PYTHONMALLOC'), os.environ.get('GLIBC_TUNABLES'), "
+             "resource.getrlimit(resource.RLIMIT_CORE)[0], libc.prctl(3, 0, 0, 0, 0))")
+    result = run_cli("exec", "--", sys.executable, "-c", probe)
+    assert result.returncode == 0, result.stderr
+    malloc, tunables, core, dumpable = result.stdout.decode().split()
+    assert malloc == "malloc" and "glibc.malloc.perturb=" in tunables and "tcache_count=0" in tunables
+    assert core == "0"
+    # execve of a non-setuid binary keeps PR_SET_DUMPABLE=0 only until exec; core rlimit 0 is what persists.
+    assert dumpable in {"0", "1"}
+
+
+def test_exec_without_command_is_a_usage_error() -> None:
+    result = run_cli("exec")
+    assert result.returncode == 2
+
+
+def test_settings_errors_are_clear(tmp_path: Path) -> None:
+    env = server_env(CLEANROOM_PORT="not-a-port")
+    result = run_cli("tenant", "list", "--data-dir", str(tmp_path), env=env)
+    assert result.returncode == 2 and b"invalid setting port (CLEANROOM_PORT)" in result.stderr
+    assert os.environ.get("CLEANROOM_PORT") is None
