@@ -43,7 +43,7 @@ def allocator_hardened(env: Mapping[str, str] = os.environ) -> bool:
 def exec_hardened(argv: Sequence[str], perturb_byte: int = 0xA5) -> NoReturn:
     """Replace this process with `argv` under the hardened environment (PATH lookup like a shell)."""
     env = hardened_environ(os.environ, perturb_byte)
-    os.execvpe(argv[0], list(argv), env)
+    os.execvpe(argv[0], list(argv), env)  # noqa: S606 - exec is the point: the launcher becomes COMMAND
 
 
 def reexec_self_hardened(perturb_byte: int = 0xA5) -> NoReturn:

@@ -51,7 +51,7 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     """A read-only byte view of a contiguous CPU tensor's memory (no copy)."""
     if not tensor.is_contiguous() or tensor.device.type != "cpu":
         raise ValueError("tensor must be contiguous and on the CPU")
-    return memoryview(tensor.numpy()).cast("B") if tensor.numel() else memoryview(b"")
+    return memoryview(tensor.numpy()).cast("B") if tensor.numel() else memoryview(b"")  # type: ignore[arg-type]
 
 
 class EchoModel:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 from cleanroom.config import Settings
@@ -83,8 +84,8 @@ def run_server(settings: Settings) -> int:
 
     original_startup = server.startup
 
-    async def startup(sockets: list[object] | None = None) -> None:
-        await original_startup(sockets=sockets)  # type: ignore[arg-type]
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original_startup(sockets=sockets)
         port = settings.port
         for srv in getattr(server, "servers", []):
             for sock in srv.sockets:
@@ -94,7 +95,7 @@ def run_server(settings: Settings) -> int:
                                        "admin_token_file": str(Path(settings.data_dir) / "admin.token")})
         log.info("cleanroom: listening on %s", url)
 
-    server.startup = startup  # type: ignore[method-assign]
+    server.startup = startup  # type: ignore[method-assign]  # write server.json once the port is known
     try:
         server.run()
     finally:

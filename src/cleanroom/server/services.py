@@ -34,7 +34,8 @@ def open_kms(settings: Settings) -> KMS:
         from cleanroom.keys.local import LocalKMS
 
         return LocalKMS(settings.data_dir)
-    return kms_from_settings(settings)
+    kms: KMS = kms_from_settings(settings)
+    return kms
 
 
 def admin_token(data_dir: Path) -> str:
