@@ -28,6 +28,13 @@ def marker_payload(marker: str, size: int = 4096) -> bytes:
     return (raw + b" ") * (size // (len(raw) + 1))
 
 
+def minilm_texts(marker: str) -> list[str]:
+    """Texts with the marker well inside them: allocator free-list pointers overwrite the first 8-16 bytes
+    of a freed chunk, so a marker at the very start of a short string could vanish by accident."""
+    pad = "lorem ipsum dolor sit amet " * 8
+    return [f"{pad}{marker}{pad}", f"my account note {marker} please embed {pad}", marker]
+
+
 def wait_for(path: Path, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -55,10 +62,10 @@ def test_no_plaintext_left_after_requests(shared_server) -> None:
         echo_payload = marker_payload(echo_marker, 64 * 1024)
         for _ in range(3):
             assert client.infer("echo", echo_payload) == echo_payload
-        texts = [f"my account note {minilm_marker} please embed", f"{minilm_marker}"]
-        out = client.infer("minilm", json.dumps({"inputs": texts}).encode())
-        assert len(out) > 384 * 4
-    del payload, result, echo_payload, texts
+        for _ in range(3):
+            out = client.infer("minilm", json.dumps({"inputs": minilm_texts(minilm_marker)}).encode())
+            assert len(out) > 384 * 4
+    del payload, result, echo_payload
     time.sleep(0.5)
     needles = encodings(echo_marker) + encodings(minilm_marker) + encodings(hold_marker)
     hits = scan_process(server.pid, needles)
@@ -84,7 +91,8 @@ def test_without_allocator_hardening_the_scan_finds_leftovers(tmp_path: Path) ->
         marker = new_marker()
         with server.client("gamma") as client:
             client.infer("echo", marker_payload(marker, 8192))
-            client.infer("minilm", json.dumps({"inputs": [f"note {marker} end"]}).encode())
+            for _ in range(3):
+                client.infer("minilm", json.dumps({"inputs": minilm_texts(marker)}).encode())
         time.sleep(0.5)
         assert sum(scan_process(server.pid, encodings(marker)).values()) > 0
     finally:
