@@ -9,6 +9,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 EXTRAS_SERVE := minilm
 EXTRAS_TEST  := dev,minilm,vault,pkcs11,aws
 DATA_DIR ?= ./cleanroom-data
+SERVE_ARGS ?=
 
 .PHONY: serve test install install-test lint typecheck bench clean
 
@@ -32,7 +33,7 @@ install-test: $(VENV)/.installed-test
 	@if [ -x scripts/install-test-services.sh ]; then bash scripts/install-test-services.sh; fi
 
 serve: install
-	$(VENV)/bin/cleanroom serve --data-dir $(DATA_DIR)
+	$(VENV)/bin/cleanroom serve --data-dir $(DATA_DIR) $(SERVE_ARGS)
 
 test: install-test
 	$(PY) -m pytest -q

@@ -131,6 +131,15 @@ class KMSUnavailable(ServiceUnavailable):
     code = "kms_unavailable"
 
 
+class KMSPermissionDenied(ServiceUnavailable):
+    """The KMS answered but refused our credentials (expired token, missing policy, wrong PIN).
+
+    Not a `KMSUnavailable`: retrying does not help until an operator fixes the credential or its policy.
+    """
+
+    code = "kms_permission_denied"
+
+
 class SystemSealed(ServiceUnavailable):
     """The master key is disabled: every request is refused until `keys restore --system`."""
 

@@ -74,12 +74,12 @@ def server_env(**extra: str) -> dict[str, str]:
 
 
 def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, tls: bool = True,
-                 timeout_s: float = 90) -> ServerHandle:
+                 timeout_s: float = 90, prefix: list[str] | None = None) -> ServerHandle:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     state = data_dir / "server.json"
     state.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "cleanroom", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+    command = [*(prefix or []), sys.executable, "-m", "cleanroom", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                "--port", "0", *([] if tls else ["--no-tls"]), *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,

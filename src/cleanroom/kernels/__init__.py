@@ -1,1 +1,249 @@
+"""CUDA kernels for the between-tenant scrub: zero, verify-zero and marker search over byte ranges.
 
+A sharp internal (DESIGN §3): the caller guarantees that every range is device memory it may write and
+that nothing else touches it while a kernel runs. The CUDA source is `scrub.cu` beside this file, shipped
+as package data; its header comment states the range-descriptor layout word by word.
+
+Two ways in:
+- `compile_offline(arch)` compiles the source with NVRTC through `cupy.cuda.nvrtc` and returns the cubin
+  (``sm_XY``) or PTX (``compute_XY``). It needs `nvidia-cuda-nvrtc-cu12` (or the CUDA 13 one) but no GPU,
+  so CI proves the kernels build for Hopper on every run.
+- `ScrubKernels.load(device_index)` builds a CuPy `RawModule` on a GPU host and launches the kernels on a
+  caller-given stream (the scrubber passes torch's current stream, so they are ordered with torch's work).
+
+Imports only numpy at module load; CuPy is imported lazily, so `import cleanroom.kernels` works on a bare
+CPU host.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+SOURCE_NAME = "scrub.cu"
+ZERO_KERNEL = "cleanroom_zero_ranges"
+VERIFY_KERNEL = "cleanroom_verify_ranges"
+MARKER_KERNEL = "cleanroom_count_marker_words"
+KERNEL_NAMES = (ZERO_KERNEL, VERIFY_KERNEL, MARKER_KERNEL)
+
+# 1 MiB tiles: an 8 GiB free list is ~8k tiles, enough to keep 132 SMs busy without a long tail.
+DEFAULT_TILE_SHIFT = 20
+NVRTC_OPTIONS = ("-std=c++17",)
+_U64_MAX = (1 << 64) - 1
+
+Ranges = Sequence[tuple[int, int]] | npt.NDArray[np.uint64]
+
+
+class KernelError(RuntimeError):
+    """The scrub kernels could not be compiled, loaded or launched."""
+
+
+def kernel_source() -> str:
+    """The CUDA source of the scrub kernels, read from the installed package."""
+    return importlib.resources.files(__name__).joinpath(SOURCE_NAME).read_text(encoding="utf-8")
+
+
+def _nvrtc() -> Any:
+    try:
+        from cupy.cuda import nvrtc
+    except ImportError as exc:  # cupy itself missing
+        raise KernelError(
+            "cupy is not installed: install the gpu extra (pip install 'cleanroom[gpu]')"
+        ) from exc
+    return nvrtc
+
+
+def nvrtc_version() -> tuple[int, int]:
+    """(major, minor) of the NVRTC library CuPy loads; raises `KernelError` when none can be loaded."""
+    nvrtc = _nvrtc()
+    try:
+        major, minor = nvrtc.getVersion()
+    except Exception as exc:  # CuPy raises its own types for a missing or broken libnvrtc
+        raise KernelError(
+            f"NVRTC could not be loaded ({type(exc).__name__}: {exc}); install nvidia-cuda-nvrtc-cu12"
+        ) from exc
+    return int(major), int(minor)
+
+
+def compile_offline(arch: str = "sm_90", *, options: Sequence[str] = NVRTC_OPTIONS) -> bytes:
+    """Compile `scrub.cu` for `arch` without a GPU.
+
+    ``arch="sm_90"`` returns a cubin (an ELF image for Hopper); ``arch="compute_90"`` returns PTX text as
+    bytes. The NVRTC log is part of the error on failure.
+    """
+    if not (arch.startswith("sm_") or arch.startswith("compute_")) or not arch.split("_", 1)[1].isdigit():
+        raise ValueError(f"arch must look like 'sm_90' or 'compute_90', not {arch!r}")
+    nvrtc = _nvrtc()
+    nvrtc_version()  # a clear error when the library is missing, before createProgram fails obscurely
+    prog = nvrtc.createProgram(kernel_source(), SOURCE_NAME, [], [])
+    try:
+        try:
+            nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *options])
+        except Exception as exc:
+            log = nvrtc.getProgramLog(prog)
+            raise KernelError(f"NVRTC failed to compile {SOURCE_NAME} for {arch}: {exc}\n{log}") from exc
+        if arch.startswith("sm_"):
+            return bytes(nvrtc.getCUBIN(prog))
+        ptx = nvrtc.getPTX(prog)
+        return ptx.encode() if isinstance(ptx, str) else bytes(ptx)
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+def build_descriptors(ranges: Ranges, tile_shift: int = DEFAULT_TILE_SHIFT) -> tuple[npt.NDArray[np.uint64], int]:
+    """The descriptor table of `scrub.cu` for `ranges` and the total number of tiles.
+
+    Each row is (address, length, first tile index). Zero-length ranges are dropped; a negative length,
+    a negative address or a range that wraps past 2**64 is a caller bug and raises `ValueError`.
+    """
+    if not 9 <= tile_shift <= 30:
+        raise ValueError("tile_shift must be between 9 (512 B) and 30 (1 GiB)")
+    try:
+        body = np.asarray(ranges, dtype=np.uint64).reshape(-1, 2)
+    except (OverflowError, ValueError, TypeError) as exc:  # negative or > 2**64, or not pairs
+        raise ValueError(f"ranges must be (address, length) pairs of unsigned 64-bit ints: {exc}") from exc
+    if np.any(body[:, 0] > np.uint64(_U64_MAX) - body[:, 1]):
+        raise ValueError("a range wraps past the end of the 64-bit address space")
+    body = body[body[:, 1] > 0]
+    desc = np.zeros((body.shape[0], 3), dtype=np.uint64)
+    if body.shape[0] == 0:
+        return desc, 0
+    desc[:, :2] = body
+    tile = np.uint64(1 << tile_shift)
+    tiles = (body[:, 1] + tile - np.uint64(1)) // tile  # no overflow: lengths are < 2**63 in practice
+    prefix = np.cumsum(tiles, dtype=np.uint64)
+    desc[1:, 2] = prefix[:-1]
+    return desc, int(prefix[-1])
+
+
+class ScrubKernels:
+    """The compiled kernels on one GPU, with their descriptor and result buffers.
+
+    The descriptor and result buffers are raw `cudaMalloc` memory owned by this object, outside both
+    torch's caching allocator and CuPy's pool: uploading a free list must never carve a block out of
+    the memory that list describes. They hold addresses and counts, never tenant data.
+    """
+
+    def __init__(self, module: Any, device_index: int, sm_count: int, *, threads: int = 512,
+                 blocks_per_sm: int = 4, tile_shift: int = DEFAULT_TILE_SHIFT) -> None:
+        if threads % 32 or not 32 <= threads <= 1024:
+            raise ValueError("threads must be a multiple of 32 between 32 and 1024")
+        if blocks_per_sm < 1 or sm_count < 1:
+            raise ValueError("blocks_per_sm and sm_count must be positive")
+        import cupy
+
+        self._cupy = cupy
+        self.device_index = device_index
+        self.threads = threads
+        self.max_blocks = sm_count * blocks_per_sm
+        self.tile_shift = tile_shift
+        self._fn = {name: module.get_function(name) for name in KERNEL_NAMES}
+        self._desc_mem: Any = None
+        self._desc_capacity = 0
+        with cupy.cuda.Device(device_index):
+            self._out_mem = cupy.cuda.Memory(16)
+        self._out_host = np.zeros(2, dtype=np.uint64)
+
+    @classmethod
+    def load(cls, device_index: int = 0, **kwargs: Any) -> ScrubKernels:
+        """Compile (NVRTC, cached by CuPy on disk) and load the kernels on `device_index`."""
+        try:
+            import cupy
+        except ImportError as exc:
+            raise KernelError("cupy is not installed: install the gpu extra") from exc
+        try:
+            with cupy.cuda.Device(device_index):
+                module = cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
+                sm_count = int(cupy.cuda.runtime.getDeviceProperties(device_index)["multiProcessorCount"])
+                return cls(module, device_index, sm_count, **kwargs)
+        except KernelError:
+            raise
+        except Exception as exc:
+            raise KernelError(f"could not load the scrub kernels on cuda:{device_index}: {exc}") from exc
+
+    # --- launches ---------------------------------------------------------------------------------
+    def _upload(self, ranges: Ranges, stream: Any) -> tuple[int, int]:
+        desc, n_tiles = build_descriptors(ranges, self.tile_shift)
+        n = desc.shape[0]
+        if n == 0:
+            return 0, 0
+        if n > self._desc_capacity:
+            capacity = max(1024, 1 << (n - 1).bit_length())
+            stream.synchronize()  # an earlier launch may still read the old table we are about to free
+            with self._cupy.cuda.Device(self.device_index):
+                self._desc_mem = self._cupy.cuda.Memory(capacity * 24)
+            self._desc_capacity = capacity
+        rt = self._cupy.cuda.runtime
+        # Pageable source: the copy is staged before memcpyAsync returns, so `desc` may be dropped.
+        rt.memcpyAsync(self._desc_mem.ptr, desc.ctypes.data, desc.nbytes, rt.memcpyHostToDevice, stream.ptr)
+        return n, n_tiles
+
+    def _launch(self, name: str, n: int, n_tiles: int, stream: Any, *extra: Any) -> None:
+        grid = max(1, min(n_tiles, self.max_blocks))
+        args = (np.uint64(self._desc_mem.ptr), np.int64(n), np.uint64(n_tiles), np.uint32(self.tile_shift),
+                *extra)
+        with self._cupy.cuda.Device(self.device_index):
+            self._fn[name]((grid,), (self.threads,), args, stream=stream)
+
+    def _stream(self, stream_ptr: int) -> Any:
+        return self._cupy.cuda.ExternalStream(stream_ptr, self.device_index)
+
+    def _read_out(self, stream: Any) -> tuple[int, int]:
+        rt = self._cupy.cuda.runtime
+        rt.memcpyAsync(self._out_host.ctypes.data, self._out_mem.ptr, 16, rt.memcpyDeviceToHost, stream.ptr)
+        stream.synchronize()
+        return int(self._out_host[0]), int(self._out_host[1])
+
+    def _reset_out(self, stream: Any, second: int) -> None:
+        rt = self._cupy.cuda.runtime
+        rt.memsetAsync(self._out_mem.ptr, 0, 8, stream.ptr)
+        rt.memsetAsync(self._out_mem.ptr + 8, second, 8, stream.ptr)
+
+    def zero(self, ranges: Ranges, stream_ptr: int) -> int:
+        """Enqueue the zeroing of every range on `stream_ptr`; returns the bytes it will write.
+
+        Asynchronous: the caller synchronizes (or verifies, which does) before relying on the zeros.
+        """
+        stream = self._stream(stream_ptr)
+        n, n_tiles = self._upload(ranges, stream)
+        if n:
+            self._launch(ZERO_KERNEL, n, n_tiles, stream)
+        return int(np.asarray(ranges, dtype=np.uint64).reshape(-1, 2)[:, 1].sum()) if n else 0
+
+    def count_nonzero(self, ranges: Ranges, stream_ptr: int) -> tuple[int, int | None]:
+        """(non-zero bytes, lowest non-zero address seen or None) over `ranges`; waits for the result."""
+        stream = self._stream(stream_ptr)
+        n, n_tiles = self._upload(ranges, stream)
+        if not n:
+            return 0, None
+        self._reset_out(stream, 0xFF)
+        self._launch(VERIFY_KERNEL, n, n_tiles, stream, np.uint64(self._out_mem.ptr))
+        count, first_bad = self._read_out(stream)
+        return count, (None if first_bad == _U64_MAX else first_bad)
+
+    def count_marker_words(self, ranges: Ranges, mask: int, pattern: int, stream_ptr: int) -> int:
+        """Aligned 64-bit words with ``word & mask == pattern`` over `ranges`; waits for the result."""
+        stream = self._stream(stream_ptr)
+        n, n_tiles = self._upload(ranges, stream)
+        if not n:
+            return 0
+        self._reset_out(stream, 0)
+        self._launch(MARKER_KERNEL, n, n_tiles, stream, np.uint64(mask), np.uint64(pattern),
+                     np.uint64(self._out_mem.ptr))
+        return self._read_out(stream)[0]
+
+
+__all__ = [
+    "DEFAULT_TILE_SHIFT",
+    "KERNEL_NAMES",
+    "KernelError",
+    "ScrubKernels",
+    "build_descriptors",
+    "compile_offline",
+    "kernel_source",
+    "nvrtc_version",
+]

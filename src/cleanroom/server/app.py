@@ -105,7 +105,7 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         ready: dict[str, Any] = {"status": "ready", "models": services.models.names(),
-                                 "memory": services.allocator.describe(),
+                                 "memory": {**services.allocator.describe(), "mlock": services.extras.get("mlock")},
                                  "hardening": services.extras.get("hardening", {})}
         device = services.extras.get("device")
         if device is not None:

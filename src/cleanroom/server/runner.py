@@ -36,12 +36,30 @@ def tls_files(settings: Settings) -> tuple[Path, Path] | None:
     return dev_certificate(settings.data_dir, [settings.host])
 
 
-def mlock_probe(settings: Settings) -> str:
+def has_cap_ipc_lock() -> bool:
+    """CAP_IPC_LOCK (bit 14) in the effective set: mlock is then not bounded by RLIMIT_MEMLOCK."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 14))
+    except OSError:
+        pass
+    return False
+
+
+def mlock_report(settings: Settings, memlock_limit_bytes: int | None) -> str:
+    """One start-up line saying how far plaintext can be kept out of swap on this host."""
     if not settings.mlock:
-        return "disabled by settings"
+        return "mlock: disabled by settings (plaintext pages may be swapped)"
     with SecureBuffer(64 * 1024, lock=True) as probe:
         locked = probe.locked
-    return "ok" if locked else "FAILED (plaintext pages may be swapped; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)"
+    if not locked:
+        return "mlock: FAILED even for 64 KiB; plaintext pages may be swapped (grant CAP_IPC_LOCK)"
+    if has_cap_ipc_lock() or memlock_limit_bytes is None:
+        return "mlock: ok, unlimited (CAP_IPC_LOCK or no RLIMIT_MEMLOCK)"
+    return (f"mlock: limited to {memlock_limit_bytes} bytes in all (RLIMIT_MEMLOCK, no CAP_IPC_LOCK); larger "
+            "requests run unlocked and are counted in cleanroom_mlock_failures")
 
 
 def server_url(settings: Settings, port: int, tls: bool) -> str:
@@ -66,7 +84,9 @@ def run_server(settings: Settings) -> int:
     log.info("cleanroom: allocator hardening %s", "on" if hardening.allocator_hardened else "OFF")
     log.info("cleanroom: core dumps %s, dumpable %s", "off" if hardening.core_dumps_disabled else "ON",
              "no" if hardening.not_dumpable else "YES")
-    log.info("cleanroom: mlock %s (RLIMIT_MEMLOCK %s)", mlock_probe(settings), hardening.memlock_limit_bytes)
+    mlock_line = mlock_report(settings, hardening.memlock_limit_bytes)
+    services.extras["mlock"] = mlock_line
+    log.info("cleanroom: %s", mlock_line)
     log.info("cleanroom: models %s, KMS %s", ",".join(services.models.names()), services.kms.name)
 
     ssl_factory = None
