@@ -59,7 +59,8 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     (base / "tmp").mkdir()
     server = start_server(base / "data", "--models", "echo,minilm", "--model",
                           "hold=support.hold_model:hold_factory", "--model",
-                          "double=support.hold_model:double_factory", env=env)
+                          "double=support.hold_model:double_factory", "--model",
+                          "picky=support.hold_model:picky_factory", env=env)
     server.signal_dir = signal_dir  # type: ignore[attr-defined]
     server.tmp_dir = base / "tmp"  # type: ignore[attr-defined]
     server.create_tenant("alpha")

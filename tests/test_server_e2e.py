@@ -154,6 +154,9 @@ def test_bad_inputs_get_clear_4xx(shared_server) -> None:
         with pytest.raises(ClientError) as info:
             client.infer("double", b"not safetensors")
         assert info.value.status == 422
+        with pytest.raises(ClientError) as info:  # the model's own code raises on this input
+            client.infer("picky", save({"s": torch.tensor([1, 2])}))
+        assert (info.value.status, info.value.code) == (422, "model_rejected_input")
     assert server.healthy()
 
 

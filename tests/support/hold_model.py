@@ -29,3 +29,14 @@ def double_factory():  # type: ignore[no-untyped-def]
         return {name: tensor * 2 for name, tensor in inputs.items()}
 
     return run
+
+
+def picky_factory():  # type: ignore[no-untyped-def]
+    """Raises from model code (like a real model given the wrong shapes) unless `x` is a float tensor."""
+
+    def run(inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if "x" not in inputs or not inputs["x"].is_floating_point():
+            raise ValueError("picky wants a float tensor named x")
+        return {"y": inputs["x"] + 1}
+
+    return run

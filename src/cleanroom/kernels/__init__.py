@@ -142,9 +142,10 @@ class ScrubKernels:
         self.max_blocks = sm_count * blocks_per_sm
         self.tile_shift = tile_shift
         self._fn = {name: module.get_function(name) for name in KERNEL_NAMES}
-        self._desc_mem: Any = None
-        self._desc_capacity = 0
+        # Allocated up front: the driver sweep launches after it has taken all free device memory.
+        self._desc_capacity = 1024
         with cupy.cuda.Device(device_index):
+            self._desc_mem: Any = cupy.cuda.Memory(self._desc_capacity * 24)
             self._out_mem = cupy.cuda.Memory(16)
         self._out_host = np.zeros(2, dtype=np.uint64)
 

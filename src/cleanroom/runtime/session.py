@@ -16,11 +16,11 @@ from typing import Any, Protocol
 import torch
 
 from cleanroom.crypto.sealed import open_request_key, parse_request
-from cleanroom.errors import CleanroomError, ContextMismatch, InvalidSealedMessage
+from cleanroom.errors import CleanroomError, ContextMismatch, InvalidPayload, InvalidSealedMessage
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.registry import Registry
-from cleanroom.memory.secure_buffer import SecureAllocator
-from cleanroom.runtime.models import ModelRegistry, RequestScope
+from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
+from cleanroom.runtime.models import Model, ModelRegistry, RequestScope
 from cleanroom.runtime.replay import ReplayCache
 from cleanroom.tenants import Principal
 
@@ -103,7 +103,7 @@ class Runtime:
                     raise InvalidSealedMessage("no model named for this request")
                 with self._device_lock:
                     self._switch_to(meta.tenant_id)
-                    answer = model.run(payload, scope)
+                    answer = run_model(model, payload, scope)
                     try:
                         return opened.seal_response(answer)
                     finally:
@@ -116,6 +116,24 @@ class Runtime:
             if self.on_tenant_switch is not None:
                 self.on_tenant_switch(self.current_tenant, tenant_id)
             self.current_tenant = tenant_id
+
+
+def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memoryview:
+    """Run a model; an exception from model code means it could not take this input: 422, not 500.
+
+    The original exception is dropped (not chained): its traceback holds frames whose locals reference
+    the plaintext, and its message may quote it.
+    """
+    try:
+        return model.run(payload, scope)
+    except CleanroomError:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        del exc
+        log.warning("model %s raised %s on a request", model.name, kind)
+        raise InvalidPayload(f"model {model.name!r} could not process this input ({kind})",
+                             code="model_rejected_input") from None
 
 
 def describe_error(exc: BaseException) -> str:
