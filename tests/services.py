@@ -83,7 +83,9 @@ class OpenBao:
         self.log_path = workdir / "bao.log"
         self.config_path = workdir / "bao.hcl"
         self.config_path.write_text(
-            f'storage "raft" {{\n  path = "{workdir / "data"}"\n  node_id = "cleanroom-test"\n}}\n'
+            f'storage "raft" {{\n  path = "{workdir / "data"}"\n  node_id = "cleanroom-test"\n'
+            # Raft's default timing (multiplier 5) makes a one-node init take ~10 s; 1 takes ~1 s.
+            "  performance_multiplier = 1\n}\n"
             f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n  tls_disable = true\n}}\n'
             f'api_addr = "{self.addr}"\n'
             f'cluster_addr = "http://127.0.0.1:{self.cluster_port}"\n'
@@ -96,7 +98,7 @@ class OpenBao:
         req.add_header("Content-Type", "application/json")
         if token:
             req.add_header("X-Vault-Token", token)
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else {}
 
@@ -105,7 +107,10 @@ class OpenBao:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "server", f"-config={self.config_path}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
         deadline = time.monotonic() + 20
         while True:
@@ -124,14 +129,15 @@ class OpenBao:
             self._unseal_key, self.root_token = init["keys_base64"][0], init["root_token"]
         self._http("PUT", "sys/unseal", {"key": self._unseal_key})
         deadline = time.monotonic() + 20
-        while True:  # unsealed and active (the mount table answers)
+        while True:  # sys/health is 200 only when unsealed and the active node (standby: 429, redirects)
             try:
-                mounts = self._http("GET", "sys/mounts", token=self.root_token)
+                self._http("GET", "sys/health")
                 break
             except urllib.error.HTTPError:
                 if time.monotonic() > deadline:
                     pytest.fail(f"OpenBao did not become active:\n{_log_tail(self.log_path)}")
                 time.sleep(0.05)
+        mounts = self._http("GET", "sys/mounts", token=self.root_token)
         if "transit/" not in mounts.get("data", mounts):
             self._http("POST", "sys/mounts/transit", {"type": "transit"}, token=self.root_token)
 
@@ -182,9 +188,21 @@ class SoftHSM:
         )
         os.environ["SOFTHSM2_CONF"] = str(self.conf_path)
         result = subprocess.run(
-            [util, "--init-token", "--free", "--label", self.token_label, "--pin", self.user_pin,
-             "--so-pin", self.so_pin],
-            capture_output=True, text=True, timeout=30, check=False,
+            [
+                util,
+                "--init-token",
+                "--free",
+                "--label",
+                self.token_label,
+                "--pin",
+                self.user_pin,
+                "--so-pin",
+                self.so_pin,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         if result.returncode != 0:
             pytest.fail(f"softhsm2-util --init-token failed: {result.stdout}{result.stderr}")
@@ -225,7 +243,9 @@ class MotoServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + 30
         while True:

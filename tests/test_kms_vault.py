@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import OpenBao
 
 from cleanroom.errors import (
     DecryptionFailed,
@@ -27,6 +26,7 @@ from cleanroom.errors import (
 )
 from cleanroom.keys.kms import WrappedKey
 from cleanroom.keys.vault import VaultTransitKMS
+from services import OpenBao
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,9 @@ def test_created_key_is_derived_aead_and_not_exportable(bao: OpenBao, kms: Vault
     assert kms.describe(key_name).latest_version == 1
 
 
-def test_ciphertext_is_what_transit_holds_and_versions_follow_prefix(bao: OpenBao, kms: VaultTransitKMS,
-                                                                     key_name: str) -> None:
+def test_ciphertext_is_what_transit_holds_and_versions_follow_prefix(
+    bao: OpenBao, kms: VaultTransitKMS, key_name: str
+) -> None:
     context = b"tenant=t1|purpose=tenant-key"
     w1 = kms.wrap(key_name, b"\x01" * 32, context)
     assert w1.version == 1
@@ -169,9 +170,13 @@ def test_disable_is_seen_by_every_client_of_the_server(bao: OpenBao, kms: VaultT
     wrapped = kms.wrap(key_name, b"k" * 32, b"ctx")
     kms.disable(key_name)
     try:
-        for call in (lambda: other.unwrap(wrapped, b"ctx"), lambda: other.wrap(key_name, b"x" * 32, b"ctx"),
-                     lambda: other.rewrap(wrapped, b"ctx"), lambda: other.rotate(key_name),
-                     lambda: other.generate_data_key(key_name, b"ctx")):
+        for call in (
+            lambda: other.unwrap(wrapped, b"ctx"),
+            lambda: other.wrap(key_name, b"x" * 32, b"ctx"),
+            lambda: other.rewrap(wrapped, b"ctx"),
+            lambda: other.rotate(key_name),
+            lambda: other.generate_data_key(key_name, b"ctx"),
+        ):
             with pytest.raises(SystemSealed):
                 call()
         assert other.describe(key_name).enabled is False
@@ -181,8 +186,9 @@ def test_disable_is_seen_by_every_client_of_the_server(bao: OpenBao, kms: VaultT
     other.close()
 
 
-def test_local_flag_fallback_when_server_has_no_soft_delete(kms: VaultTransitKMS, key_name: str,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_flag_fallback_when_server_has_no_soft_delete(
+    kms: VaultTransitKMS, key_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """HashiCorp Vault answers 405 on soft-delete: disable must still refuse, in this process."""
     from cleanroom.errors import ConfigurationError
 
@@ -207,8 +213,9 @@ def test_local_flag_fallback_when_server_has_no_soft_delete(kms: VaultTransitKMS
 def test_token_without_permission_gets_a_clear_error(bao: OpenBao, key_name: str) -> None:
     policy = 'path "transit/keys/*" { capabilities = ["read"] }'
     bao._http("PUT", "sys/policies/acl/readonly", {"policy": policy}, token=bao.root_token)
-    token = bao._http("POST", "auth/token/create", {"policies": ["readonly"], "ttl": "5m"},
-                      token=bao.root_token)["auth"]["client_token"]
+    token = bao._http("POST", "auth/token/create", {"policies": ["readonly"], "ttl": "5m"}, token=bao.root_token)[
+        "auth"
+    ]["client_token"]
     limited = VaultTransitKMS(bao.addr, token)
     assert limited.describe(key_name).latest_version >= 1
     with pytest.raises(KMSPermissionDenied, match="403"):
@@ -238,8 +245,12 @@ def test_outage_gives_kms_unavailable_then_recovers(tmp_path: Path) -> None:
         wrapped = kms.wrap("master", b"k" * 32, b"ctx")
         server.kill()
         started = time.monotonic()
-        for call in (lambda: kms.unwrap(wrapped, b"ctx"), lambda: kms.wrap("master", b"k" * 32, b"ctx"),
-                     lambda: kms.describe("master"), lambda: kms.unwrap_many([(wrapped, b"ctx")])):
+        for call in (
+            lambda: kms.unwrap(wrapped, b"ctx"),
+            lambda: kms.wrap("master", b"k" * 32, b"ctx"),
+            lambda: kms.describe("master"),
+            lambda: kms.unwrap_many([(wrapped, b"ctx")]),
+        ):
             with pytest.raises(KMSUnavailable) as info:
                 call()
             assert info.value.retry_after_s == 2 and info.value.status == 503
