@@ -72,3 +72,20 @@ def local_tenant_service(settings: Settings) -> Any:
     keyring = Keyring(registry, kms, ttl_s=0)
     keyring.ensure_master_key()
     return TenantService(registry, keyring)
+
+
+def local_key_manager(settings: Settings) -> tuple[Any, Any]:
+    """A KeyManager over the data dir itself, and the rotation policy from settings."""
+    from cleanroom.keys.lifecycle import KeyManager
+
+    service = local_tenant_service(settings)
+    return KeyManager(service.registry, service.keyring), rotation_policy(settings)
+
+
+def rotation_policy(settings: Settings) -> Any:
+    from cleanroom.keys.lifecycle import RotationPolicy
+
+    return RotationPolicy(tenant_key_days=settings.tenant_key_rotation_days,
+                          master_key_days=settings.master_key_rotation_days,
+                          credential_days=settings.credential_rotation_days,
+                          hpke_key_days=settings.tenant_key_rotation_days)

@@ -21,6 +21,9 @@ from cleanroom.crypto.sealed import CONTENT_TYPE, SealedRequest, seal_request
 from cleanroom.keys.public_key import TenantPublicKey
 
 
+_STALE_KEY_CODES = frozenset({"key_expired", "unknown_key_id"})
+
+
 class ClientError(Exception):
     """The server refused a request; `status` and `code` are the server's."""
 
@@ -73,21 +76,28 @@ class Client:
         return seal_request(key.key, key.key_id, payload, tenant_id=key.tenant_id, model=model, path=path)
 
     def infer(self, model: str, payload: bytes | memoryview) -> bytes:
-        sealed = self.seal_request(model, payload)
-        try:
-            return self._send(f"/v1/models/{model}/infer", sealed)
-        finally:
-            sealed.close()
+        return self._sealed_post(f"/v1/models/{model}/infer", model, "", payload)
 
     def call(self, path: str, payload: bytes | memoryview) -> bytes:
         """A sealed POST to any path (apps behind the ASGI middleware)."""
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
-        sealed = self.seal_request("", payload, path=path)
-        try:
-            return self._send(path, sealed)
-        finally:
-            sealed.close()
+        return self._sealed_post(path, "", path, payload)
+
+    def _sealed_post(self, url_path: str, model: str, path: str, payload: bytes | memoryview) -> bytes:
+        for attempt in (1, 2):
+            sealed = self.seal_request(model, payload, path=path)
+            try:
+                return self._send(url_path, sealed)
+            except ClientError as exc:
+                # The tenant rotated its HPKE key and the old one expired: fetch the current key once and
+                # retry. Never when pinned: a pinned client must not follow a key change.
+                if attempt == 2 or self._pinned or exc.code not in _STALE_KEY_CODES:
+                    raise
+                self._public_key = self.fetch_public_key()
+            finally:
+                sealed.close()
+        raise AssertionError("unreachable")
 
     def _send(self, path: str, sealed: SealedRequest) -> bytes:
         response = self._http.post(path, content=sealed.body, headers={"Content-Type": CONTENT_TYPE})

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     kms: Literal["local", "vault", "pkcs11", "aws"] = "local"
     key_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     key_cache_max_entries: int = Field(1024, gt=0)
+    tenant_key_rotation_days: float = Field(91.0, gt=0, description="data/tenant keys: quarterly")
+    master_key_rotation_days: float = Field(365.0, gt=0, description="master key: yearly")
+    credential_rotation_days: float = Field(91.0, gt=0, description="API keys: quarterly")
+    hpke_overlap_s: float = Field(7 * 86400.0, ge=0, description="old HPKE keys keep opening this long")
     vault_addr: str | None = None
     vault_token: str | None = None
     vault_mount: str = "transit"

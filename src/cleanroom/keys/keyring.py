@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
-from cleanroom.errors import DecryptionFailed, KeyError_, TenantRevoked
+from cleanroom.errors import DecryptionFailed, KeyError_, SystemSealed, TenantRevoked
 from cleanroom.keys.kms import KMS, WrappedKey
 from cleanroom.keys.registry import Document, Registry, new_id
 
@@ -71,6 +71,15 @@ class Keyring:
         self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
         self._mutex = threading.Lock()
         self.kms_calls = 0
+        self.sealed = False
+
+    def seal(self) -> None:
+        """System-scope revocation in this process: purge every cached key, refuse every unwrap."""
+        self.sealed = True
+        self.purge()
+
+    def unseal(self) -> None:
+        self.sealed = False
 
     # --- provisioning -----------------------------------------------------------------------------
     def ensure_master_key(self) -> None:
@@ -80,13 +89,14 @@ class Keyring:
         """Tenant key (wrapped by the master key) and a first HPKE key pair (encrypted by the tenant key)."""
         tenant_key, wrapped = self.kms.generate_data_key(self.master_key_name, tenant_key_context(tenant_id, 1))
         try:
-            hpke_record = self._new_hpke_record(tenant_id, tenant_key, tenant_key_version=1)
+            hpke_record = self.new_hpke_record(tenant_id, tenant_key, tenant_key_version=1)
         finally:
             zero_buffer(tenant_key)
-        tenant_keys = {"latest_version": 1, "min_version": 1, "versions": {"1": wrapped.to_json()}}
+        tenant_keys = {"latest_version": 1, "min_version": 1, "versions": {"1": wrapped.to_json()},
+                       "created": {"1": time.time()}}
         return tenant_keys, [hpke_record], str(hpke_record["key_id"])
 
-    def _new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
+    def new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
                          ) -> dict[str, object]:
         key_id = new_id("hk")
         private_key = ec.generate_private_key(ec.SECP384R1())
@@ -124,6 +134,9 @@ class Keyring:
     def hpke_private_key(self, tenant: Document, key_id: str) -> ec.EllipticCurvePrivateKey:
         """The tenant's HPKE private key `key_id`, from the cache or unwrapped through the KMS."""
         tenant_id = tenant["tenant_id"]
+        if self.sealed:
+            raise SystemSealed("the master key is revoked; every request is refused until "
+                               "`cleanroom keys restore --system`", retry_after_s=60)
         if tenant.get("revoked"):
             raise TenantRevoked(f"tenant {tenant['name']!r} is revoked; every decryption for it is refused")
         cache_key = (tenant_id, key_id)

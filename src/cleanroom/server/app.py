@@ -137,4 +137,19 @@ def create_app(services: Services) -> FastAPI:
         tenant_id = await asyncio.to_thread(services.tenants.delete, name_or_id)
         return JSONResponse({"deleted": tenant_id})
 
+    @app.post("/v1/admin/keys/{action}")
+    async def admin_keys(action: str, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        from cleanroom.admin_client import rotation_policy
+        from cleanroom.keys.commands import key_action
+
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            raise BadRequest("admin key actions take a JSON body", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise BadRequest("admin key actions take a JSON object", code="invalid_json")
+        result = await asyncio.to_thread(key_action, services.keys, action, body, rotation_policy(settings))
+        return JSONResponse(result)
+
     return app

@@ -15,6 +15,7 @@ from typing import Any
 from cleanroom.config import Settings
 from cleanroom.keys.keyring import MASTER_KEY_NAME, Keyring
 from cleanroom.keys.kms import KMS
+from cleanroom.keys.lifecycle import KeyManager
 from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.models import ModelRegistry
@@ -76,6 +77,7 @@ class Services:
     executor: ThreadPoolExecutor
     admin_token: str
     audit: Any
+    keys: Any
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -111,5 +113,6 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
         allocator=allocator, runtime=runtime, metrics=ServerMetrics.create(),
         executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleanroom-worker"),
         admin_token=admin_token(data_dir), audit=audit_sink,
+        keys=KeyManager(registry, keyring, audit=audit_sink),
         extras={"pid": os.getpid()},
     )

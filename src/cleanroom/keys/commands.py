@@ -1,0 +1,130 @@
+"""`cleanroom keys rotate|revoke|restore|retire|status`: the key runbook (docs/keys.md) as commands.
+
+With a server running on the data dir the command goes through its admin API, so caches in the serving
+process are purged in the same call (effective on the very next request); otherwise it edits the data dir
+directly through the same `KeyManager` code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ACTIONS = ("revoke", "restore", "rotate", "retire", "status")
+
+
+def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> dict[str, Any]:
+    """Dispatch one key action to a KeyManager; shared by the admin API and the CLI's local path."""
+    from cleanroom.errors import BadRequest
+
+    scope = body.get("scope")
+    target = body.get("target")
+    if action in ("revoke", "restore"):
+        flag = action == "revoke"
+        if scope == "credential" and target:
+            return manager.set_credential_revoked(str(target), flag)  # type: ignore[no-any-return]
+        if scope == "tenant" and target:
+            return manager.set_tenant_revoked(str(target), flag)  # type: ignore[no-any-return]
+        if scope == "system":
+            return manager.set_system_sealed(flag)  # type: ignore[no-any-return]
+    elif action == "rotate":
+        if scope == "master":
+            return manager.rotate_master_key()  # type: ignore[no-any-return]
+        if scope == "tenant" and target:
+            return manager.rotate_tenant_key(str(target))  # type: ignore[no-any-return]
+        if scope == "hpke" and target:
+            return manager.rotate_hpke_key(str(target), float(body.get("overlap_s", 7 * 86400)))  # type: ignore[no-any-return]
+    elif action == "retire" and scope == "tenant" and target:
+        return manager.retire_tenant_key_versions(str(target), int(body["min_version"]))  # type: ignore[no-any-return]
+    elif action == "status":
+        return manager.status(policy)  # type: ignore[no-any-return]
+    raise BadRequest(f"unsupported key action {action!r} with scope {scope!r} (or a missing target)",
+                     code="invalid_key_action")
+
+
+def _body_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "credential", None):
+        return {"scope": "credential", "target": args.credential}
+    if getattr(args, "system", False):
+        return {"scope": "system"}
+    if getattr(args, "master", False):
+        return {"scope": "master"}
+    if getattr(args, "hpke", False):
+        return {"scope": "hpke", "target": args.tenant, "overlap_s": args.overlap_s}
+    if getattr(args, "tenant", None):
+        body: dict[str, Any] = {"scope": "tenant", "target": args.tenant}
+        if getattr(args, "min_version", None) is not None:
+            body["min_version"] = args.min_version
+        return body
+    return {}
+
+
+def run_key_command(args: argparse.Namespace) -> int:
+    from cleanroom.admin_client import AdminAPI, local_key_manager, running_server
+    from cleanroom.cli import settings_from_args
+
+    settings = settings_from_args(args)
+    body = _body_from_args(args)
+    state = running_server(settings.data_dir)
+    if state is not None:
+        api = AdminAPI(state)
+        try:
+            result = api.request("POST", f"/v1/admin/keys/{args.key_action}", json=body)
+        finally:
+            api.close()
+    else:
+        manager, policy = local_key_manager(settings)
+        result = key_action(manager, args.key_action, body, policy)
+    if args.json or args.key_action != "status":
+        print(json.dumps(result, indent=None if args.json else 2))
+    else:
+        print_status(result)
+    return 0
+
+
+def print_status(status: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="cleanroom keys" + ("  [SYSTEM SEALED]" if status.get("system_sealed") else ""))
+    for column in ("kind", "name", "version", "age (days)", "policy (days)", "state"):
+        table.add_column(column)
+    for row in status["keys"]:
+        state = "REVOKED" if row.get("revoked") else "rotation due" if row["rotation_due"] else "ok"
+        table.add_row(row["kind"], row["name"], "" if row["version"] is None else str(row["version"]),
+                      f"{row['age_days']:.1f}", f"{row['policy_days']:g}", state)
+    Console().print(table)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = subparsers.add_parser("keys", help="rotate, revoke and restore keys; show their age")
+    actions = keys.add_subparsers(dest="key_action", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--data-dir", type=Path, default=None)
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(func=run_key_command)
+        return parser
+
+    for name, verb in (("revoke", "revoke"), ("restore", "restore")):
+        parser = common(actions.add_parser(name, help=f"{verb} a credential, a tenant, or the whole system"))
+        scope = parser.add_mutually_exclusive_group(required=True)
+        scope.add_argument("--credential", metavar="ID", help="one API key (its id, e.g. ck_...)")
+        scope.add_argument("--tenant", metavar="NAME_OR_ID")
+        scope.add_argument("--system", action="store_true", help="the master key: every request refused")
+
+    rotate = common(actions.add_parser("rotate", help="rotate the master key, a tenant key or a tenant HPKE key"))
+    scope = rotate.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--master", action="store_true")
+    scope.add_argument("--tenant", metavar="NAME_OR_ID")
+    rotate.add_argument("--hpke", action="store_true", help="rotate the tenant's HPKE key pair instead")
+    rotate.add_argument("--overlap-s", type=float, default=7 * 86400,
+                        help="how long requests sealed to the previous HPKE key still open (default 7 days)")
+
+    retire = common(actions.add_parser("retire", help="raise a tenant's minimum key version"))
+    retire.add_argument("--tenant", metavar="NAME_OR_ID", required=True)
+    retire.add_argument("--min-version", type=int, required=True)
+
+    common(actions.add_parser("status", help="each key's age against the rotation policy"))

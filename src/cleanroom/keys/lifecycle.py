@@ -1,0 +1,244 @@
+"""Key lifecycle: rotation at every level and revocation at three scopes (DESIGN §2.6, docs/keys.md).
+
+One `KeyManager` runs in whichever process owns the data dir: the server (through its admin API, so its
+caches are purged in the same call) or, when no server runs, the CLI itself. Every change is one locked
+registry update, so a crash leaves the old state or the new one, never a half-rotated tenant.
+
+Revocation scopes and what the next request sees:
+- credential: that API key gets 401 `credential_revoked`; the tenant's other keys keep working;
+- tenant: every decryption for the tenant is refused, 403 `tenant_revoked`; other tenants unaffected;
+- system: the master key is disabled in the KMS and the keyring sealed: every request 503 `system_sealed`
+  until `keys restore --system`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
+from cleanroom.errors import BadRequest, DecryptionFailed, NotFound
+from cleanroom.keys.keyring import Keyring, hpke_private_aad, pepper_context, tenant_key_context
+from cleanroom.keys.kms import WrappedKey
+from cleanroom.keys.registry import Document, Registry
+
+DAY_S = 86_400.0
+
+
+class EventSink(Protocol):
+    def record(self, event: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """How old each kind of key may get before `keys status` calls it due (defaults: DESIGN/issue 5)."""
+
+    tenant_key_days: float = 91.0      # data keys quarterly
+    master_key_days: float = 365.0     # master yearly
+    credential_days: float = 91.0      # API keys quarterly
+    hpke_key_days: float = 91.0
+
+
+class KeyManager:
+    def __init__(self, registry: Registry, keyring: Keyring, *, audit: EventSink | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry, self.keyring, self.kms = registry, keyring, keyring.kms
+        self.audit, self._clock = audit, clock
+
+    def _record(self, event: str, **fields: Any) -> None:
+        if self.audit is not None:
+            self.audit.record({"event": event, "time": self._clock(), **fields})
+
+    # --- revocation -------------------------------------------------------------------------------
+    def set_credential_revoked(self, credential_id: str, revoked: bool) -> dict[str, Any]:
+        def change(doc: Document) -> dict[str, Any]:
+            for tenant in doc["tenants"].values():
+                for credential in tenant.get("credentials", []):
+                    if credential["id"] == credential_id:
+                        credential["revoked"] = revoked
+                        return {"tenant_id": tenant["tenant_id"], "credential_id": credential_id}
+            raise NotFound(f"no credential with id {credential_id!r}", code="unknown_credential")
+
+        result: dict[str, Any] = self.registry.update(change)
+        self._record("key.revoke" if revoked else "key.restore", scope="credential", **result)
+        return {**result, "revoked": revoked}
+
+    def set_tenant_revoked(self, name_or_id: str, revoked: bool) -> dict[str, Any]:
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+
+        def change(doc: Document) -> None:
+            doc["tenants"][tenant_id]["revoked"] = revoked
+
+        self.registry.update(change)
+        self.keyring.purge(tenant_id)
+        self._record("key.revoke" if revoked else "key.restore", scope="tenant", tenant_id=tenant_id)
+        return {"tenant_id": tenant_id, "revoked": revoked}
+
+    def set_system_sealed(self, sealed: bool) -> dict[str, Any]:
+        """Disable (or re-enable) the master key in the KMS and seal the keyring in this process."""
+        if sealed:
+            self.keyring.seal()
+            self.kms.disable(self.keyring.master_key_name)
+        else:
+            self.kms.enable(self.keyring.master_key_name)
+            self.keyring.unseal()
+        self._record("key.revoke" if sealed else "key.restore", scope="system",
+                     key_id=self.keyring.master_key_name)
+        return {"system_sealed": sealed}
+
+    # --- rotation ---------------------------------------------------------------------------------
+    def rotate_tenant_key(self, name_or_id: str) -> dict[str, Any]:
+        """New tenant-key version; the tenant's HPKE private keys are re-encrypted under it at once."""
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+
+        def change(doc: Document) -> int:
+            record = doc["tenants"][tenant_id]
+            keys = record["tenant_keys"]
+            version = int(keys["latest_version"]) + 1
+            new_key, wrapped = self.kms.generate_data_key(self.keyring.master_key_name,
+                                                          tenant_key_context(tenant_id, version))
+            try:
+                for hpke in record["hpke_keys"]:
+                    self._reencrypt_hpke(tenant_id, keys, hpke, new_key, version)
+            finally:
+                zero_buffer(new_key)
+            keys["versions"][str(version)] = wrapped.to_json()
+            keys.setdefault("created", {})[str(version)] = self._clock()
+            keys["latest_version"] = version
+            return version
+
+        version = self.registry.update(change)
+        self.keyring.purge(tenant_id)
+        self._record("key.rotate", scope="tenant_key", tenant_id=tenant_id, key_version=version)
+        return {"tenant_id": tenant_id, "tenant_key_version": version}
+
+    def _reencrypt_hpke(self, tenant_id: str, keys: Document, hpke: Document, new_key: bytearray,
+                        version: int) -> None:
+        old_version = int(hpke["tenant_key_version"])
+        old_key = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(old_version)]),
+                                  tenant_key_context(tenant_id, old_version))
+        blob = base64.b64decode(hpke["encrypted_private_key"])
+        aad = hpke_private_aad(tenant_id, hpke["key_id"])
+        scalar = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)
+        try:
+            AESGCM(old_key).decrypt_into(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad, scalar)
+            nonce = os.urandom(NONCE_BYTES)
+            sealed = AESGCM(new_key).encrypt(nonce, bytes(scalar), aad)
+        except InvalidTag:
+            raise DecryptionFailed(f"tenant HPKE key {hpke['key_id']} failed to authenticate",
+                                   code="key_corrupt") from None
+        finally:
+            zero_buffer(scalar)
+            zero_buffer(old_key)
+        hpke["encrypted_private_key"] = base64.b64encode(nonce + sealed).decode("ascii")
+        hpke["tenant_key_version"] = version
+
+    def retire_tenant_key_versions(self, name_or_id: str, min_version: int) -> dict[str, Any]:
+        """Raise the tenant's minimum key version: anything protected by an older one stops opening."""
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+
+        def change(doc: Document) -> None:
+            keys = doc["tenants"][tenant_id]["tenant_keys"]
+            if not int(keys["min_version"]) <= min_version <= int(keys["latest_version"]):
+                raise BadRequest(f"minimum version must be between {keys['min_version']} and "
+                                 f"{keys['latest_version']}", code="invalid_key_version")
+            keys["min_version"] = min_version
+
+        self.registry.update(change)
+        self.keyring.purge(tenant_id)
+        self._record("key.retire", scope="tenant_key", tenant_id=tenant_id, key_version=min_version)
+        return {"tenant_id": tenant_id, "min_version": min_version}
+
+    def rotate_hpke_key(self, name_or_id: str, overlap_s: float) -> dict[str, Any]:
+        """A new HPKE key pair becomes current; the previous ones keep opening for `overlap_s` seconds."""
+        if overlap_s < 0:
+            raise BadRequest("overlap must be >= 0 seconds", code="invalid_overlap")
+        tenant = self.registry.tenant(name_or_id)
+        tenant_id = tenant["tenant_id"]
+        keys = tenant["tenant_keys"]
+        version = int(keys["latest_version"])
+        tenant_key = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]),
+                                     tenant_key_context(tenant_id, version))
+        try:
+            record = self.keyring.new_hpke_record(tenant_id, tenant_key, tenant_key_version=version)
+        finally:
+            zero_buffer(tenant_key)
+        expires_at = self._clock() + overlap_s
+
+        def change(doc: Document) -> None:
+            target = doc["tenants"][tenant_id]
+            for old in target["hpke_keys"]:
+                if old.get("expires_at") is None or old["expires_at"] > expires_at:
+                    old["expires_at"] = expires_at
+            target["hpke_keys"].append(record)
+            target["current_key_id"] = record["key_id"]
+
+        self.registry.update(change)
+        self.keyring.purge(tenant_id)
+        self._record("key.rotate", scope="hpke", tenant_id=tenant_id, key_id=record["key_id"])
+        return {"tenant_id": tenant_id, "key_id": record["key_id"], "previous_keys_expire_at": expires_at}
+
+    def rotate_master_key(self) -> dict[str, Any]:
+        """New master version in the KMS, then every stored wrapped key rewrapped to it."""
+        version = self.kms.rotate(self.keyring.master_key_name)
+        rewrapped = self.rewrap_all()
+        self._record("key.rotate", scope="master", key_id=self.keyring.master_key_name, key_version=version)
+        return {"master_version": version, "rewrapped": rewrapped}
+
+    def rewrap_all(self) -> int:
+        """Move every wrapped tenant key and the pepper to the newest master version (idempotent)."""
+        latest = self.kms.describe(self.keyring.master_key_name).latest_version
+
+        def change(doc: Document) -> int:
+            count = 0
+            for tenant_id, record in doc["tenants"].items():
+                for version, wrapped_doc in record["tenant_keys"]["versions"].items():
+                    wrapped = WrappedKey.from_json(wrapped_doc)
+                    if wrapped.version < latest:
+                        context = tenant_key_context(tenant_id, int(version))
+                        record["tenant_keys"]["versions"][version] = self.kms.rewrap(wrapped, context).to_json()
+                        count += 1
+            if doc.get("pepper") is not None:
+                wrapped = WrappedKey.from_json(doc["pepper"])
+                if wrapped.version < latest:
+                    doc["pepper"] = self.kms.rewrap(wrapped, pepper_context()).to_json()
+                    count += 1
+            return count
+
+        count: int = self.registry.update(change)
+        self.keyring.purge()
+        return count
+
+    # --- status -----------------------------------------------------------------------------------
+    def status(self, policy: RotationPolicy) -> dict[str, Any]:
+        now = self._clock()
+        master = self.kms.describe(self.keyring.master_key_name)
+        rows: list[dict[str, Any]] = [_row("master", master.name, master.latest_version, now - master.rotated_at,
+                                           policy.master_key_days, enabled=master.enabled)]
+        for tenant in self.registry.tenants().values():
+            keys = tenant["tenant_keys"]
+            latest = str(keys["latest_version"])
+            created = keys.get("created", {}).get(latest, tenant["created_at"])
+            rows.append(_row("tenant_key", tenant["name"], int(latest), now - created, policy.tenant_key_days,
+                             min_version=keys["min_version"], revoked=tenant.get("revoked", False)))
+            current = next(k for k in tenant["hpke_keys"] if k["key_id"] == tenant["current_key_id"])
+            rows.append(_row("hpke", f"{tenant['name']}/{current['key_id']}", None, now - current["created_at"],
+                             policy.hpke_key_days))
+            for credential in tenant.get("credentials", []):
+                rows.append(_row("credential", f"{tenant['name']}/{credential['id']}", None,
+                                 now - credential["created_at"], policy.credential_days,
+                                 revoked=credential.get("revoked", False)))
+        return {"keys": rows, "system_sealed": not master.enabled or self.keyring.sealed}
+
+
+def _row(kind: str, name: str, version: int | None, age_s: float, max_days: float, **extra: Any) -> dict[str, Any]:
+    age_days = age_s / DAY_S
+    return {"kind": kind, "name": name, "version": version, "age_days": round(age_days, 2),
+            "policy_days": max_days, "rotation_due": age_days >= max_days, **extra}

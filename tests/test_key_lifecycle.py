@@ -1,0 +1,155 @@
+"""Rotation and three-scope revocation, in process and through a real server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cleanroom.client import ClientError
+from cleanroom.errors import KeyError_, SystemSealed, TenantRevoked
+from cleanroom.keys.keyring import Keyring
+from cleanroom.keys.lifecycle import KeyManager, RotationPolicy
+from cleanroom.keys.local import LocalKMS
+from cleanroom.keys.registry import Registry
+from cleanroom.tenants import TenantService
+from support.server import start_server
+
+
+@pytest.fixture
+def stack(data_dir: Path):  # type: ignore[no-untyped-def]
+    kms = LocalKMS(data_dir)
+    registry = Registry(data_dir)
+    keyring = Keyring(registry, kms)
+    keyring.ensure_master_key()
+    service = TenantService(registry, keyring)
+    return service, keyring, registry, KeyManager(registry, keyring), kms
+
+
+def test_tenant_key_rotation_keeps_hpke_keys_and_retires_old_versions(stack) -> None:
+    service, keyring, registry, manager, kms = stack
+    created = service.create("acme")
+    before = keyring.hpke_private_key(registry.tenant("acme"), created.key_id).private_numbers()
+    assert manager.rotate_tenant_key("acme")["tenant_key_version"] == 2
+    record = registry.tenant("acme")
+    assert all(k["tenant_key_version"] == 2 for k in record["hpke_keys"])
+    assert keyring.hpke_private_key(record, created.key_id).private_numbers() == before
+    manager.retire_tenant_key_versions("acme", 2)
+    assert keyring.hpke_private_key(registry.tenant("acme"), created.key_id).private_numbers() == before
+    # A stale copy of the record still pointing at version 1 no longer opens.
+    stale = {**record, "tenant_keys": {**record["tenant_keys"], "min_version": 2},
+             "hpke_keys": [{**record["hpke_keys"][0], "tenant_key_version": 1}]}
+    keyring.purge()
+    with pytest.raises(KeyError_):
+        keyring.hpke_private_key(stale, created.key_id)
+
+
+def test_master_rotation_rewraps_everything(stack) -> None:
+    service, keyring, registry, manager, kms = stack
+    created = service.create("acme")
+    result = manager.rotate_master_key()
+    assert result["master_version"] == 2 and result["rewrapped"] >= 2  # tenant key + pepper
+    kms.set_min_decryption_version("cleanroom-master", 2)
+    keyring.purge()
+    assert keyring.hpke_private_key(registry.tenant("acme"), created.key_id) is not None
+    fresh = TenantService(registry, Keyring(registry, kms))
+    assert fresh.authenticate(created.api_key).tenant_id == created.tenant_id
+
+
+def test_system_seal_and_restore(stack) -> None:
+    service, keyring, registry, manager, kms = stack
+    created = service.create("acme")
+    keyring.hpke_private_key(registry.tenant("acme"), created.key_id)  # cached
+    manager.set_system_sealed(True)
+    with pytest.raises(SystemSealed):
+        keyring.hpke_private_key(registry.tenant("acme"), created.key_id)
+    assert manager.status(RotationPolicy())["system_sealed"] is True
+    manager.set_system_sealed(False)
+    assert keyring.hpke_private_key(registry.tenant("acme"), created.key_id) is not None
+
+
+def test_status_reports_age_against_policy(stack) -> None:
+    service, keyring, registry, manager, kms = stack
+    service.create("acme")
+    manager._clock = lambda: __import__("time").time() + 100 * 86400
+    rows = manager.status(RotationPolicy())["keys"]
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"master", "tenant_key", "hpke", "credential"}
+    tenant_row = next(r for r in rows if r["kind"] == "tenant_key")
+    assert tenant_row["rotation_due"] is True and tenant_row["age_days"] >= 99
+    master_row = next(r for r in rows if r["kind"] == "master")
+    assert master_row["rotation_due"] is False
+
+
+def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--models", "echo", tls=False)
+    data = str(server.data_dir)
+    try:
+        server.create_tenant("one")
+        server.create_tenant("two")
+        one, two = server.client("one"), server.client("two")
+        assert one.infer("echo", b"a") == b"a" and two.infer("echo", b"b") == b"b"
+        listed = server.cli("tenant", "list", "--data-dir", data, "--json").stdout
+        credential_id = next(t for t in __import__("json").loads(listed) if t["name"] == "one")["credentials"][0]["id"]
+
+        # credential scope: that key 401 at once; the other tenant unaffected
+        server.cli("keys", "revoke", "--credential", credential_id, "--data-dir", data)
+        with pytest.raises(ClientError) as info:
+            one.infer("echo", b"a")
+        assert (info.value.status, info.value.code) == (401, "credential_revoked")
+        assert two.infer("echo", b"b") == b"b"
+        server.cli("keys", "restore", "--credential", credential_id, "--data-dir", data)
+        assert one.infer("echo", b"a") == b"a"
+
+        # tenant scope: 403 on the very next request (its key was cached), others fine
+        server.cli("keys", "revoke", "--tenant", "one", "--data-dir", data)
+        with pytest.raises(ClientError) as info:
+            one.infer("echo", b"a")
+        assert (info.value.status, info.value.code) == (403, "tenant_revoked")
+        assert two.infer("echo", b"b") == b"b"
+        server.cli("keys", "restore", "--tenant", "one", "--data-dir", data)
+        assert one.infer("echo", b"a") == b"a"
+
+        # system scope: every request 503 system_sealed until restored; requests in flight finish cleanly
+        results: list[object] = []
+        workers = [threading.Thread(target=lambda: results.append(_try(two, b"x" * 1_000_000)))
+                   for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        server.cli("keys", "revoke", "--system", "--data-dir", data)
+        for worker in workers:
+            worker.join(60)
+        assert all(r == b"x" * 1_000_000 or (isinstance(r, ClientError) and r.status == 503) for r in results)
+        for client in (one, two):
+            with pytest.raises(ClientError) as info:
+                client.infer("echo", b"a")
+            assert (info.value.status, info.value.code) == (503, "system_sealed")
+            assert info.value.status == 503
+        server.cli("keys", "restore", "--system", "--data-dir", data)
+        assert one.infer("echo", b"a") == b"a" and two.infer("echo", b"b") == b"b"
+
+        # HPKE rotation with overlap: a request sealed to the old key still opens; a new client gets the new key
+        old_key_id = one.public_key().key_id
+        out = server.cli("keys", "rotate", "--tenant", "one", "--hpke", "--overlap-s", "3600", "--data-dir", data)
+        new_key_id = __import__("json").loads(out.stdout)["key_id"]
+        assert new_key_id != old_key_id
+        assert one.infer("echo", b"old key still works") == b"old key still works"
+        with server.client("one") as fresh:
+            assert fresh.public_key().key_id == new_key_id
+            assert fresh.infer("echo", b"new key") == b"new key"
+        # overlap 0: the old key expires now; an unpinned client refetches and retries by itself
+        server.cli("keys", "rotate", "--tenant", "one", "--hpke", "--overlap-s", "0", "--data-dir", data)
+        assert one.infer("echo", b"refetched") == b"refetched"
+        one.close()
+        two.close()
+        assert server.healthy()
+    finally:
+        server.stop()
+
+
+def _try(client, payload: bytes) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return client.infer("echo", payload)
+    except ClientError as exc:
+        return exc
