@@ -94,6 +94,18 @@ def compile_offline(arch: str = "sm_90", *, options: Sequence[str] = NVRTC_OPTIO
         nvrtc.destroyProgram(prog)
 
 
+def resource_usage(arch: str = "sm_90") -> str:
+    """ptxas' resource report (registers, shared memory, spills) for each kernel, compiled offline."""
+    nvrtc = _nvrtc()
+    nvrtc_version()
+    prog = nvrtc.createProgram(kernel_source(), SOURCE_NAME, [], [])
+    try:
+        nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *NVRTC_OPTIONS, "--ptxas-options=-v"])
+        return str(nvrtc.getProgramLog(prog))
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
 def build_descriptors(ranges: Ranges, tile_shift: int = DEFAULT_TILE_SHIFT) -> tuple[npt.NDArray[np.uint64], int]:
     """The descriptor table of `scrub.cu` for `ranges` and the total number of tiles.
 
@@ -247,4 +259,5 @@ __all__ = [
     "compile_offline",
     "kernel_source",
     "nvrtc_version",
+    "resource_usage",
 ]

@@ -73,7 +73,8 @@ extern "C" __global__ void cleanroom_zero_ranges(const u64* __restrict__ desc, l
         const u64 n_vec = (n - head) >> 4;
         uint4* v = reinterpret_cast<uint4*>(p + head);
         const uint4 z = make_uint4(0u, 0u, 0u, 0u);
-        for (u64 i = threadIdx.x; i < n_vec; i += blockDim.x) v[i] = z;
+        // Streaming (evict-first) stores: zeros written once should not push live data out of L2.
+        for (u64 i = threadIdx.x; i < n_vec; i += blockDim.x) __stcs(v + i, z);
         const u64 tail_at = head + (n_vec << 4);
         if (threadIdx.x < n - tail_at) p[tail_at + threadIdx.x] = 0;
     }

@@ -1,0 +1,162 @@
+"""The scrub kernels compile for Hopper offline, and the host-side range/tile contract is exact.
+
+No GPU needed: NVRTC (nvidia-cuda-nvrtc-cu12, through cupy.cuda.nvrtc) compiles the packaged source.
+If NVRTC cannot be loaded these tests FAIL, on purpose: the gpu extra must be installed in CI.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cleanroom.kernels import (
+    DEFAULT_TILE_SHIFT,
+    KERNEL_NAMES,
+    build_descriptors,
+    compile_offline,
+    kernel_source,
+    nvrtc_version,
+    resource_usage,
+)
+
+EM_CUDA = 190
+
+
+def test_source_ships_as_package_data() -> None:
+    import importlib.resources
+
+    files = importlib.resources.files("cleanroom.kernels")
+    assert files.joinpath("scrub.cu").is_file()
+    src = kernel_source()
+    for name in KERNEL_NAMES:
+        assert f'extern "C" __global__ void {name}(' in src
+
+
+def test_nvrtc_loads() -> None:
+    major, _minor = nvrtc_version()  # raises KernelError with an install hint if it cannot load
+    assert major >= 12
+
+
+def test_cubin_for_sm90() -> None:
+    cubin = compile_offline("sm_90")
+    assert cubin[:4] == b"\x7fELF"
+    assert struct.unpack_from("<H", cubin, 18)[0] == EM_CUDA  # e_machine
+    assert struct.unpack_from("<I", cubin, 48)[0] & 0xFF == 90  # e_flags: SM 9.0
+    for name in KERNEL_NAMES:
+        assert name.encode() in cubin
+
+
+def test_ptx_for_compute90() -> None:
+    ptx = compile_offline("compute_90").decode()
+    assert ".target sm_90" in ptx
+    for name in KERNEL_NAMES:
+        assert re.search(rf"\.visible \.entry {name}\(", ptx)
+    # 16-byte vector stores and streaming 16-byte loads are what the bandwidth goals rest on
+    assert "st.global.cs.v4.u32" in ptx
+    assert "ld.global.cs.v4.u32" in ptx
+
+
+def test_no_spills_and_full_occupancy_at_512_threads() -> None:
+    log = resource_usage("sm_90")
+    assert "0 bytes spill stores" in log and not re.search(r"[1-9]\d* bytes spill", log)
+    regs = [int(r) for r in re.findall(r"Used (\d+) registers", log)]
+    assert len(regs) == len(KERNEL_NAMES)
+    # 4 blocks of 512 threads per SM (the launch default) need <= 32 registers per thread on Hopper
+    assert max(regs) <= 32, log
+
+
+def test_bad_arch_rejected() -> None:
+    with pytest.raises(ValueError):
+        compile_offline("hopper")
+
+
+def test_descriptors_layout() -> None:
+    mib = 1 << 20
+    desc, tiles = build_descriptors([(0x1000, 3), (0x2001, 3 * mib), (0x9000, 0), (0x10000, mib + 1)])
+    assert desc.dtype == np.uint64
+    assert desc.tolist() == [[0x1000, 3, 0], [0x2001, 3 * mib, 1], [0x10000, mib + 1, 4]]
+    assert tiles == 1 + 3 + 2
+    assert build_descriptors([])[1] == 0
+
+
+@pytest.mark.parametrize("bad", [[(-1, 5)], [(1 << 64, 1)], [((1 << 64) - 8, 16)], [(1, 2, 3)]])
+def test_descriptors_reject_bad_ranges(bad: list[tuple[int, ...]]) -> None:
+    with pytest.raises(ValueError):
+        build_descriptors(bad)  # type: ignore[arg-type]
+
+
+def emulate_zero(desc: np.ndarray, n_tiles: int, tile_shift: int, mem: np.ndarray, base: int) -> list[int]:
+    """The kernel's tile walk in Python (find_tile + head/vector/tail split) over a fake device memory.
+
+    Returns the number of bytes each tile wrote, so the test can also check no byte is written twice.
+    """
+    n_ranges = desc.shape[0]
+    written = []
+    for t in range(n_tiles):
+        lo, hi = 0, n_ranges - 1
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if int(desc[mid, 2]) <= t:
+                lo = mid
+            else:
+                hi = mid - 1
+        start, length, first = (int(x) for x in desc[lo])
+        off = (t - first) << tile_shift
+        n = min(length - off, 1 << tile_shift)
+        p = start + off
+        head = min((16 - (p & 15)) & 15, n)
+        n_vec = (n - head) >> 4
+        tail_at = head + n_vec * 16
+        assert (p + head) % 16 == 0 or n_vec == 0
+        o = p - base
+        assert (mem[o:o + n] != 0xAA).sum() == 0, "byte written twice"
+        mem[o:o + head] = 0
+        mem[o + head:o + tail_at] = 0
+        mem[o + tail_at:o + n] = 0
+        written.append(n)
+    return written
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40_000), st.integers(0, 9_000)), max_size=12),
+    st.integers(9, 12),
+)
+def test_tiles_cover_exactly_the_ranges(raw: list[tuple[int, int]], tile_shift: int) -> None:
+    base = 0x7F0000000000 + 3  # deliberately unaligned
+    # make the ranges disjoint: sort and shift
+    ranges, cursor = [], 0
+    for gap, length in raw:
+        cursor += gap % 97
+        ranges.append((base + cursor, length))
+        cursor += length
+    mem = np.full(cursor + 64, 0xAA, dtype=np.uint8)
+    desc, n_tiles = build_descriptors(ranges, tile_shift)
+    written = emulate_zero(desc, n_tiles, tile_shift, mem, base)
+    expected = np.full_like(mem, 0xAA)
+    for addr, length in ranges:
+        expected[addr - base:addr - base + length] = 0
+    assert np.array_equal(mem, expected)
+    assert sum(written) == sum(length for _, length in ranges)
+    assert all(0 < w <= 1 << tile_shift for w in written)
+
+
+def test_default_tiles_for_8gib() -> None:
+    _, tiles = build_descriptors([(1 << 40, 8 << 30)], DEFAULT_TILE_SHIFT)
+    assert tiles == 8192
+
+
+def test_unowned_memory_wraps_a_foreign_pointer_without_a_gpu() -> None:
+    # How the GPU scrubber lends torch blocks to CuPy (route_cupy_through_torch): builds with no device.
+    import cupy
+
+    owner = object()
+    mem = cupy.cuda.UnownedMemory(0x7F0000001000, 4096, owner, device_id=0)
+    ptr = cupy.cuda.MemoryPointer(mem, 512)
+    assert mem.ptr == 0x7F0000001000 and mem.size == 4096
+    assert ptr.ptr == 0x7F0000001000 + 512
