@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
-from cleanroom.crypto.sealed import open_request_key, parse_request
-from cleanroom.errors import CleanroomError, ContextMismatch, InvalidPayload, InvalidSealedMessage
+from cleanroom.crypto.sealed import OpenedRequestKey, RequestMetadata, open_request_key, parse_request
+from cleanroom.errors import CleanroomError, ContextMismatch, InvalidPayload
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
@@ -61,23 +61,33 @@ def zero_scope(scope: RequestScope) -> None:
     scope.buffers.clear()
 
 
-class Runtime:
-    """Runs sealed requests against models. Thread-safe; one per server, handed to the transport."""
+@dataclass
+class OpenedRequest:
+    """A request between decryption and sealing: its plaintext sits in `payload` (a SecureBuffer)."""
 
-    def __init__(self, *, registry: Registry, keyring: Keyring, models: ModelRegistry, replay: ReplayCache,
-                 allocator: SecureAllocator, audit: AuditSink,
-                 on_tenant_switch: TenantSwitchHook | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.registry, self.keyring, self.models = registry, keyring, models
-        self.replay, self.allocator, self.audit = replay, allocator, audit
-        self.on_tenant_switch = on_tenant_switch
-        self._clock = clock
-        self._device_lock = threading.Lock()
-        self.current_tenant: str | None = None
+    metadata: RequestMetadata
+    key_id: str
+    payload: SecureBuffer
+    scope: RequestScope
+    _opened: OpenedRequestKey
 
-    def handle(self, call: CallContext, body: bytes | memoryview) -> bytearray:
-        """Open a sealed request, run its model, return the sealed response. Raises CleanroomError."""
-        model = self.models.get(call.model) if call.model else None
+    def seal(self, answer: bytes | memoryview) -> bytearray:
+        """Seal the answer to the client straight from `answer`'s memory."""
+        return self._opened.seal_response(answer)
+
+
+class RequestOpener:
+    """DESIGN §4 step 3 for any transport (server routes, ASGI middleware): from sealed bytes to a
+    SecureBuffer of plaintext, with every check and the audit record before the first plaintext byte."""
+
+    def __init__(self, *, registry: Registry, keyring: Keyring, replay: ReplayCache, allocator: SecureAllocator,
+                 audit: AuditSink) -> None:
+        self.registry, self.keyring, self.replay = registry, keyring, replay
+        self.allocator, self.audit = allocator, audit
+
+    @contextmanager
+    def open(self, call: CallContext, body: bytes | memoryview) -> Iterator[OpenedRequest]:
+        """Yield the opened request; on exit every buffer and tensor of its scope is zeroed."""
         parsed = parse_request(body)
         tenant = self.registry.tenant(call.principal.tenant_id)
         private_key = self.keyring.hpke_private_key(tenant, parsed.key_id)
@@ -99,17 +109,32 @@ class Runtime:
             try:
                 payload = scope.new_buffer(parsed.payload_size_bytes)
                 opened.decrypt_payload_into(payload.view())
-                if model is None:
-                    raise InvalidSealedMessage("no model named for this request")
-                with self._device_lock:
-                    self._switch_to(meta.tenant_id)
-                    answer = run_model(model, payload, scope)
-                    try:
-                        return opened.seal_response(answer)
-                    finally:
-                        del answer
+                yield OpenedRequest(metadata=meta, key_id=parsed.key_id, payload=payload, scope=scope,
+                                    _opened=opened)
             finally:
                 zero_scope(scope)
+
+
+class Runtime:
+    """Runs sealed requests against models. Thread-safe; one per server, handed to the transport."""
+
+    def __init__(self, *, opener: RequestOpener, models: ModelRegistry,
+                 on_tenant_switch: TenantSwitchHook | None = None) -> None:
+        self.opener, self.models = opener, models
+        self.on_tenant_switch = on_tenant_switch
+        self._device_lock = threading.Lock()
+        self.current_tenant: str | None = None
+
+    def handle(self, call: CallContext, body: bytes | memoryview) -> bytearray:
+        """Open a sealed request, run its model, return the sealed response. Raises CleanroomError."""
+        model = self.models.get(call.model)
+        with self.opener.open(call, body) as request, self._device_lock:
+            self._switch_to(request.metadata.tenant_id)
+            answer = run_model(model, request.payload, request.scope)
+            try:
+                return request.seal(answer)
+            finally:
+                del answer
 
     def _switch_to(self, tenant_id: str) -> None:
         if self.current_tenant != tenant_id:

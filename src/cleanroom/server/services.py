@@ -20,7 +20,7 @@ from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.replay import ReplayCache
-from cleanroom.runtime.session import AuditSink, Runtime
+from cleanroom.runtime.session import AuditSink, RequestOpener, Runtime
 from cleanroom.server.metrics import ServerMetrics
 from cleanroom.storage import atomic_write_bytes, ensure_private_dir
 from cleanroom.tenants import TenantService
@@ -104,9 +104,9 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     models = models or ModelRegistry.load(settings.models, settings.user_models,
                                           max_minilm_inputs=settings.max_minilm_inputs)
     audit_sink: Any = audit or AuditLogSink(data_dir, kms)
-    runtime = Runtime(registry=registry, keyring=keyring, models=models,
-                      replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries),
-                      allocator=allocator, audit=audit_sink)
+    opener = RequestOpener(registry=registry, keyring=keyring, allocator=allocator, audit=audit_sink,
+                           replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries))
+    runtime = Runtime(opener=opener, models=models)
     workers = max(1, settings.cpu_workers)
     return Services(
         settings=settings, kms=kms, registry=registry, keyring=keyring, tenants=tenants, models=models,
