@@ -1,0 +1,240 @@
+"""Device discovery for `cleanroom doctor` and `/readyz`: what this process runs on, and how safely.
+
+Sources, each optional and imported lazily: torch (which devices this process sees, their memory and
+compute capability, the allocator backend the scrub needs) and NVML from the `nvidia-ml-py`
+distribution (module `pynvml`; the separate `pynvml` PyPI package is a deprecated wrapper) for UUIDs,
+ECC and MIG modes, and the confidential-computing state of the system
+(`nvmlSystemGetConfComputeState`: feature on/off, environment, dev-tools mode). A CPU-only host gets a
+description of its CPU and memory and of any CPU TEE guest device it exposes.
+
+Discovery never raises: a missing library or a failing NVML call becomes `None` fields and a note, so
+`/readyz` can always answer. Both sources are injectable for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+CC_ENVIRONMENTS = {0: "unavailable", 1: "simulated", 2: "production"}
+# Guest device nodes a confidential VM exposes (AMD SEV-SNP, Intel TDX).
+CPU_TEE_DEVICES = {"/dev/sev-guest": "amd-sev-snp", "/dev/tdx_guest": "intel-tdx", "/dev/tdx-guest": "intel-tdx"}
+
+
+@dataclass(frozen=True)
+class ConfidentialComputing:
+    """`nvmlSystemGetConfComputeState()` decoded; `None` fields when NVML could not say."""
+
+    enabled: bool | None
+    environment: str | None
+    dev_tools_mode: bool | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int  # as this process sees it (after CUDA_VISIBLE_DEVICES)
+    name: str
+    uuid: str | None
+    total_memory_bytes: int
+    free_memory_bytes: int | None
+    compute_capability: tuple[int, int] | None
+    multiprocessors: int | None
+    ecc_enabled: bool | None
+    mig_enabled: bool | None
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str | None
+    logical_cores: int | None
+    memory_total_bytes: int | None
+    tee: str | None  # "amd-sev-snp", "intel-tdx" or None
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """Everything `cleanroom doctor` prints and `/readyz` returns about the hardware."""
+
+    kind: Literal["cuda", "cpu"]
+    gpus: tuple[GpuInfo, ...]
+    cpu: CpuInfo
+    torch_version: str | None
+    cuda_version: str | None
+    driver_version: str | None
+    allocator_backend: str | None
+    nvml: str  # "ok", "not installed" or "error: ..."
+    confidential_computing: ConfidentialComputing | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def scrub_supported(self) -> bool:
+        """Whether the GPU between-tenant scrub can run here (CPU hosts use the CPU fallback)."""
+        return self.kind == "cpu" or self.allocator_backend == "native"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["scrub_supported"] = self.scrub_supported
+        for gpu in out["gpus"]:
+            if gpu["compute_capability"] is not None:
+                gpu["compute_capability"] = ".".join(map(str, gpu["compute_capability"]))
+        out["notes"] = list(self.notes)
+        out["gpus"] = list(out["gpus"])
+        return out
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _import_nvml() -> Any:
+    import pynvml  # from the nvidia-ml-py distribution
+
+    return pynvml
+
+
+def describe_cpu(proc: Path = Path("/proc")) -> CpuInfo:
+    model = None
+    try:
+        for line in (proc / "cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in (proc / "meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    tee = next((name for path, name in CPU_TEE_DEVICES.items() if os.path.exists(path)), None)
+    return CpuInfo(model=model, logical_cores=os.cpu_count(), memory_total_bytes=mem, tee=tee)
+
+
+def _nvml_call(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:  # NVMLError_NotSupported and friends: the field is unknown, not fatal
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _cc_state(nvml: Any) -> ConfidentialComputing:
+    try:
+        state = nvml.nvmlSystemGetConfComputeState()
+    except Exception as exc:  # old driver, or a GPU without CC support
+        return ConfidentialComputing(None, None, None, error=f"{type(exc).__name__}: {exc}")
+    return ConfidentialComputing(
+        enabled=bool(state.ccFeature),
+        environment=CC_ENVIRONMENTS.get(int(state.environment), f"unknown({state.environment})"),
+        dev_tools_mode=bool(state.devToolsMode),
+    )
+
+
+def _nvml_devices(nvml: Any) -> dict[str, dict[str, Any]]:
+    """NVML facts per GPU keyed by UUID ("GPU-..."), plus list order under key "#<n>"."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(int(nvml.nvmlDeviceGetCount())):
+        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        uuid = _text(_nvml_call(nvml.nvmlDeviceGetUUID, h))
+        mem = _nvml_call(nvml.nvmlDeviceGetMemoryInfo, h)
+        ecc = _nvml_call(nvml.nvmlDeviceGetEccMode, h)
+        mig = _nvml_call(nvml.nvmlDeviceGetMigMode, h)
+        facts = {
+            "uuid": uuid,
+            "name": _text(_nvml_call(nvml.nvmlDeviceGetName, h)),
+            "total": int(mem.total) if mem is not None else None,
+            "free": int(mem.free) if mem is not None else None,
+            "ecc": bool(ecc[0]) if ecc is not None else None,
+            "mig": bool(mig[0]) if mig is not None else None,
+        }
+        out[f"#{i}"] = facts
+        if uuid:
+            out[uuid] = facts
+    return out
+
+
+def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None = _import_nvml) -> DeviceReport:
+    """Describe this host's devices. Pass `nvml_loader=None` to skip NVML entirely."""
+    torch = torch_module if torch_module is not None else _import_torch()
+    notes: list[str] = []
+    nvml = None
+    nvml_status = "not installed"
+    if nvml_loader is not None:
+        try:
+            nvml = nvml_loader()
+            nvml.nvmlInit()
+            nvml_status = "ok"
+        except ImportError:
+            nvml = None
+        except Exception as exc:  # no driver, no libnvidia-ml.so
+            nvml, nvml_status = None, f"error: {type(exc).__name__}: {exc}"
+    nv: dict[str, dict[str, Any]] = {}
+    driver = cc = None
+    if nvml is not None:
+        try:
+            driver = _text(_nvml_call(nvml.nvmlSystemGetDriverVersion))
+            cc = _cc_state(nvml)
+            nv = _nvml_devices(nvml)
+        except Exception as exc:
+            nvml_status = f"error: {type(exc).__name__}: {exc}"
+        finally:
+            _nvml_call(nvml.nvmlShutdown)
+
+    gpus: list[GpuInfo] = []
+    backend = None
+    cuda_ok = torch is not None and bool(torch.cuda.is_available())
+    if cuda_ok:
+        backend = str(torch.cuda.get_allocator_backend())
+        for i in range(int(torch.cuda.device_count())):
+            props = torch.cuda.get_device_properties(i)
+            uuid = getattr(props, "uuid", None)
+            uuid_s = None if uuid is None else (str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}")
+            # Match by UUID (indices differ under CUDA_VISIBLE_DEVICES); by position only without one.
+            facts = nv.get(uuid_s, {}) if uuid_s else nv.get(f"#{i}", {})
+            gpus.append(GpuInfo(
+                index=i, name=str(props.name), uuid=uuid_s or facts.get("uuid"),
+                total_memory_bytes=int(props.total_memory), free_memory_bytes=facts.get("free"),
+                compute_capability=(int(props.major), int(props.minor)),
+                multiprocessors=int(getattr(props, "multi_processor_count", 0)) or None,
+                ecc_enabled=facts.get("ecc"), mig_enabled=facts.get("mig"),
+            ))
+        if backend != "native":
+            notes.append(f"allocator backend {backend!r}: the GPU scrub needs 'native'")
+    elif nv:
+        notes.append("NVML sees GPUs but torch has no CUDA: requests run on the CPU fallback")
+    if torch is None:
+        notes.append("torch is not installed")
+    if cc is not None and cc.enabled and cc.dev_tools_mode:
+        notes.append("confidential computing is on in dev-tools mode: not a production attestation state")
+    return DeviceReport(
+        kind="cuda" if gpus else "cpu",
+        gpus=tuple(gpus),
+        cpu=describe_cpu(),
+        torch_version=None if torch is None else str(torch.__version__),
+        cuda_version=None if torch is None else _text(getattr(torch.version, "cuda", None)),
+        driver_version=driver,
+        allocator_backend=backend,
+        nvml=nvml_status,
+        confidential_computing=cc,
+        notes=tuple(notes),
+    )
+
+
+__all__ = ["ConfidentialComputing", "CpuInfo", "DeviceReport", "GpuInfo", "describe_cpu", "discover"]
