@@ -1,0 +1,170 @@
+"""`CleanroomMiddleware`: sealed requests and responses for any ASGI app (FastAPI, Starlette, ...).
+
+    app = CleanroomMiddleware(app, data_dir="cleanroom-data")
+
+For each protected path, a sealed POST is authenticated, opened into a SecureBuffer (every check and the
+audit record of `RequestOpener` first), handed to the app as an ordinary body, and the app's response is
+sealed back to the client (`Client.call(path, payload)` on the other side). Requests that are not sealed
+get 415; non-HTTP scopes and unprotected paths pass straight through. The tenant's public key is served at
+`GET /v1/tenants/self/public-key`, as by `cleanroom serve`.
+
+Pure ASGI (no `BaseHTTPMiddleware`): configuration is checked in `__init__`, `__call__` adds one await on
+the sealed path and none elsewhere. What it cannot do: the app receives its body as `bytes` (ASGI's type)
+and builds its answer in its own memory; those copies are the app's, freed when the request ends and wiped
+by the hardened allocator when the server runs under `cleanroom exec`. Tenants are managed with
+`cleanroom tenant create --data-dir DIR` (the middleware re-reads the registry when it changes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from cleanroom.config import Settings
+from cleanroom.crypto.sealed import CONTENT_TYPE
+from cleanroom.errors import CleanroomError, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from cleanroom.runtime.models import ModelRegistry
+from cleanroom.runtime.session import CallContext
+from cleanroom.server.services import Services, build_services
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+PUBLIC_KEY_PATH = "/v1/tenants/self/public-key"
+
+
+class CleanroomMiddleware:
+    def __init__(self, app: ASGIApp, *, data_dir: str | Path | None = None, settings: Settings | None = None,
+                 protected_paths: Sequence[str] = ("/",), services: Services | None = None) -> None:
+        if settings is None:
+            settings = Settings(data_dir=Path(data_dir)) if data_dir is not None else Settings()
+        elif data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": Path(data_dir)})
+        if not protected_paths or not all(p.startswith("/") for p in protected_paths):
+            raise ValueError("protected_paths must be non-empty path prefixes starting with '/'")
+        self.app = app
+        self.settings = settings
+        self.protected_paths = tuple(protected_paths)
+        self.services = services or build_services(settings, models=ModelRegistry({}))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == PUBLIC_KEY_PATH and scope["method"] == "GET":
+            await self._public_key(scope, send)
+            return
+        if not path.startswith(self.protected_paths):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._sealed(scope, receive, send)
+        except CleanroomError as exc:
+            await send_json(send, exc.status, exc.to_body(), exc.headers())
+
+    async def _public_key(self, scope: Scope, send: Send) -> None:
+        try:
+            principal = self.services.tenants.authenticate(bearer(scope))
+            await send_json(send, 200, self.services.tenants.public_key(principal.tenant_id))
+        except CleanroomError as exc:
+            await send_json(send, exc.status, exc.to_body(), exc.headers())
+
+    async def _sealed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if header(scope, b"content-type").split(";")[0].strip().lower() != CONTENT_TYPE:
+            raise UnsupportedMediaType(f"this route takes sealed requests ({CONTENT_TYPE})")
+        principal = self.services.tenants.authenticate(bearer(scope))
+        body = await read_body(receive, self.settings.max_body_bytes)
+        client = scope.get("client")
+        call = CallContext(principal=principal, model="", path=scope["path"], source=client[0] if client else "")
+        with self.services.runtime.opener.open(call, body) as request:
+            plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
+            status, headers, chunks = await run_app(self.app, scope, plaintext)
+            del plaintext
+            answer = request.scope.new_buffer(sum(len(c) for c in chunks))
+            view = answer.view()
+            offset = 0
+            for chunk in chunks:
+                view[offset : offset + len(chunk)] = chunk
+                offset += len(chunk)
+            chunks.clear()
+            sealed = await anyio.to_thread.run_sync(request.seal, view)
+            del view
+        kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
+        await send({"type": "http.response.start", "status": status, "headers": [
+            *kept, (b"content-type", CONTENT_TYPE.encode()), (b"content-length", str(len(sealed)).encode())]})
+        await send({"type": "http.response.body", "body": bytes(sealed), "more_body": False})
+
+
+async def run_app(app: ASGIApp, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
+    """Call the app with `body` and collect its whole response (it is sealed as one message)."""
+    sent = False
+    status = 500
+    headers: list[tuple[bytes, bytes]] = []
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = int(message["status"]), list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+
+    inner = dict(scope)
+    inner["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length",
+                                                                          b"authorization")]
+    inner["headers"] += [(b"content-length", str(len(body)).encode())]
+    await app(inner, receive, send)
+    return status, headers, chunks
+
+
+def header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def bearer(scope: Scope) -> str:
+    scheme, _, token = header(scope, b"authorization").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send the API key as `Authorization: Bearer cr_...`")
+    return token.strip()
+
+
+async def read_body(receive: Receive, limit_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise CleanroomError("client disconnected", code="client_disconnected")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit_bytes:
+            raise PayloadTooLarge(f"request body is larger than the {limit_bytes}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, document: Any, extra_headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(document).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
