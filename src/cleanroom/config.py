@@ -67,6 +67,7 @@ class Settings(BaseSettings):
 
     # --- runtime ------------------------------------------------------------------------------------
     cpu_workers: int = Field(1, ge=1, le=256)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
     scrub_policy: Literal["per_request", "per_tenant_switch"] = "per_tenant_switch"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True

@@ -22,6 +22,7 @@ from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.models import Model, ModelRegistry, RequestScope
 from cleanroom.runtime.replay import ReplayCache
+from cleanroom.scrubbers.base import Scrubber, ScrubGate, ScrubPolicy
 from cleanroom.tenants import Principal
 
 log = logging.getLogger("cleanroom.runtime")
@@ -81,9 +82,9 @@ class RequestOpener:
     SecureBuffer of plaintext, with every check and the audit record before the first plaintext byte."""
 
     def __init__(self, *, registry: Registry, keyring: Keyring, replay: ReplayCache, allocator: SecureAllocator,
-                 audit: AuditSink) -> None:
+                 audit: AuditSink, scrubber: Scrubber | None = None) -> None:
         self.registry, self.keyring, self.replay = registry, keyring, replay
-        self.allocator, self.audit = allocator, audit
+        self.allocator, self.audit, self.scrubber = allocator, audit, scrubber
 
     @contextmanager
     def open(self, call: CallContext, body: bytes | memoryview) -> Iterator[OpenedRequest]:
@@ -112,17 +113,28 @@ class RequestOpener:
                 yield OpenedRequest(metadata=meta, key_id=parsed.key_id, payload=payload, scope=scope,
                                     _opened=opened)
             finally:
-                zero_scope(scope)
+                self.end_request(scope)
+
+    def end_request(self, scope: RequestScope) -> None:
+        """Zero and verify everything the request touched (the scrubber), then release its buffers."""
+        if self.scrubber is None:
+            zero_scope(scope)
+            return
+        try:
+            self.scrubber.zero_request(scope.tensors, [b.view() for b in scope.buffers if not b.closed])
+        finally:
+            zero_scope(scope)
 
 
 class Runtime:
     """Runs sealed requests against models. Thread-safe; one per server, handed to the transport."""
 
-    def __init__(self, *, opener: RequestOpener, models: ModelRegistry,
+    def __init__(self, *, opener: RequestOpener, models: ModelRegistry, policy: ScrubPolicy | None = None,
                  on_tenant_switch: TenantSwitchHook | None = None) -> None:
         self.opener, self.models = opener, models
         self.on_tenant_switch = on_tenant_switch
         self._device_lock = threading.Lock()
+        self.gate = ScrubGate(policy or ScrubPolicy())
         self.current_tenant: str | None = None
 
     def handle(self, call: CallContext, body: bytes | memoryview) -> bytearray:
@@ -130,13 +142,20 @@ class Runtime:
         model = self.models.get(call.model)
         with self.opener.open(call, body) as request, self._device_lock:
             self._switch_to(request.metadata.tenant_id)
-            answer = run_model(model, request.payload, request.scope)
             try:
-                return request.seal(answer)
+                answer = run_model(model, request.payload, request.scope)
+                try:
+                    return request.seal(answer)
+                finally:
+                    del answer
             finally:
-                del answer
+                self.gate.ran(request.metadata.tenant_id)
 
     def _switch_to(self, tenant_id: str) -> None:
+        """Before another tenant's work runs on the device: the between-tenant scrub (DESIGN §4 step 5)."""
+        if self.gate.before(tenant_id) and self.opener.scrubber is not None:
+            self.opener.scrubber.between_tenant_scrub()
+            self.gate.scrubbed()
         if self.current_tenant != tenant_id:
             if self.on_tenant_switch is not None:
                 self.on_tenant_switch(self.current_tenant, tenant_id)

@@ -21,6 +21,8 @@ from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.replay import ReplayCache
 from cleanroom.runtime.session import AuditSink, RequestOpener, Runtime
+from cleanroom.scrubbers.base import Scrubber, ScrubPolicy, ScrubReport
+from cleanroom.scrubbers.cpu import CpuScrubber
 from cleanroom.server.metrics import ServerMetrics
 from cleanroom.storage import atomic_write_bytes, ensure_private_dir
 from cleanroom.tenants import TenantService
@@ -61,6 +63,28 @@ class AuditLogSink:
 
     def close(self) -> None:
         self._log.close()
+
+
+def build_scrubber(device: str, policy: ScrubPolicy, audit: Any) -> Scrubber:
+    """The GPU scrubber when CUDA is present (or asked for), else the CPU fallback; both fail closed."""
+
+    def on_quarantine(report: ScrubReport) -> None:
+        log.critical("device %s quarantined after a failed scrub verification", report.device)
+        try:
+            audit.record({"event": "alert.device_quarantined", "device": report.device,
+                          "nonzero_bytes": report.nonzero_bytes})
+        except Exception:  # the quarantine itself already stops all work on the device
+            log.exception("could not record the quarantine alert")
+
+    if device == "cpu":
+        return CpuScrubber(policy=policy, on_quarantine=on_quarantine)
+    import torch
+
+    if device.startswith("cuda") or torch.cuda.is_available():
+        from cleanroom.scrubbers.gpu import GpuScrubber
+
+        return GpuScrubber("cuda:0" if device == "auto" else device, policy=policy, on_quarantine=on_quarantine)
+    return CpuScrubber(policy=policy, on_quarantine=on_quarantine)
 
 
 @dataclass
@@ -104,9 +128,12 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     models = models or ModelRegistry.load(settings.models, settings.user_models,
                                           max_minilm_inputs=settings.max_minilm_inputs)
     audit_sink: Any = audit or AuditLogSink(data_dir, kms)
+    policy = ScrubPolicy(mode=settings.scrub_policy)
+    scrubber = build_scrubber(settings.device, policy, audit_sink)
     opener = RequestOpener(registry=registry, keyring=keyring, allocator=allocator, audit=audit_sink,
-                           replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries))
-    runtime = Runtime(opener=opener, models=models)
+                           replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries),
+                           scrubber=scrubber)
+    runtime = Runtime(opener=opener, models=models, policy=policy)
     workers = max(1, settings.cpu_workers)
     return Services(
         settings=settings, kms=kms, registry=registry, keyring=keyring, tenants=tenants, models=models,
