@@ -11,9 +11,9 @@ import torch
 
 from cleanroom.errors import DeviceQuarantined
 from cleanroom.scrubbers.base import (
+    Scrubber,
     ScrubGate,
     ScrubPolicy,
-    Scrubber,
     ScrubReport,
     needs_between_tenant_scrub,
 )

@@ -10,6 +10,7 @@ device. Expected ranges below are worked out by hand from the fixture comments, 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -179,4 +180,4 @@ def test_free_ranges_cover_exactly_the_inactive_bytes(segs: list[dict[str, Any]]
     assert covered == inactive
     assert not covered & other
     # merged: no two ranges touch
-    assert all(a1 + l1 < a2 for (a1, l1), (a2, _) in zip(ranges, ranges[1:], strict=False))
+    assert all(a1 + l1 < a2 for (a1, l1), (a2, _) in itertools.pairwise(ranges))
