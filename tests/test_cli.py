@@ -92,3 +92,17 @@ def test_settings_errors_are_clear(tmp_path: Path) -> None:
     result = run_cli("tenant", "list", "--data-dir", str(tmp_path), env=env)
     assert result.returncode == 2 and b"invalid setting port (CLEANROOM_PORT)" in result.stderr
     assert os.environ.get("CLEANROOM_PORT") is None
+
+
+def test_doctor_reports_the_hardening_serve_gets(tmp_path: Path) -> None:
+    result = run_cli("doctor", "--data-dir", str(tmp_path / "d"), "--json")
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert report["hardening"]["allocator_hardened"] is True
+    assert report["hardening"]["not_dumpable"] is True and report["hardening"]["core_dumps_disabled"] is True
+    assert report["device"]["kind"] in {"cpu", "cuda"} and report["problems"] == []
+    leaky = tmp_path / "leaky"
+    leaky.mkdir(mode=0o755)
+    os.chmod(leaky, 0o755)
+    bad = run_cli("doctor", "--data-dir", str(leaky), "--json", "--no-kms")
+    assert bad.returncode == 1 and "readable by others" in json.loads(bad.stdout)["problems"][0]

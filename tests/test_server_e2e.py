@@ -179,6 +179,7 @@ def test_public_key_route_and_metrics(shared_server) -> None:
         ready = http.get("/readyz").json()
         assert ready["hardening"]["allocator_hardened"] is True
         assert ready["hardening"]["core_dumps_disabled"] is True
+        assert ready["device"]["kind"] in {"cpu", "cuda"} and "scrub_supported" in ready["device"]
 
 
 def test_secrets_never_reach_the_log(shared_server) -> None:

@@ -77,6 +77,9 @@ def run_server(settings: Settings) -> int:
     files = tls_files(settings)
     services: Services = build_services(settings)
     services.extras["hardening"] = hardening.to_json()
+    from cleanroom.runtime.device import discover
+
+    services.extras["device"] = discover().to_dict()
     for control, on in hardening.to_json().items():
         if isinstance(on, bool):
             services.metrics.hardening.labels(control=control).set(1 if on else 0)
