@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,3 +162,135 @@ def test_unowned_memory_wraps_a_foreign_pointer_without_a_gpu() -> None:
     ptr = cupy.cuda.MemoryPointer(mem, 512)
     assert mem.ptr == 0x7F0000001000 and mem.size == 4096
     assert ptr.ptr == 0x7F0000001000 + 512
+
+
+# --- the host side of ScrubKernels against an emulated device -------------------------------------------
+class _FakeCuda:
+    """Just enough of `cupy.cuda` for ScrubKernels, with "device memory" that is host memory (ctypes)."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import types
+
+        self.ctypes = ctypes
+        self.allocations: list[Any] = []
+        fake = self
+
+        class Memory:
+            def __init__(self, size: int) -> None:
+                self.buf = (ctypes.c_char * size)()
+                self.ptr = ctypes.addressof(self.buf)
+                self.size = size
+                fake.allocations.append(self)
+
+        class Stream:
+            def __init__(self, ptr: int = 0) -> None:
+                self.ptr = ptr
+
+            @classmethod
+            def from_external(cls, obj: Any) -> Any:
+                return cls(obj.__cuda_stream__()[1])
+
+            def synchronize(self) -> None:
+                pass
+
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: Any) -> None:
+                pass
+
+        Stream.null = Stream(0)  # type: ignore[attr-defined]
+
+        class Device(Stream):
+            pass
+
+        def memcpy(dst: int, src: int, n: int, kind: int, stream: int) -> None:
+            ctypes.memmove(dst, src, n)
+
+        def memset(ptr: int, value: int, n: int, stream: int) -> None:
+            ctypes.memset(ptr, value, n)
+
+        self.runtime = types.SimpleNamespace(memcpyAsync=memcpy, memsetAsync=memset, memcpyHostToDevice=1,
+                                             memcpyDeviceToHost=2)
+        self.Memory, self.Stream, self.Device = Memory, Stream, Device
+
+
+class _FakeKernel:
+    """Runs the kernels' semantics in numpy over the descriptor table it is launched with."""
+
+    def __init__(self, name: str, log: list[Any]) -> None:
+        self.name, self.log = name, log
+
+    def __call__(self, grid: tuple[int], block: tuple[int], args: tuple[Any, ...]) -> None:
+        import ctypes
+
+        self.log.append((self.name, grid, block, [type(a) for a in args]))
+        desc_ptr, n, _n_tiles, _shift = (int(a) for a in args[:4])
+        desc = np.frombuffer((ctypes.c_uint64 * (3 * n)).from_address(desc_ptr), dtype=np.uint64).reshape(n, 3)
+        views = [np.frombuffer((ctypes.c_uint8 * int(length)).from_address(int(addr)), dtype=np.uint8)
+                 for addr, length, _ in desc]
+        if self.name == "cleanroom_zero_ranges":
+            for v in views:
+                v[:] = 0
+            return
+        out = np.frombuffer((ctypes.c_uint64 * 2).from_address(int(args[-1])), dtype=np.uint64)
+        if self.name == "cleanroom_verify_ranges":
+            out[0] += sum(int(np.count_nonzero(v)) for v in views)
+            bad = [int(addr) + int(np.flatnonzero(v)[0]) for (addr, _, _), v in zip(desc, views, strict=True)
+                   if v.any()]
+            if bad:
+                out[1] = min(int(out[1]), min(bad))
+        else:
+            mask, pattern = int(args[4]), int(args[5])
+            for (addr, _, _), v in zip(desc, views, strict=True):
+                first = (-int(addr)) % 8
+                words = v[first:first + (len(v) - first) // 8 * 8].view(np.uint64)
+                out[0] += int(np.count_nonzero((words & np.uint64(mask)) == np.uint64(pattern)))
+
+
+@pytest.fixture
+def emulated(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import types
+
+    from cleanroom.kernels import ScrubKernels
+
+    cuda = _FakeCuda()
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    log: list[Any] = []
+    module = types.SimpleNamespace(get_function=lambda name: _FakeKernel(name, log))
+    k = ScrubKernels(module, 0, sm_count=132)
+    k.launches = log  # type: ignore[attr-defined]
+    return k
+
+
+def test_host_side_zero_verify_marker(emulated: Any) -> None:
+    mem = np.full(3 << 20, 0xEE, dtype=np.uint8)
+    base = mem.ctypes.data
+    ranges = [(base + 5, 1000), (base + (1 << 20) + 3, (1 << 20) + 17)]
+    assert emulated.count_nonzero(ranges, 0) == (1000 + (1 << 20) + 17, base + 5)
+    assert emulated.zero(ranges, 1234) == 1000 + (1 << 20) + 17
+    assert emulated.count_nonzero(ranges, 1234) == (0, None)
+    assert mem[5:1005].sum() == 0 and mem[4] == 0xEE and mem[1005] == 0xEE
+    words = mem[2 << 20:].view(np.uint64)
+    words[::7] = (0xABCDE << 16) | 0x1111
+    mask = ((1 << 47) - 1) << 16
+    assert emulated.count_marker_words([(base + (2 << 20), 1 << 20)], mask, 0xABCDE << 16, 0) == len(words[::7])
+    # argument types match the CUDA signatures: pointers and u64 as uint64, n_ranges int64, shift uint32
+    name, grid, block, types_ = emulated.launches[0]
+    assert name == "cleanroom_verify_ranges" and block == (512,) and 1 <= grid[0] <= 132 * 4
+    assert types_ == [np.uint64, np.int64, np.uint64, np.uint32, np.uint64]
+    assert emulated.launches[-1][3] == [np.uint64, np.int64, np.uint64, np.uint32, np.uint64, np.uint64, np.uint64]
+
+
+def test_host_side_grows_descriptor_table(emulated: Any) -> None:
+    mem = np.ones(5000 * 16, dtype=np.uint8)
+    ranges = [(mem.ctypes.data + 16 * i, 8) for i in range(5000)]  # more than the 1024 preallocated
+    emulated.zero(ranges, 0)
+    assert emulated.count_nonzero(ranges, 0) == (0, None)
+    assert mem.reshape(5000, 16)[:, 8:].all()
+
+
+def test_host_side_empty_ranges_launch_nothing(emulated: Any) -> None:
+    assert emulated.zero([], 0) == 0 and emulated.count_nonzero([], 0) == (0, None)
+    assert emulated.launches == []

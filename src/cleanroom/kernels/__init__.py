@@ -132,6 +132,16 @@ def build_descriptors(ranges: Ranges, tile_shift: int = DEFAULT_TILE_SHIFT) -> t
     return desc, int(prefix[-1])
 
 
+class _StreamHandle:
+    """A raw `cudaStream_t` exposed through the CUDA stream protocol (``__cuda_stream__``)."""
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.ptr)
+
+
 class ScrubKernels:
     """The compiled kernels on one GPU, with their descriptor and result buffers.
 
@@ -199,11 +209,17 @@ class ScrubKernels:
         grid = max(1, min(n_tiles, self.max_blocks))
         args = (np.uint64(self._desc_mem.ptr), np.int64(n), np.uint64(n_tiles), np.uint32(self.tile_shift),
                 *extra)
-        with self._cupy.cuda.Device(self.device_index):
-            self._fn[name]((grid,), (self.threads,), args, stream=stream)
+        with self._cupy.cuda.Device(self.device_index), stream:
+            self._fn[name]((grid,), (self.threads,), args)
 
     def _stream(self, stream_ptr: int) -> Any:
-        return self._cupy.cuda.ExternalStream(stream_ptr, self.device_index)
+        """A CuPy view of the caller's stream (torch's current stream): same queue, same ordering."""
+        cuda = self._cupy.cuda
+        if stream_ptr == 0:
+            return cuda.Stream.null
+        if hasattr(cuda.Stream, "from_external"):  # CuPy >= 14: the CUDA stream protocol
+            return cuda.Stream.from_external(_StreamHandle(stream_ptr))
+        return cuda.ExternalStream(stream_ptr, self.device_index)
 
     def _read_out(self, stream: Any) -> tuple[int, int]:
         rt = self._cupy.cuda.runtime
