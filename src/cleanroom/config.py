@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     vault_token: str | None = None
     vault_mount: str = "transit"
     vault_key: str = "cleanroom-master"
+    vault_ca_cert: Path | None = Field(None, description="CA bundle for the Vault/OpenBao TLS certificate")
+    vault_namespace: str | None = None
+    kms_timeout_s: float = Field(5.0, gt=0, le=120, description="per-call timeout for vault and aws")
+    pkcs11_lib: str | None = Field(None, description="the HSM vendor's PKCS#11 module (.so)")
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = None
+    pkcs11_key: str = Field("cleanroom-master", description="master key name; objects <prefix><name>.v<N>")
+    pkcs11_key_label_prefix: str = "cleanroom-"
+    aws_kms_key_id: str = Field("cleanroom-master", description="alias name, alias/..., key id or key ARN")
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
 
     # --- memory and process hardening -------------------------------------------------------------
     mlock: bool = True
