@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Everything GPU-specific in one go (DESIGN §6), in well under 5 minutes on one H100/H200:
+#   1. device report (torch + NVML, confidential-computing state)
+#   2. offline kernel compile + snapshot parsing tests, then `pytest -m gpu` (real kernels, real scrub)
+#   3. `bench scrub`: cross-tenant leak probe, scrub/verify bandwidth vs memset and D2D copy measured in
+#      the same run, switch latency (64M, 1G, 8G; contiguous and interleaved)
+#   4. the end-to-end request path tests, when their dependencies are importable
+# It runs on a stock CUDA image with torch and cupy-cuda13x: the repository is used in place
+# (PYTHONPATH=src), nothing is downloaded. Wheels placed in benchmarks/gpu/wheels/ (cryptography,
+# fastapi, pydantic, ... for step 4) are installed with --no-index; the scrub modules need none of them.
+#
+#   bash benchmarks/gpu/check.sh            # results in $OUT (if set) or benchmarks/gpu/out/
+#   CHECK_SIZES=64M,1G bash benchmarks/gpu/check.sh
+#
+# Exit status: 0 when every step that ran passed and no byte leaked; 1 otherwise.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO="$PWD"
+RESULTS="${OUT:-$REPO/benchmarks/gpu/out}"
+mkdir -p "$RESULTS"
+PY="${PYTHON:-python3}"
+SIZES="${CHECK_SIZES:-64M,1G,8G}"
+export PYTHONPATH="$REPO/src:$REPO/tests${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+exec > >(tee "$RESULTS/check.log") 2>&1
+start=$(date +%s)
+step() { printf '\n=== %s (t+%ss) ===\n' "$1" "$(( $(date +%s) - start ))"; }
+
+step "environment"
+nvidia-smi --query-gpu=name,driver_version,memory.total,ecc.mode.current --format=csv,noheader 2>/dev/null \
+  || echo "nvidia-smi unavailable"
+"$PY" -c "import sys, torch, numpy; print('python', sys.version.split()[0], 'torch', torch.__version__, \
+'cuda', torch.version.cuda, 'numpy', numpy.__version__, 'gpus', torch.cuda.device_count())"
+"$PY" -c "import cupy; print('cupy', cupy.__version__)" || echo "cupy missing: the GPU scrub cannot run"
+
+WHEELS=benchmarks/gpu/wheels
+wheels_rc=skipped
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+  step "installing wheels from $WHEELS (--no-index)"
+  if "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl; then wheels_rc=0; else
+    wheels_rc=$?; echo "wheel install failed (rc=$wheels_rc); continuing without them"; fi
+fi
+
+step "device report"
+"$PY" - "$RESULTS/device.json" <<'EOF'
+import json, sys
+from cleanroom.runtime.device import discover
+report = discover().to_dict()
+json.dump(report, open(sys.argv[1], "w"), indent=2)
+print(json.dumps({k: report[k] for k in ("kind", "driver_version", "allocator_backend", "nvml",
+                                          "confidential_computing")}, indent=1))
+for g in report["gpus"]:
+    print(g)
+EOF
+
+step "offline kernel compile and snapshot parsing"
+timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_scrub_snapshot.py \
+  --junitxml "$RESULTS/pytest-offline.xml"
+offline_rc=$?
+
+step "pytest -m gpu"
+timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/gpu --junitxml "$RESULTS/pytest-gpu.xml"
+gpu_rc=$?
+
+step "bench scrub ($SIZES)"
+timeout 180 "$PY" -m cleanroom.bench.scrub --device cuda --sizes "$SIZES" --repeats 5 \
+  --json "$RESULTS/bench.json" --plot "$RESULTS/bench.png"
+bench_rc=$?
+
+e2e_rc=skipped
+step "end-to-end request path"
+if "$PY" -c "import cryptography, fastapi, pydantic, pydantic_settings, uvicorn, httpx, safetensors" 2>/dev/null; then
+  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_server_e2e.py --junitxml "$RESULTS/pytest-e2e.xml"
+  e2e_rc=$?
+else
+  echo "skipped: cryptography/fastapi/pydantic not importable (place their wheels in $WHEELS)"
+fi
+
+step "summary"
+"$PY" - "$RESULTS" "$offline_rc" "$gpu_rc" "$bench_rc" "$e2e_rc" "$wheels_rc" "$(( $(date +%s) - start ))" <<'EOF'
+import json, os, sys
+import xml.etree.ElementTree as ET
+
+out, offline, gpu, bench, e2e, wheels, seconds = sys.argv[1:8]
+
+def junit(name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return None
+    suite = ET.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+
+def load(name):
+    try:
+        return json.load(open(os.path.join(out, name)))
+    except (OSError, ValueError):
+        return None
+
+b = load("bench.json") or {}
+rows = b.get("rows", [])
+big = [r for r in rows if r["size_bytes"] >= 8 << 30]
+summary = {
+    "seconds": int(seconds),
+    "device": load("device.json"),
+    "steps": {"wheels": wheels, "offline_tests": int(offline), "gpu_tests": int(gpu), "bench": int(bench),
+              "e2e": e2e},
+    "tests": {"offline": junit("pytest-offline.xml"), "gpu": junit("pytest-gpu.xml"), "e2e": junit("pytest-e2e.xml")},
+    "bench": {k: b.get(k) for k in ("device", "device_name", "leaked_bytes", "scrub_bytes_per_s",
+                                    "verify_bytes_per_s", "baseline_bytes_per_s", "copy_bytes_per_s",
+                                    "switch_latency_s", "scrub_vs_baseline", "verify_vs_copy", "summary_row")},
+    "goals": {
+        "leaked_bytes_is_0": b.get("leaked_bytes") == 0 if b else None,
+        "scrub_ge_0.8x_memset": min((r["scrub_vs_baseline"] for r in rows), default=None),
+        "verify_ge_0.8x_copy": min((r["verify_vs_copy"] or 0 for r in rows), default=None),
+        "switch_latency_8GiB_s": max((r["switch_latency_s"] for r in big), default=None),
+    },
+}
+json.dump(summary, open(os.path.join(out, "check.json"), "w"), indent=2)
+print(json.dumps(summary["steps"]), json.dumps(summary["goals"]), sep="\n")
+ok = int(offline) == 0 and int(gpu) == 0 and int(bench) == 0 and e2e in ("skipped", "0") and b.get("leaked_bytes") == 0
+print("CHECK", "PASSED" if ok else "FAILED", f"in {seconds}s")
+sys.exit(0 if ok else 1)
+EOF
