@@ -11,10 +11,24 @@ import pytest
 from cleanroom.bench.scrub import PATTERNS, human_size, parse_size, plot, resolve_device, run_bench
 from cleanroom.cli import main
 
-REQUIRED_KEYS = {"device", "leaked_bytes", "scrub_bytes_per_s", "verify_bytes_per_s", "baseline_bytes_per_s",
-                 "switch_latency_s"}
-ROW_KEYS = {"size_bytes", "pattern", "scrub_bytes_per_s", "verify_bytes_per_s", "baseline_bytes_per_s",
-            "switch_latency_s", "leaked_bytes", "scrub_vs_baseline"}
+REQUIRED_KEYS = {
+    "device",
+    "leaked_bytes",
+    "scrub_bytes_per_s",
+    "verify_bytes_per_s",
+    "baseline_bytes_per_s",
+    "switch_latency_s",
+}
+ROW_KEYS = {
+    "size_bytes",
+    "pattern",
+    "scrub_bytes_per_s",
+    "verify_bytes_per_s",
+    "baseline_bytes_per_s",
+    "switch_latency_s",
+    "leaked_bytes",
+    "scrub_vs_baseline",
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +41,7 @@ def test_json_keys_and_rows(cpu_result: dict[str, object]) -> None:
     assert cpu_result["device"] == "cpu" and cpu_result["baseline"] == "numpy_memset"
     rows = cpu_result["rows"]
     assert isinstance(rows, list) and len(rows) == 4
-    assert {(r["size_bytes"], r["pattern"]) for r in rows} == {
-        (s, p) for s in (256 << 10, 2 << 20) for p in PATTERNS}
+    assert {(r["size_bytes"], r["pattern"]) for r in rows} == {(s, p) for s in (256 << 10, 2 << 20) for p in PATTERNS}
     for r in rows:
         assert set(r) >= ROW_KEYS
         assert r["scrub_bytes_per_s"] > 0 and r["verify_bytes_per_s"] > 0 and r["baseline_bytes_per_s"] > 0
@@ -47,8 +60,22 @@ def test_summary_is_largest_interleaved_row(cpu_result: dict[str, object]) -> No
 def test_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    rc = main(["bench", "scrub", "--device", "cpu", "--sizes", "128K,1M", "--repeats", "2",
-               "--json", str(out), "--plot", str(png)])
+    rc = main(
+        [
+            "bench",
+            "scrub",
+            "--device",
+            "cpu",
+            "--sizes",
+            "128K,1M",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     assert rc == 0
     result = json.loads(out.read_text())
     assert set(result) >= REQUIRED_KEYS and len(result["rows"]) == 4
@@ -56,8 +83,9 @@ def test_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "scrub bench" in capsys.readouterr().out
 
 
-def test_plot_without_matplotlib_is_a_clear_error(cpu_result: dict[str, object], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plot_without_matplotlib_is_a_clear_error(
+    cpu_result: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
     with pytest.raises(RuntimeError, match=r"cleanroom\[plot\]"):
         plot(cpu_result, tmp_path / "x.png")
@@ -79,8 +107,9 @@ def test_cuda_requested_on_cpu_host() -> None:
     assert resolve_device("auto") == "cpu"
 
 
-@pytest.mark.parametrize(("text", "n"), [("4096", 4096), ("64K", 65536), ("16m", 16 << 20), ("8G", 8 << 30),
-                                         ("1MiB", 1 << 20)])
+@pytest.mark.parametrize(
+    ("text", "n"), [("4096", 4096), ("64K", 65536), ("16m", 16 << 20), ("8G", 8 << 30), ("1MiB", 1 << 20)]
+)
 def test_parse_size(text: str, n: int) -> None:
     assert parse_size(text) == n
 

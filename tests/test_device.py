@@ -45,18 +45,22 @@ def fake_nvml(*, cc: tuple[int, int, int] | None = (2, 1, 0), ecc: bool = True, 
         nvmlDeviceGetHandleByIndex=lambda i: i,
         nvmlDeviceGetUUID=lambda h: devices[h]["uuid"],
         nvmlDeviceGetName=lambda h: devices[h]["name"],
-        nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(total=devices[h]["total"], free=devices[h]["free"],
-                                                          used=0),
+        nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(total=devices[h]["total"], free=devices[h]["free"], used=0),
         nvmlDeviceGetEccMode=ecc_mode,
         nvmlDeviceGetMigMode=lambda h: [int(mig), int(mig)],
     )
 
 
 def fake_torch(*, n: int = 1, backend: str = "native", uuid: str | None = UUID0[4:]) -> Any:
-    props = SimpleNamespace(name="NVIDIA H200", total_memory=150_000_000_000, major=9, minor=0,
-                            multi_processor_count=132, uuid=uuid)
-    cuda = SimpleNamespace(is_available=lambda: n > 0, device_count=lambda: n,
-                           get_device_properties=lambda i: props, get_allocator_backend=lambda: backend)
+    props = SimpleNamespace(
+        name="NVIDIA H200", total_memory=150_000_000_000, major=9, minor=0, multi_processor_count=132, uuid=uuid
+    )
+    cuda = SimpleNamespace(
+        is_available=lambda: n > 0,
+        device_count=lambda: n,
+        get_device_properties=lambda i: props,
+        get_allocator_backend=lambda: backend,
+    )
     return SimpleNamespace(cuda=cuda, __version__="2.11.0+cu130", version=SimpleNamespace(cuda="13.0"))
 
 
@@ -78,8 +82,9 @@ def test_gpu_host_with_confidential_computing() -> None:
 
 
 def test_unsupported_fields_become_none_with_notes() -> None:
-    report = discover(torch_module=fake_torch(backend="cudaMallocAsync"),
-                      nvml_loader=lambda: fake_nvml(cc=None, ecc=False, mig=True))
+    report = discover(
+        torch_module=fake_torch(backend="cudaMallocAsync"), nvml_loader=lambda: fake_nvml(cc=None, ecc=False, mig=True)
+    )
     gpu = report.gpus[0]
     assert gpu.ecc_enabled is None and gpu.mig_enabled is True
     cc = report.confidential_computing

@@ -37,7 +37,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 def final_stage(instrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     starts = [i for i, (op, _) in enumerate(instrs) if op == "FROM"]
     assert starts, "no FROM"
-    return instrs[starts[-1]:]
+    return instrs[starts[-1] :]
 
 
 def resolve(image: str, instrs: list[tuple[str, str]]) -> str:
@@ -116,12 +116,22 @@ GOOD = DOCKERFILE.read_text()
         (GOOD.replace("USER 10001:10001\n", ""), "no USER"),
         (GOOD.replace("12.6.3-runtime-ubuntu24.04", "12.6.3-devel-ubuntu24.04"), "not a runtime image"),
         (GOOD.replace("12.6.3-runtime-ubuntu24.04", "11.8.0-runtime-ubuntu22.04"), "not 12"),
-        (GOOD.replace("ARG CUDA_IMAGE=nvidia/cuda:12.6.3-runtime-ubuntu24.04", "ARG CUDA_IMAGE=nvidia/cuda:latest"),
-         "not a pinned"),
-        (GOOD.replace("CLEANROOM_DATA_DIR=/data",
-                      "CLEANROOM_DATA_DIR=/data \\\n    CLEANROOM_VAULT_TOKEN=hvs.CAESIabc"), "secret"),
-        (GOOD.replace("ENV DEBIAN_FRONTEND=noninteractive\n",
-                      "ENV DEBIAN_FRONTEND=noninteractive\nARG API_KEY=abc123\n"), "secret-looking"),
+        (
+            GOOD.replace("ARG CUDA_IMAGE=nvidia/cuda:12.6.3-runtime-ubuntu24.04", "ARG CUDA_IMAGE=nvidia/cuda:latest"),
+            "not a pinned",
+        ),
+        (
+            GOOD.replace(
+                "CLEANROOM_DATA_DIR=/data", "CLEANROOM_DATA_DIR=/data \\\n    CLEANROOM_VAULT_TOKEN=hvs.CAESIabc"
+            ),
+            "secret",
+        ),
+        (
+            GOOD.replace(
+                "ENV DEBIAN_FRONTEND=noninteractive\n", "ENV DEBIAN_FRONTEND=noninteractive\nARG API_KEY=abc123\n"
+            ),
+            "secret-looking",
+        ),
         (GOOD.replace("COPY src ./src", "COPY src ./src\nCOPY master.key /data/"), "secret file"),
         (GOOD.replace('pip install ".[gpu]"', 'pip install "."'), "gpu extra"),
         (re.sub(r"HEALTHCHECK[^\n]*\\\n[^\n]*\n", "HEALTHCHECK NONE\n", GOOD), "HEALTHCHECK"),

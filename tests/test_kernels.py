@@ -116,10 +116,10 @@ def emulate_zero(desc: np.ndarray, n_tiles: int, tile_shift: int, mem: np.ndarra
         tail_at = head + n_vec * 16
         assert (p + head) % 16 == 0 or n_vec == 0
         o = p - base
-        assert (mem[o:o + n] != 0xAA).sum() == 0, "byte written twice"
-        mem[o:o + head] = 0
-        mem[o + head:o + tail_at] = 0
-        mem[o + tail_at:o + n] = 0
+        assert (mem[o : o + n] != 0xAA).sum() == 0, "byte written twice"
+        mem[o : o + head] = 0
+        mem[o + head : o + tail_at] = 0
+        mem[o + tail_at : o + n] = 0
         written.append(n)
     return written
 
@@ -142,7 +142,7 @@ def test_tiles_cover_exactly_the_ranges(raw: list[tuple[int, int]], tile_shift: 
     written = emulate_zero(desc, n_tiles, tile_shift, mem, base)
     expected = np.full_like(mem, 0xAA)
     for addr, length in ranges:
-        expected[addr - base:addr - base + length] = 0
+        expected[addr - base : addr - base + length] = 0
     assert np.array_equal(mem, expected)
     assert sum(written) == sum(length for _, length in ranges)
     assert all(0 < w <= 1 << tile_shift for w in written)
@@ -211,8 +211,9 @@ class _FakeCuda:
         def memset(ptr: int, value: int, n: int, stream: int) -> None:
             ctypes.memset(ptr, value, n)
 
-        self.runtime = types.SimpleNamespace(memcpyAsync=memcpy, memsetAsync=memset, memcpyHostToDevice=1,
-                                             memcpyDeviceToHost=2)
+        self.runtime = types.SimpleNamespace(
+            memcpyAsync=memcpy, memsetAsync=memset, memcpyHostToDevice=1, memcpyDeviceToHost=2
+        )
         self.Memory, self.Stream, self.Device = Memory, Stream, Device
 
 
@@ -228,8 +229,10 @@ class _FakeKernel:
         self.log.append((self.name, grid, block, [type(a) for a in args]))
         desc_ptr, n, _n_tiles, _shift = (int(a) for a in args[:4])
         desc = np.frombuffer((ctypes.c_uint64 * (3 * n)).from_address(desc_ptr), dtype=np.uint64).reshape(n, 3)
-        views = [np.frombuffer((ctypes.c_uint8 * int(length)).from_address(int(addr)), dtype=np.uint8)
-                 for addr, length, _ in desc]
+        views = [
+            np.frombuffer((ctypes.c_uint8 * int(length)).from_address(int(addr)), dtype=np.uint8)
+            for addr, length, _ in desc
+        ]
         if self.name == "cleanroom_zero_ranges":
             for v in views:
                 v[:] = 0
@@ -237,15 +240,16 @@ class _FakeKernel:
         out = np.frombuffer((ctypes.c_uint64 * 2).from_address(int(args[-1])), dtype=np.uint64)
         if self.name == "cleanroom_verify_ranges":
             out[0] += sum(int(np.count_nonzero(v)) for v in views)
-            bad = [int(addr) + int(np.flatnonzero(v)[0]) for (addr, _, _), v in zip(desc, views, strict=True)
-                   if v.any()]
+            bad = [
+                int(addr) + int(np.flatnonzero(v)[0]) for (addr, _, _), v in zip(desc, views, strict=True) if v.any()
+            ]
             if bad:
                 out[1] = min(int(out[1]), min(bad))
         else:
             mask, pattern = int(args[4]), int(args[5])
             for (addr, _, _), v in zip(desc, views, strict=True):
                 first = (-int(addr)) % 8
-                words = v[first:first + (len(v) - first) // 8 * 8].view(np.uint64)
+                words = v[first : first + (len(v) - first) // 8 * 8].view(np.uint64)
                 out[0] += int(np.count_nonzero((words & np.uint64(mask)) == np.uint64(pattern)))
 
 
@@ -272,7 +276,7 @@ def test_host_side_zero_verify_marker(emulated: Any) -> None:
     assert emulated.zero(ranges, 1234) == 1000 + (1 << 20) + 17
     assert emulated.count_nonzero(ranges, 1234) == (0, None)
     assert mem[5:1005].sum() == 0 and mem[4] == 0xEE and mem[1005] == 0xEE
-    words = mem[2 << 20:].view(np.uint64)
+    words = mem[2 << 20 :].view(np.uint64)
     words[::7] = (0xABCDE << 16) | 0x1111
     mask = ((1 << 47) - 1) << 16
     assert emulated.count_marker_words([(base + (2 << 20), 1 << 20)], mask, 0xABCDE << 16, 0) == len(words[::7])

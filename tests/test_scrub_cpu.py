@@ -48,8 +48,7 @@ def test_zero_request_zeroes_whole_storage_grad_and_buffers() -> None:
     leaf = torch.ones(64, requires_grad=True)
     (leaf * 3).sum().backward()
     assert leaf.grad is not None
-    sparse = torch.sparse_coo_tensor(torch.tensor([[0, 3]]), torch.tensor([5.0, 7.0]), (8,),
-                                     check_invariants=True)
+    sparse = torch.sparse_coo_tensor(torch.tensor([[0, 3]]), torch.tensor([5.0, 7.0]), (8,), check_invariants=True)
     buf = bytearray(b"secret" * 100)
     arr = np.full(333, 9, dtype=np.int16)
     part = bytearray(b"x" * 64)

@@ -109,14 +109,15 @@ def _mutate(multi: list[dict[str, Any]], fn: Any) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("why", "mutation"),
     [
-        ("the docstring's state name is not what torch emits", lambda m: m[0]["blocks"][1].update(
-            state="active_awaiting_free")),
+        (
+            "the docstring's state name is not what torch emits",
+            lambda m: m[0]["blocks"][1].update(state="active_awaiting_free"),
+        ),
         ("missing state", lambda m: m[0]["blocks"][1].pop("state")),
         ("sizes do not add up", lambda m: m[1]["blocks"][0].update(size=4 * MiB - 512)),
         ("total_size too large", lambda m: m[1].update(total_size=m[1]["total_size"] + 512)),
         ("address out of place", lambda m: m[0]["blocks"][2].update(address=m[0]["blocks"][2]["address"] + 16)),
-        ("zero-sized block", lambda m: m[0]["blocks"].insert(1, {"address": S1 + 512, "size": 0,
-                                                                   "state": "inactive"})),
+        ("zero-sized block", lambda m: m[0]["blocks"].insert(1, {"address": S1 + 512, "size": 0, "state": "inactive"})),
         ("negative size", lambda m: m[0]["blocks"][1].update(size=-1024)),
         ("bool size", lambda m: m[0]["blocks"][1].update(size=True)),
         ("string address", lambda m: m[2].update(address=str(S3))),
@@ -159,8 +160,16 @@ def snapshots(draw: st.DrawFn) -> list[dict[str, Any]]:
             size = draw(st.integers(1, 8)) * 512
             blocks.append({"address": a, "size": size, "state": draw(st.sampled_from(STATES))})
             a += size
-        segs.append({"device": 0, "address": addr, "total_size": a - addr, "blocks": blocks,
-                     "segment_pool_id": (0, 0), "is_expandable": draw(st.booleans())})
+        segs.append(
+            {
+                "device": 0,
+                "address": addr,
+                "total_size": a - addr,
+                "blocks": blocks,
+                "segment_pool_id": (0, 0),
+                "is_expandable": draw(st.booleans()),
+            }
+        )
         addr = a
     return segs
 

@@ -48,7 +48,7 @@ def test_zero_exactly_the_ranges_with_unaligned_heads_and_tails(kernels: Any) ->
     kernels.zero([(base + o, n) for o, n in rel], _stream())
     expected = np.full(8 * MiB, 0xFF, dtype=np.uint8)
     for o, n in rel:
-        expected[o:o + n] = 0
+        expected[o : o + n] = 0
     assert np.array_equal(buf.cpu().numpy(), expected)
 
 
@@ -60,10 +60,10 @@ def test_verify_counts_every_nonzero_byte(kernels: Any) -> None:
     base = buf.data_ptr()
     rel = [(5, 3 * MiB), (4 * MiB + 9, 77), (5 * MiB, 11 * MiB - 3)]
     host = buf.cpu().numpy()
-    expected = sum(int(np.count_nonzero(host[o:o + n])) for o, n in rel)
+    expected = sum(int(np.count_nonzero(host[o : o + n])) for o, n in rel)
     count, first = kernels.count_nonzero([(base + o, n) for o, n in rel], _stream())
     assert count == expected > 0
-    assert first is not None and base <= first < base + 16 * MiB and host[(first - base):(first - base) + 16].any()
+    assert first is not None and base <= first < base + 16 * MiB and host[(first - base) : (first - base) + 16].any()
     clean = torch.zeros(MiB, dtype=torch.uint8, device="cuda")
     assert kernels.count_nonzero([(clean.data_ptr() + 1, MiB - 2)], _stream()) == (0, None)
 

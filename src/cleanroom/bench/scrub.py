@@ -112,8 +112,20 @@ def _cpu_row(size: int, pattern: str, repeats: int, rng: np.random.Generator) ->
     leak = cpu_leak_probe(scrubber, sizes=pieces, copies=1, pattern=pattern)  # type: ignore[arg-type]
     scrub_bw, verify_bw, base_bw = size / min(zero_t), size / min(verify_t), size / min(base_t)
     best_switch, median_switch = _best(switch_t)
-    return Row(size, pattern, len(pieces), scrub_bw, verify_bw, base_bw, None, best_switch, median_switch,
-               leak.leaked_bytes, scrub_bw / base_bw, None)
+    return Row(
+        size,
+        pattern,
+        len(pieces),
+        scrub_bw,
+        verify_bw,
+        base_bw,
+        None,
+        best_switch,
+        median_switch,
+        leak.leaked_bytes,
+        scrub_bw / base_bw,
+        None,
+    )
 
 
 # --- GPU --------------------------------------------------------------------------------------------
@@ -161,8 +173,9 @@ class _GpuBench:
         torch = self.torch
         src = torch.empty(size, dtype=torch.uint8, device=self.dev).fill_(1)
         dst = torch.empty_like(src)
-        memset_t = [self._time(lambda: cupy.cuda.runtime.memsetAsync(dst.data_ptr(), 0, size, stream))
-                    for _ in range(repeats)]
+        memset_t = [
+            self._time(lambda: cupy.cuda.runtime.memsetAsync(dst.data_ptr(), 0, size, stream)) for _ in range(repeats)
+        ]
         copy_t = [self._time(lambda: dst.copy_(src)) for _ in range(repeats)]
         return memset_t, copy_t
 
@@ -185,8 +198,7 @@ class _GpuBench:
         zero_t = [self._time(lambda: self.kernels.zero(ranges, stream)) for _ in range(repeats)]
         verify_t = [self._time(lambda: self.kernels.count_nonzero(ranges, stream)) for _ in range(repeats)]
         memset_t, copy_t = self._baselines(size, repeats, stream)
-        leak = gpu_leak_probe(self.scrubber, self.kernels, device=str(self.dev), total_bytes=size,
-                              pattern=pattern)  # type: ignore[arg-type]
+        leak = gpu_leak_probe(self.scrubber, self.kernels, device=str(self.dev), total_bytes=size, pattern=pattern)  # type: ignore[arg-type]
         # One scrub with the release policy, for what `empty_cache` adds on a tenant switch. Released
         # through the scrubber (not behind its back), so the next scrub does not need a driver sweep.
         policy = self.scrubber.policy
@@ -198,8 +210,21 @@ class _GpuBench:
         scrub_bw, verify_bw = scrubbed / min(zero_t), scrubbed / min(verify_t)
         memset_bw, copy_bw = size / min(memset_t), size / min(copy_t)
         best_switch, median_switch = _best(switch_t)
-        return Row(size, pattern, len(ranges), scrub_bw, verify_bw, memset_bw, copy_bw, best_switch,
-                   median_switch, leak.leaked_bytes, scrub_bw / memset_bw, verify_bw / copy_bw, empty_cache_s)
+        return Row(
+            size,
+            pattern,
+            len(ranges),
+            scrub_bw,
+            verify_bw,
+            memset_bw,
+            copy_bw,
+            best_switch,
+            median_switch,
+            leak.leaked_bytes,
+            scrub_bw / memset_bw,
+            verify_bw / copy_bw,
+            empty_cache_s,
+        )
 
 
 def resolve_device(device: str) -> str:
@@ -216,9 +241,14 @@ def resolve_device(device: str) -> str:
     raise ValueError("--device cuda asked for, but torch sees no CUDA device")
 
 
-def run_bench(device: str = "auto", sizes: Sequence[int] | None = None, patterns: Sequence[str] = PATTERNS,
-              repeats: int = 5, seed: int | None = None,
-              on_row: Callable[[Row], None] | None = None) -> dict[str, Any]:
+def run_bench(
+    device: str = "auto",
+    sizes: Sequence[int] | None = None,
+    patterns: Sequence[str] = PATTERNS,
+    repeats: int = 5,
+    seed: int | None = None,
+    on_row: Callable[[Row], None] | None = None,
+) -> dict[str, Any]:
     """Run the benchmark and return the result document (see the module docstring for its keys)."""
     import torch
 
@@ -280,8 +310,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     except ImportError as exc:
         raise RuntimeError("--plot needs matplotlib: pip install 'cleanroom[plot]'") from exc
     fig, ax = plt.subplots(figsize=(8, 5))
-    keys = [("scrub_bytes_per_s", "scrub"), ("verify_bytes_per_s", "verify"),
-            ("baseline_bytes_per_s", result["baseline"]), ("copy_bytes_per_s", "d2d copy")]
+    keys = [
+        ("scrub_bytes_per_s", "scrub"),
+        ("verify_bytes_per_s", "verify"),
+        ("baseline_bytes_per_s", result["baseline"]),
+        ("copy_bytes_per_s", "d2d copy"),
+    ]
     for pattern in PATTERNS:
         rows = sorted((r for r in result["rows"] if r["pattern"] == pattern), key=lambda r: r["size_bytes"])
         if not rows:
@@ -289,8 +323,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for key, label in keys:
             if rows[0][key] is None:
                 continue
-            ax.plot([r["size_bytes"] for r in rows], [r[key] / 1e9 for r in rows], marker="o",
-                    linestyle="-" if pattern == "interleaved" else "--", label=f"{label} ({pattern})")
+            ax.plot(
+                [r["size_bytes"] for r in rows],
+                [r[key] / 1e9 for r in rows],
+                marker="o",
+                linestyle="-" if pattern == "interleaved" else "--",
+                label=f"{label} ({pattern})",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("bytes")
     ax.set_ylabel("GB/s")
@@ -307,15 +346,30 @@ def _table(result: dict[str, Any]) -> Any:
 
     table = Table(title=f"scrub bench: {result['device_name']} ({result['device']})")
     base = "memset" if result["baseline"] == "cuda_memset" else "np memset"
-    for col in ("size", "pattern", "ranges", "scrub\nGB/s", "verify\nGB/s", f"{base}\nGB/s", "scrub/\nbase",
-                "copy\nGB/s", "switch\nms", "leaked\nbytes"):
+    for col in (
+        "size",
+        "pattern",
+        "ranges",
+        "scrub\nGB/s",
+        "verify\nGB/s",
+        f"{base}\nGB/s",
+        "scrub/\nbase",
+        "copy\nGB/s",
+        "switch\nms",
+        "leaked\nbytes",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     for r in result["rows"]:
         copy = r["copy_bytes_per_s"]
         table.add_row(
-            human_size(r["size_bytes"]), r["pattern"], str(r["ranges"]), f"{r['scrub_bytes_per_s'] / 1e9:.1f}",
-            f"{r['verify_bytes_per_s'] / 1e9:.1f}", f"{r['baseline_bytes_per_s'] / 1e9:.1f}",
-            f"{r['scrub_vs_baseline']:.2f}", "-" if copy is None else f"{copy / 1e9:.1f}",
+            human_size(r["size_bytes"]),
+            r["pattern"],
+            str(r["ranges"]),
+            f"{r['scrub_bytes_per_s'] / 1e9:.1f}",
+            f"{r['verify_bytes_per_s'] / 1e9:.1f}",
+            f"{r['baseline_bytes_per_s'] / 1e9:.1f}",
+            f"{r['scrub_vs_baseline']:.2f}",
+            "-" if copy is None else f"{copy / 1e9:.1f}",
             f"{r['switch_latency_s'] * 1e3:.2f}",
             f"[{'red' if r['leaked_bytes'] else 'green'}]{r['leaked_bytes']}",
         )
@@ -336,8 +390,14 @@ def cmd_bench_scrub(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 2
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         task = progress.add_task("scrub bench", total=n_rows)
 
         def on_row(row: Row) -> None:
@@ -366,10 +426,14 @@ def cmd_bench_scrub(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     p: argparse.ArgumentParser = sub.add_parser(
-        "scrub", help="measure the between-tenant scrub: leaks, bandwidth vs memset/copy, switch latency")
+        "scrub", help="measure the between-tenant scrub: leaks, bandwidth vs memset/copy, switch latency"
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--sizes", default=None,
-                   help="comma-separated sizes, e.g. 1M,64M,8G (default: 1M,16M,64M on CPU; 64M,1G,8G on GPU)")
+    p.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated sizes, e.g. 1M,64M,8G (default: 1M,16M,64M on CPU; 64M,1G,8G on GPU)",
+    )
     p.add_argument("--patterns", default=",".join(PATTERNS), help="contiguous,interleaved (default: both)")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per row; the best is kept")
     p.add_argument("--seed", type=int, default=None)

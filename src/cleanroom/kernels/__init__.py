@@ -51,9 +51,7 @@ def _nvrtc() -> Any:
     try:
         from cupy.cuda import nvrtc
     except ImportError as exc:  # cupy itself missing
-        raise KernelError(
-            "cupy is not installed: install the gpu extra (pip install 'cleanroom[gpu]')"
-        ) from exc
+        raise KernelError("cupy is not installed: install the gpu extra (pip install 'cleanroom[gpu]')") from exc
     return nvrtc
 
 
@@ -150,8 +148,16 @@ class ScrubKernels:
     the memory that list describes. They hold addresses and counts, never tenant data.
     """
 
-    def __init__(self, module: Any, device_index: int, sm_count: int, *, threads: int = 512,
-                 blocks_per_sm: int = 4, tile_shift: int = DEFAULT_TILE_SHIFT) -> None:
+    def __init__(
+        self,
+        module: Any,
+        device_index: int,
+        sm_count: int,
+        *,
+        threads: int = 512,
+        blocks_per_sm: int = 4,
+        tile_shift: int = DEFAULT_TILE_SHIFT,
+    ) -> None:
         if threads % 32 or not 32 <= threads <= 1024:
             raise ValueError("threads must be a multiple of 32 between 32 and 1024")
         if blocks_per_sm < 1 or sm_count < 1:
@@ -207,8 +213,7 @@ class ScrubKernels:
 
     def _launch(self, name: str, n: int, n_tiles: int, stream: Any, *extra: Any) -> None:
         grid = max(1, min(n_tiles, self.max_blocks))
-        args = (np.uint64(self._desc_mem.ptr), np.int64(n), np.uint64(n_tiles), np.uint32(self.tile_shift),
-                *extra)
+        args = (np.uint64(self._desc_mem.ptr), np.int64(n), np.uint64(n_tiles), np.uint32(self.tile_shift), *extra)
         with self._cupy.cuda.Device(self.device_index), stream:
             self._fn[name]((grid,), (self.threads,), args)
 
@@ -261,8 +266,9 @@ class ScrubKernels:
         if not n:
             return 0
         self._reset_out(stream, 0)
-        self._launch(MARKER_KERNEL, n, n_tiles, stream, np.uint64(mask), np.uint64(pattern),
-                     np.uint64(self._out_mem.ptr))
+        self._launch(
+            MARKER_KERNEL, n, n_tiles, stream, np.uint64(mask), np.uint64(pattern), np.uint64(self._out_mem.ptr)
+        )
         return self._read_out(stream)[0]
 
 

@@ -208,13 +208,19 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
             uuid_s = None if uuid is None else (str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}")
             # Match by UUID (indices differ under CUDA_VISIBLE_DEVICES); by position only without one.
             facts = nv.get(uuid_s, {}) if uuid_s else nv.get(f"#{i}", {})
-            gpus.append(GpuInfo(
-                index=i, name=str(props.name), uuid=uuid_s or facts.get("uuid"),
-                total_memory_bytes=int(props.total_memory), free_memory_bytes=facts.get("free"),
-                compute_capability=(int(props.major), int(props.minor)),
-                multiprocessors=int(getattr(props, "multi_processor_count", 0)) or None,
-                ecc_enabled=facts.get("ecc"), mig_enabled=facts.get("mig"),
-            ))
+            gpus.append(
+                GpuInfo(
+                    index=i,
+                    name=str(props.name),
+                    uuid=uuid_s or facts.get("uuid"),
+                    total_memory_bytes=int(props.total_memory),
+                    free_memory_bytes=facts.get("free"),
+                    compute_capability=(int(props.major), int(props.minor)),
+                    multiprocessors=int(getattr(props, "multi_processor_count", 0)) or None,
+                    ecc_enabled=facts.get("ecc"),
+                    mig_enabled=facts.get("mig"),
+                )
+            )
         if backend != "native":
             notes.append(f"allocator backend {backend!r}: the GPU scrub needs 'native'")
     elif nv:

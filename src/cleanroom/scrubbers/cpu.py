@@ -49,8 +49,9 @@ def malloc_trim() -> bool | None:
 class CpuScrubber(ScrubberBase):
     """`Scrubber` for CPU-only hosts (and for CPU tensors of a request on any host)."""
 
-    def __init__(self, *, on_quarantine: QuarantineHook | None = None, policy: ScrubPolicy | None = None,
-                 trim_heap: bool = True) -> None:
+    def __init__(
+        self, *, on_quarantine: QuarantineHook | None = None, policy: ScrubPolicy | None = None, trim_heap: bool = True
+    ) -> None:
         super().__init__("cpu", on_quarantine=on_quarantine)
         self.policy = policy or ScrubPolicy()
         self.trim_heap = trim_heap

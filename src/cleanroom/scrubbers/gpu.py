@@ -105,10 +105,17 @@ class GpuScrubber(ScrubberBase):
     allocator backend, no CuPy) fails here, in the constructor, not at the first tenant switch.
     """
 
-    def __init__(self, device: str = "cuda:0", *, on_quarantine: QuarantineHook | None = None,
-                 policy: ScrubPolicy | None = None, kernels: ScrubKernels | None = None,
-                 route_cupy: bool = True, sweep_on_release: bool = True,
-                 lock: threading.RLock | None = None) -> None:
+    def __init__(
+        self,
+        device: str = "cuda:0",
+        *,
+        on_quarantine: QuarantineHook | None = None,
+        policy: ScrubPolicy | None = None,
+        kernels: ScrubKernels | None = None,
+        route_cupy: bool = True,
+        sweep_on_release: bool = True,
+        lock: threading.RLock | None = None,
+    ) -> None:
         import torch
 
         if not torch.cuda.is_available():
@@ -181,8 +188,9 @@ class GpuScrubber(ScrubberBase):
             except DeviceQuarantined:
                 raise
             except Exception as exc:  # a scrub that did not finish leaves the device in an unknown state
-                self._fail_closed(ScrubReport(self.device, "between_tenant"),
-                                  f"scrub raised {type(exc).__name__}: {exc}")
+                self._fail_closed(
+                    ScrubReport(self.device, "between_tenant"), f"scrub raised {type(exc).__name__}: {exc}"
+                )
 
     def _scrub_locked(self) -> ScrubReport:
         import torch
@@ -191,8 +199,9 @@ class GpuScrubber(ScrubberBase):
         notes: list[str] = []
         t0 = time.perf_counter()
         if torch.cuda.is_current_stream_capturing():
-            self._fail_closed(ScrubReport(self.device, "between_tenant"),
-                              "between-tenant scrub requested during CUDA graph capture")
+            self._fail_closed(
+                ScrubReport(self.device, "between_tenant"), "between-tenant scrub requested during CUDA graph capture"
+            )
         torch.cuda.synchronize(self.index)
         if hasattr(torch._C, "_cuda_clearCublasWorkspaces"):
             torch._C._cuda_clearCublasWorkspaces()
@@ -205,8 +214,12 @@ class GpuScrubber(ScrubberBase):
         ranges = np.asarray(summary.free_ranges, dtype=np.uint64).reshape(-1, 2)
         if summary.pending_free_bytes:
             self._fail_closed(
-                ScrubReport(self.device, "between_tenant", ranges=len(summary.free_ranges),
-                            pending_free_bytes=summary.pending_free_bytes),
+                ScrubReport(
+                    self.device,
+                    "between_tenant",
+                    ranges=len(summary.free_ranges),
+                    pending_free_bytes=summary.pending_free_bytes,
+                ),
                 f"{summary.pending_free_bytes} bytes still active_pending_free after synchronize",
             )
         t2 = time.perf_counter()
@@ -222,8 +235,10 @@ class GpuScrubber(ScrubberBase):
         phases["zero_gpu"] = events[0].elapsed_time(events[1]) / 1e3
         phases["verify_gpu"] = events[1].elapsed_time(events[2]) / 1e3
         verified = zeroed
-        if nonzero == 0 and self.sweep_on_release and (
-            self._sweep_pending or self._released_to_driver() > self._freed_baseline
+        if (
+            nonzero == 0
+            and self.sweep_on_release
+            and (self._sweep_pending or self._released_to_driver() > self._freed_baseline)
         ):
             t3 = time.perf_counter()
             swept, sweep_bad = self._sweep_driver_memory(int(stream.cuda_stream))
@@ -233,9 +248,16 @@ class GpuScrubber(ScrubberBase):
             verified += swept
             nonzero += sweep_bad
         report = ScrubReport(
-            self.device, "between_tenant", bytes_scrubbed=zeroed, bytes_verified=verified,
-            nonzero_bytes=nonzero, seconds=time.perf_counter() - t0, ranges=len(summary.free_ranges),
-            first_nonzero_address=first_bad, phase_seconds=dict(phases), notes=tuple(notes),
+            self.device,
+            "between_tenant",
+            bytes_scrubbed=zeroed,
+            bytes_verified=verified,
+            nonzero_bytes=nonzero,
+            seconds=time.perf_counter() - t0,
+            ranges=len(summary.free_ranges),
+            first_nonzero_address=first_bad,
+            phase_seconds=dict(phases),
+            notes=tuple(notes),
         )
         if nonzero:
             self._fail_closed(report, f"verify found {nonzero} non-zero byte(s) in freed device memory")
@@ -253,8 +275,9 @@ class GpuScrubber(ScrubberBase):
             released = before - torch.cuda.memory_reserved(self.index)
             phases["empty_cache"] = time.perf_counter() - t5
         self._freed_baseline = self._released_to_driver()
-        return dataclasses.replace(report, seconds=time.perf_counter() - t0, released_bytes=released,
-                                   phase_seconds=phases)
+        return dataclasses.replace(
+            report, seconds=time.perf_counter() - t0, released_bytes=released, phase_seconds=phases
+        )
 
     def _drop_cupy_pool(self) -> bool:
         """Release what CuPy's own pool cached before routing; True if anything went to the driver."""

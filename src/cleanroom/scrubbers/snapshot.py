@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 BLOCK_STATES = frozenset({"active_allocated", "active_pending_free", "inactive"})
+
+
 class SnapshotFormatError(ValueError):
     """A memory snapshot that does not have the structure the scrub relies on (fail closed)."""
 
@@ -49,8 +51,9 @@ def _int(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True)
     return value
 
 
-def parse_snapshot(snapshot: Sequence[Mapping[str, Any]] | Mapping[str, Any], *,
-                   device: int | None = None) -> SnapshotSummary:
+def parse_snapshot(
+    snapshot: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, device: int | None = None
+) -> SnapshotSummary:
     """Parse `torch.cuda.memory_snapshot()` (a list of segments) or `torch.cuda.memory._snapshot()`.
 
     Segment fields used: ``address``, ``total_size``, ``blocks``, and when present ``device`` (segments
@@ -146,8 +149,9 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def free_ranges_from_snapshot(snapshot: Sequence[Mapping[str, Any]] | Mapping[str, Any], *,
-                              device: int | None = None) -> list[tuple[int, int]]:
+def free_ranges_from_snapshot(
+    snapshot: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, device: int | None = None
+) -> list[tuple[int, int]]:
     """The merged `inactive` (address, length) ranges of a memory snapshot: what the scrub zeroes."""
     return parse_snapshot(snapshot, device=device).free_ranges
 

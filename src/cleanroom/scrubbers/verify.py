@@ -80,7 +80,7 @@ def _fill_cpu(t: torch.Tensor, pattern: int, rng: np.random.Generator) -> None:
         # In place: a temporary holding marked words would be a copy nobody scrubs (the probe finds it).
         words[:] = rng.integers(0, 1 << MARKER_SHIFT, n_words, dtype=np.uint64)
         words |= np.uint64(pattern)
-    arr[n_words * 8:] = rng.integers(1, 256, arr.nbytes - n_words * 8, dtype=np.uint8)
+    arr[n_words * 8 :] = rng.integers(1, 256, arr.nbytes - n_words * 8, dtype=np.uint8)
 
 
 def _search_cpu(t: torch.Tensor, pattern: int) -> tuple[int, int]:
@@ -91,8 +91,14 @@ def _search_cpu(t: torch.Tensor, pattern: int) -> tuple[int, int]:
     return hits * 8, int(np.count_nonzero(arr))
 
 
-def cpu_leak_probe(scrubber: Scrubber | None, *, sizes: Sequence[int] = DEFAULT_CPU_SIZES, copies: int = 8,
-                   pattern: Pattern = "interleaved", seed: int | None = None) -> LeakProbeResult:
+def cpu_leak_probe(
+    scrubber: Scrubber | None,
+    *,
+    sizes: Sequence[int] = DEFAULT_CPU_SIZES,
+    copies: int = 8,
+    pattern: Pattern = "interleaved",
+    seed: int | None = None,
+) -> LeakProbeResult:
     """The probe on torch CPU tensors (numpy views): see the module docstring for what it observes.
 
     With a scrubber, A's tensors go through `zero_request` before they are freed (what the runtime does
@@ -134,9 +140,17 @@ def cpu_leak_probe(scrubber: Scrubber | None, *, sizes: Sequence[int] = DEFAULT_
         nonzero += nz
     b_bytes = sum(t.numel() for t in b_tensors)
     return LeakProbeResult(
-        device="cpu", scrubbed=scrubber is not None, pattern=pattern, tenant_a_bytes=a_bytes,
-        tenant_b_bytes=b_bytes, leaked_bytes=leaked, nonzero_bytes_seen=nonzero, free_bytes_before_b=None,
-        covered_free_bytes=None, seconds=time.perf_counter() - t0, scrub_report=report,
+        device="cpu",
+        scrubbed=scrubber is not None,
+        pattern=pattern,
+        tenant_a_bytes=a_bytes,
+        tenant_b_bytes=b_bytes,
+        leaked_bytes=leaked,
+        nonzero_bytes_seen=nonzero,
+        free_bytes_before_b=None,
+        covered_free_bytes=None,
+        seconds=time.perf_counter() - t0,
+        scrub_report=report,
     )
 
 
@@ -190,9 +204,15 @@ def _inactive_blocks(device_index: int) -> list[tuple[int, int]]:
     return out
 
 
-def gpu_leak_probe(scrubber: Scrubber | None, kernels: ScrubKernels, *, device: str = "cuda:0",
-                   total_bytes: int = 256 << 20, pattern: Pattern = "interleaved",
-                   seed: int | None = None) -> LeakProbeResult:
+def gpu_leak_probe(
+    scrubber: Scrubber | None,
+    kernels: ScrubKernels,
+    *,
+    device: str = "cuda:0",
+    total_bytes: int = 256 << 20,
+    pattern: Pattern = "interleaved",
+    seed: int | None = None,
+) -> LeakProbeResult:
     """The probe on the CUDA caching allocator. `kernels` searches B's memory (no torch temporaries)."""
     import torch
 
@@ -238,10 +258,17 @@ def gpu_leak_probe(scrubber: Scrubber | None, kernels: ScrubKernels, *, device: 
     covered = _overlap(free_before, ranges)
     del b_tensors
     return LeakProbeResult(
-        device=str(dev), scrubbed=scrubber is not None, pattern=pattern, tenant_a_bytes=a_bytes,
-        tenant_b_bytes=b_bytes, leaked_bytes=hits * 8, nonzero_bytes_seen=nonzero,
-        free_bytes_before_b=summary.inactive_bytes, covered_free_bytes=covered,
-        seconds=time.perf_counter() - t0, scrub_report=report,
+        device=str(dev),
+        scrubbed=scrubber is not None,
+        pattern=pattern,
+        tenant_a_bytes=a_bytes,
+        tenant_b_bytes=b_bytes,
+        leaked_bytes=hits * 8,
+        nonzero_bytes_seen=nonzero,
+        free_bytes_before_b=summary.inactive_bytes,
+        covered_free_bytes=covered,
+        seconds=time.perf_counter() - t0,
+        scrub_report=report,
     )
 
 
