@@ -52,6 +52,13 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
         proc.wait(timeout=timeout_s)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux PR_SET_PDEATHSIG: the service gets SIGTERM if the test process dies without cleaning up."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def _log_tail(path: Path, limit: int = 2000) -> str:
     try:
         return path.read_text(errors="replace")[-limit:]
@@ -111,7 +118,16 @@ class OpenBao:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                preexec_fn=_die_with_parent,
             )
+        try:
+            self._bring_up()
+        except BaseException:
+            self.stop()  # never leave a server behind when start-up fails
+            raise
+
+    def _bring_up(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
@@ -246,7 +262,16 @@ class MotoServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
