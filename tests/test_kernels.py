@@ -264,6 +264,8 @@ def emulated(monkeypatch: pytest.MonkeyPatch) -> Any:
     log: list[Any] = []
     module = types.SimpleNamespace(get_function=lambda name: _FakeKernel(name, log))
     k = ScrubKernels(module, 0, sm_count=132)
+    assert [name for name, *_ in log] == list(KERNEL_NAMES)  # warm-up launches, one per kernel
+    log.clear()
     k.launches = log  # type: ignore[attr-defined]
     return k
 

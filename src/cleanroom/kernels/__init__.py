@@ -176,6 +176,17 @@ class ScrubKernels:
             self._desc_mem: Any = cupy.cuda.Memory(self._desc_capacity * 24)
             self._out_mem = cupy.cuda.Memory(16)
         self._out_host = np.zeros(2, dtype=np.uint64)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Launch each kernel once over no tiles: with CUDA's lazy module loading, the first launch may
+        need device memory, which the driver sweep (it takes all free memory) must not depend on."""
+        stream = self._cupy.cuda.Stream.null
+        out = np.uint64(self._out_mem.ptr)
+        self._launch(ZERO_KERNEL, 0, 0, stream)
+        self._launch(VERIFY_KERNEL, 0, 0, stream, out)
+        self._launch(MARKER_KERNEL, 0, 0, stream, np.uint64(0), np.uint64(0), out)
+        stream.synchronize()
 
     @classmethod
     def load(cls, device_index: int = 0, **kwargs: Any) -> ScrubKernels:
