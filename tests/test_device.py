@@ -123,13 +123,18 @@ def test_nvml_sees_gpus_torch_does_not() -> None:
 
 
 def test_this_cpu_host() -> None:
-    report = discover()  # the real torch (CPU build) and whatever NVML this host has
-    assert report.kind == "cpu" and report.gpus == ()
+    import torch
+
+    report = discover()  # the real torch and whatever NVML this host has
+    if torch.cuda.is_available():
+        assert report.kind == "cuda" and len(report.gpus) == torch.cuda.device_count()
+    else:
+        assert report.kind == "cpu" and report.gpus == ()
     assert report.cpu.logical_cores and report.cpu.logical_cores >= 1
     assert report.cpu.memory_total_bytes and report.cpu.memory_total_bytes > 1 << 28
     assert report.torch_version and report.scrub_supported
     d = report.to_dict()
-    assert d["kind"] == "cpu" and d["gpus"] == [] and json.dumps(d)
+    assert d["kind"] == report.kind and len(d["gpus"]) == len(report.gpus) and json.dumps(d)
 
 
 def test_describe_cpu_reads_proc(tmp_path: Path) -> None:
