@@ -54,7 +54,7 @@ for g in report["gpus"]:
 EOF
 
 step "offline kernel compile and snapshot parsing"
-timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_scrub_snapshot.py \
+timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_scrub_snapshot.py tests/test_device.py \
   --junitxml "$RESULTS/pytest-offline.xml"
 offline_rc=$?
 
