@@ -69,7 +69,9 @@ def local_tenant_service(settings: Settings) -> Any:
     ensure_private_dir(Path(settings.data_dir))
     kms = open_kms(settings)
     registry = Registry(settings.data_dir)
-    keyring = Keyring(registry, kms, ttl_s=0)
+    from cleanroom.keys.factory import master_key_name
+
+    keyring = Keyring(registry, kms, master_key_name=master_key_name(settings), ttl_s=0)
     keyring.ensure_master_key()
     return TenantService(registry, keyring)
 

@@ -60,14 +60,14 @@ def data_dir_report(data_dir: Path) -> dict[str, Any]:
 
 def kms_report(settings: Any) -> dict[str, Any]:
     from cleanroom.errors import CleanroomError
-    from cleanroom.keys.keyring import MASTER_KEY_NAME
+    from cleanroom.keys.factory import master_key_name
     from cleanroom.server.services import open_kms
 
     if settings.kms == "local" and not (Path(settings.data_dir) / "kms").exists():
         return {"status": "ok", "note": "no master key yet; `serve` or `tenant create` creates it"}
     try:
         kms = open_kms(settings)
-        description = kms.describe(MASTER_KEY_NAME)
+        description = kms.describe(master_key_name(settings))
         return {"status": "ok" if description.enabled else "master key disabled (system sealed)",
                 "master_version": description.latest_version}
     except CleanroomError as exc:

@@ -97,6 +97,10 @@ class KMS(Protocol):
         """Add a new version of `key_name`; new wraps use it. Returns the new version number."""
         ...
 
+    def set_min_decryption_version(self, key_name: str, version: int) -> None:
+        """Refuse to unwrap anything wrapped under a version below `version` (retire old versions)."""
+        ...
+
     def rewrap(self, wrapped: WrappedKey, context: bytes) -> WrappedKey:
         """Re-encrypt under the newest version without exposing the key to the caller where possible."""
         ...

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.config import Settings
-from cleanroom.keys.keyring import MASTER_KEY_NAME, Keyring
+from cleanroom.keys.factory import kms_from_settings, master_key_name
+from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.kms import KMS
 from cleanroom.keys.lifecycle import KeyManager
 from cleanroom.keys.registry import Registry
@@ -31,14 +32,7 @@ log = logging.getLogger("cleanroom.server")
 
 
 def open_kms(settings: Settings) -> KMS:
-    try:
-        from cleanroom.keys.factory import kms_from_settings
-    except ImportError:
-        from cleanroom.keys.local import LocalKMS
-
-        return LocalKMS(settings.data_dir)
-    kms: KMS = kms_from_settings(settings)
-    return kms
+    return kms_from_settings(settings)
 
 
 def admin_token(data_dir: Path) -> str:
@@ -52,11 +46,11 @@ def admin_token(data_dir: Path) -> str:
 class AuditLogSink:
     """The runtime's `AuditSink` over the tamper-evident audit log of `cleanroom.audit`."""
 
-    def __init__(self, data_dir: Path, kms: KMS) -> None:
+    def __init__(self, data_dir: Path, kms: KMS, master_key: str) -> None:
         from cleanroom.server.decrypt_audit import ChainedAuditLog, load_audit_key
 
         audit_dir = ensure_private_dir(Path(data_dir) / "audit")
-        self._log = ChainedAuditLog(audit_dir, load_audit_key(audit_dir, kms, MASTER_KEY_NAME))
+        self._log = ChainedAuditLog(audit_dir, load_audit_key(audit_dir, kms, master_key))
 
     def record(self, event: Mapping[str, Any]) -> None:
         self._log.record(event)
@@ -121,13 +115,14 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     data_dir = ensure_private_dir(Path(settings.data_dir))
     kms = open_kms(settings)
     registry = Registry(data_dir)
-    keyring = Keyring(registry, kms, ttl_s=settings.key_cache_ttl_s, max_entries=settings.key_cache_max_entries)
+    keyring = Keyring(registry, kms, master_key_name=master_key_name(settings), ttl_s=settings.key_cache_ttl_s,
+                      max_entries=settings.key_cache_max_entries)
     keyring.ensure_master_key()
     tenants = TenantService(registry, keyring)
     allocator = SecureAllocator(lock=settings.mlock)
     models = models or ModelRegistry.load(settings.models, settings.user_models,
                                           max_minilm_inputs=settings.max_minilm_inputs)
-    audit_sink: Any = audit or AuditLogSink(data_dir, kms)
+    audit_sink: Any = audit or AuditLogSink(data_dir, kms, keyring.master_key_name)
     policy = ScrubPolicy(mode=settings.scrub_policy)
     scrubber = build_scrubber(settings.device, policy, audit_sink)
     opener = RequestOpener(registry=registry, keyring=keyring, allocator=allocator, audit=audit_sink,
