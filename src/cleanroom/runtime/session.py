@@ -133,7 +133,9 @@ class Runtime:
                  on_tenant_switch: TenantSwitchHook | None = None) -> None:
         self.opener, self.models = opener, models
         self.on_tenant_switch = on_tenant_switch
-        self._device_lock = threading.Lock()
+        # The GPU scrubber's lock also guards its allocator bookkeeping: requests and scrubs share it.
+        device_lock = getattr(opener.scrubber, "lock", None)
+        self._device_lock = device_lock if device_lock is not None else threading.RLock()
         self.gate = ScrubGate(policy or ScrubPolicy())
         self.current_tenant: str | None = None
 
