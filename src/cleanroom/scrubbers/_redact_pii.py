@@ -1,0 +1,135 @@
+"""PII rules: emails, phone numbers, payment cards, US SSNs, IBANs, IPv4 and IPv6 addresses.
+
+These have no literal prefix, so their precision rests on boundaries and validators: Luhn plus an issuer
+prefix for cards, ISO 13616 mod-97 and the country's length for IBANs, SSA rules for SSNs, `ipaddress` for
+IPv6, and context checks so version strings, timestamps, UUIDs, hashes and URL user names survive.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cleanroom.scrubbers import _redact_validators as v
+from cleanroom.scrubbers.log_rules import Rule, Span
+
+# File extensions that look like top-level domains after an `@` (`icon@2x.png`).
+_FILE_TLDS = frozenset(
+    [
+        "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "mjs", "ts", "css", "map",
+        "json", "yaml", "yml", "toml", "txt", "log", "md", "html", "htm", "xml", "csv", "py", "pyc",
+        "so", "dll", "exe", "bin", "gz", "tgz", "zip", "tar", "whl", "jar", "class", "go", "rs", "rb",
+        "java", "c", "h", "cc", "cpp", "hpp", "sh", "lock", "pem", "crt", "key"
+    ]
+)  # fmt: skip
+_VERSION_CONTEXT = re.compile(
+    r"(?:version|ver|release|build|rev|revision|firmware|fw|sdk|tag|agent|os)[\s:=\"'_-]*$|==$|[~^<>]=?$", re.I
+)
+
+
+def _digits(s: str) -> str:
+    return "".join(c for c in s if c.isdigit())
+
+
+def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = text[span[0] : span[1]]
+    digits = _digits(value.replace("(0)", ""))
+    low, high = (10, 15) if value.startswith("00") else (8, 15)
+    return span if low <= len(digits) <= high else None
+
+
+def _confirm_card(text: str, m: re.Match[str], span: Span) -> Span | None:
+    digits = _digits(text[span[0] : span[1]])
+    return span if v.card_iin_ok(digits) and v.luhn_ok(digits) else None
+
+
+def _confirm_ssn(text: str, m: re.Match[str], span: Span) -> Span | None:
+    d = _digits(text[span[0] : span[1]])
+    return span if len(d) == 9 and v.ssn_ok(d[:3], d[3:5], d[5:]) else None
+
+
+def _confirm_iban(text: str, m: re.Match[str], span: Span) -> Span | None:
+    start, end = span
+    value = text[start:end]
+    # A trailing space-separated word may have been taken as one more group: drop groups until it fits.
+    while True:
+        if v.iban_ok(value):
+            return (start, start + len(value))
+        cut = value.rfind(" ")
+        if cut < 0:
+            return None
+        value = value[:cut]
+
+
+def _confirm_ipv6(text: str, m: re.Match[str], span: Span) -> Span | None:
+    return span if v.ipv6_ok(text[span[0] : span[1]]) else None
+
+
+_H = "[0-9A-Fa-f]"
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+
+
+def _confirm_email(text: str, m: re.Match[str], span: Span) -> Span | None:
+    # The regex starts at '@' (a literal: fast in `re`); the local part is read backwards here.
+    at, end = span
+    start = at
+    while start > 0 and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
+        start -= 1
+    while start < at and not text[start].isalnum():
+        start += 1  # a local part starts with a letter or digit
+    if start == at:
+        return None
+    tld = text[text.rindex(".", at, end) + 1 : end].lower()
+    if tld in _FILE_TLDS:
+        return None
+    # `scheme://user@host` or `scheme://user:pass@host`: the part before `@` is URL userinfo, not a mailbox.
+    line_start = text.rfind("\n", 0, start) + 1
+    scheme = text.rfind("://", line_start, start)
+    if scheme >= 0 and not any(c in text[scheme + 3 : start] for c in "/?#& \t\"'<>,;"):
+        return None
+    if text[start:at] == "git" and text[end : end + 1] == ":":
+        return None  # scp-style `git@github.com:org/repo.git`
+    return (start, end)
+
+
+def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = text[span[0] : span[1]]
+    for octet in value.split("."):
+        if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
+            return None
+    before = text[max(0, span[0] - 24) : span[0]]
+    return None if _VERSION_CONTEXT.search(before) else span
+
+
+_NUM_GUARD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
+
+# Patterns start with a character class or literal so `re` can skip ahead quickly; boundaries that would
+# need a leading lookbehind sit right after the first character or in `left_guard`.
+PII_RULES: tuple[Rule, ...] = (
+    Rule("email", "EMAIL",
+         r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+         ("@",), priority=40, confirm=_confirm_email,
+         hint=r"[A-Za-z0-9._%+-]@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"),
+    Rule("phone-nanp", "PHONE",
+         r"(?:(?:\+1|001|1)[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+         r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD),
+    Rule("phone-international", "PHONE",
+         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
+         priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
+    Rule("payment-card", "CREDIT_CARD",
+         r"\d(?<![A-Za-z0-9.+-]\d)(?:\d{3}(?:-\d{4}){2}-\d{4}(?:-\d{3})?|\d{3}(?: \d{4}){2} \d{4}(?: \d{3})?"
+         r"|\d{3}[ -]\d{6}[ -]\d{4,5}|\d{12,18})(?![A-Za-z0-9]|[.-]\d)", priority=45, confirm=_confirm_card),
+    Rule("us-ssn", "SSN", r"\d(?<![\w.+-]\d)(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})(?![\w]|[.-]\d)",
+         priority=45, confirm=_confirm_ssn),
+    Rule("us-ssn-context", "SSN",
+         r"(?:ssn|social[_ -]?security(?:[_ -]?(?:number|no))?)(?:\\?[\"'])?[ \t]*[:=#]?[ \t]*(?:\\?[\"'])?"
+         r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn),
+    Rule("iban", "IBAN",
+         r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])",
+         priority=45, confirm=_confirm_iban),
+    Rule("ipv4", "IPV4", r"\d(?<![\w.:]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)", priority=40,
+         confirm=_confirm_ipv4),
+    Rule("ipv6", "IPV6",
+         rf"(?:(?:{_H}{{1,4}}:){{7}}{_H}{{1,4}}|(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{0,6}})?::"
+         rf"(?:(?:{_H}{{1,4}}:){{0,6}}(?:\d{{1,3}}(?:\.\d{{1,3}}){{3}}|{_H}{{1,4}}))?)(?:%[A-Za-z0-9_.-]+)?"
+         r"(?![\w:]|\.\w)", priority=40, confirm=_confirm_ipv6, left_guard=_NUM_GUARD.replace("+-", "") + ":"),
+)  # fmt: skip

@@ -1,0 +1,142 @@
+"""Log redaction: secrets and PII never reach a log line (DESIGN §2, invariant 7).
+
+Public API:
+- `redact(text) -> str`: every finding replaced by a typed placeholder such as `[REDACTED:EMAIL]`;
+- `Redactor`: the same with settings (`keep_card_last4`, `ip_allowlist`, prefilter backend);
+- `RedactingFilter`: a `logging.Filter` for HANDLERS (a filter on an ancestor logger never sees propagated
+  records). It formats `msg % args` itself, then clears `args`, and redacts `extra` fields, the
+  exception text and `stack_info`;
+- `StreamingRedactor` / `redact_stream`: line-preserving redaction of a stream (`cleanroom redact`).
+
+Rules live in `log_rules` (secrets) and `_redact_pii` (PII); the engine in `_redact_engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from cleanroom.scrubbers._redact_engine import (
+    DEFAULT_IP_ALLOWLIST,
+    DEFAULT_RULES,
+    Finding,
+    Redactor,
+    default_redactor,
+)
+from cleanroom.scrubbers._redact_stream import StreamingRedactor
+
+__all__ = [
+    "DEFAULT_IP_ALLOWLIST",
+    "DEFAULT_RULES",
+    "Finding",
+    "RedactingFilter",
+    "Redactor",
+    "StreamingRedactor",
+    "default_redactor",
+    "redact",
+    "redact_stream",
+]
+
+
+def redact(text: str) -> str:
+    """`text` with every secret and piece of PII replaced by `[REDACTED:<TYPE>]`."""
+    return default_redactor().redact(text)
+
+
+def redact_stream(
+    infile: TextIO, outfile: TextIO, *, redactor: Redactor | None = None, flush_each_line: bool = False
+) -> int:
+    """Copy `infile` to `outfile` redacted, one line out per line in; returns the number of lines read.
+
+    A PEM block spread over lines is held back until its END line (bounded), so it is caught whole.
+    """
+    stream = StreamingRedactor(redactor or default_redactor())
+    lines = 0
+    for line in infile:
+        lines += 1
+        out = stream.feed(line)
+        if out:
+            outfile.write(out)
+            if flush_each_line:
+                outfile.flush()
+    rest = stream.flush()
+    if rest:
+        outfile.write(rest)
+    outfile.flush()
+    return lines
+
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_BASE_ATTRS = vars(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None)).keys()
+_BASE_COUNT = len(_BASE_ATTRS)
+REDACTED_MARK = "_cleanroom_redacted"
+_STANDARD_ATTRS = frozenset(_BASE_ATTRS | {"message", "asctime", "taskName", REDACTED_MARK})
+# The mark's value is this object, which `extra=` cannot supply, so a caller cannot skip redaction.
+_MARK = object()
+_MAX_EXTRA_DEPTH = 4
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record in place and always lets it through.
+
+    Attach it to every handler (see `cleanroom.logging_setup.install_redaction`). Records are shared by
+    all handlers of a logger tree, so the first filter does the work and marks the record; the next ones
+    only re-check what can change after that (nothing, unless a later filter adds attributes).
+    """
+
+    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+        super().__init__(name)
+        self._redactor = redactor
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor or default_redactor()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        d = record.__dict__
+        if d.get(REDACTED_MARK) is _MARK:
+            return True
+        redact_text = self.redactor.redact
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not drop the record, nor leak its args
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = redact_text(message)
+        record.args = None
+        if record.exc_info:
+            # Format the traceback now, redact it, and drop the live exception so no formatter (or
+            # handler such as an error tracker) can render the unredacted original later.
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact_text(text)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        if len(d) > _BASE_COUNT:  # cheap test: only records with `extra` (or formatted ones) have more
+            for key in [k for k in d if k not in _STANDARD_ATTRS]:
+                d[key] = _redact_value(d[key], redact_text, 0)
+        d[REDACTED_MARK] = _MARK
+        return True
+
+
+def _redact_value(value: Any, redact_text: Any, depth: int) -> Any:
+    """Redact strings inside `extra` values, keeping numbers, booleans and None and the container shape."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if depth >= _MAX_EXTRA_DEPTH:
+        return redact_text(repr(value))
+    if isinstance(value, Mapping):
+        return {_redact_value(k, redact_text, depth + 1): _redact_value(v, redact_text, depth + 1)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_redact_value(v, redact_text, depth + 1) for v in value]
+        return type(value)(items) if not isinstance(value, tuple) or type(value) is tuple else items
+    if isinstance(value, (bytes, bytearray)):
+        return redact_text(bytes(value).decode("utf-8", "replace"))
+    text = str(value)
+    redacted = redact_text(text)
+    return value if redacted is text else redacted
