@@ -62,6 +62,7 @@ def test_no_plaintext_left_after_requests(shared_server) -> None:
         assert sum(held_hits.values()) > 0, "control failed: the scan cannot see a request held in the model"
         assert hold_marker.encode() in result["out"]
 
+    with server.client("alpha") as client:  # a fresh connection: the held one sat idle in the scan
         echo_payload = marker_payload(echo_marker, 64 * 1024)
         for _ in range(3):
             assert client.infer("echo", echo_payload) == echo_payload
