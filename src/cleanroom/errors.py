@@ -170,3 +170,15 @@ class ConfigurationError(CleanroomError):
 
 class SecureMemoryError(CleanroomError):
     status, code = 503, "secure_memory_unavailable"
+
+
+class SpillError(ServiceUnavailable):
+    """A spill file could not be written or read (disk full, I/O error); the partial file is already gone."""
+
+    code = "spill_failed"
+
+
+class SpillIntegrityError(SpillError):
+    """A spill file on disk does not authenticate: it was tampered with, truncated or extended."""
+
+    code = "spill_integrity_failed"

@@ -1,0 +1,436 @@
+"""`SpillFile`: a temp file that only ever holds ciphertext (DESIGN invariant 8).
+
+Data too large for memory is written here and read back later. What reaches the disk is a streaming-AEAD
+stream (`cleanroom.crypto.stream`) under a random per-file key that exists only in a `SecureBuffer` in this
+process (mlocked best-effort, excluded from core dumps): closing the file zeroes the key, and a crash takes
+it with the process, so the ciphertext left behind — if any — can never be opened (crypto-shredding).
+
+The file itself has no name: it is created with `O_TMPFILE` (or, where the filesystem lacks it, created
+with `O_EXCL`, mode 0600, and unlinked at once), so a crash leaves no directory entry and the kernel frees
+the blocks when the descriptor goes. Plaintext exists only in SecureBuffers (the segment being written, the
+segment last decrypted) and in the buffers callers pass to `readinto`.
+
+Model: write everything, then `seek` (which seals the last segment), then read — sequentially or at any
+offset (random access decrypts only the segment needed). Writing after the first seek is refused. Any write
+error (ENOSPC, EIO, EFBIG) raises `SpillError`, discards the file and shreds the key: nothing half-written
+stays readable. Any authentication failure on read raises `SpillIntegrityError` and does the same.
+Not thread-safe: one owner at a time, like any file object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import secrets
+import stat
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+
+from cleanroom.crypto.stream import (
+    HEADER_SIZE_BYTES,
+    KEY_SIZE_BYTES,
+    TAG_SIZE_BYTES,
+    StreamDecryptor,
+    StreamEncryptor,
+    WritableBuffer,
+    ciphertext_size,
+)
+from cleanroom.errors import CleanroomError, SpillError, SpillIntegrityError
+from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
+
+log = logging.getLogger("cleanroom.spill")
+
+DEFAULT_SEGMENT_SIZE_BYTES = 256 * 1024
+SPILL_CONTEXT = b"cleanroom.runtime.spill.v1"
+FALLBACK_NAME_PREFIX = ".cleanroom-spill-"
+_FILE_MODE = 0o600
+# Errors that mean "this filesystem or kernel has no O_TMPFILE": fall back to create-and-unlink.
+_NO_TMPFILE_ERRNOS = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+
+
+class SpillIO:
+    """The OS calls a SpillFile makes, in one injectable object.
+
+    Tests pass a subclass that fails `pwrite` with ENOSPC or EIO (dependency injection instead of patching
+    `os` globally); `use_tmpfile=False` forces the create-and-unlink fallback.
+    """
+
+    def __init__(self, *, use_tmpfile: bool = True) -> None:
+        self.use_tmpfile = use_tmpfile
+
+    def open_unlinked(self, directory: Path) -> int:
+        """An O_RDWR descriptor on a new, nameless regular file in `directory`, mode 0600."""
+        flags = os.O_RDWR | os.O_CLOEXEC
+        if self.use_tmpfile and hasattr(os, "O_TMPFILE"):
+            try:
+                return os.open(directory, flags | os.O_TMPFILE, _FILE_MODE)
+            except OSError as exc:
+                if exc.errno not in _NO_TMPFILE_ERRNOS:
+                    raise
+                log.info("O_TMPFILE unsupported in the spill directory; using create-and-unlink")
+        for _ in range(8):
+            path = directory / f"{FALLBACK_NAME_PREFIX}{secrets.token_hex(16)}"
+            try:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _FILE_MODE)
+            except FileExistsError:
+                continue
+            try:
+                os.unlink(path)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        raise FileExistsError(errno.EEXIST, "could not create a unique spill file name")
+
+    def pwrite(self, fd: int, data: memoryview, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
+    def preadinto(self, fd: int, buffer: memoryview, offset: int) -> int:
+        return os.preadv(fd, [buffer], offset)
+
+    def size_bytes(self, fd: int) -> int:
+        return os.fstat(fd).st_size
+
+    def discard(self, fd: int) -> None:
+        """Drop the data blocks now (best effort), then close: a nameless inode is freed on last close."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
+
+
+class _State(Enum):
+    WRITING = "writing"
+    READING = "reading"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class SpillFile:
+    """A write-then-read temporary file whose disk contents are ciphertext only. Use as a context manager.
+
+    `readinto(buffer)` is the primary read path: plaintext goes from a SecureBuffer (or, for whole aligned
+    segments, straight from the cipher) into the caller's buffer. `read()` returns `bytes` as a
+    convenience and so makes a copy on the Python heap that cannot be zeroed — avoid it for secrets.
+    """
+
+    def __init__(self, directory: Path | None = None, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BYTES,
+                 allocator: SecureAllocator | None = None, spill_io: SpillIO | None = None) -> None:
+        self._state = _State.FAILED  # until fully built, so __del__ and close() of a half-built one are safe
+        self._fd: int | None = None
+        self._key: SecureBuffer | None = None
+        self._staging: SecureBuffer | None = None
+        self._encryptor: StreamEncryptor | None = None
+        self._decryptor: StreamDecryptor | None = None
+        self.directory = Path(directory) if directory is not None else Path(_default_directory())
+        if not self.directory.is_dir():
+            raise SpillError("the spill directory does not exist or is not a directory",
+                             code="spill_misconfigured")
+        ciphertext_size(0, segment_size_bytes)  # ValueError for an out-of-range segment size, here and now
+        self.segment_size_bytes = segment_size_bytes
+        self._io = spill_io or SpillIO()
+        allocator = allocator or SecureAllocator()
+        try:
+            self._key = allocator.allocate(KEY_SIZE_BYTES)
+            _fill_random(self._key.view())
+            self._staging = allocator.allocate(segment_size_bytes)
+            self._ciphertext = bytearray(segment_size_bytes + TAG_SIZE_BYTES)  # not secret
+            self._encryptor = StreamEncryptor(self._key.view(), context=SPILL_CONTEXT,
+                                              segment_size_bytes=segment_size_bytes)
+            self._fd = self._io.open_unlinked(self.directory)
+            _check_private_and_nameless(self._fd)
+            self._pwrite_all(memoryview(self._encryptor.header), 0)
+        except OSError as exc:
+            self._discard()
+            raise _spill_error("could not create the spill file", exc) from exc
+        except BaseException:
+            self._discard()
+            raise
+        self._write_offset = HEADER_SIZE_BYTES
+        self._staged = 0
+        self._plaintext_size = 0
+        self._stream_size = 0
+        self._position = 0
+        self._cached_segment = -1
+        self._state = _State.WRITING
+
+    # --- writing --------------------------------------------------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append `data`; full segments are sealed and written as soon as the next byte arrives."""
+        self._require_open()
+        if self._state is not _State.WRITING:
+            raise io.UnsupportedOperation("SpillFile is write-then-read: writing after seek/read is not supported")
+        assert self._staging is not None
+        source = memoryview(data).cast("B")
+        segment, total, done = self.segment_size_bytes, source.nbytes, 0
+        try:
+            with self._staging.view() as staging:
+                while done < total:
+                    if self._staged == segment:  # full, and more bytes follow: not the last segment
+                        self._seal(staging, last=False)
+                    if self._staged == 0 and total - done > segment:
+                        # A whole segment with bytes after it: seal it from the caller's buffer, no copy.
+                        self._seal(source[done:done + segment], last=False)
+                        done += segment
+                        continue
+                    take = min(segment - self._staged, total - done)
+                    staging[self._staged:self._staged + take] = source[done:done + take]
+                    self._staged += take
+                    done += take
+        except OSError as exc:
+            self._discard()
+            raise _spill_error("spill write failed", exc) from exc
+        self._plaintext_size += total
+        return total
+
+    def _seal(self, plaintext: memoryview, *, last: bool) -> None:
+        assert self._encryptor is not None and self._staging is not None
+        out = memoryview(self._ciphertext)[:plaintext.nbytes + TAG_SIZE_BYTES]
+        self._encryptor.encrypt_segment_into(plaintext, out, last=last)
+        self._pwrite_all(out, self._write_offset)
+        self._write_offset += out.nbytes
+        self._staged = 0
+
+    def _finish_writing(self) -> None:
+        """Seal what is staged as the last segment and forget the encryptor (no more nonces from it)."""
+        assert self._encryptor is not None and self._staging is not None
+        try:
+            with self._staging.view() as staging:
+                self._seal(staging[:self._staged], last=True)
+        except OSError as exc:
+            self._discard()
+            raise _spill_error("spill write failed", exc) from exc
+        self._staging.zero()
+        self._encryptor.close()
+        self._encryptor = None
+        self._stream_size = self._write_offset
+        self._state = _State.READING
+
+    def _pwrite_all(self, data: memoryview, offset: int) -> None:
+        assert self._fd is not None
+        while data.nbytes:
+            written = self._io.pwrite(self._fd, data, offset)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            data, offset = data[written:], offset + written
+
+    # --- positioning ----------------------------------------------------------------------------
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the read position; the first seek ends writing (seals the last segment)."""
+        self._require_open()
+        if self._state is _State.WRITING:
+            self._finish_writing()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._plaintext_size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence {whence}")
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        self._require_open()
+        return self._plaintext_size if self._state is _State.WRITING else self._position
+
+    @property
+    def size_bytes(self) -> int:
+        """Plaintext bytes written so far."""
+        return self._plaintext_size
+
+    # --- reading --------------------------------------------------------------------------------
+    def readinto(self, buffer: WritableBuffer) -> int:
+        """Decrypt from the current position into `buffer`; returns the byte count (0 at end of file).
+
+        Every byte returned belongs to a segment that authenticated. On an integrity failure the bytes
+        this call wrote into `buffer` are zeroed, the spill is discarded and SpillIntegrityError raised.
+        """
+        decryptor = self._reader()
+        out = memoryview(buffer).cast("B")
+        done = 0
+        try:
+            while done < out.nbytes and self._position < self._plaintext_size:
+                index, within = divmod(self._position, self.segment_size_bytes)
+                segment_size = decryptor.segment_plaintext_size(index)
+                room = out.nbytes - done
+                if within == 0 and room >= segment_size and index != self._cached_segment:
+                    self._load_segment(index, out[done:done + segment_size])  # straight into the caller's
+                    count = segment_size
+                else:
+                    assert self._staging is not None
+                    with self._staging.view() as staging:
+                        if index != self._cached_segment:
+                            self._cached_segment = -1
+                            self._load_segment(index, staging)
+                            self._cached_segment = index
+                        count = min(segment_size - within, room)
+                        out[done:done + count] = staging[within:within + count]
+                done += count
+                self._position += count
+        except CleanroomError:
+            out[:done] = bytes(done)  # the failed segment's target was zeroed by the decryptor
+            self._discard()
+            raise
+        return done
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Convenience: returns a `bytes` copy on the Python heap (cannot be zeroed); prefer `readinto`."""
+        self._reader()
+        available = max(0, self._plaintext_size - self._position)
+        size = available if size is None or size < 0 else min(size, available)
+        scratch = bytearray(size)
+        try:
+            count = self.readinto(scratch)
+            return bytes(scratch[:count])
+        finally:
+            scratch[:] = bytes(len(scratch))
+
+    def _reader(self) -> StreamDecryptor:
+        """The decryptor, built on first read from the header and size found on disk."""
+        self._require_open()
+        if self._state is _State.WRITING:
+            self._finish_writing()
+        if self._decryptor is None:
+            assert self._key is not None
+            header = bytearray(HEADER_SIZE_BYTES)
+            try:
+                self._check_size()
+                self._pread_exact(memoryview(header), 0)
+                self._decryptor = StreamDecryptor(self._key.view(), header, self._stream_size,
+                                                  context=SPILL_CONTEXT)
+            except SpillIntegrityError:
+                self._discard()
+                raise
+            except CleanroomError as exc:
+                self._discard()
+                raise SpillIntegrityError("the spill file does not authenticate") from exc
+            except OSError as exc:
+                self._discard()
+                raise _spill_error("spill read failed", exc) from exc
+        return self._decryptor
+
+    def _load_segment(self, index: int, target: memoryview) -> None:
+        """Read and open one segment into `target`; raises SpillIntegrityError or SpillError (caller discards)."""
+        assert self._decryptor is not None
+        size = self._decryptor.segment_plaintext_size(index)
+        ciphertext = memoryview(self._ciphertext)[:size + TAG_SIZE_BYTES]
+        try:
+            self._check_size()
+            self._pread_exact(ciphertext, self._decryptor.segment_offset(index))
+            self._decryptor.decrypt_segment_into(index, ciphertext, target)  # zeroes target on failure
+        except SpillIntegrityError:
+            raise
+        except CleanroomError as exc:
+            raise SpillIntegrityError(f"spill segment {index} does not authenticate") from exc
+        except OSError as exc:
+            raise _spill_error("spill read failed", exc) from exc
+
+    def _check_size(self) -> None:
+        """The size we wrote is kept in memory: a truncated or extended file fails before any decryption."""
+        assert self._fd is not None
+        if self._io.size_bytes(self._fd) != self._stream_size:
+            raise SpillIntegrityError("the spill file changed size: truncated or extended")
+
+    def _pread_exact(self, buffer: memoryview, offset: int) -> None:
+        assert self._fd is not None
+        while buffer.nbytes:
+            count = self._io.preadinto(self._fd, buffer, offset)
+            if count <= 0:
+                raise SpillIntegrityError("the spill file ended early")
+            buffer, offset = buffer[count:], offset + count
+
+    # --- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Shred: zero the key and every plaintext buffer, then drop the file. Safe to call twice."""
+        if self._state is _State.CLOSED:
+            return
+        self._discard()
+        self._state = _State.CLOSED
+
+    def _discard(self) -> None:
+        """Zero and release everything; afterwards the file (if any bytes survive) can never be opened."""
+        self._state = _State.FAILED
+        self._cached_segment = -1
+        for cipher in (self._encryptor, self._decryptor):
+            if cipher is not None:
+                cipher.close()
+        self._encryptor = self._decryptor = None
+        for buffer in (self._key, self._staging):
+            if buffer is not None:
+                buffer.close()  # zeroes first
+        self._key = self._staging = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                self._io.discard(fd)
+
+    def _require_open(self) -> None:
+        if self._state is _State.CLOSED:
+            raise ValueError("I/O operation on a closed SpillFile")
+        if self._state is _State.FAILED:
+            raise SpillError("this spill file failed earlier and was discarded; its data is gone")
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return self._state is _State.WRITING
+
+    def seekable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        """Nothing to flush: segments reach the file when sealed; the last one on the first seek."""
+
+    def __enter__(self) -> SpillFile:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", _State.CLOSED) is not _State.CLOSED and (
+                getattr(self, "_key", None) is not None or getattr(self, "_fd", None) is not None):
+            log.error("SpillFile was never closed; shredding it at garbage collection")
+            self._discard()
+
+    def __repr__(self) -> str:
+        return (f"SpillFile(state={self._state.value}, size_bytes={self.size_bytes}, "
+                f"segment_size_bytes={self.segment_size_bytes})")
+
+
+def _default_directory() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _fill_random(view: memoryview) -> None:
+    """Read the key from the kernel straight into the SecureBuffer: os.urandom would leave a heap copy."""
+    with open("/dev/urandom", "rb", buffering=0) as source:
+        filled = 0
+        while filled < view.nbytes:
+            count = source.readinto(view[filled:])
+            if not count:
+                raise OSError(errno.EIO, "short read from /dev/urandom")
+            filled += count
+
+
+def _check_private_and_nameless(fd: int) -> None:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077 or info.st_nlink != 0:
+        raise OSError(errno.EPERM, "spill file is not a private, unlinked regular file")
+
+
+def _spill_error(what: str, exc: OSError) -> SpillError:
+    name = errno.errorcode.get(exc.errno or 0, "unknown")
+    log.warning("%s: %s (%s)", what, exc.strerror, name)
+    hint = " (disk full?)" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    return SpillError(f"{what}: {exc.strerror or exc} [{name}]{hint}; the partial spill file was discarded")
