@@ -1,0 +1,179 @@
+"""Tenant-grouped micro-batching: when a (tenant, model) queue is worth a forward pass, and what it costs.
+
+A batch only ever holds requests of one tenant for one model (and one runner object): the between-tenant
+scrub is the isolation boundary, and a mixed batch would put two tenants' plaintext in one forward pass.
+
+Readiness of a queue (`ready_at`), asked only when a device is free:
+- full (`max_batch_size` requests) or a model that cannot batch (`max_batch_size == 1`): ready now;
+- otherwise ready once its oldest request has waited `max_batch_delay_ms`, or earlier once the
+  (tenant, model)'s arrivals have gone quiet for twice their mean gap (a burst of resubmissions is over),
+  or at once when its arrivals are sparser than the delay (mean gap >= delay: waiting would add latency
+  and gather nothing). So a lone interactive request never pays the batching delay, 32 clients that
+  resubmit together are gathered into one forward pass, and the delay is a maximum, never exceeded.
+While every device is busy, queues grow on their own and the delay plays no part.
+
+`BatchCostModel` learns `seconds = fixed + per_item * n` per model from measured batches. The scheduler charges a batch's *estimate* to the tenant's counter at dispatch (so several devices
+do not all pick the same under-charged tenant) and corrects it to the measured time at completion.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+@runtime_checkable
+class BatchRunner(Protocol[T_contra, R_co]):
+    """Runs one batch of one tenant's items for one model, synchronously, on a worker thread.
+
+    `run` returns one result per item, in order; an item that failed on its own is returned as its
+    exception (raised to that item's submitter only). Raising fails the whole batch. The runner owns the
+    items' plaintext and zeroes it before returning, on every path (DESIGN §2.1). An optional
+    `max_batch_delay_ms` attribute overrides the scheduler's default for this model.
+    """
+
+    max_batch_size: int
+
+    def run(self, device: str, tenant_id: str, items: Sequence[T_contra]) -> Sequence[R_co | BaseException]: ...
+
+
+@dataclass(eq=False)
+class QueuedRequest:
+    """One admitted request. `handle` belongs to whoever drives the core (an asyncio future, a sim record)."""
+
+    seq: int
+    tenant_id: str
+    model: str
+    item: Any
+    runner: BatchRunner[Any, Any]
+    enqueued_at: float
+    deadline: float
+    arrived_idle: bool = False  # its tenant had nothing queued when it arrived
+    state: str = "queued"  # queued -> running -> done | cancelled | expired
+    handle: Any = None
+
+
+def batch_limit(runner: BatchRunner[Any, Any]) -> int:
+    return max(1, int(runner.max_batch_size))
+
+
+def batch_delay_s(runner: BatchRunner[Any, Any], default_ms: float) -> float:
+    override = getattr(runner, "max_batch_delay_ms", None)
+    return max(0.0, float(default_ms if override is None else override)) / 1000.0
+
+
+class ArrivalGap:
+    """Exponentially weighted mean gap between arrivals of one (tenant, model); None until two arrived."""
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        self.alpha = alpha
+        self.last_at: float | None = None
+        self.mean_gap_s: float | None = None
+
+    def observe(self, now: float) -> None:
+        if self.last_at is not None:
+            gap = max(0.0, now - self.last_at)
+            self.mean_gap_s = gap if self.mean_gap_s is None else self.mean_gap_s + self.alpha * (gap - self.mean_gap_s)
+        self.last_at = now
+
+
+def ready_at(queue: deque[QueuedRequest], gap: ArrivalGap | None, default_delay_ms: float,
+             *, draining: bool) -> float:
+    """When the batch at the head of `queue` should go (a time <= now means: now). `queue` is not empty."""
+    head = queue[0]
+    limit = batch_limit(head.runner)
+    delay_s = batch_delay_s(head.runner, default_delay_ms)
+    if draining or limit == 1 or delay_s == 0.0 or len(queue) >= limit:
+        return head.enqueued_at
+    if gap is None or gap.mean_gap_s is None or gap.last_at is None or gap.mean_gap_s >= delay_s:
+        return head.enqueued_at  # sparse arrivals: waiting would gather nothing
+    # Arrivals come in bursts (clients resubmit together when a batch answers them): once the stream has
+    # been quiet for twice its mean gap, the burst is over and waiting longer would gather nothing.
+    return min(head.enqueued_at + delay_s, gap.last_at + 2.0 * gap.mean_gap_s)
+
+
+def take_batch(queue: deque[QueuedRequest], *, seq_below: float = float("inf"),
+               max_items: int | None = None) -> list[QueuedRequest]:
+    """Pop the head run of `queue`: same runner, at most its `max_batch_size` (and `max_items`), sequence
+    numbers < `seq_below`. Never empty: the head always goes.
+
+    `seq_below` lets the FIFO baseline batch only requests that are contiguous in global arrival order.
+    """
+    head = queue[0]
+    limit = batch_limit(head.runner) if max_items is None else max(1, min(max_items, batch_limit(head.runner)))
+    batch = [queue.popleft()]
+    while queue and len(batch) < limit and queue[0].runner is head.runner and queue[0].seq < seq_below:
+        batch.append(queue.popleft())
+    return batch
+
+
+class BatchCostModel:
+    """Per-model `seconds = fixed + per_item * n`, fitted to the mean measured time of each batch size.
+
+    Each batch size keeps its own moving average, and the line is fitted across sizes (each size counts
+    once), so what was learnt from one size is not forgotten while the scheduler keeps running another.
+    Until two sizes have been seen the fixed cost is unknown (`identified` is False) and estimates are
+    proportional. Estimates never go below `floor_s`: a zero estimate would let a tenant be dispatched on
+    every device at no charge.
+    """
+
+    def __init__(self, initial_per_item_s: float, *, alpha: float = 0.2, floor_s: float = 1e-6) -> None:
+        self._initial = initial_per_item_s
+        self._alpha = alpha
+        self._floor = floor_s
+        self._by_size: dict[str, dict[int, float]] = {}
+        self._fit: dict[str, tuple[float, float, bool]] = {}
+
+    def observe(self, model: str, n: int, seconds: float) -> None:
+        if n < 1 or not seconds >= 0:
+            return
+        sizes = self._by_size.setdefault(model, {})
+        mean = sizes.get(n)
+        sizes[n] = seconds if mean is None else mean + self._alpha * (seconds - mean)
+        self._fit[model] = _fit_line(sizes)
+
+    def coefficients(self, model: str) -> tuple[float, float, bool]:
+        """(fixed_s, per_item_s, identified) for `model`."""
+        return self._fit.get(model, (0.0, self._initial, False))
+
+    def estimate(self, model: str, n: int) -> float:
+        fixed, per_item, _ = self.coefficients(model)
+        return max(self._floor, fixed + per_item * n)
+
+
+def _fit_line(sizes: dict[int, float]) -> tuple[float, float, bool]:
+    """Least squares over (size, mean seconds); falls back to proportional when it cannot say more."""
+    k = len(sizes)
+    sx = sum(sizes)
+    sy = sum(sizes.values())
+    if k >= 2:
+        sxx = sum(n * n for n in sizes)
+        sxy = sum(n * y for n, y in sizes.items())
+        per_item = (k * sxy - sx * sy) / (k * sxx - sx * sx)
+        fixed = (sy - per_item * sx) / k
+        if per_item >= 0 and fixed >= 0:
+            return fixed, per_item, True
+        if per_item < 0:  # bigger batches measured cheaper (noise): treat the cost as fixed
+            return sy / k, 0.0, True
+        return 0.0, sy / sx, True  # fixed < 0: proportional fits better
+    return 0.0, sy / sx, False
+
+
+CostFunction = Callable[[str, int], float]
+
+__all__ = [
+    "ArrivalGap",
+    "BatchCostModel",
+    "BatchRunner",
+    "CostFunction",
+    "QueuedRequest",
+    "batch_delay_s",
+    "batch_limit",
+    "ready_at",
+    "take_batch",
+]

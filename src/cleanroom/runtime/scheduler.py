@@ -1,0 +1,397 @@
+"""The tenant-fair scheduler: per-tenant queues, weighted fair share of measured service, tenant-grouped
+batching, fewer tenant switches, admission control, cancellation, graceful shutdown.
+
+Embedders call it from async code; the model work runs on worker threads, one per device, never on the
+event loop:
+
+    scheduler = Scheduler(SchedulerConfig(), ["cuda:0"], SchedulerMetrics.create(registry),
+                          on_tenant_switch=lambda device, old, new: scrubbers[device].between_tenant_scrub())
+    await scheduler.start()
+    result = await scheduler.submit(tenant_id, "minilm", item, runner=runner)   # 429/408/503 errors
+    await scheduler.shutdown(deadline_s=30)
+
+What it promises:
+- a batch holds one tenant's requests for one model; `on_tenant_switch(device, old, new)` runs on the
+  device's worker thread before the first batch of `new` on a device that last ran `old` (and only then),
+  and no batch of `new` runs there unless it returned; if it raises, the batch fails with its error and the
+  device keeps `old` (so the next attempt scrubs again); `DeviceQuarantined` takes the device out of service;
+- a submitter cancelled while its request is queued (client disconnect) removes the request; one cancelled
+  while its batch runs gets nothing, and the batch finishes (the runner still zeroes what it held);
+- `shutdown` refuses new requests (503 ``shutting_down``), runs what is queued and running until the
+  deadline, then answers the rest 503 and returns without waiting for batches still on a device.
+The policy itself is in scheduler_core.py (state), fairness.py (who next), batching.py (what goes
+together) and admission.py (who may enter); this module is only the asyncio and thread plumbing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, cast
+
+from cleanroom.errors import CleanroomError, DeviceQuarantined, ServiceUnavailable
+from cleanroom.runtime.admission import (
+    REASON_QUEUE_TIMEOUT,
+    REASON_SHUTTING_DOWN,
+    TenantLimits,
+    no_device_error,
+    queue_timeout_error,
+    shutting_down_error,
+)
+from cleanroom.runtime.batching import BatchRunner, QueuedRequest
+from cleanroom.runtime.scheduler_core import Batch, SchedulerConfig, SchedulerCore
+from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
+
+log = logging.getLogger("cleanroom.scheduler")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ScrubOutcome(Protocol):
+    """What a scrub callback may return instead of a byte count, e.g. `scrubbers.base.ScrubReport`."""
+
+    @property
+    def bytes_scrubbed(self) -> int: ...
+
+
+TenantSwitchCallback = Callable[[str, "str | None", str], "int | ScrubOutcome | None"]
+
+
+def cpu_devices(count: int) -> list[str]:
+    """Names for `count` CPU workers: ``cpu:0`` ... (each one a worker thread with its own current tenant)."""
+    if count < 1:
+        raise ValueError("at least one CPU worker is needed")
+    return [f"cpu:{i}" for i in range(count)]
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    drained: bool  # everything admitted was answered by its batch before the deadline
+    completed: int  # requests answered by their batch during the shutdown
+    cancelled_queued: int  # queued requests answered 503 at the deadline (nothing of them ran)
+    abandoned_running: int  # requests whose batch was still running at the deadline (answered 503)
+
+
+@dataclass(frozen=True)
+class TenantStats:
+    weight: float
+    counter: float
+    queued: int
+    running: int
+    service_s: float
+
+
+@dataclass(frozen=True)
+class DeviceStats:
+    current_tenant: str | None
+    busy: bool
+    quarantined: bool
+    tenant_switches: int
+    scrubs: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    results: Sequence[Any] | BaseException
+    service_s: float
+    ran: bool  # False: the scrub before the batch failed, so the batch never started
+    scrub_s: float = 0.0
+    scrub_bytes: int | None = None
+
+
+def _scrubbed_bytes(result: int | ScrubOutcome | None) -> int | None:
+    if result is None or isinstance(result, int):
+        return result
+    return int(result.bytes_scrubbed)
+
+
+class Scheduler:
+    """See the module docstring. Create it anywhere; `start` and everything after on one event loop."""
+
+    def __init__(self, config: SchedulerConfig | None = None, devices: Sequence[str] = ("cpu:0",),
+                 metrics: SchedulerMetrics | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 on_tenant_switch: TenantSwitchCallback | None = None) -> None:
+        self.config = config if config is not None else SchedulerConfig()
+        self._core = SchedulerCore(self.config, list(devices))
+        self.metrics = metrics
+        self._clock = clock  # also read on worker threads to time batches and scrubs
+        self._on_tenant_switch = on_tenant_switch
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._running: dict[asyncio.Task[None], Batch] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._dirty: set[str] = set()
+        self._completed = 0  # requests answered by their own batch
+        self._closed = False
+
+    # --- life cycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._dispatcher is not None or self._closed:
+            raise RuntimeError("a Scheduler starts once")
+        self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
+        self._idle.set()
+        for name in self._core.devices:
+            self._executors[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cleanroom-worker-{name}")
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop(), name="cleanroom-scheduler")
+
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.shutdown(30.0)
+
+    async def shutdown(self, deadline_s: float) -> ShutdownReport:
+        """Stop admitting, drain queued and running work for up to `deadline_s`, answer the rest 503."""
+        if self._closed or self._dispatcher is None or self._wakeup is None or self._idle is None:
+            self._closed = True
+            return ShutdownReport(True, 0, 0, 0)
+        self._core.begin_shutdown()
+        completed_before = self._completed
+        self._wakeup.set()
+        drained = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline_s))
+        except TimeoutError:
+            drained = False
+        self._closed = True
+        self._dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._dispatcher
+        cancelled = self._core.drain_queued()
+        for request in cancelled:
+            self._reject_queued(request, shutting_down_error(), REASON_SHUTTING_DOWN)
+        abandoned = 0
+        for task, batch in list(self._running.items()):
+            task.cancel()  # the worker thread runs on; its results are dropped, its cleanup still runs
+            for request in batch.requests:
+                abandoned += self._answer(request, shutting_down_error())
+        self._running.clear()
+        for executor in self._executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._refresh_gauges()
+        if not drained:
+            log.warning("scheduler shutdown deadline passed: %d queued request(s) cancelled, %d running abandoned",
+                        len(cancelled), abandoned)
+        return ShutdownReport(drained, self._completed - completed_before, len(cancelled), abandoned)
+
+    # --- the API an async route calls -----------------------------------------------------------------
+    async def submit(self, tenant_id: str, model: str, item: T, *, runner: BatchRunner[T, R]) -> R:
+        """Queue `item`, wait for its batch, return its result or raise its error.
+
+        Raises `TooManyRequests` (429), `ServiceUnavailable` (503: overloaded, shutting_down, no device)
+        at once, `RequestTimeout` (408) when it waited past the tenant's queue timeout, or what the runner
+        returned or raised for this item.
+        """
+        if self._dispatcher is None or self._wakeup is None or self._idle is None:
+            raise RuntimeError("Scheduler.start() was not awaited")
+        if self._closed:
+            raise shutting_down_error()
+        try:
+            request = self._core.admit(tenant_id, model, item, runner, self._clock())
+        except CleanroomError as exc:
+            self._count_reject(tenant_id, exc.code)
+            raise
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        request.handle = future
+        self._dirty.add(tenant_id)
+        self._idle.clear()
+        self._wakeup.set()
+        try:
+            return cast(R, await future)
+        except asyncio.CancelledError:
+            if self._core.cancel(request):
+                if self.metrics is not None:
+                    self.metrics.cancelled.labels(tenant_id=tenant_id).inc()
+                self._wakeup.set()
+            raise
+
+    def set_weight(self, tenant_id: str, weight: float) -> None:
+        """Change a tenant's fair-share weight at run time (from the next charge on)."""
+        self._core.set_weight(tenant_id, weight)
+        if self.metrics is not None:
+            self.metrics.weight.labels(tenant_id=tenant_id).set(weight)
+
+    def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
+        """Change a tenant's admission limits at run time (from the next admission on)."""
+        self._core.set_limits(tenant_id, limits, self._clock())
+
+    def stats(self) -> tuple[dict[str, TenantStats], dict[str, DeviceStats]]:
+        """A snapshot for /readyz, logs and tests: per tenant and per device."""
+        tenants = {t.tenant_id: TenantStats(t.weight, t.counter, t.queued, t.running, t.service_s)
+                   for t in self._core.tenants.values()}
+        devices = {d.name: DeviceStats(d.current_tenant, d.busy, d.quarantined, d.tenant_switches, d.scrubs)
+                   for d in self._core.devices.values()}
+        return tenants, devices
+
+    # --- dispatching (event loop) ---------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        try:
+            await self._dispatch_forever()
+        except Exception:
+            # A bug here would leave every submitter waiting forever: fail closed and loudly instead.
+            log.exception("scheduler dispatcher failed; refusing all work")
+            self._closed = True
+            self._core.begin_shutdown()
+            for request in self._core.drain_queued():
+                self._reject_queued(request, ServiceUnavailable("the scheduler failed; see the server log",
+                                                                code="scheduler_failed"), "scheduler_failed")
+            raise
+
+    async def _dispatch_forever(self) -> None:
+        assert self._wakeup is not None and self._idle is not None
+        while True:
+            self._wakeup.clear()
+            now = self._clock()
+            for request in self._core.expire(now):
+                limit = self._core.tenant(request.tenant_id).limits.queue_timeout_s
+                self._reject_queued(request, queue_timeout_error(request.model, now - request.enqueued_at, limit),
+                                    REASON_QUEUE_TIMEOUT)
+            for batch in self._core.dispatch(now):
+                self._launch(batch, now)
+            self._refresh_gauges()
+            if self._core.idle:
+                self._idle.set()
+            wake = self._core.next_wake(now)
+            timeout = None if wake is None else max(0.0, wake - self._clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _launch(self, batch: Batch, now: float) -> None:
+        if self.metrics is not None:
+            for request in batch.requests:
+                self.metrics.wait_seconds.labels(tenant_id=batch.tenant_id).observe(now - request.enqueued_at)
+            self.metrics.batch_size.labels(model=batch.model).observe(len(batch.requests))
+        task = asyncio.get_running_loop().create_task(self._execute(batch))
+        self._running[task] = batch
+
+    async def _execute(self, batch: Batch) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outcome = await loop.run_in_executor(self._executors[batch.device], self._run_batch, batch)
+        except asyncio.CancelledError:
+            raise  # shutdown past its deadline: the submitters were answered there
+        except BaseException as exc:  # e.g. the executor refused the job: every item must still be answered
+            outcome = _Outcome(exc, 0.0, ran=True)
+        self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        self._finish(batch, outcome)
+
+    def _run_batch(self, batch: Batch) -> _Outcome:
+        """On the device's worker thread: the between-tenant scrub if one is due, then the batch."""
+        scrub_s, scrub_bytes = 0.0, None
+        if batch.needs_scrub and self._on_tenant_switch is not None:
+            started = self._clock()
+            try:
+                scrub_bytes = _scrubbed_bytes(self._on_tenant_switch(batch.device, batch.previous_tenant,
+                                                                     batch.tenant_id))
+            except Exception as exc:
+                # Fail closed: the new tenant must not run on a device that may hold the old one's data.
+                return _Outcome(exc, 0.0, ran=False, scrub_s=self._clock() - started)
+            scrub_s = self._clock() - started
+        started = self._clock()
+        results: Sequence[Any] | BaseException
+        try:
+            results = batch.runner.run(batch.device, batch.tenant_id, batch.items)
+        except Exception as exc:
+            results = exc
+        return _Outcome(results, self._clock() - started, True, scrub_s, scrub_bytes)
+
+    def _finish(self, batch: Batch, outcome: _Outcome) -> None:
+        assert self._wakeup is not None
+        self._core.complete(batch, outcome.service_s, self._clock(), ran=outcome.ran)
+        self._dirty.add(batch.tenant_id)
+        self._wakeup.set()
+        results = outcome.results
+        n = len(batch.requests)
+        if not isinstance(results, BaseException) and len(results) != n:
+            results = RuntimeError(f"runner for model {batch.model!r} returned {len(results)} results for {n} items")
+        self._record_batch(batch, outcome)
+        quarantined = isinstance(results, DeviceQuarantined) or (
+            not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results))
+        for i, request in enumerate(batch.requests):
+            answer = results if isinstance(results, BaseException) else results[i]
+            self._completed += self._answer(request, answer)
+        if quarantined:
+            self._quarantine(batch.device)
+
+    def _record_batch(self, batch: Batch, outcome: _Outcome) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        tenant, device = batch.tenant_id, batch.device
+        if batch.needs_scrub and self._on_tenant_switch is not None:
+            m.scrub_seconds.labels(device=device).observe(outcome.scrub_s)
+            if outcome.ran:
+                m.scrubs.labels(device=device, tenant_id=tenant).inc()
+                if outcome.scrub_bytes is not None:
+                    m.scrub_bytes.labels(device=device, tenant_id=tenant).inc(outcome.scrub_bytes)
+        if batch.tenant_switch and outcome.ran:
+            m.tenant_switches.labels(device=device, tenant_id=tenant).inc()
+        if outcome.ran:
+            m.service_total.labels(tenant_id=tenant).inc(outcome.service_s)
+            share = outcome.service_s / len(batch.requests)
+            for _ in batch.requests:
+                m.service_seconds.labels(tenant_id=tenant).observe(share)
+
+    def _quarantine(self, device: str) -> None:
+        if self._core.devices[device].quarantined:
+            return
+        log.critical("device %s quarantined: the scheduler places no more work on it", device)
+        self._core.quarantine(device)
+        if self.metrics is not None:
+            self.metrics.device_quarantined.labels(device=device).set(1)
+        if all(d.quarantined for d in self._core.devices.values()):
+            for request in self._core.drain_queued():
+                self._reject_queued(request, no_device_error(), no_device_error().code)
+
+    # --- answering ------------------------------------------------------------------------------------
+    def _answer(self, request: QueuedRequest, answer: Any) -> int:
+        """Resolve a submitter's future (unless it went away); 1 if answered."""
+        future = cast("asyncio.Future[Any]", request.handle)
+        if future is None or future.done():
+            return 0
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+        return 1
+
+    def _reject_queued(self, request: QueuedRequest, error: CleanroomError, reason: str) -> None:
+        self._count_reject(request.tenant_id, reason)
+        self._dirty.add(request.tenant_id)
+        self._answer(request, error)
+
+    def _count_reject(self, tenant_id: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rejects.labels(tenant_id=tenant_id, reason=reason).inc()
+
+    def _refresh_gauges(self) -> None:
+        if self.metrics is not None:
+            for tenant_id in self._dirty:
+                state = self._core.tenant(tenant_id)
+                self.metrics.queue_depth.labels(tenant_id=tenant_id).set(state.queued)
+                self.metrics.in_flight.labels(tenant_id=tenant_id).set(state.queued + state.running)
+        self._dirty.clear()
+
+
+__all__ = [
+    "BatchRunner",
+    "DeviceStats",
+    "Scheduler",
+    "SchedulerConfig",
+    "SchedulerMetrics",
+    "ShutdownReport",
+    "TenantLimits",
+    "TenantStats",
+    "TenantSwitchCallback",
+    "cpu_devices",
+]

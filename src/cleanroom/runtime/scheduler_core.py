@@ -1,0 +1,435 @@
+"""The scheduler's state machine: queues, counters, devices, admission, batching — with time passed in.
+
+`SchedulerCore` knows nothing of asyncio, threads or clocks: every method takes `now`. The asyncio
+`Scheduler` (runtime/scheduler.py) and the discrete-event simulation (runtime/scheduler_sim.py) drive the
+same object, so what the tests and benchmarks measure is what the server runs.
+
+Driving it:
+    request = core.admit(tenant, model, item, runner, now)   # raises 429 / 503 errors
+    for batch in core.dispatch(now): ...start it on batch.device...
+    core.complete(batch, measured_service_s, now)              # when it finished
+    for request in core.expire(now): ...answer 408...
+    wake = core.next_wake(now)                                  # call dispatch/expire again then
+Not thread-safe: one driver (the event loop) owns it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cleanroom.runtime.admission import (
+    TenantLimits,
+    TokenBucket,
+    bucket_for,
+    check_global,
+    check_tenant,
+    no_device_error,
+    shutting_down_error,
+)
+from cleanroom.runtime.batching import (
+    ArrivalGap,
+    BatchCostModel,
+    BatchRunner,
+    QueuedRequest,
+    batch_limit,
+    ready_at,
+    take_batch,
+)
+from cleanroom.runtime.fairness import Candidate, choose_fair, choose_fifo, lifted_counter
+
+Policy = Literal["fair", "fifo"]
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Scheduler settings; a bad value fails here, at construction, not on the first request.
+
+    `fairness_bound_s` is in virtual seconds (service seconds / weight) and `latency_bound_s` in wall
+    seconds; they bound how long a device keeps its current tenant to save a scrub (runtime/fairness.py).
+    `max_batch_delay_ms` is the longest a partial batch waits for more requests (runtime/batching.py).
+    `policy="fifo"` is the arrival-order baseline for benchmarks, never a production setting.
+    `scrub_on_first_use` also calls `on_tenant_switch(device, None, tenant)` for a device's first tenant.
+    """
+
+    policy: Policy = "fair"
+    fairness_bound_s: float = 0.05
+    latency_bound_s: float = 0.025
+    max_batch_delay_ms: float = 2.0
+    max_total_queued: int = 4096
+    default_weight: float = 1.0
+    default_limits: TenantLimits = field(default_factory=TenantLimits)
+    initial_cost_estimate_s: float = 0.01
+    retry_after_max_s: float = 60.0
+    scrub_on_first_use: bool = False
+    shared_batch_cost_factor: float | None = 2.0
+    shared_window_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("fair", "fifo"):
+            raise ValueError(f"policy must be 'fair' or 'fifo', not {self.policy!r}")
+        for name in ("fairness_bound_s", "latency_bound_s", "max_batch_delay_ms"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if self.shared_batch_cost_factor is not None and not self.shared_batch_cost_factor >= 1:
+            raise ValueError("shared_batch_cost_factor must be >= 1 (or None for no cap)")
+        for name in ("default_weight", "initial_cost_estimate_s", "retry_after_max_s", "shared_window_s"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number > 0")
+        if self.max_total_queued < 1:
+            raise ValueError("max_total_queued must be at least 1")
+
+
+def check_weight(weight: float) -> float:
+    if not (weight > 0 and math.isfinite(weight)):
+        raise ValueError(f"a tenant weight must be a finite number > 0, not {weight!r}")
+    return float(weight)
+
+
+@dataclass
+class TenantState:
+    tenant_id: str
+    weight: float
+    limits: TenantLimits
+    bucket: TokenBucket | None
+    counter: float = 0.0  # virtual service: sum of service_s / weight (VTC)
+    queued: int = 0
+    running: int = 0
+    service_s: float = 0.0  # measured service received, for metrics and tests
+    last_arrival_at: float = -math.inf
+    queues: dict[str, deque[QueuedRequest]] = field(default_factory=dict)
+    gaps: dict[str, ArrivalGap] = field(default_factory=dict)
+
+
+@dataclass
+class DeviceState:
+    name: str
+    current_tenant: str | None = None
+    busy: bool = False
+    quarantined: bool = False
+    sticky_since: float | None = None
+    tenant_switches: int = 0
+    scrubs: int = 0
+
+
+@dataclass(eq=False)
+class Batch:
+    """Requests of one tenant and one model, to run on `device`; scrub first when `needs_scrub`."""
+
+    device: str
+    tenant_id: str
+    model: str
+    runner: BatchRunner[Any, Any]
+    requests: list[QueuedRequest]
+    previous_tenant: str | None
+    tenant_switch: bool
+    needs_scrub: bool
+    estimated_s: float
+    charged_virtual: float
+    dispatched_at: float
+    stayed_for_switch: bool
+
+    @property
+    def items(self) -> list[Any]:
+        return [r.item for r in self.requests]
+
+
+class SchedulerCore:
+    """Per-tenant queues, VTC counters, per-device current tenant; see the module docstring."""
+
+    def __init__(self, config: SchedulerConfig, devices: Sequence[str]) -> None:
+        if not devices:
+            raise ValueError("the scheduler needs at least one device")
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"device names must be unique: {list(devices)}")
+        self.config = config
+        self.devices: dict[str, DeviceState] = {name: DeviceState(name) for name in devices}
+        self.tenants: dict[str, TenantState] = {}
+        self.costs = BatchCostModel(config.initial_cost_estimate_s)
+        self.total_queued = 0
+        self.total_running = 0
+        self.shutting_down = False
+        self._seq = itertools.count()
+        self._deadlines: list[tuple[float, int, QueuedRequest]] = []
+        self._floor = 0.0
+
+    # --- tenants -------------------------------------------------------------------------------------
+    def tenant(self, tenant_id: str, now: float = 0.0) -> TenantState:
+        state = self.tenants.get(tenant_id)
+        if state is None:
+            limits = self.config.default_limits
+            state = TenantState(tenant_id, self.config.default_weight, limits, bucket_for(limits, now))
+            self.tenants[tenant_id] = state
+        return state
+
+    def set_weight(self, tenant_id: str, weight: float) -> None:
+        """Takes effect on the next charge; the counter already earned is kept (it is in virtual seconds)."""
+        self.tenant(tenant_id).weight = check_weight(weight)
+
+    def set_limits(self, tenant_id: str, limits: TenantLimits, now: float) -> None:
+        """New limits apply to the next admission; requests already admitted stay."""
+        state = self.tenant(tenant_id, now)
+        state.bucket = bucket_for(limits, now, state.bucket)
+        state.limits = limits
+
+    # --- admission -----------------------------------------------------------------------------------
+    def admit(self, tenant_id: str, model: str, item: Any, runner: BatchRunner[Any, Any],
+              now: float) -> QueuedRequest:
+        """Queue one request or raise the admission error (503 shutting_down/overloaded, 429)."""
+        if self.shutting_down:
+            raise shutting_down_error()
+        if all(d.quarantined for d in self.devices.values()):
+            raise no_device_error()
+        state = self.tenant(tenant_id, now)
+        cfg = self.config
+        usable = self._usable_devices()
+        check_global(self.total_queued, cfg.max_total_queued,
+                     self.total_queued * self.costs.estimate(model, 1) / usable, cfg.retry_after_max_s)
+        check_tenant(tenant_id, state.limits, queued=state.queued, in_flight=state.queued + state.running,
+                     bucket=state.bucket, now=now, drain_estimate_s=self._tenant_drain_s(state, model, runner),
+                     retry_after_max_s=cfg.retry_after_max_s)
+        if state.bucket is not None:
+            state.bucket.take(now)
+        if state.queued == 0:  # becoming backlogged: no credit for the idle time
+            others = (t.counter for t in self.tenants.values() if t.queued and t is not state)
+            state.counter = lifted_counter(state.counter, others, self._floor)
+        request = QueuedRequest(next(self._seq), tenant_id, model, item, runner, now,
+                                now + state.limits.queue_timeout_s,
+                                arrived_idle=state.queued == 0)
+        state.queues.setdefault(model, deque()).append(request)
+        state.gaps.setdefault(model, ArrivalGap()).observe(now)
+        state.queued += 1
+        state.last_arrival_at = now
+        self.total_queued += 1
+        heapq.heappush(self._deadlines, (request.deadline, request.seq, request))
+        return request
+
+    def _usable_devices(self) -> int:
+        return max(1, sum(1 for d in self.devices.values() if not d.quarantined))
+
+    def _tenant_drain_s(self, state: TenantState, model: str, runner: BatchRunner[Any, Any]) -> float:
+        """About how long until one of this tenant's slots frees: one of its batches at its fair share."""
+        batch = self.costs.estimate(model, min(batch_limit(runner), max(1, state.queued)))
+        active = sum(t.weight for t in self.tenants.values() if (t.queued or t.running) and t is not state)
+        return batch * (active + state.weight) / state.weight / self._usable_devices()
+
+    def cancel(self, request: QueuedRequest) -> bool:
+        """Remove a queued request (its submitter went away). False when it already runs or has finished."""
+        if request.state != "queued":
+            return False
+        self._unqueue(request)
+        request.state = "cancelled"
+        request.item = None
+        return True
+
+    def _unqueue(self, request: QueuedRequest) -> None:
+        state = self.tenants[request.tenant_id]
+        state.queues[request.model].remove(request)
+        state.queued -= 1
+        self.total_queued -= 1
+
+    def expire(self, now: float) -> list[QueuedRequest]:
+        """Requests whose queue timeout passed before they reached a worker (answer them 408)."""
+        expired: list[QueuedRequest] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, request = heapq.heappop(self._deadlines)
+            if request.state == "queued":
+                self._unqueue(request)
+                request.state = "expired"
+                request.item = None
+                expired.append(request)
+        return expired
+
+    def drain_queued(self) -> list[QueuedRequest]:
+        """Take every queued request out (shutdown deadline, no device left); the caller answers them."""
+        out: list[QueuedRequest] = []
+        for state in self.tenants.values():
+            for queue in state.queues.values():
+                while queue:
+                    request = queue.popleft()
+                    request.state = "cancelled"
+                    out.append(request)
+            state.queued = 0
+        self.total_queued = 0
+        return out
+
+    # --- dispatch ------------------------------------------------------------------------------------
+    def dispatch(self, now: float) -> list[Batch]:
+        """A batch for every free device that has work it should start now."""
+        free = [d for d in self.devices.values() if not d.busy and not d.quarantined]
+        # Devices whose current tenant has work go first, so that work lands where no scrub is needed.
+        free.sort(key=lambda d: 0 if d.current_tenant and self.tenant(d.current_tenant).queued else 1)
+        batches: list[Batch] = []
+        for device in free:
+            batch = self._next_batch(device, now)
+            if batch is not None:
+                batches.append(batch)
+        return batches
+
+    def _ready_queue(self, state: TenantState, now: float) -> deque[QueuedRequest] | None:
+        """The tenant's queue whose batch is ready and holds its oldest request, if any is ready."""
+        best: deque[QueuedRequest] | None = None
+        for model, queue in state.queues.items():
+            if queue and ready_at(queue, state.gaps.get(model), self.config.max_batch_delay_ms,
+                                  draining=self._no_delay) <= now and (best is None or queue[0].seq < best[0].seq):
+                best = queue
+        return best
+
+    def _next_batch(self, device: DeviceState, now: float) -> Batch | None:
+        backlogged = [t for t in self.tenants.values() if t.queued]
+        if not backlogged:
+            return None
+        self._floor = max(self._floor, min(t.counter for t in backlogged))
+        ready: dict[str, deque[QueuedRequest]] = {}
+        for state in backlogged:
+            queue = self._ready_queue(state, now)
+            if queue is not None:
+                ready[state.tenant_id] = queue
+        if not ready:
+            return None
+        current = self.tenants.get(device.current_tenant) if device.current_tenant else None
+        if current is not None and current.queued and current.tenant_id not in ready:
+            # The device is about to be used anyway: letting the current tenant's partial batch wait for
+            # company would only hand the device to another tenant, at the price of a scrub.
+            ready[current.tenant_id] = min((q for q in current.queues.values() if q), key=lambda q: q[0].seq)
+        candidates = [Candidate(tid, self.tenants[tid].counter, q[0].enqueued_at, q[0].seq,
+                                self.costs.estimate(q[0].model, min(len(q), batch_limit(q[0].runner))))
+                      for tid, q in ready.items()]
+        seq_below = math.inf
+        if self.config.policy == "fifo":
+            choice = choose_fifo(candidates)
+            chosen = ready[choice.tenant_id]
+            seq_below = min((q[0].seq for t in backlogged for q in t.queues.values() if q and q is not chosen),
+                            default=math.inf)
+        else:
+            oldest_other_at, idle_arrival_waiting = self._others_waiting(device.current_tenant)
+            choice = choose_fair(candidates, current=device.current_tenant, sticky_since=device.sticky_since,
+                                 oldest_other_at=oldest_other_at, idle_arrival_waiting=idle_arrival_waiting, now=now,
+                                 fairness_bound_s=self.config.fairness_bound_s,
+                                 latency_bound_s=self.config.latency_bound_s)
+        device.sticky_since = choice.sticky_since
+        state = self.tenants[choice.tenant_id]
+        queue = ready[choice.tenant_id]
+        cap = self._shared_batch_limit(state, queue[0].model, now)
+        requests = take_batch(queue, seq_below=seq_below, max_items=cap)
+        for request in requests:
+            request.state = "running"
+        n = len(requests)
+        state.queued -= n
+        state.running += n
+        self.total_queued -= n
+        self.total_running += n
+        model = requests[0].model
+        estimate = self.costs.estimate(model, n)
+        charged = estimate / state.weight
+        state.counter += charged
+        previous = device.current_tenant
+        switch = previous is not None and previous != state.tenant_id
+        device.current_tenant = state.tenant_id
+        device.busy = True
+        return Batch(device.name, state.tenant_id, model, requests[0].runner, requests, previous, switch,
+                     switch or (previous is None and self.config.scrub_on_first_use), estimate, charged, now,
+                     choice.stayed_for_switch)
+
+    def _shared_batch_limit(self, state: TenantState, model: str, now: float) -> int | None:
+        """While another tenant is around, cap a batch at `shared_batch_cost_factor` one-request batches.
+
+        A batch cannot be interrupted, so it is the latency floor of every other tenant: a light tenant's
+        request that arrives just after a heavy tenant's 32-request batch started waits for all of it. The
+        cap is relative to the model's own one-request cost, so it costs little where batching gains little
+        (per-item cost dominates, as on CPUs) and leaves big batches where they are nearly free (a fixed
+        cost dominates, as on GPUs). Alone on the scheduler, a tenant batches up to `max_batch_size`.
+        """
+        factor = self.config.shared_batch_cost_factor
+        if factor is None:
+            return None
+        horizon = now - self.config.shared_window_s
+        if not any(t is not state and (t.queued or t.last_arrival_at >= horizon) for t in self.tenants.values()):
+            return None
+        fixed, per_item, identified = self.costs.coefficients(model)
+        if not identified or per_item <= 0:
+            return None  # until the fixed cost is known, nobody can say what a cap would cost
+        return max(1, math.floor((factor * (fixed + per_item) - fixed) / per_item + 1e-9))
+
+    def _others_waiting(self, tenant_id: str | None) -> tuple[float | None, bool]:
+        """Enqueue time of the oldest request of another tenant, and whether any of them arrived idle."""
+        oldest: float | None = None
+        idle_arrival = False
+        for state in self.tenants.values():
+            if state.queued and state.tenant_id != tenant_id:
+                for queue in state.queues.values():
+                    if queue:
+                        idle_arrival = idle_arrival or queue[0].arrived_idle
+                        if oldest is None or queue[0].enqueued_at < oldest:
+                            oldest = queue[0].enqueued_at
+        return oldest, idle_arrival
+
+    def complete(self, batch: Batch, service_s: float, now: float, *, ran: bool = True) -> None:
+        """Record a finished batch: correct the charge to the measured `service_s`, free the device.
+
+        `ran=False` when the batch never ran because the scrub before it failed: the charge is refunded
+        and the device keeps its previous tenant, so the next other-tenant batch scrubs again.
+        """
+        device = self.devices[batch.device]
+        device.busy = False
+        state = self.tenants[batch.tenant_id]
+        n = len(batch.requests)
+        state.running -= n
+        self.total_running -= n
+        for request in batch.requests:
+            request.state = "done"
+            request.item = None  # the deadline heap may hold the request a while; not its payload
+        if not ran:
+            state.counter -= batch.charged_virtual
+            device.current_tenant = batch.previous_tenant
+            device.sticky_since = None
+            return
+        state.counter += service_s / state.weight - batch.charged_virtual
+        state.service_s += service_s
+        self.costs.observe(batch.model, n, service_s)
+        device.tenant_switches += batch.tenant_switch
+        device.scrubs += batch.needs_scrub
+
+    def quarantine(self, device_name: str) -> None:
+        """Stop placing work on a device whose scrub failed verification (scrubbers/base.py)."""
+        self.devices[device_name].quarantined = True
+
+    def begin_shutdown(self) -> None:
+        """Refuse new requests (503 shutting_down); partial batches stop waiting for company."""
+        self.shutting_down = True
+
+    # --- time ----------------------------------------------------------------------------------------
+    def next_wake(self, now: float) -> float | None:
+        """The next time `expire` or `dispatch` has something to do without any new event, if any."""
+        while self._deadlines and self._deadlines[0][2].state != "queued":
+            heapq.heappop(self._deadlines)
+        times = [self._deadlines[0][0]] if self._deadlines else []
+        if any(not d.busy and not d.quarantined for d in self.devices.values()):
+            for state in self.tenants.values():
+                for model, queue in state.queues.items():
+                    if queue:
+                        at = ready_at(queue, state.gaps.get(model), self.config.max_batch_delay_ms,
+                                      draining=self._no_delay)
+                        if at > now:
+                            times.append(at)
+        return min(times, default=None)
+
+    @property
+    def _no_delay(self) -> bool:
+        # The FIFO baseline batches only what is contiguous at the head of the global order, so it never
+        # waits; a draining scheduler never waits either.
+        return self.shutting_down or self.config.policy == "fifo"
+
+    @property
+    def idle(self) -> bool:
+        return self.total_queued == 0 and self.total_running == 0
+
+
+__all__ = ["Batch", "DeviceState", "SchedulerConfig", "SchedulerCore", "TenantState", "check_weight"]
