@@ -165,6 +165,8 @@ class Redactor:
 
     @staticmethod
     def _merge(found: list[tuple[int, int, int, str]]) -> list[Finding]:
+        if not found:
+            return []
         found.sort()
         merged: list[Finding] = []
         cur_s, cur_e, cur_p, cur_l = found[0]

@@ -22,7 +22,7 @@ _FILE_TLDS = frozenset(
     ]
 )  # fmt: skip
 _VERSION_CONTEXT = re.compile(
-    r"(?:version|ver|release|build|rev|revision|firmware|fw|sdk|tag|agent|os)[\s:=\"'_-]*$|==$|[~^<>]=?$", re.I
+    r"\b(?:version|ver|release|build|revision|firmware|fw|sdk)[\s:=\"'_-]*$|(?:==|~=|<=|>=|\^)$", re.I
 )
 
 

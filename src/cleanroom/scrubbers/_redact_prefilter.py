@@ -159,7 +159,7 @@ class Re2SetPrefilter:
     def candidates(self, text: str) -> list[int]:
         out: list[int] = []
         for s, idx in self._sets:
-            out.extend(idx[k] for k in s.Match(text))
+            out.extend(idx[k] for k in s.Match(text) or ())
         return out
 
 

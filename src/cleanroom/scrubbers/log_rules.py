@@ -67,14 +67,17 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
 
 
+_TEMPLATE_RE = re.compile(r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>|\{\{.*\}\}")
+
+
 def is_placeholder(value: str) -> bool:
-    """Values that are not secrets: empty, null-ish, booleans, masks, env references, our own placeholder."""
+    """Values that are not secrets: empty, null-ish, booleans, masks, templates, our own placeholder."""
     low = value.strip().lower()
     if not low or low in _PLACEHOLDER_VALUES or low.startswith("[redacted"):
         return True
     if not low.strip("*x•#.-_ "):
         return True
-    return low[0] in "$%<" or low.startswith("{{")
+    return _TEMPLATE_RE.fullmatch(value.strip()) is not None
 
 
 def _value_span(m: re.Match[str], rule_groups: tuple[int, ...]) -> Span:
@@ -191,7 +194,7 @@ def _tier(low_key: str) -> str | None:
     return None
 
 
-_NEXT_FIELD = re.compile(r"[A-Za-z_][\w.-]*[=:]")
+_NEXT_FIELD = re.compile(r"(?:[a-z_][a-z0-9_.-]*|[A-Z_][A-Z0-9_]*)[=:]")
 
 
 def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
@@ -211,7 +214,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     if low_key.endswith("pwd") and value[:1] in "/~":
         return None  # the shell's $PWD is a directory
     after_space = text[span[0] - 1] in " \t"
-    if after_space and m.group("v4") is not None and _NEXT_FIELD.match(value):
+    if after_space and m.group("sep") == "=" and m.group("v4") is not None and _NEXT_FIELD.match(value):
         return None  # `password= next_key=1`: the value is empty and the next field follows
     if tier == "A":
         return (span[0], span[1], assignment_label(low_key))
@@ -262,10 +265,11 @@ def full_key(text: str, start: int, end: int) -> str:
 
 _VALUE = (
     r"(?:\\\"(?P<v>[^\"\\\r\n]{1,512})\\\"|\"(?P<v2>(?:[^\"\\\r\n]|\\.){1,512})\"|'(?P<v3>[^'\r\n]{1,512})'"
-    r"|(?P<v4>[^\s\"'`,;&|<>(){}\[\]]{1,512}))"
+    # unquoted: up to whitespace, a quote, `,` `;` a closing bracket, or `&` that starts the next `key=`
+    r"|(?P<v4>(?:[^\s\"'`,;&)\]}>]|&(?![A-Za-z_][\w.-]*=)){1,512}))"
 )
 ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])"
-ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*" + _VALUE
+ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
 _ASSIGN_KEYWORDS = (
     "pass", "pwd", "secret", "key", "token", "credential", "auth", "jwt", "bearer", "cred",
 )  # fmt: skip
@@ -293,6 +297,7 @@ SECRET_RULES: tuple[Rule, ...] = (
         r"PRIVATE KEY(?: BLOCK)?-----|(?:\\[nr]|[A-Za-z0-9+/=\s:,.-]){0,20000})",
         ("private key",),
         priority=100,
+        hint=r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----",
     ),
     Rule("age-secret-key", "PRIVATE_KEY", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}",
          ("age-secret-key-1",), priority=100),
