@@ -9,6 +9,7 @@ without a newline is cut at whitespace, keeping `overlap_chars` back, so memory 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 _PEM_BEGIN = "PRIVATE KEY"
 _PEM_BEGIN_MARK = "-----BEGIN"
 _PEM_END_MARK = "-----END"
+_PEM_BODY_LINE = re.compile(r"[ \t]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]+: .*)[ \t]*\r?\n?")
+_PEM_PLACEHOLDER = "[REDACTED:PRIVATE_KEY]"
 
 
 class StreamingRedactor:
@@ -43,6 +46,7 @@ class StreamingRedactor:
         self._pending = ""  # the current, incomplete line
         self._held: list[str] = []  # complete lines of an open PEM block
         self._held_chars = 0
+        self._draining = False  # after a block was released unfinished: its remaining body lines
 
     def feed(self, chunk: str) -> str:
         if not chunk:
@@ -74,9 +78,18 @@ class StreamingRedactor:
         if self._held:
             self._held.append(line)
             self._held_chars += len(line)
-            if _PEM_END_MARK in line or self._held_chars > self._max_hold:
+            if _PEM_END_MARK in line:
                 self._release(out)
+            elif self._held_chars > self._max_hold:
+                self._release(out)
+                self._draining = True
             return
+        if self._draining:
+            if _PEM_BODY_LINE.fullmatch(line) or _PEM_END_MARK in line:
+                out.append(_PEM_PLACEHOLDER + ("\n" if line.endswith("\n") else ""))
+                self._draining = _PEM_END_MARK not in line
+                return
+            self._draining = False
         if _PEM_BEGIN in line and _PEM_BEGIN_MARK in line and not _closes_block(line):
             self._held = [line]
             self._held_chars = len(line)

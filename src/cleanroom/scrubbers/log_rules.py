@@ -67,7 +67,7 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
 
 
-_TEMPLATE_RE = re.compile(r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>|\{\{.*\}\}")
+_TEMPLATE_RE = re.compile(r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*\}\}")
 
 
 def is_placeholder(value: str) -> bool:
@@ -305,7 +305,7 @@ SECRET_RULES: tuple[Rule, ...] = (
     _provider("aws-access-key-id", "AWS_ACCESS_KEY_ID",
               rf"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{{16}}(?![{TOK}])",
               "akia", "asia", "abia", "acca", "a3t", guard=TOK),
-    _provider("gcp-api-key", "GCP_API_KEY", rf"AIza[{TOK}_-]{{35}}(?![{TOK}_-])", "aiza", guard=_WD),
+    _provider("gcp-api-key", "GCP_API_KEY", rf"AIza[{TOK}_-]{{33,40}}(?![{TOK}_-])", "aiza", guard=_WD),
     _provider("gcp-oauth-secret", "GCP_OAUTH_SECRET", rf"GOCSPX-[{TOK}_-]{{28}}(?![{TOK}_-])", "gocspx-"),
     _provider("gcp-access-token", "GCP_ACCESS_TOKEN", rf"ya29\.[{TOK}_-]{{20,}}", "ya29."),
     _provider("azure-ad-client-secret", "AZURE_CLIENT_SECRET",
