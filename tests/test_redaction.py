@@ -1,6 +1,8 @@
 """Unit tests of `redact`: hand-written real-world shapes (independent of the generated corpus),
 look-alikes that must survive byte for byte, settings, idempotence and streaming."""
 
+# ruff: noqa: E501  (test data: long literal tokens and log lines)
+
 from __future__ import annotations
 
 import base64

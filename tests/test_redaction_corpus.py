@@ -8,8 +8,8 @@ plain URLs, Luhn-invalid numbers).
 from __future__ import annotations
 
 import pytest
-import redaction_corpus as corpus
 
+import redaction_corpus as corpus
 from cleanroom.scrubbers.logs import Redactor, default_redactor
 
 THRESHOLD = 0.995

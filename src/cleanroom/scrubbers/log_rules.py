@@ -166,7 +166,7 @@ _SHORT_KEYS = frozenset(("pass", "pwd", "secret"))
 
 def assignment_label(key: str) -> str:
     k = key.lower().replace("-", "_")
-    if k.startswith(("pass", "pwd")) or k.endswith(("pass", "pwd")):
+    if "pass" in k or k.endswith("pwd"):
         return "PASSWORD"
     if "token" in k:
         return "TOKEN"
@@ -226,6 +226,19 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     if v.char_classes(value) < 2 or v.shannon_entropy(value) < 3.0:
         return None
     return (span[0], span[1], "GENERIC_SECRET")
+
+
+def label_for_field(key: str, value: str) -> str | None:
+    """The placeholder label for a structured field (`extra=`, a dict) whose NAME makes it a secret."""
+    low_key = key.lower()
+    tier = _tier(low_key)
+    if tier is None or is_placeholder(value):
+        return None
+    if tier == "A":
+        return assignment_label(low_key)
+    if len(value) < 12 or _looks_like_id_or_data(value) or v.char_classes(value) < 2:
+        return None
+    return "GENERIC_SECRET" if v.shannon_entropy(value) >= 3.0 else None
 
 
 def _label_authorization(m: re.Match[str]) -> str:

@@ -25,6 +25,7 @@ from cleanroom.scrubbers._redact_engine import (
     default_redactor,
 )
 from cleanroom.scrubbers._redact_stream import StreamingRedactor
+from cleanroom.scrubbers.log_rules import label_for_field
 
 __all__ = [
     "DEFAULT_IP_ALLOWLIST",
@@ -116,9 +117,18 @@ class RedactingFilter(logging.Filter):
             record.stack_info = redact_text(record.stack_info)
         if len(d) > _BASE_COUNT:  # cheap test: only records with `extra` (or formatted ones) have more
             for key in [k for k in d if k not in _STANDARD_ATTRS]:
-                d[key] = _redact_value(d[key], redact_text, 0)
+                d[key] = _redact_field(key, d[key], redact_text, 0)
         d[REDACTED_MARK] = _MARK
         return True
+
+
+def _redact_field(key: Any, value: Any, redact_text: Any, depth: int) -> Any:
+    """A named field: a secret-sounding name (`password`, `api_key`, `auth_token`...) redacts its value."""
+    if isinstance(key, str) and value is not None and not isinstance(value, (bool, Mapping, list, tuple)):
+        label = label_for_field(key, value if isinstance(value, str) else str(value))
+        if label is not None:
+            return f"[REDACTED:{label}]"
+    return _redact_value(value, redact_text, depth)
 
 
 def _redact_value(value: Any, redact_text: Any, depth: int) -> Any:
@@ -130,7 +140,7 @@ def _redact_value(value: Any, redact_text: Any, depth: int) -> Any:
     if depth >= _MAX_EXTRA_DEPTH:
         return redact_text(repr(value))
     if isinstance(value, Mapping):
-        return {_redact_value(k, redact_text, depth + 1): _redact_value(v, redact_text, depth + 1)
+        return {_redact_value(k, redact_text, depth + 1): _redact_field(k, v, redact_text, depth + 1)
                 for k, v in value.items()}  # fmt: skip
     if isinstance(value, (list, tuple, set, frozenset)):
         items = [_redact_value(v, redact_text, depth + 1) for v in value]
