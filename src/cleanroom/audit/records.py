@@ -1,0 +1,386 @@
+"""Audit events and the byte layout of one encrypted audit record.
+
+An `AuditEvent` is what callers hand to `AuditLog.append`: who decrypted what, when, from where. It is
+serialized as compact UTF-8 JSON and sealed into a *frame*, the unit written to a segment file.
+
+Frame layout (all integers big-endian; every length is bounds-checked before it is used to slice):
+
+    offset  size  field
+    0       4     magic            b"CRA1" (lets a scanner resynchronise after a damaged frame)
+    4       4     body_len         bytes after this 8-byte prefix; MIN_BODY_LEN <= body_len <= MAX_BODY_LEN
+    8       8     seq              record sequence number, 0-based, contiguous across segments
+    16      32    prev_chain       hash-chain head before this record (see merkle.chain_next)
+    48      32    key_commitment   SHA-256("cleanroom-audit-v1 key-commitment" || record_key)
+    80      12    nonce            random, AES-GCM nonce
+    92      n+16  ciphertext||tag  AES-256-GCM of the event JSON under record_key
+
+AAD = "cleanroom-audit-v1 record" || log_id (16) || segment_index (u32) || frame[0:92], so a record moved
+to another log, segment or position, or with any header byte changed, fails to open.
+
+Keys: root = HKDF-SHA256(ikm=audit_key, salt=log_id, info="cleanroom-audit-v1 root"); each record has its
+own key record_key = HKDF-Expand(root, "cleanroom-audit-v1 record" || seq). A per-record key is what lets
+`prove` disclose one record to an auditor without disclosing any other; the key commitment makes that
+disclosure binding (AES-GCM alone is not key-committing: "invisible salamanders").
+
+Segment header layout (SEGMENT_HEADER_LEN bytes at the start of every segment file):
+
+    0   8   magic          b"CRAUDSEG"
+    8   2   version        1
+    10  2   header_len     76
+    12  4   segment_index  1-based, equals the number in the file name
+    16  16  log_id         random per log; binds segments, records and checkpoints to one log
+    32  8   first_seq      seq of the first record the segment holds
+    40  8   created_ns     wall-clock creation time
+    48  12  nonce
+    60  16  tag            AES-GCM tag over an empty plaintext, AAD = "cleanroom-audit-v1 segment" ||
+                           header[0:60], key = HKDF-Expand(root, "cleanroom-audit-v1 segment" || index)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+DetailValue = str | int | float | bool
+
+FRAME_MAGIC = b"CRA1"
+FRAME_PREFIX_LEN = 8
+FRAME_HEADER_LEN = 92
+TAG_LEN = 16
+NONCE_LEN = 12
+HASH_LEN = 32
+LOG_ID_LEN = 16
+MAX_PLAINTEXT_BYTES = 64 * 1024
+MIN_BODY_LEN = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + TAG_LEN
+MAX_BODY_LEN = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + MAX_PLAINTEXT_BYTES + TAG_LEN
+
+SEGMENT_MAGIC = b"CRAUDSEG"
+SEGMENT_VERSION = 1
+SEGMENT_HEADER_LEN = 76
+_SEGMENT_SIGNED_LEN = 60
+
+_RECORD_AAD = b"cleanroom-audit-v1 record"
+_SEGMENT_AAD = b"cleanroom-audit-v1 segment"
+_COMMIT_PREFIX = b"cleanroom-audit-v1 key-commitment"
+
+_EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_*]+)+$")
+_MAX_FIELD_CHARS = 512
+_MAX_DETAILS = 64
+_STR_FIELDS = ("tenant_id", "key_id", "purpose", "request_id", "principal", "source")
+
+
+class RecordFormatError(ValueError):
+    """Bytes that are not a well-formed frame or segment header (damage, truncation, foreign data)."""
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audited fact. `principal` is an API key *id*, never the key; `details` holds scalars only.
+
+    Validation happens at construction so a bad event fails in the caller, not in the writer thread.
+    """
+
+    event: str
+    time: float = field(default_factory=time.time)
+    tenant_id: str | None = None
+    key_id: str | None = None
+    key_version: int | None = None
+    purpose: str | None = None
+    request_id: str | None = None
+    principal: str | None = None
+    source: str | None = None
+    byte_count: int | None = None
+    details: Mapping[str, DetailValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.event, str) or len(self.event) > 64 or not _EVENT_RE.match(self.event):
+            raise ValueError(f"audit event name must look like 'area.action', got {self.event!r:.80}")
+        if isinstance(self.time, bool) or not isinstance(self.time, int | float):
+            raise ValueError("audit event time must be seconds since the epoch")
+        for name in _STR_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) > _MAX_FIELD_CHARS):
+                raise ValueError(f"audit field {name} must be a string of at most {_MAX_FIELD_CHARS} chars")
+        for name in ("key_version", "byte_count"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"audit field {name} must be a non-negative int")
+        if len(self.details) > _MAX_DETAILS:
+            raise ValueError(f"audit details hold at most {_MAX_DETAILS} entries")
+        for key, value in self.details.items():
+            if not isinstance(key, str) or len(key) > 64:
+                raise ValueError("audit detail keys must be short strings")
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"audit detail {key!r} must be str, int, float or bool")
+            if isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
+                raise ValueError(f"audit detail {key!r} is longer than {_MAX_FIELD_CHARS} chars")
+        # Freeze a private copy so a caller mutating its dict later cannot change a queued event.
+        object.__setattr__(self, "details", dict(self.details))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Fields that are set, `time` as float seconds: the form sealed into a record."""
+        out: dict[str, Any] = {"event": self.event, "time": self.time}
+        for name in (*_STR_FIELDS[:2], "key_version", *_STR_FIELDS[2:], "byte_count"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.details:
+            out["details"] = dict(self.details)
+        return out
+
+    def to_json_bytes(self) -> bytes:
+        data = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(data) > MAX_PLAINTEXT_BYTES:
+            raise ValueError(f"audit event encodes to {len(data)} bytes; limit {MAX_PLAINTEXT_BYTES}")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
+        allowed = {"event", "time", "key_version", "byte_count", "details", *_STR_FIELDS}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"unknown audit fields: {sorted(unknown)}")
+        details = data.get("details", {})
+        if not isinstance(details, dict):
+            raise ValueError("audit details must be an object")
+        kwargs = {k: v for k, v in data.items() if k != "details"}
+        return cls(**kwargs, details=details)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> AuditEvent:
+        """Lenient constructor for `record(mapping)` callers: known fields by name, every other scalar
+        into `details` (other values as their `str`, cut to the field limit), None dropped."""
+        known: dict[str, Any] = {}
+        details: dict[str, DetailValue] = dict(fields.get("details") or {})
+        for key, value in fields.items():
+            if value is None or key == "details":
+                continue
+            if key in ("event", "time", "key_version", "byte_count", *_STR_FIELDS):
+                known[key] = value if key in ("event", "time", "key_version", "byte_count") else str(value)
+            elif isinstance(value, str | int | float | bool):
+                details[str(key)[:64]] = value[:_MAX_FIELD_CHARS] if isinstance(value, str) else value
+            else:
+                details[str(key)[:64]] = str(value)[:_MAX_FIELD_CHARS]
+        return cls(**known, details=details)
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes) -> AuditEvent:
+        try:
+            parsed = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError("audit record plaintext is not JSON") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError("audit record plaintext is not a JSON object")
+        return cls.from_dict(parsed)
+
+    def display_dict(self, seq: int | None = None) -> dict[str, Any]:
+        """For `audit show --json`: the core fields always present (null when unset), time as ISO 8601."""
+        out: dict[str, Any] = {}
+        if seq is not None:
+            out["seq"] = seq
+        out["time"] = iso_time(self.time)
+        out["event"] = self.event
+        for name in ("tenant_id", "key_id", "key_version", "purpose", "request_id", "principal", "source",
+                     "byte_count"):
+            out[name] = getattr(self, name)
+        out["details"] = dict(self.details)
+        return out
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The clear part of a frame, parsed but not yet authenticated."""
+
+    body_len: int
+    seq: int
+    prev_chain: bytes
+    key_commitment: bytes
+    nonce: bytes
+
+    @property
+    def frame_len(self) -> int:
+        return FRAME_PREFIX_LEN + self.body_len
+
+
+def parse_frame_header(buf: bytes | memoryview, offset: int = 0) -> FrameHeader:
+    """Parse the header of the frame at `offset`; RecordFormatError if it is cut short or malformed."""
+    if offset < 0 or len(buf) - offset < FRAME_HEADER_LEN:
+        raise RecordFormatError("frame header cut short")
+    if bytes(buf[offset : offset + 4]) != FRAME_MAGIC:
+        raise RecordFormatError("bad frame magic")
+    (body_len,) = struct.unpack_from(">I", buf, offset + 4)
+    if not MIN_BODY_LEN <= body_len <= MAX_BODY_LEN:
+        raise RecordFormatError(f"frame length {body_len} out of bounds")
+    (seq,) = struct.unpack_from(">Q", buf, offset + 8)
+    return FrameHeader(
+        body_len=body_len,
+        seq=seq,
+        prev_chain=bytes(buf[offset + 16 : offset + 48]),
+        key_commitment=bytes(buf[offset + 48 : offset + 80]),
+        nonce=bytes(buf[offset + 80 : offset + 92]),
+    )
+
+
+def key_commitment(record_key: bytes | bytearray) -> bytes:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(_COMMIT_PREFIX)
+    digest.update(bytes(record_key))
+    return digest.finalize()
+
+
+def _record_aad(log_id: bytes, segment_index: int, header: bytes | memoryview) -> bytes:
+    return b"".join((_RECORD_AAD, log_id, struct.pack(">I", segment_index), bytes(header)))
+
+
+def open_frame_with_record_key(
+    frame: bytes, record_key: bytes | bytearray, log_id: bytes, segment_index: int
+) -> bytes:
+    """Authenticate and decrypt one frame given only its own key (what an inclusion proof discloses).
+
+    Raises RecordFormatError if the frame does not parse, the key does not match the frame's commitment,
+    or the ciphertext does not authenticate.
+    """
+    header = parse_frame_header(frame)
+    if header.frame_len != len(frame):
+        raise RecordFormatError("frame length does not match its header")
+    if key_commitment(record_key) != header.key_commitment:
+        raise RecordFormatError("record key does not match the frame's key commitment")
+    try:
+        return AESGCM(bytes(record_key)).decrypt(
+            header.nonce, frame[FRAME_HEADER_LEN:], _record_aad(log_id, segment_index, frame[:FRAME_HEADER_LEN])
+        )
+    except InvalidTag as exc:
+        raise RecordFormatError("record does not authenticate") from exc
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    segment_index: int
+    log_id: bytes
+    first_seq: int
+    created_ns: int
+    raw: bytes
+
+
+def parse_segment_header(buf: bytes) -> SegmentHeader:
+    """Parse (not authenticate) a segment header."""
+    if len(buf) < SEGMENT_HEADER_LEN:
+        raise RecordFormatError("segment header cut short")
+    if buf[:8] != SEGMENT_MAGIC:
+        raise RecordFormatError("not an audit segment (bad magic)")
+    version, header_len, index = struct.unpack_from(">HHI", buf, 8)
+    if version != SEGMENT_VERSION or header_len != SEGMENT_HEADER_LEN:
+        raise RecordFormatError(f"unsupported segment version {version}/{header_len}")
+    first_seq, created_ns = struct.unpack_from(">QQ", buf, 32)
+    return SegmentHeader(index, bytes(buf[16:32]), first_seq, created_ns, bytes(buf[:SEGMENT_HEADER_LEN]))
+
+
+class RecordCipher:
+    """Seals and opens frames of one log. Holds the derived root key; `close()` zeroes it.
+
+    Callers never see nonces or record keys except through `record_key`, which exists for proofs.
+    """
+
+    def __init__(self, audit_key: bytes | bytearray, log_id: bytes) -> None:
+        if len(audit_key) != 32:
+            raise ValueError("audit key must be 32 bytes (AES-256)")
+        if len(log_id) != LOG_ID_LEN:
+            raise ValueError(f"log id must be {LOG_ID_LEN} bytes")
+        self.log_id = bytes(log_id)
+        self._root = bytearray(32)
+        HKDF(hashes.SHA256(), 32, salt=self.log_id, info=b"cleanroom-audit-v1 root").derive_into(
+            audit_key, self._root
+        )
+
+    def close(self) -> None:
+        self._root[:] = bytes(len(self._root))
+
+    def __enter__(self) -> RecordCipher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _expand(self, info: bytes) -> bytearray:
+        out = bytearray(32)
+        HKDFExpand(hashes.SHA256(), 32, info).derive_into(self._root, out)
+        return out
+
+    def record_key(self, seq: int) -> bytearray:
+        """The key of record `seq` alone; the caller zeroes it."""
+        return self._expand(b"cleanroom-audit-v1 record" + struct.pack(">Q", seq))
+
+    def seal(self, seq: int, segment_index: int, prev_chain: bytes, plaintext: bytes) -> bytes:
+        if len(plaintext) > MAX_PLAINTEXT_BYTES:
+            raise ValueError("audit record too large")
+        key = self.record_key(seq)
+        try:
+            nonce = os.urandom(NONCE_LEN)
+            body_len = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + len(plaintext) + TAG_LEN
+            header = b"".join(
+                (FRAME_MAGIC, struct.pack(">IQ", body_len, seq), prev_chain, key_commitment(key), nonce)
+            )
+            sealed = AESGCM(key).encrypt(nonce, plaintext, _record_aad(self.log_id, segment_index, header))
+        finally:
+            key[:] = bytes(32)
+        return header + sealed
+
+    def open(self, frame: bytes, segment_index: int) -> tuple[FrameHeader, bytes]:
+        """Authenticate and decrypt a whole frame; RecordFormatError on any mismatch."""
+        header = parse_frame_header(frame)
+        key = self.record_key(header.seq)
+        try:
+            return header, open_frame_with_record_key(frame, key, self.log_id, segment_index)
+        finally:
+            key[:] = bytes(32)
+
+    def make_segment_header(self, segment_index: int, first_seq: int) -> bytes:
+        signed = b"".join(
+            (
+                SEGMENT_MAGIC,
+                struct.pack(">HHI", SEGMENT_VERSION, SEGMENT_HEADER_LEN, segment_index),
+                self.log_id,
+                struct.pack(">QQ", first_seq, time.time_ns()),
+                os.urandom(NONCE_LEN),
+            )
+        )
+        return signed + self._segment_tag(segment_index, signed)
+
+    def _segment_tag(self, segment_index: int, signed: bytes) -> bytes:
+        key = self._expand(b"cleanroom-audit-v1 segment" + struct.pack(">I", segment_index))
+        try:
+            nonce = signed[48:60]
+            return AESGCM(key).encrypt(nonce, b"", _SEGMENT_AAD + signed)
+        finally:
+            key[:] = bytes(32)
+
+    def check_segment_header(self, raw: bytes) -> SegmentHeader:
+        """Parse and authenticate; RecordFormatError names what is wrong."""
+        header = parse_segment_header(raw)
+        if header.log_id != self.log_id:
+            raise RecordFormatError("segment belongs to another audit log (log id differs)")
+        signed = raw[:_SEGMENT_SIGNED_LEN]
+        key = self._expand(b"cleanroom-audit-v1 segment" + struct.pack(">I", header.segment_index))
+        try:
+            AESGCM(key).decrypt(signed[48:60], raw[_SEGMENT_SIGNED_LEN:SEGMENT_HEADER_LEN], _SEGMENT_AAD + signed)
+        except InvalidTag as exc:
+            raise RecordFormatError("segment header does not authenticate under the audit key") from exc
+        finally:
+            key[:] = bytes(32)
+        return header

@@ -1,0 +1,131 @@
+"""Segment files: naming, listing, and a frame scanner that survives damage.
+
+The scanner walks the frames of one segment and reports every byte range as either a frame or a damaged
+region. After damage it resynchronises on the next frame magic that parses (and, given the audit key,
+authenticates), so one flipped length field does not hide every later record from `verify`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cleanroom.audit.records import (
+    FRAME_MAGIC,
+    FrameHeader,
+    RecordCipher,
+    RecordFormatError,
+    parse_frame_header,
+)
+
+SEGMENT_RE = re.compile(r"^segment-(\d{8})\.log$")
+
+
+def segment_name(index: int) -> str:
+    return f"segment-{index:08d}.log"
+
+
+def list_segments(audit_dir: Path) -> list[tuple[int, Path]]:
+    """(index, path) of every segment file, by index. Other files are ignored."""
+    found = []
+    for path in audit_dir.iterdir() if audit_dir.is_dir() else ():
+        match = SEGMENT_RE.match(path.name)
+        if match and path.is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A well-framed record. `plaintext` is None when no cipher was given or it did not authenticate."""
+
+    offset: int
+    raw: bytes
+    header: FrameHeader
+    authentic: bool | None
+    plaintext: bytes | None
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.raw)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Bytes that are not a frame. `to_eof`: the damage runs to the end of the file (torn-tail shape)."""
+
+    offset: int
+    length: int
+    reason: str
+    claimed_seq: int | None
+    to_eof: bool
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+def _try_frame(
+    data: bytes, offset: int, cipher: RecordCipher | None, segment_index: int
+) -> tuple[Frame | None, str, FrameHeader | None]:
+    try:
+        header = parse_frame_header(data, offset)
+    except RecordFormatError as exc:
+        return None, str(exc), None
+    end = offset + header.frame_len
+    if end > len(data):
+        return None, f"frame of {header.frame_len} bytes runs past the end of the file", header
+    raw = data[offset:end]
+    if cipher is None:
+        return Frame(offset, raw, header, None, None), "", header
+    try:
+        _, plaintext = cipher.open(raw, segment_index)
+    except RecordFormatError as exc:
+        return Frame(offset, raw, header, False, None), str(exc), header
+    return Frame(offset, raw, header, True, plaintext), "", header
+
+
+def _next_valid(
+    data: bytes, start: int, cipher: RecordCipher | None, segment_index: int
+) -> Frame | None:
+    pos = data.find(FRAME_MAGIC, start)
+    while pos >= 0:
+        frame, _, _ = _try_frame(data, pos, cipher, segment_index)
+        if frame is not None and frame.authentic is not False:
+            return frame
+        pos = data.find(FRAME_MAGIC, pos + 1)
+    return None
+
+
+def scan_frames(
+    data: bytes, start: int, segment_index: int, cipher: RecordCipher | None = None
+) -> Iterator[Frame | Damage]:
+    """Yield frames and damaged regions covering data[start:] in order, without gaps."""
+    offset = start
+    while offset < len(data):
+        frame, reason, header = _try_frame(data, offset, cipher, segment_index)
+        if frame is not None and frame.authentic is not False:
+            yield frame
+            offset = frame.end
+            continue
+        following = _next_valid(data, offset + 1, cipher, segment_index)
+        ends_cleanly = frame is not None and (
+            (following is None and frame.end == len(data))
+            or (following is not None and following.offset == frame.end)
+        )
+        if frame is not None and ends_cleanly:
+            # Framing is intact, only the contents fail: a modified (or forged) record.
+            yield frame
+            offset = frame.end
+            continue
+        stop = len(data) if following is None else following.offset
+        yield Damage(
+            offset=offset,
+            length=stop - offset,
+            reason=reason,
+            claimed_seq=None if header is None else header.seq,
+            to_eof=following is None,
+        )
+        offset = stop
