@@ -64,14 +64,23 @@ class SpillIO:
 
     def open_unlinked(self, directory: Path) -> int:
         """An O_RDWR descriptor on a new, nameless regular file in `directory`, mode 0600."""
-        flags = os.O_RDWR | os.O_CLOEXEC
         if self.use_tmpfile and hasattr(os, "O_TMPFILE"):
             try:
-                return os.open(directory, flags | os.O_TMPFILE, _FILE_MODE)
+                return self.open_tmpfile(directory)
             except OSError as exc:
                 if exc.errno not in _NO_TMPFILE_ERRNOS:
                     raise
                 log.info("O_TMPFILE unsupported in the spill directory; using create-and-unlink")
+        return self.create_and_unlink(directory)
+
+    def open_tmpfile(self, directory: Path) -> int:
+        """Linux O_TMPFILE: the inode never has a name, so no crash can leave one behind."""
+        return os.open(directory, os.O_RDWR | os.O_CLOEXEC | os.O_TMPFILE, _FILE_MODE)
+
+    def create_and_unlink(self, directory: Path) -> int:
+        """Fallback: a random name, O_EXCL|O_NOFOLLOW (no symlink games), mode 0600, unlinked at once.
+        A crash between the two calls leaves an empty file named `.cleanroom-spill-*` (no data yet)."""
+        flags = os.O_RDWR | os.O_CLOEXEC
         for _ in range(8):
             path = directory / f"{FALLBACK_NAME_PREFIX}{secrets.token_hex(16)}"
             try:
@@ -295,10 +304,13 @@ class SpillFile:
         if self._decryptor is None:
             assert self._key is not None
             header = bytearray(HEADER_SIZE_BYTES)
+            assert self._fd is not None
             try:
                 self._check_size()
                 self._pread_exact(memoryview(header), 0)
-                self._decryptor = StreamDecryptor(self._key.view(), header, self._stream_size,
+                # The on-disk size, not the remembered one: the last-segment flag then catches a changed
+                # length even without _check_size (defence in depth).
+                self._decryptor = StreamDecryptor(self._key.view(), header, self._io.size_bytes(self._fd),
                                                   context=SPILL_CONTEXT)
             except SpillIntegrityError:
                 self._discard()
