@@ -86,10 +86,12 @@ def _tenant_backend(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
     api, service = _tenant_backend(args)
+    allow = args.allow or []
     if api is not None:
-        created = api.request("POST", "/v1/admin/tenants", json={"name": args.name, "weight": args.weight})
+        created = api.request("POST", "/v1/admin/tenants", json={"name": args.name, "weight": args.weight,
+                                                                 "allow": allow})
     else:
-        created = service.create(args.name, weight=args.weight).to_json()
+        created = service.create(args.name, weight=args.weight, allow=allow).to_json()
     if args.json:
         print(json.dumps(created))
     else:
@@ -101,7 +103,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
 def cmd_tenant_list(args: argparse.Namespace) -> int:
     api, service = _tenant_backend(args)
-    tenants = api.request("GET", "/v1/admin/tenants")["tenants"] if api is not None else service.list()
+    tenants = api.request("GET", "/v1/admin/tenants")["tenants"] if api is not None else service.list_tenants()
     if args.json:
         print(json.dumps(tenants))
     else:
@@ -116,6 +118,42 @@ def cmd_tenant_delete(args: argparse.Namespace) -> int:
     deleted = (api.request("DELETE", f"/v1/admin/tenants/{args.name}")["deleted"] if api is not None
                else service.delete(args.name))
     print(json.dumps({"deleted": deleted}) if args.json else f"deleted tenant {deleted}")
+    return 0
+
+
+def cmd_tenant_update(args: argparse.Namespace) -> int:
+    api, service = _tenant_backend(args)
+    allow = [] if args.clear_allow else args.allow
+    if allow is None and args.weight is None:
+        print("cleanroom tenant update: give --allow CIDR..., --clear-allow or --weight", file=sys.stderr)
+        return 2
+    body = {"weight": args.weight, "allow": allow}
+    updated = (api.request("PATCH", f"/v1/admin/tenants/{args.name}", json=body) if api is not None
+               else service.update(args.name, weight=args.weight, allow=allow))
+    print(json.dumps(updated) if args.json else
+          f"{updated['name']}: weight={updated['weight']:g} allow={','.join(updated['allow']) or 'any address'}")
+    return 0
+
+
+def cmd_tenant_keys(args: argparse.Namespace) -> int:
+    api, service = _tenant_backend(args)
+    base = f"/v1/admin/tenants/{args.name}/keys"
+    if args.keys_command == "list":
+        keys = api.request("GET", base)["credentials"] if api is not None else service.list_credentials(args.name)
+        print(json.dumps(keys) if args.json else "\n".join(
+            f"{k['id']}  {k['label']:<16} created={k['created_at']:.0f} expires={k['expires_at']} "
+            f"last_used={k['last_used_at']}{'  REVOKED' if k['revoked'] else ''}" for k in keys))
+    elif args.keys_command == "add":
+        expires_in_s = args.expires_in_days * 86400 if args.expires_in_days else None
+        created = (api.request("POST", base, json={"label": args.label, "expires_in_s": expires_in_s})
+                   if api is not None else
+                   service.add_credential(args.name, label=args.label, expires_in_s=expires_in_s).to_json())
+        print(json.dumps(created) if args.json else
+              f"credential {created['credential_id']}\napi key: {created['api_key']}   (shown once: store it now)")
+    else:
+        result = (api.request("DELETE", f"{base}/{args.credential_id}") if api is not None
+                  else service.revoke_credential(args.name, args.credential_id))
+        print(json.dumps(result) if args.json else f"revoked {result['credential_id']}")
     return 0
 
 
@@ -172,10 +210,34 @@ def build_parser() -> argparse.ArgumentParser:
     create = tenant.add_parser("create", help="create a tenant; prints its API key once")
     create.add_argument("name")
     create.add_argument("--weight", type=float, default=1.0)
+    create.add_argument("--allow", nargs="+", metavar="CIDR", help="accept requests only from these networks")
     for p, func in ((create, cmd_tenant_create), (tenant.add_parser("list"), cmd_tenant_list)):
         add_data_dir(p)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+    update = tenant.add_parser("update", help="change a tenant's weight or IP allowlist")
+    update.add_argument("name")
+    update.add_argument("--weight", type=float, default=None)
+    allow = update.add_mutually_exclusive_group()
+    allow.add_argument("--allow", nargs="+", metavar="CIDR", default=None)
+    allow.add_argument("--clear-allow", action="store_true", help="accept every address again")
+    add_data_dir(update)
+    update.add_argument("--json", action="store_true")
+    update.set_defaults(func=cmd_tenant_update)
+
+    keys = tenant.add_parser("keys", help="a tenant's API keys").add_subparsers(dest="keys_command", required=True)
+    keys_list = keys.add_parser("list")
+    keys_add = keys.add_parser("add", help="a new API key for the tenant (shown once)")
+    keys_add.add_argument("--label", default="default")
+    keys_add.add_argument("--expires-in-days", type=float, default=None)
+    keys_revoke = keys.add_parser("revoke")
+    for p in (keys_list, keys_add, keys_revoke):
+        p.add_argument("name")
+        add_data_dir(p)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_tenant_keys)
+    keys_revoke.add_argument("credential_id")
+
     delete = tenant.add_parser("delete")
     delete.add_argument("name")
     add_data_dir(delete)

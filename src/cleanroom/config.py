@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     models: list[str] = Field(default_factory=lambda: ["echo", "minilm"])
     user_models: dict[str, str] = Field(default_factory=dict, description="NAME -> package.module:factory")
 
+    # --- who may call from where ------------------------------------------------------------------
+    trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose forwarding header is believed")
+    client_ip_header: str = "x-forwarded-for"
+
     # --- request limits --------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     replay_window_s: float = Field(300.0, gt=0)

@@ -11,7 +11,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cleanroom.errors import CredentialExpired, CredentialRevoked, TenantRevoked, Unauthenticated
+from cleanroom.access import AddressNotAllowed, check_allowed, normalize_cidrs
+from cleanroom.errors import (
+    BadRequest,
+    CredentialExpired,
+    CredentialRevoked,
+    NotFound,
+    TenantRevoked,
+    Unauthenticated,
+)
 from cleanroom.keys import api_keys
 from cleanroom.keys.keyring import Keyring, decode_public_key
 from cleanroom.keys.public_key import TenantPublicKey
@@ -40,15 +48,44 @@ class CreatedTenant:
                 "public_key": self.public_key, "key_id": self.key_id}
 
 
-def public_view(record: Document) -> dict[str, Any]:
+CREDENTIAL_FIELDS = ("id", "label", "created_at", "expires_at", "last_used_at", "revoked")
+LAST_USED_PERSIST_EVERY_S = 60.0
+
+
+def credential_view(credential: Document, last_used: float | None = None) -> dict[str, Any]:
+    view = {k: credential.get(k) for k in CREDENTIAL_FIELDS}
+    if last_used is not None and (view["last_used_at"] is None or last_used > view["last_used_at"]):
+        view["last_used_at"] = last_used
+    return view
+
+
+def public_view(record: Document, last_used: dict[str, float] | None = None) -> dict[str, Any]:
     """A tenant as `tenant list` shows it: no hashes, no wrapped keys."""
+    last_used = last_used or {}
     return {
         "tenant_id": record["tenant_id"], "name": record["name"], "created_at": record["created_at"],
         "weight": record.get("weight", 1.0), "revoked": bool(record.get("revoked", False)),
-        "current_key_id": record["current_key_id"],
-        "credentials": [{k: c.get(k) for k in ("id", "label", "created_at", "expires_at", "revoked")}
-                        for c in record.get("credentials", [])],
+        "current_key_id": record["current_key_id"], "allow": list(record.get("allow", [])),
+        "credentials": [credential_view(c, last_used.get(c["id"])) for c in record.get("credentials", [])],
     }
+
+
+@dataclass(frozen=True)
+class CreatedCredential:
+    tenant_id: str
+    credential_id: str
+    label: str
+    api_key: str
+    expires_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tenant_id": self.tenant_id, "credential_id": self.credential_id, "label": self.label,
+                "api_key": self.api_key, "expires_at": self.expires_at}
+
+
+def validate_weight(weight: float) -> None:
+    if not 0 < weight <= 1000:
+        raise BadRequest("weight must be in (0, 1000]", code="invalid_weight")
 
 
 class TenantService:
@@ -60,27 +97,37 @@ class TenantService:
         self._index: dict[str, tuple[str, str]] = {}
         self._index_generation = -1
         self._mutex = threading.Lock()
+        self._last_used: dict[str, float] = {}
+        self._last_persisted: dict[str, float] = {}
+        self.audit: Any = None  # an AuditSink, set by the server so refusals are on record
 
     def _pepper_bytes(self) -> bytearray:
         if self._pepper is None:
             self._pepper = self.keyring.ensure_pepper()
         return self._pepper
 
-    def create(self, name: str, *, weight: float = 1.0, label: str = "default") -> CreatedTenant:
-        validate_tenant_name(name)
-        if not 0 < weight <= 1000:
-            from cleanroom.errors import BadRequest
-
-            raise BadRequest("weight must be in (0, 1000]", code="invalid_weight")
-        pepper = self._pepper_bytes()
-        tenant_id = new_id("t")
-        tenant_keys, hpke_keys, key_id = self.keyring.new_tenant_keys(tenant_id)
+    def _new_credential(self, label: str, expires_in_s: float | None) -> tuple[str, Document]:
+        if not label or len(label) > 64:
+            raise BadRequest("credential labels are 1-64 characters", code="invalid_label")
+        if expires_in_s is not None and expires_in_s <= 0:
+            raise BadRequest("expiry must be in the future", code="invalid_expiry")
         api_key = api_keys.generate_api_key()
-        credential = {"id": new_id("ck"), "label": label, "hash": api_keys.keyed_hash(pepper, api_key),
-                      "created_at": time.time(), "expires_at": None, "revoked": False}
+        now = time.time()
+        return api_key, {"id": new_id("ck"), "label": label, "hash": api_keys.keyed_hash(self._pepper_bytes(), api_key),
+                         "created_at": now, "expires_at": None if expires_in_s is None else now + expires_in_s,
+                         "last_used_at": None, "revoked": False}
+
+    def create(self, name: str, *, weight: float = 1.0, label: str = "default",
+               allow: list[str] | None = None) -> CreatedTenant:
+        validate_tenant_name(name)
+        validate_weight(weight)
+        allow = normalize_cidrs(allow or [])
+        tenant_id = new_id("t")
+        api_key, credential = self._new_credential(label, None)
+        tenant_keys, hpke_keys, key_id = self.keyring.new_tenant_keys(tenant_id)
         record = {"tenant_id": tenant_id, "name": name, "created_at": time.time(), "weight": weight,
                   "revoked": False, "tenant_keys": tenant_keys, "hpke_keys": hpke_keys,
-                  "current_key_id": key_id, "credentials": [credential]}
+                  "current_key_id": key_id, "credentials": [credential], "allow": allow}
 
         def add(doc: Document) -> None:
             ensure_unique_name(doc, name)
@@ -90,8 +137,71 @@ class TenantService:
         token = TenantPublicKey(tenant_id, key_id, decode_public_key(str(hpke_keys[0]["public_key"]))).token()
         return CreatedTenant(tenant_id=tenant_id, name=name, api_key=api_key, public_key=token, key_id=key_id)
 
-    def list(self) -> list[dict[str, Any]]:
-        return [public_view(r) for r in sorted(self.registry.tenants().values(), key=lambda r: r["created_at"])]
+    def list_tenants(self) -> list[dict[str, Any]]:
+        records = sorted(self.registry.tenants().values(), key=lambda r: r["created_at"])
+        return [public_view(r, self._last_used) for r in records]
+
+    def update(self, name_or_id: str, *, weight: float | None = None, allow: list[str] | None = None
+               ) -> dict[str, Any]:
+        """Change a tenant's weight or IP allowlist (`allow=[]` clears it: every address allowed)."""
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+        if weight is not None:
+            validate_weight(weight)
+        networks = normalize_cidrs(allow) if allow is not None else None
+
+        def change(doc: Document) -> None:
+            record = doc["tenants"][tenant_id]
+            if weight is not None:
+                record["weight"] = weight
+            if networks is not None:
+                record["allow"] = networks
+
+        self.registry.update(change)
+        return public_view(self.registry.tenant(tenant_id), self._last_used)
+
+    # --- credentials --------------------------------------------------------------------------------
+    def add_credential(self, name_or_id: str, *, label: str = "default", expires_in_s: float | None = None
+                       ) -> CreatedCredential:
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+        api_key, credential = self._new_credential(label, expires_in_s)
+
+        def add(doc: Document) -> None:
+            doc["tenants"][tenant_id]["credentials"].append(credential)
+
+        self.registry.update(add)
+        return CreatedCredential(tenant_id, credential["id"], label, api_key, credential["expires_at"])
+
+    def list_credentials(self, name_or_id: str) -> list[dict[str, Any]]:
+        record = self.registry.tenant(name_or_id)
+        return [credential_view(c, self._last_used.get(c["id"])) for c in record["credentials"]]
+
+    def revoke_credential(self, name_or_id: str, credential_id: str) -> dict[str, Any]:
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+
+        def revoke(doc: Document) -> None:
+            for credential in doc["tenants"][tenant_id]["credentials"]:
+                if credential["id"] == credential_id:
+                    credential["revoked"] = True
+                    return
+            raise NotFound(f"tenant has no credential {credential_id!r}", code="unknown_credential")
+
+        self.registry.update(revoke)
+        return {"tenant_id": tenant_id, "credential_id": credential_id, "revoked": True}
+
+    def _touch(self, credential_id: str, tenant_id: str) -> None:
+        """Remember when a key was last used; persist it at most once a minute per key."""
+        now = time.time()
+        self._last_used[credential_id] = now
+        if now - self._last_persisted.get(credential_id, 0.0) < LAST_USED_PERSIST_EVERY_S:
+            return
+        self._last_persisted[credential_id] = now
+
+        def persist(doc: Document) -> None:
+            for credential in doc["tenants"].get(tenant_id, {}).get("credentials", []):
+                if credential["id"] == credential_id:
+                    credential["last_used_at"] = now
+
+        self.registry.update(persist)
 
     def delete(self, name_or_id: str) -> str:
         tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
@@ -112,8 +222,11 @@ class TenantService:
                 "fingerprint": public.fingerprint(),
                 "suite": "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"}
 
-    def authenticate(self, api_key: str) -> Principal:
-        """Resolve an API key to its tenant; constant-time on the hash, clear errors otherwise."""
+    def authenticate(self, api_key: str, source: str | None = None) -> Principal:
+        """Resolve an API key to its tenant and check the caller's address against the tenant's allowlist.
+
+        Runs before anything is decrypted; a refused address is an audit record and a 403.
+        """
         if not api_keys.is_well_formed(api_key):
             raise Unauthenticated("API key is missing or malformed (expected `cr_` + 36 characters)")
         digest = api_keys.keyed_hash(self._pepper_bytes(), api_key)
@@ -137,6 +250,15 @@ class TenantService:
             raise CredentialExpired("this API key has expired")
         if record.get("revoked"):
             raise TenantRevoked(f"tenant {record['name']!r} is revoked")
+        if source is not None:
+            try:
+                check_allowed(record.get("allow", []), source, record["name"])
+            except AddressNotAllowed:
+                if self.audit is not None:
+                    self.audit.record({"event": "auth.address_refused", "tenant_id": tenant_id,
+                                       "principal": credential_id, "source": source})
+                raise
+        self._touch(credential_id, tenant_id)
         return Principal(tenant_id=tenant_id, tenant_name=record["name"], credential_id=credential_id)
 
     def close(self) -> None:

@@ -27,6 +27,17 @@ from cleanroom.server.services import Services
 class CreateTenantBody(BaseModel):
     name: str = Field(min_length=1, max_length=63)
     weight: float = Field(1.0, gt=0, le=1000)
+    allow: list[str] = Field(default_factory=list, max_length=256)
+
+
+class UpdateTenantBody(BaseModel):
+    weight: float | None = Field(None, gt=0, le=1000)
+    allow: list[str] | None = Field(None, max_length=256)
+
+
+class AddCredentialBody(BaseModel):
+    label: str = Field("default", min_length=1, max_length=64)
+    expires_in_s: float | None = Field(None, gt=0)
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:
@@ -54,8 +65,10 @@ def require_sealed_content_type(request: Request) -> None:
         raise UnsupportedMediaType(f"send sealed requests as Content-Type: {CONTENT_TYPE}")
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
+def client_address(request: Request, services: Services) -> str:
+    """The caller's address: the peer, or the forwarding header when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else ""
+    return services.addresses.resolve(peer, request.headers.get(services.addresses.header))
 
 
 def create_app(services: Services) -> FastAPI:
@@ -68,9 +81,10 @@ def create_app(services: Services) -> FastAPI:
 
     async def run_sealed(request: Request, model: str, path: str) -> Response:
         require_sealed_content_type(request)
-        principal = authenticate_tenant(request, services.tenants)
+        source = client_address(request, services)
+        principal = authenticate_tenant(request, services.tenants, source)
         body = await read_body(request, settings.max_body_bytes)
-        call = CallContext(principal=principal, model=model, path=path, source=client_address(request))
+        call = CallContext(principal=principal, model=model, path=path, source=source)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
@@ -95,7 +109,7 @@ def create_app(services: Services) -> FastAPI:
 
     @app.get("/v1/tenants/self/public-key")
     async def public_key(request: Request) -> JSONResponse:
-        principal = authenticate_tenant(request, services.tenants)
+        principal = authenticate_tenant(request, services.tenants, client_address(request, services))
         return JSONResponse(services.tenants.public_key(principal.tenant_id))
 
     @app.get("/healthz")
@@ -123,13 +137,39 @@ def create_app(services: Services) -> FastAPI:
     @app.post("/v1/admin/tenants", status_code=201)
     async def admin_create_tenant(body: CreateTenantBody, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
-        created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight)
+        created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight,
+                                          allow=body.allow)
         return JSONResponse(created.to_json(), status_code=201)
+
+    @app.patch("/v1/admin/tenants/{name_or_id}")
+    async def admin_update_tenant(name_or_id: str, body: UpdateTenantBody, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        updated = await asyncio.to_thread(services.tenants.update, name_or_id, weight=body.weight,
+                                          allow=body.allow)
+        return JSONResponse(updated)
+
+    @app.get("/v1/admin/tenants/{name_or_id}/keys")
+    async def admin_list_credentials(name_or_id: str, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        return JSONResponse({"credentials": services.tenants.list_credentials(name_or_id)})
+
+    @app.post("/v1/admin/tenants/{name_or_id}/keys", status_code=201)
+    async def admin_add_credential(name_or_id: str, body: AddCredentialBody, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        created = await asyncio.to_thread(services.tenants.add_credential, name_or_id, label=body.label,
+                                          expires_in_s=body.expires_in_s)
+        return JSONResponse(created.to_json(), status_code=201)
+
+    @app.delete("/v1/admin/tenants/{name_or_id}/keys/{credential_id}")
+    async def admin_revoke_credential(name_or_id: str, credential_id: str, request: Request) -> JSONResponse:
+        require_admin(request, services.admin_token)
+        result = await asyncio.to_thread(services.tenants.revoke_credential, name_or_id, credential_id)
+        return JSONResponse(result)
 
     @app.get("/v1/admin/tenants")
     async def admin_list_tenants(request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
-        return JSONResponse({"tenants": services.tenants.list()})
+        return JSONResponse({"tenants": services.tenants.list_tenants()})
 
     @app.delete("/v1/admin/tenants/{name_or_id}")
     async def admin_delete_tenant(name_or_id: str, request: Request) -> JSONResponse:

@@ -18,8 +18,8 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate_tenant(request: Request, tenants: TenantService) -> Principal:
-    return tenants.authenticate(bearer_token(request))
+def authenticate_tenant(request: Request, tenants: TenantService, source: str) -> Principal:
+    return tenants.authenticate(bearer_token(request), source=source)
 
 
 def require_admin(request: Request, admin_token: str) -> None:

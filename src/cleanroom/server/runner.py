@@ -101,7 +101,10 @@ def run_server(settings: Settings) -> int:
         log.warning("cleanroom: TLS OFF (loopback only)")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=True,
                             ssl_context_factory=ssl_factory,
-                            server_header=False, timeout_graceful_shutdown=30)
+                            server_header=False, timeout_graceful_shutdown=30,
+                            # cleanroom resolves forwarded addresses itself, only from its trusted proxies
+                            # (access.py); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
+                            proxy_headers=False)
     server = uvicorn.Server(config)
     state_file = Path(settings.data_dir) / "server.json"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cleanroom.access import ClientAddressResolver
 from cleanroom.config import Settings
 from cleanroom.keys.factory import kms_from_settings, master_key_name
 from cleanroom.keys.keyring import Keyring
@@ -96,6 +97,7 @@ class Services:
     admin_token: str
     audit: Any
     keys: Any
+    addresses: ClientAddressResolver
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -123,6 +125,7 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     models = models or ModelRegistry.load(settings.models, settings.user_models,
                                           max_minilm_inputs=settings.max_minilm_inputs)
     audit_sink: Any = audit or AuditLogSink(data_dir, kms, keyring.master_key_name)
+    tenants.audit = audit_sink
     policy = ScrubPolicy(mode=settings.scrub_policy)
     scrubber = build_scrubber(settings.device, policy, audit_sink)
     opener = RequestOpener(registry=registry, keyring=keyring, allocator=allocator, audit=audit_sink,
@@ -136,5 +139,6 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
         executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleanroom-worker"),
         admin_token=admin_token(data_dir), audit=audit_sink,
         keys=KeyManager(registry, keyring, audit=audit_sink),
+        addresses=ClientAddressResolver(settings.trusted_proxies, settings.client_ip_header),
         extras={"pid": os.getpid()},
     )
