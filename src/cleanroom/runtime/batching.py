@@ -53,7 +53,6 @@ class QueuedRequest:
     runner: BatchRunner[Any, Any]
     enqueued_at: float
     deadline: float
-    arrived_idle: bool = False  # its tenant had nothing queued when it arrived
     state: str = "queued"  # queued -> running -> done | cancelled | expired
     handle: Any = None
 

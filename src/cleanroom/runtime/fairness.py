@@ -18,17 +18,19 @@ that was away cannot come back and monopolise the device.
 
 **Fewer tenant switches.** Serving another tenant costs a between-tenant scrub. The device may keep serving
 its current tenant although another one has a smaller counter, while both hold:
-- fairness bound: current counter - smallest counter <= `fairness_bound_s` (virtual seconds);
+- fairness bound: the fair choice is at most `fairness_bound_s` seconds of its own service behind, i.e.
+  ``(current counter - smallest counter) * weight of the smallest <= fairness_bound_s``. Measured in the
+  waiting tenant's service, not in virtual time: with weights 50:1, a weight-1 tenant that ran 50 ms
+  ahead in virtual time would owe the other 2.5 s of service, and wait that long afterwards;
 - latency bound: no request of another tenant has been kept waiting by this stickiness for
   `latency_bound_s` or more, i.e. ``now - max(its enqueue time, start of the sticky run) < latency_bound_s``.
 Equal counters (a tenant just lifted to the least one) go to the current tenant when that saves a
 switch, else to the cheaper batch first (shortest job first: a light tenant's one request delays a heavy
 tenant's batch by little, the other way round by a whole batch), then to the older request.
 So stickiness delays another tenant by at most the latency bound plus one batch, and skews shares by at
-most the fairness bound. It never holds against a tenant whose waiting request arrived while that tenant
-had nothing queued (an *idle arrival*: a light or interactive tenant): that tenant uses less
-than its share right now, and making it wait to save the heavy tenant's scrub would turn a light tenant's
-single request into a wait of a whole sticky run — the very thing fair scheduling is for. Setting either
+most the fairness bound of service. It never holds against a *light* tenant — one that has lately used under half of its fair share of the
+devices (an interactive tenant, a newcomer): making it wait to save a heavy tenant's scrub would turn its
+single request into a wait of a whole sticky run, the very thing fair scheduling is for. Setting either
 bound to 0 turns stickiness off.
 
 The FIFO baseline (`choose_fifo`) serves requests in global arrival order; it exists for benchmarks.
@@ -50,6 +52,7 @@ class Candidate:
     oldest_at: float
     head_seq: int
     estimated_s: float = 0.0  # what its batch would cost: equal counters serve the cheaper batch first
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,20 +69,20 @@ def lifted_counter(counter: float, backlogged_counters: Iterable[float], floor: 
 
 
 def choose_fair(candidates: Sequence[Candidate], *, current: str | None, sticky_since: float | None,
-                oldest_other_at: float | None, idle_arrival_waiting: bool = False, now: float,
+                oldest_other_at: float | None, light_tenant_waiting: bool = False, now: float,
                 fairness_bound_s: float, latency_bound_s: float) -> Choice:
     """The tenant a free device serves next (see the module docstring). `candidates` is not empty.
 
     `oldest_other_at` is the enqueue time of the oldest queued request of any tenant but `current`
-    (ready to batch or not), None when there is none; `idle_arrival_waiting` says whether one of those
-    tenants had nothing queued when its head request arrived.
+    (ready to batch or not), None when there is none; `light_tenant_waiting` says whether one of those
+    tenants is light (has lately used well under its fair share of the devices).
     """
-    stick = current if not idle_arrival_waiting else None
+    stick = current if not light_tenant_waiting else None
     best = min(candidates, key=lambda c: (c.counter, c.tenant_id != stick, c.estimated_s, c.oldest_at, c.tenant_id))
     if best.tenant_id == current:
         return Choice(best.tenant_id, None)
     mine = next((c for c in candidates if c.tenant_id == stick), None)
-    if mine is not None and mine.counter - best.counter <= fairness_bound_s:
+    if mine is not None and (mine.counter - best.counter) * best.weight <= fairness_bound_s:
         since = now if sticky_since is None else sticky_since
         held_s = 0.0 if oldest_other_at is None else now - max(oldest_other_at, since)
         if held_s < latency_bound_s:

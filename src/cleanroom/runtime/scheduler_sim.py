@@ -69,7 +69,8 @@ class BatchRecord:
     scrub_s: float
     service_start: float
     end: float
-    request_seqs: tuple[int, ...]
+    request_tenants: tuple[str, ...]  # each request's own tenant (a batch must never mix them)
+    request_models: tuple[str, ...]
 
 
 Callback = Callable[[Outcome], None]
@@ -182,7 +183,7 @@ class Simulation:
             request.handle[0].started_at = self.now
         record = BatchRecord(batch.device, batch.tenant_id, batch.model, len(batch.requests), batch.tenant_switch,
                              scrub, self.now + scrub, self.now + scrub + service,
-                             tuple(r.seq for r in batch.requests))
+                             tuple(r.tenant_id for r in batch.requests), tuple(r.model for r in batch.requests))
         self.batches.append(record)
         self.at(record.end, lambda: self._done(batch, service))
 
