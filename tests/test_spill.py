@@ -88,7 +88,7 @@ def files_containing(needle: bytes, paths: Iterable[str]) -> list[str]:
                     if needle in tail + chunk:
                         hits.append(path)
                         break
-                    tail = chunk[-len(needle):]
+                    tail = chunk[-len(needle) :]
         except OSError:
             continue
     return hits
@@ -112,7 +112,7 @@ def test_round_trip_seek_tell_and_random_access(tmp_path: Path) -> None:
     data = random.Random(0).randbytes(5 * SEG + 321)
     with SpillFile(tmp_path, segment_size_bytes=SEG) as spill:
         for start in range(0, len(data), 40_000):
-            assert spill.write(data[start:start + 40_000]) == len(data[start:start + 40_000])
+            assert spill.write(data[start : start + 40_000]) == len(data[start : start + 40_000])
         assert spill.tell() == spill.size_bytes == len(data)
         assert spill.seek(0) == 0
         out = bytearray(len(data))
@@ -120,9 +120,9 @@ def test_round_trip_seek_tell_and_random_access(tmp_path: Path) -> None:
         assert spill.readinto(bytearray(10)) == 0 and spill.read() == b""
         for index in (3, 0, 5, 1):  # segment k alone
             spill.seek(index * SEG)
-            assert spill.read(SEG) == data[index * SEG:(index + 1) * SEG]
+            assert spill.read(SEG) == data[index * SEG : (index + 1) * SEG]
         spill.seek(SEG - 7)  # across a boundary, small buffers
-        assert spill.read(20) == data[SEG - 7:SEG + 13] and spill.tell() == SEG + 13
+        assert spill.read(20) == data[SEG - 7 : SEG + 13] and spill.tell() == SEG + 13
         assert spill.seek(-10, io.SEEK_END) == len(data) - 10 and spill.read() == data[-10:]
         assert spill.seek(5, io.SEEK_CUR) == len(data) + 5 and spill.read(3) == b""
         with pytest.raises(ValueError):
@@ -235,12 +235,17 @@ DATA = random.Random(7).randbytes(3 * SEG + 100)  # four segments, the last one 
 LAST_START = HEADER_SIZE_BYTES + 3 * FULL
 LAST_END = LAST_START + 100 + TAG_SIZE_BYTES
 SEGMENT_SPANS = [(HEADER_SIZE_BYTES + i * FULL, HEADER_SIZE_BYTES + (i + 1) * FULL) for i in range(3)] + [
-    (LAST_START, LAST_END)]
+    (LAST_START, LAST_END)
+]
 FLIP_POSITIONS = {f"header-{p}": p for p in (0, 3, 4, 5, 8, 9, 40, 41, 47)}
 for _i, (_start, _end) in enumerate(SEGMENT_SPANS):
-    FLIP_POSITIONS |= {f"seg{_i}-first": _start, f"seg{_i}-middle": (_start + _end - 16) // 2,
-                       f"seg{_i}-last-ct": _end - 17, f"seg{_i}-tag-first": _end - 16,
-                       f"seg{_i}-tag-last": _end - 1}
+    FLIP_POSITIONS |= {
+        f"seg{_i}-first": _start,
+        f"seg{_i}-middle": (_start + _end - 16) // 2,
+        f"seg{_i}-last-ct": _end - 17,
+        f"seg{_i}-tag-first": _end - 16,
+        f"seg{_i}-tag-last": _end - 1,
+    }
 
 
 def flip(fd: int, position: int) -> None:
@@ -272,7 +277,7 @@ def test_flip_in_one_segment_leaves_others_readable_by_random_access(tmp_path: P
     spill = new_spill(tmp_path, DATA)
     flip(spill._fd, SEGMENT_SPANS[2][0] + 10)  # type: ignore[arg-type]
     spill.seek(3 * SEG)
-    assert spill.read() == DATA[3 * SEG:]  # the last segment alone authenticates
+    assert spill.read() == DATA[3 * SEG :]  # the last segment alone authenticates
     spill.seek(0)
     assert spill.read(SEG) == DATA[:SEG]
     assert_rejected(spill, read_at=2 * SEG)
@@ -288,9 +293,19 @@ def test_swapped_segments_are_rejected(tmp_path: Path) -> None:
     assert_rejected(spill)
 
 
-@pytest.mark.parametrize("length", [HEADER_SIZE_BYTES, SEGMENT_SPANS[1][0], LAST_START,
-                                    LAST_START + 1, SEGMENT_SPANS[1][0] - 1, SEGMENT_SPANS[1][0] + 17,
-                                    LAST_END - 1, 10])
+@pytest.mark.parametrize(
+    "length",
+    [
+        HEADER_SIZE_BYTES,
+        SEGMENT_SPANS[1][0],
+        LAST_START,
+        LAST_START + 1,
+        SEGMENT_SPANS[1][0] - 1,
+        SEGMENT_SPANS[1][0] + 17,
+        LAST_END - 1,
+        10,
+    ],
+)
 def test_truncation_at_and_between_boundaries_is_rejected(tmp_path: Path, length: int) -> None:
     spill = new_spill(tmp_path, DATA)
     os.ftruncate(spill._fd, length)  # type: ignore[arg-type]
@@ -302,9 +317,12 @@ def test_appended_segment_is_rejected(tmp_path: Path, what: str) -> None:
     spill = new_spill(tmp_path, DATA)
     fd = spill._fd
     assert fd is not None
-    extra = {"copy-of-segment-0": os.pread(fd, FULL, SEGMENT_SPANS[0][0]),
-             "copy-of-last": os.pread(fd, LAST_END - LAST_START, LAST_START),
-             "one-byte": b"\0", "tag-sized": b"\0" * 16}[what]
+    extra = {
+        "copy-of-segment-0": os.pread(fd, FULL, SEGMENT_SPANS[0][0]),
+        "copy-of-last": os.pread(fd, LAST_END - LAST_START, LAST_START),
+        "one-byte": b"\0",
+        "tag-sized": b"\0" * 16,
+    }[what]
     os.pwrite(fd, extra, LAST_END)
     assert_rejected(spill)
 
@@ -314,8 +332,7 @@ def test_data_from_another_spill_is_rejected(tmp_path: Path, what: str) -> None:
     victim, other = new_spill(tmp_path, DATA), new_spill(tmp_path, DATA)  # same plaintext, same length
     src, dst = other._fd, victim._fd
     assert src is not None and dst is not None
-    start, end = {"whole-file": (0, LAST_END), "one-segment": SEGMENT_SPANS[1],
-                  "header": (0, HEADER_SIZE_BYTES)}[what]
+    start, end = {"whole-file": (0, LAST_END), "one-segment": SEGMENT_SPANS[1], "header": (0, HEADER_SIZE_BYTES)}[what]
     os.pwrite(dst, os.pread(src, end - start, start), start)
     assert other.read() == DATA  # the donor itself is fine
     other.close()
@@ -339,8 +356,11 @@ def test_integrity_error_chains_the_crypto_error(tmp_path: Path) -> None:
 
 # --- disk errors ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
-@pytest.mark.parametrize("budget", [10, HEADER_SIZE_BYTES + FULL + 1000, HEADER_SIZE_BYTES + 3 * FULL + 20],
-                         ids=["in-header", "mid-write", "at-last-segment"])
+@pytest.mark.parametrize(
+    "budget",
+    [10, HEADER_SIZE_BYTES + FULL + 1000, HEADER_SIZE_BYTES + 3 * FULL + 20],
+    ids=["in-header", "mid-write", "at-last-segment"],
+)
 def test_write_error_fails_cleanly(tmp_path: Path, error: int, budget: int) -> None:
     failing = FailingIO(budget, error)
     allocator = RecordingAllocator()
@@ -381,8 +401,13 @@ def test_file_size_limit_from_the_kernel_fails_cleanly(tmp_path: Path) -> None:
             print(json.dumps({{"error": exc.code, "message": exc.message, "fd": spill._fd,
                                "entries": os.listdir({str(tmp_path)!r})}}))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": SRC})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["error"] == "spill_failed" and "EFBIG" in report["message"]
@@ -405,8 +430,12 @@ def test_sigkill_mid_write_leaves_nothing_readable(tmp_path: Path, use_tmpfile: 
         print(spill._fd, flush=True)
         time.sleep(60)
     """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": SRC})
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
     try:
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(marker_chunk(marker, 1 << 20))
@@ -424,8 +453,7 @@ def test_sigkill_mid_write_leaves_nothing_readable(tmp_path: Path, use_tmpfile: 
     assert not any(p.name.startswith(FALLBACK_NAME_PREFIX) for p in tmp_path.iterdir())
 
 
-def test_unclosed_spill_is_shredded_at_garbage_collection(tmp_path: Path,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_unclosed_spill_is_shredded_at_garbage_collection(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     allocator = RecordingAllocator()
     spill = SpillFile(tmp_path, segment_size_bytes=SEG, allocator=allocator)
     spill.write(b"secret" * 100)
@@ -441,20 +469,26 @@ def test_unclosed_spill_is_shredded_at_garbage_collection(tmp_path: Path,
 
 
 # --- property -------------------------------------------------------------------------------------
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
-@given(segment_size=st.integers(64 * 1024, 1024 * 1024), segments=st.floats(0, 2.5),
-       seed=st.integers(0, 2**32 - 1), write_sizes=st.lists(st.integers(1, 400_000), min_size=1, max_size=8),
-       read_sizes=st.lists(st.integers(1, 600_000), min_size=1, max_size=8))
-def test_property_random_chunks_round_trip(tmp_path: Path, segment_size: int, segments: float, seed: int,
-                                           write_sizes: list[int], read_sizes: list[int]) -> None:
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    segment_size=st.integers(64 * 1024, 1024 * 1024),
+    segments=st.floats(0, 2.5),
+    seed=st.integers(0, 2**32 - 1),
+    write_sizes=st.lists(st.integers(1, 400_000), min_size=1, max_size=8),
+    read_sizes=st.lists(st.integers(1, 600_000), min_size=1, max_size=8),
+)
+def test_property_random_chunks_round_trip(
+    tmp_path: Path, segment_size: int, segments: float, seed: int, write_sizes: list[int], read_sizes: list[int]
+) -> None:
     rng = random.Random(seed)
     data = rng.randbytes(int(segments * segment_size))
     with SpillFile(tmp_path, segment_size_bytes=segment_size) as spill:
         position, turn = 0, 0
         while position < len(data):
             size = write_sizes[turn % len(write_sizes)]
-            spill.write(memoryview(data)[position:position + size])
+            spill.write(memoryview(data)[position : position + size])
             position, turn = position + size, turn + 1
         spill.seek(0)
         collected, turn = bytearray(), 0
@@ -469,4 +503,4 @@ def test_property_random_chunks_round_trip(tmp_path: Path, segment_size: int, se
         if data:
             offset = rng.randrange(len(data))
             spill.seek(offset)
-            assert spill.read(read_sizes[0]) == data[offset:offset + read_sizes[0]]
+            assert spill.read(read_sizes[0]) == data[offset : offset + read_sizes[0]]

@@ -40,13 +40,15 @@ KEY = bytes(range(32))
 
 
 # --- an independent reference, from the documented layout -----------------------------------------
-def reference_seal(key: bytes, salt: bytes, prefix: bytes, segment_size: int, context: bytes,
-                   plaintext: bytes) -> tuple[bytes, bytes]:
+def reference_seal(
+    key: bytes, salt: bytes, prefix: bytes, segment_size: int, context: bytes, plaintext: bytes
+) -> tuple[bytes, bytes]:
     header = b"CRST" + bytes([1]) + struct.pack(">I", segment_size) + salt + prefix
-    stream_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt,
-                      info=b"cleanroom/stream/v1\x00" + context).derive(key)
+    stream_key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=salt, info=b"cleanroom/stream/v1\x00" + context
+    ).derive(key)
     aead = AESGCM(stream_key)
-    chunks = [plaintext[i:i + segment_size] for i in range(0, len(plaintext), segment_size)] or [b""]
+    chunks = [plaintext[i : i + segment_size] for i in range(0, len(plaintext), segment_size)] or [b""]
     out = [header]
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
@@ -60,16 +62,24 @@ def pattern(length: int) -> bytes:
     return bytes(i % 251 for i in range(length))
 
 
-def seal(plaintext: bytes, *, key: bytes = KEY, context: bytes = b"ctx", segment_size: int = SEG,
-         salt: bytes | None = None, prefix: bytes | None = None) -> bytes:
+def seal(
+    plaintext: bytes,
+    *,
+    key: bytes = KEY,
+    context: bytes = b"ctx",
+    segment_size: int = SEG,
+    salt: bytes | None = None,
+    prefix: bytes | None = None,
+) -> bytes:
     if salt is None:
         encryptor = StreamEncryptor(key, context=context, segment_size_bytes=segment_size)
     else:
         assert prefix is not None
         encryptor = StreamEncryptor._with_fixed_header_for_test_vectors(
-            key, context=context, segment_size_bytes=segment_size, salt=salt, nonce_prefix=prefix)
+            key, context=context, segment_size_bytes=segment_size, salt=salt, nonce_prefix=prefix
+        )
     parts = [encryptor.header]
-    chunks = [plaintext[i:i + segment_size] for i in range(0, len(plaintext), segment_size)] or [b""]
+    chunks = [plaintext[i : i + segment_size] for i in range(0, len(plaintext), segment_size)] or [b""]
     for index, chunk in enumerate(chunks):
         out = bytearray(len(chunk) + TAG_SIZE_BYTES)
         encryptor.encrypt_segment_into(chunk, out, last=index == len(chunks) - 1)
@@ -84,8 +94,9 @@ def open_all(stream: bytes, *, key: bytes = KEY, context: bytes = b"ctx") -> byt
     for index in range(decryptor.segment_count):
         offset = decryptor.segment_offset(index)
         size = decryptor.segment_plaintext_size(index)
-        decryptor.decrypt_segment_into(index, stream[offset:offset + size + TAG_SIZE_BYTES],
-                                       memoryview(out)[position:position + size])
+        decryptor.decrypt_segment_into(
+            index, stream[offset : offset + size + TAG_SIZE_BYTES], memoryview(out)[position : position + size]
+        )
         position += size
     return bytes(out)
 
@@ -96,8 +107,12 @@ VECTOR_SPECS: list[dict[str, Any]] = [
     {"name": "short", "segment_size": SEG, "context": "tenant=t1;purpose=spill", "length": 29},
     {"name": "exactly-one-segment", "segment_size": SEG, "context": "", "length": SEG},
     {"name": "three-segments", "segment_size": SEG, "context": "c", "length": 2 * SEG + 1000},
-    {"name": "max-segment", "segment_size": SEGMENT_SIZE_MAX_BYTES, "context": "big",
-     "length": SEGMENT_SIZE_MAX_BYTES + 1},
+    {
+        "name": "max-segment",
+        "segment_size": SEGMENT_SIZE_MAX_BYTES,
+        "context": "big",
+        "length": SEGMENT_SIZE_MAX_BYTES + 1,
+    },
 ]
 FULL_HEX_LIMIT = 4096
 
@@ -107,15 +122,22 @@ def build_vector(spec: dict[str, Any], index: int) -> dict[str, Any]:
     salt = hashlib.sha256(b"salt" + bytes([index])).digest()
     prefix = hashlib.sha256(b"prefix" + bytes([index])).digest()[:7]
     plaintext = pattern(spec["length"])
-    stream, stream_key = reference_seal(key, salt, prefix, spec["segment_size"], spec["context"].encode(),
-                                        plaintext)
+    stream, stream_key = reference_seal(key, salt, prefix, spec["segment_size"], spec["context"].encode(), plaintext)
     seg_ct = spec["segment_size"] + TAG_SIZE_BYTES
     body = stream[HEADER_SIZE_BYTES:]
-    tags = [body[i:i + seg_ct][-TAG_SIZE_BYTES:].hex() for i in range(0, len(body), seg_ct)]
-    vector = {**spec, "plaintext_rule": "byte i = i mod 251", "key_hex": key.hex(), "salt_hex": salt.hex(),
-              "nonce_prefix_hex": prefix.hex(), "stream_key_hex": stream_key.hex(),
-              "header_hex": stream[:HEADER_SIZE_BYTES].hex(), "segment_tags_hex": tags,
-              "ciphertext_length": len(stream), "ciphertext_sha256": hashlib.sha256(stream).hexdigest()}
+    tags = [body[i : i + seg_ct][-TAG_SIZE_BYTES:].hex() for i in range(0, len(body), seg_ct)]
+    vector = {
+        **spec,
+        "plaintext_rule": "byte i = i mod 251",
+        "key_hex": key.hex(),
+        "salt_hex": salt.hex(),
+        "nonce_prefix_hex": prefix.hex(),
+        "stream_key_hex": stream_key.hex(),
+        "header_hex": stream[:HEADER_SIZE_BYTES].hex(),
+        "segment_tags_hex": tags,
+        "ciphertext_length": len(stream),
+        "ciphertext_sha256": hashlib.sha256(stream).hexdigest(),
+    }
     if len(stream) <= FULL_HEX_LIMIT:
         vector["ciphertext_hex"] = stream.hex()
     return vector
@@ -137,17 +159,15 @@ def test_vector_byte_for_byte(index: int) -> None:
     assert stream_key.hex() == vector["stream_key_hex"]
     assert hashlib.sha256(reference).hexdigest() == vector["ciphertext_sha256"]
     # 2) the implementation produces exactly those bytes
-    produced = seal(plaintext, key=key, context=context, segment_size=vector["segment_size"], salt=salt,
-                    prefix=prefix)
-    assert len(produced) == vector["ciphertext_length"] == ciphertext_size(len(plaintext),
-                                                                           vector["segment_size"])
+    produced = seal(plaintext, key=key, context=context, segment_size=vector["segment_size"], salt=salt, prefix=prefix)
+    assert len(produced) == vector["ciphertext_length"] == ciphertext_size(len(plaintext), vector["segment_size"])
     assert produced[:HEADER_SIZE_BYTES].hex() == vector["header_hex"]
     assert hashlib.sha256(produced).hexdigest() == vector["ciphertext_sha256"]
     if "ciphertext_hex" in vector:
         assert produced.hex() == vector["ciphertext_hex"]
     seg_ct = vector["segment_size"] + TAG_SIZE_BYTES
     body = produced[HEADER_SIZE_BYTES:]
-    assert [body[i:i + seg_ct][-16:].hex() for i in range(0, len(body), seg_ct)] == vector["segment_tags_hex"]
+    assert [body[i : i + seg_ct][-16:].hex() for i in range(0, len(body), seg_ct)] == vector["segment_tags_hex"]
     # 3) and opens them
     assert open_all(produced, key=key, context=context) == plaintext
 
@@ -165,10 +185,13 @@ def test_header_layout_and_bounds() -> None:
     for length in range(HEADER_SIZE_BYTES):
         with pytest.raises(InvalidSealedMessage):
             StreamHeader.parse(stream[:length])
-    for bad in (b"XRST" + stream[4:48], stream[:4] + b"\x02" + stream[5:48],
-                stream[:5] + struct.pack(">I", SEG - 1) + stream[9:48],
-                stream[:5] + struct.pack(">I", SEGMENT_SIZE_MAX_BYTES + 1) + stream[9:48],
-                stream[:5] + b"\xff\xff\xff\xff" + stream[9:48]):
+    for bad in (
+        b"XRST" + stream[4:48],
+        stream[:4] + b"\x02" + stream[5:48],
+        stream[:5] + struct.pack(">I", SEG - 1) + stream[9:48],
+        stream[:5] + struct.pack(">I", SEGMENT_SIZE_MAX_BYTES + 1) + stream[9:48],
+        stream[:5] + b"\xff\xff\xff\xff" + stream[9:48],
+    ):
         with pytest.raises(InvalidSealedMessage):
             StreamHeader.parse(bad)
 
@@ -231,7 +254,7 @@ def test_flips_in_every_region_of_multi_segment_stream_fail() -> None:
 def test_swapped_segments_fail() -> None:
     stream = seal(random.Random(2).randbytes(3 * SEG + 5))
     full = SEG + TAG_SIZE_BYTES
-    segs = [stream[HEADER_SIZE_BYTES + i * full:HEADER_SIZE_BYTES + (i + 1) * full] for i in range(4)]
+    segs = [stream[HEADER_SIZE_BYTES + i * full : HEADER_SIZE_BYTES + (i + 1) * full] for i in range(4)]
     for order in ([1, 0, 2, 3], [0, 2, 1, 3], [2, 1, 0, 3], [0, 0, 2, 3]):
         with pytest.raises(DecryptionFailed):
             open_all(stream[:HEADER_SIZE_BYTES] + b"".join(segs[i] for i in order))
@@ -242,8 +265,15 @@ def test_truncation_at_and_between_boundaries_fails() -> None:
     full = SEG + TAG_SIZE_BYTES
     cuts = set()
     for boundary in (HEADER_SIZE_BYTES, HEADER_SIZE_BYTES + full, HEADER_SIZE_BYTES + 2 * full):
-        cuts |= {boundary - 1, boundary, boundary + 1, boundary + 15, boundary + 16, boundary + 17,
-                 boundary + full // 2}
+        cuts |= {
+            boundary - 1,
+            boundary,
+            boundary + 1,
+            boundary + 15,
+            boundary + 16,
+            boundary + 17,
+            boundary + full // 2,
+        }
     cuts |= {len(stream) - 1, len(stream) - 16}
     for cut in sorted(c for c in cuts if 0 <= c < len(stream)):
         with pytest.raises(InvalidSealedMessage):
@@ -258,8 +288,8 @@ def test_truncation_at_and_between_boundaries_fails() -> None:
 def test_appended_data_fails() -> None:
     stream = seal(random.Random(4).randbytes(SEG + 10))
     full = SEG + TAG_SIZE_BYTES
-    first_segment = stream[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + full]
-    last_segment = stream[HEADER_SIZE_BYTES + full:]
+    first_segment = stream[HEADER_SIZE_BYTES : HEADER_SIZE_BYTES + full]
+    last_segment = stream[HEADER_SIZE_BYTES + full :]
     for extra in (b"\x00", b"\x00" * 16, first_segment, last_segment, seal(b"other")[HEADER_SIZE_BYTES:]):
         with pytest.raises(InvalidSealedMessage):
             open_all(stream + extra)
@@ -271,15 +301,18 @@ def test_longer_stream_with_same_header_cannot_be_cut_down() -> None:
     salt, prefix = b"s" * 32, b"p" * 7
     long = seal(pattern(3 * SEG), salt=salt, prefix=prefix)
     with pytest.raises(DecryptionFailed):
-        open_all(long[:HEADER_SIZE_BYTES + 2 * (SEG + TAG_SIZE_BYTES)])
+        open_all(long[: HEADER_SIZE_BYTES + 2 * (SEG + TAG_SIZE_BYTES)])
 
 
 def test_segment_from_another_stream_or_context_or_key_fails() -> None:
     plaintext = pattern(2 * SEG + 9)
     a, b = seal(plaintext), seal(plaintext)  # same key and plaintext, different salt and prefix
     full = SEG + TAG_SIZE_BYTES
-    spliced = a[:HEADER_SIZE_BYTES + full] + b[HEADER_SIZE_BYTES + full:HEADER_SIZE_BYTES + 2 * full] + \
-        a[HEADER_SIZE_BYTES + 2 * full:]
+    spliced = (
+        a[: HEADER_SIZE_BYTES + full]
+        + b[HEADER_SIZE_BYTES + full : HEADER_SIZE_BYTES + 2 * full]
+        + a[HEADER_SIZE_BYTES + 2 * full :]
+    )
     with pytest.raises(DecryptionFailed):
         open_all(spliced)
     with pytest.raises(DecryptionFailed):  # b's header on a's body
@@ -298,7 +331,7 @@ def test_failed_decrypt_zeroes_the_output_buffer() -> None:
     decryptor = StreamDecryptor(KEY, stream[:HEADER_SIZE_BYTES], len(stream), context=b"ctx")
     out = bytearray(b"\xaa" * (SEG + 100))
     with pytest.raises(DecryptionFailed):
-        decryptor.decrypt_segment_into(0, stream[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + SEG + 16], out)
+        decryptor.decrypt_segment_into(0, stream[HEADER_SIZE_BYTES : HEADER_SIZE_BYTES + SEG + 16], out)
     assert out[:SEG] == bytes(SEG)  # zeroed, no 'S' left
     assert out[SEG:] == b"\xaa" * 100  # beyond the segment: untouched
 
@@ -307,10 +340,9 @@ def test_wrong_sized_inputs_are_rejected_before_slicing() -> None:
     stream = seal(pattern(SEG + 3))
     decryptor = StreamDecryptor(KEY, stream[:HEADER_SIZE_BYTES], len(stream), context=b"ctx")
     with pytest.raises(InvalidSealedMessage):
-        decryptor.decrypt_segment_into(0, stream[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + SEG], bytearray(SEG))
+        decryptor.decrypt_segment_into(0, stream[HEADER_SIZE_BYTES : HEADER_SIZE_BYTES + SEG], bytearray(SEG))
     with pytest.raises(ValueError):
-        decryptor.decrypt_segment_into(0, stream[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + SEG + 16],
-                                       bytearray(SEG - 1))
+        decryptor.decrypt_segment_into(0, stream[HEADER_SIZE_BYTES : HEADER_SIZE_BYTES + SEG + 16], bytearray(SEG - 1))
     for index in (-1, 2):
         with pytest.raises(ValueError):
             decryptor.segment_offset(index)
@@ -325,13 +357,17 @@ def test_random_access_segment_k_alone() -> None:
     for index in (3, 0, 4, 1):
         offset, size = decryptor.segment_offset(index), decryptor.segment_plaintext_size(index)
         out = bytearray(size)
-        decryptor.decrypt_segment_into(index, stream[offset:offset + size + 16], out)
-        assert out == plaintext[index * SEG:index * SEG + size]
+        decryptor.decrypt_segment_into(index, stream[offset : offset + size + 16], out)
+        assert out == plaintext[index * SEG : index * SEG + size]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(segment_size=st.integers(SEGMENT_SIZE_MIN_BYTES, 3 * SEGMENT_SIZE_MIN_BYTES),
-       segments=st.floats(0, 3.5), seed=st.integers(0, 2**32 - 1), context=st.binary(max_size=64))
+@given(
+    segment_size=st.integers(SEGMENT_SIZE_MIN_BYTES, 3 * SEGMENT_SIZE_MIN_BYTES),
+    segments=st.floats(0, 3.5),
+    seed=st.integers(0, 2**32 - 1),
+    context=st.binary(max_size=64),
+)
 def test_property_round_trip(segment_size: int, segments: float, seed: int, context: bytes) -> None:
     plaintext = random.Random(seed).randbytes(int(segments * segment_size))
     stream = seal(plaintext, segment_size=segment_size, context=context)
@@ -341,8 +377,10 @@ def test_property_round_trip(segment_size: int, segments: float, seed: int, cont
 
 def write_vectors() -> None:
     VECTORS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": "cleanroom streaming AEAD v1 (docs/wire-format-stream.md)",
-                "vectors": [build_vector(spec, i) for i, spec in enumerate(VECTOR_SPECS)]}
+    document = {
+        "format": "cleanroom streaming AEAD v1 (docs/wire-format-stream.md)",
+        "vectors": [build_vector(spec, i) for i, spec in enumerate(VECTOR_SPECS)],
+    }
     VECTORS_PATH.write_text(json.dumps(document, indent=1) + "\n")
 
 

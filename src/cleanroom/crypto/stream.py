@@ -85,8 +85,9 @@ def _stream_cipher(file_key: Buffer, salt: bytes, context: bytes) -> AESGCM:
     """
     derived = bytearray(KEY_SIZE_BYTES)
     try:
-        HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE_BYTES, salt=salt,
-             info=HKDF_INFO_LABEL + context).derive_into(file_key, derived)
+        HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE_BYTES, salt=salt, info=HKDF_INFO_LABEL + context).derive_into(
+            file_key, derived
+        )
         return AESGCM(derived)
     finally:
         _zero(memoryview(derived))
@@ -182,13 +183,13 @@ class StreamEncryptor(_Segmenter):
     def __init__(self, file_key: Buffer, *, context: bytes, segment_size_bytes: int) -> None:
         _check_segment_size(segment_size_bytes)
         _check_key_and_context(file_key, context)
-        header = StreamHeader(segment_size_bytes, os.urandom(SALT_SIZE_BYTES),
-                              os.urandom(NONCE_PREFIX_SIZE_BYTES))
+        header = StreamHeader(segment_size_bytes, os.urandom(SALT_SIZE_BYTES), os.urandom(NONCE_PREFIX_SIZE_BYTES))
         self._init(file_key, header, context)
 
     @classmethod
-    def _with_fixed_header_for_test_vectors(cls, file_key: Buffer, *, context: bytes, segment_size_bytes: int,
-                                            salt: bytes, nonce_prefix: bytes) -> StreamEncryptor:
+    def _with_fixed_header_for_test_vectors(
+        cls, file_key: Buffer, *, context: bytes, segment_size_bytes: int, salt: bytes, nonce_prefix: bytes
+    ) -> StreamEncryptor:
         """Private test hook: fixed salt and prefix so test vectors are reproducible. Never use elsewhere:
         a fixed salt and prefix under a reused key repeat nonces."""
         _check_key_and_context(file_key, context)
@@ -212,8 +213,10 @@ class StreamEncryptor(_Segmenter):
             raise ValueError("stream already finished: the last segment was sealed")
         size = memoryview(plaintext).nbytes
         if size > self.segment_size_bytes or (not last and size != self.segment_size_bytes):
-            raise ValueError(f"segment of {size} bytes: a non-last segment must be exactly "
-                             f"{self.segment_size_bytes} bytes and the last one at most that")
+            raise ValueError(
+                f"segment of {size} bytes: a non-last segment must be exactly "
+                f"{self.segment_size_bytes} bytes and the last one at most that"
+            )
         if memoryview(out).nbytes != size + TAG_SIZE_BYTES:
             raise ValueError(f"output buffer must be exactly {size + TAG_SIZE_BYTES} bytes")
         nonce = self._nonce(self._next_index, last)
@@ -270,8 +273,7 @@ class StreamDecryptor(_Segmenter):
         size = self.segment_plaintext_size(index)
         ct_view = memoryview(ciphertext).cast("B")
         if ct_view.nbytes != size + TAG_SIZE_BYTES:
-            raise InvalidSealedMessage(f"segment {index} must be {size + TAG_SIZE_BYTES} bytes, "
-                                       f"got {ct_view.nbytes}")
+            raise InvalidSealedMessage(f"segment {index} must be {size + TAG_SIZE_BYTES} bytes, got {ct_view.nbytes}")
         out_view = memoryview(out).cast("B")
         if out_view.nbytes < size:
             raise ValueError(f"output buffer needs {size} bytes, has {out_view.nbytes}")

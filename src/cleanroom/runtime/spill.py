@@ -126,8 +126,14 @@ class SpillFile:
     convenience and so makes a copy on the Python heap that cannot be zeroed — avoid it for secrets.
     """
 
-    def __init__(self, directory: Path | None = None, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BYTES,
-                 allocator: SecureAllocator | None = None, spill_io: SpillIO | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BYTES,
+        allocator: SecureAllocator | None = None,
+        spill_io: SpillIO | None = None,
+    ) -> None:
         self._state = _State.FAILED  # until fully built, so __del__ and close() of a half-built one are safe
         self._fd: int | None = None
         self._key: SecureBuffer | None = None
@@ -136,8 +142,7 @@ class SpillFile:
         self._decryptor: StreamDecryptor | None = None
         self.directory = Path(directory) if directory is not None else Path(_default_directory())
         if not self.directory.is_dir():
-            raise SpillError("the spill directory does not exist or is not a directory",
-                             code="spill_misconfigured")
+            raise SpillError("the spill directory does not exist or is not a directory", code="spill_misconfigured")
         ciphertext_size(0, segment_size_bytes)  # ValueError for an out-of-range segment size, here and now
         self.segment_size_bytes = segment_size_bytes
         self._io = spill_io or SpillIO()
@@ -147,8 +152,9 @@ class SpillFile:
             _fill_random(self._key.view())
             self._staging = allocator.allocate(segment_size_bytes)
             self._ciphertext = bytearray(segment_size_bytes + TAG_SIZE_BYTES)  # not secret
-            self._encryptor = StreamEncryptor(self._key.view(), context=SPILL_CONTEXT,
-                                              segment_size_bytes=segment_size_bytes)
+            self._encryptor = StreamEncryptor(
+                self._key.view(), context=SPILL_CONTEXT, segment_size_bytes=segment_size_bytes
+            )
             self._fd = self._io.open_unlinked(self.directory)
             _check_private_and_nameless(self._fd)
             self._pwrite_all(memoryview(self._encryptor.header), 0)
@@ -182,11 +188,11 @@ class SpillFile:
                         self._seal(staging, last=False)
                     if self._staged == 0 and total - done > segment:
                         # A whole segment with bytes after it: seal it from the caller's buffer, no copy.
-                        self._seal(source[done:done + segment], last=False)
+                        self._seal(source[done : done + segment], last=False)
                         done += segment
                         continue
                     take = min(segment - self._staged, total - done)
-                    staging[self._staged:self._staged + take] = source[done:done + take]
+                    staging[self._staged : self._staged + take] = source[done : done + take]
                     self._staged += take
                     done += take
         except OSError as exc:
@@ -197,7 +203,7 @@ class SpillFile:
 
     def _seal(self, plaintext: memoryview, *, last: bool) -> None:
         assert self._encryptor is not None and self._staging is not None
-        out = memoryview(self._ciphertext)[:plaintext.nbytes + TAG_SIZE_BYTES]
+        out = memoryview(self._ciphertext)[: plaintext.nbytes + TAG_SIZE_BYTES]
         self._encryptor.encrypt_segment_into(plaintext, out, last=last)
         self._pwrite_all(out, self._write_offset)
         self._write_offset += out.nbytes
@@ -208,7 +214,7 @@ class SpillFile:
         assert self._encryptor is not None and self._staging is not None
         try:
             with self._staging.view() as staging:
-                self._seal(staging[:self._staged], last=True)
+                self._seal(staging[: self._staged], last=True)
         except OSError as exc:
             self._discard()
             raise _spill_error("spill write failed", exc) from exc
@@ -265,7 +271,7 @@ class SpillFile:
                 segment_size = decryptor.segment_plaintext_size(index)
                 room = out.nbytes - done
                 if within == 0 and room >= segment_size and index != self._cached_segment:
-                    self._load_segment(index, out[done:done + segment_size])  # straight into the caller's
+                    self._load_segment(index, out[done : done + segment_size])  # straight into the caller's
                     count = segment_size
                 else:
                     assert self._staging is not None
@@ -275,7 +281,7 @@ class SpillFile:
                             self._load_segment(index, staging)
                             self._cached_segment = index
                         count = min(segment_size - within, room)
-                        out[done:done + count] = staging[within:within + count]
+                        out[done : done + count] = staging[within : within + count]
                 done += count
                 self._position += count
         except CleanroomError:
@@ -310,8 +316,9 @@ class SpillFile:
                 self._pread_exact(memoryview(header), 0)
                 # The on-disk size, not the remembered one: the last-segment flag then catches a changed
                 # length even without _check_size (defence in depth).
-                self._decryptor = StreamDecryptor(self._key.view(), header, self._io.size_bytes(self._fd),
-                                                  context=SPILL_CONTEXT)
+                self._decryptor = StreamDecryptor(
+                    self._key.view(), header, self._io.size_bytes(self._fd), context=SPILL_CONTEXT
+                )
             except SpillIntegrityError:
                 self._discard()
                 raise
@@ -327,7 +334,7 @@ class SpillFile:
         """Read and open one segment into `target`; raises SpillIntegrityError or SpillError (caller discards)."""
         assert self._decryptor is not None
         size = self._decryptor.segment_plaintext_size(index)
-        ciphertext = memoryview(self._ciphertext)[:size + TAG_SIZE_BYTES]
+        ciphertext = memoryview(self._ciphertext)[: size + TAG_SIZE_BYTES]
         try:
             self._check_size()
             self._pread_exact(ciphertext, self._decryptor.segment_offset(index))
@@ -403,19 +410,23 @@ class SpillFile:
     def __enter__(self) -> SpillFile:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_state", _State.CLOSED) is not _State.CLOSED and (
-                getattr(self, "_key", None) is not None or getattr(self, "_fd", None) is not None):
+            getattr(self, "_key", None) is not None or getattr(self, "_fd", None) is not None
+        ):
             log.error("SpillFile was never closed; shredding it at garbage collection")
             self._discard()
 
     def __repr__(self) -> str:
-        return (f"SpillFile(state={self._state.value}, size_bytes={self.size_bytes}, "
-                f"segment_size_bytes={self.segment_size_bytes})")
+        return (
+            f"SpillFile(state={self._state.value}, size_bytes={self.size_bytes}, "
+            f"segment_size_bytes={self.segment_size_bytes})"
+        )
 
 
 def _default_directory() -> str:
