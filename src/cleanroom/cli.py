@@ -163,7 +163,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     verify: Any = args.cacert if args.cacert else True
     payload = sys.stdin.buffer.read()
-    with Client(args.url, api_key=args.api_key, public_key=args.public_key, verify=verify) as client:
+    with Client(args.url, api_key=args.api_key, public_key=args.public_key, verify=verify, pin=args.pin) as client:
         result = client.infer(args.model, payload)
     sys.stdout.buffer.write(result)
     sys.stdout.buffer.flush()
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--url", required=True)
     infer.add_argument("--api-key", required=True)
     infer.add_argument("--public-key", default=None, help="public-key token or file (pins the key)")
+    infer.add_argument("--pin", default=None, help="SHA-256 fingerprint of the tenant key to accept (see tenant create)")
     infer.add_argument("--cacert", default=None, help="CA certificate to trust (e.g. DATA_DIR/tls/dev-cert.pem)")
     infer.set_defaults(func=cmd_infer)
 
@@ -288,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
             return 2
         from cleanroom.client import ClientError
+        from cleanroom.keys.public_key import KeyPinMismatch
 
-        if isinstance(exc, ClientError):
+        if isinstance(exc, ClientError | KeyPinMismatch):
             print(f"cleanroom: {exc}", file=sys.stderr)
             return 1
         raise

@@ -3,9 +3,13 @@
     client = Client("https://127.0.0.1:8443", api_key="cr_...", verify="cleanroom-data/tls/dev-cert.pem")
     result = client.infer("echo", b"hello")
 
-The client fetches the tenant's public key once (or takes it from `public_key=`, which also pins it: the
-client then refuses to seal to any other key), draws a fresh content key per request, and checks that
-each response is the answer to the request it sent.
+The client fetches the tenant's public key once (or takes it from `public_key=`), draws a fresh content
+key per request, and checks that each response is the answer to the request it sent.
+
+Pinning: `public_key=` (a token) or `pin=` (its SHA-256 fingerprint, as `tenant create --json` prints)
+makes the client refuse every other key — unless the server proves a rotation with a chain of signatures
+from the pinned key to the new one (`keys.public_key.follow_pin`). The pin then advances in memory
+(`client.pinned_fingerprint`; persist it if you keep the client's configuration).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import httpx
 
 from cleanroom.crypto.sealed import CONTENT_TYPE, SealedRequest, seal_request
-from cleanroom.keys.public_key import TenantPublicKey
+from cleanroom.keys.public_key import PREFIX, KeyPinMismatch, TenantPublicKey, follow_pin
 
 
 _STALE_KEY_CODES = frozenset({"key_expired", "unknown_key_id"})
@@ -46,17 +50,24 @@ def load_public_key(value: str | Path) -> TenantPublicKey:
 
 class Client:
     def __init__(self, url: str, *, api_key: str, public_key: str | Path | TenantPublicKey | None = None,
-                 verify: bool | str | Path | ssl.SSLContext = True, timeout_s: float = 120.0) -> None:
+                 verify: bool | str | Path | ssl.SSLContext = True, timeout_s: float = 120.0,
+                 pin: str | None = None) -> None:
         self.url = url.rstrip("/")
         if isinstance(verify, str | Path) and not isinstance(verify, bool):
             verify = ssl.create_default_context(cafile=str(verify))
         self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s,
                                   headers={"Authorization": f"Bearer {api_key}"})
-        self._pinned = public_key is not None
         if isinstance(public_key, TenantPublicKey) or public_key is None:
             self._public_key = public_key
         else:
             self._public_key = load_public_key(public_key)
+        if pin is not None and pin.startswith(PREFIX):
+            pin = TenantPublicKey.parse(pin).fingerprint()
+        if pin is not None and (len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin)):
+            raise ValueError("pin is a tenant public-key token or its SHA-256 fingerprint (64 hex digits)")
+        self.pinned_fingerprint: str | None = pin or (self._public_key.fingerprint() if self._public_key else None)
+        if self._public_key is not None and pin is not None and self._public_key.fingerprint() != pin:
+            raise KeyPinMismatch("public_key= and pin= name different keys")
 
     # --- keys -------------------------------------------------------------------------------------
     def public_key(self) -> TenantPublicKey:
@@ -66,9 +77,15 @@ class Client:
         return self._public_key
 
     def fetch_public_key(self) -> TenantPublicKey:
+        """The server's current key; for a pinned client, only if it chains back to the pin."""
         response = self._http.get("/v1/tenants/self/public-key")
         self._raise_for_error(response)
-        return TenantPublicKey.parse(response.json()["public_key"])
+        document = response.json()
+        current = TenantPublicKey.parse(document["public_key"])
+        if self.pinned_fingerprint is not None:
+            current = follow_pin(self.pinned_fingerprint, current, document.get("chain", []))
+            self.pinned_fingerprint = current.fingerprint()
+        return current
 
     # --- calls ------------------------------------------------------------------------------------
     def seal_request(self, model: str, payload: bytes | memoryview, *, path: str = "") -> SealedRequest:
@@ -91,8 +108,8 @@ class Client:
                 return self._send(url_path, sealed)
             except ClientError as exc:
                 # The tenant rotated its HPKE key and the old one expired: fetch the current key once and
-                # retry. Never when pinned: a pinned client must not follow a key change.
-                if attempt == 2 or self._pinned or exc.code not in _STALE_KEY_CODES:
+                # retry. A pinned client accepts it only through endorsements from its pin.
+                if attempt == 2 or exc.code not in _STALE_KEY_CODES:
                     raise
                 self._public_key = self.fetch_public_key()
             finally:

@@ -45,7 +45,8 @@ class CreatedTenant:
 
     def to_json(self) -> dict[str, str]:
         return {"tenant_id": self.tenant_id, "name": self.name, "api_key": self.api_key,
-                "public_key": self.public_key, "key_id": self.key_id}
+                "public_key": self.public_key, "key_id": self.key_id,
+                "fingerprint": TenantPublicKey.parse(self.public_key).fingerprint()}
 
 
 CREDENTIAL_FIELDS = ("id", "label", "created_at", "expires_at", "last_used_at", "revoked")
@@ -213,13 +214,19 @@ class TenantService:
         self.keyring.purge(tenant_id)
         return str(tenant_id)
 
-    def public_key(self, tenant_id: str) -> dict[str, str]:
+    def public_key(self, tenant_id: str) -> dict[str, Any]:
+        """The current key, and the chain of endorsements that lets pinned clients follow rotations."""
         record = self.registry.tenant(tenant_id)
         key_id = record["current_key_id"]
+        chain = []
+        for key in record["hpke_keys"]:
+            token = TenantPublicKey(record["tenant_id"], key["key_id"], decode_public_key(key["public_key"])).token()
+            chain.append({"key_id": key["key_id"], "public_key": token, "endorsed_by": key.get("endorsed_by"),
+                          "endorsement": key.get("endorsement"), "expires_at": key.get("expires_at")})
         encoded = next(k["public_key"] for k in record["hpke_keys"] if k["key_id"] == key_id)
         public = TenantPublicKey(record["tenant_id"], key_id, decode_public_key(encoded))
         return {"tenant_id": public.tenant_id, "key_id": key_id, "public_key": public.token(),
-                "fingerprint": public.fingerprint(),
+                "fingerprint": public.fingerprint(), "chain": chain,
                 "suite": "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"}
 
     def authenticate(self, api_key: str, source: str | None = None) -> Principal:

@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
 from cleanroom.errors import BadRequest, DecryptionFailed, NotFound
-from cleanroom.keys.keyring import Keyring, hpke_private_aad, pepper_context, tenant_key_context
+from cleanroom.keys.keyring import (
+    Keyring,
+    decode_public_key,
+    hpke_private_aad,
+    pepper_context,
+    tenant_key_context,
+)
+from cleanroom.keys.public_key import TenantPublicKey, sign_endorsement
 from cleanroom.keys.kms import WrappedKey
 from cleanroom.keys.registry import Document, Registry
 
@@ -170,6 +177,12 @@ class KeyManager:
             record = self.keyring.new_hpke_record(tenant_id, tenant_key, tenant_key_version=version)
         finally:
             zero_buffer(tenant_key)
+        # The outgoing key endorses the new one, so clients pinned to it can follow the rotation.
+        previous_id = tenant["current_key_id"]
+        previous = self.keyring.hpke_private_key(tenant, previous_id)
+        new_public = TenantPublicKey(tenant_id, str(record["key_id"]), decode_public_key(str(record["public_key"])))
+        record["endorsed_by"] = previous_id
+        record["endorsement"] = base64.b64encode(sign_endorsement(previous, new_public)).decode("ascii")
         expires_at = self._clock() + overlap_s
 
         def change(doc: Document) -> None:
