@@ -52,8 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"cleanroom: --model takes NAME=package.module:factory, got {spec!r}", file=sys.stderr)
             return 2
         user_models[name] = target
+    client_cert = "required" if args.client_cert_required else "optional" if args.client_cert_optional else None
     settings = settings_from_args(args, host=args.host, port=args.port, tls_mode=tls_mode, tls_cert=args.tls_cert,
-                                  tls_key=args.tls_key, models=builtin, user_models=user_models or None)
+                                  tls_key=args.tls_key, models=builtin, user_models=user_models or None,
+                                  tls_client_ca=args.client_ca, tls_client_cert=client_cert)
     if settings.allocator_hardening and not allocator_hardened() and not args.no_reexec:
         reexec_self_hardened(settings.malloc_perturb_byte)
     install_logging(settings)
@@ -203,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--no-tls", action="store_true", help="plain HTTP, loopback hosts only")
     tls.add_argument("--tls-cert", type=Path, default=None)
     serve.add_argument("--tls-key", type=Path, default=None)
+    serve.add_argument("--client-ca", type=Path, default=None, help="CA that signs client certificates (mTLS)")
+    mtls = serve.add_mutually_exclusive_group()
+    mtls.add_argument("--client-cert-required", action="store_true", help="refuse clients without a certificate")
+    mtls.add_argument("--client-cert-optional", action="store_true",
+                      help="verify a certificate when one is sent (tenants bound to one then require it)")
     serve.add_argument("--no-reexec", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 

@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose forwarding header is believed")
     client_ip_header: str = "x-forwarded-for"
 
+    # --- transport hardening (server/tls.py, server/limits.py; docs/hardening.md) ---------------------
+    tls_client_ca: Path | None = Field(None, description="CA bundle that signs client certificates (mTLS)")
+    tls_client_cert: Literal["none", "optional", "required"] = "none"
+    tls_groups: list[str] = Field(default_factory=lambda: ["X25519", "P-384", "P-256"],
+                                  description="ECDHE groups for the key exchange, preferred first")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers")
+    header_timeout_s: float = Field(10.0, gt=0, description="deadline for a complete request head")
+    body_timeout_s: float = Field(60.0, gt=0, description="deadline for a complete request body")
+    keep_alive_timeout_s: int = Field(5, ge=1, le=300)
+    max_connections: int = Field(1024, gt=0, description="open connections beyond this get 503")
+    max_concurrent_requests: int = Field(512, gt=0, description="requests in flight beyond this get 503")
+
     # --- request limits --------------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     replay_window_s: float = Field(300.0, gt=0)

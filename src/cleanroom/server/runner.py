@@ -10,16 +10,22 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from cleanroom.config import Settings
 from cleanroom.errors import ConfigurationError
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.memory.secure_buffer import SecureBuffer
 from cleanroom.server.services import Services, build_services
-from cleanroom.server.tls import dev_certificate, server_tls_context
+from cleanroom.server.tls import CertificateReloader, dev_certificate, server_tls_context
 from cleanroom.storage import atomic_write_json
+
+if TYPE_CHECKING:  # limits imports uvicorn's httptools protocol: only `serve` needs it, not `doctor`
+    from cleanroom.server.limits import ConnectionLimits
 
 log = logging.getLogger("cleanroom.server")
 
@@ -67,10 +73,41 @@ def server_url(settings: Settings, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    from cleanroom.server.limits import ConnectionLimits
+
+    return ConnectionLimits(max_header_bytes=settings.max_header_bytes, header_timeout_s=settings.header_timeout_s,
+                            body_timeout_s=settings.body_timeout_s, keep_alive_timeout_s=settings.keep_alive_timeout_s,
+                            max_connections=settings.max_connections,
+                            max_concurrent_requests=settings.max_concurrent_requests)
+
+
+class GracefulExit:
+    """SIGTERM/SIGINT handlers that make a drained shutdown exit 0 and still run our clean-up.
+
+    uvicorn handles the signal (stops accepting, drains in-flight requests), then re-raises it against the
+    handler that was installed before it started. With the default handler that kills the process by the
+    signal, skipping `services.close()` (audit log, KMS) and the server.json removal. Ours ignores the
+    re-raised signal once the drain is done, and before the server runs (model loading) exits normally.
+    """
+
+    def __init__(self) -> None:
+        self.drained = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self)
+
+    def __call__(self, sig: int, _frame: FrameType | None) -> None:
+        if not self.drained:
+            raise SystemExit(128 + sig)
+
+
 def run_server(settings: Settings) -> int:
     import uvicorn
 
     from cleanroom.server.app import create_app
+    from cleanroom.server.limits import harden_asgi, hardened_protocol
 
     hardening = apply_process_hardening(disable_core_dumps=settings.disable_core_dumps,
                                         not_dumpable=settings.not_dumpable)
@@ -94,18 +131,25 @@ def run_server(settings: Settings) -> int:
 
     ssl_factory = None
     if files is not None:
-        context = server_tls_context(*files)
+        context = server_tls_context(*files, client_ca=settings.tls_client_ca, client_cert=settings.tls_client_cert,
+                                     groups=settings.tls_groups)
         ssl_factory = lambda _config, _default: context  # noqa: E731 - uvicorn wants a factory
-        log.info("cleanroom: TLS 1.3 only, certificate %s", files[0])
+        CertificateReloader(context, *files).install_sighup()
+        log.info("cleanroom: TLS 1.3 only, groups %s, client certificates %s, certificate %s (SIGHUP reloads)",
+                 ":".join(settings.tls_groups), settings.tls_client_cert, files[0])
     else:
         log.warning("cleanroom: TLS OFF (loopback only)")
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=True,
-                            ssl_context_factory=ssl_factory,
-                            server_header=False, timeout_graceful_shutdown=30,
+    limits = connection_limits(settings)
+    config = uvicorn.Config(harden_asgi(app), host=settings.host, port=settings.port, log_config=None,
+                            access_log=True, ssl_context_factory=ssl_factory, http=hardened_protocol(limits),
+                            timeout_keep_alive=limits.keep_alive_timeout_s, server_header=False,
+                            timeout_graceful_shutdown=30,
                             # cleanroom resolves forwarded addresses itself, only from its trusted proxies
                             # (access.py); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
                             proxy_headers=False)
     server = uvicorn.Server(config)
+    exit_after_drain = GracefulExit()
+    exit_after_drain.install()
     state_file = Path(settings.data_dir) / "server.json"
 
     original_startup = server.startup
@@ -122,6 +166,13 @@ def run_server(settings: Settings) -> int:
         log.info("cleanroom: listening on %s", url)
 
     server.startup = startup  # type: ignore[method-assign]  # write server.json once the port is known
+    original_shutdown = server.shutdown
+
+    async def shutdown(sockets: list[socket.socket] | None = None) -> None:
+        await original_shutdown(sockets=sockets)
+        exit_after_drain.drained = True
+
+    server.shutdown = shutdown  # type: ignore[method-assign]
     try:
         server.run()
     finally:

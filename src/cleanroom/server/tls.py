@@ -1,15 +1,25 @@
-"""TLS for every listener: TLS 1.3 only, and a P-384 self-signed certificate for `--dev-tls`.
+"""TLS for every listener: TLS 1.3 only, ECDHE groups only, optional client certificates, reload on SIGHUP,
+and a P-384 self-signed certificate for `--dev-tls`.
 
 Sealing already protects payloads end to end (a TLS-terminating proxy sees only ciphertext), but API keys
-and metadata ride in headers, so the transport is TLS 1.3 with no fallback.
+and metadata ride in headers, so the transport is TLS 1.3 with no fallback. TLS 1.3 has no static-RSA or
+static-DH key exchange, but OpenSSL 3 also offers finite-field DHE groups (ffdhe2048…) by default; we limit
+the groups to elliptic-curve ones (`DEFAULT_GROUPS`), see `restrict_key_exchange_groups` for how.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import ipaddress
+import logging
+import signal
 import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,16 +29,172 @@ from cryptography.x509.oid import NameOID
 from cleanroom.errors import ConfigurationError
 from cleanroom.storage import atomic_write_bytes, ensure_private_dir
 
+log = logging.getLogger("cleanroom.server")
 
-def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+ClientCertMode = Literal["none", "optional", "required"]
+
+# Elliptic-curve groups only, in server preference order: X25519 first (every TLS 1.3 client offers it, so
+# no HelloRetryRequest), then the NIST curves FIPS-mode clients need.
+DEFAULT_GROUPS = ("X25519", "P-384", "P-256")
+ECDHE_GROUPS = frozenset({"X25519", "X448", "P-256", "P-384", "P-521", "prime256v1", "secp384r1", "secp521r1"})
+_SINGLE_GROUP_NAMES = {"P-256": "prime256v1", "P-384": "secp384r1", "P-521": "secp521r1"}
+_SSL_CTRL_SET_GROUPS_LIST = 92  # OpenSSL 1.1.1 and 3.x ssl.h: SSL_CTX_set1_groups_list is this ctrl
+
+
+def validate_groups(groups: Sequence[str]) -> tuple[str, ...]:
+    """Refuse anything but ECDHE groups, so a setting cannot bring finite-field DHE back."""
+    cleaned = tuple(g.strip() for g in groups if g.strip())
+    if not cleaned:
+        raise ConfigurationError("tls_groups must name at least one ECDHE group")
+    unknown = [g for g in cleaned if g not in ECDHE_GROUPS]
+    if unknown:
+        raise ConfigurationError(f"tls_groups: {', '.join(unknown)} not allowed; use {', '.join(sorted(ECDHE_GROUPS))}")
+    return cleaned
+
+
+def _libssl_of_this_process() -> ctypes.CDLL | None:
+    """The libssl that Python's `_ssl` module is linked against (already mapped into this process)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libssl" in line and line.rstrip().endswith((".so", ".3"))}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path)  # dlopen of a loaded library returns the same handle
+        except OSError:
+            continue
+    return None
+
+
+def _ssl_ctx_pointer(context: ssl.SSLContext, libssl: ctypes.CDLL) -> int | None:
+    """The `SSL_CTX *` behind an `ssl.SSLContext`, or None unless it provably is one.
+
+    CPython's PySSLContext starts with `SSL_CTX *ctx` right after the object header (3.8 through 3.13). We
+    read it, then prove it is ours: libssl's own `SSL_CTX_get_options` on that pointer must return exactly
+    what `context.options` says, before and after we flip an option through Python. Anything else (another
+    Python, a statically linked OpenSSL) fails the proof and we fall back.
+    """
+    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not pointer:
+        return None
+    get_options = libssl.SSL_CTX_get_options
+    get_options.restype, get_options.argtypes = ctypes.c_uint64, [ctypes.c_void_p]
+    if get_options(pointer) != int(context.options):
+        return None
+    probe = ssl.OP_NO_RENEGOTIATION  # meaningless under TLS 1.3, so safe to toggle
+    before = context.options
+    context.options ^= probe
+    try:
+        matches = get_options(pointer) == int(context.options)
+    finally:
+        context.options = before | probe
+    return pointer if matches and get_options(pointer) == int(context.options) else None
+
+
+def restrict_key_exchange_groups(context: ssl.SSLContext, groups: Sequence[str] = DEFAULT_GROUPS) -> str:
+    """Offer only `groups` (ECDHE) for the TLS 1.3 key exchange; returns how it was done, for the start-up log.
+
+    Python 3.11 exposes only `set_ecdh_curve` (one group). To keep several groups we call OpenSSL's
+    `SSL_CTX_set1_groups_list` on this context's `SSL_CTX` (found and proven by `_ssl_ctx_pointer`); when
+    that is not possible we fall back to the first group alone, which still excludes finite-field DHE.
+    """
+    groups = validate_groups(groups)
+    setter = getattr(context, "set_groups", None)  # newer Pythons
+    if setter is not None:
+        setter(":".join(groups))
+        return "groups " + ":".join(groups)
+    libssl = _libssl_of_this_process()
+    pointer = _ssl_ctx_pointer(context, libssl) if libssl is not None else None
+    if libssl is not None and pointer is not None:
+        ctrl = libssl.SSL_CTX_ctrl
+        ctrl.restype, ctrl.argtypes = ctypes.c_long, [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
+        if ctrl(pointer, _SSL_CTRL_SET_GROUPS_LIST, 0, ":".join(groups).encode("ascii")) == 1:
+            return "groups " + ":".join(groups)
+    first = groups[0]
+    context.set_ecdh_curve(_SINGLE_GROUP_NAMES.get(first, first))
+    log.warning("cleanroom: this Python cannot set several TLS groups; offering %s only", first)
+    return f"group {first} only (fallback)"
+
+
+@dataclass
+class TLSFiles:
+    """What a listener's TLS is built from; kept so SIGHUP can reload the same paths."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca: Path | None = None
+    client_cert: ClientCertMode = "none"
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    description: str = field(default="", init=False)
+
+
+def server_tls_context(cert_file: Path, key_file: Path, *, client_ca: Path | None = None,
+                       client_cert: ClientCertMode = "none", groups: Sequence[str] = DEFAULT_GROUPS
+                       ) -> ssl.SSLContext:
+    """The one SSLContext a listener uses: TLS 1.3 only, ECDHE only, no resumption, optional mTLS."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    # No compression (CRIME), no tickets and no resumption: every connection runs a fresh ECDHE exchange, so
+    # a later key compromise of ticket keys cannot open recorded sessions. Costs one full handshake per
+    # connection, which keep-alive amortises.
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    restrict_key_exchange_groups(context, groups)
+    load_certificate(context, cert_file, key_file)
+    if client_cert != "none":
+        if client_ca is None:
+            raise ConfigurationError("client certificates need --client-ca (the CA that signs them)")
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load the client CA {client_ca}: {exc}") from exc
+        context.verify_mode = ssl.CERT_REQUIRED if client_cert == "required" else ssl.CERT_OPTIONAL
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+    elif client_ca is not None:
+        raise ConfigurationError("--client-ca given without --client-cert-required or --client-cert-optional")
+    return context
+
+
+def load_certificate(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
     try:
         context.load_cert_chain(str(cert_file), str(key_file))
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(f"cannot load TLS certificate {cert_file} / key {key_file}: {exc}") from exc
-    return context
+
+
+class CertificateReloader:
+    """Reload the certificate chain and key into the live SSLContext (on SIGHUP).
+
+    OpenSSL copies the context's certificate into each connection when the connection is created, so
+    loading a new chain into the same context changes only handshakes that start afterwards: open
+    connections keep theirs and are not dropped. The pair is first loaded into a scratch context, so a
+    half-written or mismatched pair is refused and the live context keeps serving the old certificate.
+    Replace the files atomically (write elsewhere, then rename) so the two loads read the same bytes.
+    """
+
+    def __init__(self, context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+        self.context, self.cert_file, self.key_file = context, Path(cert_file), Path(key_file)
+        self._lock = threading.Lock()
+        self.reloads = 0
+
+    def reload(self) -> bool:
+        with self._lock:
+            scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                scratch.load_cert_chain(str(self.cert_file), str(self.key_file))
+                load_certificate(self.context, self.cert_file, self.key_file)
+            except (OSError, ssl.SSLError, ConfigurationError) as exc:
+                log.error("cleanroom: certificate reload refused, still serving the previous one: %s", exc)
+                return False
+            self.reloads += 1
+            log.info("cleanroom: certificate reloaded from %s", self.cert_file)
+            return True
+
+    def install_sighup(self) -> None:
+        """Reload on SIGHUP (whose default action would otherwise terminate the server)."""
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: self.reload())
 
 
 def dev_certificate(data_dir: Path, hosts: list[str]) -> tuple[Path, Path]:

@@ -1,0 +1,231 @@
+"""Connection limits uvicorn does not enforce by itself, each with a clear JSON answer.
+
+uvicorn's httptools protocol has no header-size limit, no deadline for a request head (a client that
+connects and sends one byte every few seconds holds a connection forever: slowloris), and answers its own
+limits with text/plain bodies. `hardened_protocol` subclasses it and adds, per connection:
+
+| limit                           | answer                                       |
+|---------------------------------|----------------------------------------------|
+| request line + headers > N bytes | 431 `request_header_too_large`, closed       |
+| head not complete in T seconds   | 408 `request_header_timeout`, closed         |
+| body not complete in T seconds   | 408 `request_body_timeout`, closed           |
+| malformed HTTP                   | 400 `malformed_http`, closed                 |
+| more than N open connections     | 503 `too_many_connections`, closed           |
+| more than N requests in flight   | 503 `server_busy` with Retry-After           |
+
+It also publishes the TLS session (and a verified client certificate) as the ASGI TLS extension, see
+`mtls.tls_extension`. The body-size limit (413) stays in the app, which knows the route's limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from cleanroom.server.headers import ASGIApp, Receive, Scope, Send, security_headers
+from cleanroom.server.mtls import tls_extension
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_header_bytes: int = 16 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keep_alive_timeout_s: int = 5
+    max_connections: int = 1024
+    max_concurrent_requests: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("max_header_bytes", "header_timeout_s", "body_timeout_s", "keep_alive_timeout_s",
+                     "max_connections", "max_concurrent_requests"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def raw_error_response(status: int, code: str, message: str, *, https: bool,
+                       extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """A complete HTTP/1.1 JSON error response that closes the connection (written below the ASGI app)."""
+    body = error_body(code, message)
+    lines = [STATUS_LINE[status]]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), *extra, *security_headers(https)]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    return b"".join([*lines, b"\r\n", body])
+
+
+def busy_app(code: str, message: str, *, close: bool) -> ASGIApp:
+    """An ASGI app that answers 503 JSON (the request never reaches the real app)."""
+    body = error_body(code, message)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"retry-after", b"1"), *security_headers(scope.get("scheme") == "https")]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return app
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class HardenedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits in the module docstring. Use `hardened_protocol`."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._head_too_large = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._tls: dict[str, Any] | None = None
+
+    # --- connection ----------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.scheme == "https":
+            self._tls = tls_extension(transport.get_extra_info("ssl_object"))
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    # --- request head --------------------------------------------------------------------------------
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._arm_head_timer()
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._head_too_large = True
+            raise _HeadTooLarge  # httptools turns it into HttpParserError -> send_400_response
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+        if self._body_timer is None and self.cycle is not None and self.cycle.more_body:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._write_error_and_close(431, "request_header_too_large",
+                                        f"the request line and headers exceed {self.limits.max_header_bytes} bytes")
+        else:
+            self._write_error_and_close(400, "malformed_http", "the request is not valid HTTP/1.1")
+
+    # --- timeouts ------------------------------------------------------------------------------------
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a pipelined head stalled behind a response in progress
+            return
+        self._write_error_and_close(408, "request_header_timeout",
+                                    f"the request head did not arrive within {self.limits.header_timeout_s:g} s")
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        answer = not cycle.response_started
+        cycle.disconnected = True  # the app's next receive() sees http.disconnect; its sends are dropped
+        cycle.message_event.set()
+        if answer:
+            self._write_error_and_close(408, "request_body_timeout",
+                                        f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
+        else:
+            self.transport.close()
+
+    def _write_error_and_close(self, status: int, code: str, message: str) -> None:
+        self._cancel_timers()
+        if not self.transport.is_closing():
+            self.logger.warning("refused a request: %s", code)
+            self.transport.write(raw_error_response(status, code, message, https=self.scheme == "https"))
+            self.transport.close()
+
+    # --- concurrency ---------------------------------------------------------------------------------
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if len(self.connections) > self.limits.max_connections:
+            app = busy_app("too_many_connections", "the server has too many open connections; retry shortly",
+                           close=True)
+        elif len(self.tasks) >= self.limits.max_concurrent_requests:
+            app = busy_app("server_busy", "the server is at its concurrent request limit; retry shortly",
+                           close=False)
+        super()._start_asgi_task(cycle, app)
+
+
+def hardened_protocol(limits: ConnectionLimits) -> type[HardenedHttpToolsProtocol]:
+    """A protocol class bound to `limits`, for `uvicorn.Config(http=...)`."""
+    return type("CleanroomHttpProtocol", (HardenedHttpToolsProtocol,), {"limits": limits})
+
+
+class DisconnectGuard:
+    """Outermost ASGI layer: a client that went away mid-request is not a server error.
+
+    Starlette raises `ClientDisconnect` from `request.stream()` when the peer disconnects (or the body
+    deadline fired); left alone it reaches uvicorn as "Exception in ASGI application".
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import ClientDisconnect
+
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            return
+
+
+def harden_asgi(app: ASGIApp) -> ASGIApp:
+    """The layers every listener wraps around the FastAPI app (outermost first)."""
+    from cleanroom.server.headers import SecurityHeadersMiddleware
+
+    return DisconnectGuard(SecurityHeadersMiddleware(app))
