@@ -157,7 +157,7 @@ class Checkpoint:
     def loads(cls, text: str | bytes) -> Checkpoint:
         try:
             return cls.from_json(json.loads(text))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointFormatError("checkpoint is not JSON") from exc
 
 

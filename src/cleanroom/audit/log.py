@@ -153,6 +153,10 @@ class AuditLog:
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="cleanroom-audit-checkpoint", daemon=True)
         self._ticker.start()
+        if self._last_cp is None or self._last_cp.tree_size < self._state.seq:
+            # Records a crash left unsigned get signed now, so a reopened log never has an unsigned tail
+            # longer than what the next crash could leave.
+            self.checkpoint_now()
         for repair in self.repairs:
             self.append(
                 AuditEvent(
@@ -305,7 +309,8 @@ class AuditLog:
                     state.segment += 1
                     state.segment_size = SEGMENT_HEADER_LEN
                     chunks.append((state.segment, []))
-                frame = self._cipher.seal(state.seq, state.segment, state.chain, slot.plaintext)
+                checkpoint_ref = 0 if self._last_cp is None else self._last_cp.index + 1
+                frame = self._cipher.seal(state.seq, state.segment, state.chain, slot.plaintext, checkpoint_ref)
                 record_hash = leaf_hash(frame)
                 state.chain = chain_next(state.chain, record_hash)
                 state.tree.append(record_hash)

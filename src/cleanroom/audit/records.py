@@ -9,12 +9,14 @@ Frame layout (all integers big-endian; every length is bounds-checked before it 
     0       4     magic            b"CRA1" (lets a scanner resynchronise after a damaged frame)
     4       4     body_len         bytes after this 8-byte prefix; MIN_BODY_LEN <= body_len <= MAX_BODY_LEN
     8       8     seq              record sequence number, 0-based, contiguous across segments
-    16      32    prev_chain       hash-chain head before this record (see merkle.chain_next)
-    48      32    key_commitment   SHA-256("cleanroom-audit-v1 key-commitment" || record_key)
-    80      12    nonce            random, AES-GCM nonce
-    92      n+16  ciphertext||tag  AES-256-GCM of the event JSON under record_key
+    16      8     checkpoint_ref   checkpoints written before this record: a record proves that every
+                                   checkpoint it counts existed, so deleting checkpoints is detected
+    24      32    prev_chain       hash-chain head before this record (see merkle.chain_next)
+    56      32    key_commitment   SHA-256("cleanroom-audit-v1 key-commitment" || record_key)
+    88      12    nonce            random, AES-GCM nonce
+    100     n+16  ciphertext||tag  AES-256-GCM of the event JSON under record_key
 
-AAD = "cleanroom-audit-v1 record" || log_id (16) || segment_index (u32) || frame[0:92], so a record moved
+AAD = "cleanroom-audit-v1 record" || log_id (16) || segment_index (u32) || frame[0:100], so a record moved
 to another log, segment or position, or with any header byte changed, fails to open.
 
 Keys: root = HKDF-SHA256(ikm=audit_key, salt=log_id, info="cleanroom-audit-v1 root"); each record has its
@@ -57,7 +59,7 @@ DetailValue = str | int | float | bool
 
 FRAME_MAGIC = b"CRA1"
 FRAME_PREFIX_LEN = 8
-FRAME_HEADER_LEN = 92
+FRAME_HEADER_LEN = 100
 TAG_LEN = 16
 NONCE_LEN = 12
 HASH_LEN = 32
@@ -209,6 +211,7 @@ class FrameHeader:
 
     body_len: int
     seq: int
+    checkpoint_ref: int
     prev_chain: bytes
     key_commitment: bytes
     nonce: bytes
@@ -227,13 +230,14 @@ def parse_frame_header(buf: bytes | memoryview, offset: int = 0) -> FrameHeader:
     (body_len,) = struct.unpack_from(">I", buf, offset + 4)
     if not MIN_BODY_LEN <= body_len <= MAX_BODY_LEN:
         raise RecordFormatError(f"frame length {body_len} out of bounds")
-    (seq,) = struct.unpack_from(">Q", buf, offset + 8)
+    seq, checkpoint_ref = struct.unpack_from(">QQ", buf, offset + 8)
     return FrameHeader(
         body_len=body_len,
         seq=seq,
-        prev_chain=bytes(buf[offset + 16 : offset + 48]),
-        key_commitment=bytes(buf[offset + 48 : offset + 80]),
-        nonce=bytes(buf[offset + 80 : offset + 92]),
+        checkpoint_ref=checkpoint_ref,
+        prev_chain=bytes(buf[offset + 24 : offset + 56]),
+        key_commitment=bytes(buf[offset + 56 : offset + 88]),
+        nonce=bytes(buf[offset + 88 : offset + 100]),
     )
 
 
@@ -326,7 +330,8 @@ class RecordCipher:
         """The key of record `seq` alone; the caller zeroes it."""
         return self._expand(b"cleanroom-audit-v1 record" + struct.pack(">Q", seq))
 
-    def seal(self, seq: int, segment_index: int, prev_chain: bytes, plaintext: bytes) -> bytes:
+    def seal(self, seq: int, segment_index: int, prev_chain: bytes, plaintext: bytes,
+             checkpoint_ref: int = 0) -> bytes:
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise ValueError("audit record too large")
         key = self.record_key(seq)
@@ -334,7 +339,8 @@ class RecordCipher:
             nonce = os.urandom(NONCE_LEN)
             body_len = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + len(plaintext) + TAG_LEN
             header = b"".join(
-                (FRAME_MAGIC, struct.pack(">IQ", body_len, seq), prev_chain, key_commitment(key), nonce)
+                (FRAME_MAGIC, struct.pack(">IQQ", body_len, seq, checkpoint_ref), prev_chain, key_commitment(key),
+                 nonce)
             )
             sealed = AESGCM(key).encrypt(nonce, plaintext, _record_aad(self.log_id, segment_index, header))
         finally:

@@ -10,10 +10,12 @@ Checks, in one streaming pass (memory O(log n), plus 32 bytes per record with `s
   is not shorter than the newest checkpoint (or than a checkpoint saved earlier with `audit checkpoint`);
 - with `since_checkpoint`, an RFC 6962 consistency proof from the saved tree to the newest one verifies.
 
-Finding kinds: record_corrupt, record_deleted, record_inserted, records_swapped, record_malformed,
-chain_broken, tail_truncated, torn_tail (warning: crash artefact after the last checkpoint), segment_missing,
+Finding kinds. Warnings (the log is still intact): torn_tail (a crash artefact after the newest
+checkpoint), unsigned_tail (records after the newest checkpoint). Errors: record_corrupt, record_deleted,
+record_inserted, records_swapped, record_malformed, chain_broken, tail_truncated, segment_missing,
 segment_replaced, checkpoint_forged, checkpoint_malformed, checkpoint_foreign, checkpoint_chain_broken,
-checkpoint_mismatch, saved_checkpoint_invalid, inconsistent_with_saved, audit_dir_missing.
+checkpoint_missing, checkpoint_mismatch, checkpoint_position_mismatch, saved_checkpoint_invalid,
+inconsistent_with_saved, audit_dir_missing.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class VerifyReport:
         return {f.kind for f in self.findings}
 
     def add(self, kind: str, message: str, **where: int | None) -> None:
-        severity: Severity = "warning" if kind == "torn_tail" else "error"
+        severity: Severity = "warning" if kind in ("torn_tail", "unsigned_tail") else "error"
         self.findings.append(Finding(kind, message, severity, **where))
 
     def summary(self) -> str:
@@ -146,6 +148,9 @@ class _RecordChecker:
         self.newest_size = newest_size
         self.leaves: list[bytes] | None = [] if keep_leaves else None
         self.missing: dict[int, tuple[int, int]] = {}
+        self.moved = False
+        self.max_ref = 0
+        self.max_ref_at: tuple[int, int, int] = (0, 0, 0)
 
     def feed(self, item: _Item) -> None:
         if isinstance(item.data, Frame):
@@ -186,12 +191,6 @@ class _RecordChecker:
             self.leaves.append(leaf)
         while self.targets and self.targets[0][0] == self.found_tree.size:
             _, label, cp = self.targets.pop(0)
-            if (cp.segment_index, cp.segment_offset) != (segment, frame.end) or (
-                    cp.last_record_segment, cp.last_record_offset) != (segment, frame.offset):
-                self.report.add("checkpoint_position_mismatch", f"{label} checkpoint places its last record "
-                                f"at segment {cp.last_record_segment} offset {cp.last_record_offset}; it is at "
-                                f"segment {segment} offset {frame.offset}", checkpoint=cp.index,
-                                segment=segment, offset=frame.offset)
             if cp.root != self.found_tree.root() or cp.chain_head != self.found_chain:
                 self.mismatches += 1
                 if self.mismatches == 1 or label == "saved":
@@ -199,9 +198,18 @@ class _RecordChecker:
                     self.report.add(kind, f"{label} checkpoint signed a different log at size {cp.tree_size}: "
                                     "records before it were changed, removed, added or reordered",
                                     checkpoint=cp.index, segment=cp.segment_index, offset=cp.segment_offset)
+            elif (cp.segment_index, cp.segment_offset, cp.last_record_segment, cp.last_record_offset) != (
+                    segment, frame.end, segment, frame.offset) and not self.moved:
+                # Same records, different place: bytes that are not records were added or removed.
+                self.moved = True
+                self.report.add("checkpoint_position_mismatch", f"{label} checkpoint ends its records at segment "
+                                f"{cp.segment_index} offset {cp.segment_offset}; they now end at segment "
+                                f"{segment} offset {frame.end}", checkpoint=cp.index, segment=segment,
+                                offset=frame.end)
 
     def _next_authentic_seq(self) -> int | None:
-        for item in list(self.pending)[1:]:
+        """Seq of the first authentic record still pending (the item being processed is already popped)."""
+        for item in self.pending:
             if item.authentic:
                 return item.seq
         return None
@@ -220,6 +228,9 @@ class _RecordChecker:
             self.report.add("record_malformed", f"authentic record does not decode: {exc}",
                             segment=item.segment, offset=frame.offset, seq=frame.header.seq)
         self.report.records += 1
+        if frame.header.checkpoint_ref > self.max_ref:
+            self.max_ref, self.max_ref_at = frame.header.checkpoint_ref, (item.segment, frame.offset,
+                                                                          frame.header.seq)
 
     def _process(self) -> None:
         item = self.pending.popleft()
@@ -258,8 +269,8 @@ class _RecordChecker:
                             f"log ({reason})", seq=self.expected, **where)
             return
         lost = 1
-        if isinstance(data, Damage) and next_seq is not None and \
-                not any(not i.authentic for i in list(self.pending)[: self._index_of_seq(next_seq)]):
+        if isinstance(data, Damage) and next_seq is not None and self._index_of_seq(next_seq) == 0:
+            # Nothing else damaged before the next good record: this region held all the missing ones.
             lost = max(1, next_seq - self.expected)
         last = self.expected + lost - 1
         self.report.add("record_corrupt", f"record{'s' if lost > 1 else ''} {self.expected}"
@@ -279,8 +290,13 @@ def _check_checkpoints(
 ) -> list[Checkpoint]:
     scan = scan_checkpoint_file(directory / CHECKPOINTS_FILE)
     if scan.torn_tail_offset is not None:
-        report.add("torn_tail", "checkpoints.jsonl ends in an unterminated line (crash mid-append)",
-                   offset=scan.torn_tail_offset)
+        tail = (directory / CHECKPOINTS_FILE).read_bytes()[scan.torn_tail_offset :].rstrip(b"\x00")
+        if all(0x20 <= byte < 0x7F for byte in tail):
+            report.add("torn_tail", "checkpoints.jsonl ends in an unterminated line (crash mid-append)",
+                       offset=scan.torn_tail_offset)
+        else:  # a crash leaves a prefix of a JSON line (maybe zero-filled), never other bytes
+            report.add("checkpoint_malformed", "checkpoints.jsonl ends in bytes no checkpoint line contains",
+                       offset=scan.torn_tail_offset)
     valid: list[Checkpoint] = []
     for line in scan.lines:
         cp = line.checkpoint
@@ -363,6 +379,16 @@ def verify(
                        f" signed {cp.tree_size}: the last {cp.tree_size - found} were removed",
                        segment=cp.segment_index, offset=cp.segment_offset, seq=found, checkpoint=cp.index)
     report.uncovered_records = max(0, checker.expected - newest_size)
+    if report.uncovered_records:
+        report.add("unsigned_tail", f"the last {report.uncovered_records} record(s) are not covered by a signed "
+                   "checkpoint yet (normal while the log is being written or after a crash; removing them "
+                   "would go unnoticed without a saved checkpoint)", seq=newest_size)
+    indices = {cp.index for cp in checkpoints}
+    if checker.max_ref and checker.max_ref - 1 not in indices:
+        segment, offset, seq = checker.max_ref_at
+        report.add("checkpoint_missing", f"record {seq} was written after checkpoint #{checker.max_ref - 1}, "
+                   "which is gone (checkpoints were deleted)", segment=segment, offset=offset, seq=seq,
+                   checkpoint=checker.max_ref - 1)
     if saved is not None and newest is not None and checker.leaves is not None \
             and saved.tree_size <= newest.tree_size <= len(checker.leaves):
         tree = MerkleTree(checker.leaves[: newest.tree_size])
