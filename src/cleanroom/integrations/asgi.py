@@ -18,6 +18,8 @@ by the hardened allocator when the server runs under `cleanroom exec`. Tenants a
 from __future__ import annotations
 
 import json
+import logging
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,13 @@ import anyio
 
 from cleanroom.config import Settings
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from cleanroom.errors import CleanroomError, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from cleanroom.errors import (
+    CleanroomError,
+    InvalidPayload,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.session import CallContext
 from cleanroom.server.services import Services, build_services
@@ -37,6 +45,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PUBLIC_KEY_PATH = "/v1/tenants/self/public-key"
+log = logging.getLogger("cleanroom.asgi")
 
 
 class CleanroomMiddleware:
@@ -85,8 +94,10 @@ class CleanroomMiddleware:
         call = CallContext(principal=principal, model="", path=scope["path"], source=client[0] if client else "")
         with self.services.runtime.opener.open(call, body) as request:
             plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
-            status, headers, chunks = await run_app(self.app, scope, plaintext)
-            del plaintext
+            try:
+                status, headers, chunks = await run_app(self.app, scope, plaintext)
+            finally:
+                del plaintext
             answer = request.scope.new_buffer(sum(len(c) for c in chunks))
             view = answer.view()
             offset = 0
@@ -128,7 +139,22 @@ async def run_app(app: ASGIApp, scope: Scope, body: bytes) -> tuple[int, list[tu
     inner["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length",
                                                                           b"authorization")]
     inner["headers"] += [(b"content-length", str(len(body)).encode())]
-    await app(inner, receive, send)
+    failed = ""
+    try:
+        await app(inner, receive, send)
+    except CleanroomError:
+        raise
+    except Exception as exc:
+        # The server would log this exception, and its message may quote the plaintext (a KeyError on a
+        # payload value does); its frames hold the app's copies of it, kept alive by exception <-> frame
+        # cycles until the cyclic GC runs. Keep only the type, clear the frames, and raise outside this
+        # block so the new error has no `__context__`. Answered like `run_model`: 422, never a 500.
+        failed = type(exc).__name__
+        traceback.clear_frames(exc.__traceback__)
+    if failed:
+        chunks.clear()
+        log.warning("the app raised %s on a sealed request", failed)
+        raise InvalidPayload(f"the app could not process this input ({failed})", code="app_rejected_input")
     return status, headers, chunks
 
 
