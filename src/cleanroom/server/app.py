@@ -192,4 +192,7 @@ def create_app(services: Services) -> FastAPI:
         result = await asyncio.to_thread(key_action, services.keys, action, body, rotation_policy(settings))
         return JSONResponse(result)
 
+    from cleanroom.server.openapi import install_openapi  # public schema: docs/openapi.json (server/openapi.py)
+
+    install_openapi(app)
     return app
