@@ -3,6 +3,7 @@ and no plaintext on disk."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -80,7 +81,7 @@ def test_checkpoints_every_n_records_chain_together(audit_dir: Path, keys) -> No
     assert all(cp is not None for cp in cps)
     sizes = [cp.tree_size for cp in cps if cp is not None]
     assert sizes == sorted(sizes) and sizes[-1] == 35 and len(sizes) >= 4
-    for prev, cur in zip(cps, cps[1:], strict=False):
+    for prev, cur in itertools.pairwise(cps):
         assert prev is not None and cur is not None and cur.prev_digest == prev.digest()
 
 
@@ -249,7 +250,7 @@ def test_damage_before_the_tail_refuses_to_open(audit_dir: Path, keys, tmp_path:
     last = data.rfind(b"CRA1")
     data[last + 120] ^= 1
     segment.write_bytes(bytes(data))
-    with pytest.raises(AuditUnavailable, match="no longer matches|damaged"):
+    with pytest.raises(AuditUnavailable, match=r"no longer matches|damaged"):
         AuditLog(audit_dir, *keys)
 
 
@@ -289,7 +290,7 @@ def test_truncation_below_a_checkpoint_refuses_to_open(audit_dir: Path, keys) ->
             log.append(_event(i))
     segment = list_segments(audit_dir)[-1][1]
     os.truncate(segment, segment.stat().st_size - 10)
-    with pytest.raises(AuditUnavailable, match="truncated|no longer matches"):
+    with pytest.raises(AuditUnavailable, match=r"truncated|no longer matches"):
         AuditLog(audit_dir, *keys)
 
 

@@ -109,7 +109,7 @@ def test_inclusion_matches_reference_and_verifies(size: int) -> None:
         path = tree.inclusion_proof(index)
         assert path == _ref_path(index, leaves)
         assert verify_inclusion(leaves[index], index, size, path, root)
-        assert not verify_inclusion(leaves[index], index, size, path, _ref_mth(leaves[:-1] + [leaves[0]])
+        assert not verify_inclusion(leaves[index], index, size, path, _ref_mth([*leaves[:-1], leaves[0]])
                                     if size > 1 else b"\x00" * 32)
         if size > 1:
             assert not verify_inclusion(leaves[index], (index + 1) % size, size, path, root)

@@ -397,6 +397,9 @@ def verify(
         if not verify_consistency(saved.tree_size, newest.tree_size, saved.root, newest.root, proof):
             report.add("inconsistent_with_saved", f"RFC 6962 consistency proof from the saved tree "
                        f"({saved.tree_size}) to checkpoint #{newest.index} ({newest.tree_size}) fails")
+    # Causes first, in file order; checkpoint-level findings (often consequences) after them.
+    report.findings.sort(key=lambda f: (f.kind.startswith(("checkpoint_", "saved_", "inconsistent_", "unsigned_")),
+                                        f.segment if f.segment is not None else 1 << 32, f.offset or 0))
     return report
 
 
