@@ -15,7 +15,10 @@ from cleanroom.runtime.scheduler_sim import LinearCost, Simulation, percentile
 ROOMY = TenantLimits(max_queued=100_000, max_in_flight=100_000, queue_timeout_s=1e9)
 
 
-def simulation(cost: LinearCost = LinearCost(0.002, 0.001), *, scrub_s: float = 0.001, devices: int = 1,
+DEFAULT_COST = LinearCost(0.002, 0.001)
+
+
+def simulation(cost: LinearCost = DEFAULT_COST, *, scrub_s: float = 0.001, devices: int = 1,
                **config: object) -> Simulation:
     config.setdefault("default_limits", ROOMY)
     return Simulation(SchedulerConfig(**config),  # type: ignore[arg-type]

@@ -12,8 +12,9 @@ Readiness of a queue (`ready_at`), asked only when a device is free:
   resubmit together are gathered into one forward pass, and the delay is a maximum, never exceeded.
 While every device is busy, queues grow on their own and the delay plays no part.
 
-`BatchCostModel` learns `seconds = fixed + per_item * n` per model from measured batches. The scheduler charges a batch's *estimate* to the tenant's counter at dispatch (so several devices
-do not all pick the same under-charged tenant) and corrects it to the measured time at completion.
+`BatchCostModel` learns `seconds = fixed + per_item * n` per model from measured batches. The scheduler
+charges a batch's *estimate* to the tenant's counter at dispatch (so several devices do not all pick the
+same under-charged tenant) and corrects it to the measured time at completion.
 """
 
 from __future__ import annotations

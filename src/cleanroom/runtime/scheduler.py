@@ -13,8 +13,10 @@ event loop:
 What it promises:
 - a batch holds one tenant's requests for one model; `on_tenant_switch(device, old, new)` runs on the
   device's worker thread before the first batch of `new` on a device that last ran `old` (and only then),
-  and no batch of `new` runs there unless it returned; if it raises, the batch fails with its error and the
-  device keeps `old` (so the next attempt scrubs again); `DeviceQuarantined` takes the device out of service;
+  and no batch of `new` runs there unless it returned; it returns the bytes it scrubbed (or a report with
+  `bytes_scrubbed`, e.g. `ScrubReport`; None when it had nothing to scrub) for the metrics. If it raises,
+  the batch fails with its error and the device keeps `old` (so the next attempt scrubs again);
+  `DeviceQuarantined`, from it or from a batch, takes the device out of service;
 - a submitter cancelled while its request is queued (client disconnect) removes the request; one cancelled
   while its batch runs gets nothing, and the batch finishes (the runner still zeroes what it held);
 - `shutdown` refuses new requests (503 ``shutting_down``), runs what is queued and running until the
@@ -328,12 +330,10 @@ class Scheduler:
         if m is None:
             return
         tenant, device = batch.tenant_id, batch.device
-        if batch.needs_scrub and self._on_tenant_switch is not None:
+        if batch.needs_scrub and outcome.ran and outcome.scrub_bytes is not None:  # None: nothing to scrub
             m.scrub_seconds.labels(device=device).observe(outcome.scrub_s)
-            if outcome.ran:
-                m.scrubs.labels(device=device, tenant_id=tenant).inc()
-                if outcome.scrub_bytes is not None:
-                    m.scrub_bytes.labels(device=device, tenant_id=tenant).inc(outcome.scrub_bytes)
+            m.scrubs.labels(device=device, tenant_id=tenant).inc()
+            m.scrub_bytes.labels(device=device, tenant_id=tenant).inc(outcome.scrub_bytes)
         if batch.tenant_switch and outcome.ran:
             m.tenant_switches.labels(device=device, tenant_id=tenant).inc()
         if outcome.ran:

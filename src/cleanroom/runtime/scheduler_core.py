@@ -21,7 +21,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from cleanroom.runtime.admission import (
     TenantLimits,
@@ -42,58 +42,7 @@ from cleanroom.runtime.batching import (
     take_batch,
 )
 from cleanroom.runtime.fairness import Candidate, choose_fair, choose_fifo, lifted_counter
-
-Policy = Literal["fair", "fifo"]
-
-# A tenant served less than this fraction of its fair share lately is light: stickiness never makes it wait.
-LIGHT_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """Scheduler settings; a bad value fails here, at construction, not on the first request.
-
-    `fairness_bound_s` (seconds of the waiting tenant's service) and `latency_bound_s` (wall seconds) bound how long a device keeps its current tenant to save a scrub (runtime/fairness.py).
-    `max_batch_delay_ms` is the longest a partial batch waits for more requests (runtime/batching.py).
-    `policy="fifo"` is the arrival-order baseline for benchmarks, never a production setting.
-    `scrub_on_first_use` also calls `on_tenant_switch(device, None, tenant)` for a device's first tenant.
-    """
-
-    policy: Policy = "fair"
-    fairness_bound_s: float = 0.05
-    latency_bound_s: float = 0.025
-    max_batch_delay_ms: float = 2.0
-    max_total_queued: int = 4096
-    default_weight: float = 1.0
-    default_limits: TenantLimits = field(default_factory=TenantLimits)
-    initial_cost_estimate_s: float = 0.01
-    retry_after_max_s: float = 60.0
-    scrub_on_first_use: bool = False
-    shared_batch_cost_factor: float | None = 2.0
-    shared_window_s: float = 1.0
-    idle_grace_s: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.policy not in ("fair", "fifo"):
-            raise ValueError(f"policy must be 'fair' or 'fifo', not {self.policy!r}")
-        for name in ("fairness_bound_s", "latency_bound_s", "max_batch_delay_ms", "idle_grace_s"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number >= 0")
-        if self.shared_batch_cost_factor is not None and not self.shared_batch_cost_factor >= 1:
-            raise ValueError("shared_batch_cost_factor must be >= 1 (or None for no cap)")
-        for name in ("default_weight", "initial_cost_estimate_s", "retry_after_max_s", "shared_window_s"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number > 0")
-        if self.max_total_queued < 1:
-            raise ValueError("max_total_queued must be at least 1")
-
-
-def check_weight(weight: float) -> float:
-    if not (weight > 0 and math.isfinite(weight)):
-        raise ValueError(f"a tenant weight must be a finite number > 0, not {weight!r}")
-    return float(weight)
+from cleanroom.runtime.scheduler_config import LIGHT_SHARE, SchedulerConfig, check_weight
 
 
 @dataclass

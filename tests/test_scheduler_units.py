@@ -1,0 +1,302 @@
+"""Units of the scheduler on explicit clock readings: admission errors and their Retry-After, token
+bucket, queue timeout, cancellation, shutdown, batch readiness, the cost model and the fairness rules."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import pytest
+
+from cleanroom.errors import RequestTimeout, ServiceUnavailable, TooManyRequests
+from cleanroom.runtime.admission import TenantLimits, TokenBucket, bucket_for, clamp_retry
+from cleanroom.runtime.batching import ArrivalGap, BatchCostModel, QueuedRequest, ready_at, take_batch
+from cleanroom.runtime.fairness import Candidate, choose_fair, choose_fifo, jain_index, lifted_counter
+from cleanroom.runtime.scheduler_core import SchedulerConfig, SchedulerCore
+from cleanroom.runtime.scheduler_sim import SimRunner
+
+RUNNER = SimRunner(max_batch_size=4)
+ONE = SimRunner(max_batch_size=1)
+
+
+def core(devices: int = 1, **config: object) -> SchedulerCore:
+    return SchedulerCore(SchedulerConfig(**config), [f"d{i}" for i in range(devices)])  # type: ignore[arg-type]
+
+
+# --- admission --------------------------------------------------------------------------------------------
+def test_tenant_queue_limit_is_a_429_with_retry_after() -> None:
+    c = core(default_limits=TenantLimits(max_queued=3))
+    for _ in range(3):
+        c.admit("a", "m", None, RUNNER, 0.0)
+    with pytest.raises(TooManyRequests) as err:
+        c.admit("a", "m", None, RUNNER, 0.0)
+    assert err.value.status == 429 and err.value.code == "tenant_queue_full"
+    assert err.value.retry_after_s is not None and err.value.retry_after_s > 0
+    assert int(err.value.headers()["Retry-After"]) >= 1
+    c.admit("b", "m", None, RUNNER, 0.0)  # the limit is per tenant
+    assert c.tenant("a").queued == 3
+
+
+def test_in_flight_limit_counts_running_requests() -> None:
+    c = core(default_limits=TenantLimits(max_queued=10, max_in_flight=2))
+    c.admit("a", "m", None, RUNNER, 0.0)
+    c.admit("a", "m", None, RUNNER, 0.0)
+    [batch] = c.dispatch(1.0)
+    assert c.tenant("a").queued == 0 and c.tenant("a").running == 2
+    with pytest.raises(TooManyRequests) as err:
+        c.admit("a", "m", None, RUNNER, 1.0)
+    assert err.value.code == "tenant_in_flight_limit"
+    c.complete(batch, 0.01, 1.01)
+    c.admit("a", "m", None, RUNNER, 1.01)
+
+
+def test_rate_limit_retry_after_is_the_wait_for_a_token() -> None:
+    c = core(default_limits=TenantLimits(rate_per_s=2.0, burst=2))
+    c.admit("a", "m", None, RUNNER, 10.0)
+    c.admit("a", "m", None, RUNNER, 10.0)
+    with pytest.raises(TooManyRequests) as err:
+        c.admit("a", "m", None, RUNNER, 10.1)
+    assert err.value.code == "tenant_rate_limited"
+    assert err.value.retry_after_s == pytest.approx(0.4)  # 1 token at 2/s, 0.2 already refilled
+    c.admit("a", "m", None, RUNNER, 10.5)
+
+
+def test_a_refused_request_takes_no_token() -> None:
+    c = core(default_limits=TenantLimits(max_queued=1, rate_per_s=1.0, burst=2))
+    c.admit("a", "m", None, RUNNER, 0.0)
+    for _ in range(5):
+        with pytest.raises(TooManyRequests, match="queued"):
+            c.admit("a", "m", None, RUNNER, 0.0)
+    assert c.tenant("a").bucket is not None and c.tenant("a").bucket.tokens == pytest.approx(1.0)
+
+
+def test_global_overload_is_a_503_with_retry_after() -> None:
+    c = core(max_total_queued=4)
+    for tenant in "abcd":
+        c.admit(tenant, "m", None, RUNNER, 0.0)
+    with pytest.raises(ServiceUnavailable) as err:
+        c.admit("e", "m", None, RUNNER, 0.0)
+    assert err.value.status == 503 and err.value.code == "overloaded"
+    assert err.value.retry_after_s is not None and err.value.retry_after_s > 0
+
+
+def test_queue_timeout_is_a_408_that_says_nothing_ran() -> None:
+    c = core(default_limits=TenantLimits(queue_timeout_s=2.0))
+    c.admit("a", "m", None, ONE, 0.0)
+    late = c.admit("a", "m", None, ONE, 0.5)
+    [batch] = c.dispatch(0.5)  # the device is busy with the first request from here on
+    assert c.expire(2.4) == []
+    assert c.expire(2.5) == [late]
+    assert late.state == "expired" and c.tenant("a").queued == 0
+    from cleanroom.runtime.admission import queue_timeout_error
+
+    error = queue_timeout_error("m", 2.0, 2.0)
+    assert isinstance(error, RequestTimeout) and error.status == 408 and error.code == "queue_timeout"
+    assert "nothing of it ran" in error.message and "'m'" in error.message
+    c.complete(batch, 0.1, 2.6)
+    assert c.dispatch(2.6) == [] and c.idle
+
+
+def test_limits_and_weights_are_checked_and_changeable_at_run_time() -> None:
+    c = core()
+    with pytest.raises(ValueError):
+        c.set_weight("a", 0.0)
+    with pytest.raises(ValueError):
+        c.set_weight("a", float("nan"))
+    with pytest.raises(ValueError):
+        TenantLimits(max_queued=0)
+    with pytest.raises(ValueError):
+        TenantLimits(rate_per_s=-1.0)
+    with pytest.raises(ValueError):
+        SchedulerConfig(latency_bound_s=-1.0)
+    with pytest.raises(ValueError):
+        SchedulerConfig(policy="lifo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SchedulerCore(SchedulerConfig(), ["d0", "d0"])
+    c.set_limits("a", TenantLimits(max_queued=1), 0.0)
+    c.admit("a", "m", None, RUNNER, 0.0)
+    with pytest.raises(TooManyRequests):
+        c.admit("a", "m", None, RUNNER, 0.0)
+    c.set_limits("a", TenantLimits(max_queued=2), 0.0)
+    c.admit("a", "m", None, RUNNER, 0.0)
+
+
+def test_token_bucket_keeps_earned_tokens_across_a_limit_change() -> None:
+    bucket = TokenBucket(1.0, 5.0, now=0.0)
+    bucket.take(0.0)
+    bucket.take(0.0)
+    changed = bucket_for(TenantLimits(rate_per_s=10.0, burst=20), 0.0, bucket)
+    assert changed is not None and changed.tokens == pytest.approx(3.0)  # not refilled to the new size
+    assert bucket_for(TenantLimits(), 0.0, bucket) is None
+    assert clamp_retry(float("inf"), 60.0) == 60.0 and clamp_retry(0.0, 60.0) == 0.1
+
+
+# --- cancellation and shutdown ------------------------------------------------------------------------------
+def test_cancel_only_removes_queued_requests() -> None:
+    c = core()
+    running = c.admit("a", "m", "x", ONE, 0.0)
+    queued = c.admit("a", "m", "y", ONE, 0.0)
+    [batch] = c.dispatch(0.0)
+    assert batch.requests == [running]
+    assert not c.cancel(running)  # it runs to completion
+    assert c.cancel(queued) and queued.state == "cancelled" and queued.item is None
+    assert not c.cancel(queued)
+    c.complete(batch, 0.1, 0.1)
+    assert c.dispatch(0.1) == [] and c.idle and c.total_queued == 0
+
+
+def test_shutdown_refuses_new_work_and_stops_waiting_for_batches() -> None:
+    c = core(max_batch_delay_ms=50.0)
+    c.admit("a", "m", None, RUNNER, 0.0)
+    c.admit("a", "m", None, RUNNER, 0.001)  # dense arrivals: the partial batch would wait for company
+    c.admit("a", "m", None, RUNNER, 0.002)
+    assert c.dispatch(0.002) == []
+    c.begin_shutdown()
+    with pytest.raises(ServiceUnavailable) as err:
+        c.admit("a", "m", None, RUNNER, 0.003)
+    assert err.value.code == "shutting_down" and err.value.status == 503
+    [batch] = c.dispatch(0.003)
+    assert len(batch.requests) == 3
+    assert c.drain_queued() == []
+
+
+def test_quarantined_devices_take_no_work() -> None:
+    c = core(devices=2)
+    c.quarantine("d0")
+    c.admit("a", "m", None, ONE, 0.0)
+    c.admit("b", "m", None, ONE, 0.0)
+    batches = c.dispatch(0.0)
+    assert [b.device for b in batches] == ["d1"]
+    c.quarantine("d1")
+    with pytest.raises(ServiceUnavailable) as err:
+        c.admit("a", "m", None, ONE, 0.0)
+    assert err.value.code == "no_device_available"
+    assert len(c.drain_queued()) == 1
+
+
+# --- tenant switches ---------------------------------------------------------------------------------------
+def test_a_switch_is_flagged_only_when_the_device_changes_tenant() -> None:
+    c = core()
+    for tenant in ("a", "a", "b", "b", "a", "c"):
+        c.admit(tenant, "m", None, ONE, 0.0)
+    order = []
+    now = 0.0
+    while not c.idle:
+        [batch] = c.dispatch(now)
+        previous = order[-1] if order else None
+        assert batch.previous_tenant == previous
+        assert batch.tenant_switch == (previous is not None and previous != batch.tenant_id)
+        assert batch.needs_scrub == batch.tenant_switch  # scrub_on_first_use is off
+        order.append(batch.tenant_id)
+        now += 0.01
+        c.complete(batch, 0.01, now)
+    assert sorted(order) == ["a", "a", "a", "b", "b", "c"]
+    switches = sum(1 for x, y in itertools.pairwise(order) if x != y)
+    assert c.devices["d0"].tenant_switches == switches
+
+
+def test_a_failed_scrub_keeps_the_old_tenant_and_refunds_the_charge() -> None:
+    c = core(scrub_on_first_use=True)
+    c.admit("a", "m", None, ONE, 0.0)
+    [first] = c.dispatch(0.0)
+    assert first.needs_scrub and not first.tenant_switch
+    c.complete(first, 0.01, 0.01)
+    c.admit("b", "m", None, ONE, 0.01)
+    before = c.tenant("b").counter
+    [batch] = c.dispatch(0.01)
+    assert batch.tenant_switch
+    c.complete(batch, 0.0, 0.02, ran=False)
+    assert c.devices["d0"].current_tenant == "a"  # the next batch of b must scrub again
+    assert c.tenant("b").counter == pytest.approx(before)
+    assert c.devices["d0"].tenant_switches == 0
+
+
+# --- batching ------------------------------------------------------------------------------------------
+def request(seq: int, at: float, runner: SimRunner = RUNNER, tenant: str = "a") -> QueuedRequest:
+    return QueuedRequest(seq, tenant, "m", None, runner, at, at + 30.0)
+
+
+def test_ready_at_rules() -> None:
+    queue = deque([request(0, 1.0)])
+    dense, sparse = ArrivalGap(), ArrivalGap()
+    for t in (0.9990, 0.9995, 1.0):
+        dense.observe(t)
+    for t in (0.5, 1.0):
+        sparse.observe(t)
+    assert ready_at(queue, None, 2.0, draining=False) == 1.0  # no history: go
+    assert ready_at(queue, sparse, 2.0, draining=False) == 1.0  # sparse: waiting gathers nothing
+    assert ready_at(queue, dense, 2.0, draining=False) == pytest.approx(1.0 + 2 * dense.mean_gap_s)  # type: ignore
+    assert ready_at(queue, dense, 2.0, draining=False) <= 1.002
+    assert ready_at(queue, dense, 2.0, draining=True) == 1.0
+    assert ready_at(deque([request(0, 1.0, ONE)]), dense, 2.0, draining=False) == 1.0  # cannot batch
+    full = deque(request(i, 1.0) for i in range(4))
+    assert ready_at(full, dense, 2.0, draining=False) == 1.0
+
+
+def test_take_batch_keeps_runner_size_and_order() -> None:
+    other = SimRunner(max_batch_size=4)
+    queue = deque([request(0, 0.0), request(1, 0.0), request(2, 0.0, other), request(3, 0.0)])
+    assert [r.seq for r in take_batch(queue)] == [0, 1]  # stops at another runner object
+    assert [r.seq for r in take_batch(queue)] == [2]
+    queue = deque(request(i, 0.0) for i in range(10))
+    assert [r.seq for r in take_batch(queue, max_items=3)] == [0, 1, 2]
+    assert [r.seq for r in take_batch(queue)] == [3, 4, 5, 6]  # max_batch_size 4
+    assert [r.seq for r in take_batch(queue, seq_below=8)] == [7]
+    assert [r.seq for r in take_batch(queue, max_items=0)] == [8]  # the head always goes
+
+
+def test_cost_model_learns_fixed_and_per_item_cost() -> None:
+    model = BatchCostModel(0.01)
+    assert model.coefficients("m") == (0.0, 0.01, False)
+    model.observe("m", 4, 0.009)
+    fixed, per_item, identified = model.coefficients("m")
+    assert not identified and per_item == pytest.approx(0.009 / 4)
+    for _ in range(20):
+        model.observe("m", 16, 0.005 + 0.001 * 16)
+        model.observe("m", 1, 0.005 + 0.001 * 1)
+    fixed, per_item, identified = model.coefficients("m")
+    assert identified and fixed == pytest.approx(0.005) and per_item == pytest.approx(0.001)
+    assert model.estimate("m", 8) == pytest.approx(0.013, rel=0.05)
+    assert model.estimate("other", 3) == pytest.approx(0.03)  # models are separate
+
+
+# --- fairness rules ----------------------------------------------------------------------------------------
+def test_lift_never_lowers_and_never_banks() -> None:
+    assert lifted_counter(5.0, [3.0, 4.0], 0.0) == 5.0  # ahead already: unchanged
+    assert lifted_counter(1.0, [3.0, 4.0], 0.0) == 3.0  # behind: lifted to the least active
+    assert lifted_counter(1.0, [], 2.0) == 2.0  # nobody active: the floor
+
+
+def cand(tenant: str, counter: float, at: float = 0.0, seq: int = 0, cost: float = 0.01) -> Candidate:
+    return Candidate(tenant, counter, at, seq, cost)
+
+
+def test_choose_fair_prefers_the_least_counter_then_the_current_tenant_then_the_cheaper_batch() -> None:
+    kw = {"sticky_since": None, "oldest_other_at": 0.0, "now": 1.0, "fairness_bound_s": 0.0, "latency_bound_s": 0.0}
+    assert choose_fair([cand("a", 2.0), cand("b", 1.0)], current="a", **kw).tenant_id == "b"  # type: ignore
+    assert choose_fair([cand("a", 1.0), cand("b", 1.0)], current="a", **kw).tenant_id == "a"  # type: ignore
+    tie = [cand("a", 1.0, cost=0.05), cand("b", 1.0, cost=0.005)]
+    assert choose_fair(tie, current=None, **kw).tenant_id == "b"  # type: ignore
+
+
+def test_choose_fair_stickiness_respects_both_bounds_and_light_tenants() -> None:
+    candidates = [cand("a", 1.03), cand("b", 1.0)]
+
+    def pick(**kw: object) -> str:
+        args: dict[str, object] = {"current": "a", "sticky_since": None, "oldest_other_at": 0.9, "now": 1.0,
+                                   "fairness_bound_s": 0.05, "latency_bound_s": 0.025}
+        args.update(kw)
+        return choose_fair(candidates, **args).tenant_id  # type: ignore[arg-type]
+
+    assert pick() == "a"  # within both bounds: stay, save the scrub
+    assert pick(fairness_bound_s=0.02) == "b"  # a leads by more than the fairness bound
+    assert pick(sticky_since=0.97) == "b"  # the sticky run has held b for 30 ms >= 25 ms
+    assert pick(sticky_since=0.98) == "a"
+    assert pick(light_tenant_waiting=True) == "b"  # never hold a light tenant
+    assert pick(latency_bound_s=0.0) == "b"  # bound 0 turns stickiness off
+
+
+def test_fifo_and_jain() -> None:
+    assert choose_fifo([cand("a", 0.0, seq=5), cand("b", 9.0, seq=2)]).tenant_id == "b"
+    assert jain_index([1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert jain_index([1.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
