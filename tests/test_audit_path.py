@@ -22,11 +22,11 @@ def app_client(data_dir: Path, memory_audit):  # type: ignore[no-untyped-def]
     services = build_services(Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit,
                               models=ModelRegistry({"echo": EchoModel()}))
     created = services.tenants.create("acme")
-    http = TestClient(create_app(services))
-    client = Client("http://testserver", api_key=created.api_key)
-    client._http = http
-    http.headers["Authorization"] = f"Bearer {created.api_key}"
-    yield client, memory_audit, created
+    with TestClient(create_app(services)) as http:  # `with`: runs the lifespan (starts the scheduler)
+        client = Client("http://testserver", api_key=created.api_key)
+        client._http = http
+        http.headers["Authorization"] = f"Bearer {created.api_key}"
+        yield client, memory_audit, created
     services.close()
 
 

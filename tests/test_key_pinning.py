@@ -23,9 +23,9 @@ def stack(data_dir: Path, memory_audit):  # type: ignore[no-untyped-def]
     services = build_services(Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit,
                               models=ModelRegistry({"echo": EchoModel()}))
     created = services.tenants.create("acme")
-    http = TestClient(create_app(services))
-    http.headers["Authorization"] = f"Bearer {created.api_key}"
-    yield services, created, http
+    with TestClient(create_app(services)) as http:  # `with`: runs the lifespan (starts the scheduler)
+        http.headers["Authorization"] = f"Bearer {created.api_key}"
+        yield services, created, http
     services.close()
 
 

@@ -55,8 +55,8 @@ class Client:
         self.url = url.rstrip("/")
         if isinstance(verify, str | Path) and not isinstance(verify, bool):
             verify = ssl.create_default_context(cafile=str(verify))
-        self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s,
-                                  headers={"Authorization": f"Bearer {api_key}"})
+        self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
         if isinstance(public_key, TenantPublicKey) or public_key is None:
             self._public_key = public_key
         else:
@@ -78,7 +78,7 @@ class Client:
 
     def fetch_public_key(self) -> TenantPublicKey:
         """The server's current key; for a pinned client, only if it chains back to the pin."""
-        response = self._http.get("/v1/tenants/self/public-key")
+        response = self._http.get("/v1/tenants/self/public-key", headers=self._auth)
         self._raise_for_error(response)
         document = response.json()
         current = TenantPublicKey.parse(document["public_key"])
@@ -117,7 +117,7 @@ class Client:
         raise AssertionError("unreachable")
 
     def _send(self, path: str, sealed: SealedRequest) -> bytes:
-        response = self._http.post(path, content=sealed.body, headers={"Content-Type": CONTENT_TYPE})
+        response = self._http.post(path, content=sealed.body, headers={**self._auth, "Content-Type": CONTENT_TYPE})
         self._raise_for_error(response)
         return sealed.open_response(response.content)
 

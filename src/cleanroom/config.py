@@ -94,6 +94,18 @@ class Settings(BaseSettings):
 
     # --- runtime ------------------------------------------------------------------------------------
     cpu_workers: int = Field(1, ge=1, le=256)
+    # --- scheduler (runtime/scheduler.py) ----------------------------------------------------------
+    scheduler_policy: Literal["fair", "fifo"] = "fair"
+    fairness_bound_s: float = Field(0.05, ge=0, description="service seconds a waiting tenant may fall behind")
+    latency_bound_s: float = Field(0.025, ge=0, description="how long another tenant may wait to save a switch")
+    max_batch_delay_ms: float = Field(2.0, ge=0)
+    tenant_max_queued: int = Field(64, ge=1)
+    tenant_max_in_flight: int = Field(128, ge=1)
+    tenant_rate_per_s: float | None = Field(None, gt=0)
+    tenant_burst: float | None = Field(None, ge=1)
+    queue_timeout_s: float = Field(30.0, gt=0)
+    max_total_queued: int = Field(4096, ge=1)
+    drain_deadline_s: float = Field(30.0, ge=0, description="SIGTERM: how long in-flight work may finish")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
     scrub_policy: Literal["per_request", "per_tenant_switch"] = "per_tenant_switch"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

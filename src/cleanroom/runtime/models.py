@@ -76,7 +76,8 @@ class MiniLMModel:
     """
 
     name = "minilm"
-    max_batch_size = 32
+    max_batch_size = 32   # requests per scheduler batch
+    forward_chunk = 64    # texts per forward pass inside a batch, to bound activation memory
     max_seq_length = 256
 
     def __init__(self, *, max_inputs: int = 256) -> None:
@@ -135,6 +136,38 @@ class MiniLMModel:
         out = write_safetensors({"embeddings": embeddings}, scope.allocator)
         scope.buffers.append(out)
         return out.view()
+
+    def run_batch(self, payloads: list[SecureBuffer], scopes: list[RequestScope]
+                  ) -> list[memoryview | BaseException]:
+        """Several requests of one tenant in one forward pass; a malformed request fails alone."""
+        parsed: list[list[str] | BaseException] = []
+        for payload in payloads:
+            try:
+                parsed.append(self.parse_inputs(payload))
+            except InvalidPayload as exc:
+                parsed.append(exc)
+        texts = [t for p in parsed if isinstance(p, list) for t in p]
+        if not texts:
+            return [p if isinstance(p, BaseException) else InvalidPayload("empty") for p in parsed]
+        first = next(i for i, p in enumerate(parsed) if isinstance(p, list))
+        chunks = [self.embed(texts[i : i + self.forward_chunk], scopes[first])
+                  for i in range(0, len(texts), self.forward_chunk)]
+        embeddings = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+        scopes[first].track(embeddings)
+        del texts
+        answers: list[memoryview | BaseException] = []
+        row = 0
+        for p, scope in zip(parsed, scopes, strict=True):
+            if isinstance(p, BaseException):
+                answers.append(p)
+                continue
+            rows = embeddings[row : row + len(p)].contiguous()
+            scope.track(rows)
+            row += len(p)
+            out = write_safetensors({"embeddings": rows}, scope.allocator)
+            scope.buffers.append(out)
+            answers.append(out.view())
+        return answers
 
 
 class UserModel:

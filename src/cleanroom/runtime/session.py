@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -178,6 +178,25 @@ def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memor
         kind = type(exc).__name__
         del exc
         log.warning("model %s raised %s on a request", model.name, kind)
+        raise InvalidPayload(f"model {model.name!r} could not process this input ({kind})",
+                             code="model_rejected_input") from None
+
+
+def run_model_batch(model: Model, requests: Sequence[OpenedRequest]) -> list[memoryview | BaseException]:
+    """One forward pass over several requests of one tenant; same error mapping as `run_model`.
+
+    The model returns one answer or one exception per request (a malformed request fails alone)."""
+    run_batch = getattr(model, "run_batch")  # noqa: B009 - optional capability, checked by the caller
+    try:
+        answers: list[memoryview | BaseException] = run_batch([r.payload for r in requests],
+                                                              [r.scope for r in requests])
+        return answers
+    except CleanroomError:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        del exc
+        log.warning("model %s raised %s on a batch", model.name, kind)
         raise InvalidPayload(f"model {model.name!r} could not process this input ({kind})",
                              code="model_rejected_input") from None
 

@@ -7,7 +7,10 @@ loop — and hand the sealed bytes to `Runtime.handle`. Bodies are never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,10 +21,14 @@ from pydantic import BaseModel, Field
 from cleanroom import __version__
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, UnsupportedMediaType
+from cleanroom.runtime.batch_runner import SealedItem
 from cleanroom.runtime.session import CallContext
 from cleanroom.server.auth import authenticate_tenant, require_admin
 from cleanroom.server.errors import install_error_handlers
 from cleanroom.server.services import Services
+
+
+log = logging.getLogger("cleanroom.server")
 
 
 class CreateTenantBody(BaseModel):
@@ -71,13 +78,58 @@ def client_address(request: Request, services: Services) -> str:
     return services.addresses.resolve(peer, request.headers.get(services.addresses.header))
 
 
+async def until_disconnected(request: Request, work: Coroutine[Any, Any, bytearray]) -> bytearray:
+    """Await `work`, cancelling it if the client goes away first (a queued request is then dropped)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnected("the client went away before its request ran")
+    return task.result()
+
+
+class ClientDisconnected(CleanroomError):
+    status, code = 499, "client_disconnected"
+
+
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="cleanroom", version=__version__, docs_url=None, redoc_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.scheduler.start()
+        try:
+            yield
+        finally:
+            report = await services.scheduler.shutdown(services.settings.drain_deadline_s)
+            log.info("scheduler drained=%s completed=%d cancelled=%d abandoned=%d", report.drained,
+                     report.completed, report.cancelled_queued, report.abandoned_running)
+
+    app = FastAPI(title="cleanroom", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = services
     app.state.metrics = services.metrics
     install_error_handlers(app)
     settings = services.settings
     metrics = services.metrics
+
+    weights: dict[str, float] = {}
+
+    def sync_weight(tenant_id: str) -> None:
+        weight = float(services.registry.tenant(tenant_id).get("weight", 1.0))
+        if weights.get(tenant_id) != weight:
+            services.scheduler.set_weight(tenant_id, weight)
+            weights[tenant_id] = weight
 
     async def run_sealed(request: Request, model: str, path: str) -> Response:
         require_sealed_content_type(request)
@@ -86,18 +138,13 @@ def create_app(services: Services) -> FastAPI:
         body = await read_body(request, settings.max_body_bytes)
         call = CallContext(principal=principal, model=model, path=path, source=source)
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
+        sync_weight(principal.tenant_id)
         try:
-            sealed = await asyncio.wait_for(
-                loop.run_in_executor(services.executor, services.runtime.handle, call, body),
-                timeout=settings.request_timeout_s)
+            sealed = await until_disconnected(request, services.scheduler.submit(
+                principal.tenant_id, model, SealedItem(call, body), runner=services.runners[model]))
         except CleanroomError as exc:
             metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome=exc.code).inc()
             raise
-        except TimeoutError:
-            from cleanroom.errors import RequestTimeout
-
-            raise RequestTimeout("the model did not answer in time") from None
         metrics.latency.labels(model=model or path).observe(time.perf_counter() - started)
         metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome="ok").inc()
         return Response(content=bytes(sealed), media_type=CONTENT_TYPE)

@@ -22,6 +22,11 @@ from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.replay import ReplayCache
+from cleanroom.runtime.admission import TenantLimits
+from cleanroom.runtime.batch_runner import SealedBatchRunner
+from cleanroom.runtime.scheduler import Scheduler, cpu_devices
+from cleanroom.runtime.scheduler_core import SchedulerConfig
+from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
 from cleanroom.runtime.session import AuditSink, RequestOpener, Runtime
 from cleanroom.scrubbers.base import Scrubber, ScrubPolicy, ScrubReport
 from cleanroom.scrubbers.cpu import CpuScrubber
@@ -82,6 +87,28 @@ def build_scrubber(device: str, policy: ScrubPolicy, audit: Any) -> Scrubber:
     return CpuScrubber(policy=policy, on_quarantine=on_quarantine)
 
 
+def build_scheduler(settings: Settings, opener: RequestOpener, policy: ScrubPolicy, metrics: ServerMetrics
+                    ) -> Scheduler:
+    """The tenant-fair scheduler over this host's devices; a tenant switch runs the between-tenant scrub."""
+    limits = TenantLimits(max_queued=settings.tenant_max_queued, max_in_flight=settings.tenant_max_in_flight,
+                          rate_per_s=settings.tenant_rate_per_s, burst=settings.tenant_burst,
+                          queue_timeout_s=settings.queue_timeout_s)
+    config = SchedulerConfig(policy=settings.scheduler_policy, fairness_bound_s=settings.fairness_bound_s,
+                             latency_bound_s=settings.latency_bound_s, max_batch_delay_ms=settings.max_batch_delay_ms,
+                             max_total_queued=settings.max_total_queued, default_limits=limits)
+    scrubber = opener.scrubber
+    devices = [scrubber.device] if scrubber is not None and scrubber.device.startswith("cuda") \
+        else cpu_devices(settings.cpu_workers)
+
+    def on_tenant_switch(device: str, previous: str | None, tenant: str) -> ScrubReport | None:
+        # per_request: the runner already scrubbed after the previous batch, the device is clean.
+        if opener.scrubber is None or policy.mode == "per_request":
+            return None
+        return opener.scrubber.between_tenant_scrub()
+
+    return Scheduler(config, devices, SchedulerMetrics.create(metrics.registry), on_tenant_switch=on_tenant_switch)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -98,6 +125,8 @@ class Services:
     audit: Any
     keys: Any
     addresses: ClientAddressResolver
+    scheduler: Scheduler
+    runners: dict[str, SealedBatchRunner]
     extras: dict[str, Any] = field(default_factory=dict)
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -133,9 +162,12 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
                            scrubber=scrubber)
     runtime = Runtime(opener=opener, models=models, policy=policy)
     workers = max(1, settings.cpu_workers)
+    metrics = ServerMetrics.create()
+    scheduler = build_scheduler(settings, opener, policy, metrics)
+    runners = {name: SealedBatchRunner(opener, models.get(name), policy) for name in models.names()}
     return Services(
         settings=settings, kms=kms, registry=registry, keyring=keyring, tenants=tenants, models=models,
-        allocator=allocator, runtime=runtime, metrics=ServerMetrics.create(),
+        allocator=allocator, runtime=runtime, metrics=metrics, scheduler=scheduler, runners=runners,
         executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleanroom-worker"),
         admin_token=admin_token(data_dir), audit=audit_sink,
         keys=KeyManager(registry, keyring, audit=audit_sink),
