@@ -95,7 +95,7 @@ def test_leaf_and_node_prefixes_differ() -> None:
     assert node_hash(a, b) != leaf_hash(a + b)
 
 
-@pytest.mark.parametrize("size", [*range(1, 34), 64, 65, 100])
+@pytest.mark.parametrize("size", [*range(1, 34), 64, 65])
 def test_inclusion_matches_reference_and_verifies(size: int) -> None:
     leaves = _leaves(size)
     tree = MerkleTree(leaves)
@@ -132,7 +132,7 @@ def test_inclusion_rejects_out_of_range() -> None:
         tree.inclusion_proof(5)
 
 
-@pytest.mark.parametrize("new_size", [*range(1, 26), 32, 33, 64])
+@pytest.mark.parametrize("new_size", [*range(1, 26), 32, 33])
 def test_consistency_matches_reference_and_verifies(new_size: int) -> None:
     leaves = _leaves(new_size)
     tree = MerkleTree(leaves)
