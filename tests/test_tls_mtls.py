@@ -245,3 +245,37 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(optional_se
         kept.close()
         replace_atomically(pki.server_one.cert_path, live / "cert.pem")
         replace_atomically(pki.server_one.key_path, live / "key.pem")
+
+
+# --- testssl.sh ----------------------------------------------------------------------------------------
+# Findings that describe the certificate an operator installs, not the server: the test PKI has no CRL or
+# OCSP URL, and loopback has no DNS CAA record. Everything else must be OK or INFO.
+CERTIFICATE_PROVENANCE_FINDINGS = {"cert_revocation", "DNS_CAArecord"}
+
+
+def test_testssl_findings_are_clean(optional_server: Any, pki: PKI, tmp_path: Path) -> None:
+    """testssl.sh (Debian package) with its fast options: protocols, ciphers, forward secrecy, server
+    preferences and defaults, HTTP security headers and the vulnerability checks, in about 30 s."""
+    import json
+
+    testssl = shutil.which("testssl") or shutil.which("testssl.sh")
+    assert testssl, "testssl.sh is not installed: apt-get install -y testssl.sh (scripts/install-test-services.sh)"
+    host, port = address(optional_server.url)
+    report = tmp_path / "testssl.json"
+    result = subprocess.run([testssl, "--quiet", "--color", "0", "--warnings", "off", "--fast", "--ip", "one",
+                             "--connect-timeout", "5", "--openssl-timeout", "5", "--add-ca",
+                             str(pki.server_ca.cert_path), "-p", "-s", "-f", "-P", "-S", "-h", "-U",
+                             "--jsonfile-pretty", str(report), f"{host}:{port}"],
+                            capture_output=True, text=True, timeout=240)
+    assert report.exists(), f"testssl.sh produced no report (rc {result.returncode}):\n{result.stdout[-3000:]}"
+    findings = [f for scan in json.loads(report.read_text())["scanResult"] for value in scan.values()
+                if isinstance(value, list) for f in value]
+    assert len(findings) > 50, "testssl.sh ran too few checks to mean anything"
+    by_id = {f["id"]: f for f in findings}
+    assert by_id["TLS1_3"]["finding"].startswith("offered")
+    for old in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2"):
+        assert by_id[old]["finding"].startswith("not offered"), by_id[old]
+    assert "63072000" in by_id["HSTS_time"]["finding"] and by_id["HSTS_subdomains"]["severity"] == "OK"
+    bad = [f"{f['severity']} {f['id']}: {f['finding']}" for f in findings
+           if f["severity"] not in ("OK", "INFO") and f["id"] not in CERTIFICATE_PROVENANCE_FINDINGS]
+    assert not bad, "testssl.sh findings:\n" + "\n".join(bad)
