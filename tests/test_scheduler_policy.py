@@ -78,8 +78,8 @@ def test_jain_index_over_eight_equal_tenants_with_unequal_demand() -> None:
     sim.model("m", 4)
     for i in range(8):
         sim.closed_loop(f"t{i}", "m", clients=8 + 3 * i)  # 8 to 29 concurrent clients: all backlogged
-    sim.run(40.0)
-    service = sim.service_s(5.0, 40.0)
+    sim.run(25.0)
+    service = sim.service_s(5.0, 25.0)
     assert len(service) == 8
     assert jain_index(list(service.values())) >= 0.99, service
     counts = [sim.completed(f"t{i}") for i in range(8)]
@@ -156,13 +156,13 @@ def test_a_light_tenant_is_never_held_for_a_switch() -> None:
     cost = LinearCost(0.005, 0.0002)
     alone = simulation(cost, scrub_s=0.002)
     alone.model("m", 32)
-    alone.poisson("light", "m", 20.0, 0.0, 60.0, random.Random(7))
-    alone.run(60.0)
+    alone.poisson("light", "m", 20.0, 0.0, 30.0, random.Random(7))
+    alone.run(30.0)
     flooded = simulation(cost, scrub_s=0.002, latency_bound_s=10.0, fairness_bound_s=10.0)
     flooded.model("m", 32)
-    flooded.poisson("light", "m", 20.0, 0.0, 60.0, random.Random(7))
+    flooded.poisson("light", "m", 20.0, 0.0, 30.0, random.Random(7))
     flooded.closed_loop("heavy", "m", 16)
-    flooded.run(60.0)
+    flooded.run(30.0)
     heavy_batch_s = cost("m", 16) + 0.002
     p99_alone = percentile(alone.latencies("light", since_s=2.0), 99)
     p99_flood = percentile(flooded.latencies("light", since_s=2.0), 99)

@@ -137,17 +137,19 @@ class Simulation:
             t += rng.expovariate(rate_per_s)
         self.open_loop(tenant_id, model, times)
 
-    def closed_loop(self, tenant_id: str, model: str, clients: int, *, think_s: float = 0.0, start_s: float = 0.0,
+    def closed_loop(self, tenant_id: str, model: str, clients: int, *,
+                    think_s: float | Callable[[], float] = 0.0, start_s: float = 0.0,
                     stop_s: float = math.inf) -> None:
-        """`clients` clients that each keep one request outstanding, resubmitting `think_s` after an answer
-        (after `Retry-After` when refused)."""
+        """`clients` clients that each keep one request outstanding, resubmitting `think_s` (a number, or a
+        function drawing one) after an answer, or after `Retry-After` when refused."""
 
         def client() -> None:
             if self.now < stop_s:
                 self.submit(tenant_id, model, on_done=again)
 
         def again(outcome: Outcome) -> None:
-            pause = think_s if outcome.retry_after_s is None else max(think_s, outcome.retry_after_s)
+            think = think_s() if callable(think_s) else think_s
+            pause = think if outcome.retry_after_s is None else max(think, outcome.retry_after_s)
             self.at(self.now + pause, client)
 
         for _ in range(clients):
