@@ -129,7 +129,7 @@ class ThreadServer:
         self._sock = sock
         config = uvicorn.Config(harden_asgi(app), log_config=None, http=hardened_protocol(limits),
                                 ssl_context_factory=factory, timeout_keep_alive=limits.keep_alive_timeout_s,
-                                lifespan="off", loop="asyncio")
+                                lifespan="off", loop="asyncio", server_header=False)
         self.server = uvicorn.Server(config)
         self.url = f"{'https' if context else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True)
