@@ -214,6 +214,7 @@ class Scheduler:
             if self._core.cancel(request):
                 if self.metrics is not None:
                     self.metrics.cancelled.labels(tenant_id=tenant_id).inc()
+                self._dirty.add(tenant_id)
                 self._wakeup.set()
             raise
 
