@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-ACTIONS = ("revoke", "restore", "rotate", "retire", "status")
+ACTIONS = ("revoke", "restore", "rotate", "retire", "byok", "status")
 
 
 def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> dict[str, Any]:
@@ -36,6 +36,8 @@ def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> 
             return manager.rotate_tenant_key(str(target))  # type: ignore[no-any-return]
         if scope == "hpke" and target:
             return manager.rotate_hpke_key(str(target), float(body.get("overlap_s", 7 * 86400)))  # type: ignore[no-any-return]
+    elif action == "byok" and scope == "tenant" and target:
+        return manager.set_byok(str(target), body.get("key") or None)  # type: ignore[no-any-return]
     elif action == "retire" and scope == "tenant" and target:
         return manager.retire_tenant_key_versions(str(target), int(body["min_version"]))  # type: ignore[no-any-return]
     elif action == "status":
@@ -55,6 +57,8 @@ def _body_from_args(args: argparse.Namespace) -> dict[str, Any]:
         return {"scope": "hpke", "target": args.tenant, "overlap_s": args.overlap_s}
     if getattr(args, "tenant", None):
         body: dict[str, Any] = {"scope": "tenant", "target": args.tenant}
+        if args.key_action == "byok":
+            body["key"] = None if args.remove else args.key
         if getattr(args, "min_version", None) is not None:
             body["min_version"] = args.min_version
         return body
@@ -126,5 +130,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     retire = common(actions.add_parser("retire", help="raise a tenant's minimum key version"))
     retire.add_argument("--tenant", metavar="NAME_OR_ID", required=True)
     retire.add_argument("--min-version", type=int, required=True)
+
+    byok = common(actions.add_parser("byok", help="wrap a tenant's keys with the tenant's own KMS key as well"))
+    byok.add_argument("--tenant", metavar="NAME_OR_ID", required=True)
+    which = byok.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key", metavar="KMS_KEY_NAME", help="the customer's key in the configured KMS")
+    which.add_argument("--remove", action="store_true", help="drop the customer layer again")
 
     common(actions.add_parser("status", help="each key's age against the rotation policy"))

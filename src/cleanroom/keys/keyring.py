@@ -9,12 +9,14 @@ within one TTL even without a purge, and at once with one).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -22,11 +24,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
-from cleanroom.errors import DecryptionFailed, KeyError_, SystemSealed, TenantRevoked
+from cleanroom.errors import DecryptionFailed, Forbidden, KeyError_, SystemSealed, TenantRevoked
 from cleanroom.keys.kms import KMS, WrappedKey
 from cleanroom.keys.registry import Document, Registry, new_id
 
 MASTER_KEY_NAME = "cleanroom-master"
+
+
+class CustomerKeyUnavailable(Forbidden):
+    """A bring-your-own-key tenant's key refuses: that tenant is cut off, nobody else is."""
+
+    code = "customer_key_unavailable"
 P384_SCALAR_BYTES = 48
 
 
@@ -85,16 +93,56 @@ class Keyring:
     def ensure_master_key(self) -> None:
         self.kms.create_key(self.master_key_name)
 
-    def new_tenant_keys(self, tenant_id: str) -> tuple[dict[str, object], list[dict[str, object]], str]:
+    def new_tenant_keys(self, tenant_id: str, *, byok_key: str | None = None
+                        ) -> tuple[dict[str, object], list[dict[str, object]], str]:
         """Tenant key (wrapped by the master key) and a first HPKE key pair (encrypted by the tenant key)."""
-        tenant_key, wrapped = self.kms.generate_data_key(self.master_key_name, tenant_key_context(tenant_id, 1))
+        tenant_key = bytearray(os.urandom(32))
         try:
+            stored = self.wrap_tenant_key(tenant_id, tenant_key, 1, byok_key)
             hpke_record = self.new_hpke_record(tenant_id, tenant_key, tenant_key_version=1)
         finally:
             zero_buffer(tenant_key)
-        tenant_keys = {"latest_version": 1, "min_version": 1, "versions": {"1": wrapped.to_json()},
-                       "created": {"1": time.time()}}
+        tenant_keys = {"latest_version": 1, "min_version": 1, "versions": {"1": stored},
+                       "created": {"1": time.time()}, "byok_key": byok_key}
         return tenant_keys, [hpke_record], str(hpke_record["key_id"])
+
+    # --- the tenant key, with an optional customer layer (bring your own key) -------------------------
+    def wrap_tenant_key(self, tenant_id: str, tenant_key: bytearray, version: int, byok_key: str | None
+                        ) -> dict[str, Any]:
+        """The stored form of a tenant key: wrapped by the master key, and first by the customer's own
+        KMS key when the tenant brought one (so neither key alone opens it, and the customer can revoke us)."""
+        context = tenant_key_context(tenant_id, version)
+        if byok_key is None:
+            return self.kms.wrap(self.master_key_name, tenant_key, context).to_json()
+        inner = self.kms.wrap(byok_key, tenant_key, context)
+        return self.kms.wrap(self.master_key_name, inner.dumps().encode("utf-8"), context).to_json()
+
+    def unwrap_tenant_key(self, tenant: Document, version: int) -> bytearray:
+        """The tenant key of `version`; the caller zeroes it."""
+        tenant_id = tenant["tenant_id"]
+        keys = tenant["tenant_keys"]
+        if version < int(keys["min_version"]):
+            raise KeyError_("the tenant key version that protects this key pair is retired",
+                            code="key_version_retired")
+        context = tenant_key_context(tenant_id, version)
+        self.kms_calls += 1
+        outer = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]), context)
+        byok_key = keys.get("byok_key")
+        if not byok_key:
+            return outer
+        try:
+            inner = WrappedKey.from_json(json.loads(outer.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            raise DecryptionFailed("tenant key record is corrupt", code="key_corrupt") from None
+        finally:
+            zero_buffer(outer)
+        self.kms_calls += 1
+        try:
+            return self.kms.unwrap(inner, context)
+        except (SystemSealed, KeyError_) as exc:
+            raise CustomerKeyUnavailable(
+                f"tenant {tenant['name']!r} brought its own key and it refuses to unwrap ({exc.code}); "
+                "the tenant has revoked access or disabled the key") from None
 
     def new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
                          ) -> dict[str, object]:
@@ -165,14 +213,7 @@ class Keyring:
         if expires_at is not None and expires_at < time.time():
             raise DecryptionFailed("the request is sealed to an expired tenant key; fetch the current public key",
                                    code="key_expired")
-        version = int(record["tenant_key_version"])
-        keys = tenant["tenant_keys"]
-        if version < int(keys["min_version"]):
-            raise KeyError_("the tenant key version that protects this key pair is retired",
-                            code="key_version_retired")
-        wrapped = WrappedKey.from_json(keys["versions"][str(version)])
-        self.kms_calls += 1
-        tenant_key = self.kms.unwrap(wrapped, tenant_key_context(tenant_id, version))
+        tenant_key = self.unwrap_tenant_key(tenant, int(record["tenant_key_version"]))
         blob = base64.b64decode(record["encrypted_private_key"])
         scalar = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)
         try:

@@ -32,8 +32,8 @@ from cleanroom.keys.keyring import (
     pepper_context,
     tenant_key_context,
 )
-from cleanroom.keys.public_key import TenantPublicKey, sign_endorsement
 from cleanroom.keys.kms import WrappedKey
+from cleanroom.keys.public_key import TenantPublicKey, sign_endorsement
 from cleanroom.keys.registry import Document, Registry
 
 DAY_S = 86_400.0
@@ -109,14 +109,14 @@ class KeyManager:
             record = doc["tenants"][tenant_id]
             keys = record["tenant_keys"]
             version = int(keys["latest_version"]) + 1
-            new_key, wrapped = self.kms.generate_data_key(self.keyring.master_key_name,
-                                                          tenant_key_context(tenant_id, version))
+            new_key = bytearray(os.urandom(32))
             try:
+                stored = self.keyring.wrap_tenant_key(tenant_id, new_key, version, keys.get("byok_key"))
                 for hpke in record["hpke_keys"]:
-                    self._reencrypt_hpke(tenant_id, keys, hpke, new_key, version)
+                    self._reencrypt_hpke(record, hpke, new_key, version)
             finally:
                 zero_buffer(new_key)
-            keys["versions"][str(version)] = wrapped.to_json()
+            keys["versions"][str(version)] = stored
             keys.setdefault("created", {})[str(version)] = self._clock()
             keys["latest_version"] = version
             return version
@@ -126,11 +126,9 @@ class KeyManager:
         self._record("key.rotate", scope="tenant_key", tenant_id=tenant_id, key_version=version)
         return {"tenant_id": tenant_id, "tenant_key_version": version}
 
-    def _reencrypt_hpke(self, tenant_id: str, keys: Document, hpke: Document, new_key: bytearray,
-                        version: int) -> None:
-        old_version = int(hpke["tenant_key_version"])
-        old_key = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(old_version)]),
-                                  tenant_key_context(tenant_id, old_version))
+    def _reencrypt_hpke(self, record: Document, hpke: Document, new_key: bytearray, version: int) -> None:
+        tenant_id = record["tenant_id"]
+        old_key = self.keyring.unwrap_tenant_key(record, int(hpke["tenant_key_version"]))
         blob = base64.b64decode(hpke["encrypted_private_key"])
         aad = hpke_private_aad(tenant_id, hpke["key_id"])
         scalar = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)
@@ -146,6 +144,30 @@ class KeyManager:
             zero_buffer(old_key)
         hpke["encrypted_private_key"] = base64.b64encode(nonce + sealed).decode("ascii")
         hpke["tenant_key_version"] = version
+
+    def set_byok(self, name_or_id: str, key_name: str | None) -> dict[str, Any]:
+        """Add (or remove) a customer's own KMS key as an extra layer around every tenant-key version."""
+        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
+        if key_name is not None:
+            self.kms.describe(key_name)  # a clear error now rather than on the next request
+
+        def change(doc: Document) -> None:
+            record = doc["tenants"][tenant_id]
+            keys = record["tenant_keys"]
+            for version in list(keys["versions"]):
+                if int(version) < int(keys["min_version"]):
+                    continue  # retired: never opened again, so its form does not matter
+                key = self.keyring.unwrap_tenant_key(record, int(version))
+                try:
+                    keys["versions"][version] = self.keyring.wrap_tenant_key(tenant_id, key, int(version), key_name)
+                finally:
+                    zero_buffer(key)
+            keys["byok_key"] = key_name
+
+        self.registry.update(change)
+        self.keyring.purge(tenant_id)
+        self._record("key.byok", scope="tenant_key", tenant_id=tenant_id, key_id=key_name or "")
+        return {"tenant_id": tenant_id, "byok_key": key_name}
 
     def retire_tenant_key_versions(self, name_or_id: str, min_version: int) -> dict[str, Any]:
         """Raise the tenant's minimum key version: anything protected by an older one stops opening."""
@@ -169,10 +191,8 @@ class KeyManager:
             raise BadRequest("overlap must be >= 0 seconds", code="invalid_overlap")
         tenant = self.registry.tenant(name_or_id)
         tenant_id = tenant["tenant_id"]
-        keys = tenant["tenant_keys"]
-        version = int(keys["latest_version"])
-        tenant_key = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]),
-                                     tenant_key_context(tenant_id, version))
+        version = int(tenant["tenant_keys"]["latest_version"])
+        tenant_key = self.keyring.unwrap_tenant_key(tenant, version)
         try:
             record = self.keyring.new_hpke_record(tenant_id, tenant_key, tenant_key_version=version)
         finally:
