@@ -26,8 +26,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,12 +63,29 @@ FsyncPolicy = Literal["always", "group", "none"]
 DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Slot:
-    plaintext: bytes
+    """One queued unit of work: a record to write, or a task (a checkpoint, the final close) run in order.
+
+    `wake` is held from creation. It is released exactly once per wait, waking only its owner: either
+    the slot is done, or (`lead`) the owner must write the next batch. Waking one thread per record,
+    instead of every waiter on every flush, is what keeps group commit cheap with hundreds of threads.
+    """
+
+    plaintext: bytes | None = None
+    task: Callable[[], object] | None = None
     seq: int = -1
+    result: object = None
     done: bool = False
+    lead: bool = False
     error: AuditUnavailable | None = None
+    wake: threading.Lock = field(default_factory=_held_lock)
 
 
 @dataclass
@@ -130,7 +147,7 @@ class AuditLog:
         self._every_s = checkpoint_every_s
         self._segment_max = segment_max_bytes
         self._fsync = fsync
-        self._cond = threading.Condition()
+        self._mutex = threading.Lock()
         self._queue: list[_Slot] = []
         self._busy = False
         self._closed = False
@@ -153,18 +170,20 @@ class AuditLog:
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="cleanroom-audit-checkpoint", daemon=True)
         self._ticker.start()
-        if self._last_cp is None or self._last_cp.tree_size < self._state.seq:
-            # Records a crash left unsigned get signed now, so a reopened log never has an unsigned tail
-            # longer than what the next crash could leave.
-            self.checkpoint_now()
-        for repair in self.repairs:
-            self.append(
-                AuditEvent(
+        try:
+            if self._last_cp is None or self._last_cp.tree_size < self._state.seq:
+                # Records a crash left unsigned get signed now, so a reopened log never has an unsigned
+                # tail longer than what the next crash could leave.
+                self.checkpoint_now()
+            for repair in self.repairs:
+                self.append(AuditEvent(
                     event="audit.tail_repaired",
                     details={"file": repair.file, "offset": repair.offset,
                              "bytes_removed": repair.bytes_removed, "reason": repair.reason},
-                )
-            )
+                ))
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ public API
     @property
@@ -174,7 +193,7 @@ class AuditLog:
     @property
     def size(self) -> int:
         """Records durably in the log."""
-        with self._cond:
+        with self._mutex:
             return self._durable
 
     @property
@@ -185,15 +204,8 @@ class AuditLog:
         """Append one record; return its sequence number once durable. Raises AuditUnavailable."""
         if not isinstance(event, AuditEvent):
             raise TypeError("append takes an AuditEvent")
-        slot = _Slot(event.to_json_bytes())
-        with self._cond:
-            self._check_usable()
-            self._queue.append(slot)
-            while not slot.done:
-                if self._busy:
-                    self._cond.wait()
-                else:
-                    self._lead()
+        slot = _Slot(plaintext=event.to_json_bytes())
+        self._submit(slot)
         if slot.error is not None:
             raise slot.error
         return slot.seq
@@ -208,51 +220,28 @@ class AuditLog:
         return self.append(event)
 
     def checkpoint_now(self) -> Checkpoint:
-        """Write a checkpoint covering every durable record (e.g. before `prove` on a live log)."""
-        with self._cond:
-            self._check_usable()
-            while self._busy or self._queue:
-                if self._busy:
-                    self._cond.wait()
-                else:
-                    self._lead()
-            self._busy = True
-        try:
-            return self._write_checkpoint()
-        except OSError as exc:
-            raise AuditUnavailable(f"audit checkpoint could not be written: {exc.strerror}") from exc
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+        """Write a checkpoint covering every record appended before this call (e.g. before `prove`)."""
+        slot = _Slot(task=self._checkpoint_task)
+        self._submit(slot)
+        if slot.error is not None:
+            raise slot.error
+        assert isinstance(slot.result, Checkpoint)
+        return slot.result
 
     def close(self) -> None:
-        """Drain queued appends, write a final checkpoint, release files and zero the keys. Idempotent."""
-        with self._cond:
+        """Finish queued appends, write a final checkpoint, release files and zero the keys. Idempotent."""
+        with self._mutex:
             if self._closed:
                 return
-            self._closed = True
-            while self._busy or self._queue:
-                if self._busy:
-                    self._cond.wait()
-                else:
-                    self._lead()
-            self._busy = True
+            self._closed = True  # from here on, new appends are refused; queued ones still complete
         self._stop.set()
         if self._ticker is not threading.current_thread():
             self._ticker.join()
         try:
-            last = self._last_cp
-            if self._broken is None and (last is None or last.tree_size < self._state.seq):
-                self._write_checkpoint()
-        except OSError as exc:
-            logger.error("audit log: final checkpoint failed: %s", exc.strerror)
+            self._submit(_Slot(task=self._final_checkpoint_task), closing=True)
         finally:
             self._release_files()
             self._wipe_keys()
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -272,30 +261,59 @@ class AuditLog:
         if self._broken is not None:
             raise AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}")
 
-    def _lead(self) -> None:
-        """Called with the condition held and no flush running: flush the queue as leader."""
-        self._busy = True
-        batch = self._queue[:1] if self._fsync == "always" else list(self._queue)
-        del self._queue[: len(batch)]
-        self._cond.release()
+    def _submit(self, slot: _Slot, closing: bool = False) -> None:
+        """Queue `slot` and return once it is done. Whoever finds no batch running leads one."""
+        with self._mutex:
+            if not closing:
+                self._check_usable()
+            self._queue.append(slot)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            slot.wake.acquire()
+            if slot.done:
+                return
+        self._lead_once()  # our slot is first in the queue, so this batch completes it
+
+    def _lead_once(self) -> None:
+        """Write one batch (every record queued so far, or one task), wake its owners, hand over."""
+        with self._mutex:
+            if self._queue[0].task is not None:
+                batch = [self._queue.pop(0)]
+            else:
+                count = 0
+                limit = 1 if self._fsync == "always" else len(self._queue)
+                while count < limit and self._queue[count].task is None:
+                    count += 1
+                batch = self._queue[:count]
+                del self._queue[:count]
         error: AuditUnavailable | None = None
         try:
-            self._write_batch(batch)
+            if batch[0].task is not None:
+                batch[0].result = batch[0].task()
+            else:
+                self._write_batch(batch)
         except AuditUnavailable as exc:
             error = exc
         except Exception as exc:  # a bug must still fail closed, never release plaintext unaudited
             logger.exception("audit log: unexpected error while writing")
             error = AuditUnavailable("the audit log could not record the event")
             error.__cause__ = exc
-        finally:
-            self._cond.acquire()
+        with self._mutex:
+            if error is None and batch[0].task is None:
+                self._durable = self._state.seq
+            for slot in batch:
+                slot.done = True
+                slot.error = error
+            successor = self._queue[0] if self._queue else None
+            if successor is not None:
+                successor.lead = True
+            else:
+                self._busy = False
         for slot in batch:
-            slot.done = True
-            slot.error = error
-        if error is None:
-            self._durable = self._state.seq
-        self._busy = False
-        self._cond.notify_all()
+            slot.wake.release()
+        if successor is not None:
+            successor.wake.release()
 
     def _write_batch(self, batch: list[_Slot]) -> None:
         before = self._state.copy()
@@ -304,6 +322,7 @@ class AuditLog:
         created: list[int] = []
         try:
             for slot in batch:
+                assert slot.plaintext is not None
                 frame_len = FRAME_HEADER_LEN + len(slot.plaintext) + TAG_LEN
                 if state.segment_size + frame_len > self._segment_max and state.segment_size > SEGMENT_HEADER_LEN:
                     state.segment += 1
@@ -439,26 +458,41 @@ class AuditLog:
         self._last_cp_mono = time.monotonic()
         return checkpoint
 
-    def _tick(self) -> None:
-        """Time-based checkpoints for records that arrived since the last one, even when appends stop."""
-        while not self._stop.wait(min(self._every_s, 5.0)):
-            with self._cond:
-                if self._closed or self._broken is not None or self._busy or self._queue:
-                    continue
-                last = self._last_cp
-                if last is not None and last.tree_size == self._state.seq:
-                    continue
-                if time.monotonic() - self._last_cp_mono < self._every_s:
-                    continue
-                self._busy = True
+    def _checkpoint_task(self) -> Checkpoint:
+        try:
+            return self._write_checkpoint()
+        except OSError as exc:
+            raise AuditUnavailable(f"audit checkpoint could not be written: {exc.strerror}") from exc
+
+    def _final_checkpoint_task(self) -> None:
+        last = self._last_cp
+        if self._broken is None and (last is None or last.tree_size < self._state.seq):
+            try:
+                self._write_checkpoint()
+            except OSError as exc:
+                logger.error("audit log: final checkpoint failed: %s", exc.strerror)
+
+    def _timed_checkpoint_task(self) -> None:
+        last = self._last_cp
+        if self._broken is None and (last is None or last.tree_size < self._state.seq) \
+                and time.monotonic() - self._last_cp_mono >= self._every_s:
             try:
                 self._write_checkpoint()
             except (OSError, AuditUnavailable) as exc:
                 logger.error("audit log: timed checkpoint failed: %s", exc)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+
+    def _tick(self) -> None:
+        """Time-based checkpoints for records that arrived since the last one, even when appends stop."""
+        while not self._stop.wait(min(self._every_s, 5.0)):
+            last = self._last_cp  # unlocked reads: only deciding whether to queue a task
+            if last is not None and last.tree_size == self._durable:
+                continue
+            if time.monotonic() - self._last_cp_mono < self._every_s:
+                continue
+            try:
+                self._submit(_Slot(task=self._timed_checkpoint_task))
+            except AuditUnavailable:
+                return
 
     # ------------------------------------------------------------------ open and recovery
     def _open(self) -> None:

@@ -81,6 +81,8 @@ _EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_*]+)+$")
 _MAX_FIELD_CHARS = 512
 _MAX_DETAILS = 64
 _STR_FIELDS = ("tenant_id", "key_id", "purpose", "request_id", "principal", "source")
+_NUMBER = (int, float)
+_SCALAR = (str, int, float, bool)
 
 
 class RecordFormatError(ValueError):
@@ -109,7 +111,8 @@ class AuditEvent:
     def __post_init__(self) -> None:
         if not isinstance(self.event, str) or len(self.event) > 64 or not _EVENT_RE.match(self.event):
             raise ValueError(f"audit event name must look like 'area.action', got {self.event!r:.80}")
-        if isinstance(self.time, bool) or not isinstance(self.time, int | float):
+        # isinstance with tuples, not X | Y unions: this runs for every record written and verified.
+        if isinstance(self.time, bool) or not isinstance(self.time, _NUMBER):
             raise ValueError("audit event time must be seconds since the epoch")
         for name in _STR_FIELDS:
             value = getattr(self, name)
@@ -124,7 +127,7 @@ class AuditEvent:
         for key, value in self.details.items():
             if not isinstance(key, str) or len(key) > 64:
                 raise ValueError("audit detail keys must be short strings")
-            if not isinstance(value, str | int | float | bool):
+            if not isinstance(value, _SCALAR):
                 raise ValueError(f"audit detail {key!r} must be str, int, float or bool")
             if isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
                 raise ValueError(f"audit detail {key!r} is longer than {_MAX_FIELD_CHARS} chars")
@@ -253,14 +256,16 @@ def _record_aad(log_id: bytes, segment_index: int, header: bytes | memoryview) -
 
 
 def open_frame_with_record_key(
-    frame: bytes, record_key: bytes | bytearray, log_id: bytes, segment_index: int
+    frame: bytes, record_key: bytes | bytearray, log_id: bytes, segment_index: int,
+    header: FrameHeader | None = None,
 ) -> bytes:
     """Authenticate and decrypt one frame given only its own key (what an inclusion proof discloses).
 
     Raises RecordFormatError if the frame does not parse, the key does not match the frame's commitment,
     or the ciphertext does not authenticate.
     """
-    header = parse_frame_header(frame)
+    if header is None:
+        header = parse_frame_header(frame)
     if header.frame_len != len(frame):
         raise RecordFormatError("frame length does not match its header")
     if key_commitment(record_key) != header.key_commitment:
@@ -347,12 +352,13 @@ class RecordCipher:
             key[:] = bytes(32)
         return header + sealed
 
-    def open(self, frame: bytes, segment_index: int) -> tuple[FrameHeader, bytes]:
+    def open(self, frame: bytes, segment_index: int, header: FrameHeader | None = None) -> tuple[FrameHeader, bytes]:
         """Authenticate and decrypt a whole frame; RecordFormatError on any mismatch."""
-        header = parse_frame_header(frame)
+        if header is None:
+            header = parse_frame_header(frame)
         key = self.record_key(header.seq)
         try:
-            return header, open_frame_with_record_key(frame, key, self.log_id, segment_index)
+            return header, open_frame_with_record_key(frame, key, self.log_id, segment_index, header)
         finally:
             key[:] = bytes(32)
 

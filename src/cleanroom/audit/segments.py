@@ -81,7 +81,7 @@ def _try_frame(
     if cipher is None:
         return Frame(offset, raw, header, None, None), "", header
     try:
-        _, plaintext = cipher.open(raw, segment_index)
+        _, plaintext = cipher.open(raw, segment_index, header)
     except RecordFormatError as exc:
         return Frame(offset, raw, header, False, None), str(exc), header
     return Frame(offset, raw, header, True, plaintext), "", header

@@ -118,6 +118,7 @@ class _Item:
     segment: int
     last_segment: bool
     data: Frame | Damage
+    leaf: bytes = b""
 
     @property
     def authentic(self) -> bool:
@@ -154,10 +155,12 @@ class _RecordChecker:
 
     def feed(self, item: _Item) -> None:
         if isinstance(item.data, Frame):
-            self._add_leaf(leaf_hash(item.data.raw), item.segment, item.data)
+            item.leaf = leaf_hash(item.data.raw)
+            self._add_leaf(item.leaf, item.segment, item.data)
         self.pending.append(item)
         if item.authentic:
-            while self.pending and any(i.authentic for i in list(self.pending)[1:]):
+            # Everything before this authentic record now has its lookahead.
+            while len(self.pending) > 1:
                 self._process()
 
     def finish(self) -> None:
@@ -221,7 +224,7 @@ class _RecordChecker:
             if self.chain is not None and frame.header.prev_chain != self.chain:
                 self.report.add("chain_broken", "record does not chain to the record before it",
                                 segment=item.segment, offset=frame.offset, seq=frame.header.seq)
-            self.chain = chain_next(frame.header.prev_chain, leaf_hash(frame.raw))
+            self.chain = chain_next(frame.header.prev_chain, item.leaf)
         try:
             AuditEvent.from_json_bytes(frame.plaintext or b"")
         except ValueError as exc:
