@@ -424,3 +424,25 @@ def test_closed_log_refuses(audit_dir: Path, keys) -> None:  # type: ignore[no-u
     with pytest.raises(AuditUnavailable, match="closed"):
         log.append(_event(0))
     assert all(b == 0 for b in log._audit_key)
+
+
+def test_open_reads_only_the_last_checkpoint_line(tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    from cleanroom.audit.checkpoints import read_last_checkpoint
+
+    path = tmp_path / "cps.jsonl"
+    assert read_last_checkpoint(path) == (None, None)
+    directory = tmp_path / "audit"
+    with AuditLog(directory, *keys, checkpoint_every_records=1) as log:
+        for i in range(5):
+            log.append(_event(i))
+    lines = (directory / CHECKPOINTS_FILE).read_bytes().splitlines(keepends=True)
+    last, torn = read_last_checkpoint(directory / CHECKPOINTS_FILE)
+    assert torn is None and last is not None and last.checkpoint is not None and last.checkpoint.tree_size == 5
+    path.write_bytes(b"".join(lines) + lines[0][:30])
+    last, torn = read_last_checkpoint(path)
+    assert torn == sum(len(line) for line in lines) and last is not None and last.checkpoint is not None
+    path.write_bytes(lines[0][:-1])
+    assert read_last_checkpoint(path) == (None, 0)
+    path.write_bytes(lines[0].replace(b'"v":1', b'"v": 1'))
+    last, torn = read_last_checkpoint(path)
+    assert last is not None and last.checkpoint is None and "canonical" in (last.error or "")

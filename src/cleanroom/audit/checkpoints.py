@@ -257,6 +257,46 @@ def scan_checkpoint_file(path: Path) -> CheckpointFileScan:
     return CheckpointFileScan(lines, torn, len(data))
 
 
+def read_last_checkpoint(path: Path) -> tuple[CheckpointLine | None, int | None]:
+    """The last complete line and the offset of a torn (unterminated) tail, reading only the file's end.
+
+    Opening the log must not cost O(checkpoints): a year of 60-second checkpoints is ~500k lines.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None, None
+    if size == 0:
+        return None, None
+    span = min(size, 2 * _MAX_LINE_BYTES + 2)
+    with path.open("rb") as fh:
+        fh.seek(size - span)
+        chunk = fh.read(span)
+    base = size - span
+    torn: int | None = None
+    if not chunk.endswith(b"\n"):
+        newline = chunk.rfind(b"\n")
+        if newline < 0:
+            if base == 0:
+                return None, 0
+            return CheckpointLine(0, base, None, "line too long"), None
+        torn = base + newline + 1
+        chunk = chunk[: newline + 1]
+    body = chunk[:-1]
+    start = body.rfind(b"\n")
+    if start < 0 and base > 0:
+        return CheckpointLine(0, base, None, "line too long"), torn
+    raw = body[start + 1 :]
+    offset = base + start + 1
+    try:
+        checkpoint = Checkpoint.loads(raw)
+        if checkpoint.dumps().encode("ascii") != raw:
+            raise CheckpointFormatError("checkpoint line is not in canonical form")
+    except CheckpointFormatError as exc:
+        return CheckpointLine(0, offset, None, str(exc)), torn
+    return CheckpointLine(0, offset, checkpoint), torn
+
+
 def write_fully(fd: int, data: bytes) -> None:
     """os.write may write less than asked (signals, quotas); loop until done or an OSError."""
     view = memoryview(data)

@@ -23,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,8 +39,8 @@ from cleanroom.audit.checkpoints import (
     ZERO_DIGEST,
     Checkpoint,
     fsync_directory,
+    read_last_checkpoint,
     require_p384,
-    scan_checkpoint_file,
     sign_checkpoint,
     write_fully,
 )
@@ -101,6 +102,21 @@ class _State:
 
     def copy(self) -> _State:
         return _State(self.seq, self.chain, self.tree.copy(), self.segment, self.segment_size, self.last_record)
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    """A read-only map of a file: recovery touches only the pages after the last checkpoint."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            yield b""
+            return
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            yield mapped
+        finally:
+            mapped.close()
 
 
 @dataclass(frozen=True)
@@ -503,16 +519,15 @@ class AuditLog:
         except BlockingIOError as exc:
             raise AuditUnavailable(f"audit log {self.directory} is in use by another process") from exc
         cp_path = self.directory / CHECKPOINTS_FILE
-        scan = scan_checkpoint_file(cp_path)
-        if scan.torn_tail_offset is not None:
-            self._truncate(cp_path, scan.torn_tail_offset, "unterminated checkpoint line (crash mid-append)")
-        if scan.lines:
-            line = scan.lines[-1]
+        line, torn_offset = read_last_checkpoint(cp_path)
+        if torn_offset is not None:
+            self._truncate(cp_path, torn_offset, "unterminated checkpoint line (crash mid-append)")
+        if line is not None:
             if line.checkpoint is None:
-                raise AuditUnavailable(f"latest audit checkpoint (line {line.line_no}) is malformed: "
+                raise AuditUnavailable(f"latest audit checkpoint (byte {line.offset}) is malformed: "
                                        f"{line.error}; run `cleanroom audit verify`")
             if not line.checkpoint.signature_valid(self._signing_key.public_key()):
-                raise AuditUnavailable(f"latest audit checkpoint (line {line.line_no}) has an invalid "
+                raise AuditUnavailable(f"latest audit checkpoint (byte {line.offset}) has an invalid "
                                        "signature; run `cleanroom audit verify`")
             self._last_cp = line.checkpoint
         segments = list_segments(self.directory)
@@ -537,7 +552,8 @@ class AuditLog:
             log_id = cp.log_id
         else:
             try:
-                log_id = parse_segment_header(segments[0][1].read_bytes()[:SEGMENT_HEADER_LEN]).log_id
+                with segments[0][1].open("rb") as fh:
+                    log_id = parse_segment_header(fh.read(SEGMENT_HEADER_LEN)).log_id
             except RecordFormatError as exc:
                 raise AuditUnavailable(f"audit segment 1 is unreadable: {exc}") from exc
         self._cipher = RecordCipher(self._audit_key, log_id)
@@ -553,18 +569,8 @@ class AuditLog:
             self._check_checkpoint_tail(cp, state)
         last_index = len(segments)
         for index in range(state.segment, last_index + 1):
-            data = (self.directory / segment_name(index)).read_bytes()
-            try:
-                header = self._cipher.check_segment_header(data[:SEGMENT_HEADER_LEN])
-            except RecordFormatError as exc:
-                raise AuditUnavailable(f"audit segment {index}: {exc}; run `cleanroom audit verify`") from exc
-            if header.segment_index != index or (index > state.segment and header.first_seq != state.seq):
-                raise AuditUnavailable(f"audit segment {index} is out of place; run `cleanroom audit verify`")
-            start = state.segment_size if index == state.segment else SEGMENT_HEADER_LEN
-            if len(data) < start:
-                raise AuditUnavailable(f"audit segment {index} is shorter than the latest checkpoint says")
-            state.segment, state.segment_size = index, start
-            items = list(scan_frames(data, start, index, self._cipher))
+            with _mapped(self.directory / segment_name(index)) as data:
+                items, size = self._scan_for_recovery(data, index, state)
             for position, item in enumerate(items):
                 if isinstance(item, Frame) and item.authentic and item.header.seq == state.seq \
                         and item.header.prev_chain == state.chain:
@@ -577,7 +583,7 @@ class AuditLog:
                     continue
                 torn = index == last_index and position == len(items) - 1 and (
                     (isinstance(item, Damage) and item.to_eof)
-                    or (isinstance(item, Frame) and item.authentic is False and item.end == len(data))
+                    or (isinstance(item, Frame) and item.authentic is False and item.end == size)
                 )
                 if not torn:
                     raise AuditUnavailable(
@@ -587,6 +593,22 @@ class AuditLog:
                 self._truncate(self.directory / segment_name(index), item.offset, reason)
         self._state = state
         self._durable = state.seq
+
+    def _scan_for_recovery(
+        self, data: bytes | mmap.mmap, index: int, state: _State
+    ) -> tuple[list[Frame | Damage], int]:
+        """Check segment `index`'s header and list what follows the resume point (only that part is read)."""
+        try:
+            header = self._cipher.check_segment_header(bytes(data[:SEGMENT_HEADER_LEN]))
+        except RecordFormatError as exc:
+            raise AuditUnavailable(f"audit segment {index}: {exc}; run `cleanroom audit verify`") from exc
+        if header.segment_index != index or (index > state.segment and header.first_seq != state.seq):
+            raise AuditUnavailable(f"audit segment {index} is out of place; run `cleanroom audit verify`")
+        start = state.segment_size if index == state.segment else SEGMENT_HEADER_LEN
+        if len(data) < start:
+            raise AuditUnavailable(f"audit segment {index} is shorter than the latest checkpoint says")
+        state.segment, state.segment_size = index, start
+        return list(scan_frames(data, start, index, self._cipher)), len(data)
 
     def _check_checkpoint_tail(self, cp: Checkpoint, state: _State) -> None:
         """The record the checkpoint ends on must still be there and chain to the signed head."""
@@ -599,13 +621,15 @@ class AuditLog:
                 raise AuditUnavailable("latest audit checkpoint lacks its last-record position")
             return
         segment, offset = state.last_record
-        data = (self.directory / segment_name(segment)).read_bytes()
-        try:
-            header = parse_frame_header(data, offset)
-            frame = data[offset : offset + header.frame_len]
-            ok = header.seq == cp.tree_size - 1 and chain_next(header.prev_chain, leaf_hash(frame)) == cp.chain_head
-        except RecordFormatError:
-            ok = False
+        ok = False
+        with _mapped(self.directory / segment_name(segment)) as data:
+            try:
+                header = parse_frame_header(data, offset)
+                frame = bytes(data[offset : offset + header.frame_len])
+                ok = header.seq == cp.tree_size - 1 and len(frame) == header.frame_len and \
+                    chain_next(header.prev_chain, leaf_hash(frame)) == cp.chain_head
+            except RecordFormatError:
+                ok = False
         if not ok:
             raise AuditUnavailable(f"audit record {cp.tree_size - 1} no longer matches the signed checkpoint "
                                    f"{cp.index}; run `cleanroom audit verify`")

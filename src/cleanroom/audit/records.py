@@ -41,6 +41,7 @@ Segment header layout (SEGMENT_HEADER_LEN bytes at the start of every segment fi
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import struct
@@ -224,7 +225,7 @@ class FrameHeader:
         return FRAME_PREFIX_LEN + self.body_len
 
 
-def parse_frame_header(buf: bytes | memoryview, offset: int = 0) -> FrameHeader:
+def parse_frame_header(buf: bytes | memoryview | mmap.mmap, offset: int = 0) -> FrameHeader:
     """Parse the header of the frame at `offset`; RecordFormatError if it is cut short or malformed."""
     if offset < 0 or len(buf) - offset < FRAME_HEADER_LEN:
         raise RecordFormatError("frame header cut short")

@@ -7,6 +7,7 @@ authenticates), so one flipped length field does not hide every later record fro
 
 from __future__ import annotations
 
+import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,8 +68,11 @@ class Damage:
         return self.offset + self.length
 
 
+Buffer = bytes | mmap.mmap
+
+
 def _try_frame(
-    data: bytes, offset: int, cipher: RecordCipher | None, segment_index: int
+    data: Buffer, offset: int, cipher: RecordCipher | None, segment_index: int
 ) -> tuple[Frame | None, str, FrameHeader | None]:
     try:
         header = parse_frame_header(data, offset)
@@ -88,7 +92,7 @@ def _try_frame(
 
 
 def _next_valid(
-    data: bytes, start: int, cipher: RecordCipher | None, segment_index: int
+    data: Buffer, start: int, cipher: RecordCipher | None, segment_index: int
 ) -> Frame | None:
     pos = data.find(FRAME_MAGIC, start)
     while pos >= 0:
@@ -100,7 +104,7 @@ def _next_valid(
 
 
 def scan_frames(
-    data: bytes, start: int, segment_index: int, cipher: RecordCipher | None = None
+    data: Buffer, start: int, segment_index: int, cipher: RecordCipher | None = None
 ) -> Iterator[Frame | Damage]:
     """Yield frames and damaged regions covering data[start:] in order, without gaps."""
     offset = start
