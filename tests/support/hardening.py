@@ -49,7 +49,7 @@ def open_socket(url: str, context: ssl.SSLContext | None = None, timeout_s: floa
     return context.wrap_socket(raw, server_hostname=host)
 
 
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+def read_response(sock: socket.socket, *, head_request: bool = False) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 response with a Content-Length body (what the server always sends)."""
     buffer = b""
     while b"\r\n\r\n" not in buffer:
@@ -61,7 +61,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
+    length = 0 if head_request else int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
