@@ -14,10 +14,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from cleanroom.crypto.sealed import CONTENT_TYPE
 from support.hardening import admin_create_tenant, open_socket, read_response, server_errors_in_log
 from support.server import start_server
-
-from cleanroom.crypto.sealed import CONTENT_TYPE
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "openapi.json").read_text())
 FUZZ_SETTINGS = settings(deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
@@ -209,7 +208,7 @@ def test_raw_malformed_http_gets_4xx_json_or_a_closed_connection(server: Any) ->
         with open_socket(server.url, context, timeout_s=15) as sock:
             try:
                 sock.sendall(raw)
-                status, headers, body = read_response(sock, head_request=raw.startswith(b"HEAD "))
+                status, _, body = read_response(sock, head_request=raw.startswith(b"HEAD "))
             except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
                 return  # closing on garbage is a fine answer; what matters is what comes back, and health
         answered[status] = answered.get(status, 0) + 1

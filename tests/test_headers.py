@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
+from cleanroom.server.headers import HSTS, SecurityHeadersMiddleware, add_security_headers
 from support.hardening import ThreadServer, admin_create_tenant, open_socket, request
 from support.server import start_server
-
-from cleanroom.server.headers import HSTS, SecurityHeadersMiddleware, add_security_headers
 
 EXPECTED = {
     "x-content-type-options": "nosniff",

@@ -15,6 +15,15 @@ from typing import Any
 
 import pytest
 
+from cleanroom.keys.registry import Registry
+from cleanroom.server.mtls import (
+    ClientCertificateRequired,
+    ClientIdentityMismatch,
+    bind_client_identity,
+    check_client_identity,
+    unbind_client_identity,
+)
+from cleanroom.server.tls import server_tls_context
 from support.hardening import (
     ThreadServer,
     address,
@@ -25,16 +34,6 @@ from support.hardening import (
 )
 from support.pki import Issued, issue, make_ca
 from support.server import server_env, start_server
-
-from cleanroom.keys.registry import Registry
-from cleanroom.server.mtls import (
-    ClientCertificateRequired,
-    ClientIdentityMismatch,
-    bind_client_identity,
-    check_client_identity,
-    unbind_client_identity,
-)
-from cleanroom.server.tls import server_tls_context
 
 
 class PKI:
