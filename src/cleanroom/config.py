@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     fairness_bound_s: float = Field(0.05, ge=0, description="service seconds a waiting tenant may fall behind")
     latency_bound_s: float = Field(0.025, ge=0, description="how long another tenant may wait to save a switch")
     max_batch_delay_ms: float = Field(2.0, ge=0)
+    max_batch_size: int | None = Field(None, ge=1, description="cap on requests per batch (1: no batching)")
     tenant_max_queued: int = Field(64, ge=1)
     tenant_max_in_flight: int = Field(128, ge=1)
     tenant_rate_per_s: float | None = Field(None, gt=0)

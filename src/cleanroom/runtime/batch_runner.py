@@ -26,9 +26,12 @@ class SealedItem:
 
 
 class SealedBatchRunner:
-    def __init__(self, opener: RequestOpener, model: Model, policy: ScrubPolicy) -> None:
+    def __init__(self, opener: RequestOpener, model: Model, policy: ScrubPolicy, max_batch_size: int | None = None
+                 ) -> None:
         self.opener, self.model, self.policy = opener, model, policy
         self.max_batch_size = max(1, int(getattr(model, "max_batch_size", 1)))
+        if max_batch_size is not None:
+            self.max_batch_size = min(self.max_batch_size, max_batch_size)
 
     def run(self, device: str, tenant_id: str, items: Sequence[SealedItem]) -> list[bytearray | BaseException]:
         results: list[bytearray | BaseException | None] = [None] * len(items)

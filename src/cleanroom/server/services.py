@@ -164,7 +164,8 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     workers = max(1, settings.cpu_workers)
     metrics = ServerMetrics.create()
     scheduler = build_scheduler(settings, opener, policy, metrics)
-    runners = {name: SealedBatchRunner(opener, models.get(name), policy) for name in models.names()}
+    runners = {name: SealedBatchRunner(opener, models.get(name), policy, settings.max_batch_size)
+               for name in models.names()}
     return Services(
         settings=settings, kms=kms, registry=registry, keyring=keyring, tenants=tenants, models=models,
         allocator=allocator, runtime=runtime, metrics=metrics, scheduler=scheduler, runners=runners,
