@@ -20,6 +20,7 @@ _PLUGIN_MODULES = (
     "cleanroom.bench.scrub",         # bench scrub
     "cleanroom.keys.commands",       # keys rotate|revoke|restore|status
     "cleanroom.doctor",              # doctor
+    "cleanroom.backup",              # backup create|restore
 )
 
 

@@ -1,0 +1,288 @@
+"""Encrypted backups of the data dir: `cleanroom backup create --out F` and `backup restore F`.
+
+What is in a backup: the tenant registry (credential hashes, wrapped keys), the audit log, the TLS files
+and the admin token — as a tar archive sealed with the streaming AEAD (crypto/stream.py) under a fresh
+data key per backup. That data key is wrapped by the KMS key `cleanroom-backup`, **separate from every
+other key**: a stolen backup without it reveals nothing, and a compromised tenant key or even the master
+key does not open backups.
+
+What is not: the local KMS's key store (`DATA_DIR/kms/`). A backup that carried the master key would hand
+every tenant key to whoever holds the backup key; keep the KMS (or, for the local KMS, that directory)
+backed up by its own means. Restore needs the KMS to hold `cleanroom-backup` and the master key.
+
+File layout: b"CRBK" ‖ version (1) ‖ u32 header length ‖ header JSON (created_at, backup key name, wrapped
+data key, segment size, source) ‖ stream (48-byte stream header ‖ segments). The stream context is
+`cleanroom/backup/v1\\0` ‖ header JSON, so the header cannot be swapped or edited.
+
+Restore decrypts into a staging directory beside the data dir, checks every member path, the registry and
+the audit chain, and only then swaps it in (the old dir is kept as DATA_DIR.replaced-<time>); any failure
+leaves the current data dir untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import struct
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cleanroom.crypto.aead import zero_buffer
+from cleanroom.crypto.stream import HEADER_SIZE_BYTES, TAG_SIZE_BYTES, StreamDecryptor, StreamEncryptor
+from cleanroom.errors import BadRequest, CleanroomError, Conflict, DecryptionFailed, InvalidSealedMessage
+from cleanroom.keys.kms import KMS, WrappedKey
+from cleanroom.storage import ensure_private_dir
+
+MAGIC = b"CRBK"
+VERSION = 1
+BACKUP_KEY_NAME = "cleanroom-backup"
+KEY_CONTEXT = b"cleanroom/backup-key/v1"
+SEGMENT_SIZE_BYTES = 256 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+EXCLUDED = {"kms", "server.json", ".tenants.lock"}
+
+
+class BackupError(BadRequest):
+    code = "backup_invalid"
+
+
+def stream_context(header: bytes) -> bytes:
+    return b"cleanroom/backup/v1\x00" + header
+
+
+class _SealingWriter(io.RawIOBase):
+    """A write-only file that seals whatever is written, one full segment at a time, into `out`."""
+
+    def __init__(self, encryptor: StreamEncryptor, out: BinaryIO) -> None:
+        self._encryptor, self._out = encryptor, out
+        self._pending = bytearray()
+        self._segment = encryptor.segment_size_bytes
+        self._sealed = bytearray(self._segment + TAG_SIZE_BYTES)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._pending += data
+        # Keep at least one byte back: the last segment must be sealed with the last flag at close.
+        while len(self._pending) > self._segment:
+            self._encryptor.encrypt_segment_into(memoryview(self._pending)[: self._segment], self._sealed, last=False)
+            self._out.write(self._sealed)
+            del self._pending[: self._segment]
+        return len(data)
+
+    def finish(self) -> None:
+        sealed = bytearray(len(self._pending) + TAG_SIZE_BYTES)
+        self._encryptor.encrypt_segment_into(self._pending, sealed, last=True)
+        self._out.write(sealed)
+        zero_buffer(self._pending)
+        zero_buffer(self._sealed)
+
+
+class _OpeningReader(io.RawIOBase):
+    """A read-only file over the decrypted stream, segment by segment (any bad segment raises)."""
+
+    def __init__(self, decryptor: StreamDecryptor, source: BinaryIO, stream_start: int) -> None:
+        self._decryptor, self._source, self._start = decryptor, source, stream_start
+        self._index = 0
+        self._buffer = bytearray()
+        self._plain = bytearray(decryptor.segment_size_bytes)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer and self._index < self._decryptor.segment_count:
+            size = self._decryptor.segment_plaintext_size(self._index)
+            self._source.seek(self._start + self._decryptor.segment_offset(self._index))
+            ciphertext = self._source.read(size + TAG_SIZE_BYTES)
+            written = self._decryptor.decrypt_segment_into(self._index, ciphertext, self._plain)
+            self._buffer += self._plain[:written]
+            self._index += 1
+        count = min(len(target), len(self._buffer))
+        target[:count] = self._buffer[:count]
+        del self._buffer[:count]
+        return count
+
+    def wipe(self) -> None:
+        zero_buffer(self._plain)
+
+
+def _members(data_dir: Path) -> Iterator[Path]:
+    for path in sorted(data_dir.rglob("*")):
+        relative = path.relative_to(data_dir)
+        if relative.parts[0] in EXCLUDED or path.name.endswith(".lock") or path.is_symlink():
+            continue
+        yield path
+
+
+def create_backup(data_dir: Path, out: Path, kms: KMS) -> dict[str, Any]:
+    """Write an encrypted backup of `data_dir` to `out` (atomically: no partial file on failure)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "tenants.json").exists():
+        raise BackupError(f"{data_dir} has no tenant registry: nothing to back up", code="backup_nothing")
+    kms.create_key(BACKUP_KEY_NAME)
+    data_key, wrapped = kms.generate_data_key(BACKUP_KEY_NAME, KEY_CONTEXT)
+    header = json.dumps({"created_at": time.time(), "backup_key": BACKUP_KEY_NAME, "wrapped_key": wrapped.to_json(),
+                         "segment_size": SEGMENT_SIZE_BYTES, "source": str(data_dir.resolve())},
+                        sort_keys=True).encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    files = 0
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(MAGIC + bytes([VERSION]) + struct.pack(">I", len(header)) + header)
+            encryptor = StreamEncryptor(data_key, context=stream_context(header), segment_size_bytes=SEGMENT_SIZE_BYTES)
+            handle.write(encryptor.header)
+            writer = _SealingWriter(encryptor, handle)
+            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+                for path in _members(data_dir):
+                    archive.add(path, arcname=str(path.relative_to(data_dir)), recursive=False)
+                    files += 1
+            writer.finish()
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    finally:
+        zero_buffer(data_key)
+    return {"out": str(out), "files": files, "bytes": out.stat().st_size}
+
+
+def _open_backup(path: Path, kms: KMS, handle: BinaryIO) -> tuple[StreamDecryptor, int, bytearray]:
+    size = path.stat().st_size
+    prefix = handle.read(9)
+    if len(prefix) != 9 or prefix[:4] != MAGIC:
+        raise BackupError("not a cleanroom backup (bad magic or truncated)")
+    if prefix[4] != VERSION:
+        raise BackupError(f"unsupported backup version {prefix[4]}")
+    (header_len,) = struct.unpack(">I", prefix[5:9])
+    if not 0 < header_len <= MAX_HEADER_BYTES or 9 + header_len + HEADER_SIZE_BYTES > size:
+        raise BackupError("backup header length is out of range (truncated or damaged)")
+    header = handle.read(header_len)
+    try:
+        document = json.loads(header)
+        wrapped = WrappedKey.from_json(document["wrapped_key"])
+    except (ValueError, KeyError, TypeError, InvalidSealedMessage):
+        raise BackupError("backup header is damaged") from None
+    data_key = kms.unwrap(wrapped, KEY_CONTEXT)
+    stream_start = 9 + header_len
+    stream_header = handle.read(HEADER_SIZE_BYTES)
+    try:
+        decryptor = StreamDecryptor(data_key, stream_header, size - stream_start, context=stream_context(header))
+    except (InvalidSealedMessage, ValueError):
+        zero_buffer(data_key)
+        raise BackupError("backup stream is damaged or truncated") from None
+    return decryptor, stream_start, data_key
+
+
+def verify_restored(stage: Path, kms: KMS, master_key_name: str) -> dict[str, Any]:
+    """The checks a staged restore must pass before it replaces anything."""
+    from cleanroom.keys.keyring import Keyring
+    from cleanroom.keys.registry import Registry
+
+    try:
+        registry = Registry(stage)
+        tenants = registry.tenants()
+    except (ValueError, OSError) as exc:
+        raise BackupError(f"restored tenant registry does not load: {exc}") from None
+    keyring = Keyring(registry, kms, master_key_name=master_key_name, ttl_s=0)
+    for record in tenants.values():  # every tenant's current key must open: the backup is usable
+        key = keyring.unwrap_tenant_key(record, int(record["tenant_keys"]["latest_version"]))
+        zero_buffer(key)
+    audit_records = verify_audit(stage / "audit", kms, master_key_name)
+    return {"tenants": len(tenants), "audit_records": audit_records}
+
+
+def verify_audit(audit_dir: Path, kms: KMS, master_key_name: str) -> int:
+    if not audit_dir.exists():
+        return 0
+    from cleanroom.server.decrypt_audit import ChainedAuditLog, load_audit_key
+
+    if not (audit_dir / "decrypt-chain.log").exists():
+        return 0
+    log = ChainedAuditLog(audit_dir, load_audit_key(audit_dir, kms, master_key_name))
+    try:
+        return len(log.verify())
+    finally:
+        log.close()
+
+
+def restore_backup(path: Path, data_dir: Path, kms: KMS, master_key_name: str) -> dict[str, Any]:
+    """Restore `path` into `data_dir`; verified in a staging dir first, swapped in only if it all checks."""
+    from cleanroom.admin_client import running_server
+
+    data_dir = Path(data_dir)
+    if running_server(data_dir) is not None:
+        raise Conflict("a server is running on this data dir; stop it before restoring", code="server_running")
+    parent = ensure_private_dir(data_dir.resolve().parent)
+    stage = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=parent))
+    os.chmod(stage, 0o700)
+    try:
+        with open(path, "rb") as handle:
+            decryptor, stream_start, data_key = _open_backup(path, kms, handle)
+            reader = _OpeningReader(decryptor, handle, stream_start)
+            try:
+                with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as archive:
+                    archive.extractall(stage, filter="data")  # refuses absolute paths, .., links out
+            except (tarfile.TarError, DecryptionFailed, InvalidSealedMessage) as exc:
+                raise BackupError(f"backup does not decrypt or unpack cleanly ({type(exc).__name__}: {exc})") from None
+            finally:
+                reader.wipe()
+                zero_buffer(data_key)
+        report = verify_restored(stage, kms, master_key_name)
+        kms_dir = data_dir / "kms"
+        if kms_dir.exists():  # the local KMS's keys stay with the data dir they belong to
+            shutil.copytree(kms_dir, stage / "kms")
+        if data_dir.exists():
+            kept = data_dir.with_name(f"{data_dir.name}.replaced-{int(time.time())}")
+            os.replace(data_dir, kept)
+            report["previous"] = str(kept)
+        os.replace(stage, data_dir)
+        return report
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from cleanroom.cli import settings_from_args
+    from cleanroom.keys.factory import kms_from_settings, master_key_name
+
+    settings = settings_from_args(args)
+    kms = kms_from_settings(settings)
+    try:
+        if args.backup_command == "create":
+            result = create_backup(Path(settings.data_dir), Path(args.out), kms)
+        else:
+            result = restore_backup(Path(args.file), Path(settings.data_dir), kms, master_key_name(settings))
+    except CleanroomError:
+        raise
+    finally:
+        kms.close()
+    print(json.dumps(result))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup = subparsers.add_parser("backup", help="encrypted backups of the data dir")
+    commands = backup.add_subparsers(dest="backup_command", required=True)
+    create = commands.add_parser("create", help="write an encrypted backup (key: the KMS key cleanroom-backup)")
+    create.add_argument("--out", required=True, type=Path)
+    restore = commands.add_parser("restore", help="verify a backup, then replace the data dir with it")
+    restore.add_argument("file", type=Path)
+    for parser in (create, restore):
+        parser.add_argument("--data-dir", type=Path, default=None)
+        parser.set_defaults(func=run_backup)
