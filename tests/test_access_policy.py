@@ -137,3 +137,14 @@ def test_tenant_keys_cli(tmp_path: Path) -> None:
             assert (info.value.status, info.value.code) == (401, "credential_revoked")
     finally:
         server.stop()
+
+
+def test_refused_address_is_an_audit_record(service: TenantService, memory_audit) -> None:
+    created = service.create("fenced", allow=["192.0.2.0/24"])
+    service.audit = memory_audit
+    with pytest.raises(AddressNotAllowed):
+        service.authenticate(created.api_key, source="198.51.100.1")
+    [event] = memory_audit.events
+    assert event["event"] == "auth.address_refused" and event["source"] == "198.51.100.1"
+    assert event["tenant_id"] == created.tenant_id and created.api_key not in str(event)
+    assert service.authenticate(created.api_key, source="192.0.2.9").tenant_id == created.tenant_id
