@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--url", required=True)
     infer.add_argument("--api-key", required=True)
     infer.add_argument("--public-key", default=None, help="public-key token or file (pins the key)")
-    infer.add_argument("--pin", default=None, help="SHA-256 fingerprint of the tenant key to accept (see tenant create)")
+    infer.add_argument("--pin", default=None,
+                       help="SHA-256 fingerprint of the tenant key to accept (see tenant create)")
     infer.add_argument("--cacert", default=None, help="CA certificate to trust (e.g. DATA_DIR/tls/dev-cert.pem)")
     infer.set_defaults(func=cmd_infer)
 

@@ -24,7 +24,6 @@ import httpx
 from cleanroom.crypto.sealed import CONTENT_TYPE, SealedRequest, seal_request
 from cleanroom.keys.public_key import PREFIX, KeyPinMismatch, TenantPublicKey, follow_pin
 
-
 _STALE_KEY_CODES = frozenset({"key_expired", "unknown_key_id"})
 
 

@@ -27,7 +27,6 @@ from cleanroom.server.auth import authenticate_tenant, require_admin
 from cleanroom.server.errors import install_error_handlers
 from cleanroom.server.services import Services
 
-
 log = logging.getLogger("cleanroom.server")
 
 

@@ -13,6 +13,11 @@ limits with text/plain bodies. `hardened_protocol` subclasses it and adds, per c
 | more than N open connections     | 503 `too_many_connections`, closed           |
 | more than N requests in flight   | 503 `server_busy` with Retry-After           |
 
+A closed TLS connection waits for the peer's close_notify for up to 30 s (asyncio's and uvloop's
+`ssl_shutdown_timeout`, which uvicorn does not expose); an idle client that never reads held every graceful
+shutdown for those 30 s and kept counting against the connection limit. Connections we close are
+aborted after `close_grace_s` if the peer has not finished the TLS shutdown by then.
+
 It also publishes the TLS session (and a verified client certificate) as the ASGI TLS extension, see
 `mtls.tls_extension`. The body-size limit (413) stays in the app, which knows the route's limit.
 """
@@ -38,10 +43,11 @@ class ConnectionLimits:
     keep_alive_timeout_s: int = 5
     max_connections: int = 1024
     max_concurrent_requests: int = 512
+    close_grace_s: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("max_header_bytes", "header_timeout_s", "body_timeout_s", "keep_alive_timeout_s",
-                     "max_connections", "max_concurrent_requests"):
+                     "max_connections", "max_concurrent_requests", "close_grace_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -91,6 +97,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._head_too_large = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._tls: dict[str, Any] | None = None
 
     # --- connection ----------------------------------------------------------------------------------
@@ -102,6 +109,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         super().connection_lost(exc)
 
     def _cancel_timers(self) -> None:
@@ -109,6 +119,23 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = None
+
+    def _abort_if_lingering(self) -> None:
+        """After we closed the transport: abort it if the TLS shutdown has not finished in time."""
+        if self._abort_timer is None and self.transport is not None and self.transport.is_closing():
+            self._abort_timer = self.loop.call_later(self.limits.close_grace_s, self.transport.abort)
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self._abort_if_lingering()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._abort_if_lingering()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._abort_if_lingering()  # `Connection: close` responses
 
     # --- request head --------------------------------------------------------------------------------
     def _arm_head_timer(self) -> None:
@@ -164,6 +191,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # a pipelined head stalled behind a response in progress
+            self._abort_if_lingering()
             return
         self._write_error_and_close(408, "request_header_timeout",
                                     f"the request head did not arrive within {self.limits.header_timeout_s:g} s")
@@ -181,6 +209,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
                                         f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
         else:
             self.transport.close()
+            self._abort_if_lingering()
 
     def _write_error_and_close(self, status: int, code: str, message: str) -> None:
         self._cancel_timers()
@@ -188,6 +217,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.warning("refused a request: %s", code)
             self.transport.write(raw_error_response(status, code, message, https=self.scheme == "https"))
             self.transport.close()
+            self._abort_if_lingering()
 
     # --- concurrency ---------------------------------------------------------------------------------
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:

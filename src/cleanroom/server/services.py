@@ -20,10 +20,10 @@ from cleanroom.keys.kms import KMS
 from cleanroom.keys.lifecycle import KeyManager
 from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator
-from cleanroom.runtime.models import ModelRegistry
-from cleanroom.runtime.replay import ReplayCache
 from cleanroom.runtime.admission import TenantLimits
 from cleanroom.runtime.batch_runner import SealedBatchRunner
+from cleanroom.runtime.models import ModelRegistry
+from cleanroom.runtime.replay import ReplayCache
 from cleanroom.runtime.scheduler import Scheduler, cpu_devices
 from cleanroom.runtime.scheduler_core import SchedulerConfig
 from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
