@@ -164,14 +164,15 @@ class Runtime:
             self.current_tenant = tenant_id
 
 
-def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memoryview:
-    """Run a model; an exception from model code means it could not take this input: 422, not 500.
+@contextmanager
+def model_errors(model: Model) -> Iterator[None]:
+    """An exception from model code means it could not take this input: 422, not 500.
 
     The original exception is dropped (not chained): its traceback holds frames whose locals reference
     the plaintext, and its message may quote it.
     """
     try:
-        return model.run(payload, scope)
+        yield
     except CleanroomError:
         raise
     except Exception as exc:
@@ -182,23 +183,19 @@ def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memor
                              code="model_rejected_input") from None
 
 
-def run_model_batch(model: Model, requests: Sequence[OpenedRequest]) -> list[memoryview | BaseException]:
-    """One forward pass over several requests of one tenant; same error mapping as `run_model`.
+def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memoryview:
+    with model_errors(model):
+        return model.run(payload, scope)
 
-    The model returns one answer or one exception per request (a malformed request fails alone)."""
+
+def run_model_batch(model: Model, requests: Sequence[OpenedRequest]) -> list[memoryview | BaseException]:
+    """One forward pass over several requests of one tenant; the model returns one answer or one exception
+    per request (a malformed request fails alone)."""
     run_batch = getattr(model, "run_batch")  # noqa: B009 - optional capability, checked by the caller
-    try:
+    with model_errors(model):
         answers: list[memoryview | BaseException] = run_batch([r.payload for r in requests],
                                                               [r.scope for r in requests])
         return answers
-    except CleanroomError:
-        raise
-    except Exception as exc:
-        kind = type(exc).__name__
-        del exc
-        log.warning("model %s raised %s on a batch", model.name, kind)
-        raise InvalidPayload(f"model {model.name!r} could not process this input ({kind})",
-                             code="model_rejected_input") from None
 
 
 def describe_error(exc: BaseException) -> str:
