@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +74,7 @@ def test_system_seal_and_restore(stack) -> None:
 def test_status_reports_age_against_policy(stack) -> None:
     service, keyring, registry, manager, kms = stack
     service.create("acme")
-    manager._clock = lambda: __import__("time").time() + 100 * 86400
+    manager._clock = lambda: time.time() + 100 * 86400
     rows = manager.status(RotationPolicy())["keys"]
     kinds = {r["kind"] for r in rows}
     assert kinds == {"master", "tenant_key", "hpke", "credential"}
@@ -91,7 +93,7 @@ def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
         one, two = server.client("one"), server.client("two")
         assert one.infer("echo", b"a") == b"a" and two.infer("echo", b"b") == b"b"
         listed = server.cli("tenant", "list", "--data-dir", data, "--json").stdout
-        credential_id = next(t for t in __import__("json").loads(listed) if t["name"] == "one")["credentials"][0]["id"]
+        credential_id = next(t for t in json.loads(listed) if t["name"] == "one")["credentials"][0]["id"]
 
         # credential scope: that key 401 at once; the other tenant unaffected
         server.cli("keys", "revoke", "--credential", credential_id, "--data-dir", data)
@@ -132,7 +134,7 @@ def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
         # HPKE rotation with overlap: a request sealed to the old key still opens; a new client gets the new key
         old_key_id = one.public_key().key_id
         out = server.cli("keys", "rotate", "--tenant", "one", "--hpke", "--overlap-s", "3600", "--data-dir", data)
-        new_key_id = __import__("json").loads(out.stdout)["key_id"]
+        new_key_id = json.loads(out.stdout)["key_id"]
         assert new_key_id != old_key_id
         assert one.infer("echo", b"old key still works") == b"old key still works"
         with server.client("one") as fresh:
@@ -153,3 +155,26 @@ def _try(client, payload: bytes) -> object:  # type: ignore[no-untyped-def]
         return client.infer("echo", payload)
     except ClientError as exc:
         return exc
+
+
+def test_background_rewrap_after_a_rotation_outside_cleanroom(tmp_path: Path) -> None:
+    """The master key rotates in the KMS itself; the server's background task moves the wrapped keys."""
+    from support.server import server_env
+
+    server = start_server(tmp_path / "data", "--models", "echo", tls=False,
+                          env=server_env(CLEANROOM_REWRAP_INTERVAL_S="0.5"))
+    try:
+        server.create_tenant("one")
+        LocalKMS(server.data_dir).rotate("cleanroom-master")  # not through cleanroom
+        deadline = time.monotonic() + 20
+        while True:
+            doc = json.loads((server.data_dir / "tenants.json").read_text())
+            versions = [v["version"] for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
+            if versions and all(v == 2 for v in versions) and doc["pepper"]["version"] == 2:
+                break
+            assert time.monotonic() < deadline, "background rewrap did not happen"
+            time.sleep(0.2)
+        with server.client("one") as client:
+            assert client.infer("echo", b"after rewrap") == b"after rewrap"
+    finally:
+        server.stop()

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     tenant_key_rotation_days: float = Field(91.0, gt=0, description="data/tenant keys: quarterly")
     master_key_rotation_days: float = Field(365.0, gt=0, description="master key: yearly")
     credential_rotation_days: float = Field(91.0, gt=0, description="API keys: quarterly")
+    rewrap_interval_s: float = Field(3600.0, ge=0, description="background rewrap check; 0 turns it off")
     hpke_overlap_s: float = Field(7 * 86400.0, ge=0, description="old HPKE keys keep opening this long")
     vault_addr: str | None = None
     vault_token: str | None = None

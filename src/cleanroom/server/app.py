@@ -104,13 +104,29 @@ class ClientDisconnected(CleanroomError):
     status, code = 499, "client_disconnected"
 
 
+async def background_rewrap(services: Services) -> None:
+    """Move wrapped keys to the newest master version after a rotation done outside cleanroom (e.g. the
+    KMS's own schedule); `keys rotate --master` rewraps at once, this catches the rest. Never fatal."""
+    interval = services.settings.rewrap_interval_s
+    while interval > 0:
+        await asyncio.sleep(interval)
+        try:
+            moved = await asyncio.to_thread(services.keys.rewrap_all)
+            if moved:
+                log.info("background rewrap moved %d wrapped key(s) to the newest master version", moved)
+        except CleanroomError as exc:
+            log.warning("background rewrap skipped: %s", exc.code)
+
+
 def create_app(services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.scheduler.start()
+        rewrapper = asyncio.ensure_future(background_rewrap(services))
         try:
             yield
         finally:
+            rewrapper.cancel()
             report = await services.scheduler.shutdown(services.settings.drain_deadline_s)
             log.info("scheduler drained=%s completed=%d cancelled=%d abandoned=%d", report.drained,
                      report.completed, report.cancelled_queued, report.abandoned_running)
