@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cleanroom.client import ClientError
-from cleanroom.errors import KeyError_, SystemSealed, TenantRevoked
+from cleanroom.errors import KeyError_, SystemSealed
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.lifecycle import KeyManager, RotationPolicy
 from cleanroom.keys.local import LocalKMS
