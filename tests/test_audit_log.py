@@ -343,11 +343,11 @@ def test_fault_injecting_file_fails_every_append(audit_dir: Path, keys) -> None:
     try:
         log.append(_event(0))
         full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
-        saved = os.dup(log._seg_fd)
-        os.dup2(full, log._seg_fd)
+        saved = os.dup(log._segments.fd)
+        os.dup2(full, log._segments.fd)
         with pytest.raises(AuditUnavailable):
             log.append(_event(1))
-        os.dup2(saved, log._seg_fd)
+        os.dup2(saved, log._segments.fd)
         os.close(saved)
         os.close(full)
         # /dev/full cannot be truncated back either, so the log stays closed for business (fail closed).
@@ -365,11 +365,11 @@ def test_fsync_failure_breaks_the_log_until_reopened(audit_dir: Path, keys) -> N
     try:
         log.append(_event(0))
         read_end, write_end = os.pipe()  # write() succeeds, fdatasync() fails with EINVAL
-        saved = os.dup(log._seg_fd)
-        os.dup2(write_end, log._seg_fd)
+        saved = os.dup(log._segments.fd)
+        os.dup2(write_end, log._segments.fd)
         with pytest.raises(AuditUnavailable, match="fsync"):
             log.append(_event(1))
-        os.dup2(saved, log._seg_fd)
+        os.dup2(saved, log._segments.fd)
         with pytest.raises(AuditUnavailable, match="unusable"):
             log.append(_event(2))
         for fd in (saved, read_end, write_end):

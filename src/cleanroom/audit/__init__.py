@@ -7,7 +7,8 @@ from cleanroom.audit.log import AuditLog
 from cleanroom.audit.proofs import InclusionProof, ProofError, prove, verify_proof
 from cleanroom.audit.reader import read_events
 from cleanroom.audit.records import AuditEvent
-from cleanroom.audit.verify import Finding, VerifyReport, verify
+from cleanroom.audit.report import Finding, VerifyReport
+from cleanroom.audit.verify import verify
 
 __all__ = [
     "Alert",

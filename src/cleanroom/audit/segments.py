@@ -7,12 +7,15 @@ authenticates), so one flipped length field does not hide every later record fro
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cleanroom.audit.checkpoints import fsync_directory, write_fully
 from cleanroom.audit.records import (
     FRAME_MAGIC,
     FrameHeader,
@@ -133,3 +136,68 @@ def scan_frames(
             to_eof=following is None,
         )
         offset = stop
+
+
+class SegmentWriter:
+    """The segment being appended to: creates, rotates, syncs and rolls back segment files.
+
+    Segments are created as a temp file holding the header, fsynced, then renamed into place (and the
+    directory fsynced), so a segment file never exists with a torn header. Before rotating away from a
+    segment it is fsynced: every segment but the last is complete on disk whatever the fsync policy.
+    """
+
+    def __init__(self, directory: Path, cipher: RecordCipher) -> None:
+        self.directory = directory
+        self._cipher = cipher
+        self.fd = -1
+        self.index = 0
+        self.unsynced = False
+
+    def create(self, index: int, first_seq: int) -> None:
+        path = self.directory / segment_name(index)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            write_fully(fd, self._cipher.make_segment_header(index, first_seq))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        fsync_directory(self.directory)
+
+    def open(self, index: int) -> None:
+        self.close()
+        self.fd = os.open(self.directory / segment_name(index), os.O_WRONLY | os.O_APPEND)
+        self.index = index
+
+    def rotate_to(self, index: int, first_seq: int) -> None:
+        os.fsync(self.fd)
+        self.create(index, first_seq)
+        self.open(index)
+
+    def write(self, data: bytes) -> None:
+        self.unsynced = True
+        write_fully(self.fd, data)
+
+    def sync(self) -> None:
+        """fdatasync; an OSError here must not be retried (the caller marks the log broken)."""
+        os.fdatasync(self.fd)
+        self.unsynced = False
+
+    def roll_back(self, created: list[int], index: int, size: int) -> None:
+        """Undo a failed batch: remove segments it created, cut segment `index` back to `size` bytes."""
+        for segment in created:
+            if self.index == segment:
+                self.close()
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / segment_name(segment)).unlink()
+        if self.index != index or self.fd < 0:
+            self.open(index)
+        os.ftruncate(self.fd, size)
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1

@@ -20,10 +20,7 @@ inconsistent_with_saved, audit_dir_missing.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -36,256 +33,18 @@ from cleanroom.audit.checkpoints import (
     public_key_id,
     scan_checkpoint_file,
 )
-from cleanroom.audit.merkle import CompactTree, MerkleTree, chain_genesis, chain_next, leaf_hash, verify_consistency
+from cleanroom.audit.merkle import MerkleTree, verify_consistency
 from cleanroom.audit.records import (
     SEGMENT_HEADER_LEN,
-    AuditEvent,
     RecordCipher,
     RecordFormatError,
     parse_segment_header,
 )
-from cleanroom.audit.segments import Damage, Frame, list_segments, scan_frames
+from cleanroom.audit.report import Finding, VerifyReport
+from cleanroom.audit.segments import list_segments, scan_frames
+from cleanroom.audit.verify_records import Item, RecordChecker
 
-Severity = Literal["error", "warning"]
-_MAX_TRACKED_GAP = 4096
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    message: str
-    severity: Severity = "error"
-    segment: int | None = None
-    offset: int | None = None
-    seq: int | None = None
-    checkpoint: int | None = None
-
-    def where(self) -> str:
-        parts = []
-        if self.segment is not None:
-            parts.append(f"segment {self.segment}")
-        if self.offset is not None:
-            parts.append(f"offset {self.offset}")
-        if self.seq is not None:
-            parts.append(f"record {self.seq}")
-        if self.checkpoint is not None:
-            parts.append(f"checkpoint {self.checkpoint}")
-        return ", ".join(parts)
-
-    def __str__(self) -> str:
-        where = self.where()
-        return f"{self.severity.upper()} {self.kind}" + (f" [{where}]" if where else "") + f": {self.message}"
-
-
-@dataclass
-class VerifyReport:
-    directory: Path
-    records: int = 0
-    segments: int = 0
-    checkpoints: int = 0
-    latest_checkpoint: Checkpoint | None = None
-    uncovered_records: int = 0
-    consistency_proof: list[bytes] | None = None
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(f.severity == "error" for f in self.findings)
-
-    def kinds(self) -> set[str]:
-        return {f.kind for f in self.findings}
-
-    def add(self, kind: str, message: str, **where: int | None) -> None:
-        severity: Severity = "warning" if kind in ("torn_tail", "unsigned_tail") else "error"
-        self.findings.append(Finding(kind, message, severity, **where))
-
-    def summary(self) -> str:
-        head = "INTACT" if self.ok else "TAMPERED OR DAMAGED"
-        cp = self.latest_checkpoint
-        lines = [
-            f"audit log {self.directory}: {head}",
-            f"  {self.records} records in {self.segments} segments; {self.checkpoints} valid checkpoints"
-            + (f", newest covers {cp.tree_size} records (root {cp.root.hex()[:16]}...)" if cp else ""),
-        ]
-        if self.uncovered_records:
-            lines.append(f"  {self.uncovered_records} records after the newest checkpoint are not yet signed")
-        lines.extend(f"  {f}" for f in self.findings)
-        return "\n".join(lines)
-
-
-@dataclass
-class _Item:
-    segment: int
-    last_segment: bool
-    data: Frame | Damage
-    leaf: bytes = b""
-
-    @property
-    def authentic(self) -> bool:
-        return isinstance(self.data, Frame) and self.data.authentic is True
-
-    @property
-    def seq(self) -> int:
-        assert isinstance(self.data, Frame)
-        return self.data.header.seq
-
-
-class _RecordChecker:
-    """Classifies the record stream. Holds back items until the next authentic record is seen, because
-    telling a modified record from an inserted one (or a swap from a deletion) needs one record of lookahead.
-    """
-
-    def __init__(self, report: VerifyReport, log_id: bytes, targets: list[tuple[int, str, Checkpoint]],
-                 newest_size: int, keep_leaves: bool) -> None:
-        self.report = report
-        self.expected = 0
-        self.chain: bytes | None = chain_genesis(log_id)
-        self.pending: deque[_Item] = deque()
-        # Over every frame in file order, authentic or not: what the checkpoints signed.
-        self.found_tree = CompactTree()
-        self.found_chain = chain_genesis(log_id)
-        self.targets = sorted(targets, key=lambda t: t[0])
-        self.mismatches = 0
-        self.newest_size = newest_size
-        self.leaves: list[bytes] | None = [] if keep_leaves else None
-        self.missing: dict[int, tuple[int, int]] = {}
-        self.moved = False
-        self.max_ref = 0
-        self.max_ref_at: tuple[int, int, int] = (0, 0, 0)
-
-    def feed(self, item: _Item) -> None:
-        if isinstance(item.data, Frame):
-            item.leaf = leaf_hash(item.data.raw)
-            self._add_leaf(item.leaf, item.segment, item.data)
-        self.pending.append(item)
-        if item.authentic:
-            # Everything before this authentic record now has its lookahead.
-            while len(self.pending) > 1:
-                self._process()
-
-    def finish(self) -> None:
-        while self.pending:
-            self._process()
-        run: list[int] = []
-        for seq in [*sorted(self.missing), -1]:
-            if run and seq != run[-1] + 1:
-                segment, offset = self.missing[run[0]]
-                self._report_deleted(run[0], run[-1], segment, offset)
-                run = []
-            run.append(seq)
-
-    def _note_gap(self, first: int, after: int, item: _Item) -> None:
-        # Remember small gaps: a missing record that shows up later was moved, not deleted.
-        if after - first > _MAX_TRACKED_GAP:
-            self._report_deleted(first, after - 1, item.segment, item.data.offset)
-            return
-        for seq in range(first, after):
-            self.missing[seq] = (item.segment, item.data.offset)
-
-    def _report_deleted(self, first: int, last: int, segment: int, offset: int) -> None:
-        count = last - first + 1
-        self.report.add("record_deleted", f"{count} record(s) {first}" + (f"..{last}" if count > 1 else "")
-                        + " missing", seq=first, segment=segment, offset=offset)
-
-    def _add_leaf(self, leaf: bytes, segment: int, frame: Frame) -> None:
-        self.found_tree.append(leaf)
-        self.found_chain = chain_next(self.found_chain, leaf)
-        if self.leaves is not None:
-            self.leaves.append(leaf)
-        while self.targets and self.targets[0][0] == self.found_tree.size:
-            _, label, cp = self.targets.pop(0)
-            if cp.root != self.found_tree.root() or cp.chain_head != self.found_chain:
-                self.mismatches += 1
-                if self.mismatches == 1 or label == "saved":
-                    kind = "inconsistent_with_saved" if label == "saved" else "checkpoint_mismatch"
-                    self.report.add(kind, f"{label} checkpoint signed a different log at size {cp.tree_size}: "
-                                    "records before it were changed, removed, added or reordered",
-                                    checkpoint=cp.index, segment=cp.segment_index, offset=cp.segment_offset)
-            elif (cp.segment_index, cp.segment_offset, cp.last_record_segment, cp.last_record_offset) != (
-                    segment, frame.end, segment, frame.offset) and not self.moved:
-                # Same records, different place: bytes that are not records were added or removed.
-                self.moved = True
-                self.report.add("checkpoint_position_mismatch", f"{label} checkpoint ends its records at segment "
-                                f"{cp.segment_index} offset {cp.segment_offset}; they now end at segment "
-                                f"{segment} offset {frame.end}", checkpoint=cp.index, segment=segment,
-                                offset=frame.end)
-
-    def _next_authentic_seq(self) -> int | None:
-        """Seq of the first authentic record still pending (the item being processed is already popped)."""
-        for item in self.pending:
-            if item.authentic:
-                return item.seq
-        return None
-
-    def _accept(self, item: _Item, update_chain: bool = True) -> None:
-        assert isinstance(item.data, Frame)
-        frame = item.data
-        if update_chain:
-            if self.chain is not None and frame.header.prev_chain != self.chain:
-                self.report.add("chain_broken", "record does not chain to the record before it",
-                                segment=item.segment, offset=frame.offset, seq=frame.header.seq)
-            self.chain = chain_next(frame.header.prev_chain, item.leaf)
-        try:
-            AuditEvent.from_json_bytes(frame.plaintext or b"")
-        except ValueError as exc:
-            self.report.add("record_malformed", f"authentic record does not decode: {exc}",
-                            segment=item.segment, offset=frame.offset, seq=frame.header.seq)
-        self.report.records += 1
-        if frame.header.checkpoint_ref > self.max_ref:
-            self.max_ref, self.max_ref_at = frame.header.checkpoint_ref, (item.segment, frame.offset,
-                                                                          frame.header.seq)
-
-    def _process(self) -> None:
-        item = self.pending.popleft()
-        where = {"segment": item.segment, "offset": item.data.offset}
-        if item.authentic:
-            seq = item.seq
-            if seq == self.expected:
-                self._accept(item)
-                self.expected += 1
-            elif seq > self.expected:
-                self._note_gap(self.expected, seq, item)
-                self.chain = None
-                self._accept(item)
-                self.expected = seq + 1
-            elif seq in self.missing:
-                del self.missing[seq]
-                self.report.add("records_swapped", f"record {seq} is out of order: found after record "
-                                f"{self.expected - 1} (records were swapped or moved)", seq=seq, **where)
-                self._accept(item, update_chain=False)
-            else:
-                self.report.add("record_inserted", f"a second copy of record {seq} (replayed or duplicated)",
-                                seq=seq, **where)
-            return
-        data = item.data
-        reason = data.reason if isinstance(data, Damage) else "does not authenticate under the audit key"
-        next_seq = self._next_authentic_seq()
-        at_end = next_seq is None and item.last_segment and (
-            (isinstance(data, Damage) and data.to_eof) or isinstance(data, Frame))
-        if at_end and self.expected >= self.newest_size and not self.pending:
-            self.report.add("torn_tail", f"incomplete or unreadable last record ({reason}); it is after the "
-                            "newest checkpoint, as a crash leaves it, and is removed when the log is reopened",
-                            seq=self.expected, **where)
-            return
-        if next_seq is not None and next_seq == self.expected:
-            self.report.add("record_inserted", f"{data.end - data.offset} bytes that are not a record of this "
-                            f"log ({reason})", seq=self.expected, **where)
-            return
-        lost = 1
-        if isinstance(data, Damage) and next_seq is not None and self._index_of_seq(next_seq) == 0:
-            # Nothing else damaged before the next good record: this region held all the missing ones.
-            lost = max(1, next_seq - self.expected)
-        last = self.expected + lost - 1
-        self.report.add("record_corrupt", f"record{'s' if lost > 1 else ''} {self.expected}"
-                        + (f"..{last}" if lost > 1 else "") + f" modified: {reason}", seq=self.expected, **where)
-        self.expected += lost
-        self.chain = None
-
-    def _index_of_seq(self, seq: int) -> int:
-        for index, item in enumerate(self.pending):
-            if item.authentic and item.seq == seq:
-                return index
-        return len(self.pending)
+__all__ = ["Finding", "VerifyReport", "verify"]
 
 
 def _check_checkpoints(
@@ -369,7 +128,7 @@ def verify(
     targets = [(cp.tree_size, f"#{cp.index}", cp) for cp in checkpoints if cp.tree_size > 0]
     if saved is not None and saved.tree_size > 0:
         targets.append((saved.tree_size, "saved", saved))
-    checker = _RecordChecker(report, log_id, targets, newest_size, keep_leaves=saved is not None)
+    checker = RecordChecker(report, log_id, targets, newest_size, keep_leaves=saved is not None)
     with RecordCipher(audit_key, log_id) as cipher:
         _scan_segments(report, directory, segments, cipher, checker, newest)
     checker.finish()
@@ -425,7 +184,7 @@ def _scan_segments(
     directory: Path,
     segments: list[tuple[int, Path]],
     cipher: RecordCipher,
-    checker: _RecordChecker,
+    checker: RecordChecker,
     newest: Checkpoint | None,
 ) -> None:
     present = dict(segments)
@@ -447,4 +206,4 @@ def _scan_segments(
             continue
         is_last = index == max(present)
         for item in scan_frames(data, SEGMENT_HEADER_LEN, index, cipher):
-            checker.feed(_Item(index, is_last, item))
+            checker.feed(Item(index, is_last, item))
