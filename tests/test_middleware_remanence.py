@@ -37,7 +37,7 @@ from cleanroom.client import Client, ClientError
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from services import free_port
 from support.memscan import encodings, scan_process
-from support.server import REPO, server_env
+from support.server import server_env
 
 NOTES_APP = '''
 """A plain FastAPI app that copies its input around, wrapped by CleanroomMiddleware."""

@@ -1,0 +1,417 @@
+"""Ray Serve: cleanroom's request core in every replica, with tenant-affinity routing.
+
+    from ray import serve
+    from cleanroom.integrations.ray_serve import cleanroom_app
+
+    app = cleanroom_app(num_replicas=2, settings={"data_dir": "/shared/cleanroom-data", "models": ["echo"]},
+                        env={"CLEANROOM_KMS": "vault", "CLEANROOM_VAULT_ADDR": ..., "CLEANROOM_VAULT_TOKEN": ...})
+    serve.run(app, route_prefix="/cleanroom")
+
+Each replica is a whole cleanroom runtime (`build_services`): sealed bytes in, sealed bytes out, the same
+routes as `cleanroom serve` (`POST …/v1/models/{model}/infer`, `GET …/v1/tenants/self/public-key`,
+`GET …/healthz`), and `handle_sealed` for `DeploymentHandle` callers.
+
+Tenant affinity: the tenant id is the Serve *multiplexed model id*. Clients send the header
+`serve_multiplexed_model_id: <tenant id>` (`routing_headers`), or call the handle with
+`.options(multiplexed_model_id=tenant_id)`. Serve then routes a tenant's requests to the replica that has
+that tenant "loaded" (`TenantSlot`: its HPKE key unwrapped through the KMS); at most `tenants_per_replica`
+are loaded, evicted LRU, and an eviction purges the tenant's cached keys. Inside a replica, `TenantTurns`
+orders queued requests so the device stays with one tenant while it has work waiting: fewer tenant
+switches, so fewer between-tenant scrubs. The header is only a routing hint: a request is served under
+the tenant of its API key, and a hint naming another tenant is refused (400 `tenant_routing_mismatch`).
+
+Shared state: replicas share the key hierarchy through a real KMS (`CLEANROOM_KMS=vault` and OpenBao or
+Vault) and the tenant registry through a shared data dir. Each replica writes its own audit chain under
+`DATA_DIR/replicas/<replica id>/audit/` (a hash chain has one writer). Not shared: the replay cache (each
+replica remembers only the request ids it saw), so a captured sealed request can be replayed once to each
+other replica; its answer is sealed to the original client, but the decryption happens (and is audited).
+
+Hardening: `cleanroom exec` cannot wrap a Ray worker, so `replica_runtime_env` puts the allocator settings
+into the replica's `runtime_env` (Ray sets them before the worker's interpreter starts) and each replica
+turns off core dumps and dumpability for itself at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cleanroom.config import Settings
+from cleanroom.crypto.sealed import CONTENT_TYPE
+from cleanroom.errors import (
+    AuditUnavailable,
+    BadRequest,
+    CleanroomError,
+    ConfigurationError,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from cleanroom.runtime.session import CallContext
+
+try:
+    from ray import serve
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError("the Ray Serve integration needs the `ray` extra: pip install 'cleanroom[ray]'") from exc
+
+if TYPE_CHECKING:
+    from cleanroom.keys.keyring import Keyring
+    from cleanroom.server.services import Services
+
+log = logging.getLogger("cleanroom.ray_serve")
+
+TENANT_HEADER = "serve_multiplexed_model_id"
+_INFER_RE = re.compile(r"/v1/models/(?P<model>[A-Za-z0-9._-]{1,128})/infer$")
+_PUBLIC_KEY_SUFFIX = "/v1/tenants/self/public-key"
+
+
+def routing_headers(tenant_id: str) -> dict[str, str]:
+    """The header that routes a request to a replica that already serves `tenant_id`."""
+    return {TENANT_HEADER: tenant_id}
+
+
+def replica_runtime_env(env: Mapping[str, str] | None = None, *, harden_allocator: bool = True,
+                        perturb_byte: int = 0xA5) -> dict[str, Any]:
+    """A Ray `runtime_env` for replicas: `env` plus, by default, the hardened allocator of `cleanroom exec`.
+
+    Ray applies `env_vars` before the worker's interpreter starts, which is when `PYTHONMALLOC` and
+    `GLIBC_TUNABLES` are read (DESIGN §4). `runtime_env` is stored in Ray's GCS: prefer the nodes' own
+    environment for secrets such as `CLEANROOM_VAULT_TOKEN`.
+    """
+    from cleanroom.memory.hardening import hardened_environ
+
+    env_vars = dict(env or {})
+    if harden_allocator:
+        hardened = hardened_environ({}, perturb_byte)
+        env_vars.update({k: hardened[k] for k in ("PYTHONMALLOC", "GLIBC_TUNABLES", "CLEANROOM_ALLOCATOR_HARDENED")})
+    return {"env_vars": env_vars}
+
+
+class TenantTurns:
+    """One request at a time on the replica's device, ordered so that tenants switch rarely.
+
+    When the device frees up, a queued request of the tenant already on it goes next, at most
+    `max_consecutive` in a row while another tenant waits (no tenant starves); otherwise the
+    longest-waiting request goes. Event-loop only (not thread-safe), like the replica that owns it.
+    """
+
+    def __init__(self, max_consecutive: int = 8) -> None:
+        if max_consecutive < 1:
+            raise ValueError("max_consecutive must be at least 1")
+        self.max_consecutive = max_consecutive
+        self._waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._busy = False
+        self._current: str | None = None
+        self._streak = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, tenant_id: str) -> AsyncIterator[None]:
+        if self._busy or self._waiting:
+            entry = (tenant_id, asyncio.get_running_loop().create_future())
+            self._waiting.append(entry)
+            try:
+                await entry[1]
+            except asyncio.CancelledError:
+                if entry[1].done() and not entry[1].cancelled():
+                    self._pass_on()  # granted, then cancelled before it ran: the next one goes
+                else:
+                    self._waiting.remove(entry)
+                raise
+        else:
+            self._busy = True
+        if tenant_id == self._current:
+            self._streak += 1
+        else:
+            self._current, self._streak = tenant_id, 1
+        try:
+            yield
+        finally:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        if not self._waiting:
+            self._busy = False
+            return
+        if self._streak < self.max_consecutive:
+            chosen = next((e for e in self._waiting if e[0] == self._current), self._waiting[0])
+        else:
+            chosen = next((e for e in self._waiting if e[0] != self._current), self._waiting[0])
+        self._waiting.remove(chosen)
+        chosen[1].set_result(None)  # `_busy` stays set: the turn is handed over, not released
+
+
+class TenantSlot:
+    """A tenant "loaded" on a replica (Serve's multiplexed model): its HPKE key unwrapped and cached.
+
+    Serve calls `__del__` when it evicts the slot (LRU, beyond `tenants_per_replica`); that purges the
+    tenant's cached keys from this replica at once instead of at the cache TTL.
+    """
+
+    def __init__(self, tenant_id: str, keyring: Keyring, on_release: Any = None) -> None:
+        self.tenant_id = tenant_id
+        self._keyring = keyring
+        self._on_release = on_release
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self._keyring.purge(self.tenant_id)
+        if self._on_release is not None:
+            self._on_release(self.tenant_id)
+
+    def __del__(self) -> None:
+        self.release()
+
+
+class ReplicaAuditLog:
+    """The replica's `AuditSink`: its own chain under `DATA_DIR/replicas/<id>/audit/`, attached once the
+    replica's KMS exists (the services are built before it). Records before that fail closed."""
+
+    def __init__(self) -> None:
+        self._sink: Any = None
+
+    def attach(self, sink: Any) -> None:
+        self._sink = sink
+
+    def record(self, event: Mapping[str, Any]) -> None:
+        if self._sink is None:
+            raise AuditUnavailable("the replica's audit log is not open yet", retry_after_s=1)
+        self._sink.record(event)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+
+@dataclass
+class ReplicaStats:
+    """What a replica reports about itself (`stats`): counts only, never tenant data beyond ids."""
+
+    replica_id: str
+    pid: int
+    allocator_hardened: bool  # the environment asks for it
+    python_allocator: str  # what the interpreter really uses ("malloc" when hardened)
+    requests: int = 0
+    tenant_switches: int = 0
+    slot_loads: int = 0
+    slot_evictions: int = 0
+    loaded_tenants: list[str] = field(default_factory=list)
+    requests_by_tenant: dict[str, int] = field(default_factory=dict)
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+
+
+def current_replica_id() -> str:
+    try:
+        context = serve.get_replica_context()
+        return f"{context.deployment}-{context.replica_id.unique_id}"
+    except Exception:  # outside a replica (unit tests): still unique per process
+        return f"local-{os.getpid()}"
+
+
+class CleanroomReplica:
+    """The body of the Serve deployment (`cleanroom_app` wraps it); one full cleanroom runtime per replica."""
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, *, tenants_per_replica: int = 2,
+                 max_consecutive: int = 8) -> None:
+        from cleanroom.integrations.triton import python_allocator
+        from cleanroom.memory.hardening import allocator_hardened, apply_process_hardening
+        from cleanroom.server.services import AuditLogSink, build_services
+
+        self.settings = Settings(**dict(settings or {}))
+        apply_process_hardening(disable_core_dumps=self.settings.disable_core_dumps,
+                                not_dumpable=self.settings.not_dumpable)
+        self.replica_id = current_replica_id()
+        audit = ReplicaAuditLog()
+        self.services: Services = build_services(self.settings, audit=audit)
+        audit.attach(AuditLogSink(Path(self.settings.data_dir) / "replicas" / self.replica_id, self.services.kms,
+                                  self.services.keyring.master_key_name))
+        self.services.runtime.on_tenant_switch = self._on_tenant_switch
+        self.turns = TenantTurns(max_consecutive)
+        self._stats = ReplicaStats(self.replica_id, os.getpid(), allocator_hardened(), python_allocator())
+        self._loaded: dict[str, None] = {}
+
+        async def load_tenant(tenant_id: str) -> TenantSlot:
+            return await self._load_slot(tenant_id)
+
+        # Serve's multiplexing, keyed by tenant: routing prefers replicas that list the tenant as loaded.
+        self.tenant_slot = serve.multiplexed(max_num_models_per_replica=tenants_per_replica)(load_tenant)
+        self._closed = False
+
+    # --- tenant slots -----------------------------------------------------------------------------
+    async def _load_slot(self, tenant_id: str) -> TenantSlot:
+        services = self.services
+
+        def warm() -> None:
+            services.registry.refresh()
+            tenant = services.registry.tenant(tenant_id)
+            services.keyring.hpke_private_key(tenant, tenant["current_key_id"])
+
+        await asyncio.get_running_loop().run_in_executor(services.executor, warm)
+        self._stats.slot_loads += 1
+        self._loaded[tenant_id] = None
+        return TenantSlot(tenant_id, services.keyring, self._on_slot_released)
+
+    def _on_slot_released(self, tenant_id: str) -> None:
+        self._stats.slot_evictions += 1
+        self._loaded.pop(tenant_id, None)
+
+    def _on_tenant_switch(self, previous_tenant: str | None, next_tenant: str) -> None:
+        if previous_tenant is not None:
+            self._stats.tenant_switches += 1
+
+    # --- requests -------------------------------------------------------------------------------
+    async def handle_sealed(self, model: str, api_key: str, body: bytes, source: str | None = None
+                            ) -> tuple[int, bytes]:
+        """For `DeploymentHandle` callers: (200, sealed response) or (4xx/5xx, JSON error body)."""
+        try:
+            return 200, await self._run(model, api_key, body, source)
+        except CleanroomError as exc:
+            self._count_error(exc.code)
+            return exc.status, _json(exc.to_body())
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            path = request.url.path
+            if request.method == "GET" and path.endswith("/healthz"):
+                return Response(_json({"status": "ok"}), media_type="application/json")
+            api_key = _bearer(request.headers.get("authorization", ""))
+            source = request.client.host if request.client else None
+            if request.method == "GET" and path.endswith(_PUBLIC_KEY_SUFFIX):
+                principal = self.services.tenants.authenticate(api_key, source)
+                document = self.services.tenants.public_key(principal.tenant_id)
+                return Response(_json(document), media_type="application/json")
+            match = _INFER_RE.search(path)
+            if request.method != "POST" or match is None:
+                raise NotFound("this deployment serves POST …/v1/models/{model}/infer and "
+                               "GET …/v1/tenants/self/public-key")
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != CONTENT_TYPE:
+                raise UnsupportedMediaType(f"send sealed requests as Content-Type: {CONTENT_TYPE}")
+            body = await _read_body(request, self.settings.max_body_bytes)
+            sealed = await self._run(match["model"], api_key, body, source)
+            return Response(sealed, media_type=CONTENT_TYPE)
+        except CleanroomError as exc:
+            self._count_error(exc.code)
+            return Response(_json(exc.to_body()), status_code=exc.status, headers=exc.headers(),
+                            media_type="application/json")
+        except Exception as exc:  # never echo the text: it may quote payload bytes
+            kind = type(exc).__name__
+            del exc
+            log.error("unexpected %s in a cleanroom replica", kind)
+            self._count_error("internal_error")
+            document = {"error": {"code": "internal_error", "message": "the replica failed unexpectedly"}}
+            return Response(_json(document), status_code=500, media_type="application/json")
+
+    async def _run(self, model: str, api_key: str, body: bytes, source: str | None) -> bytes:
+        services = self.services
+        services.models.get(model)  # 404 before any key work for a model this replica does not serve
+        principal = services.tenants.authenticate(api_key, source)
+        hint = serve.get_multiplexed_model_id()
+        if hint:
+            if hint != principal.tenant_id:
+                raise BadRequest(f"the {TENANT_HEADER} header must be the tenant id of the API key",
+                                 code="tenant_routing_mismatch")
+            await self.tenant_slot(hint)
+        call = CallContext(principal=principal, model=model, source=source or "")
+        loop = asyncio.get_running_loop()
+        async with self.turns.turn(principal.tenant_id):
+            try:
+                sealed = await asyncio.wait_for(
+                    loop.run_in_executor(services.executor, services.runtime.handle, call, body),
+                    timeout=self.settings.request_timeout_s)
+            except TimeoutError:
+                raise RequestTimeout("the model did not answer in time") from None
+        self._stats.requests += 1
+        counts = self._stats.requests_by_tenant
+        counts[principal.tenant_id] = counts.get(principal.tenant_id, 0) + 1
+        return bytes(sealed)
+
+    def _count_error(self, code: str) -> None:
+        self._stats.errors_by_code[code] = self._stats.errors_by_code.get(code, 0) + 1
+
+    # --- introspection and shutdown -------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """This replica's counters: requests, tenant switches (each one a between-tenant scrub), slots."""
+        self._stats.loaded_tenants = list(self._loaded)
+        return asdict(self._stats)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.services.close()
+
+    def __del__(self) -> None:
+        # Serve's shutdown hook for a replica is `__del__`; `close` is idempotent.
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def cleanroom_app(*, settings: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                  num_replicas: int = 2, tenants_per_replica: int = 2, max_consecutive: int = 8,
+                  harden_allocator: bool = True, ray_actor_options: Mapping[str, Any] | None = None,
+                  name: str = "cleanroom", **deployment_options: Any) -> Any:
+    """A bound Serve application of `num_replicas` cleanroom replicas (pass it to `serve.run`).
+
+    `settings` are `Settings` fields for every replica (not secrets: they travel in the deployment);
+    `env` becomes the replicas' environment (`CLEANROOM_*` variables are read by `Settings` there);
+    `ray_actor_options` adds to the replicas' options (e.g. `{"num_gpus": 1}`).
+    """
+    unknown = set(settings or {}) - set(Settings.model_fields)
+    if unknown:
+        raise ConfigurationError(f"unknown cleanroom settings: {', '.join(sorted(unknown))}")
+    if num_replicas < 1 or tenants_per_replica < 1:
+        raise ConfigurationError("num_replicas and tenants_per_replica must be at least 1")
+    options: dict[str, Any] = {"num_cpus": 1, **dict(ray_actor_options or {})}
+    runtime_env = dict(options.pop("runtime_env", {}) or {})
+    hardened = replica_runtime_env({**runtime_env.pop("env_vars", {}), **dict(env or {})},
+                                   harden_allocator=harden_allocator)
+    options["runtime_env"] = {**runtime_env, **hardened}
+    deployment = serve.deployment(name=name, num_replicas=num_replicas, ray_actor_options=options,
+                                  **deployment_options)(CleanroomReplica)
+    return deployment.bind(dict(settings or {}), tenants_per_replica=tenants_per_replica,
+                           max_consecutive=max_consecutive)
+
+
+def _bearer(value: str) -> str:
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send the API key as `Authorization: Bearer cr_...`")
+    return token.strip()
+
+
+async def _read_body(request: Request, limit_bytes: int) -> bytes:
+    from cleanroom.integrations.asgi import read_body
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit_bytes:
+        raise PayloadTooLarge(f"request body is larger than the {limit_bytes}-byte limit")
+    return await read_body(request.receive, limit_bytes)
+
+
+def _json(document: Any) -> bytes:
+    import json
+
+    return json.dumps(document).encode()
+
+
+__all__ = ["TENANT_HEADER", "CleanroomReplica", "ReplicaStats", "TenantSlot", "TenantTurns", "cleanroom_app",
+           "replica_runtime_env", "routing_headers"]
