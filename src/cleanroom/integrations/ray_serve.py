@@ -21,10 +21,11 @@ switches, so fewer between-tenant scrubs. The header is only a routing hint: a r
 the tenant of its API key, and a hint naming another tenant is refused (400 `tenant_routing_mismatch`).
 
 Shared state: replicas share the key hierarchy through a real KMS (`CLEANROOM_KMS=vault` and OpenBao or
-Vault) and the tenant registry through a shared data dir. Each replica writes its own audit chain under
-`DATA_DIR/replicas/<replica id>/audit/` (a hash chain has one writer). Not shared: the replay cache (each
-replica remembers only the request ids it saw), so a captured sealed request can be replayed once to each
-other replica; its answer is sealed to the original client, but the decryption happens (and is audited).
+Vault) and the tenant registry through a shared data dir. Each replica writes its own audit log under
+`DATA_DIR/workers/<replica id>/audit/` (an audit log has one writer; `integrations.workers`). Not shared:
+the replay cache (each replica remembers only the request ids it saw), so a captured sealed request can be
+replayed once to each other replica; its answer is sealed to the original client, but the decryption
+happens (and is audited).
 
 Hardening: `cleanroom exec` cannot wrap a Ray worker, so `replica_runtime_env` puts the allocator settings
 into the replica's `runtime_env` (Ray sets them before the worker's interpreter starts) and each replica
@@ -41,7 +42,6 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -50,7 +50,6 @@ from starlette.responses import Response
 from cleanroom.config import Settings
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import (
-    AuditUnavailable,
     BadRequest,
     CleanroomError,
     ConfigurationError,
@@ -182,27 +181,6 @@ class TenantSlot:
         self.release()
 
 
-class ReplicaAuditLog:
-    """The replica's `AuditSink`: its own chain under `DATA_DIR/replicas/<id>/audit/`, attached once the
-    replica's KMS exists (the services are built before it). Records before that fail closed."""
-
-    def __init__(self) -> None:
-        self._sink: Any = None
-
-    def attach(self, sink: Any) -> None:
-        self._sink = sink
-
-    def record(self, event: Mapping[str, Any]) -> None:
-        if self._sink is None:
-            raise AuditUnavailable("the replica's audit log is not open yet", retry_after_s=1)
-        self._sink.record(event)
-
-    def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
-
-
 @dataclass
 class ReplicaStats:
     """What a replica reports about itself (`stats`): counts only, never tenant data beyond ids."""
@@ -233,18 +211,14 @@ class CleanroomReplica:
 
     def __init__(self, settings: Mapping[str, Any] | None = None, *, tenants_per_replica: int = 2,
                  max_consecutive: int = 8) -> None:
-        from cleanroom.integrations.triton import python_allocator
+        from cleanroom.integrations.workers import build_worker_services, python_allocator
         from cleanroom.memory.hardening import allocator_hardened, apply_process_hardening
-        from cleanroom.server.services import AuditLogSink, build_services
 
         self.settings = Settings(**dict(settings or {}))
         apply_process_hardening(disable_core_dumps=self.settings.disable_core_dumps,
                                 not_dumpable=self.settings.not_dumpable)
         self.replica_id = current_replica_id()
-        audit = ReplicaAuditLog()
-        self.services: Services = build_services(self.settings, audit=audit)
-        audit.attach(AuditLogSink(Path(self.settings.data_dir) / "replicas" / self.replica_id, self.services.kms,
-                                  self.services.keyring.master_key_name))
+        self.services: Services = build_worker_services(self.settings, self.replica_id)
         self.services.runtime.on_tenant_switch = self._on_tenant_switch
         self.turns = TenantTurns(max_consecutive)
         self._stats = ReplicaStats(self.replica_id, os.getpid(), allocator_hardened(), python_allocator())

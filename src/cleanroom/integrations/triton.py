@@ -25,7 +25,8 @@ default: the Triton model's name), `cleanroom_user_model` (`package.module:facto
 model), `cleanroom_data_dir`; everything else comes from `CLEANROOM_*` in the environment, as for
 `cleanroom serve`. Run the server as `cleanroom exec -- tritonserver …`: the backend's stub processes,
 where the plaintext lives, inherit the hardened allocator. Triton does not pass the client's address to
-models, so a tenant restricted to an address allowlist is refused here (fail closed).
+models, so a tenant restricted to an address allowlist is refused here (fail closed). Each model instance
+writes its own audit log under `DATA_DIR/workers/triton-<host>-<instance>/audit/`.
 
 `triton_python_backend_utils` exists only inside Triton's stub process: it is imported in `initialize`.
 """
@@ -53,20 +54,6 @@ class ModelFailed(CleanroomError):
     """Something other than a cleanroom error escaped: a bug, reported without its text."""
 
     status, code = 500, "internal_error"
-
-
-def python_allocator() -> str:
-    """The allocator this interpreter really uses ("malloc", "pymalloc", ...), not what the environment asks.
-
-    Triton's stub starts Python isolated, so `PYTHONMALLOC=malloc` from `cleanroom exec` is in its
-    environment but not in force; only glibc's tunables (read by libc itself) still apply.
-    """
-    try:
-        import _testcapi
-
-        return str(_testcapi.pymem_getallocatorsname())
-    except (ImportError, AttributeError, RuntimeError):
-        return "unknown"
 
 
 def config_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:
@@ -99,8 +86,10 @@ class CleanroomTritonModel:
     api_key_parameter: ClassVar[str] = "cleanroom_api_key"
 
     def initialize(self, args: Mapping[str, str]) -> None:
+        import socket
+
+        from cleanroom.integrations.workers import build_worker_services, python_allocator
         from cleanroom.memory.hardening import apply_process_hardening
-        from cleanroom.server.services import build_services
 
         self.pb_utils: Any = importlib.import_module("triton_python_backend_utils")
         model_config = json.loads(args["model_config"])
@@ -112,7 +101,10 @@ class CleanroomTritonModel:
         if self.allocator != "malloc":
             log.warning("Python objects in this Triton stub use %s (the stub ignores PYTHONMALLOC): only glibc's "
                         "tunables wipe freed memory; keep plaintext in SecureBuffers and tensors", self.allocator)
-        self.services = build_services(settings, models=self.build_models(settings))
+        # Each model instance is its own stub process with its own audit log (one writer per log).
+        instance = str(args.get("model_instance_name") or self.model_name)
+        self.services = build_worker_services(settings, f"triton-{socket.gethostname()}-{instance}",
+                                              models=self.build_models(settings))
         self.services.models.get(self.model_name)  # fail at load time, not on the first request
 
     def build_settings(self, parameters: Mapping[str, str]) -> Settings:
