@@ -207,17 +207,18 @@ def verify_restored(stage: Path, kms: KMS, master_key_name: str) -> dict[str, An
 
 
 def verify_audit(audit_dir: Path, kms: KMS, master_key_name: str) -> int:
-    if not audit_dir.exists():
+    """The restored audit log must verify intact (hash chain, Merkle tree, signed checkpoints)."""
+    if not (audit_dir / "keys.json").exists():
         return 0
-    from cleanroom.server.decrypt_audit import ChainedAuditLog, load_audit_key
+    from cleanroom.audit.keys import load_audit_keys
+    from cleanroom.audit.verify import verify
 
-    if not (audit_dir / "decrypt-chain.log").exists():
-        return 0
-    log = ChainedAuditLog(audit_dir, load_audit_key(audit_dir, kms, master_key_name))
-    try:
-        return len(log.verify())
-    finally:
-        log.close()
+    with load_audit_keys(audit_dir, kms) as keys:
+        report = verify(audit_dir, keys.audit_key, keys.public_key)
+    if not report.ok:
+        raise BackupError(f"the audit log in the backup does not verify: {report.summary()}",
+                          code="backup_audit_invalid")
+    return report.records
 
 
 def restore_backup(path: Path, data_dir: Path, kms: KMS, master_key_name: str) -> dict[str, Any]:

@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # --- audit log (audit/) and anomaly alerts --------------------------------------------------------
+    audit_fsync: Literal["always", "group", "none"] = "group"
+    audit_checkpoint_every_records: int = Field(1000, ge=1)
+    audit_checkpoint_every_s: float = Field(60.0, gt=0)
+    audit_segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    alert_webhook_url: str | None = None
+    alert_business_hours: dict[str, str] = Field(
+        default_factory=dict, description='tenant id or name -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"')
+    alert_default_business_hours: str | None = Field(None, description='"Area/City:START-END" for every other tenant')
+
     # --- memory and process hardening -------------------------------------------------------------
     mlock: bool = True
     disable_core_dumps: bool = True

@@ -80,6 +80,7 @@ class Keyring:
         self._mutex = threading.Lock()
         self.kms_calls = 0
         self.sealed = False
+        self.audit: Any = None  # an AuditSink; set by the server so every key unwrap is on record first
 
     def seal(self) -> None:
         """System-scope revocation in this process: purge every cached key, refuse every unwrap."""
@@ -125,6 +126,9 @@ class Keyring:
             raise KeyError_("the tenant key version that protects this key pair is retired",
                             code="key_version_retired")
         context = tenant_key_context(tenant_id, version)
+        if self.audit is not None:  # invariant 5: on record before the key exists in memory
+            self.audit.record({"event": "decrypt.tenant_key", "tenant_id": tenant_id, "key_version": version,
+                               "key_id": self.master_key_name, "purpose": "tenant-key"})
         self.kms_calls += 1
         outer = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]), context)
         byok_key = keys.get("byok_key")

@@ -6,14 +6,18 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from cleanroom.access import ClientAddressResolver
 from cleanroom.config import Settings
+from cleanroom.errors import ConfigurationError
 from cleanroom.keys.factory import kms_from_settings, master_key_name
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.kms import KMS
@@ -49,20 +53,58 @@ def admin_token(data_dir: Path) -> str:
     return path.read_text(encoding="ascii").strip()
 
 
-class AuditLogSink:
-    """The runtime's `AuditSink` over the tamper-evident audit log of `cleanroom.audit`."""
+def business_hours(spec: str) -> Any:
+    """"Europe/Berlin:8-18" -> BusinessHours (Monday to Friday)."""
+    from cleanroom.audit.alerts import BusinessHours
 
-    def __init__(self, data_dir: Path, kms: KMS, master_key: str) -> None:
-        from cleanroom.server.decrypt_audit import ChainedAuditLog, load_audit_key
+    zone, _, hours = spec.rpartition(":")
+    try:
+        start, end = (int(h) for h in hours.split("-"))
+    except ValueError:
+        raise ConfigurationError(f"business hours look like 'Europe/Berlin:8-18', not {spec!r}") from None
+    return BusinessHours(timezone=zone or "UTC", start_hour=start, end_hour=end)
+
+
+class AuditLogSink:
+    """The runtime's `AuditSink`: the tamper-evident log of `cleanroom.audit`, plus anomaly alerts."""
+
+    WARM_UP_S = 7 * 86_400.0
+
+    def __init__(self, data_dir: Path, kms: KMS, master_key: str, settings: Settings,
+                 registry: CollectorRegistry | None = None) -> None:
+        from cleanroom.audit.alerts import AlertMonitor, AlertSettings
+        from cleanroom.audit.keys import load_or_create_audit_keys
+        from cleanroom.audit.log import AuditLog
+        from cleanroom.audit.reader import read_events
+        from cleanroom.audit.records import AuditEvent
 
         audit_dir = ensure_private_dir(Path(data_dir) / "audit")
-        self._log = ChainedAuditLog(audit_dir, load_audit_key(audit_dir, kms, master_key))
+        self._event_type = AuditEvent
+        self._keys = load_or_create_audit_keys(audit_dir, kms, master_key)
+        self._log = AuditLog(audit_dir, self._keys.audit_key, self._keys.require_signing_key(),
+                             checkpoint_every_records=settings.audit_checkpoint_every_records,
+                             checkpoint_every_s=settings.audit_checkpoint_every_s,
+                             segment_max_bytes=settings.audit_segment_max_bytes, fsync=settings.audit_fsync)
+        alert_settings = AlertSettings(
+            business_hours={k: business_hours(v) for k, v in settings.alert_business_hours.items()},
+            default_business_hours=(business_hours(settings.alert_default_business_hours)
+                                    if settings.alert_default_business_hours else None))
+        self.alerts = AlertMonitor(alert_settings, audit_log=self._log, registry=registry,
+                                   webhook=settings.alert_webhook_url)
+        since = time.time() - self.WARM_UP_S
+        self.alerts.warm_up(event for _, event in read_events(audit_dir, self._keys.audit_key, since=since))
 
     def record(self, event: Mapping[str, Any]) -> None:
         self._log.record(event)
+        try:  # alerts never fail a request: the record is already durable
+            self.alerts.observe(self._event_type.from_fields(event))
+        except Exception:
+            log.exception("anomaly detection failed on an audit event")
 
     def close(self) -> None:
+        self.alerts.close()
         self._log.close()
+        self._keys.close()
 
 
 def build_scrubber(device: str, policy: ScrubPolicy, audit: Any) -> Scrubber:
@@ -153,8 +195,10 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     allocator = SecureAllocator(lock=settings.mlock)
     models = models or ModelRegistry.load(settings.models, settings.user_models,
                                           max_minilm_inputs=settings.max_minilm_inputs)
-    audit_sink: Any = audit or AuditLogSink(data_dir, kms, keyring.master_key_name)
+    metrics = ServerMetrics.create()
+    audit_sink: Any = audit or AuditLogSink(data_dir, kms, keyring.master_key_name, settings, metrics.registry)
     tenants.audit = audit_sink
+    keyring.audit = audit_sink
     policy = ScrubPolicy(mode=settings.scrub_policy)
     scrubber = build_scrubber(settings.device, policy, audit_sink)
     opener = RequestOpener(registry=registry, keyring=keyring, allocator=allocator, audit=audit_sink,
@@ -162,7 +206,6 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
                            scrubber=scrubber)
     runtime = Runtime(opener=opener, models=models, policy=policy)
     workers = max(1, settings.cpu_workers)
-    metrics = ServerMetrics.create()
     scheduler = build_scheduler(settings, opener, policy, metrics)
     runners = {name: SealedBatchRunner(opener, models.get(name), policy, settings.max_batch_size)
                for name in models.names()}
