@@ -136,11 +136,11 @@ def sealed_echo_call(url: str, api_key: str, verify: Any, payload_bytes: int = 2
     return call
 
 
-def bare_echo_call(url: str, payload_bytes: int = 2048) -> Call:
+def bare_echo_call(url: str, payload_bytes: int = 2048, verify: Any = True) -> Call:
     """The baseline: a plain POST of the same size to benchmarks/bare_server.py."""
     import httpx
 
-    http = httpx.Client(base_url=url, timeout=60)
+    http = httpx.Client(base_url=url, timeout=60, verify=verify)
 
     def call() -> int:
         payload = os.urandom(payload_bytes // 2).hex().encode()
