@@ -50,7 +50,8 @@ log = logging.getLogger("cleanroom.asgi")
 
 class CleanroomMiddleware:
     def __init__(self, app: ASGIApp, *, data_dir: str | Path | None = None, settings: Settings | None = None,
-                 protected_paths: Sequence[str] = ("/",), services: Services | None = None) -> None:
+                 protected_paths: Sequence[str] = ("/",), services: Services | None = None,
+                 inner_content_type: str | None = "application/json") -> None:
         if settings is None:
             settings = Settings(data_dir=Path(data_dir)) if data_dir is not None else Settings()
         elif data_dir is not None:
@@ -60,6 +61,9 @@ class CleanroomMiddleware:
         self.app = app
         self.settings = settings
         self.protected_paths = tuple(protected_paths)
+        # The outer Content-Type is the sealed media type; the app needs one for the opened body (FastAPI
+        # >= 0.115 refuses to parse a JSON body model without it: 422 on every pydantic-bodied route).
+        self.inner_content_type = inner_content_type
         self.services = services or build_services(settings, models=ModelRegistry({}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +99,7 @@ class CleanroomMiddleware:
         with self.services.runtime.opener.open(call, body) as request:
             plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
             try:
-                status, headers, chunks = await run_app(self.app, scope, plaintext)
+                status, headers, chunks = await run_app(self.app, scope, plaintext, self.inner_content_type)
             finally:
                 del plaintext
             answer = request.scope.new_buffer(sum(len(c) for c in chunks))
@@ -113,7 +117,8 @@ class CleanroomMiddleware:
         await send({"type": "http.response.body", "body": bytes(sealed), "more_body": False})
 
 
-async def run_app(app: ASGIApp, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
+async def run_app(app: ASGIApp, scope: Scope, body: bytes, content_type: str | None = None
+                  ) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
     """Call the app with `body` and collect its whole response (it is sealed as one message)."""
     sent = False
     status = 500
@@ -139,6 +144,8 @@ async def run_app(app: ASGIApp, scope: Scope, body: bytes) -> tuple[int, list[tu
     inner["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length",
                                                                           b"authorization")]
     inner["headers"] += [(b"content-length", str(len(body)).encode())]
+    if content_type:
+        inner["headers"] += [(b"content-type", content_type.encode("latin-1"))]
     failed = ""
     try:
         await app(inner, receive, send)
