@@ -63,6 +63,30 @@ def summary(samples_s: list[float]) -> dict[str, float]:
             "p90_ms": ordered[int(len(ordered) * 0.9)] * 1000}
 
 
+def concurrent_phase(url: str, path: str, bodies: list[bytes], headers: dict[str, str], concurrency: int
+                     ) -> tuple[float, list[bytes]]:
+    """Send `bodies` from `concurrency` keep-alive connections at once; (seconds, responses in order)."""
+    import threading
+
+    answers: list[bytes] = [b""] * len(bodies)
+    shares = [list(range(i, len(bodies), concurrency)) for i in range(concurrency)]
+
+    def worker(indices: list[int]) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in indices:
+                response = http.post(path, content=bodies[i], headers=headers)
+                assert response.status_code == 200, response.text
+                answers[i] = response.content
+
+    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, answers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="requests of each kind")
@@ -71,6 +95,8 @@ def main() -> int:
     parser.add_argument("--no-exec", action="store_true", help="plain uvicorn (no allocator hardening)")
     parser.add_argument("--audit-fsync", choices=["always", "group", "none"], default="group",
                         help="CLEANROOM_AUDIT_FSYNC for the server; `none` only to show the fsync's share")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="also measure throughput with this many concurrent connections (0: skip)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -133,6 +159,23 @@ def main() -> int:
                         plain_s.append(plain)
                         sealed_rtt_s.append(received - sent)
                         sealed_e2e_s.append(finished - started)
+                throughput: dict[str, float] = {}
+                if args.concurrency:
+                    # Requests are sealed before the clock starts: the client's crypto is not the server's.
+                    sealed_requests = [client.seal_request("", body, path="/sealed/classify")
+                                       for _ in range(args.requests)]
+                    plain_time, _ = concurrent_phase(url, "/plain/classify", [body] * args.requests, plain_headers,
+                                                     args.concurrency)
+                    sealed_time, answers = concurrent_phase(url, "/sealed/classify",
+                                                            [r.body for r in sealed_requests], sealed_headers,
+                                                            args.concurrency)
+                    for request, answer in zip(sealed_requests, answers, strict=True):
+                        request.open_response(answer)
+                        request.close()
+                    throughput = {"concurrency": args.concurrency,
+                                  "plain_per_s": args.requests / plain_time,
+                                  "sealed_per_s": args.requests / sealed_time,
+                                  "ratio_time": sealed_time / plain_time}
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -149,6 +192,7 @@ def main() -> int:
         "ratio_end_to_end_mean": e2e["mean_ms"] / plain["mean_ms"],
         "ratio_end_to_end_p50": e2e["p50_ms"] / plain["p50_ms"],
         "server_overhead_p50_ms": rtt["p50_ms"] - plain["p50_ms"],
+        "throughput": throughput,
         "load_average_1m": os.getloadavg()[0],
     }
     print(json.dumps(result, indent=2))
