@@ -278,3 +278,31 @@ def test_testssl_findings_are_clean(optional_server: Any, pki: PKI, tmp_path: Pa
     bad = [f"{f['severity']} {f['id']}: {f['finding']}" for f in findings
            if f["severity"] not in ("OK", "INFO") and f["id"] not in CERTIFICATE_PROVENANCE_FINDINGS]
     assert not bad, "testssl.sh findings:\n" + "\n".join(bad)
+
+
+def test_client_cert_command_binds_lists_and_unbinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from cleanroom.server.mtls import register
+
+    Registry(tmp_path).update(lambda doc: doc["tenants"].update(
+        {"t_beta": {"tenant_id": "t_beta", "name": "beta", "credentials": []}}))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+
+    def run(*argv: str) -> list[str]:
+        args = parser.parse_args([*argv, "--data-dir", str(tmp_path)])
+        assert args.func(args) == 0
+        return list(json.loads(capsys.readouterr().out)["client_identities"])
+
+    assert run("client-cert", "bind", "beta", "subject:CN=client-b,O=Example") == ["subject:CN=client-b,O=Example"]
+    assert run("client-cert", "bind", "beta", "IP:127.0.0.1") == [
+        "subject:CN=client-b,O=Example", "ip:127.0.0.1"]
+    assert run("client-cert", "list", "beta") == ["subject:CN=client-b,O=Example", "ip:127.0.0.1"]
+    assert run("client-cert", "unbind", "beta", "ip:127.0.0.1") == ["subject:CN=client-b,O=Example"]
+    assert run("client-cert", "unbind", "beta", "--all") == []
+    from cleanroom.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        run("client-cert", "bind", "beta", "fingerprint:abc")

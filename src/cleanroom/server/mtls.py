@@ -12,9 +12,12 @@ Identities are strings, one per name in the certificate:
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
+import json
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -144,3 +147,43 @@ def check_client_identity(request: Any, tenant_record: Mapping[str, Any]) -> Non
     if not set(presented) & set(bound):
         raise ClientIdentityMismatch(
             f"the client certificate is not bound to tenant {tenant_record.get('name', '')!r}")
+
+
+# --- CLI: `cleanroom client-cert bind|unbind|list` -------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`cleanroom client-cert ...`: bind verified client-certificate identities to tenants.
+
+    Writes the tenant registry directly (under its file lock); a server running on the same data dir picks
+    the change up on its next request, as it does for other registry changes.
+    """
+    group = subparsers.add_parser("client-cert", help="bind client-certificate identities to tenants (mTLS)")
+    commands = group.add_subparsers(dest="client_cert_command", required=True)
+    bind = commands.add_parser("bind", help="require this certificate identity for the tenant")
+    bind.add_argument("tenant")
+    bind.add_argument("identity", help="subject:CN=..., dns:NAME, uri:URI, email:ADDR or ip:ADDR")
+    unbind = commands.add_parser("unbind", help="remove one identity, or all with --all")
+    unbind.add_argument("tenant")
+    unbind.add_argument("identity", nargs="?")
+    unbind.add_argument("--all", action="store_true")
+    show = commands.add_parser("list", help="identities bound to the tenant")
+    show.add_argument("tenant")
+    for parser in (bind, unbind, show):
+        parser.add_argument("--data-dir", type=Path, default=None)
+        parser.set_defaults(func=_client_cert_command)
+
+
+def _client_cert_command(args: argparse.Namespace) -> int:
+    from cleanroom.config import Settings
+
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir is not None else {}))
+    registry = Registry(Path(settings.data_dir))
+    if args.client_cert_command == "bind":
+        bound = bind_client_identity(registry, args.tenant, args.identity)
+    elif args.client_cert_command == "unbind":
+        if args.identity is None and not args.all:
+            raise BadRequest("name the identity to unbind, or pass --all", code="invalid_client_identity")
+        bound = unbind_client_identity(registry, args.tenant, None if args.all else args.identity)
+    else:
+        bound = list(registry.tenant(args.tenant).get(IDENTITY_FIELD) or [])
+    print(json.dumps({"tenant": args.tenant, "client_identities": bound}))
+    return 0
