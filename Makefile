@@ -35,8 +35,10 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(VENV)/bin/cleanroom serve --data-dir $(DATA_DIR) $(SERVE_ARGS)
 
+# Two workers (the CI box has 2 cores); a test file stays on one worker so its module fixtures are shared.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: install-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install-test
 	$(VENV)/bin/ruff check src tests benchmarks
