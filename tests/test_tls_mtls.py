@@ -306,3 +306,20 @@ def test_client_cert_command_binds_lists_and_unbinds(tmp_path: Path, capsys: pyt
 
     with pytest.raises(BadRequest):
         run("client-cert", "bind", "beta", "fingerprint:abc")
+
+
+def test_inconsistent_tls_settings_are_refused_at_start(pki: PKI, tmp_path: Path) -> None:
+    from cleanroom.config import Settings
+    from cleanroom.errors import ConfigurationError
+    from cleanroom.server.runner import tls_files
+    from cleanroom.server.tls import restrict_key_exchange_groups
+
+    with pytest.raises(ConfigurationError, match="need TLS"):
+        tls_files(Settings(data_dir=tmp_path, tls_mode="off", tls_client_cert="required"))
+    with pytest.raises(ConfigurationError, match="client-ca"):
+        server_tls_context(pki.server_one.cert_path, pki.server_one.key_path, client_cert="optional")
+    with pytest.raises(ConfigurationError, match="without"):
+        server_tls_context(pki.server_one.cert_path, pki.server_one.key_path, client_ca=pki.client_ca.cert_path)
+    with pytest.raises(ConfigurationError, match="not allowed"):
+        restrict_key_exchange_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ["X25519", "ffdhe2048"])
+    assert restrict_key_exchange_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) == "groups X25519:P-384:P-256"

@@ -32,6 +32,8 @@ log = logging.getLogger("cleanroom.server")
 
 def tls_files(settings: Settings) -> tuple[Path, Path] | None:
     if settings.tls_mode == "off":
+        if settings.tls_client_cert != "none" or settings.tls_client_ca is not None:
+            raise ConfigurationError("client certificates need TLS: drop --no-tls or the --client-cert flags")
         if not settings.host_is_loopback:
             raise ConfigurationError(f"--no-tls is refused on {settings.host!r}: plain HTTP only on loopback")
         return None
@@ -143,7 +145,7 @@ def run_server(settings: Settings) -> int:
     config = uvicorn.Config(harden_asgi(app), host=settings.host, port=settings.port, log_config=None,
                             access_log=True, ssl_context_factory=ssl_factory, http=hardened_protocol(limits),
                             timeout_keep_alive=limits.keep_alive_timeout_s, server_header=False,
-                            timeout_graceful_shutdown=30,
+                            timeout_graceful_shutdown=30, ws="none",  # no WebSocket routes: no upgrade path
                             # cleanroom resolves forwarded addresses itself, only from its trusted proxies
                             # (access.py); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
                             proxy_headers=False)

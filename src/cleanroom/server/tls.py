@@ -17,7 +17,6 @@ import signal
 import ssl
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -115,18 +114,6 @@ def restrict_key_exchange_groups(context: ssl.SSLContext, groups: Sequence[str] 
     context.set_ecdh_curve(_SINGLE_GROUP_NAMES.get(first, first))
     log.warning("cleanroom: this Python cannot set several TLS groups; offering %s only", first)
     return f"group {first} only (fallback)"
-
-
-@dataclass
-class TLSFiles:
-    """What a listener's TLS is built from; kept so SIGHUP can reload the same paths."""
-
-    cert_file: Path
-    key_file: Path
-    client_ca: Path | None = None
-    client_cert: ClientCertMode = "none"
-    groups: tuple[str, ...] = DEFAULT_GROUPS
-    description: str = field(default="", init=False)
 
 
 def server_tls_context(cert_file: Path, key_file: Path, *, client_ca: Path | None = None,
