@@ -130,6 +130,38 @@ def test_app_builder_refuses_bad_configuration() -> None:
     assert routing_headers("t_1") == {"serve_multiplexed_model_id": "t_1"}
 
 
+def test_replica_handle_path_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replica body outside Ray: sealed round trip through `handle_sealed`, and its error answers."""
+    from cleanroom.integrations.ray_serve import CleanroomReplica
+
+    replica = CleanroomReplica({"data_dir": str(tmp_path / "data"), "models": ["echo"], "device": "cpu",
+                                "not_dumpable": False, "disable_core_dumps": False})
+    try:
+        created = replica.services.tenants.create("shop")
+        client = Client("http://unused", api_key=created.api_key, public_key=created.public_key)
+        sealed = client.seal_request("echo", b"hello replica")
+        status, body = asyncio.run(replica.handle_sealed("echo", created.api_key, sealed.body))
+        assert status == 200 and sealed.open_response(body) == b"hello replica"
+        status, body = asyncio.run(replica.handle_sealed("echo", "cr_" + "x" * 36, sealed.body))
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthenticated"
+        status, body = asyncio.run(replica.handle_sealed("nope", created.api_key, sealed.body))
+        assert status == 404
+        secret = "crmark-" + os.urandom(8).hex()
+
+        def explode(call: Any, body: Any) -> bytearray:
+            raise RuntimeError(f"boom {secret}")
+
+        monkeypatch.setattr(replica.services.runtime, "handle", explode)
+        status, body = asyncio.run(replica.handle_sealed("echo", created.api_key,
+                                                         client.seal_request("echo", b"x").body))
+        assert status == 500 and secret.encode() not in body
+        stats = replica.stats()
+        assert stats["requests"] == 1 and stats["errors_by_code"]["internal_error"] == 1
+        client.close()
+    finally:
+        replica.close()
+
+
 # --- the cluster ------------------------------------------------------------------------------------
 @dataclass
 class Tenant:

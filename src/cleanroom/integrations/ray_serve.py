@@ -256,12 +256,14 @@ class CleanroomReplica:
     # --- requests -------------------------------------------------------------------------------
     async def handle_sealed(self, model: str, api_key: str, body: bytes, source: str | None = None
                             ) -> tuple[int, bytes]:
-        """For `DeploymentHandle` callers: (200, sealed response) or (4xx/5xx, JSON error body)."""
+        """For `DeploymentHandle` callers: (200, sealed response) or (4xx/5xx, JSON error body); never
+        raises across Ray (an exception's text could quote payload bytes)."""
         try:
             return 200, await self._run(model, api_key, body, source)
-        except CleanroomError as exc:
-            self._count_error(exc.code)
-            return exc.status, _json(exc.to_body())
+        except Exception as exc:
+            status, document = self._error(exc)
+            del exc
+            return status, document
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -283,17 +285,20 @@ class CleanroomReplica:
             body = await _read_body(request, self.settings.max_body_bytes)
             sealed = await self._run(match["model"], api_key, body, source)
             return Response(sealed, media_type=CONTENT_TYPE)
-        except CleanroomError as exc:
-            self._count_error(exc.code)
-            return Response(_json(exc.to_body()), status_code=exc.status, headers=exc.headers(),
-                            media_type="application/json")
-        except Exception as exc:  # never echo the text: it may quote payload bytes
-            kind = type(exc).__name__
+        except Exception as exc:
+            headers = exc.headers() if isinstance(exc, CleanroomError) else {}
+            status, error_body = self._error(exc)
             del exc
-            log.error("unexpected %s in a cleanroom replica", kind)
-            self._count_error("internal_error")
-            document = {"error": {"code": "internal_error", "message": "the replica failed unexpectedly"}}
-            return Response(_json(document), status_code=500, media_type="application/json")
+            return Response(error_body, status_code=status, headers=headers, media_type="application/json")
+
+    def _error(self, exc: Exception) -> tuple[int, bytes]:
+        """Status and JSON body for a failure; anything but a CleanroomError is a bug, reported by type."""
+        if isinstance(exc, CleanroomError):
+            self._count_error(exc.code)
+            return exc.status, _json(exc.to_body())
+        log.error("unexpected %s in a cleanroom replica", type(exc).__name__)
+        self._count_error("internal_error")
+        return 500, _json({"error": {"code": "internal_error", "message": "the replica failed unexpectedly"}})
 
     async def _run(self, model: str, api_key: str, body: bytes, source: str | None) -> bytes:
         services = self.services
