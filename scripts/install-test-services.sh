@@ -34,6 +34,15 @@ else
     softhsm_present || { echo "install-test-services: softhsm2 still missing after apt-get" >&2; exit 1; }
 fi
 
+# testssl.sh scans the dev server's TLS in tests/test_tls_mtls.py (needs the openssl CLI too).
+if command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1; then
+    echo "install-test-services: testssl.sh present"
+else
+    echo "install-test-services: installing testssl.sh (apt-get)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends testssl.sh openssl
+fi
+
 if [ ! -x "$PY" ]; then
     echo "install-test-services: no interpreter at $PY (create the venv first: make install-test)" >&2
     exit 1

@@ -323,3 +323,32 @@ def test_inconsistent_tls_settings_are_refused_at_start(pki: PKI, tmp_path: Path
     with pytest.raises(ConfigurationError, match="not allowed"):
         restrict_key_exchange_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ["X25519", "ffdhe2048"])
     assert restrict_key_exchange_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) == "groups X25519:P-384:P-256"
+
+
+def test_identity_binding_through_a_real_request(optional_server: Any, pki: PKI) -> None:
+    """End to end: a tenant bound to client-a's certificate is refused without it or with client-b's,
+    before anything is decrypted; an unbound tenant still works with its API key alone."""
+    from cleanroom.client import Client, ClientError
+
+    server = optional_server
+    server.create_tenant("bound")
+    server.create_tenant("free")
+    server.cli("client-cert", "bind", "bound", "dns:client-a.test", "--data-dir", str(server.data_dir))
+
+    def client_context(issued: Any | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(pki.server_ca.cert_path))
+        if issued is not None:
+            context.load_cert_chain(str(issued.cert_path), str(issued.key_path))
+        return context
+
+    def call(tenant: str, issued: Any | None) -> int | str:
+        with Client(server.url, api_key=server.tenants[tenant]["api_key"], verify=client_context(issued)) as c:
+            try:
+                return "ok" if c.infer("echo", b"mtls") == b"mtls" else "wrong"
+            except ClientError as exc:
+                return exc.code
+
+    assert call("bound", pki.client_a) == "ok"
+    assert call("bound", pki.client_b) == "client_identity_mismatch"
+    assert call("bound", None) == "client_certificate_required"
+    assert call("free", None) == "ok"

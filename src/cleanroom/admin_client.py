@@ -29,18 +29,32 @@ def running_server(data_dir: Path) -> dict[str, Any] | None:
     return state
 
 
+def admin_tls_context(server_cert: str | None) -> Any:
+    """Trust exactly the certificate the server on this data dir serves (the file server.json names).
+
+    `VERIFY_X509_PARTIAL_CHAIN` lets that leaf be its own trust anchor, so this works for the self-signed
+    dev certificate and for a CA-issued one alike, without trusting anything else. When the server
+    requires client certificates, the CLI presents `CLEANROOM_ADMIN_CLIENT_CERT`/`_KEY`.
+    """
+    import ssl
+
+    if not server_cert:
+        return True
+    context = ssl.create_default_context(cafile=server_cert)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    client_cert = os.environ.get("CLEANROOM_ADMIN_CLIENT_CERT")
+    if client_cert:
+        context.load_cert_chain(client_cert, os.environ.get("CLEANROOM_ADMIN_CLIENT_KEY"))
+    return context
+
+
 class AdminAPI:
     """Admin calls to a running server, authenticated with the data dir's admin token."""
 
     def __init__(self, state: dict[str, Any]) -> None:
         token = Path(state["admin_token_file"]).read_text(encoding="ascii").strip()
-        verify: Any = state.get("tls_cert") or True
-        if isinstance(verify, str):
-            import ssl
-
-            verify = ssl.create_default_context(cafile=verify)
-        self._http = httpx.Client(base_url=state["url"], verify=verify, timeout=60,
-                                  headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(base_url=state["url"], verify=admin_tls_context(state.get("tls_cert")),
+                                  timeout=60, headers={"Authorization": f"Bearer {token}"})
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)

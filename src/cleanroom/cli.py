@@ -21,6 +21,7 @@ _PLUGIN_MODULES = (
     "cleanroom.keys.commands",       # keys rotate|revoke|restore|status
     "cleanroom.doctor",              # doctor
     "cleanroom.backup",              # backup create|restore
+    "cleanroom.server.mtls",         # client-cert bind|unbind|list
 )
 
 

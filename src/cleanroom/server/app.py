@@ -25,6 +25,7 @@ from cleanroom.runtime.batch_runner import SealedItem
 from cleanroom.runtime.session import CallContext
 from cleanroom.server.auth import authenticate_tenant, require_admin
 from cleanroom.server.errors import install_error_handlers
+from cleanroom.server.mtls import check_client_identity
 from cleanroom.server.services import Services
 
 log = logging.getLogger("cleanroom.server")
@@ -150,6 +151,7 @@ def create_app(services: Services) -> FastAPI:
         require_sealed_content_type(request)
         source = client_address(request, services)
         principal = authenticate_tenant(request, services.tenants, source)
+        check_client_identity(request, services.registry.tenant(principal.tenant_id))
         body = await read_body(request, settings.max_body_bytes)
         call = CallContext(principal=principal, model=model, path=path, source=source)
         started = time.perf_counter()
@@ -172,6 +174,7 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/v1/tenants/self/public-key")
     async def public_key(request: Request) -> JSONResponse:
         principal = authenticate_tenant(request, services.tenants, client_address(request, services))
+        check_client_identity(request, services.registry.tenant(principal.tenant_id))
         return JSONResponse(services.tenants.public_key(principal.tenant_id))
 
     @app.get("/healthz")
