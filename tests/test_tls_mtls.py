@@ -331,6 +331,8 @@ def test_identity_binding_through_a_real_request(optional_server: Any, pki: PKI)
     from cleanroom.client import Client, ClientError
 
     server = optional_server
+    os.kill(server.pid, signal.SIGHUP)  # serve the certificate file again (an earlier test swapped it)
+    wait_for_cn(server.url, pki, "server-one")
     server.create_tenant("bound")
     server.create_tenant("free")
     server.cli("client-cert", "bind", "bound", "dns:client-a.test", "--data-dir", str(server.data_dir))
