@@ -118,6 +118,10 @@ def test_example_clients_import() -> None:
     import examples.triton.client
     import examples.vllm.client
 
-    for module in (examples.fastapi_app.client, examples.ray_serve.client, examples.triton.client,
-                   examples.vllm.client):
+    for module in (
+        examples.fastapi_app.client,
+        examples.ray_serve.client,
+        examples.triton.client,
+        examples.vllm.client,
+    ):
         assert callable(module.main)

@@ -286,8 +286,11 @@ def test_tampered_requests_get_json_4xx_never_5xx(hardened_server: NotesServer) 
         foreign = client.seal_request("", payload, path="/v1/notes").body  # sealed to shop, sent as rival
         assert_json_4xx(post_sealed(http, "/v1/notes", foreign, rival_key), "another tenant's API key")
         assert_json_4xx(post_sealed(http, "/v1/notes", foreign, "cr_" + "x" * 36), "unknown API key")
-        plain = http.post("/v1/notes", content=payload, headers={"Content-Type": "application/json",
-                                                                 "Authorization": f"Bearer {api_key}"})
+        plain = http.post(
+            "/v1/notes",
+            content=payload,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+        )
         assert assert_json_4xx(plain, "unsealed body") == "unsupported_media_type"
         assert_json_4xx(http.post("/v1/notes", content=b"", headers={"Content-Type": CONTENT_TYPE}), "no API key")
 
@@ -295,6 +298,13 @@ def test_tampered_requests_get_json_4xx_never_5xx(hardened_server: NotesServer) 
         marker = new_marker()
         assert marker in json.loads(client.call("/v1/notes", note(marker)))["echo"]
     assert server.process.poll() is None
-    assert set(codes) <= {"invalid_sealed_message", "decryption_failed", "unknown_key_id", "bad_request",
-                          "context_mismatch", "stale_request", "key_unavailable"}, codes
+    assert set(codes) <= {
+        "invalid_sealed_message",
+        "decryption_failed",
+        "unknown_key_id",
+        "bad_request",
+        "context_mismatch",
+        "stale_request",
+        "key_unavailable",
+    }, codes
     print(f"\ntamper: {len(positions)} flipped positions -> {codes}")

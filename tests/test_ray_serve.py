@@ -34,8 +34,7 @@ try:
 
     from cleanroom.integrations.ray_serve import TenantSlot, TenantTurns, cleanroom_app, routing_headers
 except ImportError as exc:  # fail, never skip: the brief requires Ray Serve to be tested for real
-    pytest.fail(f"Ray Serve is not importable ({exc}); install the ray extra: pip install 'ray[serve]'",
-                pytrace=False)
+    pytest.fail(f"Ray Serve is not importable ({exc}); install the ray extra: pip install 'ray[serve]'", pytrace=False)
 
 from cleanroom.client import Client
 from cleanroom.config import Settings
@@ -134,8 +133,15 @@ def test_replica_handle_path_in_process(tmp_path: Path, monkeypatch: pytest.Monk
     """The replica body outside Ray: sealed round trip through `handle_sealed`, and its error answers."""
     from cleanroom.integrations.ray_serve import CleanroomReplica
 
-    replica = CleanroomReplica({"data_dir": str(tmp_path / "data"), "models": ["echo"], "device": "cpu",
-                                "not_dumpable": False, "disable_core_dumps": False})
+    replica = CleanroomReplica(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "models": ["echo"],
+            "device": "cpu",
+            "not_dumpable": False,
+            "disable_core_dumps": False,
+        }
+    )
     try:
         created = replica.services.tenants.create("shop")
         client = Client("http://unused", api_key=created.api_key, public_key=created.public_key)
@@ -152,8 +158,9 @@ def test_replica_handle_path_in_process(tmp_path: Path, monkeypatch: pytest.Monk
             raise RuntimeError(f"boom {secret}")
 
         monkeypatch.setattr(replica.services.runtime, "handle", explode)
-        status, body = asyncio.run(replica.handle_sealed("echo", created.api_key,
-                                                         client.seal_request("echo", b"x").body))
+        status, body = asyncio.run(
+            replica.handle_sealed("echo", created.api_key, client.seal_request("echo", b"x").body)
+        )
         assert status == 500 and secret.encode() not in body
         stats = replica.stats()
         assert stats["requests"] == 1 and stats["errors_by_code"]["internal_error"] == 1
@@ -208,22 +215,37 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             tenants = []
             for name in TENANTS:
                 created = services.tenants.create(name)
-                tenants.append(Tenant(name, created.tenant_id, created.api_key,
-                                      services.tenants.public_key(created.tenant_id)["public_key"]))
+                tenants.append(
+                    Tenant(
+                        name,
+                        created.tenant_id,
+                        created.api_key,
+                        services.tenants.public_key(created.tenant_id)["public_key"],
+                    )
+                )
         finally:
             services.close()
         port = free_port()
         try:
-            ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False,
-                     namespace="cleanroom-test")
+            ray.init(
+                num_cpus=2, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False, namespace="cleanroom-test"
+            )
             serve.start(http_options={"host": "127.0.0.1", "port": port})
-            app = cleanroom_app(settings={"data_dir": str(data_dir), "models": ["echo"], "device": "cpu"},
-                                env=env, num_replicas=2, tenants_per_replica=2, max_consecutive=8,
-                                ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=16)
+            app = cleanroom_app(
+                settings={"data_dir": str(data_dir), "models": ["echo"], "device": "cpu"},
+                env=env,
+                num_replicas=2,
+                tenants_per_replica=2,
+                max_consecutive=8,
+                ray_actor_options={"num_cpus": 0.5},
+                max_ongoing_requests=16,
+            )
             handle = serve.run(app, name="cleanroom", route_prefix="/cr")
         except Exception as exc:
-            pytest.fail(f"Ray Serve could not start a local cluster here: {type(exc).__name__}: {exc}\n"
-                        f"(Ray logs: {ray_tmp}/session_latest/logs)")
+            pytest.fail(
+                f"Ray Serve could not start a local cluster here: {type(exc).__name__}: {exc}\n"
+                f"(Ray logs: {ray_tmp}/session_latest/logs)"
+            )
         yield Cluster(f"http://127.0.0.1:{port}/cr", handle, data_dir, settings, tenants)
     finally:
         try:
@@ -234,14 +256,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def drive(cluster: Cluster, result: LoadResult, tenant: Tenant, count: int, *, affinity: bool,
-          tag: str) -> None:
+def drive(cluster: Cluster, result: LoadResult, tenant: Tenant, count: int, *, affinity: bool, tag: str) -> None:
     """Send `count` echo requests for `tenant`, retrying (re-sealed) any that were not acknowledged."""
     headers = {"Content-Type": CONTENT_TYPE, "Authorization": f"Bearer {tenant.api_key}"}
     if affinity:
         headers.update(routing_headers(tenant.tenant_id))
-    with Client(cluster.url, api_key=tenant.api_key, public_key=tenant.public_key) as client, \
-            httpx.Client(base_url=cluster.url, timeout=60) as http:
+    with (
+        Client(cluster.url, api_key=tenant.api_key, public_key=tenant.public_key) as client,
+        httpx.Client(base_url=cluster.url, timeout=60) as http,
+    ):
         for i in range(count):
             payload = json.dumps({"tenant": tenant.name, "n": i, "tag": tag, "pad": "x" * 200}).encode()
             for _attempt in range(30):
@@ -275,12 +298,24 @@ def drive(cluster: Cluster, result: LoadResult, tenant: Tenant, count: int, *, a
                     result.refused.append(f"{tenant.name}#{i}: not acknowledged after 30 attempts")
 
 
-def run_load(cluster: Cluster, per_tenant: int, *, workers_per_tenant: int, affinity: bool, tag: str,
-             during: Any = None) -> LoadResult:
+def run_load(
+    cluster: Cluster, per_tenant: int, *, workers_per_tenant: int, affinity: bool, tag: str, during: Any = None
+) -> LoadResult:
     result = LoadResult()
-    threads = [threading.Thread(target=drive, args=(cluster, result, tenant, per_tenant, ),
-                                kwargs={"affinity": affinity, "tag": f"{tag}-{w}"})
-               for tenant in cluster.tenants for w in range(workers_per_tenant)]
+    threads = [
+        threading.Thread(
+            target=drive,
+            args=(
+                cluster,
+                result,
+                tenant,
+                per_tenant,
+            ),
+            kwargs={"affinity": affinity, "tag": f"{tag}-{w}"},
+        )
+        for tenant in cluster.tenants
+        for w in range(workers_per_tenant)
+    ]
     for thread in threads:
         thread.start()
     if during is not None:
@@ -317,8 +352,11 @@ def audited_request_ids(cluster: Cluster) -> tuple[set[str], dict[str, list[str]
         for audit_dir in sorted((cluster.data_dir / "workers").glob("*/audit")):
             with load_audit_keys(audit_dir, kms) as keys:
                 reports[audit_dir.parent.name] = sorted(verify(audit_dir, keys.audit_key, keys.public_key).kinds())
-                ids |= {e.request_id for _, e in read_events(audit_dir, keys.audit_key)
-                        if e.event == "decrypt.request_key" and e.request_id}
+                ids |= {
+                    e.request_id
+                    for _, e in read_events(audit_dir, keys.audit_key)
+                    if e.event == "decrypt.request_key" and e.request_id
+                }
     finally:
         kms.close()
     return ids, reports
@@ -329,7 +367,8 @@ def switches(stats: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 def test_four_tenants_two_replicas_affinity_and_a_replica_killed_mid_load(
-        cluster: Cluster, record_property: Any) -> None:
+    cluster: Cluster, record_property: Any
+) -> None:
     started = time.monotonic()
     # Public key through Serve (no routing header: any replica answers).
     with Client(cluster.url, api_key=cluster.tenants[0].api_key) as client:
@@ -355,8 +394,10 @@ def test_four_tenants_two_replicas_affinity_and_a_replica_killed_mid_load(
         assert len(result.acked) == len(TENANTS) * 2 * PER_WORKER
     baseline_switches = {r: mid[r]["tenant_switches"] - before[r]["tenant_switches"] for r in mid}
     affine_switches = {r: after[r]["tenant_switches"] - mid[r]["tenant_switches"] for r in after}
-    affine_tenants = {r: sorted(t for t, n in after[r]["requests_by_tenant"].items()
-                                if n > mid[r]["requests_by_tenant"].get(t, 0)) for r in after}
+    affine_tenants = {
+        r: sorted(t for t, n in after[r]["requests_by_tenant"].items() if n > mid[r]["requests_by_tenant"].get(t, 0))
+        for r in after
+    }
     for stats in after.values():
         assert len(stats["loaded_tenants"]) <= 2  # tenants_per_replica
     # Affinity: each tenant served by one replica, two tenants each, no slot evicted under load.
@@ -393,8 +434,14 @@ def test_four_tenants_two_replicas_affinity_and_a_replica_killed_mid_load(
     assert all(set(kinds) <= {"unsigned_tail"} for kinds in reports.values()), reports
     with pytest.raises(ProcessLookupError):
         os.kill(victim["pid"], 0)
-    report.update({"kill_phase_requests": len(killed.acked), "kill_phase_retried_attempts": len(killed.retried),
-                   "retry_reasons": sorted(set(killed.retried)), "audit_logs": reports,
-                   "seconds": round(time.monotonic() - started, 1)})
+    report.update(
+        {
+            "kill_phase_requests": len(killed.acked),
+            "kill_phase_retried_attempts": len(killed.retried),
+            "retry_reasons": sorted(set(killed.retried)),
+            "audit_logs": reports,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+    )
     record_property("ray_serve", json.dumps(report))
     print("\nray serve:", json.dumps(report))

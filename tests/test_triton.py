@@ -121,8 +121,13 @@ def stub_pid(triton: Triton, model: str) -> int:
 
 def triton_home() -> Path:
     try:
-        out = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "PYTHON": sys.executable})
+        out = subprocess.run(
+            ["bash", str(SETUP_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHON": sys.executable},
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{SETUP_SCRIPT} did not finish in 10 minutes")
     if out.returncode != 0:
@@ -143,8 +148,11 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triton]:
     signals.mkdir()
     services = build_services(Settings(data_dir=data_dir), audit=MemoryAudit(), models=ModelRegistry({}))
     try:
-        tenants = {"shop": services.tenants.create("shop"), "rival": services.tenants.create("rival"),
-                   "fenced": services.tenants.create("fenced", allow=["10.1.2.0/24"])}
+        tenants = {
+            "shop": services.tenants.create("shop"),
+            "rival": services.tenants.create("rival"),
+            "fenced": services.tenants.create("fenced", allow=["10.1.2.0/24"]),
+        }
     finally:
         services.close()
     hold_extra = 'parameters { key: "cleanroom_user_model" value { string_value: "support.hold_model:hold_factory" } }'
@@ -155,11 +163,25 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triton]:
     port = free_port()
     site = sysconfig.get_paths()["purelib"]
     pythonpath = os.pathsep.join([str(home / "pydeps"), str(REPO / "src"), str(REPO / "tests"), site])
-    command = [sys.executable, "-m", "cleanroom", "exec", "--", "env", f"LD_LIBRARY_PATH={home / 'lib'}",
-               f"CLEANROOM_TRITON_PYTHONPATH={pythonpath}", str(home / "bin" / "tritonserver"),
-               f"--model-repository={repo}", f"--backend-directory={home / 'backends'}", f"--http-port={port}",
-               "--http-address=127.0.0.1", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5",
-               "--pinned-memory-pool-byte-size=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "cleanroom",
+        "exec",
+        "--",
+        "env",
+        f"LD_LIBRARY_PATH={home / 'lib'}",
+        f"CLEANROOM_TRITON_PYTHONPATH={pythonpath}",
+        str(home / "bin" / "tritonserver"),
+        f"--model-repository={repo}",
+        f"--backend-directory={home / 'backends'}",
+        f"--http-port={port}",
+        "--http-address=127.0.0.1",
+        "--allow-grpc=false",
+        "--allow-metrics=false",
+        "--exit-timeout-secs=5",
+        "--pinned-memory-pool-byte-size=0",
+    ]
     env = {**os.environ, "CLEANROOM_TEST_SIGNAL_DIR": str(signals)}
     env.pop("PYTHONPATH", None)
     log_path = base / "triton.log"
@@ -305,9 +327,12 @@ class FakeRequest:
 
 
 FAKE_PB_UTILS = SimpleNamespace(
-    Tensor=FakeTensor, InferenceResponse=FakeResponse, TritonError=FakeError,
-    get_input_tensor_by_name=lambda request, name: (FakeTensor(name, request.tensors[name])
-                                                    if name in request.tensors else None),
+    Tensor=FakeTensor,
+    InferenceResponse=FakeResponse,
+    TritonError=FakeError,
+    get_input_tensor_by_name=lambda request, name: (
+        FakeTensor(name, request.tensors[name]) if name in request.tensors else None
+    ),
 )
 
 
@@ -318,8 +343,9 @@ def one(body: bytes) -> Any:
 
 
 @pytest.fixture
-def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-               ) -> Iterator[tuple[CleanroomTritonModel, dict[str, Any]]]:
+def fake_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[CleanroomTritonModel, dict[str, Any]]]:
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", FAKE_PB_UTILS)
     monkeypatch.setenv("CLEANROOM_DATA_DIR", str(tmp_path / "data"))
     model = CleanroomTritonModel()
@@ -330,20 +356,23 @@ def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     model.finalize()
 
 
-def test_fake_pb_utils_batch_of_two_tenants_and_errors(fake_model: tuple[CleanroomTritonModel, dict[str, Any]]
-                                                       ) -> None:
+def test_fake_pb_utils_batch_of_two_tenants_and_errors(fake_model: tuple[CleanroomTritonModel, dict[str, Any]]) -> None:
     model, tenants = fake_model
     sealed = {}
     requests = []
     for name in ("shop", "rival"):
         client = Client("http://unused", api_key=tenants[name].api_key, public_key=tenants[name].public_key)
         sealed[name] = client.seal_request("echo", f"hello {name}".encode())
-        requests.append(FakeRequest({"SEALED_REQUEST": one(sealed[name].body)},
-                                    {"cleanroom_api_key": tenants[name].api_key}))
+        requests.append(
+            FakeRequest({"SEALED_REQUEST": one(sealed[name].body)}, {"cleanroom_api_key": tenants[name].api_key})
+        )
         client.close()
     requests.append(FakeRequest({}, {"cleanroom_api_key": tenants["shop"].api_key}))  # no input
-    requests.append(FakeRequest({"SEALED_REQUEST": np.array([b"a", b"b"], dtype=np.object_)},
-                                {"cleanroom_api_key": tenants["shop"].api_key}))  # two elements
+    requests.append(
+        FakeRequest(
+            {"SEALED_REQUEST": np.array([b"a", b"b"], dtype=np.object_)}, {"cleanroom_api_key": tenants["shop"].api_key}
+        )
+    )  # two elements
     requests.append(FakeRequest({"SEALED_REQUEST": one(b"x")}, {}))  # no API key
     responses = model.execute(requests)
     assert len(responses) == len(requests)
@@ -356,7 +385,8 @@ def test_fake_pb_utils_batch_of_two_tenants_and_errors(fake_model: tuple[Cleanro
 
 
 def test_fake_pb_utils_unexpected_exception_is_a_bare_internal_error(
-        fake_model: tuple[CleanroomTritonModel, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_model: tuple[CleanroomTritonModel, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, tenants = fake_model
     secret = new_marker()
 
@@ -365,8 +395,9 @@ def test_fake_pb_utils_unexpected_exception_is_a_bare_internal_error(
 
     monkeypatch.setattr(model.services.runtime, "handle", explode)
     client = Client("http://unused", api_key=tenants["shop"].api_key, public_key=tenants["shop"].public_key)
-    request = FakeRequest({"SEALED_REQUEST": one(client.seal_request("echo", b"x").body)},
-                          {"cleanroom_api_key": tenants["shop"].api_key})
+    request = FakeRequest(
+        {"SEALED_REQUEST": one(client.seal_request("echo", b"x").body)}, {"cleanroom_api_key": tenants["shop"].api_key}
+    )
     client.close()
     [response] = model.execute([request])
     assert response.error.code == "INTERNAL" and secret not in response.error.message

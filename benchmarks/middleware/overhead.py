@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-APP = '''
+APP = """
 import asyncio
 import os
 
@@ -48,7 +48,7 @@ async def work(request: Request) -> dict[str, object]:
 inner.add_api_route("/plain/classify", work, methods=["POST"])
 inner.add_api_route("/sealed/classify", work, methods=["POST"])
 app = CleanroomMiddleware(inner, data_dir=os.environ["BENCH_DATA"], protected_paths=("/sealed/",))
-'''
+"""
 
 
 def free_port() -> int:
@@ -59,12 +59,16 @@ def free_port() -> int:
 
 def summary(samples_s: list[float]) -> dict[str, float]:
     ordered = sorted(samples_s)
-    return {"mean_ms": statistics.fmean(ordered) * 1000, "p50_ms": ordered[len(ordered) // 2] * 1000,
-            "p90_ms": ordered[int(len(ordered) * 0.9)] * 1000}
+    return {
+        "mean_ms": statistics.fmean(ordered) * 1000,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p90_ms": ordered[int(len(ordered) * 0.9)] * 1000,
+    }
 
 
-def concurrent_phase(url: str, path: str, bodies: list[bytes], headers: dict[str, str], concurrency: int
-                     ) -> tuple[float, list[bytes]]:
+def concurrent_phase(
+    url: str, path: str, bodies: list[bytes], headers: dict[str, str], concurrency: int
+) -> tuple[float, list[bytes]]:
     """Send `bodies` from `concurrency` keep-alive connections at once; (seconds, responses in order)."""
     import threading
 
@@ -93,10 +97,18 @@ def main() -> int:
     parser.add_argument("--handler-ms", type=float, default=5.0)
     parser.add_argument("--payload-bytes", type=int, default=1024)
     parser.add_argument("--no-exec", action="store_true", help="plain uvicorn (no allocator hardening)")
-    parser.add_argument("--audit-fsync", choices=["always", "group", "none"], default="group",
-                        help="CLEANROOM_AUDIT_FSYNC for the server; `none` only to show the fsync's share")
-    parser.add_argument("--concurrency", type=int, default=8,
-                        help="also measure throughput with this many concurrent connections (0: skip)")
+    parser.add_argument(
+        "--audit-fsync",
+        choices=["always", "group", "none"],
+        default="group",
+        help="CLEANROOM_AUDIT_FSYNC for the server; `none` only to show the fsync's share",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="also measure throughput with this many concurrent connections (0: skip)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -115,12 +127,27 @@ def main() -> int:
         finally:
             services.close()
         port = free_port()
-        uvicorn = [sys.executable, "-m", "uvicorn", "bench_app:app", "--host", "127.0.0.1", "--port", str(port),
-                   "--log-level", "warning", "--no-access-log"]
+        uvicorn = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
         command = uvicorn if args.no_exec else [sys.executable, "-m", "cleanroom", "exec", "--", *uvicorn]
-        env = {**os.environ, "CLEANROOM_AUDIT_FSYNC": args.audit_fsync, "BENCH_DATA": str(base / "data"),
-               "BENCH_HANDLER_MS": str(args.handler_ms),
-               "PYTHONPATH": os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "CLEANROOM_AUDIT_FSYNC": args.audit_fsync,
+            "BENCH_DATA": str(base / "data"),
+            "BENCH_HANDLER_MS": str(args.handler_ms),
+            "PYTHONPATH": os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")]),
+        }
         server = subprocess.Popen(command, env=env, cwd=base)
         try:
             url = f"http://127.0.0.1:{port}"
@@ -162,26 +189,32 @@ def main() -> int:
                 throughput: dict[str, float] = {}
                 if args.concurrency:
                     # Requests are sealed before the clock starts: the client's crypto is not the server's.
-                    sealed_requests = [client.seal_request("", body, path="/sealed/classify")
-                                       for _ in range(args.requests)]
-                    plain_time, _ = concurrent_phase(url, "/plain/classify", [body] * args.requests, plain_headers,
-                                                     args.concurrency)
-                    sealed_time, answers = concurrent_phase(url, "/sealed/classify",
-                                                            [r.body for r in sealed_requests], sealed_headers,
-                                                            args.concurrency)
+                    sealed_requests = [
+                        client.seal_request("", body, path="/sealed/classify") for _ in range(args.requests)
+                    ]
+                    plain_time, _ = concurrent_phase(
+                        url, "/plain/classify", [body] * args.requests, plain_headers, args.concurrency
+                    )
+                    sealed_time, answers = concurrent_phase(
+                        url, "/sealed/classify", [r.body for r in sealed_requests], sealed_headers, args.concurrency
+                    )
                     for request, answer in zip(sealed_requests, answers, strict=True):
                         request.open_response(answer)
                         request.close()
-                    throughput = {"concurrency": args.concurrency,
-                                  "plain_per_s": args.requests / plain_time,
-                                  "sealed_per_s": args.requests / sealed_time,
-                                  "ratio_time": sealed_time / plain_time}
+                    throughput = {
+                        "concurrency": args.concurrency,
+                        "plain_per_s": args.requests / plain_time,
+                        "sealed_per_s": args.requests / sealed_time,
+                        "ratio_time": sealed_time / plain_time,
+                    }
         finally:
             server.terminate()
             server.wait(timeout=30)
     plain, rtt, e2e = summary(plain_s), summary(sealed_rtt_s), summary(sealed_e2e_s)
     result = {
-        "handler_ms": args.handler_ms, "requests_each": args.requests, "payload_bytes": args.payload_bytes,
+        "handler_ms": args.handler_ms,
+        "requests_each": args.requests,
+        "payload_bytes": args.payload_bytes,
         "server": "uvicorn" if args.no_exec else "cleanroom exec -- uvicorn",
         "audit_fsync": args.audit_fsync,
         "plain": plain,

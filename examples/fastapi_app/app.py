@@ -26,7 +26,8 @@ def build_app() -> FastAPI:
         document = await request.json()
         text = str(document.get("text", ""))
         score = sum(text.lower().count(w) for w in ("love", "great", "good")) - sum(
-            text.lower().count(w) for w in ("hate", "bad", "awful"))
+            text.lower().count(w) for w in ("hate", "bad", "awful")
+        )
         return {"label": "positive" if score > 0 else "negative" if score < 0 else "neutral", "score": score}
 
     @app.get("/healthz")

@@ -21,7 +21,9 @@ def build(num_replicas: int = 2) -> Any:
     env = {k: v for k, v in os.environ.items() if k.startswith("CLEANROOM_")}
     return cleanroom_app(
         settings={"models": ["echo"], "device": "auto"},  # {"num_gpus": 1} below for GPU replicas
-        env=env, num_replicas=num_replicas, tenants_per_replica=2,
+        env=env,
+        num_replicas=num_replicas,
+        tenants_per_replica=2,
         ray_actor_options={"num_cpus": 1},
     )
 

@@ -21,9 +21,16 @@ def main(url: str, tenant_json: str, text: str) -> None:
         tenant = json.load(f)
     with Client(url, api_key=tenant["api_key"], public_key=tenant["public_key"]) as client:
         sealed = client.seal_request("echo", text.encode())
-        response = httpx.post(f"{url}/v1/models/echo/infer", content=sealed.body, timeout=60, headers={
-            "Content-Type": CONTENT_TYPE, "Authorization": f"Bearer {tenant['api_key']}",
-            **routing_headers(tenant["tenant_id"])})
+        response = httpx.post(
+            f"{url}/v1/models/echo/infer",
+            content=sealed.body,
+            timeout=60,
+            headers={
+                "Content-Type": CONTENT_TYPE,
+                "Authorization": f"Bearer {tenant['api_key']}",
+                **routing_headers(tenant["tenant_id"]),
+            },
+        )
         response.raise_for_status()
         print(sealed.open_response(response.content).decode())
 

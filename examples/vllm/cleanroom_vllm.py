@@ -18,8 +18,17 @@ from typing import Any
 from cleanroom.integrations.asgi import CleanroomMiddleware
 
 # Every route of vLLM's server that takes or returns tenant text or tokens.
-SEALED_PATHS = ("/v1/", "/tokenize", "/detokenize", "/pooling", "/classify", "/score", "/rerank",
-                "/invocations", "/inference")
+SEALED_PATHS = (
+    "/v1/",
+    "/tokenize",
+    "/detokenize",
+    "/pooling",
+    "/classify",
+    "/score",
+    "/rerank",
+    "/invocations",
+    "/inference",
+)
 
 
 class VLLMCleanroomMiddleware(CleanroomMiddleware):

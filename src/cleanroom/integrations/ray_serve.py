@@ -82,8 +82,9 @@ def routing_headers(tenant_id: str) -> dict[str, str]:
     return {TENANT_HEADER: tenant_id}
 
 
-def replica_runtime_env(env: Mapping[str, str] | None = None, *, harden_allocator: bool = True,
-                        perturb_byte: int = 0xA5) -> dict[str, Any]:
+def replica_runtime_env(
+    env: Mapping[str, str] | None = None, *, harden_allocator: bool = True, perturb_byte: int = 0xA5
+) -> dict[str, Any]:
     """A Ray `runtime_env` for replicas: `env` plus, by default, the hardened allocator of `cleanroom exec`.
 
     Ray applies `env_vars` before the worker's interpreter starts, which is when `PYTHONMALLOC` and
@@ -209,14 +210,16 @@ def current_replica_id() -> str:
 class CleanroomReplica:
     """The body of the Serve deployment (`cleanroom_app` wraps it); one full cleanroom runtime per replica."""
 
-    def __init__(self, settings: Mapping[str, Any] | None = None, *, tenants_per_replica: int = 2,
-                 max_consecutive: int = 8) -> None:
+    def __init__(
+        self, settings: Mapping[str, Any] | None = None, *, tenants_per_replica: int = 2, max_consecutive: int = 8
+    ) -> None:
         from cleanroom.integrations.workers import build_worker_services, python_allocator
         from cleanroom.memory.hardening import allocator_hardened, apply_process_hardening
 
         self.settings = Settings(**dict(settings or {}))
-        apply_process_hardening(disable_core_dumps=self.settings.disable_core_dumps,
-                                not_dumpable=self.settings.not_dumpable)
+        apply_process_hardening(
+            disable_core_dumps=self.settings.disable_core_dumps, not_dumpable=self.settings.not_dumpable
+        )
         self.replica_id = current_replica_id()
         self.services: Services = build_worker_services(self.settings, self.replica_id)
         self.services.runtime.on_tenant_switch = self._on_tenant_switch
@@ -254,8 +257,9 @@ class CleanroomReplica:
             self._stats.tenant_switches += 1
 
     # --- requests -------------------------------------------------------------------------------
-    async def handle_sealed(self, model: str, api_key: str, body: bytes, source: str | None = None
-                            ) -> tuple[int, bytes]:
+    async def handle_sealed(
+        self, model: str, api_key: str, body: bytes, source: str | None = None
+    ) -> tuple[int, bytes]:
         """For `DeploymentHandle` callers: (200, sealed response) or (4xx/5xx, JSON error body); never
         raises across Ray (an exception's text could quote payload bytes)."""
         try:
@@ -278,8 +282,9 @@ class CleanroomReplica:
                 return Response(_json(document), media_type="application/json")
             match = _INFER_RE.search(path)
             if request.method != "POST" or match is None:
-                raise NotFound("this deployment serves POST …/v1/models/{model}/infer and "
-                               "GET …/v1/tenants/self/public-key")
+                raise NotFound(
+                    "this deployment serves POST …/v1/models/{model}/infer and GET …/v1/tenants/self/public-key"
+                )
             if request.headers.get("content-type", "").split(";")[0].strip().lower() != CONTENT_TYPE:
                 raise UnsupportedMediaType(f"send sealed requests as Content-Type: {CONTENT_TYPE}")
             body = await _read_body(request, self.settings.max_body_bytes)
@@ -307,8 +312,9 @@ class CleanroomReplica:
         hint = serve.get_multiplexed_model_id()
         if hint:
             if hint != principal.tenant_id:
-                raise BadRequest(f"the {TENANT_HEADER} header must be the tenant id of the API key",
-                                 code="tenant_routing_mismatch")
+                raise BadRequest(
+                    f"the {TENANT_HEADER} header must be the tenant id of the API key", code="tenant_routing_mismatch"
+                )
             await self.tenant_slot(hint)
         call = CallContext(principal=principal, model=model, source=source or "")
         loop = asyncio.get_running_loop()
@@ -316,7 +322,8 @@ class CleanroomReplica:
             try:
                 sealed = await asyncio.wait_for(
                     loop.run_in_executor(services.executor, services.runtime.handle, call, body),
-                    timeout=self.settings.request_timeout_s)
+                    timeout=self.settings.request_timeout_s,
+                )
             except TimeoutError:
                 raise RequestTimeout("the model did not answer in time") from None
         self._stats.requests += 1
@@ -344,10 +351,18 @@ class CleanroomReplica:
             self.close()
 
 
-def cleanroom_app(*, settings: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                  num_replicas: int = 2, tenants_per_replica: int = 2, max_consecutive: int = 8,
-                  harden_allocator: bool = True, ray_actor_options: Mapping[str, Any] | None = None,
-                  name: str = "cleanroom", **deployment_options: Any) -> Any:
+def cleanroom_app(
+    *,
+    settings: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    num_replicas: int = 2,
+    tenants_per_replica: int = 2,
+    max_consecutive: int = 8,
+    harden_allocator: bool = True,
+    ray_actor_options: Mapping[str, Any] | None = None,
+    name: str = "cleanroom",
+    **deployment_options: Any,
+) -> Any:
     """A bound Serve application of `num_replicas` cleanroom replicas (pass it to `serve.run`).
 
     `settings` are `Settings` fields for every replica (not secrets: they travel in the deployment);
@@ -361,13 +376,16 @@ def cleanroom_app(*, settings: Mapping[str, Any] | None = None, env: Mapping[str
         raise ConfigurationError("num_replicas and tenants_per_replica must be at least 1")
     options: dict[str, Any] = {"num_cpus": 1, **dict(ray_actor_options or {})}
     runtime_env = dict(options.pop("runtime_env", {}) or {})
-    hardened = replica_runtime_env({**runtime_env.pop("env_vars", {}), **dict(env or {})},
-                                   harden_allocator=harden_allocator)
+    hardened = replica_runtime_env(
+        {**runtime_env.pop("env_vars", {}), **dict(env or {})}, harden_allocator=harden_allocator
+    )
     options["runtime_env"] = {**runtime_env, **hardened}
-    deployment = serve.deployment(name=name, num_replicas=num_replicas, ray_actor_options=options,
-                                  **deployment_options)(CleanroomReplica)
-    return deployment.bind(dict(settings or {}), tenants_per_replica=tenants_per_replica,
-                           max_consecutive=max_consecutive)
+    deployment = serve.deployment(
+        name=name, num_replicas=num_replicas, ray_actor_options=options, **deployment_options
+    )(CleanroomReplica)
+    return deployment.bind(
+        dict(settings or {}), tenants_per_replica=tenants_per_replica, max_consecutive=max_consecutive
+    )
 
 
 def _bearer(value: str) -> str:
@@ -392,5 +410,13 @@ def _json(document: Any) -> bytes:
     return json.dumps(document).encode()
 
 
-__all__ = ["TENANT_HEADER", "CleanroomReplica", "ReplicaStats", "TenantSlot", "TenantTurns", "cleanroom_app",
-           "replica_runtime_env", "routing_headers"]
+__all__ = [
+    "TENANT_HEADER",
+    "CleanroomReplica",
+    "ReplicaStats",
+    "TenantSlot",
+    "TenantTurns",
+    "cleanroom_app",
+    "replica_runtime_env",
+    "routing_headers",
+]

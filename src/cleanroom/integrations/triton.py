@@ -66,8 +66,15 @@ def triton_error(pb_utils: Any, exc: CleanroomError) -> Any:
     """A `TritonError` carrying cleanroom's JSON error, with the closest Triton status code."""
     message = json.dumps(exc.to_body())
     codes = getattr(pb_utils, "TritonError", None)
-    name = ("NOT_FOUND" if exc.status == 404 else "UNAVAILABLE" if exc.status in (429, 503)
-            else "INTERNAL" if exc.status >= 500 else "INVALID_ARG")
+    name = (
+        "NOT_FOUND"
+        if exc.status == 404
+        else "UNAVAILABLE"
+        if exc.status in (429, 503)
+        else "INTERNAL"
+        if exc.status >= 500
+        else "INVALID_ARG"
+    )
     code = getattr(codes, name, None)
     try:
         return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
@@ -99,12 +106,16 @@ class CleanroomTritonModel:
         apply_process_hardening(disable_core_dumps=settings.disable_core_dumps, not_dumpable=settings.not_dumpable)
         self.allocator = python_allocator()
         if self.allocator != "malloc":
-            log.warning("Python objects in this Triton stub use %s (the stub ignores PYTHONMALLOC): only glibc's "
-                        "tunables wipe freed memory; keep plaintext in SecureBuffers and tensors", self.allocator)
+            log.warning(
+                "Python objects in this Triton stub use %s (the stub ignores PYTHONMALLOC): only glibc's "
+                "tunables wipe freed memory; keep plaintext in SecureBuffers and tensors",
+                self.allocator,
+            )
         # Each model instance is its own stub process with its own audit log (one writer per log).
         instance = str(args.get("model_instance_name") or self.model_name)
-        self.services = build_worker_services(settings, f"triton-{socket.gethostname()}-{instance}",
-                                              models=self.build_models(settings))
+        self.services = build_worker_services(
+            settings, f"triton-{socket.gethostname()}-{instance}", models=self.build_models(settings)
+        )
         self.services.models.get(self.model_name)  # fail at load time, not on the first request
 
     def build_settings(self, parameters: Mapping[str, str]) -> Settings:
@@ -148,8 +159,11 @@ class CleanroomTritonModel:
         services = self.services
         principal = services.tenants.authenticate(self._api_key(request))
         if services.registry.tenant(principal.tenant_id).get("allow"):
-            raise Forbidden("this tenant is restricted to an address allowlist, and Triton does not pass the "
-                            "client's address to models", code="address_unknown")
+            raise Forbidden(
+                "this tenant is restricted to an address allowlist, and Triton does not pass the "
+                "client's address to models",
+                code="address_unknown",
+            )
         body = self._sealed_input(request)
         call = CallContext(principal=principal, model=self.model_name, source="triton")
         return bytes(services.runtime.handle(call, body))
@@ -170,8 +184,10 @@ class CleanroomTritonModel:
             raise BadRequest(f"the request has no {self.input_name!r} input", code="missing_input")
         array = tensor.as_numpy()
         if array.dtype != object or array.size != 1 or not isinstance(array.reshape(-1)[0], bytes):
-            raise BadRequest(f"{self.input_name!r} must be a BYTES tensor with exactly one element: the sealed "
-                             "request", code="invalid_input")
+            raise BadRequest(
+                f"{self.input_name!r} must be a BYTES tensor with exactly one element: the sealed request",
+                code="invalid_input",
+            )
         return bytes(array.reshape(-1)[0])
 
     def finalize(self) -> None:
@@ -186,23 +202,35 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 def encode_infer_request(
-    sealed_request: bytes, api_key: str, *, input_name: str = CleanroomTritonModel.input_name,
+    sealed_request: bytes,
+    api_key: str,
+    *,
+    input_name: str = CleanroomTritonModel.input_name,
     output_name: str = CleanroomTritonModel.output_name,
     api_key_parameter: str = CleanroomTritonModel.api_key_parameter,
 ) -> tuple[bytes, dict[str, str]]:
     """Body and headers for `POST /v2/models/{model}/infer` carrying one sealed request as binary BYTES."""
     element = len(sealed_request).to_bytes(4, "little") + sealed_request  # BYTES: u32 LE length, then data
-    header = json.dumps({
-        "inputs": [{"name": input_name, "shape": [1], "datatype": "BYTES",
-                    "parameters": {"binary_data_size": len(element)}}],
-        "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
-        "parameters": {api_key_parameter: api_key},
-    }).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(element)},
+                }
+            ],
+            "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
+            "parameters": {api_key_parameter: api_key},
+        }
+    ).encode()
     return header + element, {HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}
 
 
-def decode_infer_response(content: bytes, headers: Mapping[str, str], *,
-                          output_name: str = CleanroomTritonModel.output_name) -> bytes:
+def decode_infer_response(
+    content: bytes, headers: Mapping[str, str], *, output_name: str = CleanroomTritonModel.output_name
+) -> bytes:
     """The sealed response from a successful Triton answer (open it with `SealedRequest.open_response`)."""
     length = int(headers.get(HEADER_LENGTH) or len(content))
     if not 0 < length <= len(content):

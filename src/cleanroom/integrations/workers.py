@@ -69,8 +69,15 @@ def build_worker_services(settings: Settings, worker_id: str, *, models: ModelRe
     audit = WorkerAuditLog()
     services = build_services(settings, audit=audit, models=models)
     try:
-        audit.attach(AuditLogSink(worker_data_dir(settings.data_dir, worker_id), services.kms,
-                                  services.keyring.master_key_name, settings, services.metrics.registry))
+        audit.attach(
+            AuditLogSink(
+                worker_data_dir(settings.data_dir, worker_id),
+                services.kms,
+                services.keyring.master_key_name,
+                settings,
+                services.metrics.registry,
+            )
+        )
     except BaseException:
         services.close()
         raise
