@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # CPU hosts get the CPU wheel of torch (a plain `torch` requirement pulls a multi-GB CUDA build).
 TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 EXTRAS_SERVE := minilm
-EXTRAS_TEST  := dev,minilm,vault,pkcs11,aws,gpu,plot
+EXTRAS_TEST  := dev,minilm,vault,pkcs11,aws,gpu,plot,ray
 DATA_DIR ?= ./cleanroom-data
 SERVE_ARGS ?=
 

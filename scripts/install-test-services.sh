@@ -61,6 +61,9 @@ else
     echo "install-test-services: bao, moto_server, hvac, python-pkcs11, boto3 present"
 fi
 
+# Triton Inference Server (CPU) for tests/test_triton.py, unpacked outside the venv (idempotent).
+PYTHON="$PY" bash examples/triton/setup_tritonserver.sh >/dev/null
+
 "$VENV/bin/bao" version >/dev/null
 "$PY" -c "import hvac, pkcs11, boto3, moto"
 echo "install-test-services: ready"

@@ -124,3 +124,16 @@ def test_uvicorn_under_cleanroom_exec(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_middleware_enforces_the_tenant_allowlist(wrapped) -> None:
+    client, http, audit, tenants = wrapped
+    tenants.update("shop", allow=["192.0.2.0/24"])  # TestClient's peer is "testclient", not on the list
+    from cleanroom.client import ClientError
+
+    with pytest.raises(ClientError) as info:
+        client.call("/predict", b'{"text": "x"}')
+    assert (info.value.status, info.value.code) == (403, "address_not_allowed")
+    assert any(e["event"] == "auth.address_refused" for e in audit.events)
+    tenants.update("shop", allow=[])
+    assert json.loads(client.call("/predict", b'{"text": "ok"}'))["reversed"] == "ko"

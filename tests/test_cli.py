@@ -78,7 +78,7 @@ def test_exec_applies_the_hardening() -> None:
     malloc, tunables, core, dumpable = result.stdout.decode().split()
     assert malloc == "malloc" and "glibc.malloc.perturb=" in tunables and "tcache_count=0" in tunables
     assert core == "0"
-    # execve of a non-setuid binary keeps PR_SET_DUMPABLE=0 only until exec; core rlimit 0 is what persists.
+    # execve resets dumpability (the embedded middleware sets it again in-process); RLIMIT_CORE=0 persists.
     assert dumpable in {"0", "1"}
 
 

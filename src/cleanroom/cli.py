@@ -182,8 +182,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         print("cleanroom exec: give the command after --", file=sys.stderr)
         return 2
-    # rlimits and dumpability survive execve for the same user; the allocator settings travel in env.
-    apply_process_hardening(disable_core_dumps=True, not_dumpable=True)
+    # RLIMIT_CORE=0 survives execve and the allocator settings travel in the environment; dumpability
+    # does not (the kernel resets it on exec), so embedded cleanroom code (the ASGI middleware, the Ray
+    # and Triton integrations) turns it off again inside the target process.
+    apply_process_hardening(disable_core_dumps=True, not_dumpable=False)
     try:
         exec_hardened(command, args.perturb_byte)
     except FileNotFoundError:

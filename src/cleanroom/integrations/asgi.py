@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 
 from cleanroom.config import Settings
+from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import (
     CleanroomError,
@@ -65,6 +66,11 @@ class CleanroomMiddleware:
         # >= 0.115 refuses to parse a JSON body model without it: 422 on every pydantic-bodied route).
         self.inner_content_type = inner_content_type
         self.services = services or build_services(settings, models=ModelRegistry({}))
+        if services is None:
+            # Core dumps off and not dumpable inside the host server's process (`cleanroom exec` cannot
+            # carry dumpability across execve; the allocator settings it does carry).
+            apply_process_hardening(disable_core_dumps=settings.disable_core_dumps,
+                                    not_dumpable=settings.not_dumpable)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,9 +88,15 @@ class CleanroomMiddleware:
         except CleanroomError as exc:
             await send_json(send, exc.status, exc.to_body(), exc.headers())
 
+    def _source(self, scope: Scope) -> str:
+        """The caller's address (the peer, or the forwarding header from a trusted proxy), for allowlists."""
+        client = scope.get("client")
+        resolver = self.services.addresses
+        return resolver.resolve(client[0] if client else "", header(scope, resolver.header.encode()) or None)
+
     async def _public_key(self, scope: Scope, send: Send) -> None:
         try:
-            principal = self.services.tenants.authenticate(bearer(scope))
+            principal = self.services.tenants.authenticate(bearer(scope), source=self._source(scope))
             await send_json(send, 200, self.services.tenants.public_key(principal.tenant_id))
         except CleanroomError as exc:
             await send_json(send, exc.status, exc.to_body(), exc.headers())
@@ -92,10 +104,10 @@ class CleanroomMiddleware:
     async def _sealed(self, scope: Scope, receive: Receive, send: Send) -> None:
         if header(scope, b"content-type").split(";")[0].strip().lower() != CONTENT_TYPE:
             raise UnsupportedMediaType(f"this route takes sealed requests ({CONTENT_TYPE})")
-        principal = self.services.tenants.authenticate(bearer(scope))
+        source = self._source(scope)
+        principal = self.services.tenants.authenticate(bearer(scope), source=source)
         body = await read_body(receive, self.settings.max_body_bytes)
-        client = scope.get("client")
-        call = CallContext(principal=principal, model="", path=scope["path"], source=client[0] if client else "")
+        call = CallContext(principal=principal, model="", path=scope["path"], source=source)
         with self.services.runtime.opener.open(call, body) as request:
             plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
             try:
