@@ -76,3 +76,23 @@ def test_server_audit_log_records_requests_and_verifies(shared_server) -> None:
     on_disk = b"".join(p.read_bytes() for p in audit_dir.rglob("*") if p.is_file() and p.name != "keys.json")
     assert b"audited" not in on_disk
     assert shared_server.tenants["beta"]["tenant_id"].encode() not in on_disk
+
+
+def test_key_operations_and_admin_actions_are_audited(data_dir: Path, memory_audit) -> None:
+    services = build_services(Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit,
+                              models=ModelRegistry({"echo": EchoModel()}))
+    try:
+        created = services.tenants.create("acme")
+        extra = services.tenants.add_credential("acme", label="ci")
+        services.tenants.update("acme", allow=["192.0.2.0/24"])
+        services.tenants.revoke_credential("acme", extra.credential_id)
+        services.keys.rotate_tenant_key("acme")
+        services.keys.set_tenant_revoked("acme", True)
+        services.keys.set_tenant_revoked("acme", False)
+        services.tenants.delete("acme")
+    finally:
+        services.close()
+    events = [e["event"] for e in memory_audit.events]
+    for expected in ("key.create", "admin.tenant_update", "key.revoke", "key.rotate", "key.restore", "key.delete"):
+        assert expected in events, (expected, events)
+    assert all(created.api_key not in str(e) and extra.api_key not in str(e) for e in memory_audit.events)

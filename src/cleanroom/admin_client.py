@@ -7,6 +7,7 @@ them); with no server, the same `TenantService` code edits the registry under it
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from pathlib import Path
@@ -87,7 +88,14 @@ def local_tenant_service(settings: Settings) -> Any:
 
     keyring = Keyring(registry, kms, master_key_name=master_key_name(settings), ttl_s=0)
     keyring.ensure_master_key()
-    return TenantService(registry, keyring)
+    service = TenantService(registry, keyring)
+    # Key operations done without a server are on the same audit record as the server's.
+    from cleanroom.server.services import AuditLogSink
+
+    audit = AuditLogSink(Path(settings.data_dir), kms, keyring.master_key_name, settings)
+    atexit.register(audit.close)  # writes the closing checkpoint when the command ends
+    service.audit = keyring.audit = audit
+    return service
 
 
 def local_key_manager(settings: Settings) -> tuple[Any, Any]:
@@ -95,7 +103,7 @@ def local_key_manager(settings: Settings) -> tuple[Any, Any]:
     from cleanroom.keys.lifecycle import KeyManager
 
     service = local_tenant_service(settings)
-    return KeyManager(service.registry, service.keyring), rotation_policy(settings)
+    return KeyManager(service.registry, service.keyring, audit=service.audit), rotation_policy(settings)
 
 
 def rotation_policy(settings: Settings) -> Any:

@@ -135,6 +135,8 @@ class TenantService:
             doc["tenants"][tenant_id] = record
 
         self.registry.update(add)
+        self._record("key.create", tenant_id=tenant_id, key_id=key_id, principal=credential["id"],
+                     details={"tenant_name": name})
         token = TenantPublicKey(tenant_id, key_id, decode_public_key(str(hpke_keys[0]["public_key"]))).token()
         return CreatedTenant(tenant_id=tenant_id, name=name, api_key=api_key, public_key=token, key_id=key_id)
 
@@ -158,6 +160,8 @@ class TenantService:
                 record["allow"] = networks
 
         self.registry.update(change)
+        self._record("admin.tenant_update", tenant_id=tenant_id,
+                     details={"weight_changed": weight is not None, "allowlist_changed": networks is not None})
         return public_view(self.registry.tenant(tenant_id), self._last_used)
 
     # --- credentials --------------------------------------------------------------------------------
@@ -170,6 +174,7 @@ class TenantService:
             doc["tenants"][tenant_id]["credentials"].append(credential)
 
         self.registry.update(add)
+        self._record("key.create", tenant_id=tenant_id, principal=credential["id"], purpose="api-key")
         return CreatedCredential(tenant_id, credential["id"], label, api_key, credential["expires_at"])
 
     def list_credentials(self, name_or_id: str) -> list[dict[str, Any]]:
@@ -187,7 +192,13 @@ class TenantService:
             raise NotFound(f"tenant has no credential {credential_id!r}", code="unknown_credential")
 
         self.registry.update(revoke)
+        self._record("key.revoke", tenant_id=tenant_id, principal=credential_id, purpose="api-key")
         return {"tenant_id": tenant_id, "credential_id": credential_id, "revoked": True}
+
+    def _record(self, event: str, **fields: Any) -> None:
+        """Key operations and admin actions go on the audit record (DESIGN §2.5), when one is attached."""
+        if self.audit is not None:
+            self.audit.record({"event": event, **fields})
 
     def _touch(self, credential_id: str, tenant_id: str) -> None:
         """Remember when a key was last used; persist it at most once a minute per key."""
@@ -212,6 +223,7 @@ class TenantService:
 
         self.registry.update(remove)
         self.keyring.purge(tenant_id)
+        self._record("key.delete", tenant_id=tenant_id, purpose="tenant")
         return str(tenant_id)
 
     def public_key(self, tenant_id: str) -> dict[str, Any]:
