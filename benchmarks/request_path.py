@@ -61,12 +61,11 @@ def main() -> None:
                         help="run the sealed server without the hardened allocator, to split its cost out")
     args = parser.parse_args()
 
-    from support.server import start_server, server_env
-
     from cleanroom.client import Client
     from cleanroom.memory.secure_buffer import SecureAllocator
     from cleanroom.runtime.models import EchoModel, MiniLMModel, RequestScope
     from cleanroom.runtime.session import zero_scope
+    from support.server import server_env, start_server
 
     allocator = SecureAllocator()
     models = {"echo": EchoModel(), "minilm": MiniLMModel()}

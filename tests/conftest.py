@@ -50,7 +50,7 @@ def memory_audit() -> MemoryAudit:
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real server (TLS, echo + minilm + test models) shared by the end-to-end tests."""
-    from support.server import start_server, server_env
+    from support.server import server_env, start_server
 
     base = tmp_path_factory.mktemp("shared-server")
     signal_dir = base / "signals"

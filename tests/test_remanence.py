@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from safetensors.torch import save
 import torch
+from safetensors.torch import save
 
 from support.memscan import encodings, scan_files, scan_process
 
@@ -86,7 +86,7 @@ def test_without_allocator_hardening_the_scan_finds_leftovers(tmp_path: Path) ->
     This is why `serve` re-executes itself with PYTHONMALLOC=malloc and glibc's perturb tunables; if this
     test ever passes with zero hits, the remanence test above has stopped proving anything.
     """
-    from support.server import start_server, server_env
+    from support.server import server_env, start_server
 
     server = start_server(tmp_path / "data", "--models", "echo,minilm",
                           env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false"))

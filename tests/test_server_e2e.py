@@ -7,8 +7,8 @@ import os
 import random
 
 import pytest
-from safetensors.torch import load, save
 import torch
+from safetensors.torch import load, save
 
 from cleanroom.client import ClientError
 from cleanroom.crypto.sealed import CONTENT_TYPE

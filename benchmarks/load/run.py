@@ -33,9 +33,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.hardening import admin_create_tenant  # noqa: E402
-from support.load import LoadReport, bare_echo_call, run_load, sealed_echo_call  # noqa: E402
-from support.server import start_server  # noqa: E402
+from support.hardening import admin_create_tenant
+from support.load import LoadReport, bare_echo_call, run_load, sealed_echo_call
+from support.server import start_server
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.server import ServerHandle, server_env, start_server  # noqa: E402
+from support.server import ServerHandle, server_env, start_server
 
 SENTENCE = "Confidential inference keeps every tenant's text sealed from the client to the model."
 

@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     audit_segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     alert_webhook_url: str | None = None
     alert_business_hours: dict[str, str] = Field(
-        default_factory=dict, description='tenant id or name -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"')
+        default_factory=dict,
+        description='tenant id or name -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"')
     alert_default_business_hours: str | None = Field(None, description='"Area/City:START-END" for every other tenant')
 
     # --- memory and process hardening -------------------------------------------------------------

@@ -27,7 +27,6 @@ from typing import Any
 import anyio
 
 from cleanroom.config import Settings
-from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import (
     CleanroomError,
@@ -36,6 +35,7 @@ from cleanroom.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.session import CallContext
 from cleanroom.server.services import Services, build_services
