@@ -100,6 +100,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
         print(json.dumps(created))
     else:
         print(f"tenant:     {created['name']} ({created['tenant_id']})")
+        # The one place an API key is shown: to the operator who created it, on their terminal, once.
         print(f"api key:    {created['api_key']}   (shown once: store it now)")
         print(f"public key: {created['public_key']}")
     return 0

@@ -391,6 +391,8 @@ class RecordCipher:
         signed = raw[:_SEGMENT_SIGNED_LEN]
         key = self._expand(b"cleanroom-audit-v1 segment" + struct.pack(">I", header.segment_index))
         try:
+            # Only the tag matters here (an authenticity check of the segment header); the output is an
+            # empty or fixed marker, never tenant data, so a `bytes` result is fine.
             AESGCM(key).decrypt(signed[48:60], raw[_SEGMENT_SIGNED_LEN:SEGMENT_HEADER_LEN], _SEGMENT_AAD + signed)
         except InvalidTag as exc:
             raise RecordFormatError("segment header does not authenticate under the audit key") from exc
