@@ -135,8 +135,36 @@ def test_empty_and_exact_segment_spills(tmp_path: Path) -> None:
         assert spill.read() == b""
     data = random.Random(1).randbytes(2 * SEG)
     with new_spill(tmp_path, data) as spill:
+        # Whole segments are sealed from the caller's buffer without a copy, so writing ends with an empty
+        # last segment (a tag alone).
+        assert os.fstat(spill._fd).st_size == HEADER_SIZE_BYTES + 2 * FULL + TAG_SIZE_BYTES  # type: ignore[arg-type]
+        assert spill.read() == data
+    with SpillFile(tmp_path, segment_size_bytes=SEG) as spill:
+        spill.write(data[: SEG + 1])  # one segment sealed, one byte staged...
+        spill.write(data[SEG + 1 :])  # ...and completed here: the staged segment becomes a full last one
+        spill.seek(0)
         assert os.fstat(spill._fd).st_size == HEADER_SIZE_BYTES + 2 * FULL  # type: ignore[arg-type]
         assert spill.read() == data
+
+
+@pytest.mark.parametrize("attack", ["flip-tag", "drop-it", "append"])
+def test_empty_last_segment_is_authenticated_before_any_read(tmp_path: Path, attack: str) -> None:
+    data = random.Random(2).randbytes(2 * SEG)
+    spill = new_spill(tmp_path, data)
+    fd = spill._fd
+    assert fd is not None
+    end = HEADER_SIZE_BYTES + 2 * FULL
+    if attack == "flip-tag":
+        flip(fd, end + 5)
+    elif attack == "drop-it":
+        os.ftruncate(fd, end)
+    else:
+        os.pwrite(fd, os.pread(fd, TAG_SIZE_BYTES, end), end + TAG_SIZE_BYTES)
+    out = bytearray(SEG)
+    with pytest.raises(SpillIntegrityError):
+        spill.readinto(out)  # the first segment is intact, but the empty last one is checked first
+    assert out == bytes(SEG)
+    spill.close()
 
 
 def test_write_after_read_and_use_after_close_are_refused(tmp_path: Path) -> None:

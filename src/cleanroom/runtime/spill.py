@@ -15,6 +15,12 @@ offset (random access decrypts only the segment needed). Writing after the first
 error (ENOSPC, EIO, EFBIG) raises `SpillError`, discards the file and shreds the key: nothing half-written
 stays readable. Any authentication failure on read raises `SpillIntegrityError` and does the same.
 Not thread-safe: one owner at a time, like any file object.
+
+Throughput: the file calls run on a disk thread (`spill_worker`) while the owner's thread runs AES-GCM —
+write-behind of sealed segments grouped into ~1 MiB extents (at most three in flight, so memory stays
+bounded) and read-ahead of the next extents when reading in order. That thread only ever holds ciphertext.
+A write error found by the disk thread surfaces on the next `write` or at the first `seek` (which waits
+for every pending write), with the same discard-and-shred as a synchronous one.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from cleanroom.crypto.stream import (
 )
 from cleanroom.errors import CleanroomError, SpillError, SpillIntegrityError
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
+from cleanroom.runtime.spill_worker import DiskWorker, ExtentReader, ExtentWriter, ShortRead, pread_exact, pwrite_all
 
 log = logging.getLogger("cleanroom.spill")
 
@@ -140,6 +147,10 @@ class SpillFile:
         self._staging: SecureBuffer | None = None
         self._encryptor: StreamEncryptor | None = None
         self._decryptor: StreamDecryptor | None = None
+        self._worker: DiskWorker | None = None
+        self._writer: ExtentWriter | None = None
+        self._extent_reader: ExtentReader | None = None
+        self._extent_buffers: list[bytearray] = []  # the writer's, handed on to the reader
         self.directory = Path(directory) if directory is not None else Path(_default_directory())
         if not self.directory.is_dir():
             raise SpillError("the spill directory does not exist or is not a directory", code="spill_misconfigured")
@@ -151,20 +162,26 @@ class SpillFile:
             self._key = allocator.allocate(KEY_SIZE_BYTES)
             _fill_random(self._key.view())
             self._staging = allocator.allocate(segment_size_bytes)
-            self._ciphertext = bytearray(segment_size_bytes + TAG_SIZE_BYTES)  # not secret
             self._encryptor = StreamEncryptor(
                 self._key.view(), context=SPILL_CONTEXT, segment_size_bytes=segment_size_bytes
             )
             self._fd = self._io.open_unlinked(self.directory)
             _check_private_and_nameless(self._fd)
-            self._pwrite_all(memoryview(self._encryptor.header), 0)
+            pwrite_all(self._io, self._fd, memoryview(self._encryptor.header), 0)
+            self._worker = DiskWorker(self._io, self._fd)  # its thread starts with the first extent
+            self._writer = ExtentWriter(
+                self._io,
+                self._fd,
+                self._worker,
+                offset=HEADER_SIZE_BYTES,
+                segment_full_bytes=segment_size_bytes + TAG_SIZE_BYTES,
+            )
         except OSError as exc:
             self._discard()
             raise _spill_error("could not create the spill file", exc) from exc
         except BaseException:
             self._discard()
             raise
-        self._write_offset = HEADER_SIZE_BYTES
         self._staged = 0
         self._plaintext_size = 0
         self._stream_size = 0
@@ -174,7 +191,13 @@ class SpillFile:
 
     # --- writing --------------------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append `data`; full segments are sealed and written as soon as the next byte arrives."""
+        """Append `data`. Whole segments of `data` are sealed straight from it (no copy) as non-last
+        segments; a partial segment is staged in a SecureBuffer until it fills up or writing ends.
+
+        So a spill whose writes end on a segment boundary ends with an empty last segment (16 bytes: a
+        valid stream, wire-format-stream.md) instead of a copy of its final segment: the copy used to cost
+        up to a quarter of the spill's time (measured; all of it with 1 MiB writes and 1 MiB segments).
+        """
         self._require_open()
         if self._state is not _State.WRITING:
             raise io.UnsupportedOperation("SpillFile is write-then-read: writing after seek/read is not supported")
@@ -186,8 +209,8 @@ class SpillFile:
                 while done < total:
                     if self._staged == segment:  # full, and more bytes follow: not the last segment
                         self._seal(staging, last=False)
-                    if self._staged == 0 and total - done > segment:
-                        # A whole segment with bytes after it: seal it from the caller's buffer, no copy.
+                    if self._staged == 0 and total - done >= segment:
+                        # A whole segment: seal it from the caller's buffer, no copy.
                         self._seal(source[done : done + segment], last=False)
                         done += segment
                         continue
@@ -202,35 +225,31 @@ class SpillFile:
         return total
 
     def _seal(self, plaintext: memoryview, *, last: bool) -> None:
-        assert self._encryptor is not None and self._staging is not None
-        out = memoryview(self._ciphertext)[: plaintext.nbytes + TAG_SIZE_BYTES]
+        """Encrypt one segment here, into the writer's extent buffer; full extents go to the disk thread."""
+        assert self._encryptor is not None and self._writer is not None
+        size = plaintext.nbytes + TAG_SIZE_BYTES
+        out = self._writer.next_segment(size, last=last)  # raises an earlier write error as OSError
         self._encryptor.encrypt_segment_into(plaintext, out, last=last)
-        self._pwrite_all(out, self._write_offset)
-        self._write_offset += out.nbytes
+        self._writer.commit(size)
         self._staged = 0
 
     def _finish_writing(self) -> None:
-        """Seal what is staged as the last segment and forget the encryptor (no more nonces from it)."""
-        assert self._encryptor is not None and self._staging is not None
+        """Seal what is staged as the last segment, wait until every extent is on disk, and forget the
+        encryptor (no more nonces from it)."""
+        assert self._encryptor is not None and self._staging is not None and self._writer is not None
         try:
             with self._staging.view() as staging:
                 self._seal(staging[: self._staged], last=True)
+            self._extent_buffers = self._writer.flush()
         except OSError as exc:
             self._discard()
             raise _spill_error("spill write failed", exc) from exc
         self._staging.zero()
         self._encryptor.close()
         self._encryptor = None
-        self._stream_size = self._write_offset
+        self._stream_size = self._writer.offset
+        self._writer = None
         self._state = _State.READING
-
-    def _pwrite_all(self, data: memoryview, offset: int) -> None:
-        assert self._fd is not None
-        while data.nbytes:
-            written = self._io.pwrite(self._fd, data, offset)
-            if written <= 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            data, offset = data[written:], offset + written
 
     # --- positioning ----------------------------------------------------------------------------
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -319,6 +338,18 @@ class SpillFile:
                 self._decryptor = StreamDecryptor(
                     self._key.view(), header, self._io.size_bytes(self._fd), context=SPILL_CONTEXT
                 )
+                assert self._worker is not None
+                self._extent_reader = ExtentReader(
+                    self._io,
+                    self._fd,
+                    self._worker,
+                    header_bytes=HEADER_SIZE_BYTES,
+                    segment_full_bytes=self.segment_size_bytes + TAG_SIZE_BYTES,
+                    stream_size=self._stream_size,
+                    buffers=self._extent_buffers,
+                )
+                self._extent_buffers = []
+                self._open_empty_last_segment()
             except SpillIntegrityError:
                 self._discard()
                 raise
@@ -330,17 +361,28 @@ class SpillFile:
                 raise _spill_error("spill read failed", exc) from exc
         return self._decryptor
 
+    def _open_empty_last_segment(self) -> None:
+        """An empty last segment carries no bytes, so no read would ever open it: authenticate it now, so
+        that every segment of the file has been checked by the time a read reaches the end."""
+        assert self._decryptor is not None
+        last = self._decryptor.segment_count - 1
+        if self._decryptor.segment_plaintext_size(last) == 0:
+            self._load_segment(last, memoryview(bytearray(0)))
+
     def _load_segment(self, index: int, target: memoryview) -> None:
         """Read and open one segment into `target`; raises SpillIntegrityError or SpillError (caller discards)."""
-        assert self._decryptor is not None
-        size = self._decryptor.segment_plaintext_size(index)
-        ciphertext = memoryview(self._ciphertext)[: size + TAG_SIZE_BYTES]
+        assert self._decryptor is not None and self._extent_reader is not None
         try:
-            self._check_size()
-            self._pread_exact(ciphertext, self._decryptor.segment_offset(index))
+            if not self._extent_reader.loaded(index):
+                # Before using ciphertext that comes from the file: the size must be the one we wrote. (A
+                # segment of the extent already in memory was read, and this checked, moments ago.)
+                self._check_size()
+            ciphertext = self._extent_reader.segment(index)  # read ahead on the disk thread when in order
             self._decryptor.decrypt_segment_into(index, ciphertext, target)  # zeroes target on failure
         except SpillIntegrityError:
             raise
+        except ShortRead:
+            raise SpillIntegrityError("the spill file ended early") from None
         except CleanroomError as exc:
             raise SpillIntegrityError(f"spill segment {index} does not authenticate") from exc
         except OSError as exc:
@@ -354,11 +396,10 @@ class SpillFile:
 
     def _pread_exact(self, buffer: memoryview, offset: int) -> None:
         assert self._fd is not None
-        while buffer.nbytes:
-            count = self._io.preadinto(self._fd, buffer, offset)
-            if count <= 0:
-                raise SpillIntegrityError("the spill file ended early")
-            buffer, offset = buffer[count:], offset + count
+        try:
+            pread_exact(self._io, self._fd, buffer, offset)
+        except ShortRead:
+            raise SpillIntegrityError("the spill file ended early") from None
 
     # --- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -372,6 +413,12 @@ class SpillFile:
         """Zero and release everything; afterwards the file (if any bytes survive) can never be opened."""
         self._state = _State.FAILED
         self._cached_segment = -1
+        if self._worker is not None:
+            # First: no pwrite/pread may run once the descriptor is truncated and closed (its number could
+            # be reused by then). stop() skips the jobs not yet started and waits for the one running.
+            self._worker.stop()
+        self._worker = self._writer = self._extent_reader = None
+        self._extent_buffers = []
         for cipher in (self._encryptor, self._decryptor):
             if cipher is not None:
                 cipher.close()
