@@ -121,6 +121,22 @@ class Settings(BaseSettings):
     drain_deadline_s: float = Field(30.0, ge=0, description="SIGTERM: how long in-flight work may finish")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
     scrub_policy: Literal["per_request", "per_tenant_switch"] = "per_tenant_switch"
+
+    # --- spill files and batch jobs (runtime/spill.py, runtime/batch_jobs.py; docs/batches.md) ------
+    spill_dir: Path | None = Field(None, description="where encrypted spill files go (default DATA_DIR/spill)")
+    spill_segment_bytes: int = Field(256 * 1024, ge=64 * 1024, le=1024 * 1024,
+                                     description="plaintext bytes per spill segment (one locked staging buffer)")
+    spill_threshold_bytes: int = Field(8 * 1024 * 1024, ge=0, description=(
+        "batch payloads larger than this are decrypted straight into a spill file, one segment at a time, "
+        "instead of into one SecureBuffer"))
+    batch_ttl_s: float = Field(3600.0, gt=0, description="a batch job and its results are shredded this long "
+                                                         "after submission, fetched or not")
+    batch_chunk_size: int = Field(16, ge=1, le=4096, description="batch items per scheduler request")
+    batch_weight: float = Field(0.25, gt=0, le=1, description="a tenant's batch lane runs at this fraction of "
+                                                              "the tenant's weight")
+    max_batch_inputs: int = Field(10_000, ge=1, le=10_000_000)
+    max_batch_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="sealed batch submission limit")
+    max_batches_per_tenant: int = Field(8, ge=1, description="stored batch jobs per tenant (any state)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 

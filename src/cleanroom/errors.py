@@ -182,3 +182,22 @@ class SpillIntegrityError(SpillError):
     """A spill file on disk does not authenticate: it was tampered with, truncated or extended."""
 
     code = "spill_integrity_failed"
+
+
+class UnknownBatch(NotFound):
+    """No batch job with this id for the calling tenant (another tenant's job looks exactly like none)."""
+
+    code = "unknown_batch"
+
+
+class BatchGone(CleanroomError):
+    """The batch job existed but its data is shredded: `code` says why (batch_expired, batch_cancelled,
+    batch_retrieved, batch_failed)."""
+
+    status, code = 410, "batch_gone"
+
+
+class BatchNotReady(Conflict):
+    """The batch job's results are not complete yet (or another fetch of them is in progress)."""
+
+    code = "batch_not_ready"

@@ -142,9 +142,6 @@ class BatchJob:
     def _shred_locked(self, state: JobState, now: float, error_code: str | None) -> None:
         if self.state in SHREDDED:
             return
-        self.state = state
-        if error_code is not None:
-            self.error_code = error_code
         for resource in (self.inputs, self.results, self.response_key):
             if resource is not None:
                 resource.close()
@@ -153,6 +150,9 @@ class BatchJob:
         self.index = None
         self.statuses, self.lengths = array("B"), array("I")
         self.shredded_at = now
+        if error_code is not None:
+            self.error_code = error_code
+        self.state = state  # last: whoever sees a shredded state finds the data already gone
 
 
 @dataclass(frozen=True)
@@ -415,8 +415,8 @@ class BatchJobStore:
             return job.response_key.seal_stream(), table, size
 
     async def _stream(self, job: BatchJob, sealer: StreamingSealer, table: bytes) -> AsyncIterator[bytes]:
-        """The sealed response, piece by piece: header, the results document's ciphertext, the tag. Once
-        the tag is handed to the transport the job is shredded (retrieved)."""
+        """The sealed response, piece by piece: header, the results document's ciphertext, the tag. The job
+        is shredded (retrieved) just before the tag is handed to the transport."""
         completed = False
         scratch = None
         try:
@@ -428,15 +428,18 @@ class BatchJobStore:
             while (piece := await asyncio.to_thread(self._encrypt_piece, job, sealer, scratch.view(), position)):
                 position += len(piece)
                 yield piece
-            yield sealer.finish()
+            tag = sealer.finish()
             completed = True
+            # Shred before the last 16 bytes go out, so a client holding the whole response knows the
+            # server's copy is gone (a connection lost in those 16 bytes loses the results: fetch is once).
+            await asyncio.to_thread(job.shred, JobState.RETRIEVED, self.clock())
+            log.info("batch %s retrieved and shredded", job.batch_id)
+            yield tag
         finally:
             if scratch is not None:
                 scratch.close()
             if not completed:
                 sealer.abandon()  # an interrupted fetch: the job stays; a new fetch gives the same bytes
-        await asyncio.to_thread(job.shred, JobState.RETRIEVED, self.clock())
-        log.info("batch %s retrieved and shredded", job.batch_id)
 
     def _encrypt_piece(self, job: BatchJob, sealer: StreamingSealer, scratch: memoryview, position: int) -> bytes:
         """The next piece of ciphertext (b"" at the end); the plaintext passes through `scratch` only."""

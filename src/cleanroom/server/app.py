@@ -260,4 +260,7 @@ def create_app(services: Services) -> FastAPI:
     from cleanroom.server.openapi import install_openapi  # public schema: docs/openapi.json (server/openapi.py)
 
     install_openapi(app)
+    from cleanroom.server.batches import install_batch_routes  # batch jobs (server/batches.py, docs/batches.md)
+
+    install_batch_routes(app, services)
     return app
