@@ -22,6 +22,7 @@ _PLUGIN_MODULES = (
     "cleanroom.doctor",              # doctor
     "cleanroom.backup",              # backup create|restore
     "cleanroom.server.mtls",         # client-cert bind|unbind|list
+    "cleanroom.batch_cli",           # batch submit|status|fetch|cancel
 )
 
 
