@@ -46,8 +46,12 @@ BATCHES = "/v1/batches"
 
 # --- formats -------------------------------------------------------------------------------------------
 def index_of(document: bytes, **limits: int) -> Any:
-    return index_batch(lambda o, n: document[o : o + n], len(document),
-                       max_items=limits.get("max_items", 100), max_item_bytes=limits.get("max_item_bytes", 1 << 20))
+    return index_batch(
+        lambda o, n: document[o : o + n],
+        len(document),
+        max_items=limits.get("max_items", 100),
+        max_item_bytes=limits.get("max_item_bytes", 1 << 20),
+    )
 
 
 def test_batch_document_round_trip_and_layout() -> None:
@@ -69,8 +73,22 @@ def test_truncated_batch_documents_are_refused(cut: int) -> None:
     assert caught.value.code == "invalid_batch" and caught.value.status == 422
 
 
-@pytest.mark.parametrize("mutation", ["magic", "version", "name-len-0", "name-len-big", "name-char", "count-0",
-                                      "count-big", "length-big", "length-small", "trailing", "item-too-big"])
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        "magic",
+        "version",
+        "name-len-0",
+        "name-len-big",
+        "name-char",
+        "count-0",
+        "count-big",
+        "length-big",
+        "length-small",
+        "trailing",
+        "item-too-big",
+    ],
+)
 def test_malformed_batch_documents_are_refused(mutation: str) -> None:
     document = bytearray(encode_batch("echo", [b"abc", b"defg"]))
     limits = {}
@@ -108,7 +126,10 @@ def test_results_document_round_trip_and_mutations() -> None:
     document = results_header(statuses, lengths) + b"".join(bodies)
     results = decode_results(document)
     assert [(r.ok, r.output, r.error_code) for r in results] == [
-        (True, b"out-1", ""), (False, b"", "model_rejected_input"), (True, b"", "")]
+        (True, b"out-1", ""),
+        (False, b"", "model_rejected_input"),
+        (True, b"", ""),
+    ]
     for broken in (document[:-1], document + b"x", b"CRR2" + document[4:], document[:12]):
         with pytest.raises(ValueError):
             decode_results(broken)
@@ -130,10 +151,17 @@ class App:
         self.spill_dir = tmp / "spill"
         self.spill_dir.mkdir()
         self.audit = RecordingAudit()
-        user_models = {"hold": "support.hold_model:hold_factory", "picky": "support.hold_model:picky_factory",
-                       "double": "support.hold_model:double_factory"}
-        self.services = build_services(Settings(data_dir=tmp / "data", models=["echo"], user_models=user_models,
-                                                spill_dir=self.spill_dir, **settings), audit=self.audit)
+        user_models = {
+            "hold": "support.hold_model:hold_factory",
+            "picky": "support.hold_model:picky_factory",
+            "double": "support.hold_model:double_factory",
+        }
+        self.services = build_services(
+            Settings(
+                data_dir=tmp / "data", models=["echo"], user_models=user_models, spill_dir=self.spill_dir, **settings
+            ),
+            audit=self.audit,
+        )
         self.app = create_app(self.services)
         self.store = self.app.state.batches
         self.tenants = {name: self.services.tenants.create(name) for name in ("alice", "bob")}
@@ -170,8 +198,13 @@ def open_spill_fds(pid: int, directory: Path) -> list[str]:
 @pytest.fixture
 def inproc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setenv("CLEANROOM_TEST_SIGNAL_DIR", str(tmp_path))
-    app = App(tmp_path, batch_chunk_size=3, spill_threshold_bytes=64 * 1024, max_batches_per_tenant=3,
-              spill_segment_bytes=64 * 1024)
+    app = App(
+        tmp_path,
+        batch_chunk_size=3,
+        spill_threshold_bytes=64 * 1024,
+        max_batches_per_tenant=3,
+        spill_segment_bytes=64 * 1024,
+    )
     with app.http:
         yield app
     app.services.close()
@@ -218,8 +251,11 @@ def test_inproc_results_are_one_sealed_response_to_the_submit_request(inproc: Ap
     response = inproc.http.post(BATCHES, content=sealed.body, headers=headers)
     assert response.status_code == 202 and response.headers["location"].endswith(response.json()["batch_id"])
     batch_id = response.json()["batch_id"]
-    until(lambda: inproc.http.get(f"{BATCHES}/{batch_id}", headers=inproc.headers("alice")).json()["status"]
-          == "succeeded")
+    until(
+        lambda: (
+            inproc.http.get(f"{BATCHES}/{batch_id}", headers=inproc.headers("alice")).json()["status"] == "succeeded"
+        )
+    )
     body = inproc.http.get(f"{BATCHES}/{batch_id}/results", headers=inproc.headers("alice")).content
     assert [r.output for r in decode_results(sealed.open_response(body))] == [b"one", b"two"]
     with pytest.raises(DecryptionFailed):
@@ -242,8 +278,10 @@ def test_inproc_chunks_never_mix_tenants_and_run_in_the_batch_lane(inproc: App) 
 
     runner.run = recording
     alice, bob = inproc.batches("alice"), inproc.batches("bob")
-    handles = [alice.submit("echo", [b"a%d" % i for i in range(20)]),
-               bob.submit("echo", [b"b%d" % i for i in range(20)])]
+    handles = [
+        alice.submit("echo", [b"a%d" % i for i in range(20)]),
+        bob.submit("echo", [b"b%d" % i for i in range(20)]),
+    ]
     for batches, handle in zip((alice, bob), handles, strict=True):
         batches.wait(handle.batch_id, timeout_s=30, poll_s=0.05)
         with handle:
@@ -412,8 +450,15 @@ def test_inproc_bad_submissions(inproc: App) -> None:
 # --- through real servers -------------------------------------------------------------------------------
 def sealed_post(server: Any, tenant: str, body: bytes, **headers: str) -> Any:
     with server.http() as http:
-        return http.post(BATCHES, content=body, headers={
-            "Authorization": f"Bearer {server.tenants[tenant]['api_key']}", "Content-Type": CONTENT_TYPE, **headers})
+        return http.post(
+            BATCHES,
+            content=body,
+            headers={
+                "Authorization": f"Bearer {server.tenants[tenant]['api_key']}",
+                "Content-Type": CONTENT_TYPE,
+                **headers,
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -421,11 +466,13 @@ def batch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from support.server import server_env, start_server
 
     base = tmp_path_factory.mktemp("batch-server")
-    env = server_env(CLEANROOM_SPILL_THRESHOLD_BYTES="65536", CLEANROOM_BATCH_CHUNK_SIZE="4",
-                     CLEANROOM_SPILL_DIR=str(base / "spill"))
+    env = server_env(
+        CLEANROOM_SPILL_THRESHOLD_BYTES="65536", CLEANROOM_BATCH_CHUNK_SIZE="4", CLEANROOM_SPILL_DIR=str(base / "spill")
+    )
     (base / "spill").mkdir()
-    server = start_server(base / "data", "--models", "echo,minilm", "--model",
-                          "double=support.hold_model:double_factory", env=env)
+    server = start_server(
+        base / "data", "--models", "echo,minilm", "--model", "double=support.hold_model:double_factory", env=env
+    )
     server.create_tenant("alpha")
     server.create_tenant("beta")
     try:
@@ -435,15 +482,23 @@ def batch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_e2e_minilm_echo_and_user_model(batch_server: Any) -> None:
-    texts = [["The cat sits on the mat."], ["A sentence about finance.", "ünïcödé ✓"], ["short"],
-             ["one", "two", "three"], ["Batch jobs run beside interactive traffic."], ["last one"]]
+    texts = [
+        ["The cat sits on the mat."],
+        ["A sentence about finance.", "ünïcödé ✓"],
+        ["short"],
+        ["one", "two", "three"],
+        ["Batch jobs run beside interactive traffic."],
+        ["last one"],
+    ]
     minilm_items = [json.dumps({"inputs": t}).encode() for t in texts]
     echo_items = [os.urandom(random.Random(i).randrange(1, 300_000)) for i in range(9)]  # > threshold: in pieces
     double_items = [save({"x": torch.arange(6, dtype=torch.float32) + i}) for i in range(5)]
     with batch_server.client("alpha") as client:
         batches = BatchClient(client)
-        handles = {name: batches.submit(name, items) for name, items in
-                   (("minilm", minilm_items), ("echo", echo_items), ("double", double_items))}
+        handles = {
+            name: batches.submit(name, items)
+            for name, items in (("minilm", minilm_items), ("echo", echo_items), ("double", double_items))
+        }
         for handle in handles.values():
             document = batches.wait(handle.batch_id, timeout_s=120, poll_s=0.1)
             assert document["status"] == "succeeded", document
@@ -477,6 +532,7 @@ def test_e2e_another_tenant_cannot_see_or_fetch(batch_server: Any) -> None:
 
 def test_e2e_tampered_and_bad_submissions(batch_server: Any) -> None:
     with batch_server.client("alpha") as client:
+
         def fresh() -> bytearray:
             return bytearray(client.seal_request("", bytes(encode_batch("echo", [b"x" * 100_000])), path=BATCHES).body)
 
@@ -488,24 +544,33 @@ def test_e2e_tampered_and_bad_submissions(batch_server: Any) -> None:
             assert 400 <= response.status_code < 500 and "error" in response.json(), position
         truncated = sealed_post(batch_server, "alpha", bytes(fresh()[:-1]))
         assert truncated.status_code == 400
-        unknown = sealed_post(batch_server, "alpha", client.seal_request(
-            "", bytes(encode_batch("gpt5", [b"x"])), path=BATCHES).body)
+        unknown = sealed_post(
+            batch_server, "alpha", client.seal_request("", bytes(encode_batch("gpt5", [b"x"])), path=BATCHES).body
+        )
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_model"
         assert 400 <= sealed_post(batch_server, "beta", bytes(fresh())).status_code < 500  # alpha's sealed body
     assert batch_server.healthy()
 
 
-CLI_MAIN = ("import argparse, sys; from cleanroom.batch_cli import register; p = argparse.ArgumentParser(); "
-            "s = p.add_subparsers(dest='command', required=True); register(s); a = p.parse_args(sys.argv[1:]); "
-            "sys.exit(a.func(a))")
+CLI_MAIN = (
+    "import argparse, sys; from cleanroom.batch_cli import register; p = argparse.ArgumentParser(); "
+    "s = p.add_subparsers(dest='command', required=True); register(s); a = p.parse_args(sys.argv[1:]); "
+    "sys.exit(a.func(a))"
+)
 
 
 def batch_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`cleanroom batch ...` through the module's own `register` (what cli.py wires in)."""
     from support.server import REPO, server_env
 
-    result = subprocess.run([sys.executable, "-c", CLI_MAIN, "batch", *args], capture_output=True, text=True,
-                            cwd=REPO, timeout=120, env=server_env())
+    result = subprocess.run(
+        [sys.executable, "-c", CLI_MAIN, "batch", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=server_env(),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -517,8 +582,9 @@ def test_e2e_cli_submit_status_fetch(batch_server: Any, tmp_path: Path) -> None:
     items.write_text("\n".join(lines) + "\n")
     ticket = tmp_path / "job.ticket"
     common = ["--api-key", api_key, "--cacert", batch_server.cert]
-    out = batch_cli("submit", "minilm", "--url", batch_server.url, *common, "--input", str(items),
-                           "--ticket", str(ticket))
+    out = batch_cli(
+        "submit", "minilm", "--url", batch_server.url, *common, "--input", str(items), "--ticket", str(ticket)
+    )
     assert json.loads(out.stdout)["items"] == 5
     assert stat.S_IMODE(ticket.stat().st_mode) == 0o600
     status = json.loads(batch_cli("status", "--ticket", str(ticket), *common, "--wait").stdout)
@@ -538,10 +604,21 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     base = tmp_path_factory.mktemp("small-server")
     (base / "spill").mkdir()
-    env = server_env(CLEANROOM_BATCH_TTL_S="4", CLEANROOM_SPILL_DIR=str(base / "spill"),
-                     CLEANROOM_TEST_SIGNAL_DIR=str(base), CLEANROOM_BATCH_CHUNK_SIZE="2")
-    server = start_server(base / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory",
-                          env=env, prefix=["prlimit", f"--fsize={4 << 20}"])
+    env = server_env(
+        CLEANROOM_BATCH_TTL_S="4",
+        CLEANROOM_SPILL_DIR=str(base / "spill"),
+        CLEANROOM_TEST_SIGNAL_DIR=str(base),
+        CLEANROOM_BATCH_CHUNK_SIZE="2",
+    )
+    server = start_server(
+        base / "data",
+        "--models",
+        "echo",
+        "--model",
+        "hold=support.hold_model:hold_factory",
+        env=env,
+        prefix=["prlimit", f"--fsize={4 << 20}"],
+    )
     server.base = base  # type: ignore[attr-defined]
     server.create_tenant("alpha")
     try:
@@ -629,10 +706,15 @@ def test_e2e_kill_9_mid_job_leaves_nothing_readable(tmp_path: Path) -> None:
 
     spill_dir = tmp_path / "spill"
     spill_dir.mkdir()
-    env = server_env(CLEANROOM_SPILL_DIR=str(spill_dir), CLEANROOM_TEST_SIGNAL_DIR=str(tmp_path),
-                     CLEANROOM_SPILL_THRESHOLD_BYTES="65536", CLEANROOM_BATCH_CHUNK_SIZE="1")
-    server = start_server(tmp_path / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory",
-                          env=env)
+    env = server_env(
+        CLEANROOM_SPILL_DIR=str(spill_dir),
+        CLEANROOM_TEST_SIGNAL_DIR=str(tmp_path),
+        CLEANROOM_SPILL_THRESHOLD_BYTES="65536",
+        CLEANROOM_BATCH_CHUNK_SIZE="1",
+    )
+    server = start_server(
+        tmp_path / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory", env=env
+    )
     marker = b"KILL9-" + secrets.token_hex(16).encode()
     tensor = torch.frombuffer(bytearray((marker + b"|") * 20_000), dtype=torch.uint8)
     try:
@@ -679,8 +761,17 @@ def test_cli_ticket_round_trip_helpers(tmp_path: Path) -> None:
 
 
 def test_cli_is_registered_by_the_module() -> None:
-    result = subprocess.run([sys.executable, "-c", (
-        "import argparse; from cleanroom.batch_cli import register; p = argparse.ArgumentParser(); "
-        "s = p.add_subparsers(dest='c'); register(s); print(p.parse_args(['batch', 'fetch', '--ticket', 't']))")],
-        capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import argparse; from cleanroom.batch_cli import register; p = argparse.ArgumentParser(); "
+                "s = p.add_subparsers(dest='c'); register(s); print(p.parse_args(['batch', 'fetch', '--ticket', 't']))"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and "batch_command='fetch'" in result.stdout, result.stderr

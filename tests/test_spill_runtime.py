@@ -73,10 +73,15 @@ def open_it(services: Services, ctx: dict[str, Any], body: bytes, threshold: int
     created = ctx["tenant"]
     call = CallContext(principal=principal_of(services, created.api_key), model="", path=PATH, source="127.0.0.1")
     spill_io = kw.pop("spill_io", None)
-    return open_into_spill(services.runtime.opener, call, body, threshold_bytes=threshold,
-                           allocator=services.allocator,
-                           new_spill=kw.pop("new_spill", None) or (lambda: SpillFile(
-                               ctx["spill_dir"], segment_size_bytes=64 * 1024, spill_io=spill_io)))
+    return open_into_spill(
+        services.runtime.opener,
+        call,
+        body,
+        threshold_bytes=threshold,
+        allocator=services.allocator,
+        new_spill=kw.pop("new_spill", None)
+        or (lambda: SpillFile(ctx["spill_dir"], segment_size_bytes=64 * 1024, spill_io=spill_io)),
+    )
 
 
 @pytest.mark.parametrize("size", [0, 1, 100_000, PIECE_BYTES, 3 * PIECE_BYTES + 17])
@@ -123,8 +128,13 @@ def test_tampered_payload_leaves_nothing(env: Any, where: str, threshold: int) -
     body = bytearray(sealed_for(ctx["tenant"], payload).body)
     parsed = parse_request(bytes(body))
     start = len(parsed.header)
-    position = {"payload-start": start, "payload-middle": start + len(payload) // 2, "tag": len(body) - 3,
-                "hpke-blob": start - 20, "header": 5}[where]
+    position = {
+        "payload-start": start,
+        "payload-middle": start + len(payload) // 2,
+        "tag": len(body) - 3,
+        "hpke-blob": start - 20,
+        "header": 5,
+    }[where]
     body[position] ^= 0x10
     spills: list[SpillFile] = []
 

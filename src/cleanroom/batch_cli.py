@@ -31,8 +31,13 @@ def _client(args: argparse.Namespace, url: str) -> Any:
     api_key = args.api_key or os.environ.get("CLEANROOM_API_KEY")
     if not api_key:
         raise SystemExit("cleanroom batch: give --api-key or set CLEANROOM_API_KEY")
-    return Client(url, api_key=api_key, public_key=getattr(args, "public_key", None), pin=getattr(args, "pin", None),
-                  verify=args.cacert or True)
+    return Client(
+        url,
+        api_key=api_key,
+        public_key=getattr(args, "public_key", None),
+        pin=getattr(args, "pin", None),
+        verify=args.cacert or True,
+    )
 
 
 def _read_items(stream: TextIO | Any, fmt: str) -> list[bytes]:
@@ -81,8 +86,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     handle, url = _handle_and_url(args)
     with handle, _client(args, url) as client:
         batches = BatchClient(client)
-        document = batches.wait(handle.batch_id, timeout_s=args.timeout) if args.wait else \
-            batches.status(handle.batch_id)
+        document = (
+            batches.wait(handle.batch_id, timeout_s=args.timeout) if args.wait else batches.status(handle.batch_id)
+        )
     print(json.dumps(document))
     return 0 if document["status"] not in ("failed", "cancelled", "expired") else 1
 
@@ -122,8 +128,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _connection(parser: argparse.ArgumentParser, *, url_required: bool) -> None:
-    parser.add_argument("--url", required=url_required, default=None,
-                        help="server URL" + ("" if url_required else " (default: the ticket's)"))
+    parser.add_argument(
+        "--url",
+        required=url_required,
+        default=None,
+        help="server URL" + ("" if url_required else " (default: the ticket's)"),
+    )
     parser.add_argument("--api-key", default=None, help="the tenant's API key (or CLEANROOM_API_KEY)")
     parser.add_argument("--cacert", default=None, help="CA certificate to trust (e.g. DATA_DIR/tls/dev-cert.pem)")
 

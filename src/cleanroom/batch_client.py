@@ -53,10 +53,14 @@ class BatchHandle:
 
     def to_ticket(self) -> dict[str, Any]:
         context = self.response_key.context
-        return {"v": TICKET_VERSION, "url": self.url, "batch_id": self.batch_id,
-                "request_id": context.request_id.hex(),
-                "metadata": base64.b64encode(context.metadata_raw).decode("ascii"),
-                "response_key": base64.b64encode(self.response_key.export()).decode("ascii")}
+        return {
+            "v": TICKET_VERSION,
+            "url": self.url,
+            "batch_id": self.batch_id,
+            "request_id": context.request_id.hex(),
+            "metadata": base64.b64encode(context.metadata_raw).decode("ascii"),
+            "response_key": base64.b64encode(self.response_key.export()).decode("ascii"),
+        }
 
     @classmethod
     def from_ticket(cls, ticket: dict[str, Any]) -> BatchHandle:
@@ -107,8 +111,9 @@ class BatchClient:
             for attempt in (1, 2):
                 sealed = self.client.seal_request("", memoryview(document), path=BATCHES_PATH)
                 try:
-                    response = self._http().post(BATCHES_PATH, content=sealed.body,
-                                                 headers={**self._auth(), "Content-Type": CONTENT_TYPE})
+                    response = self._http().post(
+                        BATCHES_PATH, content=sealed.body, headers={**self._auth(), "Content-Type": CONTENT_TYPE}
+                    )
                     try:
                         self._raise_for_error(response)
                     except ClientError as exc:
@@ -117,8 +122,7 @@ class BatchClient:
                         self.client._public_key = self.client.fetch_public_key()
                         continue
                     key = DeferredResponseKey.from_sealed(sealed)
-                    return BatchHandle(batch_id=str(response.json()["batch_id"]), response_key=key,
-                                       url=self.client.url)
+                    return BatchHandle(batch_id=str(response.json()["batch_id"]), response_key=key, url=self.client.url)
                 finally:
                     sealed.close()  # the content key: zeroed once the response key is derived
             raise AssertionError("unreachable")

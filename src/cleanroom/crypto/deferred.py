@@ -112,12 +112,14 @@ class DeferredResponseKey:
 
     @classmethod
     def from_sealed(cls, sealed: SealedRequest, allocator: SecureAllocator | None = None) -> DeferredResponseKey:
-        return cls._from_content_key(_content_key_of(sealed), sealed.metadata, sealed._metadata_raw,
-                                     allocator or SecureAllocator())
+        return cls._from_content_key(
+            _content_key_of(sealed), sealed.metadata, sealed._metadata_raw, allocator or SecureAllocator()
+        )
 
     @classmethod
-    def _from_content_key(cls, content_key: bytearray, metadata: RequestMetadata, metadata_raw: bytes,
-                          allocator: SecureAllocator) -> DeferredResponseKey:
+    def _from_content_key(
+        cls, content_key: bytearray, metadata: RequestMetadata, metadata_raw: bytes, allocator: SecureAllocator
+    ) -> DeferredResponseKey:
         material = allocator.allocate(MATERIAL_BYTES)
         try:
             _derive(content_key, metadata.request_id, LABEL_RESPONSE_KEY, material.view())
@@ -127,8 +129,12 @@ class DeferredResponseKey:
         return cls(material, ResponseContext.of(metadata, metadata_raw))
 
     @classmethod
-    def load(cls, material: bytes | bytearray | memoryview, context: ResponseContext,
-             allocator: SecureAllocator | None = None) -> DeferredResponseKey:
+    def load(
+        cls,
+        material: bytes | bytearray | memoryview,
+        context: ResponseContext,
+        allocator: SecureAllocator | None = None,
+    ) -> DeferredResponseKey:
         """From exported material (a CLI ticket)."""
         if memoryview(material).nbytes != MATERIAL_BYTES or len(context.request_id) != REQUEST_ID_BYTES:
             raise ValueError("not response key material for a cleanroom request")
@@ -169,8 +175,9 @@ class DeferredResponseKey:
             AESGCM(key).decrypt_into(bytes(material[KEY_BYTES:]), view[len(header) :], self.context.aad, out)
         except InvalidTag:
             zero_buffer(out)
-            raise DecryptionFailed("sealed results do not authenticate: modified, truncated, or not the "
-                                   "answer to this request") from None
+            raise DecryptionFailed(
+                "sealed results do not authenticate: modified, truncated, or not the answer to this request"
+            ) from None
         finally:
             zero_buffer(key)
             del material
@@ -248,8 +255,9 @@ class PayloadStream:
         try:
             decryptor.finalize_with_tag(tag)  # type: ignore[attr-defined]
         except InvalidTag:
-            raise DecryptionFailed("ciphertext failed to authenticate: it was modified, truncated, or sealed "
-                                   "for another key or context") from None
+            raise DecryptionFailed(
+                "ciphertext failed to authenticate: it was modified, truncated, or sealed for another key or context"
+            ) from None
 
 
 def open_payload_stream(opened: OpenedRequestKey) -> PayloadStream:

@@ -127,8 +127,7 @@ def index_batch(read_at: ReadAt, size_bytes: int, *, max_items: int, max_item_by
     position = data_start
     for i, length in enumerate(lengths):
         if length > max_item_bytes:
-            raise InvalidPayload(f"batch item {i} is larger than the {max_item_bytes}-byte limit",
-                                 code="invalid_batch")
+            raise InvalidPayload(f"batch item {i} is larger than the {max_item_bytes}-byte limit", code="invalid_batch")
         offsets[i] = position
         position += length
     if position != size_bytes:
@@ -170,8 +169,11 @@ def decode_results(document: bytes | bytearray | memoryview) -> list[ItemResult]
         if len(body) != length or status not in (STATUS_OK, STATUS_FAILED):
             raise ValueError(f"results entry {i} is malformed")
         position += length
-        results.append(ItemResult(True, output=body) if status == STATUS_OK
-                       else ItemResult(False, error_code=body.decode("ascii", "replace")))
+        results.append(
+            ItemResult(True, output=body)
+            if status == STATUS_OK
+            else ItemResult(False, error_code=body.decode("ascii", "replace"))
+        )
     if position != view.nbytes:
         raise ValueError("results document has trailing bytes")
     return results

@@ -16,7 +16,7 @@ Life of a job (docs/batches.md has the operator's view):
    items from the input spill into SecureBuffers, runs the model, appends each answer to the encrypted
    results spill, and zeroes every buffer and tensor of the chunk.
 3. fetch — once every chunk is done, `GET .../results` streams one sealed response (the client's
-   `SealedRequest.open_response` opens it); when the last byte has gone out the job is shredded.
+   `SealedRequest.open_response` opens it); the job is shredded just before its last 16 bytes (the tag) go out.
 4. shred — retrieval, `DELETE`, the TTL, a failure or shutdown: spills closed (keys zeroed, files gone),
    response key zeroed. A small tombstone (state and counts, no data) answers 410 for a while.
 
@@ -31,16 +31,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import threading
 import time
-from array import array
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cleanroom.crypto.aead import TAG_BYTES
-from cleanroom.crypto.deferred import RESPONSE_HEADER_BYTES, DeferredResponseKey, StreamingSealer
+from cleanroom.crypto.deferred import RESPONSE_HEADER_BYTES, StreamingSealer
 from cleanroom.errors import (
     BatchGone,
     BatchNotReady,
@@ -53,190 +50,18 @@ from cleanroom.errors import (
 )
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.admission import TenantLimits
-from cleanroom.runtime.batch_format import (
-    STATUS_FAILED,
-    STATUS_OK,
-    BatchIndex,
-    index_batch,
-    results_header,
-)
+from cleanroom.runtime.batch_chunks import SHREDDED, BatchChunkRunner, BatchJob, ChunkItem, JobState, lane_of
+from cleanroom.runtime.batch_format import BatchIndex, index_batch, results_header
 from cleanroom.runtime.batch_open import SpilledRequest, open_into_spill
-from cleanroom.runtime.models import Model, ModelRegistry, RequestScope
+from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.scheduler import Scheduler
-from cleanroom.runtime.session import CallContext, RequestOpener, describe_error, model_errors, run_model
+from cleanroom.runtime.session import CallContext, RequestOpener
 from cleanroom.runtime.spill import SpillFile, SpillIO
 from cleanroom.scrubbers.base import ScrubPolicy
 
 log = logging.getLogger("cleanroom.batch")
 
-LANE_SUFFIX = "#batch"
 RESULT_PIECE_BYTES = 1 << 20
-
-
-def lane_of(tenant_id: str) -> str:
-    """The scheduler tenant a tenant's batch chunks run under (tenant ids never contain '#')."""
-    if "#" in tenant_id:
-        raise ValueError("tenant ids cannot contain '#'")
-    return tenant_id + LANE_SUFFIX
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    RETRIEVED = "retrieved"
-
-
-ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
-SHREDDED = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED, JobState.RETRIEVED})
-
-
-@dataclass(eq=False)
-class BatchJob:
-    """One job. Data fields are None once shredded; counts and state stay for the tombstone."""
-
-    batch_id: str
-    tenant_id: str
-    model: str
-    total: int
-    created_at: float  # wall clock, for the status document
-    expires_at: float  # the store's clock
-    inputs: SpillFile | None
-    index: BatchIndex | None
-    results: SpillFile | None
-    response_key: DeferredResponseKey | None
-    state: JobState = JobState.QUEUED
-    completed: int = 0  # items answered by the model
-    failed: int = 0  # items the model refused (their error code is in the results)
-    error_code: str | None = None  # why the whole job failed
-    statuses: array = field(default_factory=lambda: array("B"))  # type: ignore[type-arg]
-    lengths: array = field(default_factory=lambda: array("I"))  # type: ignore[type-arg]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    driver: asyncio.Task[None] | None = None
-    shredded_at: float | None = None  # the store's clock
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE
-
-    def status_document(self) -> dict[str, Any]:
-        """Counts only: no model name, no sizes, nothing of the tenant's data."""
-        doc: dict[str, Any] = {
-            "batch_id": self.batch_id, "status": self.state.value,
-            "items": {"total": self.total, "completed": self.completed, "failed": self.failed,
-                      "pending": self.total - self.completed - self.failed},
-            "created_at": round(self.created_at, 3),
-        }
-        if self.error_code is not None:
-            doc["error"] = {"code": self.error_code}
-        return doc
-
-    def shred(self, state: JobState, now: float, error_code: str | None = None) -> None:
-        """Close both spills (keys zeroed, files gone) and zero the response key. Blocks on `lock`."""
-        with self.lock:
-            self._shred_locked(state, now, error_code)
-
-    def _shred_locked(self, state: JobState, now: float, error_code: str | None) -> None:
-        if self.state in SHREDDED:
-            return
-        for resource in (self.inputs, self.results, self.response_key):
-            if resource is not None:
-                resource.close()
-        self.inputs = self.results = None
-        self.response_key = None
-        self.index = None
-        self.statuses, self.lengths = array("B"), array("I")
-        self.shredded_at = now
-        if error_code is not None:
-            self.error_code = error_code
-        self.state = state  # last: whoever sees a shredded state finds the data already gone
-
-
-@dataclass(frozen=True)
-class ChunkItem:
-    """One scheduler request of the batch lane: items [start, stop) of one job."""
-
-    job: BatchJob
-    start: int
-    stop: int
-
-
-class BatchChunkRunner:
-    """The scheduler's `BatchRunner` for batch chunks of one model (one chunk per scheduler batch)."""
-
-    max_batch_size = 1
-
-    def __init__(self, model: Model, opener: RequestOpener, allocator: SecureAllocator, policy: ScrubPolicy) -> None:
-        self.model, self.opener, self.allocator, self.policy = model, opener, allocator, policy
-
-    def run(self, device: str, tenant_id: str, items: Sequence[ChunkItem]) -> list[int | BaseException]:
-        answers: list[int | BaseException] = []
-        for item in items:
-            try:
-                if lane_of(item.job.tenant_id) != tenant_id:  # never: one lane is one tenant
-                    raise RuntimeError("a batch chunk reached another tenant's lane")
-                answers.append(self._run_chunk(item))
-            except Exception as exc:
-                answers.append(exc)
-        if self.policy.mode == "per_request" and self.opener.scrubber is not None:
-            self.opener.scrubber.between_tenant_scrub()
-        return answers
-
-    def _run_chunk(self, item: ChunkItem) -> int:
-        job = item.job
-        scopes: list[RequestScope] = []
-        try:
-            with job.lock:  # read this chunk's inputs from the encrypted spill into SecureBuffers
-                if not job.active or job.inputs is None or job.index is None:
-                    return 0
-                for i in range(item.start, item.stop):
-                    scope = RequestScope(self.allocator)
-                    scopes.append(scope)
-                    payload = scope.new_buffer(job.index.lengths[i])
-                    job.inputs.seek(job.index.offsets[i])
-                    if job.inputs.readinto(payload.view()) != payload.size_bytes:
-                        raise SpillError("a batch input ended early")
-            answers = self._run_model(scopes)
-            with job.lock:  # append the answers to the encrypted results spill, in order
-                if not job.active or job.results is None:
-                    return 0
-                for answer in answers:
-                    if isinstance(answer, BaseException):
-                        code = describe_error(answer).encode("ascii", "replace")[:64]
-                        job.results.write(code)
-                        job.statuses.append(STATUS_FAILED)
-                        job.lengths.append(len(code))
-                        job.failed += 1
-                    else:
-                        job.results.write(answer)
-                        job.statuses.append(STATUS_OK)
-                        job.lengths.append(answer.nbytes)
-                        job.completed += 1
-                return len(answers)
-        finally:
-            for scope in scopes:
-                self.opener.end_request(scope)  # zero (and verify, with a scrubber) every buffer and tensor
-
-    def _run_model(self, scopes: list[RequestScope]) -> list[memoryview | BaseException]:
-        payloads = [scope.buffers[0] for scope in scopes]
-        run_batch = getattr(self.model, "run_batch", None)
-        if len(scopes) > 1 and run_batch is not None:
-            try:
-                with model_errors(self.model):
-                    answers: list[memoryview | BaseException] = run_batch(payloads, scopes)
-                return answers
-            except CleanroomError as exc:  # the whole forward pass failed: every item fails with it
-                return [exc] * len(scopes)
-        answers = []
-        for payload, scope in zip(payloads, scopes, strict=True):
-            try:
-                answers.append(run_model(self.model, payload, scope))
-            except Exception as exc:
-                answers.append(exc)
-        return answers
 
 
 @dataclass(frozen=True)
@@ -257,10 +82,20 @@ class BatchLimits:
 class BatchJobStore:
     """Every batch job of this process, in memory only: a restart shreds them all (their keys die with it)."""
 
-    def __init__(self, *, scheduler: Scheduler, opener: RequestOpener, models: ModelRegistry,
-                 allocator: SecureAllocator, policy: ScrubPolicy, spill_dir: Any, limits: BatchLimits,
-                 weight_of: Callable[[str], float], spill_io: SpillIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        scheduler: Scheduler,
+        opener: RequestOpener,
+        models: ModelRegistry,
+        allocator: SecureAllocator,
+        policy: ScrubPolicy,
+        spill_dir: Any,
+        limits: BatchLimits,
+        weight_of: Callable[[str], float],
+        spill_io: SpillIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.scheduler, self.opener, self.models = scheduler, opener, models
         self.allocator, self.limits, self.weight_of = allocator, limits, weight_of
         self.spill_dir, self.spill_io, self.clock = spill_dir, spill_io, clock
@@ -284,8 +119,12 @@ class BatchJobStore:
             await self._end(job, JobState.FAILED, "shutting_down")
 
     def new_spill(self) -> SpillFile:
-        return SpillFile(self.spill_dir, segment_size_bytes=self.limits.spill_segment_bytes, allocator=self.allocator,
-                         spill_io=self.spill_io)
+        return SpillFile(
+            self.spill_dir,
+            segment_size_bytes=self.limits.spill_segment_bytes,
+            allocator=self.allocator,
+            spill_io=self.spill_io,
+        )
 
     # --- the API the routes call ----------------------------------------------------------------------
     async def submit(self, call: CallContext, body: bytes) -> BatchJob:
@@ -293,8 +132,14 @@ class BatchJobStore:
         await self._expire_due()
         self._check_room(tenant_id)
         spilled: SpilledRequest = await asyncio.to_thread(
-            open_into_spill, self.opener, call, body, new_spill=self.new_spill,
-            threshold_bytes=self.limits.spill_threshold_bytes, allocator=self.allocator)
+            open_into_spill,
+            self.opener,
+            call,
+            body,
+            new_spill=self.new_spill,
+            threshold_bytes=self.limits.spill_threshold_bytes,
+            allocator=self.allocator,
+        )
         try:
             index = await asyncio.to_thread(self._index, spilled.spill)
             self.models.get(index.model)  # 404 unknown_model
@@ -303,13 +148,27 @@ class BatchJobStore:
         except BaseException:
             await asyncio.to_thread(spilled.close)
             raise
-        job = BatchJob(batch_id="b_" + secrets.token_hex(16), tenant_id=tenant_id, model=index.model,
-                       total=index.count, created_at=time.time(), expires_at=self.clock() + self.limits.ttl_s,
-                       inputs=spilled.spill, index=index, results=results, response_key=spilled.response_key)
+        job = BatchJob(
+            batch_id="b_" + secrets.token_hex(16),
+            tenant_id=tenant_id,
+            model=index.model,
+            total=index.count,
+            created_at=time.time(),
+            expires_at=self.clock() + self.limits.ttl_s,
+            inputs=spilled.spill,
+            index=index,
+            results=results,
+            response_key=spilled.response_key,
+        )
         self._jobs[job.batch_id] = job
         job.driver = asyncio.get_running_loop().create_task(self._drive(job), name=f"cleanroom-batch-{job.batch_id}")
-        log.info("batch %s accepted for tenant %s: %d items in %d chunk(s)", job.batch_id, tenant_id, job.total,
-                 -(-job.total // self.limits.chunk_size))
+        log.info(
+            "batch %s accepted for tenant %s: %d items in %d chunk(s)",
+            job.batch_id,
+            tenant_id,
+            job.total,
+            -(-job.total // self.limits.chunk_size),
+        )
         return job
 
     async def get(self, tenant_id: str, batch_id: str) -> BatchJob:
@@ -339,8 +198,9 @@ class BatchJobStore:
         if job.state in SHREDDED:
             raise _gone(job)
         if job.state is not JobState.SUCCEEDED:
-            raise BatchNotReady(f"the batch is {job.state.value}: {job.completed + job.failed} of {job.total} "
-                                "items done")
+            raise BatchNotReady(
+                f"the batch is {job.state.value}: {job.completed + job.failed} of {job.total} items done"
+            )
         sealer, table, size = await asyncio.to_thread(self._begin_results, job)
         return size, self._stream(job, sealer, table)
 
@@ -372,9 +232,14 @@ class BatchJobStore:
         """One chunk through the scheduler; waits out admission refusals (the job is not interactive)."""
         while True:
             self.scheduler.set_weight(lane, self.weight_of(job.tenant_id) * self.limits.lane_weight)
-            self.scheduler.set_limits(lane, TenantLimits(
-                max_queued=self.limits.max_jobs_per_tenant, max_in_flight=self.limits.max_jobs_per_tenant,
-                queue_timeout_s=self.limits.ttl_s))
+            self.scheduler.set_limits(
+                lane,
+                TenantLimits(
+                    max_queued=self.limits.max_jobs_per_tenant,
+                    max_in_flight=self.limits.max_jobs_per_tenant,
+                    queue_timeout_s=self.limits.ttl_s,
+                ),
+            )
             try:
                 done: int = await self.scheduler.submit(lane, job.model, item, runner=runner)
                 return done
@@ -402,8 +267,9 @@ class BatchJobStore:
             spill.seek(offset)
             return spill.read(size)  # framing only (the header and the length table)
 
-        return index_batch(read_at, spill.size_bytes, max_items=self.limits.max_inputs,
-                           max_item_bytes=self.limits.max_item_bytes)
+        return index_batch(
+            read_at, spill.size_bytes, max_items=self.limits.max_inputs, max_item_bytes=self.limits.max_item_bytes
+        )
 
     # --- results -------------------------------------------------------------------------------------
     def _begin_results(self, job: BatchJob) -> tuple[StreamingSealer, bytes, int]:
@@ -425,7 +291,7 @@ class BatchJobStore:
             yield bytes(out[: sealer.update_into(memoryview(table), out)])
             scratch = self.allocator.allocate(RESULT_PIECE_BYTES)
             position = 0
-            while (piece := await asyncio.to_thread(self._encrypt_piece, job, sealer, scratch.view(), position)):
+            while piece := await asyncio.to_thread(self._encrypt_piece, job, sealer, scratch.view(), position):
                 position += len(piece)
                 yield piece
             tag = sealer.finish()
@@ -502,8 +368,11 @@ class BatchJobStore:
     def _check_room(self, tenant_id: str) -> None:
         live = sum(1 for j in self._jobs.values() if j.tenant_id == tenant_id and j.state not in SHREDDED)
         if live >= self.limits.max_jobs_per_tenant:
-            raise TooManyRequests(f"a tenant may hold {self.limits.max_jobs_per_tenant} batch jobs; fetch or "
-                                  "cancel one first", code="too_many_batches", retry_after_s=5.0)
+            raise TooManyRequests(
+                f"a tenant may hold {self.limits.max_jobs_per_tenant} batch jobs; fetch or cancel one first",
+                code="too_many_batches",
+                retry_after_s=5.0,
+            )
 
     def stats(self) -> dict[str, int]:
         counts: dict[str, int] = {state.value: 0 for state in JobState}
@@ -513,11 +382,15 @@ class BatchJobStore:
 
 
 def _gone(job: BatchJob) -> CleanroomError:
-    reasons = {JobState.EXPIRED: "its time to live ran out", JobState.CANCELLED: "it was cancelled",
-               JobState.RETRIEVED: "its results were already fetched",
-               JobState.FAILED: f"it failed ({job.error_code or 'unknown'})"}
-    return BatchGone(f"the batch's data is shredded: {reasons.get(job.state, job.state.value)}",
-                     code=f"batch_{job.state.value}")
+    reasons = {
+        JobState.EXPIRED: "its time to live ran out",
+        JobState.CANCELLED: "it was cancelled",
+        JobState.RETRIEVED: "its results were already fetched",
+        JobState.FAILED: f"it failed ({job.error_code or 'unknown'})",
+    }
+    return BatchGone(
+        f"the batch's data is shredded: {reasons.get(job.state, job.state.value)}", code=f"batch_{job.state.value}"
+    )
 
 
 __all__ = ["BatchChunkRunner", "BatchJob", "BatchJobStore", "BatchLimits", "ChunkItem", "JobState", "lane_of"]

@@ -46,9 +46,15 @@ class SpilledRequest:
         self.response_key.close()
 
 
-def open_into_spill(opener: RequestOpener, call: CallContext, body: bytes | memoryview, *,
-                    new_spill: Callable[[], SpillFile], threshold_bytes: int,
-                    allocator: SecureAllocator) -> SpilledRequest:
+def open_into_spill(
+    opener: RequestOpener,
+    call: CallContext,
+    body: bytes | memoryview,
+    *,
+    new_spill: Callable[[], SpillFile],
+    threshold_bytes: int,
+    allocator: SecureAllocator,
+) -> SpilledRequest:
     """Check, audit and decrypt a sealed request into a new spill file. Raises what `RequestOpener.open`
     raises (400/401/403/503...) or SpillError (503); nothing is left behind on any failure."""
     parsed = parse_request(body)
@@ -75,12 +81,20 @@ def open_into_spill(opener: RequestOpener, call: CallContext, body: bytes | memo
             raise ContextMismatch("the request was sealed for another model or path than the one called")
         opener.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
         # Invariant 5: on record before any plaintext exists.
-        opener.audit.record({
-            "event": "decrypt.request_key", "tenant_id": meta.tenant_id, "key_id": parsed.key_id,
-            "purpose": "request", "request_id": meta.request_id.hex(), "principal": call.principal.credential_id,
-            "source": call.source, "byte_count": parsed.payload_size_bytes, "model": call.model or call.path,
-            "spilled": True,
-        })
+        opener.audit.record(
+            {
+                "event": "decrypt.request_key",
+                "tenant_id": meta.tenant_id,
+                "key_id": parsed.key_id,
+                "purpose": "request",
+                "request_id": meta.request_id.hex(),
+                "principal": call.principal.credential_id,
+                "source": call.source,
+                "byte_count": parsed.payload_size_bytes,
+                "model": call.model or call.path,
+                "spilled": True,
+            }
+        )
         spill = new_spill()
         scratch = allocator.allocate(PIECE_BYTES + 15)
         try:

@@ -44,17 +44,29 @@ def build_batch_store(services: Services) -> BatchJobStore:
         if not spill_dir.is_dir():
             raise ConfigurationError(f"spill_dir {str(spill_dir)!r} is not a directory")
     limits = BatchLimits(
-        ttl_s=settings.batch_ttl_s, chunk_size=settings.batch_chunk_size, lane_weight=settings.batch_weight,
-        max_inputs=settings.max_batch_inputs, max_item_bytes=settings.max_body_bytes,
-        max_jobs_per_tenant=settings.max_batches_per_tenant, spill_threshold_bytes=settings.spill_threshold_bytes,
-        spill_segment_bytes=settings.spill_segment_bytes)
+        ttl_s=settings.batch_ttl_s,
+        chunk_size=settings.batch_chunk_size,
+        lane_weight=settings.batch_weight,
+        max_inputs=settings.max_batch_inputs,
+        max_item_bytes=settings.max_body_bytes,
+        max_jobs_per_tenant=settings.max_batches_per_tenant,
+        spill_threshold_bytes=settings.spill_threshold_bytes,
+        spill_segment_bytes=settings.spill_segment_bytes,
+    )
 
     def weight_of(tenant_id: str) -> float:
         return float(services.registry.tenant(tenant_id).get("weight", 1.0))
 
-    return BatchJobStore(scheduler=services.scheduler, opener=services.runtime.opener, models=services.models,
-                         allocator=services.allocator, policy=ScrubPolicy(mode=settings.scrub_policy),
-                         spill_dir=spill_dir, limits=limits, weight_of=weight_of)
+    return BatchJobStore(
+        scheduler=services.scheduler,
+        opener=services.runtime.opener,
+        models=services.models,
+        allocator=services.allocator,
+        policy=ScrubPolicy(mode=settings.scrub_policy),
+        spill_dir=spill_dir,
+        limits=limits,
+        weight_of=weight_of,
+    )
 
 
 def batch_router(services: Services, store: BatchJobStore) -> APIRouter:
@@ -74,8 +86,11 @@ def batch_router(services: Services, store: BatchJobStore) -> APIRouter:
         body = await read_body(request, settings.max_batch_body_bytes)
         call = CallContext(principal=principal, model="", path=BATCHES_PATH, source=source)
         job = await store.submit(call, body)
-        return JSONResponse({"batch_id": job.batch_id, "status": job.state.value}, status_code=202,
-                            headers={"Location": f"{BATCHES_PATH}/{job.batch_id}"})
+        return JSONResponse(
+            {"batch_id": job.batch_id, "status": job.state.value},
+            status_code=202,
+            headers={"Location": f"{BATCHES_PATH}/{job.batch_id}"},
+        )
 
     @router.get(BATCHES_PATH + "/{batch_id}")
     async def batch_status(batch_id: str, request: Request) -> JSONResponse:
@@ -123,39 +138,57 @@ def install_batch_routes(app: FastAPI, services: Services) -> BatchJobStore:
 
 
 # The OpenAPI overlay for server/openapi.py (`_OPERATIONS.update(BATCH_OPENAPI_OPERATIONS)`), same shape.
-_JSON_STATUS: dict[str, Any] = {"type": "object", "required": ["batch_id", "status"], "properties": {
-    "batch_id": {"type": "string"}, "status": {"type": "string", "enum": [
-        "queued", "running", "succeeded", "failed", "cancelled", "expired", "retrieved"]},
-    "items": {"type": "object", "properties": {k: {"type": "integer"} for k in
-                                               ("total", "completed", "failed", "pending")}},
-    "created_at": {"type": "number"}, "error": {"type": "object"}}}
+_JSON_STATUS: dict[str, Any] = {
+    "type": "object",
+    "required": ["batch_id", "status"],
+    "properties": {
+        "batch_id": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "running", "succeeded", "failed", "cancelled", "expired", "retrieved"],
+        },
+        "items": {
+            "type": "object",
+            "properties": {k: {"type": "integer"} for k in ("total", "completed", "failed", "pending")},
+        },
+        "created_at": {"type": "number"},
+        "error": {"type": "object"},
+    },
+}
 BATCH_OPENAPI_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", BATCHES_PATH): {
         "summary": "Submit a sealed batch job (answers 202)",
-        "description": "The body is a sealed request (path /v1/batches, model \"\") whose payload is a batch "
-                       "document (docs/batches.md). Answers 202 with {batch_id, status}; the results are later "
-                       "sealed to this same request.",
+        "description": 'The body is a sealed request (path /v1/batches, model "") whose payload is a batch '
+        "document (docs/batches.md). Answers 202 with {batch_id, status}; the results are later "
+        "sealed to this same request.",
         "security": True,
-        "request": {"required": True, "description": "a sealed batch",
-                    "content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        "request": {
+            "required": True,
+            "description": "a sealed batch",
+            "content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
         "ok_status": 202,
         "ok": {"description": "accepted", "content": {"application/json": {"schema": _JSON_STATUS}}},
         "errors": (400, 401, 403, 404, 413, 415, 422, 429, 503),
     },
     ("get", BATCHES_PATH + "/{batch_id}"): {
-        "summary": "A batch job's progress (counts only)", "security": True,
+        "summary": "A batch job's progress (counts only)",
+        "security": True,
         "ok": {"description": "progress", "content": {"application/json": {"schema": _JSON_STATUS}}},
         "errors": (401, 403, 404),
     },
     ("get", BATCHES_PATH + "/{batch_id}/results"): {
         "summary": "The sealed results of a finished batch job; the job is shredded once they are sent",
         "security": True,
-        "ok": {"description": "a sealed response", "content": {CONTENT_TYPE: {"schema": {
-            "type": "string", "format": "binary"}}}},
+        "ok": {
+            "description": "a sealed response",
+            "content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
         "errors": (401, 403, 404, 409, 410, 503),
     },
     ("delete", BATCHES_PATH + "/{batch_id}"): {
-        "summary": "Cancel a batch job and shred its data", "security": True,
+        "summary": "Cancel a batch job and shred its data",
+        "security": True,
         "ok": {"description": "the job's final status", "content": {"application/json": {"schema": _JSON_STATUS}}},
         "errors": (401, 403, 404, 410),
     },
