@@ -348,6 +348,22 @@ def test_inproc_cancel_mid_chunk_shreds_at_once(inproc: App, tmp_path: Path) -> 
     assert inproc.store.stats()["cancelled"] == 1
 
 
+def test_inproc_revoked_tenant_stops_its_jobs(inproc: App, tmp_path: Path) -> None:
+    holding, release = hold_files(tmp_path)
+    alice = inproc.batches("alice")
+    with alice.submit("hold", [save({"input": torch.ones(3)})] * 6) as handle:  # two chunks of three
+        until(holding.exists)
+        inproc.services.keys.set_tenant_revoked("alice", True)
+        release.touch()
+        job = inproc.store._jobs[handle.batch_id]
+        until(lambda: job.state is JobState.FAILED)
+        assert job.error_code == "tenant_revoked" and job.completed <= 3
+        assert inproc.spill_fds() == []
+        with pytest.raises(ClientError) as caught:
+            alice.status(handle.batch_id)
+        assert caught.value.status == 403  # and a revoked tenant cannot reach the routes at all
+
+
 def test_inproc_limits(inproc: App, tmp_path: Path) -> None:
     _, release = hold_files(tmp_path)
     alice = inproc.batches("alice")

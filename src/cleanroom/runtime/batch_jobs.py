@@ -92,12 +92,12 @@ class BatchJobStore:
         policy: ScrubPolicy,
         spill_dir: Any,
         limits: BatchLimits,
-        weight_of: Callable[[str], float],
+        tenant_weight: Callable[[str], float],
         spill_io: SpillIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.scheduler, self.opener, self.models = scheduler, opener, models
-        self.allocator, self.limits, self.weight_of = allocator, limits, weight_of
+        self.allocator, self.limits, self.tenant_weight = allocator, limits, tenant_weight
         self.spill_dir, self.spill_io, self.clock = spill_dir, spill_io, clock
         self.runners = {name: BatchChunkRunner(models.get(name), opener, allocator, policy) for name in models.names()}
         self._jobs: dict[str, BatchJob] = {}
@@ -231,7 +231,7 @@ class BatchJobStore:
     async def _submit_chunk(self, lane: str, job: BatchJob, item: ChunkItem, runner: BatchChunkRunner) -> int:
         """One chunk through the scheduler; waits out admission refusals (the job is not interactive)."""
         while True:
-            self.scheduler.set_weight(lane, self.weight_of(job.tenant_id) * self.limits.lane_weight)
+            self.scheduler.set_weight(lane, self.tenant_weight(job.tenant_id) * self.limits.lane_weight)
             self.scheduler.set_limits(
                 lane,
                 TenantLimits(

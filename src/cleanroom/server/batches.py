@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from cleanroom.errors import ConfigurationError
+from cleanroom.errors import ConfigurationError, SystemSealed, TenantRevoked
 from cleanroom.runtime.batch_jobs import BatchJobStore, BatchLimits
 from cleanroom.runtime.session import CallContext
 from cleanroom.scrubbers.base import ScrubPolicy
@@ -54,8 +54,15 @@ def build_batch_store(services: Services) -> BatchJobStore:
         spill_segment_bytes=settings.spill_segment_bytes,
     )
 
-    def weight_of(tenant_id: str) -> float:
-        return float(services.registry.tenant(tenant_id).get("weight", 1.0))
+    def tenant_weight(tenant_id: str) -> float:
+        """The tenant's weight, read before each chunk; raises if it may no longer run work (revoked,
+        deleted, or the system sealed), which fails and shreds the job."""
+        if services.keyring.sealed:
+            raise SystemSealed("the master key is revoked; batch jobs stop with every other request")
+        record = services.registry.tenant(tenant_id)
+        if record.get("revoked"):
+            raise TenantRevoked("the tenant is revoked; its batch jobs stop")
+        return float(record.get("weight", 1.0))
 
     return BatchJobStore(
         scheduler=services.scheduler,
@@ -65,7 +72,7 @@ def build_batch_store(services: Services) -> BatchJobStore:
         policy=ScrubPolicy(mode=settings.scrub_policy),
         spill_dir=spill_dir,
         limits=limits,
-        weight_of=weight_of,
+        tenant_weight=tenant_weight,
     )
 
 
