@@ -165,7 +165,9 @@ def build_schema(app: FastAPI, *, include_admin: bool = False) -> dict[str, Any]
                         operation["responses"][status] = _error_response(422)
                     elif status.startswith(("4", "5")):
                         response.setdefault("content", {"application/json": {"schema": ERROR_REF}})
-                for status in (401, *TRANSPORT_STATUSES):
+                # Routes without an overlay (e.g. the batch routes) can answer every error of the sealed
+                # path: document them all rather than let a client meet an undocumented status.
+                for status in (400, 401, 403, 404, 409, 410, 413, 415, 422, 429, *TRANSPORT_STATUSES):
                     operation["responses"].setdefault(str(status), _error_response(status))
         paths[path] = operations
     schema["paths"] = paths
