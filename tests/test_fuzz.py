@@ -169,7 +169,9 @@ def test_mutated_sealed_bodies_and_random_headers_never_cause_a_server_error(ser
             assert_sound(response)
 
         run()
-    assert {400, 401} <= set(statuses), statuses
+    # Hostile envelopes are refused before the parser (401 bad key, 404 bad model, 415 bad type: which of
+    # them a random draw reaches first varies); well-formed envelopes reach the parser and get 400.
+    assert 400 in statuses and set(statuses) & {401, 404, 415}, statuses
     assert statuses[400] > 150, f"too few bodies reached the sealed-message parser: {statuses}"
     assert_still_serving(server)
 
