@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from cleanroom.crypto.stream import HEADER_SIZE_BYTES, TAG_SIZE_BYTES
 from cleanroom.errors import DecryptionFailed, InvalidSealedMessage, SpillError, SpillIntegrityError
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.spill import FALLBACK_NAME_PREFIX, SpillFile, SpillIO
+from cleanroom.runtime.spill_worker import EXTENT_TARGET_BYTES
 
 SEG = 64 * 1024
 FULL = SEG + TAG_SIZE_BYTES
@@ -69,6 +71,16 @@ class FailingIO(SpillIO):
     def discard(self, fd: int) -> None:
         self.discarded.append(fd)
         super().discard(fd)
+
+
+def wait_for_size(path: str, at_least: int, timeout_s: float) -> int:
+    """The size of `path` once it reaches `at_least` bytes, or its size when `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    size = os.stat(path).st_size
+    while size < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+        size = os.stat(path).st_size
+    return size
 
 
 def marker_chunk(marker: bytes, size: int) -> bytes:
@@ -471,8 +483,11 @@ def test_sigkill_mid_write_leaves_nothing_readable(tmp_path: Path, use_tmpfile: 
         fd = int(child.stdout.readline())
         target = f"/proc/{child.pid}/fd/{fd}"
         assert os.readlink(target).endswith("(deleted)") and list(tmp_path.iterdir()) == []
+        # The disk thread writes whole extents behind the writer's back: wait until everything but the
+        # extent still being filled (and the staged last segment) is on disk, then scan the file.
+        expected = (8 << 20) - EXTENT_TARGET_BYTES - 2 * 65536
+        assert wait_for_size(target, expected, timeout_s=30) >= expected
         assert files_containing(marker, [target]) == []  # only ciphertext, even mid-job
-        assert os.stat(target).st_size > 7 << 20  # all but the staged last segment
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
