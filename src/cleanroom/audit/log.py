@@ -3,17 +3,21 @@
 `AuditLog.append` returns only when the record is durable under the fsync policy, so a caller that audits
 a decryption *before* releasing the plaintext can rely on the record surviving a crash:
 
-- "always": one record per write, `fdatasync` before returning (the conservative reference);
+- "always": one append (one record, or one `append_many` batch) per write, `fdatasync` before returning
+            (the conservative reference);
 - "group":  group commit. Appenders queue their record; whichever appender finds no flush in progress
-            becomes the leader, writes every queued record in one `write` and one `fdatasync`, and wakes
-            the others. With k concurrent appenders one fsync covers about k records;
+            becomes the leader, seals, chains and hashes every queued record, writes them in one `write`
+            and one `fdatasync`, and wakes the others. With k concurrent appenders one fsync covers about
+            k/2 records (the other half is waiting for the fsync in flight). `append_many` puts a whole
+            batch in one slot: one thread auditing a batch of requests gets one fsync for all of them;
 - "none":   records reach the OS (`write`) before `append` returns: they survive a crash of this process,
             not a power loss. Checkpoints still fsync the records they cover first.
 
 Failure handling (fail closed): a failed `write` fails the whole batch with `AuditUnavailable`, truncates
 the segment back to the last durable byte and rolls the in-memory chain and tree back, so later appends
 may succeed. A failed `fsync` cannot be retried safely (the kernel may already have dropped the dirty
-pages: "fsyncgate"), so it breaks the log until it is reopened.
+pages: "fsyncgate"), so it breaks the log until it is reopened: every append in the failed batch fails,
+and so does every append queued behind it; a later fsync that "succeeds" proves nothing about them.
 
 Only one process may write a log: an exclusive `flock` on `.lock` in the directory enforces it.
 """
@@ -26,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -141,6 +145,12 @@ class AuditLog:
             return self._durable
 
     @property
+    def group_commits(self) -> int:
+        """Record batches written so far by this process (each one `write` and, unless fsync is "none",
+        one fdatasync): records appended / group_commits is the mean group size."""
+        return self._commit.batches_written
+
+    @property
     def last_checkpoint(self) -> Checkpoint | None:
         return self._last_cp
 
@@ -148,20 +158,45 @@ class AuditLog:
         """Append one record; return its sequence number once durable. Raises AuditUnavailable."""
         if not isinstance(event, AuditEvent):
             raise TypeError("append takes an AuditEvent")
-        slot = Slot(plaintext=event.to_json_bytes())
+        slot = Slot((event.to_json_bytes(),))
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
         return slot.seq
 
+    def append_many(self, events: Sequence[AuditEvent]) -> range:
+        """Append several records as one unit: contiguous, in order, durable together under one fsync.
+
+        For a caller that audits a batch (one device thread opening a whole scheduler batch): one group
+        commit instead of one per record. All or nothing: on AuditUnavailable none of them is durable.
+        Returns the sequence numbers.
+        """
+        if not all(isinstance(event, AuditEvent) for event in events):
+            raise TypeError("append_many takes AuditEvents")
+        if not events:
+            return range(0)
+        slot = Slot(tuple(event.to_json_bytes() for event in events))
+        self._submit(slot)
+        if slot.error is not None:
+            raise slot.error
+        return range(slot.seq, slot.seq + len(events))
+
     def record(self, fields: Mapping[str, Any]) -> int:
         """`append` for callers that hold a mapping (the runtime's `AuditSink.record` protocol)."""
+        return self.append(self.event_from_fields(fields))
+
+    def record_many(self, fields: Sequence[Mapping[str, Any]]) -> range:
+        """`append_many` for mappings: one group commit for a whole batch of requests."""
+        return self.append_many([self.event_from_fields(one) for one in fields])
+
+    @staticmethod
+    def event_from_fields(fields: Mapping[str, Any]) -> AuditEvent:
+        """`AuditEvent.from_fields`, with a malformed event turned into AuditUnavailable: it is a bug in
+        the caller, but the request must still fail closed."""
         try:
-            event = AuditEvent.from_fields(fields)
+            return AuditEvent.from_fields(fields)
         except (TypeError, ValueError) as exc:
-            # A malformed event is a bug in the caller, but the request must still fail closed.
             raise AuditUnavailable(f"audit event rejected: {exc}") from exc
-        return self.append(event)
 
     def checkpoint_now(self) -> Checkpoint:
         """Write a checkpoint covering every record appended before this call (e.g. before `prove`)."""
@@ -212,34 +247,47 @@ class AuditLog:
         self._durable = self._state.seq
 
     def _write_batch(self, batch: list[Slot]) -> None:
+        """Seal, chain and hash every record of the batch, write them (one `write` per segment touched)
+        and fdatasync once. Runs in the leader thread, never concurrently with itself."""
+        if self._broken is not None:
+            # Slots queued before an fsync failed must not be reported durable by a later, "successful"
+            # fsync: the kernel may have dropped the failed batch's pages, and these records chain to it.
+            raise AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}")
         before = self._state.copy()
         state = self._state
-        chunks: list[tuple[int, list[bytes]]] = [(state.segment, [])]
+        seal, segment_max = self._cipher.seal, self._segment_max
+        checkpoint_ref = 0 if self._last_cp is None else self._last_cp.index + 1  # constant within a batch
+        seq, chain, tree_append = state.seq, state.chain, state.tree.append
+        segment, segment_size, last_record = state.segment, state.segment_size, state.last_record
+        frames: list[bytes] = []
+        chunks: list[tuple[int, int, list[bytes]]] = [(segment, seq, frames)]  # (segment, first seq, frames)
         created: list[int] = []
         try:
             for slot in batch:
-                assert slot.plaintext is not None
-                frame_len = FRAME_HEADER_LEN + len(slot.plaintext) + TAG_LEN
-                if state.segment_size + frame_len > self._segment_max and state.segment_size > SEGMENT_HEADER_LEN:
-                    state.segment += 1
-                    state.segment_size = SEGMENT_HEADER_LEN
-                    chunks.append((state.segment, []))
-                checkpoint_ref = 0 if self._last_cp is None else self._last_cp.index + 1
-                frame = self._cipher.seal(state.seq, state.segment, state.chain, slot.plaintext, checkpoint_ref)
-                record_hash = leaf_hash(frame)
-                state.chain = chain_next(state.chain, record_hash)
-                state.tree.append(record_hash)
-                state.last_record = (state.segment, state.segment_size)
-                state.segment_size += len(frame)
-                chunks[-1][1].append(frame)
-                slot.seq = state.seq
-                state.seq += 1
-            for segment, frames in chunks:
-                if segment != self._segments.index:
-                    created.append(segment)
-                    self._segments.rotate_to(segment, first_seq=self._first_seq_of(batch, chunks, segment))
-                if frames:
-                    self._segments.write(b"".join(frames))
+                slot.seq = seq
+                for plaintext in slot.plaintexts:
+                    frame_len = FRAME_HEADER_LEN + len(plaintext) + TAG_LEN
+                    if segment_size + frame_len > segment_max and segment_size > SEGMENT_HEADER_LEN:
+                        segment += 1
+                        segment_size = SEGMENT_HEADER_LEN
+                        frames = []
+                        chunks.append((segment, seq, frames))
+                    frame = seal(seq, segment, chain, plaintext, checkpoint_ref)
+                    record_hash = leaf_hash(frame)
+                    chain = chain_next(chain, record_hash)
+                    tree_append(record_hash)
+                    last_record = (segment, segment_size)
+                    segment_size += len(frame)
+                    frames.append(frame)
+                    seq += 1
+            state.seq, state.chain = seq, chain
+            state.segment, state.segment_size, state.last_record = segment, segment_size, last_record
+            for index, first_seq, chunk in chunks:
+                if index != self._segments.index:
+                    created.append(index)
+                    self._segments.rotate_to(index, first_seq=first_seq)
+                if chunk:
+                    self._segments.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
         except OSError as exc:
             self._rollback(before, created)
             raise AuditUnavailable(f"audit log write failed: {exc.strerror or exc}") from exc
@@ -256,14 +304,6 @@ class AuditLog:
         except OSError as exc:
             self._broken = f"fsync failed ({exc.strerror})"
             raise AuditUnavailable(f"audit log fsync failed: {exc.strerror}") from exc
-
-    def _first_seq_of(self, batch: list[Slot], chunks: list[tuple[int, list[bytes]]], segment: int) -> int:
-        first = batch[0].seq
-        for seg, frames in chunks:
-            if seg == segment:
-                return first
-            first += len(frames)
-        raise AssertionError("segment not in batch")
 
     def _rollback(self, before: LogState, created: list[int]) -> None:
         try:
