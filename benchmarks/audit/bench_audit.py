@@ -250,7 +250,11 @@ def main() -> None:
     parser.add_argument("--skip-append", action="store_true", help="only verify/proof numbers (e.g. with 1M records)")
     parser.add_argument("--append-only", action="store_true", help="only the append numbers")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each append case; the median is printed")
+    parser.add_argument("--cpu", type=int, default=None,
+                        help="pin the process to this CPU: shows what cross-CPU thread wake-ups cost")
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     keys = (bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1()))
     base = Path(tempfile.mkdtemp(prefix="cleanroom-audit-bench-", dir=args.dir))
     cases = append_cases(0.1 if args.quick else 1.0)
@@ -267,7 +271,7 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     print(f"fdatasync on this disk: {results['fdatasync_us']} us (median of 50)")
     print(f"load average: {results['loadavg_1m']:.2f} at start, {results['loadavg_1m_after_append']:.2f} after the "
-          f"append runs, on {os.cpu_count()} CPUs")
+          f"append runs, on {os.cpu_count()} CPUs" + ("" if args.cpu is None else f" (pinned to CPU {args.cpu})"))
     if results["append"]:
         print(f"append via AuditLog.record(mapping), durable before return; median of {args.repeat} runs; "
               f"goal <= {GOAL_US_PER_RECORD:g} us/record amortized with group commit")
