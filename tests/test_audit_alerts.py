@@ -31,8 +31,11 @@ DAY2 = DAY1 + timedelta(days=1)
 
 # tenant -> (business hours, peak requests per minute, principal -> networks it works from)
 TENANTS: dict[str, tuple[BusinessHours, float, dict[str, list[str]]]] = {
-    "acme": (BusinessHours("Europe/Berlin", 8, 19), 6.0,
-             {"cred-a1": ["203.0.113.{}"], "cred-a2": ["198.51.100.{}", "2001:db8:1::{:x}"]}),
+    "acme": (
+        BusinessHours("Europe/Berlin", 8, 19),
+        6.0,
+        {"cred-a1": ["203.0.113.{}"], "cred-a2": ["198.51.100.{}", "2001:db8:1::{:x}"]},
+    ),
     "globex": (BusinessHours("America/New_York", 7, 20), 16.0, {"cred-g1": ["192.0.2.{}"]}),
     "initech": (BusinessHours("Asia/Tokyo", 9, 18), 1.5, {"cred-i1": ["100.64.1.{}"]}),
 }
@@ -49,9 +52,20 @@ def _settings(**overrides: object) -> AlertSettings:
 
 def _request(when: float, tenant: str, principal: str, source: str, request_id: str) -> list[AuditEvent]:
     """One sealed request leaves three decrypt records (DESIGN §4 step 3)."""
-    return [AuditEvent(event=name, time=when, tenant_id=tenant, key_id=f"{tenant}-k", key_version=1,
-                       request_id=request_id, principal=principal, source=source, byte_count=2048)
-            for name in ("decrypt.tenant_key", "decrypt.request_key", "decrypt.data_key")]
+    return [
+        AuditEvent(
+            event=name,
+            time=when,
+            tenant_id=tenant,
+            key_id=f"{tenant}-k",
+            key_version=1,
+            request_id=request_id,
+            principal=principal,
+            source=source,
+            byte_count=2048,
+        )
+        for name in ("decrypt.tenant_key", "decrypt.request_key", "decrypt.data_key")
+    ]
 
 
 def normal_day(day: datetime, seed: int) -> list[AuditEvent]:
@@ -77,8 +91,14 @@ def normal_day(day: datetime, seed: int) -> list[AuditEvent]:
                 events += _request(when, tenant, principal, source, f"r{len(events)}")
     start = day.timestamp()
     for _ in range(12):
-        events.append(AuditEvent(event="auth.failure", time=start + float(rng.uniform(0, 86_400)),
-                                 source=f"198.18.{int(rng.integers(0, 255))}.7", details={"reason": "bad_key"}))
+        events.append(
+            AuditEvent(
+                event="auth.failure",
+                time=start + float(rng.uniform(0, 86_400)),
+                source=f"198.18.{int(rng.integers(0, 255))}.7",
+                details={"reason": "bad_key"},
+            )
+        )
     events.sort(key=lambda e: e.time)
     return events
 
@@ -123,17 +143,18 @@ def test_after_hours_in_the_tenants_own_timezone(days: tuple[list[AuditEvent], l
     monitor = _learned(days)
     # 07:30 UTC is 08:30 in Berlin: inside acme's hours even though it is before 08:00 UTC.
     assert monitor.observe(_request(_at("2024-03-06T07:30", "UTC"), "acme", "cred-a1", "203.0.113.5", "x")[0]) == []
-    late = monitor.observe(_request(_at("2024-03-06T23:10", "Europe/Berlin"), "acme", "cred-a1",
-                                    "203.0.113.5", "y")[0])
+    late = monitor.observe(_request(_at("2024-03-06T23:10", "Europe/Berlin"), "acme", "cred-a1", "203.0.113.5", "y")[0])
     assert [a.kind for a in late] == ["after_hours"] and late[0].tenant_id == "acme"
     assert late[0].details["timezone"] == "Europe/Berlin"
     # Saturday morning in Tokyo, for initech.
-    weekend = monitor.observe(_request(_at("2024-03-09T10:00", "Asia/Tokyo"), "initech", "cred-i1",
-                                       "100.64.1.9", "z")[0])
+    weekend = monitor.observe(
+        _request(_at("2024-03-09T10:00", "Asia/Tokyo"), "initech", "cred-i1", "100.64.1.9", "z")[0]
+    )
     assert [a.kind for a in weekend] == ["after_hours"]
     # Cooldown: the rest of a late-night batch does not page again.
-    again = monitor.observe(_request(_at("2024-03-06T23:20", "Europe/Berlin"), "acme", "cred-a1",
-                                     "203.0.113.5", "w")[1])
+    again = monitor.observe(
+        _request(_at("2024-03-06T23:20", "Europe/Berlin"), "acme", "cred-a1", "203.0.113.5", "w")[1]
+    )
     assert again == []
 
 
@@ -153,8 +174,11 @@ def test_volume_far_above_baseline(days: tuple[list[AuditEvent], list[AuditEvent
 def test_volume_does_not_fire_during_learning() -> None:
     monitor = AlertMonitor(_settings(volume_learning_windows=12))
     start = _at("2024-03-06T10:00", "Europe/Berlin")
-    alerts = [a for i in range(3000) for a in monitor.observe(_request(start + i * 0.05, "acme", "cred-a1",
-                                                                       "203.0.113.8", f"b{i}")[0])]
+    alerts = [
+        a
+        for i in range(3000)
+        for a in monitor.observe(_request(start + i * 0.05, "acme", "cred-a1", "203.0.113.8", f"b{i}")[0])
+    ]
     assert [a.kind for a in alerts if a.kind == "volume"] == []
 
 
@@ -174,27 +198,39 @@ def test_new_network_after_learning(days: tuple[list[AuditEvent], list[AuditEven
 def test_new_network_is_quiet_while_a_principal_is_new() -> None:
     monitor = AlertMonitor(_settings(network_learning_s=3600))
     t = _at("2024-03-06T10:00", "Europe/Berlin")
-    alerts = [a for i in range(20) for a in monitor.observe(_request(t + i * 60, "acme", "cred-new",
-                                                                     f"10.{i}.0.1", f"q{i}")[0])]
+    alerts = [
+        a
+        for i in range(20)
+        for a in monitor.observe(_request(t + i * 60, "acme", "cred-new", f"10.{i}.0.1", f"q{i}")[0])
+    ]
     assert alerts == []
-    assert [a.kind for a in monitor.observe(_request(t + 7200, "acme", "cred-new", "10.99.0.1", "late")[0])] \
-        == ["new_network"]
+    assert [a.kind for a in monitor.observe(_request(t + 7200, "acme", "cred-new", "10.99.0.1", "late")[0])] == [
+        "new_network"
+    ]
 
 
-@pytest.mark.parametrize(("event", "kind"), [("auth.failure", "auth_failure_burst"),
-                                             ("integrity.failure", "integrity_failure_burst")])
+@pytest.mark.parametrize(
+    ("event", "kind"), [("auth.failure", "auth_failure_burst"), ("integrity.failure", "integrity_failure_burst")]
+)
 def test_failure_bursts(event: str, kind: str) -> None:
     monitor = AlertMonitor(_settings())
     t = DAY2.timestamp()
-    spread = [a for i in range(40) for a in monitor.observe(
-        AuditEvent(event=event, time=t + i * 120, source="198.18.0.7"))]
+    spread = [
+        a for i in range(40) for a in monitor.observe(AuditEvent(event=event, time=t + i * 120, source="198.18.0.7"))
+    ]
     assert spread == []
     t += 10_000
-    burst = [a for i in range(30) for a in monitor.observe(
-        AuditEvent(event=event, time=t + i, source=f"198.18.5.{i}", tenant_id="acme"))]
+    burst = [
+        a
+        for i in range(30)
+        for a in monitor.observe(AuditEvent(event=event, time=t + i, source=f"198.18.5.{i}", tenant_id="acme"))
+    ]
     assert [a.kind for a in burst] == [kind] and burst[0].details["subject"] == "198.18.5.0/24"
-    distributed = [a for i in range(120) for a in monitor.observe(
-        AuditEvent(event=event, time=t + 1000 + i * 0.4, source=f"10.{i}.1.1"))]
+    distributed = [
+        a
+        for i in range(120)
+        for a in monitor.observe(AuditEvent(event=event, time=t + 1000 + i * 0.4, source=f"10.{i}.1.1"))
+    ]
     assert [a.details["subject"] for a in distributed] == ["*"]
 
 
@@ -227,14 +263,17 @@ def webhook_url() -> Iterator[str]:
 
 
 def test_alert_is_a_record_a_log_line_a_metric_and_a_webhook(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, webhook_url: str) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, webhook_url: str
+) -> None:
     keys = bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1())
     registry = CollectorRegistry()
     _Hook.received.clear()
     _Hook.arrived.clear()
-    with AuditLog(tmp_path / "audit", *keys) as log, \
-            AlertMonitor(_settings(), audit_log=log, registry=registry, webhook=webhook_url) as monitor, \
-            caplog.at_level(logging.WARNING, logger="cleanroom.audit.alerts"):
+    with (
+        AuditLog(tmp_path / "audit", *keys) as log,
+        AlertMonitor(_settings(), audit_log=log, registry=registry, webhook=webhook_url) as monitor,
+        caplog.at_level(logging.WARNING, logger="cleanroom.audit.alerts"),
+    ):
         event = _request(_at("2024-03-06T03:00", "Europe/Berlin"), "acme", "cred-a1", "203.0.113.5", "night")[0]
         log.append(event)
         alerts = monitor.observe(event)
@@ -242,8 +281,9 @@ def test_alert_is_a_record_a_log_line_a_metric_and_a_webhook(
         assert _Hook.arrived.wait(10), "webhook was not called"
     assert _Hook.received[0]["kind"] == "after_hours" and _Hook.received[0]["tenant_id"] == "acme"
     assert any(r.name == "cleanroom.audit.alerts" and "after_hours" in r.getMessage() for r in caplog.records)
-    assert registry.get_sample_value("cleanroom_audit_alerts_total",
-                                     {"kind": "after_hours", "tenant_id": "acme"}) == 1.0
+    assert (
+        registry.get_sample_value("cleanroom_audit_alerts_total", {"kind": "after_hours", "tenant_id": "acme"}) == 1.0
+    )
     recorded = [e for _, e in read_events(tmp_path / "audit", keys[0])]
     assert [e.event for e in recorded] == ["decrypt.tenant_key", "alert.after_hours"]
     assert recorded[1].tenant_id == "acme" and "business hours" in str(recorded[1].details["message"])
@@ -286,9 +326,18 @@ def test_settings_fail_fast() -> None:
         AlertSettings(volume_ratio=0)
 
 
-@pytest.mark.parametrize(("source", "network"), [
-    ("203.0.113.7", "203.0.113.0/24"), ("203.0.113.7:5123", "203.0.113.0/24"),
-    ("[2001:db8::1]:443", "2001:db8::/64"), ("2001:db8::1", "2001:db8::/64"),
-    ("::ffff:192.0.2.9", "192.0.2.0/24"), ("testclient", None), ("", None), (None, None)])
+@pytest.mark.parametrize(
+    ("source", "network"),
+    [
+        ("203.0.113.7", "203.0.113.0/24"),
+        ("203.0.113.7:5123", "203.0.113.0/24"),
+        ("[2001:db8::1]:443", "2001:db8::/64"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("::ffff:192.0.2.9", "192.0.2.0/24"),
+        ("testclient", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_network_of(source: str | None, network: str | None) -> None:
     assert network_of(source) == network

@@ -31,12 +31,24 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CLEANROOM_KMS", raising=False)
     monkeypatch.delenv("CLEANROOM_CONFIG", raising=False)
     kms = LocalKMS(tmp_path)
-    with load_or_create_audit_keys(tmp_path / "audit", kms, "cleanroom-master") as keys, \
-            AuditLog(tmp_path / "audit", keys.audit_key, keys.require_signing_key()) as log:
+    with (
+        load_or_create_audit_keys(tmp_path / "audit", kms, "cleanroom-master") as keys,
+        AuditLog(tmp_path / "audit", keys.audit_key, keys.require_signing_key()) as log,
+    ):
         for i in range(6):
-            log.append(AuditEvent(event="decrypt.request_key", time=1_700_000_000.0 + i * 3600,
-                                  tenant_id="acme" if i % 2 else "globex", key_id="k1", key_version=1,
-                                  request_id=f"req-{i}", principal="cred-1", source="192.0.2.1", byte_count=10))
+            log.append(
+                AuditEvent(
+                    event="decrypt.request_key",
+                    time=1_700_000_000.0 + i * 3600,
+                    tenant_id="acme" if i % 2 else "globex",
+                    key_id="k1",
+                    key_version=1,
+                    request_id=f"req-{i}",
+                    principal="cred-1",
+                    source="192.0.2.1",
+                    byte_count=10,
+                )
+            )
     kms.close()
     return tmp_path
 
@@ -72,8 +84,22 @@ def test_show_json_lines_with_filters(data_dir: Path, capsys: pytest.CaptureFixt
     for row in rows:
         assert {"event", "tenant_id", "key_id", "request_id", "time", "seq"} <= row.keys()
     assert rows[0]["time"] == "2023-11-14T22:13:20.000000Z"
-    assert _run(["audit", "show", "--data-dir", str(data_dir), "--json", "--tenant", "acme",
-                 "--since", "2023-11-15T00:00:00Z"]) == 0
+    assert (
+        _run(
+            [
+                "audit",
+                "show",
+                "--data-dir",
+                str(data_dir),
+                "--json",
+                "--tenant",
+                "acme",
+                "--since",
+                "2023-11-15T00:00:00Z",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["request_id"] for r in rows] == ["req-3", "req-5"]
     assert _run(["audit", "show", "--data-dir", str(data_dir)]) == 0

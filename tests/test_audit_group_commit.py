@@ -34,9 +34,18 @@ def audit_dir(tmp_path: Path) -> Path:
 
 
 def _event(i: int, tenant: str = "tenant-acme") -> AuditEvent:
-    return AuditEvent(event="decrypt.request_key", tenant_id=tenant, key_id="key-1", key_version=2,
-                      purpose="request", request_id=f"req-{i:06d}", principal="ak_12345",
-                      source="203.0.113.9", byte_count=1000 + i, details={"model": "echo"})
+    return AuditEvent(
+        event="decrypt.request_key",
+        tenant_id=tenant,
+        key_id="key-1",
+        key_version=2,
+        purpose="request",
+        request_id=f"req-{i:06d}",
+        principal="ak_12345",
+        source="203.0.113.9",
+        byte_count=1000 + i,
+        details={"model": "echo"},
+    )
 
 
 def _verify_ok(audit_dir: Path, keys: Keys) -> int:
@@ -177,8 +186,7 @@ def test_write_error_mid_group_fails_the_group_and_rolls_back(audit_dir: Path, k
 def test_append_many_is_contiguous_and_never_interleaves(audit_dir: Path, keys: Keys) -> None:
     singles: dict[int, list[int]] = {}
     batches: dict[int, list[range]] = {}
-    with AuditLog(audit_dir, *keys, fsync="group", checkpoint_every_records=37,
-                  segment_max_bytes=96 * 1024) as log:
+    with AuditLog(audit_dir, *keys, fsync="group", checkpoint_every_records=37, segment_max_bytes=96 * 1024) as log:
         barrier = threading.Barrier(8)
 
         def single(t: int) -> None:
@@ -187,8 +195,7 @@ def test_append_many_is_contiguous_and_never_interleaves(audit_dir: Path, keys: 
 
         def many(t: int) -> None:
             barrier.wait()
-            batches[t] = [log.append_many([_event(i * 5 + j, tenant=f"m{t}") for j in range(5)])
-                          for i in range(8)]
+            batches[t] = [log.append_many([_event(i * 5 + j, tenant=f"m{t}") for j in range(5)]) for i in range(8)]
 
         threads = [threading.Thread(target=single, args=(t,)) for t in range(4)]
         threads += [threading.Thread(target=many, args=(t,)) for t in range(4)]
@@ -205,8 +212,10 @@ def test_append_many_is_contiguous_and_never_interleaves(audit_dir: Path, keys: 
             assert len(seqs) == 5
             assert [events[s].request_id for s in seqs] == [f"req-{i * 5 + j:06d}" for j in range(5)]
             assert {events[s].tenant_id for s in seqs} == {f"m{t}"}
-    all_seqs = sorted([s for seqs in singles.values() for s in seqs]
-                      + [s for ranges in batches.values() for seqs in ranges for s in seqs])
+    all_seqs = sorted(
+        [s for seqs in singles.values() for s in seqs]
+        + [s for ranges in batches.values() for seqs in ranges for s in seqs]
+    )
     assert all_seqs == list(range(320))
 
 
@@ -224,8 +233,9 @@ def test_append_many_is_all_or_nothing(audit_dir: Path, keys: Keys) -> None:
             log.append_many([_event(i) for i in range(4)])
         log._segments.write = real_write  # type: ignore[method-assign]
         assert log.size == 0
-        assert log.record_many([{"event": "decrypt.request_key", "request_id": f"r{i}"} for i in range(3)]) \
-            == range(0, 3)
+        assert log.record_many([{"event": "decrypt.request_key", "request_id": f"r{i}"} for i in range(3)]) == range(
+            0, 3
+        )
         with pytest.raises(AuditUnavailable, match="rejected"):  # a malformed mapping fails them all
             log.record_many([{"event": "decrypt.request_key"}, {"event": "Not An Event"}])
         with pytest.raises(TypeError):

@@ -28,14 +28,17 @@ def test_create_then_load_gives_the_same_keys(tmp_path: Path, kms: LocalKMS) -> 
     audit_dir = tmp_path / "audit"
     with load_or_create_audit_keys(audit_dir, kms, MASTER) as created:
         key = bytes(created.audit_key)
-        public = created.public_key.public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+        public = created.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         assert isinstance(created.require_signing_key().curve, ec.SECP384R1)
     assert all(b == 0 for b in created.audit_key)  # close() zeroed it
     with load_or_create_audit_keys(audit_dir, kms, MASTER) as loaded:
         assert bytes(loaded.audit_key) == key
-        assert loaded.public_key.public_bytes(serialization.Encoding.DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo) == public
+        assert (
+            loaded.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            == public
+        )
     path = audit_dir / KEYS_FILE
     assert path.stat().st_mode & 0o777 == 0o600
     text = path.read_text()
@@ -70,8 +73,12 @@ def test_replaced_public_key_is_refused(tmp_path: Path, kms: LocalKMS) -> None:
     load_or_create_audit_keys(audit_dir, kms, MASTER).close()
     path = audit_dir / KEYS_FILE
     document = json.loads(path.read_text())
-    document["public_key_pem"] = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    document["public_key_pem"] = (
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     path.write_text(json.dumps(document))
     with pytest.raises(ConfigurationError, match="tampered"):
         load_audit_keys(audit_dir, kms)

@@ -37,9 +37,18 @@ def audit_dir(tmp_path: Path) -> Path:
 
 
 def _event(i: int, tenant: str = "tenant-acme") -> AuditEvent:
-    return AuditEvent(event="decrypt.request_key", tenant_id=tenant, key_id=f"key-{i % 3}", key_version=2,
-                      purpose="request", request_id=f"req-{i:06d}-7f3a", principal="ak_12345",
-                      source="203.0.113.9", byte_count=1000 + i, details={"model": "echo"})
+    return AuditEvent(
+        event="decrypt.request_key",
+        tenant_id=tenant,
+        key_id=f"key-{i % 3}",
+        key_version=2,
+        purpose="request",
+        request_id=f"req-{i:06d}-7f3a",
+        principal="ak_12345",
+        source="203.0.113.9",
+        byte_count=1000 + i,
+        details={"model": "echo"},
+    )
 
 
 def _verify_ok(audit_dir: Path, keys: tuple[bytearray, ec.EllipticCurvePrivateKey]) -> int:
@@ -103,8 +112,7 @@ def test_time_based_checkpoint_without_further_appends(audit_dir: Path, keys) ->
 def test_sixteen_threads_never_interleave(audit_dir: Path, keys) -> None:  # type: ignore[no-untyped-def]
     per_thread = 60
     results: dict[int, list[int]] = {}
-    with AuditLog(audit_dir, *keys, fsync="group", checkpoint_every_records=97,
-                  segment_max_bytes=128 * 1024) as log:
+    with AuditLog(audit_dir, *keys, fsync="group", checkpoint_every_records=97, segment_max_bytes=128 * 1024) as log:
         barrier = threading.Barrier(16)
 
         def worker(t: int) -> None:
@@ -150,8 +158,16 @@ def test_no_plaintext_on_disk(audit_dir: Path, keys) -> None:  # type: ignore[no
     secret_tenant, secret_request = "tenant-zanzibar-31337", "request-9f8e7d6c5b4a"
     with AuditLog(audit_dir, *keys) as log:
         for _ in range(3):
-            log.append(AuditEvent(event="decrypt.tenant_key", tenant_id=secret_tenant, request_id=secret_request,
-                                  principal="ak_visible_id", key_id="key-alpha", source="198.51.100.77"))
+            log.append(
+                AuditEvent(
+                    event="decrypt.tenant_key",
+                    tenant_id=secret_tenant,
+                    request_id=secret_request,
+                    principal="ak_visible_id",
+                    key_id="key-alpha",
+                    source="198.51.100.77",
+                )
+            )
     needles = [secret_tenant, secret_request, "ak_visible_id", "key-alpha", "198.51.100.77", "decrypt"]
     for path in audit_dir.rglob("*"):
         if path.is_file():
@@ -233,10 +249,19 @@ def _crashing_writer(audit_dir: Path, keys, tmp: Path, count: int, every: int) -
     from cryptography.hazmat.primitives import serialization
 
     pem = tmp / "signing.pem"
-    pem.write_bytes(keys[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    env = {**os.environ, "AUDIT_KEY": bytes(keys[0]).hex(), "SIGNING_PEM": str(pem), "AUDIT_DIR": str(audit_dir),
-           "COUNT": str(count), "EVERY": str(every)}
+    pem.write_bytes(
+        keys[1].private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    env = {
+        **os.environ,
+        "AUDIT_KEY": bytes(keys[0]).hex(),
+        "SIGNING_PEM": str(pem),
+        "AUDIT_DIR": str(audit_dir),
+        "COUNT": str(count),
+        "EVERY": str(every),
+    }
     return subprocess.Popen([sys.executable, "-c", _CHILD], env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -255,7 +280,8 @@ def test_damage_before_the_tail_refuses_to_open(audit_dir: Path, keys, tmp_path:
 
 
 def test_damage_after_the_checkpoint_but_before_the_tail_refuses_to_open(  # type: ignore[no-untyped-def]
-        audit_dir: Path, keys, tmp_path: Path) -> None:
+    audit_dir: Path, keys, tmp_path: Path
+) -> None:
     child = _crashing_writer(audit_dir, keys, tmp_path, count=6, every=1000)
     assert child.wait(60) == 0  # one checkpoint after record 0, records 1..5 unsigned
     segment = list_segments(audit_dir)[-1][1]
@@ -382,9 +408,18 @@ def test_fsync_failure_breaks_the_log_until_reopened(audit_dir: Path, keys) -> N
 
 def test_record_mapping_adapter(audit_dir: Path, keys) -> None:  # type: ignore[no-untyped-def]
     with AuditLog(audit_dir, *keys) as log:
-        seq = log.record({"event": "decrypt.request_key", "tenant_id": "acme", "request_id": "ab12",
-                          "byte_count": 12, "model": "echo", "principal": "cred-1", "nested": {"a": 1},
-                          "key_version": None})
+        seq = log.record(
+            {
+                "event": "decrypt.request_key",
+                "tenant_id": "acme",
+                "request_id": "ab12",
+                "byte_count": 12,
+                "model": "echo",
+                "principal": "cred-1",
+                "nested": {"a": 1},
+                "key_version": None,
+            }
+        )
         with pytest.raises(AuditUnavailable):
             log.record({"event": "Not An Event"})
     [(got_seq, event)] = list(read_events(audit_dir, keys[0]))

@@ -18,8 +18,10 @@ from cleanroom.audit.merkle import (
 
 # The reference tree used by certificate-transparency (and RFC 9162 implementations' test suites):
 # 8 leaves and the root of each prefix.
-CT_LEAVES = [bytes.fromhex(h) for h in (
-    "", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f")]
+CT_LEAVES = [
+    bytes.fromhex(h)
+    for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f")
+]
 CT_ROOTS = [
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
     "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -109,8 +111,9 @@ def test_inclusion_matches_reference_and_verifies(size: int) -> None:
         path = tree.inclusion_proof(index)
         assert path == _ref_path(index, leaves)
         assert verify_inclusion(leaves[index], index, size, path, root)
-        assert not verify_inclusion(leaves[index], index, size, path, _ref_mth([*leaves[:-1], leaves[0]])
-                                    if size > 1 else b"\x00" * 32)
+        assert not verify_inclusion(
+            leaves[index], index, size, path, _ref_mth([*leaves[:-1], leaves[0]]) if size > 1 else b"\x00" * 32
+        )
         if size > 1:
             assert not verify_inclusion(leaves[index], (index + 1) % size, size, path, root)
             assert not verify_inclusion(leaves[(index + 1) % size], index, size, path, root)

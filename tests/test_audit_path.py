@@ -17,8 +17,9 @@ from cleanroom.server.services import build_services
 
 @pytest.fixture
 def app_client(data_dir: Path, memory_audit):  # type: ignore[no-untyped-def]
-    services = build_services(Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit,
-                              models=ModelRegistry({"echo": EchoModel()}))
+    services = build_services(
+        Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
+    )
     created = services.tenants.create("acme")
     with TestClient(create_app(services)) as http:  # `with`: runs the lifespan (starts the scheduler)
         client = Client("http://testserver", api_key=created.api_key)
@@ -31,8 +32,9 @@ def app_client(data_dir: Path, memory_audit):  # type: ignore[no-untyped-def]
 def test_each_decryption_is_recorded_with_its_context(app_client) -> None:
     client, audit, created = app_client
     sealed = client.seal_request("echo", b"payload")
-    response = client._http.post("/v1/models/echo/infer", content=sealed.body,
-                                 headers={"Content-Type": "application/vnd.cleanroom.sealed"})
+    response = client._http.post(
+        "/v1/models/echo/infer", content=sealed.body, headers={"Content-Type": "application/vnd.cleanroom.sealed"}
+    )
     assert sealed.open_response(response.content) == b"payload"
     decrypts = [e for e in audit.events if e["event"].startswith("decrypt.")]
     tenant_key_event, event = decrypts  # first request: the tenant key is unwrapped (cache miss)
@@ -58,9 +60,14 @@ def test_server_audit_log_records_requests_and_verifies(shared_server) -> None:
     with shared_server.client("beta") as client:
         sealed = client.seal_request("echo", b"audited")
         with shared_server.http() as http:
-            http.post("/v1/models/echo/infer", content=sealed.body, headers={
-                "Authorization": f"Bearer {shared_server.tenants['beta']['api_key']}",
-                "Content-Type": "application/vnd.cleanroom.sealed"}).raise_for_status()
+            http.post(
+                "/v1/models/echo/infer",
+                content=sealed.body,
+                headers={
+                    "Authorization": f"Bearer {shared_server.tenants['beta']['api_key']}",
+                    "Content-Type": "application/vnd.cleanroom.sealed",
+                },
+            ).raise_for_status()
     audit_dir = shared_server.data_dir / "audit"
     from cleanroom.audit.keys import load_audit_keys
     from cleanroom.audit.reader import read_events
@@ -80,8 +87,9 @@ def test_server_audit_log_records_requests_and_verifies(shared_server) -> None:
 
 
 def test_key_operations_and_admin_actions_are_audited(data_dir: Path, memory_audit) -> None:
-    services = build_services(Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit,
-                              models=ModelRegistry({"echo": EchoModel()}))
+    services = build_services(
+        Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
+    )
     try:
         created = services.tenants.create("acme")
         extra = services.tenants.add_credential("acme", label="ci")

@@ -30,11 +30,16 @@ def keys() -> Keys:
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
     directory = tmp_path_factory.mktemp("proofs") / "audit"
-    with AuditLog(directory, *keys, fsync="none", checkpoint_every_records=10,
-                  segment_max_bytes=70 * 1024) as log:
+    with AuditLog(directory, *keys, fsync="none", checkpoint_every_records=10, segment_max_bytes=70 * 1024) as log:
         for i in range(COUNT):
-            log.append(AuditEvent(event="decrypt.data_key", tenant_id=f"tenant-{i}", request_id=f"secret-req-{i}",
-                                  details={f"pad{j}": "z" * 500 for j in range(6)}))
+            log.append(
+                AuditEvent(
+                    event="decrypt.data_key",
+                    tenant_id=f"tenant-{i}",
+                    request_id=f"secret-req-{i}",
+                    details={f"pad{j}": "z" * 500 for j in range(6)},
+                )
+            )
     assert len(list_segments(directory)) >= 2
     return directory
 
@@ -54,12 +59,13 @@ def test_proof_reveals_no_other_record(log_dir: Path, keys: Keys) -> None:
     text = json.dumps(proof.to_json())
     for other in range(COUNT):
         if other != 5:
-            assert f"secret-req-{other}" not in text and f"tenant-{other}\"" not in text
+            assert f"secret-req-{other}" not in text and f'tenant-{other}"' not in text
     other_proof = prove(log_dir, keys[0], 6)
     # The disclosed per-record key opens its own record only.
     with pytest.raises(RecordFormatError):
-        open_frame_with_record_key(other_proof.frame, proof.record_key, proof.checkpoint.log_id,
-                                   other_proof.segment_index)
+        open_frame_with_record_key(
+            other_proof.frame, proof.record_key, proof.checkpoint.log_id, other_proof.segment_index
+        )
     assert proof.record_key != bytes(keys[0])
 
 
@@ -71,9 +77,18 @@ def _mutations(proof: InclusionProof, keys: Keys) -> dict[str, InclusionProof]:
     attacker = ec.generate_private_key(ec.SECP384R1())
     tree = CompactTree()
     tree.append(leaf_hash(proof.frame))
-    forged_cp = sign_checkpoint(attacker, index=cp.index, log_id=cp.log_id, tree=tree, chain_head=cp.chain_head,
-                                prev_digest=cp.prev_digest, segment_index=1, segment_offset=0, last_record=None,
-                                time_ns=cp.time_ns)
+    forged_cp = sign_checkpoint(
+        attacker,
+        index=cp.index,
+        log_id=cp.log_id,
+        tree=tree,
+        chain_head=cp.chain_head,
+        prev_digest=cp.prev_digest,
+        segment_index=1,
+        segment_offset=0,
+        last_record=None,
+        time_ns=cp.time_ns,
+    )
     return {
         "frame": other(proof, frame=bytes(flipped_frame)),
         "seq": other(proof, seq=proof.seq + 1),

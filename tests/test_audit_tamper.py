@@ -23,9 +23,17 @@ SEGMENT_MAX = SEGMENT_HEADER_LEN + 70 * 1024
 
 
 def _event(i: int) -> AuditEvent:
-    return AuditEvent(event="decrypt.tenant_key", tenant_id=f"tenant-{i % 4}", key_id="k1", key_version=1,
-                      request_id=f"req-{i}", principal="cred-7", source="192.0.2.10", byte_count=i,
-                      details={"pad": "p" * 200})
+    return AuditEvent(
+        event="decrypt.tenant_key",
+        tenant_id=f"tenant-{i % 4}",
+        key_id="k1",
+        key_version=1,
+        request_id=f"req-{i}",
+        principal="cred-7",
+        source="192.0.2.10",
+        byte_count=i,
+        details={"pad": "p" * 200},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,7 @@ def keys() -> Keys:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
     directory = tmp_path_factory.mktemp("pristine") / "audit"
-    with AuditLog(directory, *keys, checkpoint_every_records=40, segment_max_bytes=SEGMENT_MAX,
-                  fsync="none") as log:
+    with AuditLog(directory, *keys, checkpoint_every_records=40, segment_max_bytes=SEGMENT_MAX, fsync="none") as log:
         for i in range(520):
             log.append(_event(i))
     assert len(list_segments(directory)) >= 3
@@ -224,9 +231,18 @@ def test_forged_checkpoint_signed_by_another_key(log_dir: Path, keys: Keys) -> N
     lines = _checkpoint_lines(log_dir)
     cp = Checkpoint.loads(lines[-1])
     attacker = ec.generate_private_key(ec.SECP384R1())
-    forged = sign_checkpoint(attacker, index=cp.index + 1, log_id=cp.log_id, tree=CompactTree(),
-                             chain_head=cp.chain_head, prev_digest=cp.digest(), segment_index=1,
-                             segment_offset=SEGMENT_HEADER_LEN, last_record=None, time_ns=cp.time_ns + 1)
+    forged = sign_checkpoint(
+        attacker,
+        index=cp.index + 1,
+        log_id=cp.log_id,
+        tree=CompactTree(),
+        chain_head=cp.chain_head,
+        prev_digest=cp.digest(),
+        segment_index=1,
+        segment_offset=SEGMENT_HEADER_LEN,
+        last_record=None,
+        time_ns=cp.time_ns + 1,
+    )
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines) + (forged.dumps() + "\n").encode())
     assert _finding(_check(log_dir, keys), "checkpoint_forged").checkpoint == cp.index + 1
 
@@ -271,8 +287,7 @@ def test_rewritten_log_is_caught_by_a_saved_checkpoint(log_dir: Path, keys: Keys
     assert "inconsistent_with_saved" in report.kinds() and not report.ok, report.summary()
 
 
-def test_rollback_to_an_old_copy_is_caught_by_a_saved_checkpoint(
-        log_dir: Path, keys: Keys, tmp_path: Path) -> None:
+def test_rollback_to_an_old_copy_is_caught_by_a_saved_checkpoint(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
     old = tmp_path / "old-copy"
     shutil.copytree(log_dir, old)
     with AuditLog(log_dir, *keys, segment_max_bytes=SEGMENT_MAX, fsync="none") as log:

@@ -50,16 +50,33 @@ Keys = tuple[bytearray, ec.EllipticCurvePrivateKey]
 
 def _event(i: int) -> AuditEvent:
     """A realistic decrypt record (about 300 bytes of JSON)."""
-    return AuditEvent(event="decrypt.request_key", tenant_id=f"tenant-{i % 50:04d}", key_id="tk-3f9a2c",
-                      key_version=3, purpose="request", request_id=f"{i:032x}", principal="ak_7Hq2Lm9x",
-                      source="203.0.113.42", byte_count=4096 + i % 1000, details={"model": "minilm"})
+    return AuditEvent(
+        event="decrypt.request_key",
+        tenant_id=f"tenant-{i % 50:04d}",
+        key_id="tk-3f9a2c",
+        key_version=3,
+        purpose="request",
+        request_id=f"{i:032x}",
+        principal="ak_7Hq2Lm9x",
+        source="203.0.113.42",
+        byte_count=4096 + i % 1000,
+        details={"model": "minilm"},
+    )
 
 
 def _fields(i: int) -> dict[str, Any]:
     """The mapping `RequestOpener.open` hands the audit sink for one request (runtime/session.py)."""
-    return {"event": "decrypt.request_key", "tenant_id": f"tenant-{i % 50:04d}", "key_id": "tk-3f9a2c",
-            "purpose": "request", "request_id": f"{i:032x}", "principal": "ak_7Hq2Lm9x",
-            "source": "203.0.113.42", "byte_count": 4096 + i % 1000, "model": "minilm"}
+    return {
+        "event": "decrypt.request_key",
+        "tenant_id": f"tenant-{i % 50:04d}",
+        "key_id": "tk-3f9a2c",
+        "purpose": "request",
+        "request_id": f"{i:032x}",
+        "principal": "ak_7Hq2Lm9x",
+        "source": "203.0.113.42",
+        "byte_count": 4096 + i % 1000,
+        "model": "minilm",
+    }
 
 
 @dataclass(frozen=True)
@@ -76,12 +93,13 @@ class AppendCase:
 def _run_threads(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) -> float:
     """Start `appenders` threads on a barrier; return the wall seconds until the last one is done."""
     if case.shape == "server_many":
-        batches = [fields[i:i + case.batch] for i in range(0, len(fields), case.batch)]
+        batches = [fields[i : i + case.batch] for i in range(0, len(fields), case.batch)]
 
         def work() -> None:
             for batch in batches:
                 log.record_many(batch)
     else:
+
         def work() -> None:
             for one in fields:
                 log.record(one)
@@ -126,17 +144,26 @@ def bench_append(base: Path, keys: Keys, case: AppendCase) -> dict[str, Any] | N
         commits_before, size_before = getattr(log, "group_commits", 0), log.size
         cpu_start = time.process_time()
         run: Callable[[AuditLog, AppendCase, list[dict[str, Any]]], float] = (
-            _run_asyncio if case.shape == "asyncio" else _run_threads)
+            _run_asyncio if case.shape == "asyncio" else _run_threads
+        )
         elapsed = run(log, case, fields)
         cpu = time.process_time() - cpu_start
         total = log.size - size_before
         commits = getattr(log, "group_commits", 0) - commits_before
     shutil.rmtree(directory)
     assert total == case.appenders * case.records_each, (total, case)
-    return {"case": case.name, "fsync": case.fsync, "appenders": case.appenders, "records": total,
-            "seconds": round(elapsed, 4), "us_per_record": round(elapsed / total * 1e6, 1),
-            "records_per_s": round(total / elapsed), "cpu_us_per_record": round(cpu / total * 1e6, 1),
-            "records_per_commit": round(total / commits, 1) if commits else None, "goal": case.goal}
+    return {
+        "case": case.name,
+        "fsync": case.fsync,
+        "appenders": case.appenders,
+        "records": total,
+        "seconds": round(elapsed, 4),
+        "us_per_record": round(elapsed / total * 1e6, 1),
+        "records_per_s": round(total / elapsed),
+        "cpu_us_per_record": round(cpu / total * 1e6, 1),
+        "records_per_commit": round(total / commits, 1) if commits else None,
+        "goal": case.goal,
+    }
 
 
 def append_cases(scale: float) -> list[AppendCase]:
@@ -188,8 +215,9 @@ def bench_fsync(base: Path) -> float:
     return statistics.median(samples) * 1e6
 
 
-def bench_verify_and_prove(base: Path, keys: tuple[bytearray, ec.EllipticCurvePrivateKey],
-                           records: int) -> dict[str, Any]:
+def bench_verify_and_prove(
+    base: Path, keys: tuple[bytearray, ec.EllipticCurvePrivateKey], records: int
+) -> dict[str, Any]:
     directory = base / "verify"
     start = time.perf_counter()
     with AuditLog(directory, *keys, fsync="none") as log:
@@ -213,14 +241,25 @@ def bench_verify_and_prove(base: Path, keys: tuple[bytearray, ec.EllipticCurvePr
     proof_json = json.dumps(proof.to_json(), separators=(",", ":"))
     shutil.rmtree(directory)
     return {
-        "records": records, "log_bytes": size_bytes, "bytes_per_record": round(size_bytes / records, 1),
-        "build_s": round(build_s, 2), "build_us_per_record": round(build_s / records * 1e6, 1),
+        "records": records,
+        "log_bytes": size_bytes,
+        "bytes_per_record": round(size_bytes / records, 1),
+        "build_s": round(build_s, 2),
+        "build_us_per_record": round(build_s / records * 1e6, 1),
         "reopen_ms": round(reopen_s * 1e3, 1),
-        "verify_s": round(verify_s, 2), "verify_records_per_s": round(records / verify_s),
-        "prove_s": round(prove_s, 2), "proof_check_us": round(check_us), "proof_path_hashes": len(proof.path),
-        "proof_path_bytes": proof.path_bytes, "proof_json_bytes": len(proof_json),
-        "proof_binary_bytes": len(proof.frame) + 32 + proof.path_bytes + len(proof.checkpoint.signed_body())
-        + len(proof.checkpoint.signature) + 12,
+        "verify_s": round(verify_s, 2),
+        "verify_records_per_s": round(records / verify_s),
+        "prove_s": round(prove_s, 2),
+        "proof_check_us": round(check_us),
+        "proof_path_hashes": len(proof.path),
+        "proof_path_bytes": proof.path_bytes,
+        "proof_json_bytes": len(proof_json),
+        "proof_binary_bytes": len(proof.frame)
+        + 32
+        + proof.path_bytes
+        + len(proof.checkpoint.signed_body())
+        + len(proof.checkpoint.signature)
+        + 12,
         "checkpoints": report.checkpoints,
     }
 
@@ -236,9 +275,14 @@ def bench_million_leaf_proof(leaves: int = 1_000_000) -> dict[str, Any]:
         assert verify_inclusion(hashes[index], index, leaves, path, tree.root())
         lengths.append(len(path))
     consistency = tree.consistency_proof(leaves // 2 + 1)
-    return {"leaves": leaves, "tree_build_s": round(build_s, 2), "path_hashes_max": max(lengths),
-            "path_bytes_max": 32 * max(lengths), "consistency_proof_bytes": 32 * len(consistency),
-            "analytic_path_hashes": (leaves - 1).bit_length()}
+    return {
+        "leaves": leaves,
+        "tree_build_s": round(build_s, 2),
+        "path_hashes_max": max(lengths),
+        "path_bytes_max": 32 * max(lengths),
+        "consistency_proof_bytes": 32 * len(consistency),
+        "analytic_path_hashes": (leaves - 1).bit_length(),
+    }
 
 
 def main() -> None:
@@ -250,8 +294,9 @@ def main() -> None:
     parser.add_argument("--skip-append", action="store_true", help="only verify/proof numbers (e.g. with 1M records)")
     parser.add_argument("--append-only", action="store_true", help="only the append numbers")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each append case; the median is printed")
-    parser.add_argument("--cpu", type=int, default=None,
-                        help="pin the process to this CPU: shows what cross-CPU thread wake-ups cost")
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="pin the process to this CPU: shows what cross-CPU thread wake-ups cost"
+    )
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
@@ -260,8 +305,9 @@ def main() -> None:
     cases = append_cases(0.1 if args.quick else 1.0)
     try:
         results: dict[str, Any] = {"loadavg_1m": os.getloadavg()[0], "fdatasync_us": round(bench_fsync(base))}
-        runs = [] if args.skip_append else [
-            [bench_append(base, keys, case) for case in cases] for _ in range(args.repeat)]
+        runs = (
+            [] if args.skip_append else [[bench_append(base, keys, case) for case in cases] for _ in range(args.repeat)]
+        )
         results["append"] = median_rows(runs) if runs else []
         results["loadavg_1m_after_append"] = os.getloadavg()[0]
         if not args.append_only:
@@ -270,33 +316,47 @@ def main() -> None:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"fdatasync on this disk: {results['fdatasync_us']} us (median of 50)")
-    print(f"load average: {results['loadavg_1m']:.2f} at start, {results['loadavg_1m_after_append']:.2f} after the "
-          f"append runs, on {os.cpu_count()} CPUs" + ("" if args.cpu is None else f" (pinned to CPU {args.cpu})"))
+    print(
+        f"load average: {results['loadavg_1m']:.2f} at start, {results['loadavg_1m_after_append']:.2f} after the "
+        f"append runs, on {os.cpu_count()} CPUs" + ("" if args.cpu is None else f" (pinned to CPU {args.cpu})")
+    )
     if results["append"]:
-        print(f"append via AuditLog.record(mapping), durable before return; median of {args.repeat} runs; "
-              f"goal <= {GOAL_US_PER_RECORD:g} us/record amortized with group commit")
-        print(f"{'case':<24}{'fsync':<6}{'records':>8}{'wall us/rec':>12}{'cpu us/rec':>11}{'rec/commit':>11}"
-              f"{'records/s':>10}  goal")
+        print(
+            f"append via AuditLog.record(mapping), durable before return; median of {args.repeat} runs; "
+            f"goal <= {GOAL_US_PER_RECORD:g} us/record amortized with group commit"
+        )
+        print(
+            f"{'case':<24}{'fsync':<6}{'records':>8}{'wall us/rec':>12}{'cpu us/rec':>11}{'rec/commit':>11}"
+            f"{'records/s':>10}  goal"
+        )
     for row in results["append"]:
         verdict = ("met" if row["us_per_record"] <= GOAL_US_PER_RECORD else "MISSED") if row["goal"] else ""
         runs_text = ", ".join(str(x) for x in row["us_per_record_all"])
-        print(f"{row['case']:<24}{row['fsync']:<6}{row['records']:>8}{row['us_per_record']:>12}"
-              f"{row['cpu_us_per_record']:>11}{row['records_per_commit'] or '?':>11}{row['records_per_s']:>10}"
-              f"  {verdict:<6}  (runs: {runs_text})")
+        print(
+            f"{row['case']:<24}{row['fsync']:<6}{row['records']:>8}{row['us_per_record']:>12}"
+            f"{row['cpu_us_per_record']:>11}{row['records_per_commit'] or '?':>11}{row['records_per_s']:>10}"
+            f"  {verdict:<6}  (runs: {runs_text})"
+        )
     if args.append_only:
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
         return
     v = results["verify"]
-    print(f"verify: {v['records']} records ({v['bytes_per_record']} B each) in {v['verify_s']} s = "
-          f"{v['verify_records_per_s']} records/s; reopen {v['reopen_ms']} ms")
-    print(f"proof for record {v['records'] // 2} of {v['records']}: {v['proof_path_hashes']} hashes = "
-          f"{v['proof_path_bytes']} B path, {v['proof_binary_bytes']} B binary, {v['proof_json_bytes']} B JSON; "
-          f"made in {v['prove_s']} s, checked in {v['proof_check_us']} us")
+    print(
+        f"verify: {v['records']} records ({v['bytes_per_record']} B each) in {v['verify_s']} s = "
+        f"{v['verify_records_per_s']} records/s; reopen {v['reopen_ms']} ms"
+    )
+    print(
+        f"proof for record {v['records'] // 2} of {v['records']}: {v['proof_path_hashes']} hashes = "
+        f"{v['proof_path_bytes']} B path, {v['proof_binary_bytes']} B binary, {v['proof_json_bytes']} B JSON; "
+        f"made in {v['prove_s']} s, checked in {v['proof_check_us']} us"
+    )
     m = results["million_leaf_tree"]
-    print(f"{m['leaves']}-leaf tree: path {m['path_hashes_max']} hashes = {m['path_bytes_max']} B "
-          f"(analytic ceil(log2 n) = {m['analytic_path_hashes']}); consistency proof {m['consistency_proof_bytes']} B;"
-          f" tree built in {m['tree_build_s']} s")
+    print(
+        f"{m['leaves']}-leaf tree: path {m['path_hashes_max']} hashes = {m['path_bytes_max']} B "
+        f"(analytic ceil(log2 n) = {m['analytic_path_hashes']}); consistency proof {m['consistency_proof_bytes']} B;"
+        f" tree built in {m['tree_build_s']} s"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -96,8 +96,13 @@ class AlertSettings:
     webhook_queue_max: int = 1000
 
     def __post_init__(self) -> None:
-        positive = ("volume_window_s", "volume_ratio", "volume_peak_half_life_s", "failure_burst_window_s",
-                    "webhook_timeout_s")
+        positive = (
+            "volume_window_s",
+            "volume_ratio",
+            "volume_peak_half_life_s",
+            "failure_burst_window_s",
+            "webhook_timeout_s",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"alert setting {name} must be positive")
@@ -105,8 +110,16 @@ class AlertSettings:
             raise ConfigurationError("volume_ewma_alpha must be in (0, 1]")
         if not 0 <= self.network_ipv4_prefix <= 32 or not 0 <= self.network_ipv6_prefix <= 128:
             raise ConfigurationError("network prefixes out of range")
-        if min(self.failure_burst_count, self.failure_burst_global_count, self.max_tracked,
-               self.max_networks_per_principal, self.webhook_queue_max) < 1:
+        if (
+            min(
+                self.failure_burst_count,
+                self.failure_burst_global_count,
+                self.max_tracked,
+                self.max_networks_per_principal,
+                self.webhook_queue_max,
+            )
+            < 1
+        ):
             raise ConfigurationError("alert counts and limits must be at least 1")
 
     def hours_for(self, tenant_id: str | None) -> BusinessHours | None:
@@ -126,13 +139,25 @@ class Alert:
     details: Mapping[str, DetailValue] = field(default_factory=dict)
 
     def to_event(self) -> AuditEvent:
-        return AuditEvent(event=f"alert.{self.kind}", time=self.time, tenant_id=self.tenant_id,
-                          principal=self.principal, source=self.source,
-                          details={"message": self.message[:500], **self.details})
+        return AuditEvent(
+            event=f"alert.{self.kind}",
+            time=self.time,
+            tenant_id=self.tenant_id,
+            principal=self.principal,
+            source=self.source,
+            details={"message": self.message[:500], **self.details},
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "time": self.time, "message": self.message, "tenant_id": self.tenant_id,
-                "principal": self.principal, "source": self.source, "details": dict(self.details)}
+        return {
+            "kind": self.kind,
+            "time": self.time,
+            "message": self.message,
+            "tenant_id": self.tenant_id,
+            "principal": self.principal,
+            "source": self.source,
+            "details": dict(self.details),
+        }
 
 
 def network_of(source: str | None, v4_prefix: int = 24, v6_prefix: int = 64) -> str | None:
@@ -202,8 +227,10 @@ class AlertMonitor:
         self.settings = settings or AlertSettings()
         self._audit_log = audit_log
         self.alerts_total = Counter(
-            "cleanroom_audit_alerts_total", "Anomaly alerts raised from the audit trail",
-            ["kind", "tenant_id"], registry=registry if registry is not None else CollectorRegistry(),
+            "cleanroom_audit_alerts_total",
+            "Anomaly alerts raised from the audit trail",
+            ["kind", "tenant_id"],
+            registry=registry if registry is not None else CollectorRegistry(),
         )
         self._lock = threading.Lock()
         limit = self.settings.max_tracked
@@ -215,8 +242,7 @@ class AlertMonitor:
         self._webhook_queue: queue.Queue[Alert | None] = queue.Queue(self.settings.webhook_queue_max)
         self._webhook_thread: threading.Thread | None = None
         if webhook is not None:
-            self._webhook_thread = threading.Thread(target=self._deliver, name="cleanroom-audit-webhook",
-                                                    daemon=True)
+            self._webhook_thread = threading.Thread(target=self._deliver, name="cleanroom-audit-webhook", daemon=True)
             self._webhook_thread.start()
 
     # ------------------------------------------------------------------ public API
@@ -274,10 +300,17 @@ class AlertMonitor:
         hours = self.settings.hours_for(event.tenant_id)
         if hours is None or hours.contains(event.time):
             return []
-        return [Alert("after_hours", event.time,
-                      f"decryption outside business hours ({hours.start_hour}:00-{hours.end_hour}:00 "
-                      f"{hours.timezone})", event.tenant_id, event.principal, event.source,
-                      {"event": event.event, "timezone": hours.timezone})]
+        return [
+            Alert(
+                "after_hours",
+                event.time,
+                f"decryption outside business hours ({hours.start_hour}:00-{hours.end_hour}:00 {hours.timezone})",
+                event.tenant_id,
+                event.principal,
+                event.source,
+                {"event": event.event, "timezone": hours.timezone},
+            )
+        ]
 
     def _volume_rule(self, event: AuditEvent) -> list[Alert]:
         s = self.settings
@@ -300,11 +333,23 @@ class AlertMonitor:
         if state.count <= threshold:
             return []
         state.alerted_window = window
-        return [Alert("volume", event.time,
-                      f"{state.count} decryptions in {s.volume_window_s:.0f} s, over {threshold:.0f} "
-                      f"({s.volume_ratio:g} x baseline {baseline:.1f})", event.tenant_id, None, None,
-                      {"count": state.count, "baseline": round(baseline, 2), "threshold": round(threshold, 2),
-                       "subject": str(window)})]
+        return [
+            Alert(
+                "volume",
+                event.time,
+                f"{state.count} decryptions in {s.volume_window_s:.0f} s, over {threshold:.0f} "
+                f"({s.volume_ratio:g} x baseline {baseline:.1f})",
+                event.tenant_id,
+                None,
+                None,
+                {
+                    "count": state.count,
+                    "baseline": round(baseline, 2),
+                    "threshold": round(threshold, 2),
+                    "subject": str(window),
+                },
+            )
+        ]
 
     def _new_network(self, event: AuditEvent) -> list[Alert]:
         s = self.settings
@@ -319,9 +364,17 @@ class AlertMonitor:
             known.networks.popitem(last=False)
         if seen or event.time - known.first_seen < s.network_learning_s:
             return []
-        return [Alert("new_network", event.time, f"credential used from a network never seen for it: {network}",
-                      event.tenant_id, event.principal, event.source,
-                      {"network": network, "known_networks": len(known.networks) - 1, "subject": network})]
+        return [
+            Alert(
+                "new_network",
+                event.time,
+                f"credential used from a network never seen for it: {network}",
+                event.tenant_id,
+                event.principal,
+                event.source,
+                {"network": network, "known_networks": len(known.networks) - 1, "subject": network},
+            )
+        ]
 
     def _failure_burst(self, event: AuditEvent) -> list[Alert]:
         s = self.settings
@@ -337,15 +390,29 @@ class AlertMonitor:
                 times.popleft()
             if len(times) >= limit:
                 where = "anywhere" if subject == "*" else subject
-                alerts.append(Alert(kind, event.time, f"{len(times)} {event.event} events in "
-                                    f"{s.failure_burst_window_s:.0f} s from {where}", event.tenant_id,
-                                    event.principal, event.source, {"count": len(times), "subject": subject}))
+                alerts.append(
+                    Alert(
+                        kind,
+                        event.time,
+                        f"{len(times)} {event.event} events in {s.failure_burst_window_s:.0f} s from {where}",
+                        event.tenant_id,
+                        event.principal,
+                        event.source,
+                        {"count": len(times), "subject": subject},
+                    )
+                )
         return alerts
 
     # ------------------------------------------------------------------ delivery
     def _emit(self, alert: Alert) -> None:
-        logger.warning("audit alert %s: %s (tenant=%s principal=%s source=%s)", alert.kind, alert.message,
-                       alert.tenant_id, alert.principal, alert.source)
+        logger.warning(
+            "audit alert %s: %s (tenant=%s principal=%s source=%s)",
+            alert.kind,
+            alert.message,
+            alert.tenant_id,
+            alert.principal,
+            alert.source,
+        )
         self.alerts_total.labels(kind=alert.kind, tenant_id=alert.tenant_id or "").inc()
         if self._audit_log is not None:
             try:

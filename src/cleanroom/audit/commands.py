@@ -85,12 +85,29 @@ def cmd_verify(args: argparse.Namespace, kms_factory: KMSFactory | None = None) 
     with keys:
         report = verify(_data_dir(args) / "audit", keys.audit_key, keys.public_key, args.since_checkpoint)
     if args.json:
-        print(json.dumps({
-            "ok": report.ok, "records": report.records, "segments": report.segments,
-            "checkpoints": report.checkpoints, "uncovered_records": report.uncovered_records,
-            "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message, "segment": f.segment,
-                          "offset": f.offset, "seq": f.seq, "checkpoint": f.checkpoint} for f in report.findings],
-        }))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "records": report.records,
+                    "segments": report.segments,
+                    "checkpoints": report.checkpoints,
+                    "uncovered_records": report.uncovered_records,
+                    "findings": [
+                        {
+                            "kind": f.kind,
+                            "severity": f.severity,
+                            "message": f.message,
+                            "segment": f.segment,
+                            "offset": f.offset,
+                            "seq": f.seq,
+                            "checkpoint": f.checkpoint,
+                        }
+                        for f in report.findings
+                    ],
+                }
+            )
+        )
     else:
         print(report.summary())
     return 0 if report.ok else 1
@@ -104,15 +121,16 @@ def cmd_show(args: argparse.Namespace, kms_factory: KMSFactory | None = None) ->
     except CleanroomError as exc:
         return _fail(exc.message)
     with keys:
-        for seq, event in read_events(_data_dir(args) / "audit", keys.audit_key, tenant=args.tenant,
-                                      since=args.since):
+        for seq, event in read_events(_data_dir(args) / "audit", keys.audit_key, tenant=args.tenant, since=args.since):
             row = event.display_dict(seq)
             if args.json:
                 print(json.dumps(row, separators=(",", ":")))
             else:
-                print(f"{row['seq']:>8} {row['time']} {row['event']:<22} tenant={row['tenant_id']} "
-                      f"key={row['key_id']} v={row['key_version']} request={row['request_id']} "
-                      f"principal={row['principal']} source={row['source']} bytes={row['byte_count']}")
+                print(
+                    f"{row['seq']:>8} {row['time']} {row['event']:<22} tenant={row['tenant_id']} "
+                    f"key={row['key_id']} v={row['key_version']} request={row['request_id']} "
+                    f"principal={row['principal']} source={row['source']} bytes={row['byte_count']}"
+                )
     return 0
 
 
@@ -157,8 +175,17 @@ def cmd_check_proof(args: argparse.Namespace, kms_factory: KMSFactory | None = N
         return 1
     except (OSError, ValueError, CleanroomError) as exc:
         return _fail(str(exc))
-    print(json.dumps({"valid": True, "seq": proof.seq, "tree_size": proof.checkpoint.tree_size,
-                      "root": proof.checkpoint.root.hex(), "record": event.display_dict(proof.seq)}))
+    print(
+        json.dumps(
+            {
+                "valid": True,
+                "seq": proof.seq,
+                "tree_size": proof.checkpoint.tree_size,
+                "root": proof.checkpoint.root.hex(),
+                "record": event.display_dict(proof.seq),
+            }
+        )
+    )
     return 0
 
 
@@ -175,25 +202,36 @@ def cmd_checkpoint(args: argparse.Namespace, kms_factory: KMSFactory | None = No
     if checkpoint is None:
         return _fail("no valid checkpoint in the audit log yet")
     save_checkpoint(checkpoint, Path(args.out))
-    print(f"saved checkpoint #{checkpoint.index} ({checkpoint.tree_size} records, root "
-          f"{checkpoint.root.hex()}) to {args.out}")
+    print(
+        f"saved checkpoint #{checkpoint.index} ({checkpoint.tree_size} records, root "
+        f"{checkpoint.root.hex()}) to {args.out}"
+    )
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-             *, kms_factory: KMSFactory | None = None) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *, kms_factory: KMSFactory | None = None
+) -> None:
     """Add `audit …`. `kms_factory(data_dir)` overrides the configured KMS (tests)."""
     audit = subparsers.add_parser("audit", help="verify, read and prove the tamper-evident audit log")
     sub = audit.add_subparsers(dest="audit_command", required=True)
 
     def with_data_dir(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--data-dir", type=Path, default=None,
-                            help="data directory (default: $CLEANROOM_DATA_DIR or ./cleanroom-data)")
+        parser.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="data directory (default: $CLEANROOM_DATA_DIR or ./cleanroom-data)",
+        )
         return parser
 
     p = with_data_dir(sub.add_parser("verify", help="check the whole log; exit 0 only if intact"))
-    p.add_argument("--since-checkpoint", type=Path, default=None,
-                   help="a checkpoint saved earlier with `audit checkpoint --out`: prove the log only grew")
+    p.add_argument(
+        "--since-checkpoint",
+        type=Path,
+        default=None,
+        help="a checkpoint saved earlier with `audit checkpoint --out`: prove the log only grew",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=partial(cmd_verify, kms_factory=kms_factory))
 

@@ -56,8 +56,13 @@ class GroupCommit:
     logged and turned into `AuditUnavailable` so the caller still fails closed.
     """
 
-    def __init__(self, write_records: Callable[[list[Slot]], None], *, one_at_a_time: bool,
-                 on_records_written: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        write_records: Callable[[list[Slot]], None],
+        *,
+        one_at_a_time: bool,
+        on_records_written: Callable[[], None],
+    ) -> None:
         self.mutex = threading.Lock()
         self._write_records = write_records
         self._one_at_a_time = one_at_a_time

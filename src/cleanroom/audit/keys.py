@@ -80,16 +80,19 @@ def load_or_create_audit_keys(audit_dir: Path, kms: KMS, master_key_name: str) -
     audit_key, wrapped_aes = kms.generate_data_key(master_key_name, AES_CONTEXT, 32)
     signing_key = ec.generate_private_key(ec.SECP384R1())
     der = bytearray(
-        signing_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
+        signing_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     try:
         wrapped_signing = kms.wrap(master_key_name, der, SIGNING_CONTEXT)
     finally:
         der[:] = bytes(len(der))
-    public_pem = signing_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    public_pem = (
+        signing_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
     document = {
         "version": 1,
         "kms": kms.name,

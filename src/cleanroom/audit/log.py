@@ -97,8 +97,9 @@ class AuditLog:
         self._every_s = checkpoint_every_s
         self._segment_max = segment_max_bytes
         self._fsync = fsync
-        self._commit = GroupCommit(self._write_batch, one_at_a_time=fsync == "always",
-                                   on_records_written=self._records_durable)
+        self._commit = GroupCommit(
+            self._write_batch, one_at_a_time=fsync == "always", on_records_written=self._records_durable
+        )
         self._mutex = self._commit.mutex
         self._closed = False
         self._broken: str | None = None
@@ -124,11 +125,17 @@ class AuditLog:
                 # tail longer than what the next crash could leave.
                 self.checkpoint_now()
             for repair in self.repairs:
-                self.append(AuditEvent(
-                    event="audit.tail_repaired",
-                    details={"file": repair.file, "offset": repair.offset,
-                             "bytes_removed": repair.bytes_removed, "reason": repair.reason},
-                ))
+                self.append(
+                    AuditEvent(
+                        event="audit.tail_repaired",
+                        details={
+                            "file": repair.file,
+                            "offset": repair.offset,
+                            "bytes_removed": repair.bytes_removed,
+                            "reason": repair.reason,
+                        },
+                    )
+                )
         except BaseException:
             self.close()
             raise
@@ -230,8 +237,10 @@ class AuditLog:
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            logger.error("AuditLog for %s was never closed; records after the last checkpoint are unsigned",
-                         getattr(self, "directory", "?"))
+            logger.error(
+                "AuditLog for %s was never closed; records after the last checkpoint are unsigned",
+                getattr(self, "directory", "?"),
+            )
 
     # ------------------------------------------------------------------ group commit
     def _check_usable(self) -> None:
@@ -373,8 +382,11 @@ class AuditLog:
 
     def _timed_checkpoint_task(self) -> None:
         last = self._last_cp
-        if self._broken is None and (last is None or last.tree_size < self._state.seq) \
-                and time.monotonic() - self._last_cp_mono >= self._every_s:
+        if (
+            self._broken is None
+            and (last is None or last.tree_size < self._state.seq)
+            and time.monotonic() - self._last_cp_mono >= self._every_s
+        ):
             try:
                 self._write_checkpoint()
             except (OSError, AuditUnavailable) as exc:

@@ -192,9 +192,7 @@ def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], 
     return sn == 0 and r == root
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, path: Sequence[bytes]
-) -> bool:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, path: Sequence[bytes]) -> bool:
     """RFC 9162 §2.1.4.2, with the trivial cases (old size 0, equal sizes) made explicit."""
     if old_size < 0 or old_size > new_size:
         return False

@@ -81,15 +81,18 @@ class InclusionProof:
         return 32 * len(self.path)
 
 
-def prove(directory: Path, audit_key: bytes | bytearray, seq: int,
-          public_key: ec.EllipticCurvePublicKey | None = None) -> InclusionProof:
+def prove(
+    directory: Path, audit_key: bytes | bytearray, seq: int, public_key: ec.EllipticCurvePublicKey | None = None
+) -> InclusionProof:
     """Inclusion proof of record `seq` against the newest checkpoint that covers it."""
     checkpoint = latest_checkpoint(directory, public_key)
     if checkpoint is None:
         raise ProofError("the audit log has no checkpoint yet")
     if not 0 <= seq < checkpoint.tree_size:
-        raise ProofError(f"record {seq} is not covered by the newest checkpoint (it signs "
-                         f"{checkpoint.tree_size} records); retry after the next checkpoint")
+        raise ProofError(
+            f"record {seq} is not covered by the newest checkpoint (it signs "
+            f"{checkpoint.tree_size} records); retry after the next checkpoint"
+        )
     leaves: list[bytes] = []
     found: tuple[int, bytes] | None = None
     for located in iter_frames(directory):

@@ -84,8 +84,12 @@ def read_events(
         for located in iter_frames(directory, cipher):
             frame = located.frame
             if not frame.authentic or frame.plaintext is None:
-                logger.warning("audit: record at segment %d offset %d does not authenticate; skipped "
-                               "(run `cleanroom audit verify`)", located.segment, frame.offset)
+                logger.warning(
+                    "audit: record at segment %d offset %d does not authenticate; skipped "
+                    "(run `cleanroom audit verify`)",
+                    located.segment,
+                    frame.offset,
+                )
                 continue
             try:
                 event = AuditEvent.from_json_bytes(frame.plaintext)

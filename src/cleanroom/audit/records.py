@@ -218,8 +218,16 @@ class AuditEvent:
             out["seq"] = seq
         out["time"] = iso_time(self.time)
         out["event"] = self.event
-        for name in ("tenant_id", "key_id", "key_version", "purpose", "request_id", "principal", "source",
-                     "byte_count"):
+        for name in (
+            "tenant_id",
+            "key_id",
+            "key_version",
+            "purpose",
+            "request_id",
+            "principal",
+            "source",
+            "byte_count",
+        ):
             out[name] = getattr(self, name)
         out["details"] = dict(self.details)
         return out
@@ -284,7 +292,10 @@ def _record_aad(log_id: bytes, segment_index: int, header: bytes | memoryview) -
 
 
 def open_frame_with_record_key(
-    frame: bytes, record_key: bytes | bytearray, log_id: bytes, segment_index: int,
+    frame: bytes,
+    record_key: bytes | bytearray,
+    log_id: bytes,
+    segment_index: int,
     header: FrameHeader | None = None,
 ) -> bytes:
     """Authenticate and decrypt one frame given only its own key (what an inclusion proof discloses).
@@ -342,9 +353,7 @@ class RecordCipher:
         self.log_id = bytes(log_id)
         self._aad_prefix = _RECORD_AAD + self.log_id
         self._root = bytearray(32)
-        HKDF(hashes.SHA256(), 32, salt=self.log_id, info=b"cleanroom-audit-v1 root").derive_into(
-            audit_key, self._root
-        )
+        HKDF(hashes.SHA256(), 32, salt=self.log_id, info=b"cleanroom-audit-v1 root").derive_into(audit_key, self._root)
 
     def close(self) -> None:
         self._root[:] = bytes(len(self._root))
@@ -364,8 +373,7 @@ class RecordCipher:
         """The key of record `seq` alone; the caller zeroes it."""
         return self._expand(b"cleanroom-audit-v1 record" + struct.pack(">Q", seq))
 
-    def seal(self, seq: int, segment_index: int, prev_chain: bytes, plaintext: bytes,
-             checkpoint_ref: int = 0) -> bytes:
+    def seal(self, seq: int, segment_index: int, prev_chain: bytes, plaintext: bytes, checkpoint_ref: int = 0) -> bytes:
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise ValueError("audit record too large")
         if len(prev_chain) != HASH_LEN:

@@ -46,8 +46,7 @@ class LogState:
     last_record: tuple[int, int] | None
 
     def copy(self) -> LogState:
-        return LogState(self.seq, self.chain, self.tree.copy(), self.segment, self.segment_size,
-                        self.last_record)
+        return LogState(self.seq, self.chain, self.tree.copy(), self.segment, self.segment_size, self.last_record)
 
     @classmethod
     def empty(cls, log_id: bytes) -> LogState:
@@ -99,16 +98,19 @@ def recover_log(directory: Path, audit_key: bytes | bytearray, public_key: ec.El
     cp: Checkpoint | None = None
     if line is not None:
         if line.checkpoint is None:
-            raise AuditUnavailable(f"latest audit checkpoint (byte {line.offset}) is malformed: "
-                                   f"{line.error}; run `cleanroom audit verify`")
+            raise AuditUnavailable(
+                f"latest audit checkpoint (byte {line.offset}) is malformed: {line.error}; run `cleanroom audit verify`"
+            )
         if not line.checkpoint.signature_valid(public_key):
-            raise AuditUnavailable(f"latest audit checkpoint (byte {line.offset}) has an invalid "
-                                   "signature; run `cleanroom audit verify`")
+            raise AuditUnavailable(
+                f"latest audit checkpoint (byte {line.offset}) has an invalid signature; run `cleanroom audit verify`"
+            )
         cp = line.checkpoint
     segments = list_segments(directory)
     if [i for i, _ in segments] != list(range(1, len(segments) + 1)):
-        raise AuditUnavailable(f"audit segments are not contiguous: {[i for i, _ in segments]}; "
-                               "run `cleanroom audit verify`")
+        raise AuditUnavailable(
+            f"audit segments are not contiguous: {[i for i, _ in segments]}; run `cleanroom audit verify`"
+        )
     if not segments:
         if cp is not None:
             raise AuditUnavailable("audit checkpoints exist but every segment is missing")
@@ -137,8 +139,11 @@ def _resume_point(directory: Path, cp: Checkpoint | None, log_id: bytes, segment
     tree = cp.compact_tree()
     if tree is None or cp.segment_index > segment_count:
         raise AuditUnavailable("latest audit checkpoint does not match the log; run `cleanroom audit verify`")
-    last = None if cp.last_record_segment is None or cp.last_record_offset is None \
+    last = (
+        None
+        if cp.last_record_segment is None or cp.last_record_offset is None
         else (cp.last_record_segment, cp.last_record_offset)
+    )
     state = LogState(cp.tree_size, cp.chain_head, tree, cp.segment_index, cp.segment_offset, last)
     _check_checkpoint_tail(directory, cp, state)
     return state
@@ -148,8 +153,10 @@ def _check_checkpoint_tail(directory: Path, cp: Checkpoint, state: LogState) -> 
     """The record the checkpoint ends on must still be there and chain to the signed head."""
     path = directory / segment_name(cp.segment_index)
     if path.stat().st_size < cp.segment_offset:
-        raise AuditUnavailable(f"audit log truncated: segment {cp.segment_index} is shorter than the "
-                               f"signed checkpoint {cp.index} says; run `cleanroom audit verify`")
+        raise AuditUnavailable(
+            f"audit log truncated: segment {cp.segment_index} is shorter than the "
+            f"signed checkpoint {cp.index} says; run `cleanroom audit verify`"
+        )
     if state.last_record is None:
         if cp.tree_size:
             raise AuditUnavailable("latest audit checkpoint lacks its last-record position")
@@ -160,24 +167,34 @@ def _check_checkpoint_tail(directory: Path, cp: Checkpoint, state: LogState) -> 
         try:
             header = parse_frame_header(data, offset)
             frame = bytes(data[offset : offset + header.frame_len])
-            ok = header.seq == cp.tree_size - 1 and len(frame) == header.frame_len and \
-                chain_next(header.prev_chain, leaf_hash(frame)) == cp.chain_head
+            ok = (
+                header.seq == cp.tree_size - 1
+                and len(frame) == header.frame_len
+                and chain_next(header.prev_chain, leaf_hash(frame)) == cp.chain_head
+            )
         except RecordFormatError:
             ok = False
     if not ok:
-        raise AuditUnavailable(f"audit record {cp.tree_size - 1} no longer matches the signed checkpoint "
-                               f"{cp.index}; run `cleanroom audit verify`")
+        raise AuditUnavailable(
+            f"audit record {cp.tree_size - 1} no longer matches the signed checkpoint "
+            f"{cp.index}; run `cleanroom audit verify`"
+        )
 
 
-def _replay_tail(directory: Path, cipher: RecordCipher, state: LogState, last_index: int,
-                 repairs: list[Repair]) -> None:
+def _replay_tail(
+    directory: Path, cipher: RecordCipher, state: LogState, last_index: int, repairs: list[Repair]
+) -> None:
     """Authenticate every record after the resume point, advancing `state`; repair a torn last record."""
     for index in range(state.segment, last_index + 1):
         with mapped(directory / segment_name(index)) as data:
             items, size = _scan_segment(data, index, state, cipher)
         for position, item in enumerate(items):
-            if isinstance(item, Frame) and item.authentic and item.header.seq == state.seq \
-                    and item.header.prev_chain == state.chain:
+            if (
+                isinstance(item, Frame)
+                and item.authentic
+                and item.header.seq == state.seq
+                and item.header.prev_chain == state.chain
+            ):
                 record_hash = leaf_hash(item.raw)
                 state.chain = chain_next(state.chain, record_hash)
                 state.tree.append(record_hash)
@@ -185,14 +202,19 @@ def _replay_tail(directory: Path, cipher: RecordCipher, state: LogState, last_in
                 state.segment_size = item.end
                 state.seq += 1
                 continue
-            torn = index == last_index and position == len(items) - 1 and (
-                (isinstance(item, Damage) and item.to_eof)
-                or (isinstance(item, Frame) and item.authentic is False and item.end == size)
+            torn = (
+                index == last_index
+                and position == len(items) - 1
+                and (
+                    (isinstance(item, Damage) and item.to_eof)
+                    or (isinstance(item, Frame) and item.authentic is False and item.end == size)
+                )
             )
             if not torn:
                 raise AuditUnavailable(
                     f"audit segment {index} is damaged at offset {item.offset} (expected record "
-                    f"{state.seq}); run `cleanroom audit verify`")
+                    f"{state.seq}); run `cleanroom audit verify`"
+                )
             reason = item.reason if isinstance(item, Damage) else "last record does not authenticate"
             repairs.append(_truncate(directory / segment_name(index), item.offset, reason))
 
@@ -222,6 +244,11 @@ def _truncate(path: Path, offset: int, reason: str) -> Repair:
         os.fsync(fd)
     finally:
         os.close(fd)
-    logger.warning("audit log: repaired torn tail of %s at offset %d (%d bytes removed): %s",
-                   path.name, offset, size - offset, reason)
+    logger.warning(
+        "audit log: repaired torn tail of %s at offset %d (%d bytes removed): %s",
+        path.name,
+        offset,
+        size - offset,
+        reason,
+    )
     return Repair(path.name, offset, size - offset, reason)

@@ -94,9 +94,7 @@ def _try_frame(
     return Frame(offset, raw, header, True, plaintext), "", header
 
 
-def _next_valid(
-    data: Buffer, start: int, cipher: RecordCipher | None, segment_index: int
-) -> Frame | None:
+def _next_valid(data: Buffer, start: int, cipher: RecordCipher | None, segment_index: int) -> Frame | None:
     pos = data.find(FRAME_MAGIC, start)
     while pos >= 0:
         frame, _, _ = _try_frame(data, pos, cipher, segment_index)
@@ -119,8 +117,7 @@ def scan_frames(
             continue
         following = _next_valid(data, offset + 1, cipher, segment_index)
         ends_cleanly = frame is not None and (
-            (following is None and frame.end == len(data))
-            or (following is not None and following.offset == frame.end)
+            (following is None and frame.end == len(data)) or (following is not None and following.offset == frame.end)
         )
         if frame is not None and ends_cleanly:
             # Framing is intact, only the contents fail: a modified (or forged) record.

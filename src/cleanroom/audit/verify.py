@@ -54,33 +54,55 @@ def _check_checkpoints(
     if scan.torn_tail_offset is not None:
         tail = (directory / CHECKPOINTS_FILE).read_bytes()[scan.torn_tail_offset :].rstrip(b"\x00")
         if all(0x20 <= byte < 0x7F for byte in tail):
-            report.add("torn_tail", "checkpoints.jsonl ends in an unterminated line (crash mid-append)",
-                       offset=scan.torn_tail_offset)
+            report.add(
+                "torn_tail",
+                "checkpoints.jsonl ends in an unterminated line (crash mid-append)",
+                offset=scan.torn_tail_offset,
+            )
         else:  # a crash leaves a prefix of a JSON line (maybe zero-filled), never other bytes
-            report.add("checkpoint_malformed", "checkpoints.jsonl ends in bytes no checkpoint line contains",
-                       offset=scan.torn_tail_offset)
+            report.add(
+                "checkpoint_malformed",
+                "checkpoints.jsonl ends in bytes no checkpoint line contains",
+                offset=scan.torn_tail_offset,
+            )
     valid: list[Checkpoint] = []
     for line in scan.lines:
         cp = line.checkpoint
         if cp is None:
-            report.add("checkpoint_malformed", f"line {line.line_no} of checkpoints.jsonl: {line.error}",
-                       offset=line.offset)
+            report.add(
+                "checkpoint_malformed", f"line {line.line_no} of checkpoints.jsonl: {line.error}", offset=line.offset
+            )
             continue
         if not cp.signature_valid(public_key):
-            report.add("checkpoint_forged", f"line {line.line_no}: signature does not verify under the audit "
-                       "public key (edited or signed by another key)", checkpoint=cp.index)
+            report.add(
+                "checkpoint_forged",
+                f"line {line.line_no}: signature does not verify under the audit "
+                "public key (edited or signed by another key)",
+                checkpoint=cp.index,
+            )
             continue
         if cp.key_id != public_key_id(public_key) or cp.compact_tree() is None:
-            report.add("checkpoint_malformed", f"line {line.line_no}: key id or Merkle frontier hint does not "
-                       "match the signed checkpoint", checkpoint=cp.index)
+            report.add(
+                "checkpoint_malformed",
+                f"line {line.line_no}: key id or Merkle frontier hint does not match the signed checkpoint",
+                checkpoint=cp.index,
+            )
         prev = valid[-1] if valid else None
         if prev is None and (cp.index != 0 or cp.prev_digest != ZERO_DIGEST):
-            report.add("checkpoint_chain_broken", f"first checkpoint is #{cp.index}: earlier ones were removed",
-                       checkpoint=cp.index)
-        elif prev is not None and (cp.index != prev.index + 1 or cp.prev_digest != prev.digest()
-                                   or cp.tree_size < prev.tree_size):
-            report.add("checkpoint_chain_broken", f"line {line.line_no} does not follow checkpoint "
-                       f"#{prev.index} (removed, reordered or replaced checkpoint)", checkpoint=cp.index)
+            report.add(
+                "checkpoint_chain_broken",
+                f"first checkpoint is #{cp.index}: earlier ones were removed",
+                checkpoint=cp.index,
+            )
+        elif prev is not None and (
+            cp.index != prev.index + 1 or cp.prev_digest != prev.digest() or cp.tree_size < prev.tree_size
+        ):
+            report.add(
+                "checkpoint_chain_broken",
+                f"line {line.line_no} does not follow checkpoint "
+                f"#{prev.index} (removed, reordered or replaced checkpoint)",
+                checkpoint=cp.index,
+            )
         valid.append(cp)
     return valid
 
@@ -137,31 +159,59 @@ def verify(
     found = checker.found_tree.size
     for label, cp in ([("newest", newest)] if newest else []) + ([("saved", saved)] if saved else []):
         if found < cp.tree_size:
-            report.add("tail_truncated", f"the log holds {found} records but the {label} checkpoint (#{cp.index})"
-                       f" signed {cp.tree_size}: the last {cp.tree_size - found} were removed",
-                       segment=cp.segment_index, offset=cp.segment_offset, seq=found, checkpoint=cp.index)
+            report.add(
+                "tail_truncated",
+                f"the log holds {found} records but the {label} checkpoint (#{cp.index})"
+                f" signed {cp.tree_size}: the last {cp.tree_size - found} were removed",
+                segment=cp.segment_index,
+                offset=cp.segment_offset,
+                seq=found,
+                checkpoint=cp.index,
+            )
     report.uncovered_records = max(0, checker.expected - newest_size)
     if report.uncovered_records:
-        report.add("unsigned_tail", f"the last {report.uncovered_records} record(s) are not covered by a signed "
-                   "checkpoint yet (normal while the log is being written or after a crash; removing them "
-                   "would go unnoticed without a saved checkpoint)", seq=newest_size)
+        report.add(
+            "unsigned_tail",
+            f"the last {report.uncovered_records} record(s) are not covered by a signed "
+            "checkpoint yet (normal while the log is being written or after a crash; removing them "
+            "would go unnoticed without a saved checkpoint)",
+            seq=newest_size,
+        )
     indices = {cp.index for cp in checkpoints}
     if checker.max_ref and checker.max_ref - 1 not in indices:
         segment, offset, seq = checker.max_ref_at
-        report.add("checkpoint_missing", f"record {seq} was written after checkpoint #{checker.max_ref - 1}, "
-                   "which is gone (checkpoints were deleted)", segment=segment, offset=offset, seq=seq,
-                   checkpoint=checker.max_ref - 1)
-    if saved is not None and newest is not None and checker.leaves is not None \
-            and saved.tree_size <= newest.tree_size <= len(checker.leaves):
+        report.add(
+            "checkpoint_missing",
+            f"record {seq} was written after checkpoint #{checker.max_ref - 1}, "
+            "which is gone (checkpoints were deleted)",
+            segment=segment,
+            offset=offset,
+            seq=seq,
+            checkpoint=checker.max_ref - 1,
+        )
+    if (
+        saved is not None
+        and newest is not None
+        and checker.leaves is not None
+        and saved.tree_size <= newest.tree_size <= len(checker.leaves)
+    ):
         tree = MerkleTree(checker.leaves[: newest.tree_size])
         proof = tree.consistency_proof(saved.tree_size)
         report.consistency_proof = proof
         if not verify_consistency(saved.tree_size, newest.tree_size, saved.root, newest.root, proof):
-            report.add("inconsistent_with_saved", f"RFC 6962 consistency proof from the saved tree "
-                       f"({saved.tree_size}) to checkpoint #{newest.index} ({newest.tree_size}) fails")
+            report.add(
+                "inconsistent_with_saved",
+                f"RFC 6962 consistency proof from the saved tree "
+                f"({saved.tree_size}) to checkpoint #{newest.index} ({newest.tree_size}) fails",
+            )
     # Causes first, in file order; checkpoint-level findings (often consequences) after them.
-    report.findings.sort(key=lambda f: (f.kind.startswith(("checkpoint_", "saved_", "inconsistent_", "unsigned_")),
-                                        f.segment if f.segment is not None else 1 << 32, f.offset or 0))
+    report.findings.sort(
+        key=lambda f: (
+            f.kind.startswith(("checkpoint_", "saved_", "inconsistent_", "unsigned_")),
+            f.segment if f.segment is not None else 1 << 32,
+            f.offset or 0,
+        )
+    )
     return report
 
 

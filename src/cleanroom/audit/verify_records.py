@@ -41,8 +41,14 @@ class RecordChecker:
     telling a modified record from an inserted one (or a swap from a deletion) needs one record of lookahead.
     """
 
-    def __init__(self, report: VerifyReport, log_id: bytes, targets: list[tuple[int, str, Checkpoint]],
-                 newest_size: int, keep_leaves: bool) -> None:
+    def __init__(
+        self,
+        report: VerifyReport,
+        log_id: bytes,
+        targets: list[tuple[int, str, Checkpoint]],
+        newest_size: int,
+        keep_leaves: bool,
+    ) -> None:
         self.report = report
         self.expected = 0
         self.chain: bytes | None = chain_genesis(log_id)
@@ -90,8 +96,13 @@ class RecordChecker:
 
     def _report_deleted(self, first: int, last: int, segment: int, offset: int) -> None:
         count = last - first + 1
-        self.report.add("record_deleted", f"{count} record(s) {first}" + (f"..{last}" if count > 1 else "")
-                        + " missing", seq=first, segment=segment, offset=offset)
+        self.report.add(
+            "record_deleted",
+            f"{count} record(s) {first}" + (f"..{last}" if count > 1 else "") + " missing",
+            seq=first,
+            segment=segment,
+            offset=offset,
+        )
 
     def _add_leaf(self, leaf: bytes, segment: int, frame: Frame) -> None:
         self.found_tree.append(leaf)
@@ -104,17 +115,31 @@ class RecordChecker:
                 self.mismatches += 1
                 if self.mismatches == 1 or label == "saved":
                     kind = "inconsistent_with_saved" if label == "saved" else "checkpoint_mismatch"
-                    self.report.add(kind, f"{label} checkpoint signed a different log at size {cp.tree_size}: "
-                                    "records before it were changed, removed, added or reordered",
-                                    checkpoint=cp.index, segment=cp.segment_index, offset=cp.segment_offset)
+                    self.report.add(
+                        kind,
+                        f"{label} checkpoint signed a different log at size {cp.tree_size}: "
+                        "records before it were changed, removed, added or reordered",
+                        checkpoint=cp.index,
+                        segment=cp.segment_index,
+                        offset=cp.segment_offset,
+                    )
             elif (cp.segment_index, cp.segment_offset, cp.last_record_segment, cp.last_record_offset) != (
-                    segment, frame.end, segment, frame.offset) and not self.moved:
+                segment,
+                frame.end,
+                segment,
+                frame.offset,
+            ) and not self.moved:
                 # Same records, different place: bytes that are not records were added or removed.
                 self.moved = True
-                self.report.add("checkpoint_position_mismatch", f"{label} checkpoint ends its records at segment "
-                                f"{cp.segment_index} offset {cp.segment_offset}; they now end at segment "
-                                f"{segment} offset {frame.end}", checkpoint=cp.index, segment=segment,
-                                offset=frame.end)
+                self.report.add(
+                    "checkpoint_position_mismatch",
+                    f"{label} checkpoint ends its records at segment "
+                    f"{cp.segment_index} offset {cp.segment_offset}; they now end at segment "
+                    f"{segment} offset {frame.end}",
+                    checkpoint=cp.index,
+                    segment=segment,
+                    offset=frame.end,
+                )
 
     def _next_authentic_seq(self) -> int | None:
         """Seq of the first authentic record still pending (the item being processed is already popped)."""
@@ -128,18 +153,27 @@ class RecordChecker:
         frame = item.data
         if update_chain:
             if self.chain is not None and frame.header.prev_chain != self.chain:
-                self.report.add("chain_broken", "record does not chain to the record before it",
-                                segment=item.segment, offset=frame.offset, seq=frame.header.seq)
+                self.report.add(
+                    "chain_broken",
+                    "record does not chain to the record before it",
+                    segment=item.segment,
+                    offset=frame.offset,
+                    seq=frame.header.seq,
+                )
             self.chain = chain_next(frame.header.prev_chain, item.leaf)
         try:
             AuditEvent.from_json_bytes(frame.plaintext or b"")
         except ValueError as exc:
-            self.report.add("record_malformed", f"authentic record does not decode: {exc}",
-                            segment=item.segment, offset=frame.offset, seq=frame.header.seq)
+            self.report.add(
+                "record_malformed",
+                f"authentic record does not decode: {exc}",
+                segment=item.segment,
+                offset=frame.offset,
+                seq=frame.header.seq,
+            )
         self.report.records += 1
         if frame.header.checkpoint_ref > self.max_ref:
-            self.max_ref, self.max_ref_at = frame.header.checkpoint_ref, (item.segment, frame.offset,
-                                                                          frame.header.seq)
+            self.max_ref, self.max_ref_at = frame.header.checkpoint_ref, (item.segment, frame.offset, frame.header.seq)
 
     def _process(self) -> None:
         item = self.pending.popleft()
@@ -156,34 +190,57 @@ class RecordChecker:
                 self.expected = seq + 1
             elif seq in self.missing:
                 del self.missing[seq]
-                self.report.add("records_swapped", f"record {seq} is out of order: found after record "
-                                f"{self.expected - 1} (records were swapped or moved)", seq=seq, **where)
+                self.report.add(
+                    "records_swapped",
+                    f"record {seq} is out of order: found after record "
+                    f"{self.expected - 1} (records were swapped or moved)",
+                    seq=seq,
+                    **where,
+                )
                 self._accept(item, update_chain=False)
             else:
-                self.report.add("record_inserted", f"a second copy of record {seq} (replayed or duplicated)",
-                                seq=seq, **where)
+                self.report.add(
+                    "record_inserted", f"a second copy of record {seq} (replayed or duplicated)", seq=seq, **where
+                )
             return
         data = item.data
         reason = data.reason if isinstance(data, Damage) else "does not authenticate under the audit key"
         next_seq = self._next_authentic_seq()
-        at_end = next_seq is None and item.last_segment and (
-            (isinstance(data, Damage) and data.to_eof) or isinstance(data, Frame))
+        at_end = (
+            next_seq is None
+            and item.last_segment
+            and ((isinstance(data, Damage) and data.to_eof) or isinstance(data, Frame))
+        )
         if at_end and self.expected >= self.newest_size and not self.pending:
-            self.report.add("torn_tail", f"incomplete or unreadable last record ({reason}); it is after the "
-                            "newest checkpoint, as a crash leaves it, and is removed when the log is reopened",
-                            seq=self.expected, **where)
+            self.report.add(
+                "torn_tail",
+                f"incomplete or unreadable last record ({reason}); it is after the "
+                "newest checkpoint, as a crash leaves it, and is removed when the log is reopened",
+                seq=self.expected,
+                **where,
+            )
             return
         if next_seq is not None and next_seq == self.expected:
-            self.report.add("record_inserted", f"{data.end - data.offset} bytes that are not a record of this "
-                            f"log ({reason})", seq=self.expected, **where)
+            self.report.add(
+                "record_inserted",
+                f"{data.end - data.offset} bytes that are not a record of this log ({reason})",
+                seq=self.expected,
+                **where,
+            )
             return
         lost = 1
         if isinstance(data, Damage) and next_seq is not None and self._index_of_seq(next_seq) == 0:
             # Nothing else damaged before the next good record: this region held all the missing ones.
             lost = max(1, next_seq - self.expected)
         last = self.expected + lost - 1
-        self.report.add("record_corrupt", f"record{'s' if lost > 1 else ''} {self.expected}"
-                        + (f"..{last}" if lost > 1 else "") + f" modified: {reason}", seq=self.expected, **where)
+        self.report.add(
+            "record_corrupt",
+            f"record{'s' if lost > 1 else ''} {self.expected}"
+            + (f"..{last}" if lost > 1 else "")
+            + f" modified: {reason}",
+            seq=self.expected,
+            **where,
+        )
         self.expected += lost
         self.chain = None
 
