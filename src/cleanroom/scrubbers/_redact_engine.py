@@ -8,11 +8,12 @@ either value survives) and labelled by the higher-priority rule.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cleanroom.scrubbers._redact_pii import PII_RULES
-from cleanroom.scrubbers._redact_prefilter import Prefilter, build_prefilter
+from cleanroom.scrubbers._redact_prefilter import Prefilter, Starts, build_prefilter
 from cleanroom.scrubbers.log_rules import SECRET_RULES, Rule
 
 DEFAULT_RULES: tuple[Rule, ...] = SECRET_RULES + PII_RULES
@@ -30,10 +31,13 @@ class Finding:
     label: str
 
 
+_Found = list[tuple[int, int, int, str]]  # (start, end, priority, label), unmerged
+
+
 class _Compiled:
     __slots__ = (
-        "caseless", "confirm", "guard", "label", "label_of", "priority", "regex", "regex_icase", "rule",
-        "value_groups",
+        "caseless", "confirm", "guard", "is_ip", "label", "label_of", "priority", "regex", "regex_icase",
+        "rule", "value_groups",
     )  # fmt: skip
 
     def __init__(self, rule: Rule) -> None:
@@ -46,6 +50,7 @@ class _Compiled:
         self.label = rule.label
         self.label_of = rule.label_of
         self.priority = rule.priority
+        self.is_ip = rule.label in ("IPV4", "IPV6")
         names = sorted((idx, name) for name, idx in self.regex.groupindex.items() if name.startswith("v"))
         self.value_groups = tuple(idx for idx, _ in names)
 
@@ -82,65 +87,77 @@ class Redactor:
         """`text` with every finding replaced; the same object when nothing was found."""
         if not text:
             return text
-        ids = self._prefilter.candidates(text)
+        ids, starts = self._prefilter.scan(text)
         if not ids:
             return text
-        findings = self._find(text, ids)
+        findings = self._find(text, ids, starts)
         return self._render(text, findings) if findings else text
 
     def find(self, text: str) -> list[Finding]:
         """The merged findings, in order, without rendering (for tests, audits and benchmarks)."""
         if not text:
             return []
-        ids = self._prefilter.candidates(text)
-        return self._merge(self._find(text, ids)) if ids else []
+        ids, starts = self._prefilter.scan(text)
+        return self._merge(self._find(text, ids, starts)) if ids else []
 
     # -- internals ----------------------------------------------------------------------------------------
-    def _find(self, text: str, ids: list[int]) -> list[tuple[int, int, int, str]]:
+    def _find(self, text: str, ids: list[int], starts: Starts | None) -> _Found:
         if len(text) > _LONG_TEXT_CHARS and "\n" in text:
             return self._find_long(text, ids)
-        out: list[tuple[int, int, int, str]] = []
+        return self._find_short(text, ids, starts)
+
+    def _find_short(self, text: str, ids: list[int], starts: Starts | None) -> _Found:
+        out: _Found = []
         low = _lower(text)
-        for i in ids:
-            self._run(self._compiled[i], text, low, out)
+        compiled = self._compiled
+        if starts:
+            for i in ids:
+                self._run(compiled[i], text, low, out, starts.get(i))
+        else:
+            for i in ids:
+                self._run(compiled[i], text, low, out, None)
         return out
 
-    def _find_long(self, text: str, ids: list[int]) -> list[tuple[int, int, int, str]]:
+    def _find_long(self, text: str, ids: list[int]) -> _Found:
         # Only the PEM rule crosses lines; every other rule runs line by line, each line prefiltered
         # again, so a long text costs what its lines cost instead of (rules hit) x (text length).
-        out: list[tuple[int, int, int, str]] = []
+        out: _Found = []
         for i in ids:
             if i in self._pem_ids:
-                self._run(self._compiled[i], text, None, out)
+                self._run(self._compiled[i], text, None, out, None)
         pos = 0
         n = len(text)
         while pos < n:
             nl = text.find("\n", pos)
             end = n if nl < 0 else nl + 1
             line = text[pos:end]
-            line_ids = [i for i in self._prefilter.candidates(line) if i not in self._pem_ids]
+            line_ids, starts = self._prefilter.scan(line)
+            line_ids = [i for i in line_ids if i not in self._pem_ids]
             if line_ids:
-                found: list[tuple[int, int, int, str]] = []
-                low = _lower(line)
-                for i in line_ids:
-                    self._run(self._compiled[i], line, low, found)
+                found = self._find_short(line, line_ids, starts)
                 out.extend((s + pos, e + pos, p, lab) for s, e, p, lab in found)
             pos = end
         return out
 
-    def _run(self, c: _Compiled, text: str, low: str | None, out: list[tuple[int, int, int, str]]) -> None:
+    def _run(self, c: _Compiled, text: str, low: str | None, out: _Found, starts: list[int] | None) -> None:
         if not c.caseless:
-            matches = c.regex.finditer(text)
+            regex, subject = c.regex, text
         elif low is not None:
-            matches = c.regex.finditer(low)  # same offsets: `_lower` guarantees equal length
+            regex, subject = c.regex, low  # same offsets: `_lower` guarantees equal length
         else:
-            matches = c.regex_icase.finditer(text)
+            regex, subject = c.regex_icase, text
+        # `starts` (ASCII text only) lists every offset where a match may begin: matching there, in order
+        # and never inside the previous match, gives exactly what `finditer` gives, without scanning.
+        matches = regex.finditer(subject) if starts is None else _matches_at(regex, subject, starts)
         guard = c.guard
+        value_groups = c.value_groups
         for m in matches:
-            if guard and m.start() > 0 and text[m.start() - 1] in guard:
-                continue
+            if guard:
+                ms = m.start()
+                if ms > 0 and text[ms - 1] in guard:
+                    continue
             span = m.span()
-            for g in c.value_groups:
+            for g in value_groups:
                 if m.start(g) >= 0:
                     span = m.span(g)
                     break
@@ -159,7 +176,7 @@ class Redactor:
                 continue
             if c.label_of is not None:
                 label = c.label_of(m)
-            if (label == "IPV4" or label == "IPV6") and text[start:end] in self._ip_allowlist:
+            if c.is_ip and text[start:end] in self._ip_allowlist:
                 continue
             out.append((start, end, c.priority, label))
 
@@ -206,6 +223,24 @@ class Redactor:
 def default_redactor() -> Redactor:
     """The shared default `Redactor`, built on first use (compiling the prefilter takes ~0.5 s)."""
     return Redactor()
+
+
+def _matches_at(regex: re.Pattern[str], subject: str, starts: list[int]) -> list[re.Match[str]]:
+    """`regex.finditer(subject)` when every match starts at one of `starts`: anchored matches, in order."""
+    if len(starts) > 1:
+        starts = sorted(set(starts))
+    out: list[re.Match[str]] = []
+    match = regex.match
+    last_end = 0
+    for start in starts:
+        if start < last_end:
+            continue  # inside the previous match: `finditer` resumes after it
+        m = match(subject, start)
+        if m is not None:
+            out.append(m)
+            end = m.end()
+            last_end = end if end > start else start + 1
+    return out
 
 
 def _lower(text: str) -> str | None:

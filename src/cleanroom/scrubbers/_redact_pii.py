@@ -122,7 +122,8 @@ PII_RULES: tuple[Rule, ...] = (
          priority=45, confirm=_confirm_ssn),
     Rule("us-ssn-context", "SSN",
          r"(?:ssn|social[_ -]?security(?:[_ -]?(?:number|no))?)(?:\\?[\"'])?[ \t]*[:=#]?[ \t]*(?:\\?[\"'])?"
-         r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn),
+         r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn,
+         anchor=r"(?:ssn|social)"),
     Rule("iban", "IBAN",
          r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])",
          priority=45, confirm=_confirm_iban),

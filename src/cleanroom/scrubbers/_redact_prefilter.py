@@ -19,12 +19,21 @@ from typing import Any, Protocol
 
 from cleanroom.scrubbers.log_rules import Rule
 
+# Rule index -> offsets where its matches may start (a superset), for rules with an `anchor`.
+Starts = dict[int, list[int]]
+
 
 class Prefilter(Protocol):
     name: str
 
     def candidates(self, text: str) -> list[int]:
         """Indices of the rules that may match `text` (a superset of those that do)."""
+        ...
+
+    def scan(self, text: str) -> tuple[list[int], Starts | None]:
+        """`candidates(text)` and, where the backend knows them, the start offsets of anchored rules.
+
+        A rule index missing from the starts (or None) means: search the whole text with `re`."""
         ...
 
 
@@ -78,14 +87,31 @@ def strip_lookarounds(pattern: str) -> str:
 
 
 def _hs_pattern(rule: Rule) -> bytes:
-    p = strip_lookarounds(rule.hint or rule.pattern).replace("(?P<", "(?<")
+    return _hs_expression(strip_lookarounds(rule.hint or rule.pattern))
+
+
+def _hs_expression(pattern: str) -> bytes:
     # Hyperscan has no named groups: make every group non-capturing.
-    p = re.sub(r"\(\?<[A-Za-z_][A-Za-z0-9_]*>", "(?:", p)
+    p = re.sub(r"\(\?P?<[A-Za-z_][A-Za-z0-9_]*>", "(?:", pattern)
     return p.encode("ascii")
 
 
+def _hs_compiles(hyperscan: Any, expr: bytes, flags: int) -> bool:
+    try:
+        hyperscan.Database().compile(expressions=[expr], ids=[0], elements=1, flags=[flags])
+    except hyperscan.error:
+        return False
+    return True
+
+
 class HyperscanPrefilter:
-    """All rules in one Hyperscan block-mode database; one scan per text."""
+    """All rules in one Hyperscan block-mode database; one scan per text.
+
+    Most rules are SINGLEMATCH (one callback at most, none on a clean line). A rule with an `anchor` also
+    gets its match starts (SOM_LEFTMOST, every occurrence): when the anchor is the rule's gate itself (the
+    assignment rule), from the same scan; otherwise from a second, anchors-only database scanned only when
+    such a rule fired. Offsets are UTF-8 byte offsets, so starts are given for ASCII text only.
+    """
 
     name = "hyperscan"
 
@@ -94,44 +120,99 @@ class HyperscanPrefilter:
 
         self._hs: Any = hyperscan
         expressions, flags = [], []
-        for rule in rules:
+        som_in_main: set[int] = set()
+        anchor_exprs: list[bytes] = []
+        anchor_flags: list[int] = []
+        anchor_ids: list[int] = []
+        for i, rule in enumerate(rules):
             expr = _hs_pattern(rule)
-            base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
-            if rule.caseless:
-                base |= hyperscan.HS_FLAG_CASELESS
-            try:  # exact mode when Hyperscan supports the pattern, else its documented prefilter mode
-                probe = hyperscan.Database()
-                probe.compile(expressions=[expr], ids=[0], elements=1, flags=[base])
-            except hyperscan.error:
-                base |= hyperscan.HS_FLAG_PREFILTER
+            common = hyperscan.HS_FLAG_DOTALL | (hyperscan.HS_FLAG_CASELESS if rule.caseless else 0)
+            som = common | hyperscan.HS_FLAG_SOM_LEFTMOST
+            if rule.anchor is not None:
+                anchor = _hs_expression(rule.anchor)
+                if anchor == expr and _hs_compiles(hyperscan, anchor, som):
+                    expressions.append(anchor)
+                    flags.append(som)
+                    som_in_main.add(i)
+                    continue
+                if _hs_compiles(hyperscan, anchor, som):
+                    anchor_exprs.append(anchor)
+                    anchor_flags.append(som)
+                    anchor_ids.append(i)
+            base = common | hyperscan.HS_FLAG_SINGLEMATCH
+            if not _hs_compiles(hyperscan, expr, base):
+                base |= hyperscan.HS_FLAG_PREFILTER  # Hyperscan's documented superset mode
             expressions.append(expr)
             flags.append(base)
         self._db = hyperscan.Database()
         self._db.compile(expressions=expressions, ids=list(range(len(rules))), elements=len(rules), flags=flags)
+        self._som_in_main = frozenset(som_in_main)
+        self._second = frozenset(anchor_ids)
+        self._anchor_db: Any = None
+        if anchor_ids:
+            self._anchor_db = hyperscan.Database()
+            self._anchor_db.compile(
+                expressions=anchor_exprs, ids=anchor_ids, elements=len(anchor_ids), flags=anchor_flags
+            )
         self._local = threading.local()  # scratch space is per thread (Hyperscan requirement)
 
-    def _state(self) -> tuple[Any, list[int]]:
+    def _state(self) -> tuple[Any, Any, list[tuple[int, int]]]:
         state = getattr(self._local, "state", None)
         if state is None:
-            hits: list[int] = []
-            state = (self._hs.Scratch(self._db), hits)
+            hits: list[tuple[int, int]] = []
+            anchor_scratch = self._hs.Scratch(self._anchor_db) if self._anchor_db is not None else None
+            state = (self._hs.Scratch(self._db), anchor_scratch, hits)
             self._local.state = state
         return state
 
     def candidates(self, text: str) -> list[int]:
-        scratch, hits = self._state()
+        return self.scan(text)[0]
+
+    def scan(self, text: str) -> tuple[list[int], Starts | None]:
+        scratch, _, hits = self._state()
         hits.clear()
-        self._db.scan(
-            text.encode("utf-8", "surrogatepass"),
-            match_event_handler=_collect,
-            context=hits,
-            scratch=scratch,
-        )
-        return list(hits)
+        data = text.encode("utf-8", "surrogatepass")
+        self._db.scan(data, _collect, 0, hits, scratch)
+        if not hits:
+            return [], None
+        som = self._som_in_main
+        if len(hits) == 1 and hits[0][0] not in som:
+            ids = [hits[0][0]]
+            return ids, None if ids[0] not in self._second else self._anchor_starts(text, data, ids, {})
+        ids = []
+        starts: Starts = {}
+        for rule_id, start in hits:
+            if rule_id in som:
+                seen = starts.get(rule_id)
+                if seen is None:
+                    starts[rule_id] = [start]
+                    ids.append(rule_id)
+                else:
+                    seen.append(start)
+            else:
+                ids.append(rule_id)
+        if not self._second.isdisjoint(ids):
+            return ids, self._anchor_starts(text, data, ids, starts)
+        return ids, starts if len(data) == len(text) else None
+
+    def _anchor_starts(self, text: str, data: bytes, ids: list[int], starts: Starts) -> Starts | None:
+        if len(data) != len(text):  # not ASCII: byte offsets are not string offsets
+            return None
+        _, anchor_scratch, hits = self._state()
+        hits.clear()  # the main scan's hits were consumed by the caller
+        self._anchor_db.scan(data, _collect, 0, hits, anchor_scratch)
+        wanted = self._second.intersection(ids)
+        for rule_id, start in hits:
+            if rule_id in wanted:
+                starts.setdefault(rule_id, []).append(start)
+        for rule_id in wanted:  # fired in the gate but not in the anchor DB: cannot happen; search then
+            if rule_id not in starts:
+                return None
+        return starts
 
 
 def _collect(rule_id: int, start: int, end: int, flags: int, hits: object) -> None:
-    hits.append(rule_id)  # type: ignore[attr-defined]
+    hits.append((rule_id, start))  # type: ignore[attr-defined]
 
 
 class Re2SetPrefilter:
@@ -155,6 +236,9 @@ class Re2SetPrefilter:
                     idx.append(i)
             s.Compile()
             self._sets.append((s, idx))
+
+    def scan(self, text: str) -> tuple[list[int], Starts | None]:
+        return self.candidates(text), None
 
     def candidates(self, text: str) -> list[int]:
         out: list[int] = []
@@ -185,6 +269,9 @@ class KeywordPrefilter:
             automaton.add_word(kw, tuple(ids))
         automaton.make_automaton()
         self._automaton = automaton
+
+    def scan(self, text: str) -> tuple[list[int], Starts | None]:
+        return self.candidates(text), None
 
     def candidates(self, text: str) -> list[int]:
         low = text.lower()

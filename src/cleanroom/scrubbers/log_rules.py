@@ -14,6 +14,7 @@ Conventions that keep the engine simple and the rules safe:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,13 @@ class Rule:
     hint: str | None = None
     # Characters that must not immediately precede the match (the token would be part of a longer word).
     left_guard: str = ""
+    # A lookaround-free regex such that `pattern` is `anchor` followed by the rest: every match of `pattern`
+    # starts where an `anchor` match starts. Hyperscan then reports those starts (SOM) and the engine tries
+    # `regex.match(text, start)` there instead of searching the whole line: a rule with no literal prefix
+    # (a keyword alternation, an optional prefix) costs one anchored match per occurrence, not a scan.
+    # Exact: for matches of `anchor` ending at the same offset, Hyperscan reports the leftmost start, and
+    # `pattern` matches there whenever it matches at a later one (the rest only sees text from that end).
+    anchor: str | None = None
 
     def compile(self, *, ignore_case: bool = False) -> re.Pattern[str]:
         """Caseless rules are written in lowercase and run on lowercased text (`ignore_case=False`), which
@@ -62,6 +70,7 @@ _PLACEHOLDER_VALUES = frozenset(
     ]
 )  # fmt: skip
 _STOPWORDS = ("example", "redacted", "placeholder", "xxxxxx", "your_", "your-", "<", "${", "{{", "%s", "%(")
+_STOPWORD_RE = re.compile("|".join(re.escape(w) for w in _STOPWORDS))
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
@@ -182,9 +191,10 @@ def _looks_like_id_or_data(value: str) -> bool:
         return True
     if value.startswith(("/", "./", "../", "~/")) or "://" in value or value.startswith("\\\\"):
         return True
-    return any(s in low for s in _STOPWORDS)
+    return _STOPWORD_RE.search(low) is not None
 
 
+@functools.lru_cache(maxsize=4096)  # key names repeat (password, api_key, token); bounded for odd input
 def _tier(low_key: str) -> str | None:
     """'A' (any value is a secret), 'B' (generic: only random-looking values) or None (not a secret key)."""
     if _TIER_A.search(low_key):
@@ -266,14 +276,18 @@ _TIER_B_KEY = re.compile(
 )
 
 
-_KEY_TAIL = re.compile(r"[A-Za-z0-9_.-]{0,64}\Z")
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_MAX_KEY_CHARS = 64
 
 
 def full_key(text: str, start: int, end: int) -> str:
     """The whole key name ending at `end` (`DB_PASSWORD`, `x-api-key`, `spring.datasource.password`)."""
-    m = _KEY_TAIL.search(text, max(0, start - 64), end)
-    key = text[m.start() if m else start : end]
-    return key.lstrip("-._").rsplit(".", 1)[-1]
+    # Walk back over key characters (at most 64): a backwards regex search costs O(64^2) on long words.
+    lo = max(0, end - _MAX_KEY_CHARS)
+    i = start
+    while i > lo and text[i - 1] in _KEY_CHARS:
+        i -= 1
+    return text[i:end].lstrip("-._").rsplit(".", 1)[-1]
 
 
 _VALUE = (
@@ -378,14 +392,15 @@ SECRET_RULES: tuple[Rule, ...] = (
     # ---- cloud secrets that need their context ------------------------------------------------------------
     Rule("aws-secret-access-key", "AWS_SECRET_ACCESS_KEY",
          r"(?:aws)?[_. -]?secret[_. -]?(?:access)?[_. -]?key(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*"
-         r"(?:\\?[\"'])?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", ("secret",), caseless=True, priority=80),
+         r"(?:\\?[\"'])?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", ("secret",), caseless=True, priority=80,
+         anchor=r"(?:aws)?[_. -]?secret"),
     Rule("aws-secret-access-key-near-aws", "AWS_SECRET_ACCESS_KEY",
          r"(?i:aws)[^\n]{0,300}?(?<![A-Za-z0-9/+=])(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", ("aws",),
-         priority=75, confirm=_confirm_aws_secret_standalone),
+         priority=75, confirm=_confirm_aws_secret_standalone, anchor=r"(?i)aws"),
     Rule("azure-connection-key", "AZURE_STORAGE_KEY",
          r"(?P<k>accountkey|sharedaccesskey|sharedsecretvalue)[ \t]*=[ \t]*(?P<v>[A-Za-z0-9+/]{20,}={0,2})",
          ("accountkey", "sharedaccesskey", "sharedsecretvalue"), caseless=True, priority=80,
-         label_of=_label_azure),
+         label_of=_label_azure, anchor=r"(?:accountkey|sharedaccesskey|sharedsecretvalue)"),
     Rule("azure-sas-signature", "AZURE_SAS_TOKEN", r"[?&;]sig=(?P<v>[A-Za-z0-9%+/=_-]{16,})", ("sig=",),
          caseless=True, priority=80),
     Rule("azure-storage-key-standalone", "AZURE_STORAGE_KEY",
@@ -397,20 +412,21 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"digest|negotiate|ntlm|apikey|api-key|bot|sso-key|aws4-hmac-sha256|hmac|dpop)[ \t]+)?"
          r"(?P<v>[^\s\"',;\\]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',;\\]+)*)",
          ("authorization",), caseless=True, priority=70, confirm=_confirm_not_placeholder,
-         label_of=_label_authorization),
+         label_of=_label_authorization, anchor=r"(?:proxy-)?authorization"),
     Rule("bearer-token", "BEARER_TOKEN", r"bearer[ \t]+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ("bearer",),
          caseless=True, priority=65, confirm=_confirm_bearer, left_guard=_WD),
     Rule("basic-credentials", "BASIC_AUTH", r"basic[ \t]+(?P<v>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])",
          ("basic",), caseless=True, priority=65, confirm=_confirm_basic, left_guard=_WD),
     Rule("cookie-header", "COOKIE",
          r"(?:set-)?cookie(?:\\?[\"'])?[ \t]*:[ \t]*(?:\\?[\"'])?(?P<v>[^\r\n\"'\\]+)",
-         ("cookie",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_WD),
+         ("cookie",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_WD,
+         anchor=r"(?:set-)?cookie"),
     Rule("url-password", "PASSWORD",
          r"://[^\s:/?#@\"'<>\[\]]{0,128}:(?P<v>[^\s/?#\"'<>]{1,256})@(?=[^\s/?#@\"'<>])", ("://",),
          priority=70, confirm=_confirm_not_placeholder),
     # ---- assignments: password=, "secret": "...", X-Api-Key: ..., --password ... -------------------------
     Rule("assignment", "SECRET", ASSIGNMENT_PATTERN, _ASSIGN_KEYWORDS, caseless=True, priority=60,
-         confirm=confirm_assignment, hint=ASSIGNMENT_HINT),
+         confirm=confirm_assignment, hint=ASSIGNMENT_HINT, anchor=ASSIGNMENT_HINT),
     Rule("cli-flag", "SECRET",
          r"--(?:[a-z0-9]+-)*(?P<k>password|passwd|pass|secret|token|api-key|apikey|access-key|"
          r"secret-key|client-secret)(?:=|[ \t]+)(?:\"(?P<v>[^\"\r\n]+)\"|'(?P<v2>[^'\r\n]+)'|(?P<v3>[^\s\"'-]\S*))",
