@@ -20,6 +20,7 @@ DEFAULT_RULES: tuple[Rule, ...] = SECRET_RULES + PII_RULES
 # Loopback and unspecified addresses identify no one; keeping them keeps "listening on 127.0.0.1" useful.
 DEFAULT_IP_ALLOWLIST: frozenset[str] = frozenset(("127.0.0.1", "0.0.0.0", "::1", "::"))  # noqa: S104
 _LONG_TEXT_CHARS = 4096
+_PLACEHOLDERS = {r.label: f"[REDACTED:{r.label}]" for r in DEFAULT_RULES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,24 +200,28 @@ class Redactor:
         merged.append(Finding(cur_s, cur_e, cur_l))
         return merged
 
-    def _render(self, text: str, found: list[tuple[int, int, int, str]]) -> str:
+    def _render(self, text: str, found: _Found) -> str:
+        if len(found) == 1:  # the common case: one finding, no merge
+            start, end, _, label = found[0]
+            return text[:start] + self._placeholder(text, start, end, label) + text[end:]
         parts: list[str] = []
         pos = 0
         for f in self._merge(found):
             parts.append(text[pos : f.start])
-            value = text[f.start : f.end]
-            if f.label == "CREDIT_CARD" and self.keep_card_last4:
-                digits = [ch for ch in value if ch.isdigit()]
-                parts.append(f"[REDACTED:CREDIT_CARD:{''.join(digits[-4:])}]")
-            else:
-                parts.append(f"[REDACTED:{f.label}]")
-            # One line out per line in: a multi-line secret (a PEM block) keeps its line breaks.
-            newlines = value.count("\n")
-            if newlines:
-                parts.append("\n" * newlines)
+            parts.append(self._placeholder(text, f.start, f.end, f.label))
             pos = f.end
         parts.append(text[pos:])
         return "".join(parts)
+
+    def _placeholder(self, text: str, start: int, end: int, label: str) -> str:
+        if label == "CREDIT_CARD" and self.keep_card_last4:
+            digits = [ch for ch in text[start:end] if ch.isdigit()]
+            out = f"[REDACTED:CREDIT_CARD:{''.join(digits[-4:])}]"
+        else:
+            out = _PLACEHOLDERS.get(label) or f"[REDACTED:{label}]"
+        # One line out per line in: a multi-line secret (a PEM block) keeps its line breaks.
+        newlines = text.count("\n", start, end)
+        return out + "\n" * newlines if newlines else out
 
 
 @functools.cache

@@ -38,7 +38,7 @@ class Prefilter(Protocol):
 
 
 def strip_lookarounds(pattern: str) -> str:
-    """Remove `(?=…)`, `(?!…)`, `(?<=…)`, `(?<!…)` groups: the result matches a superset of `pattern`.
+    """Remove `(?=…)`, `(?!…)`, `(?<=…)`, `(?<!…)` groups and possessive marks: a superset of `pattern`.
 
     RE2 and Hyperscan reject lookarounds; as prefilter patterns a superset is exactly what is needed.
     """
@@ -80,6 +80,9 @@ def strip_lookarounds(pattern: str) -> str:
                         break
                 j += 1
             i = j + 1
+            continue
+        if ch == "+" and out and out[-1] in ("}", "+", "*", "?"):
+            i += 1  # possessive `x{m,n}+`: RE2 and Hyperscan lack it; the greedy form matches a superset
             continue
         out.append(ch)
         i += 1
