@@ -47,27 +47,51 @@ AZ_KEY = base64.b64encode(bytes(RNG.randrange(256) for _ in range(64))).decode()
 POSITIVES = [
     ("aws_access_key_id=AKIAIOSFODNN7EXAMPLE", ["AKIAIOSFODNN7EXAMPLE"], "AWS_ACCESS_KEY_ID"),
     ("creds ASIAY34FZKBOKMUTVV7A expire soon", ["ASIAY34FZKBOKMUTVV7A"], "AWS_ACCESS_KEY_ID"),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"],
-     "AWS_SECRET_ACCESS_KEY"),
-    ('{"AccessKeyId": "AKIAI44QH8DHBEXAMPLE", "SecretAccessKey": "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"}',
-     ["AKIAI44QH8DHBEXAMPLE", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"], "AWS_SECRET_ACCESS_KEY"),
-    ("maps call with key=AIzaSyA-1x2y3z4A5B6C7D8E9F0gHiJkLmNoPqRs", ["AIzaSyA-1x2y3z4A5B6C7D8E9F0gHiJkLmNoPqRs"],
-     "GCP_API_KEY"),
-    (f"DefaultEndpointsProtocol=https;AccountName=prodstore;AccountKey={AZ_KEY};EndpointSuffix=core.windows.net",
-     [AZ_KEY], "AZURE_STORAGE_KEY"),
-    ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=",
-     ["Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo="], "AZURE_SHARED_ACCESS_KEY"),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"],
+        "AWS_SECRET_ACCESS_KEY",
+    ),
+    (
+        '{"AccessKeyId": "AKIAI44QH8DHBEXAMPLE", "SecretAccessKey": "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"}',
+        ["AKIAI44QH8DHBEXAMPLE", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"],
+        "AWS_SECRET_ACCESS_KEY",
+    ),
+    (
+        "maps call with key=AIzaSyA-1x2y3z4A5B6C7D8E9F0gHiJkLmNoPqRs",
+        ["AIzaSyA-1x2y3z4A5B6C7D8E9F0gHiJkLmNoPqRs"],
+        "GCP_API_KEY",
+    ),
+    (
+        f"DefaultEndpointsProtocol=https;AccountName=prodstore;AccountKey={AZ_KEY};EndpointSuffix=core.windows.net",
+        [AZ_KEY],
+        "AZURE_STORAGE_KEY",
+    ),
+    (
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=",
+        ["Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo="],
+        "AZURE_SHARED_ACCESS_KEY",
+    ),
     (f"git clone https://x-access-token:{GH}@github.com/org/repo.git", [GH], "GITHUB_TOKEN"),
     (f"Authorization: token {GH}", [GH], "GITHUB_TOKEN"),
     ("GITHUB_TOKEN=github_pat_11ABCDEFG0123456789abc_" + "a1B2" * 14 + "xyz", ["github_pat_11ABCDEFG"], "GITHUB_TOKEN"),
     ("gitlab: glpat-xY3zA9bC7dE5fG1hJ2kL", ["glpat-xY3zA9bC7dE5fG1hJ2kL"], "GITLAB_TOKEN"),
     ("slack bot xoxb-2048305728394-3120583920485-Tq3zR8wLm2Kp9Vx7Yn4Bc6Dj", ["xoxb-2048305728394"], "SLACK_TOKEN"),
-    ("xoxp-1234567890-1234567890123-1234567890123-0123456789abcdef0123456789abcdef", ["xoxp-1234567890"],
-     "SLACK_TOKEN"),
-    ("posting to https://hooks.slack.com/services/T024BE7LD/B01A2B3C4D5/aBcDeFgHiJkLmNoPqRsTuVwX",
-     ["T024BE7LD/B01A2B3C4D5/aBcDeFgHiJkLmNoPqRsTuVwX"], "SLACK_WEBHOOK"),
-    ("stripe.api_key = 'sk_live_51H8xYzAbCdEfGhIjKlMnOpQrStUvWx'", ["sk_live_51H8xYzAbCdEfGhIjKlMnOpQrStUvWx"],
-     "STRIPE_KEY"),
+    (
+        "xoxp-1234567890-1234567890123-1234567890123-0123456789abcdef0123456789abcdef",
+        ["xoxp-1234567890"],
+        "SLACK_TOKEN",
+    ),
+    (
+        "posting to https://hooks.slack.com/services/T024BE7LD/B01A2B3C4D5/aBcDeFgHiJkLmNoPqRsTuVwX",
+        ["T024BE7LD/B01A2B3C4D5/aBcDeFgHiJkLmNoPqRsTuVwX"],
+        "SLACK_WEBHOOK",
+    ),
+    (
+        "stripe.api_key = 'sk_live_51H8xYzAbCdEfGhIjKlMnOpQrStUvWx'",
+        ["sk_live_51H8xYzAbCdEfGhIjKlMnOpQrStUvWx"],
+        "STRIPE_KEY",
+    ),
     ("restricted rk_live_4eC39HqLyjWDarjtT1zdp7dc", ["rk_live_4eC39HqLyjWDarjtT1zdp7dc"], "STRIPE_KEY"),
     ("OPENAI_API_KEY=sk-proj-" + _tok(64, ALNUM + "-_") + "T3BlbkFJ" + _tok(64), ["sk-proj-"], "OPENAI_API_KEY"),
     ("using key sk-" + _tok(48), ["sk-"], "OPENAI_API_KEY"),
@@ -82,8 +106,11 @@ POSITIVES = [
     (f"Authorization: Bearer {JWT}", [JWT.split(".")[2]], "JWT"),
     ("Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", ["YWxhZGRpbjpvcGVuc2VzYW1l"], "BASIC_AUTH"),
     ("headers={'Authorization': 'Bearer 8f2a7Kx9-Qw3.Zr5_Tn1~Lp'}", ["8f2a7Kx9-Qw3.Zr5_Tn1~Lp"], "BEARER_TOKEN"),
-    ('"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\\n-----END OPENSSH PRIVATE KEY-----\\n"',
-     ["b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"], "PRIVATE_KEY"),
+    (
+        '"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\\n-----END OPENSSH PRIVATE KEY-----\\n"',
+        ["b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"],
+        "PRIVATE_KEY",
+    ),
     ("DATABASE_URL=postgresql://app_user:Sup3r%24ecret@db.internal:5432/app", ["Sup3r%24ecret"], "PASSWORD"),
     ("redis://:p4ssw0rd@cache:6379/0", ["p4ssw0rd"], "PASSWORD"),
     ("Server=tcp:db.example.net;Database=app;User Id=admin;Password=Tr0ub4dor&3;", ["Tr0ub4dor&3"], "PASSWORD"),
@@ -221,3 +248,28 @@ def test_cli_redact_one_line_out_per_line_in() -> None:
     assert result.stdout.count(b"\n") == data.count(b"\n")
     assert b"bob@example.com" not in result.stdout and CR.encode() not in result.stdout
     assert result.stdout.endswith(b" \xff\xfe raw bytes")  # undecodable bytes pass through unchanged
+
+
+# --- left guard: "not inside a longer word" --------------------------------------------------------------
+GITHUB_TOKEN_BODY = "ghp_" + "a1B2c3D4e5" * 3 + "abcdef"
+
+
+@pytest.mark.parametrize("prefix", ["x", "Q", "7", "m"])
+def test_a_token_continuing_a_word_is_not_a_token(prefix: str) -> None:
+    """The guard is a character class (`A-Za-z0-9_`), not the literal characters of its spelling."""
+    for token in ("AKIAIOSFODNN7EXAMPLE", GITHUB_TOKEN_BODY):
+        assert redact(f"id {prefix}{token} done") == f"id {prefix}{token} done"
+
+
+@pytest.mark.parametrize("before", ["?key=%3D", "q=%20", "message: line one\\n", "tab\\t", " ", "=", "(", '"'])
+def test_a_token_after_an_escape_or_separator_is_redacted(before: str) -> None:
+    for token, label in (("AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID"), (GITHUB_TOKEN_BODY, "GITHUB_TOKEN")):
+        out = redact(f"x {before}{token} y")
+        assert token not in out and f"[REDACTED:{label}]" in out, out
+
+
+def test_guard_characters_expands_ranges() -> None:
+    from cleanroom.scrubbers._redact_engine import guard_characters
+
+    assert guard_characters("A-Za-z0-9_-") == frozenset(string.ascii_letters + string.digits + "_-")
+    assert guard_characters("-~.") == frozenset("-~.")

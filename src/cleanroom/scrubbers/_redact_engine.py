@@ -35,6 +35,32 @@ class Finding:
 _Found = list[tuple[int, int, int, str]]  # (start, end, priority, label), unmerged
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def guard_characters(spec: str) -> frozenset[str]:
+    """The characters of a `left_guard`, written like a regex class body: `A-Za-z0-9_-` is a range list
+    (a `-` first or last is the dash itself). Taken literally it would block only `A Z a z 0 9 - _`."""
+    chars: set[str] = set()
+    i = 0
+    while i < len(spec):
+        if i + 2 < len(spec) and spec[i + 1] == "-":
+            chars.update(chr(c) for c in range(ord(spec[i]), ord(spec[i + 2]) + 1))
+            i += 3
+        else:
+            chars.add(spec[i])
+            i += 1
+    return frozenset(chars)
+
+
+def _after_escape(text: str, start: int) -> bool:
+    """True when the word character before `start` ends an escape rather than a word: `%3D` (URL
+    encoding, `?key=%3DAKIA...`) or `\\n` / `\\t` (a JSON- or C-escaped line break in a logged string)."""
+    if start >= 2 and text[start - 2] == "\\":
+        return True
+    return start >= 3 and text[start - 3] == "%" and text[start - 2] in _HEX_DIGITS and text[start - 1] in _HEX_DIGITS
+
+
 class _Compiled:
     __slots__ = (
         "caseless", "confirm", "guard", "is_ip", "label", "label_of", "priority", "regex", "regex_icase",
@@ -46,7 +72,7 @@ class _Compiled:
         self.regex = rule.compile()
         self.caseless = rule.caseless
         self.regex_icase = rule.compile(ignore_case=True) if rule.caseless else self.regex
-        self.guard = frozenset(rule.left_guard)
+        self.guard = guard_characters(rule.left_guard)
         self.confirm = rule.confirm
         self.label = rule.label
         self.label_of = rule.label_of
@@ -155,7 +181,7 @@ class Redactor:
         for m in matches:
             if guard:
                 ms = m.start()
-                if ms > 0 and text[ms - 1] in guard:
+                if ms > 0 and text[ms - 1] in guard and not _after_escape(text, ms):
                     continue
             span = m.span()
             for g in value_groups:
