@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
@@ -126,9 +126,13 @@ class Scheduler:
         self._clock = clock  # also read on worker threads to time batches and scrubs
         self._on_tenant_switch = on_tenant_switch
         self._executors: dict[str, ThreadPoolExecutor] = {}
-        self._running: dict[asyncio.Task[None], Batch] = {}
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._running: dict[Future[_Outcome], Batch] = {}
+        # The dispatcher is a callback, not a task: a pass is scheduled with `call_soon` when something
+        # changed (`_kick`) or with `call_later` when the core says work becomes ready. Waking a task through
+        # an Event and `wait_for` cost three turns of the event loop per request, a callback costs one.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pass: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
         self._dirty: set[str] = set()
         self._completed = 0  # requests answered by their own batch
@@ -136,13 +140,13 @@ class Scheduler:
 
     # --- life cycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._dispatcher is not None or self._closed:
+        if self._loop is not None or self._closed:
             raise RuntimeError("a Scheduler starts once")
-        self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
+        self._idle = asyncio.Event()
         self._idle.set()
         for name in self._core.devices:
             self._executors[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cleanroom-worker-{name}")
-        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop(), name="cleanroom-scheduler")
+        self._loop = asyncio.get_running_loop()
 
     async def __aenter__(self) -> Scheduler:
         await self.start()
@@ -154,27 +158,25 @@ class Scheduler:
 
     async def shutdown(self, deadline_s: float) -> ShutdownReport:
         """Stop admitting, drain queued and running work for up to `deadline_s`, answer the rest 503."""
-        if self._closed or self._dispatcher is None or self._wakeup is None or self._idle is None:
+        if self._closed or self._loop is None or self._idle is None:
             self._closed = True
             return ShutdownReport(True, 0, 0, 0)
         self._core.begin_shutdown()
         completed_before = self._completed
-        self._wakeup.set()
+        self._kick()
         drained = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline_s))
         except TimeoutError:
             drained = False
         self._closed = True
-        self._dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._dispatcher
+        self._cancel_pass()
         cancelled = self._core.drain_queued()
         for request in cancelled:
             self._reject_queued(request, shutting_down_error(), REASON_SHUTTING_DOWN)
         abandoned = 0
-        for task, batch in list(self._running.items()):
-            task.cancel()  # the worker thread runs on; its results are dropped, its cleanup still runs
+        for job, batch in list(self._running.items()):
+            job.cancel()  # not started: it never runs; running: it runs on, its results are dropped (cleanup runs)
             for request in batch.requests:
                 abandoned += self._answer(request, shutting_down_error())
         self._running.clear()
@@ -194,7 +196,7 @@ class Scheduler:
         at once, `RequestTimeout` (408) when it waited past the tenant's queue timeout, or what the runner
         returned or raised for this item.
         """
-        if self._dispatcher is None or self._wakeup is None or self._idle is None:
+        if self._loop is None or self._idle is None:
             raise RuntimeError("Scheduler.start() was not awaited")
         if self._closed:
             raise shutting_down_error()
@@ -203,11 +205,11 @@ class Scheduler:
         except CleanroomError as exc:
             self._count_reject(tenant_id, exc.code)
             raise
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         request.handle = future
         self._dirty.add(tenant_id)
         self._idle.clear()
-        self._wakeup.set()
+        self._kick()
         try:
             return cast(R, await future)
         except asyncio.CancelledError:
@@ -215,7 +217,7 @@ class Scheduler:
                 if self.metrics is not None:
                     self.metrics.cancelled.labels(tenant_id=tenant_id).inc()
                 self._dirty.add(tenant_id)
-                self._wakeup.set()
+                self._kick()
             raise
 
     def set_weight(self, tenant_id: str, weight: float) -> None:
@@ -237,55 +239,83 @@ class Scheduler:
         return tenants, devices
 
     # --- dispatching (event loop) ---------------------------------------------------------------------
-    async def _dispatch_loop(self) -> None:
+    def _kick(self) -> None:
+        """Ask for one dispatch pass at the next turn of the event loop (one pass, however many ask).
+
+        Not run inline: requests submitted in the same turn (a burst) must be seen together by one pass,
+        so that the batching policy can put them in one batch."""
+        if self._pass is None and not self._closed and self._loop is not None:
+            self._pass = self._loop.call_soon(self._dispatch_pass)
+
+    def _cancel_pass(self) -> None:
+        for handle in (self._pass, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._pass = self._timer = None
+
+    def _dispatch_pass(self) -> None:
+        self._cancel_pass()
+        if self._closed:
+            return
         try:
-            await self._dispatch_forever()
+            self._dispatch_once()
         except Exception:
             # A bug here would leave every submitter waiting forever: fail closed and loudly instead.
             log.exception("scheduler dispatcher failed; refusing all work")
             self._closed = True
+            self._cancel_pass()
             self._core.begin_shutdown()
             for request in self._core.drain_queued():
                 self._reject_queued(request, ServiceUnavailable("the scheduler failed; see the server log",
                                                                 code="scheduler_failed"), "scheduler_failed")
-            raise
 
-    async def _dispatch_forever(self) -> None:
-        assert self._wakeup is not None and self._idle is not None
-        while True:
-            self._wakeup.clear()
-            now = self._clock()
-            for request in self._core.expire(now):
-                limit = self._core.tenant(request.tenant_id).limits.queue_timeout_s
-                self._reject_queued(request, queue_timeout_error(request.model, now - request.enqueued_at, limit),
-                                    REASON_QUEUE_TIMEOUT)
-            for batch in self._core.dispatch(now):
-                self._launch(batch, now)
-            self._refresh_gauges()
-            if self._core.idle:
-                self._idle.set()
-            wake = self._core.next_wake(now)
-            timeout = None if wake is None else max(0.0, wake - self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+    def _dispatch_once(self) -> None:
+        assert self._loop is not None and self._idle is not None
+        now = self._clock()
+        for request in self._core.expire(now):
+            limit = self._core.tenant(request.tenant_id).limits.queue_timeout_s
+            self._reject_queued(request, queue_timeout_error(request.model, now - request.enqueued_at, limit),
+                                REASON_QUEUE_TIMEOUT)
+        for batch in self._core.dispatch(now):
+            self._launch(batch, now)
+        self._refresh_gauges()
+        if self._core.idle:
+            self._idle.set()
+        wake = self._core.next_wake(now)
+        if wake is not None:
+            self._timer = self._loop.call_later(max(0.0, wake - self._clock()), self._kick)
 
     def _launch(self, batch: Batch, now: float) -> None:
+        """Hand the batch to its device's worker thread; `_batch_done` runs on the event loop when it ends."""
+        assert self._loop is not None
         if self.metrics is not None:
             for request in batch.requests:
                 self.metrics.wait_seconds.labels(tenant_id=batch.tenant_id).observe(now - request.enqueued_at)
             self.metrics.batch_size.labels(model=batch.model).observe(len(batch.requests))
-        task = asyncio.get_running_loop().create_task(self._execute(batch))
-        self._running[task] = batch
-
-    async def _execute(self, batch: Batch) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            outcome = await loop.run_in_executor(self._executors[batch.device], self._run_batch, batch)
-        except asyncio.CancelledError:
-            raise  # shutdown past its deadline: the submitters were answered there
+            job = self._executors[batch.device].submit(self._run_batch, batch)
         except BaseException as exc:  # e.g. the executor refused the job: every item must still be answered
+            self._loop.call_soon(self._finish, batch, _Outcome(exc, 0.0, ran=True))
+            return
+        self._running[job] = batch
+        loop = self._loop
+
+        def on_worker_done(finished: Future[_Outcome]) -> None:  # runs on the worker thread
+            # Straight back onto the loop (one turn), not through an asyncio future chained to this one (two
+            # turns, plus a task waking up to read it).
+            with contextlib.suppress(RuntimeError):  # the loop is closed: shutdown answered the submitters
+                loop.call_soon_threadsafe(self._batch_done, finished)
+
+        job.add_done_callback(on_worker_done)
+
+    def _batch_done(self, job: Future[_Outcome]) -> None:
+        batch = self._running.pop(job, None)
+        if batch is None:
+            return  # abandoned at shutdown past its deadline: the submitters were answered there
+        try:
+            outcome = job.result()
+        except BaseException as exc:  # _run_batch catches what the runner raises; this is the executor's
             outcome = _Outcome(exc, 0.0, ran=True)
-        self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         self._finish(batch, outcome)
 
     def _run_batch(self, batch: Batch) -> _Outcome:
@@ -309,10 +339,8 @@ class Scheduler:
         return _Outcome(results, self._clock() - started, True, scrub_s, scrub_bytes)
 
     def _finish(self, batch: Batch, outcome: _Outcome) -> None:
-        assert self._wakeup is not None
         self._core.complete(batch, outcome.service_s, self._clock(), ran=outcome.ran)
         self._dirty.add(batch.tenant_id)
-        self._wakeup.set()
         results = outcome.results
         n = len(batch.requests)
         if not isinstance(results, BaseException) and len(results) != n:
@@ -325,6 +353,7 @@ class Scheduler:
             self._completed += self._answer(request, answer)
         if quarantined:
             self._quarantine(batch.device)
+        self._kick()  # after the answers, so that the submitters' turns come before the next pass
 
     def _record_batch(self, batch: Batch, outcome: _Outcome) -> None:
         m = self.metrics
