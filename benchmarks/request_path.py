@@ -1,10 +1,20 @@
 """Secure request overhead: the full sealed path over HTTP vs the same model in-process and behind a
 bare FastAPI endpoint, in one run. Goal: sealed <= 1.10x bare FastAPI for minilm.
 
-    python benchmarks/request_path.py [--repeats N] [--json out.json]
+    python benchmarks/request_path.py [--repeats N] [--torch-threads N] [--json out.json]
 
-Both servers run as subprocesses on loopback over plain HTTP (TLS costs the same on both sides and is not
-what is measured); the sealed server runs with its production hardening (re-exec'd allocator settings).
+Like with like: both servers run as subprocesses on loopback over plain HTTP (TLS costs the same on both
+sides and is not what is measured), uvicorn with httptools and the same event loop, the same models built
+the same way, the same number of torch threads in both servers and in-process (`--torch-threads`, default
+1: on a small shared box two OpenMP threads per process spin against each other and against the other
+processes, and minilm's time swings 5x from run to run), and one httpx client each. Repeats are
+interleaved (each round runs every variant once, in rotating order) after a warm-up of every variant, so
+all see the same machine state. The sealed server runs with its production hardening (re-exec'd allocator
+settings, core dumps off) and its redacted access log; the bare one has neither.
+
+Two bare baselines: `bare` runs the model on a worker thread, as the sealed server does and as a FastAPI
+`def` route would (inference must not block the event loop); `bare inline` runs it on the event loop (one
+request at a time), the strictest baseline. Both ratios are printed.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,15 +43,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def median_time(fn, repeats: int, warmup: int = 3) -> float:  # type: ignore[no-untyped-def]
+def interleaved_medians(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per variant; each round runs every variant once, starting one further along each time."""
+    names = list(variants)
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name in names:
+            variants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for k in range(len(names)):
+            name = names[(round_ + k) % len(names)]
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(samples) for name, samples in times.items()}
 
 
 def workloads() -> list[tuple[str, str, bytes]]:
@@ -57,9 +73,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--no-allocator-hardening", action="store_true",
-                        help="run the sealed server without the hardened allocator, to split its cost out")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads in both servers and in-process (the same everywhere)",
+    )
+    parser.add_argument(
+        "--no-allocator-hardening",
+        action="store_true",
+        help="run the sealed server without the hardened allocator, to split its cost out",
+    )
+    parser.add_argument(
+        "--split-allocator",
+        action="store_true",
+        help="also run a second sealed server without the hardened allocator, interleaved with the "
+        "others: the allocator's share of the overhead, measured in the same run",
+    )
     args = parser.parse_args()
+    threads = str(args.torch_threads)
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # inherited by both servers
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
 
     from cleanroom.client import Client
     from cleanroom.memory.secure_buffer import SecureAllocator
@@ -80,10 +116,21 @@ def main() -> None:
             zero_scope(scope)
 
     port = free_port()
-    bare = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)])
+    bare = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)], env=server_env())
     tmp = Path(tempfile.mkdtemp(prefix="cleanroom-bench-"))
     env = server_env(CLEANROOM_ALLOCATOR_HARDENING="false") if args.no_allocator_hardening else None
     server = start_server(tmp / "data", "--models", "echo,minilm", tls=False, env=env)
+    plain_alloc = (
+        start_server(
+            tmp / "data-unhardened",
+            "--models",
+            "echo,minilm",
+            tls=False,
+            env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false"),
+        )
+        if args.split_allocator
+        else None
+    )
     try:
         tenant = server.create_tenant("bench")
         bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
@@ -97,21 +144,64 @@ def main() -> None:
                     raise
                 time.sleep(0.2)
         client = Client(server.url, api_key=tenant["api_key"])
+        extra: dict[str, Callable[[], object]] = {}
+        if plain_alloc is not None:
+            client_plain_alloc = Client(plain_alloc.url, api_key=plain_alloc.create_tenant("bench")["api_key"])
         rows = []
         for label, model, payload in workloads():
-            t_in = median_time(lambda: in_process(model, payload), args.repeats)
-            t_bare = median_time(lambda: bare_http.post(f"/{model}", content=payload).raise_for_status(),
-                                 args.repeats)
-            t_sealed = median_time(lambda: client.infer(model, payload), args.repeats)
-            rows.append({"workload": label, "in_process_s": t_in, "bare_fastapi_s": t_bare, "sealed_s": t_sealed,
-                         "sealed_over_bare": t_sealed / t_bare, "sealed_over_in_process": t_sealed / t_in})
-            print(f"{label:<16} in-process {t_in * 1e3:8.2f} ms  bare FastAPI {t_bare * 1e3:8.2f} ms  "
-                  f"sealed {t_sealed * 1e3:8.2f} ms  sealed/bare {t_sealed / t_bare:5.2f}x  "
-                  f"sealed/in-process {t_sealed / t_in:6.2f}x")
+            medians = interleaved_medians(
+                {
+                    "in_process": lambda: in_process(model, payload),
+                    "bare": lambda: bare_http.post(f"/{model}", content=payload).raise_for_status(),
+                    "bare_inline": lambda: bare_http.post(f"/inline/{model}", content=payload).raise_for_status(),
+                    "sealed": lambda: client.infer(model, payload),
+                    **(
+                        {"sealed_unhardened_allocator": lambda: client_plain_alloc.infer(model, payload)}
+                        if plain_alloc is not None
+                        else extra
+                    ),
+                },
+                args.repeats,
+            )
+            t_in, t_bare, t_inline, t_sealed = (medians[k] for k in ("in_process", "bare", "bare_inline", "sealed"))
+            rows.append(
+                {
+                    "workload": label,
+                    "in_process_s": t_in,
+                    "bare_fastapi_s": t_bare,
+                    "bare_fastapi_inline_s": t_inline,
+                    "sealed_s": t_sealed,
+                    "sealed_over_bare": t_sealed / t_bare,
+                    "sealed_over_bare_inline": t_sealed / t_inline,
+                    "sealed_over_in_process": t_sealed / t_in,
+                    "torch_threads": args.torch_threads,
+                    "load_average_1m": os.getloadavg()[0],
+                }
+            )
+            print(
+                f"{label:<16} in-process {t_in * 1e3:8.2f} ms  bare {t_bare * 1e3:8.2f} ms  "
+                f"bare inline {t_inline * 1e3:8.2f} ms  sealed {t_sealed * 1e3:8.2f} ms  "
+                f"sealed/bare {t_sealed / t_bare:5.2f}x  sealed/bare-inline {t_sealed / t_inline:5.2f}x  "
+                f"sealed/in-process {t_sealed / t_in:6.2f}x",
+                flush=True,
+            )
+            if "sealed_unhardened_allocator" in medians:
+                t_plain_alloc = medians["sealed_unhardened_allocator"]
+                rows[-1].update(
+                    sealed_unhardened_allocator_s=t_plain_alloc,
+                    sealed_unhardened_allocator_over_bare=t_plain_alloc / t_bare,
+                )
+                print(
+                    f"{'':<16} sealed without allocator hardening {t_plain_alloc * 1e3:8.2f} ms  "
+                    f"({t_plain_alloc / t_bare:5.2f}x bare)",
+                    flush=True,
+                )
         client.close()
         bare_http.close()
     finally:
         server.stop()
+        if plain_alloc is not None:
+            plain_alloc.stop()
         bare.terminate()
         bare.wait()
     if args.json:

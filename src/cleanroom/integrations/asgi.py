@@ -51,9 +51,16 @@ log = logging.getLogger("cleanroom.asgi")
 
 
 class CleanroomMiddleware:
-    def __init__(self, app: ASGIApp, *, data_dir: str | Path | None = None, settings: Settings | None = None,
-                 protected_paths: Sequence[str] = ("/",), services: Services | None = None,
-                 inner_content_type: str | None = "application/json") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        data_dir: str | Path | None = None,
+        settings: Settings | None = None,
+        protected_paths: Sequence[str] = ("/",),
+        services: Services | None = None,
+        inner_content_type: str | None = "application/json",
+    ) -> None:
         if settings is None:
             settings = Settings(data_dir=Path(data_dir)) if data_dir is not None else Settings()
         elif data_dir is not None:
@@ -70,8 +77,7 @@ class CleanroomMiddleware:
         if services is None:
             # Core dumps off and not dumpable inside the host server's process (`cleanroom exec` cannot
             # carry dumpability across execve; the allocator settings it does carry).
-            apply_process_hardening(disable_core_dumps=settings.disable_core_dumps,
-                                    not_dumpable=settings.not_dumpable)
+            apply_process_hardening(disable_core_dumps=settings.disable_core_dumps, not_dumpable=settings.not_dumpable)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,8 +136,17 @@ class CleanroomMiddleware:
             finally:
                 del answer
         kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
-        await send({"type": "http.response.start", "status": status, "headers": [
-            *kept, (b"content-type", CONTENT_TYPE.encode()), (b"content-length", str(len(sealed)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    *kept,
+                    (b"content-type", CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(sealed)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": bytes(sealed), "more_body": False})
 
 
@@ -145,8 +160,9 @@ def gather(chunks: list[bytes], scope: RequestScope) -> memoryview:
     return view
 
 
-async def run_app(app: ASGIApp, scope: Scope, body: bytes, content_type: str | None = None
-                  ) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
+async def run_app(
+    app: ASGIApp, scope: Scope, body: bytes, content_type: str | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
     """Call the app with `body` and collect its whole response (it is sealed as one message)."""
     sent = False
     status = 500
@@ -169,8 +185,9 @@ async def run_app(app: ASGIApp, scope: Scope, body: bytes, content_type: str | N
             chunks.append(bytes(message.get("body", b"")))
 
     inner = dict(scope)
-    inner["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length",
-                                                                          b"authorization")]
+    inner["headers"] = [
+        (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length", b"authorization")
+    ]
     inner["headers"] += [(b"content-length", str(len(body)).encode())]
     if content_type:
         inner["headers"] += [(b"content-type", content_type.encode("latin-1"))]

@@ -117,9 +117,15 @@ def _scrubbed_bytes(result: int | ScrubOutcome | None) -> int | None:
 class Scheduler:
     """See the module docstring. Create it anywhere; `start` and everything after on one event loop."""
 
-    def __init__(self, config: SchedulerConfig | None = None, devices: Sequence[str] = ("cpu:0",),
-                 metrics: SchedulerMetrics | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 on_tenant_switch: TenantSwitchCallback | None = None) -> None:
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        devices: Sequence[str] = ("cpu:0",),
+        metrics: SchedulerMetrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_tenant_switch: TenantSwitchCallback | None = None,
+    ) -> None:
         self.config = config if config is not None else SchedulerConfig()
         self._core = SchedulerCore(self.config, list(devices))
         self.metrics = metrics
@@ -152,8 +158,9 @@ class Scheduler:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.shutdown(30.0)
 
     async def shutdown(self, deadline_s: float) -> ShutdownReport:
@@ -184,8 +191,11 @@ class Scheduler:
             executor.shutdown(wait=False, cancel_futures=True)
         self._refresh_gauges()
         if not drained:
-            log.warning("scheduler shutdown deadline passed: %d queued request(s) cancelled, %d running abandoned",
-                        len(cancelled), abandoned)
+            log.warning(
+                "scheduler shutdown deadline passed: %d queued request(s) cancelled, %d running abandoned",
+                len(cancelled),
+                abandoned,
+            )
         return ShutdownReport(drained, self._completed - completed_before, len(cancelled), abandoned)
 
     # --- the API an async route calls -----------------------------------------------------------------
@@ -232,10 +242,14 @@ class Scheduler:
 
     def stats(self) -> tuple[dict[str, TenantStats], dict[str, DeviceStats]]:
         """A snapshot for /readyz, logs and tests: per tenant and per device."""
-        tenants = {t.tenant_id: TenantStats(t.weight, t.counter, t.queued, t.running, t.service_s)
-                   for t in self._core.tenants.values()}
-        devices = {d.name: DeviceStats(d.current_tenant, d.busy, d.quarantined, d.tenant_switches, d.scrubs)
-                   for d in self._core.devices.values()}
+        tenants = {
+            t.tenant_id: TenantStats(t.weight, t.counter, t.queued, t.running, t.service_s)
+            for t in self._core.tenants.values()
+        }
+        devices = {
+            d.name: DeviceStats(d.current_tenant, d.busy, d.quarantined, d.tenant_switches, d.scrubs)
+            for d in self._core.devices.values()
+        }
         return tenants, devices
 
     # --- dispatching (event loop) ---------------------------------------------------------------------
@@ -266,16 +280,20 @@ class Scheduler:
             self._cancel_pass()
             self._core.begin_shutdown()
             for request in self._core.drain_queued():
-                self._reject_queued(request, ServiceUnavailable("the scheduler failed; see the server log",
-                                                                code="scheduler_failed"), "scheduler_failed")
+                self._reject_queued(
+                    request,
+                    ServiceUnavailable("the scheduler failed; see the server log", code="scheduler_failed"),
+                    "scheduler_failed",
+                )
 
     def _dispatch_once(self) -> None:
         assert self._loop is not None and self._idle is not None
         now = self._clock()
         for request in self._core.expire(now):
             limit = self._core.tenant(request.tenant_id).limits.queue_timeout_s
-            self._reject_queued(request, queue_timeout_error(request.model, now - request.enqueued_at, limit),
-                                REASON_QUEUE_TIMEOUT)
+            self._reject_queued(
+                request, queue_timeout_error(request.model, now - request.enqueued_at, limit), REASON_QUEUE_TIMEOUT
+            )
         for batch in self._core.dispatch(now):
             self._launch(batch, now)
         self._refresh_gauges()
@@ -324,8 +342,9 @@ class Scheduler:
         if batch.needs_scrub and self._on_tenant_switch is not None:
             started = self._clock()
             try:
-                scrub_bytes = _scrubbed_bytes(self._on_tenant_switch(batch.device, batch.previous_tenant,
-                                                                     batch.tenant_id))
+                scrub_bytes = _scrubbed_bytes(
+                    self._on_tenant_switch(batch.device, batch.previous_tenant, batch.tenant_id)
+                )
             except Exception as exc:
                 # Fail closed: the new tenant must not run on a device that may hold the old one's data.
                 return _Outcome(exc, 0.0, ran=False, scrub_s=self._clock() - started)
@@ -347,7 +366,8 @@ class Scheduler:
             results = RuntimeError(f"runner for model {batch.model!r} returned {len(results)} results for {n} items")
         self._record_batch(batch, outcome)
         quarantined = isinstance(results, DeviceQuarantined) or (
-            not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results))
+            not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results)
+        )
         for i, request in enumerate(batch.requests):
             answer = results if isinstance(results, BaseException) else results[i]
             self._completed += self._answer(request, answer)
