@@ -547,3 +547,47 @@ def test_property_random_chunks_round_trip(
             offset = rng.randrange(len(data))
             spill.seek(offset)
             assert spill.read(read_sizes[0]) == data[offset : offset + read_sizes[0]]
+
+
+# --- many extents: batched sealing and opening, read-ahead, random access ----------------------------
+def test_round_trip_across_many_extents_with_large_and_odd_calls(tmp_path: Path) -> None:
+    """Several write extents and read extents per call: whole segments are sealed and opened many per call,
+    straight from and into the caller's buffers; odd sizes and seeks go through the staging path."""
+    rng = random.Random(7)
+    data = rng.randbytes(13 * (1 << 20) + 12345)
+    with SpillFile(tmp_path, segment_size_bytes=SEG) as spill:
+        position = 0
+        for size in [3 << 20, 1, SEG - 1, 5 << 20, 70_001] * 4:
+            spill.write(memoryview(data)[position : position + size])
+            position += size
+            if position >= len(data):
+                break
+        spill.write(memoryview(data)[position:])
+        spill.seek(0)
+        collected = bytearray()
+        for size in [5 << 20, (1 << 20) + 1, 70_000, 8 << 20] * 4:
+            out = bytearray(size)
+            count = spill.readinto(out)
+            collected += out[:count]
+        assert collected == data
+        for offset in [9 << 20, 5, 2 * SEG, len(data) - 3, (4 << 20) + 17, 0]:
+            spill.seek(offset)
+            assert spill.read(3 << 20) == data[offset : offset + (3 << 20)]
+
+
+def test_tampered_segment_inside_a_large_read_zeroes_the_whole_call(tmp_path: Path) -> None:
+    data = secrets.token_bytes(6 << 20)
+    spill = SpillFile(tmp_path, segment_size_bytes=SEG)
+    spill.write(data)
+    spill.seek(0)
+    fd = spill._fd
+    assert fd is not None
+    flip(fd, HEADER_SIZE_BYTES + 50 * FULL + 99)  # segment 50: in the second read extent
+    out = bytearray(b"\xaa" * (8 << 20))
+    with pytest.raises(SpillIntegrityError):
+        spill.readinto(out)
+    assert out[: 50 * SEG] == bytes(50 * SEG)  # the authentic segments before it were zeroed too
+    assert not out.strip(b"\x00\xaa")  # and no plaintext anywhere: zeroed, or never written (0xaa)
+    with pytest.raises(SpillError):
+        spill.read()
+    spill.close()

@@ -226,6 +226,38 @@ class StreamEncryptor(_Segmenter):
             self.finished = True
         return written
 
+    def encrypt_segments_into(self, plaintext: Buffer, out: WritableBuffer) -> int:
+        """Seal the next `n` full, non-last segments (`plaintext` is exactly n * segment_size bytes) into
+        `out` (exactly n * (segment_size + 16) bytes, segment after segment); returns bytes written.
+
+        The same segments as n calls of `encrypt_segment_into(..., last=False)`, in one call: at 64 KiB
+        segments the per-call work around AES-GCM was a fifth of a spill's cipher time (measured).
+        """
+        if self.finished:
+            raise ValueError("stream already finished: the last segment was sealed")
+        source, target = memoryview(plaintext).cast("B"), memoryview(out).cast("B")
+        segment = self.segment_size_bytes
+        count, rest = divmod(source.nbytes, segment)
+        if rest or not count:
+            raise ValueError(f"plaintext must be a positive multiple of {segment} bytes, got {source.nbytes}")
+        sealed = segment + TAG_SIZE_BYTES
+        if target.nbytes != count * sealed:
+            raise ValueError(f"output buffer must be exactly {count * sealed} bytes")
+        if self._next_index + count > MAX_SEGMENTS:
+            raise ValueError("segment index out of range")
+        encrypt_into, prefix, aad, pack = self._live_cipher().encrypt_into, self._prefix, self._aad, _NONCE_TAIL.pack
+        for i in range(count):
+            # The index advances per segment, so a failure part-way never lets a nonce be used again.
+            index = self._next_index
+            self._next_index = index + 1
+            encrypt_into(
+                prefix + pack(index, _NOT_LAST),
+                source[i * segment : (i + 1) * segment],
+                aad,
+                target[i * sealed : (i + 1) * sealed],
+            )
+        return count * sealed
+
 
 class StreamDecryptor(_Segmenter):
     """Open any segment of a stream whose header and total size are known (random access).
@@ -288,6 +320,53 @@ class StreamDecryptor(_Segmenter):
         except BaseException:
             _zero(target)
             raise
+
+    def decrypt_segments_into(self, first_index: int, count: int, ciphertext: Buffer, out: WritableBuffer) -> int:
+        """Open `count` consecutive segments from `first_index` on, whose ciphertexts lie back to back in
+        `ciphertext` (exactly their total length), into the front of `out`; returns the plaintext length.
+
+        The same checks as `count` calls of `decrypt_segment_into`, in one call (see encrypt_segments_into).
+        If any segment fails, everything this call wrote into `out` is zeroed before DecryptionFailed.
+        """
+        if count < 1 or first_index < 0 or first_index + count > self.segment_count:
+            raise ValueError(f"segments [{first_index}, {first_index + count}) outside [0, {self.segment_count})")
+        segment = self.segment_size_bytes
+        last_index = self.segment_count - 1
+        includes_last = first_index + count - 1 == last_index
+        plaintext_size = count * segment - (segment - self._last_segment_size if includes_last else 0)
+        ct_view = memoryview(ciphertext).cast("B")
+        if ct_view.nbytes != plaintext_size + count * TAG_SIZE_BYTES:
+            raise InvalidSealedMessage(
+                f"segments {first_index}..{first_index + count - 1} must be "
+                f"{plaintext_size + count * TAG_SIZE_BYTES} bytes, got {ct_view.nbytes}"
+            )
+        out_view = memoryview(out).cast("B")
+        if out_view.nbytes < plaintext_size:
+            raise ValueError(f"output buffer needs {plaintext_size} bytes, has {out_view.nbytes}")
+        target = out_view[:plaintext_size]
+        decrypt_into, prefix, aad, pack = self._live_cipher().decrypt_into, self._prefix, self._aad, _NONCE_TAIL.pack
+        sealed = segment + TAG_SIZE_BYTES
+        index = first_index
+        try:
+            for i in range(count):
+                index = first_index + i
+                flag = _LAST if index == last_index else _NOT_LAST
+                start = i * segment
+                end = min(start + segment, plaintext_size)
+                decrypt_into(
+                    prefix + pack(index, flag),
+                    ct_view[i * sealed : i * sealed + end - start + TAG_SIZE_BYTES],
+                    aad,
+                    target[start:end],
+                )
+        except InvalidTag:
+            # Trap: decrypt_into has already written unauthenticated plaintext into `target`.
+            _zero(target)
+            raise DecryptionFailed(f"stream segment {index} failed authentication") from None
+        except BaseException:
+            _zero(target)
+            raise
+        return plaintext_size
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self.segment_count:

@@ -210,9 +210,9 @@ class SpillFile:
                     if self._staged == segment:  # full, and more bytes follow: not the last segment
                         self._seal(staging, last=False)
                     if self._staged == 0 and total - done >= segment:
-                        # A whole segment: seal it from the caller's buffer, no copy.
-                        self._seal(source[done : done + segment], last=False)
-                        done += segment
+                        # Whole segments: sealed from the caller's buffer (no copy), as many per call as
+                        # the current extent holds.
+                        done += self._seal_whole(source[done:], (total - done) // segment)
                         continue
                     take = min(segment - self._staged, total - done)
                     staging[self._staged : self._staged + take] = source[done : done + take]
@@ -232,6 +232,14 @@ class SpillFile:
         self._encryptor.encrypt_segment_into(plaintext, out, last=last)
         self._writer.commit(size)
         self._staged = 0
+
+    def _seal_whole(self, source: memoryview, wanted: int) -> int:
+        """Seal up to `wanted` full non-last segments from the front of `source`; returns bytes consumed."""
+        assert self._encryptor is not None and self._writer is not None
+        out, count = self._writer.next_full_segments(wanted)  # raises an earlier write error as OSError
+        consumed = count * self.segment_size_bytes
+        self._writer.commit(self._encryptor.encrypt_segments_into(source[:consumed], out))
+        return consumed
 
     def _finish_writing(self) -> None:
         """Seal what is staged as the last segment, wait until every extent is on disk, and forget the
@@ -290,8 +298,10 @@ class SpillFile:
                 segment_size = decryptor.segment_plaintext_size(index)
                 room = out.nbytes - done
                 if within == 0 and room >= segment_size and index != self._cached_segment:
-                    self._load_segment(index, out[done : done + segment_size])  # straight into the caller's
-                    count = segment_size
+                    # Whole segments straight into the caller's buffer: as many per call as fit in it
+                    # and lie in one extent (a segment is at most segment_size_bytes).
+                    wanted = max(1, min(room // self.segment_size_bytes, decryptor.segment_count - index))
+                    count = self._load_segments(index, wanted, out[done:])
                 else:
                     assert self._staging is not None
                     with self._staging.view() as staging:
@@ -385,6 +395,24 @@ class SpillFile:
             raise SpillIntegrityError("the spill file ended early") from None
         except CleanroomError as exc:
             raise SpillIntegrityError(f"spill segment {index} does not authenticate") from exc
+        except OSError as exc:
+            raise _spill_error("spill read failed", exc) from exc
+
+    def _load_segments(self, index: int, wanted: int, target: memoryview) -> int:
+        """Read and open up to `wanted` segments from `index` on into the front of `target`; returns the
+        plaintext bytes. Raises SpillIntegrityError or SpillError (caller discards)."""
+        assert self._decryptor is not None and self._extent_reader is not None
+        try:
+            if not self._extent_reader.loaded(index):
+                self._check_size()  # as in _load_segment
+            ciphertext, count = self._extent_reader.segments(index, wanted)
+            return self._decryptor.decrypt_segments_into(index, count, ciphertext, target)  # zeroes on failure
+        except SpillIntegrityError:
+            raise
+        except ShortRead:
+            raise SpillIntegrityError("the spill file ended early") from None
+        except CleanroomError as exc:
+            raise SpillIntegrityError(f"spill segments from {index} on do not authenticate") from exc
         except OSError as exc:
             raise _spill_error("spill read failed", exc) from exc
 
