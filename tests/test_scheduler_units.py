@@ -283,8 +283,14 @@ def test_choose_fair_stickiness_respects_both_bounds_and_light_tenants() -> None
     candidates = [cand("a", 1.03), cand("b", 1.0)]
 
     def pick(**kw: object) -> str:
-        args: dict[str, object] = {"current": "a", "sticky_since": None, "oldest_other_at": 0.9, "now": 1.0,
-                                   "fairness_bound_s": 0.05, "latency_bound_s": 0.025}
+        args: dict[str, object] = {
+            "current": "a",
+            "sticky_since": None,
+            "oldest_other_at": 0.9,
+            "now": 1.0,
+            "fairness_bound_s": 0.05,
+            "latency_bound_s": 0.025,
+        }
         args.update(kw)
         return choose_fair(candidates, **args).tenant_id  # type: ignore[arg-type]
 
@@ -300,3 +306,88 @@ def test_fifo_and_jain() -> None:
     assert choose_fifo([cand("a", 0.0, seq=5), cand("b", 9.0, seq=2)]).tenant_id == "b"
     assert jain_index([1.0, 1.0, 1.0]) == pytest.approx(1.0)
     assert jain_index([1.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
+
+
+# --- anticipation ------------------------------------------------------------------------------------------
+def anticipating_core(**config: object) -> SchedulerCore:
+    """b ran, then a (a 4 ms scrub before it), then a came back 1 ms after its batch: a's comeback is known.
+
+    At 0.031 a's second batch has finished, its queue is empty and b has a request waiting.
+    """
+    config.setdefault("latency_bound_s", 0.025)
+    config.setdefault("fairness_bound_s", 0.05)
+    c = core(**config)
+    for tenant, start, scrub_s in (("b", 0.0, 0.0), ("a", 0.010, 0.004), ("a", 0.021, 0.0)):
+        c.admit(tenant, "m", None, ONE, start)
+        [batch] = c.dispatch(start)
+        assert batch.tenant_id == tenant
+        c.complete(batch, 0.010, start + 0.010, scrub_s=scrub_s)
+    assert c.tenant("a").comeback_s == pytest.approx(0.001)
+    c.admit("b", "m", None, ONE, 0.031)
+    return c
+
+
+def test_anticipation_holds_the_device_for_a_quick_comeback_and_saves_the_switch() -> None:
+    c = anticipating_core()
+    assert c.dispatch(0.031) == []  # b waits: a is expected back within ~1 ms
+    hold = c.devices["d0"].hold_until
+    assert hold == pytest.approx(0.031 + 2 * 0.001)  # at most two mean comebacks
+    assert c.next_wake(0.031) == pytest.approx(hold)  # the driver wakes when the hold ends
+    c.admit("a", "m", None, ONE, 0.0318)
+    [batch] = c.dispatch(0.0318)
+    assert batch.tenant_id == "a" and not batch.tenant_switch and batch.stayed_for_switch
+    assert c.devices["d0"].holds == 1
+
+
+def test_anticipation_ends_when_the_tenant_does_not_come_back() -> None:
+    c = anticipating_core()
+    assert c.dispatch(0.031) == []
+    hold = c.devices["d0"].hold_until
+    assert hold is not None
+    assert c.dispatch(hold - 1e-6) == []
+    [batch] = c.dispatch(hold)
+    assert batch.tenant_id == "b" and batch.tenant_switch
+
+
+def test_anticipation_never_outlasts_the_latency_bound() -> None:
+    # b's request has waited since 0.031: a bound of 1.5 ms ends the hold before a's expected comeback.
+    c = anticipating_core(latency_bound_s=0.0015)
+    assert c.dispatch(0.031) == []
+    assert c.devices["d0"].hold_until == pytest.approx(0.031 + 0.0015)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"latency_bound_s": 0.0},
+        {"fairness_bound_s": 0.0},
+        {"fairness_bound_s": 0.005},
+        {"anticipate": False},
+        {"policy": "fifo"},
+        {"latency_bound_s": 0.0009},
+    ],
+)
+def test_anticipation_is_bounded_by_both_settings(config: dict[str, object]) -> None:
+    # Either bound at 0 turns it off; a leads b by 10 ms of service, beyond a 5 ms fairness bound; a
+    # comeback (1 ms) not shorter than the latency bound is not waited for.
+    c = anticipating_core(**config)
+    [batch] = c.dispatch(0.031)
+    assert batch.tenant_id == "b"
+
+
+def test_anticipation_does_not_wait_longer_than_the_scrub_it_saves() -> None:
+    c = core(latency_bound_s=0.025, fairness_bound_s=0.05)
+    for tenant, start, scrub_s in (("b", 0.0, 0.0), ("a", 0.010, 0.0005), ("a", 0.021, 0.0)):
+        c.admit(tenant, "m", None, ONE, start)
+        [batch] = c.dispatch(start)
+        c.complete(batch, 0.010, start + 0.010, scrub_s=scrub_s)
+    c.admit("b", "m", None, ONE, 0.031)
+    [batch] = c.dispatch(0.031)  # a 1 ms wait to save a 0.5 ms scrub would cost more than it saves
+    assert batch.tenant_id == "b"
+
+
+def test_anticipation_never_holds_a_light_tenant() -> None:
+    c = anticipating_core()
+    c.admit("newcomer", "m", None, ONE, 0.031)  # never served: light
+    [batch] = c.dispatch(0.031)
+    assert batch.tenant_id != "a"

@@ -12,7 +12,8 @@ Scenarios (goals from issue 3):
    (goal <= 2x); FIFO beside it, with the same batching and with one request per forward pass;
 2. tenant switches per 1000 requests, 8 tenants with interleaved arrivals, vs FIFO (goal <= 0.25x FIFO
    at the default latency bound): open loop, round-robin arrivals at 0.5, 0.9 and 1.2 of the
-   one-request-per-forward capacity, and closed loop, 4 clients per tenant with random think times;
+   one-request-per-forward capacity; closed loop, 4 clients per tenant with random think times; and
+   closed loop, 2 clients per tenant with a 0.5-1.5 ms round trip (anticipation's case);
 3. throughput of tenant-grouped batching vs one request per forward pass, one tenant, 32 clients.
 """
 
@@ -41,14 +42,26 @@ class CostModel:
 
 
 COSTS = {
-    "gpu": CostModel("gpu", LinearCost(0.005, 0.0002), 0.002,
-                     "assumed: small encoder on an H100-class GPU, launch-bound (5 ms + 0.2 ms/request); scrub "
-                     "2 ms (zero + verify ~2 GB of freed blocks at ~2 TB/s, plus synchronisation)"),
-    "cpu-minilm": CostModel("cpu-minilm", LinearCost(0.070, 0.016), 0.001,
-                            "measured here: all-MiniLM-L6-v2 forward on this shared 2-core VM, one 14-word "
-                            "text per request (n=1: 85 ms, n=32: 573 ms, noisy); scrub 1 ms assumed"),
-    "cpu-per-item": CostModel("cpu-per-item", LinearCost(0.001, 0.004), 0.001,
-                              "assumed: per-request cost dominates (1 ms + 4 ms/request); scrub 1 ms"),
+    "gpu": CostModel(
+        "gpu",
+        LinearCost(0.005, 0.0002),
+        0.002,
+        "assumed: small encoder on an H100-class GPU, launch-bound (5 ms + 0.2 ms/request); scrub "
+        "2 ms (zero + verify ~2 GB of freed blocks at ~2 TB/s, plus synchronisation)",
+    ),
+    "cpu-minilm": CostModel(
+        "cpu-minilm",
+        LinearCost(0.070, 0.016),
+        0.001,
+        "measured here: all-MiniLM-L6-v2 forward on this shared 2-core VM, one 14-word "
+        "text per request (n=1: 85 ms, n=32: 573 ms, noisy); scrub 1 ms assumed",
+    ),
+    "cpu-per-item": CostModel(
+        "cpu-per-item",
+        LinearCost(0.001, 0.004),
+        0.001,
+        "assumed: per-request cost dominates (1 ms + 4 ms/request); scrub 1 ms",
+    ),
 }
 
 
@@ -91,8 +104,7 @@ def switch_run(cm: CostModel, *, policy: str, batch_size: int, load: float, requ
     return {"switches_per_1000": 1000.0 * sim.tenant_switches / done, "p99_ms": percentile(latencies, 99) * 1e3}
 
 
-def switch_run_closed(cm: CostModel, *, policy: str, batch_size: int, duration_s: float,
-                      seed: int) -> dict[str, float]:
+def switch_run_closed(cm: CostModel, *, policy: str, batch_size: int, duration_s: float, seed: int) -> dict[str, float]:
     """8 tenants x 4 clients, random think times (mean: two requests' service): saturated, interleaved."""
     sim = Simulation(config(policy), cm.cost, scrub_s=cm.scrub_s)
     sim.model("m", batch_size)
@@ -102,22 +114,57 @@ def switch_run_closed(cm: CostModel, *, policy: str, batch_size: int, duration_s
         sim.closed_loop(f"t{i}", "m", 4, think_s=lambda: rng.expovariate(1 / mean_think_s))
     sim.run(duration_s)
     latencies = sorted(o.latency_s for o in sim.outcomes if o.outcome == "ok")
-    return {"switches_per_1000": 1000.0 * sim.tenant_switches / sim.completed(),
-            "p99_ms": percentile(latencies, 99) * 1e3, "throughput_rps": sim.completed() / duration_s}
+    return {
+        "switches_per_1000": 1000.0 * sim.tenant_switches / sim.completed(),
+        "p99_ms": percentile(latencies, 99) * 1e3,
+        "throughput_rps": sim.completed() / duration_s,
+    }
+
+
+def switch_run_round_trip(
+    cm: CostModel, *, policy: str, batch_size: int, duration_s: float, seed: int, **overrides: Any
+) -> dict[str, float]:
+    """8 tenants x 2 clients that resubmit after a 0.5-1.5 ms round trip: every batch empties its queue."""
+    sim = Simulation(config(policy, **overrides), cm.cost, scrub_s=cm.scrub_s)
+    sim.model("m", batch_size)
+    rng = random.Random(seed)
+    for i in range(8):
+        sim.closed_loop(f"t{i}", "m", 2, think_s=lambda: rng.uniform(0.0005, 0.0015))
+    sim.run(duration_s)
+    latencies = sorted(o.latency_s for o in sim.outcomes if o.outcome == "ok")
+    return {
+        "switches_per_1000": 1000.0 * sim.tenant_switches / sim.completed(),
+        "p99_ms": percentile(latencies, 99) * 1e3,
+        "throughput_rps": sim.completed() / duration_s,
+    }
 
 
 def switch_scenario(cm: CostModel, requests: int, duration_s: float, seed: int) -> list[dict[str, Any]]:
     rows = []
     for batch_size in (1, 32):
-        for load in (0.5, 0.9, 1.2, "closed"):
-            if load == "closed":
+        for load in (0.5, 0.9, 1.2, "closed", "rtt"):
+            if load == "rtt":
+                kw = {"batch_size": batch_size, "duration_s": duration_s, "seed": seed}
+                fifo = switch_run_round_trip(cm, policy="fifo", **kw)
+                fair = switch_run_round_trip(cm, policy="fair", **kw)
+                fair["no_anticipation_switches_per_1000"] = switch_run_round_trip(
+                    cm, policy="fair", anticipate=False, **kw
+                )["switches_per_1000"]
+            elif load == "closed":
                 fifo = switch_run_closed(cm, policy="fifo", batch_size=batch_size, duration_s=duration_s, seed=seed)
                 fair = switch_run_closed(cm, policy="fair", batch_size=batch_size, duration_s=duration_s, seed=seed)
             else:
                 fifo = switch_run(cm, policy="fifo", batch_size=batch_size, load=float(load), requests=requests)
                 fair = switch_run(cm, policy="fair", batch_size=batch_size, load=float(load), requests=requests)
-            rows.append({"batch_size": batch_size, "load": load, "fifo": fifo, "fair": fair,
-                         "ratio": fair["switches_per_1000"] / fifo["switches_per_1000"]})
+            rows.append(
+                {
+                    "batch_size": batch_size,
+                    "load": load,
+                    "fifo": fifo,
+                    "fair": fair,
+                    "ratio": fair["switches_per_1000"] / fifo["switches_per_1000"],
+                }
+            )
     return rows
 
 
@@ -145,36 +192,62 @@ def main() -> int:
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
     defaults = SchedulerConfig()
-    print(f"scheduler defaults: fairness_bound_s={defaults.fairness_bound_s} latency_bound_s={defaults.latency_bound_s}"
-          f" max_batch_delay_ms={defaults.max_batch_delay_ms} shared_batch_cost_factor="
-          f"{defaults.shared_batch_cost_factor}")
+    print(
+        f"scheduler defaults: fairness_bound_s={defaults.fairness_bound_s} latency_bound_s={defaults.latency_bound_s}"
+        f" max_batch_delay_ms={defaults.max_batch_delay_ms} shared_batch_cost_factor="
+        f"{defaults.shared_batch_cost_factor}"
+    )
     results: dict[str, Any] = {}
     started = time.perf_counter()
     for cm in COSTS.values() if args.cost == "all" else [COSTS[args.cost]]:
-        print(f"\n== cost model {cm.name}: batch of n = {cm.cost.fixed_s * 1e3:g} ms + {cm.cost.per_item_s * 1e3:g}"
-              f" ms * n, scrub {cm.scrub_s * 1e3:g} ms ({cm.source})")
+        print(
+            f"\n== cost model {cm.name}: batch of n = {cm.cost.fixed_s * 1e3:g} ms + {cm.cost.per_item_s * 1e3:g}"
+            f" ms * n, scrub {cm.scrub_s * 1e3:g} ms ({cm.source})"
+        )
         light = light_scenario(cm, args.duration, args.seed)
         print("1. light tenant p99 (10% load, Poisson) while a heavy tenant floods with 16 clients [goal <= 2x]")
         for label, row in light.items():
-            print(f"   {label:22s} alone {row['p99_alone_ms']:8.1f} ms  flood {row['p99_flood_ms']:8.1f} ms  "
-                  f"ratio {row['ratio']:5.2f}x")
+            print(
+                f"   {label:22s} alone {row['p99_alone_ms']:8.1f} ms  flood {row['p99_flood_ms']:8.1f} ms  "
+                f"ratio {row['ratio']:5.2f}x"
+            )
         switches = switch_scenario(cm, args.requests, args.duration, args.seed)
-        print("2. tenant switches per 1000 requests, 8 tenants interleaved [goal <= 0.25x FIFO]: open loop, "
-              "round-robin arrivals at a load relative to one-per-forward capacity; closed: 4 clients each")
+        print(
+            "2. tenant switches per 1000 requests, 8 tenants interleaved [goal <= 0.25x FIFO]: open loop, "
+            "round-robin arrivals at a load relative to one-per-forward capacity; closed: 4 clients each, "
+            "think time 2 requests' service; rtt: 2 clients each, 0.5-1.5 ms round trip"
+        )
         for row in switches:
-            load = row["load"] if row["load"] == "closed" else f"{row['load']:.1f}"
-            print(f"   batch<= {row['batch_size']:2d} load {load:>6s}: FIFO {row['fifo']['switches_per_1000']:6.0f}"
-                  f" (p99 {row['fifo']['p99_ms']:9.1f} ms)  fair {row['fair']['switches_per_1000']:6.0f}"
-                  f" (p99 {row['fair']['p99_ms']:9.1f} ms)  ratio {row['ratio']:.2f}x")
+            load = row["load"] if isinstance(row["load"], str) else f"{row['load']:.1f}"
+            extra = ""
+            if "throughput_rps" in row["fair"]:
+                extra = f"  req/s FIFO {row['fifo']['throughput_rps']:.0f} fair {row['fair']['throughput_rps']:.0f}"
+            if "no_anticipation_switches_per_1000" in row["fair"]:
+                extra += f"  (fair without anticipation {row['fair']['no_anticipation_switches_per_1000']:.0f})"
+            print(
+                f"   batch<= {row['batch_size']:2d} load {load:>6s}: FIFO {row['fifo']['switches_per_1000']:6.0f}"
+                f" (p99 {row['fifo']['p99_ms']:9.1f} ms)  fair {row['fair']['switches_per_1000']:6.0f}"
+                f" (p99 {row['fair']['p99_ms']:9.1f} ms)  ratio {row['ratio']:.2f}x{extra}"
+            )
         batching = batching_scenario(cm, args.duration)
         print("3. one tenant, 32 clients: grouped batching vs one request per forward")
-        print(f"   batched {batching['batched']['throughput_rps']:8.1f} req/s (mean batch "
-              f"{batching['batched']['mean_batch']:.1f})  one-per-forward "
-              f"{batching['one_per_forward']['throughput_rps']:8.1f} req/s  ratio {batching['ratio']:.2f}x "
-              f"(cost model allows {batching['cost_model_ratio']:.2f}x)")
-        results[cm.name] = {"cost": {"fixed_s": cm.cost.fixed_s, "per_item_s": cm.cost.per_item_s,
-                                     "scrub_s": cm.scrub_s, "source": cm.source},
-                            "light_tenant": light, "tenant_switches": switches, "batching": batching}
+        print(
+            f"   batched {batching['batched']['throughput_rps']:8.1f} req/s (mean batch "
+            f"{batching['batched']['mean_batch']:.1f})  one-per-forward "
+            f"{batching['one_per_forward']['throughput_rps']:8.1f} req/s  ratio {batching['ratio']:.2f}x "
+            f"(cost model allows {batching['cost_model_ratio']:.2f}x)"
+        )
+        results[cm.name] = {
+            "cost": {
+                "fixed_s": cm.cost.fixed_s,
+                "per_item_s": cm.cost.per_item_s,
+                "scrub_s": cm.scrub_s,
+                "source": cm.source,
+            },
+            "light_tenant": light,
+            "tenant_switches": switches,
+            "batching": batching,
+        }
     print(f"\n({time.perf_counter() - started:.1f} s wall)")
     if args.json:
         with open(args.json, "w") as f:

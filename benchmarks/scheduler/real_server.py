@@ -1,158 +1,357 @@
 """The scheduler measured through the real server with `minilm`, each result beside its baseline.
 
-    python benchmarks/scheduler/real_server.py [--seconds 15] [--json out.json]
+    python benchmarks/scheduler/real_server.py [--seconds 10] [--only light,switches,batching] [--json out.json]
 
 1. Light tenant's p99 while a heavy tenant floods with 16 concurrent clients, over its p99 alone
-   (fair scheduler, goal <= 2x; FIFO printed beside it).
-2. Tenant switches per 1000 requests with 8 tenants sending interleaved, fair vs FIFO (goal <= 0.25x).
-3. Throughput with tenant-grouped batching vs one request per forward, 32 concurrent clients of one
-   tenant (goal >= 3x).
-Every server is a real `cleanroom serve` subprocess on loopback (plain HTTP: TLS is not what is measured).
+   (fair scheduler, goal <= 2x; FIFO printed beside it). The light tenant sends open-loop Poisson arrivals,
+   10 per second (about 15 % of the server alone; a closed-loop client would send fewer requests exactly
+   when they are slow, and p99 of a few samples is their maximum); "alone" is measured after a warm-up
+   (first forward passes, the scheduler's cost fit), on the same server, for as long as the flooded run.
+2. Tenant switches per 1000 requests with 8 tenants sending interleaved, fair vs FIFO (goal <= 0.25x at the
+   default latency bound): `--clients-per-tenant` closed-loop clients each (default 4, 32 in all), so that
+   the server is saturated and every tenant has work most of the time, as on a busy multi-tenant server.
+3. Throughput with tenant-grouped batching vs one request per forward (`CLEANROOM_MAX_BATCH_SIZE=1`),
+   32 concurrent clients of one tenant (goal >= 3x).
+
+Every server is a real `cleanroom serve` subprocess on loopback (plain HTTP: TLS is not what is measured),
+with `OMP_NUM_THREADS=1` unless `--torch-threads` says otherwise: on a shared 2-core machine torch's default
+(one intra-op thread per core) makes each forward wait for a peer thread the OS has descheduled; measured
+at load average ~3, the light tenant alone at 10 requests/s had a p50 of 362 ms with 2 threads and 48 ms
+with 1 (server CPU 54 vs 24 ms per request).
+The load comes from one asyncio event loop in this process (httpx.AsyncClient; requests sealed and answers
+opened with the real client code), not a thread per client: on a small machine 32 client threads contend
+for the GIL and the cores the server needs. Beside each result the benchmark prints where the CPU went
+(server and load-generator CPU seconds per request, from /proc and `time.process_time`) and what the
+scheduler did (mean batch size and batch time, scrubs, from the server's /metrics).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import random
 import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
+from cleanroom.client import Client
+from cleanroom.crypto.sealed import CONTENT_TYPE
 from support.server import ServerHandle, server_env, start_server
 
 SENTENCE = "Confidential inference keeps every tenant's text sealed from the client to the model."
-
-
-def payload(n: int) -> bytes:
-    return json.dumps({"inputs": [f"{SENTENCE} #{i}" for i in range(n)]}).encode()
+LIGHT_RATE_PER_S = 10.0  # Poisson: ~100 samples in 10 s, ~15 % of the server alone (one forward ~15 ms)
+BODY = json.dumps({"inputs": [SENTENCE]}).encode()
 
 
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
 
 
-class Clients:
-    """`count` closed-loop clients of `tenant` for `seconds`; latencies in seconds."""
+@dataclass
+class Group:
+    """`count` closed-loop clients of `tenant`, from `start_s` for `seconds`, pausing `pause_s` after each;
+    or, with `rate_per_s`, open-loop Poisson arrivals at that rate (each request sent when it is due,
+    whatever is still outstanding: the latency samples do not thin out when the server is slow)."""
 
-    def __init__(self, server: ServerHandle, tenant: str, count: int, seconds: float, body: bytes,
-                 pause_s: float = 0.0) -> None:
-        self.latencies: list[float] = []
-        self.errors = 0
-        self._stop_at = 0.0
-        self._threads = [threading.Thread(target=self._run, args=(server, tenant, body, pause_s), daemon=True)
-                         for _ in range(count)]
-        self.seconds = seconds
+    tenant: str
+    count: int
+    seconds: float
+    start_s: float = 0.0
+    pause_s: float = 0.0
+    rate_per_s: float | None = None
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
 
-    def _run(self, server: ServerHandle, tenant: str, body: bytes, pause_s: float) -> None:
-        with server.client(tenant) as client:
-            client.public_key()
-            while time.monotonic() < self._stop_at:
-                started = time.perf_counter()
-                try:
-                    client.infer("minilm", body)
-                    self.latencies.append(time.perf_counter() - started)
-                except Exception:
-                    self.errors += 1
-                if pause_s:
-                    time.sleep(pause_s)
 
-    def start(self) -> Clients:
-        self._stop_at = time.monotonic() + self.seconds
-        for thread in self._threads:
-            thread.start()
-        return self
+async def _request(sealer: Client, http: httpx.AsyncClient, group: Group, headers: dict[str, str]) -> None:
+    started = time.perf_counter()
+    sealed = sealer.seal_request("minilm", BODY)
+    try:
+        response = await http.post("/v1/models/minilm/infer", content=sealed.body, headers=headers)
+        if response.status_code == 200:
+            sealed.open_response(response.content)
+            group.latencies.append(time.perf_counter() - started)
+        else:
+            group.errors[str(response.status_code)] = group.errors.get(str(response.status_code), 0) + 1
+    except httpx.HTTPError as exc:
+        group.errors[type(exc).__name__] = group.errors.get(type(exc).__name__, 0) + 1
+    finally:
+        sealed.close()
 
-    def join(self) -> Clients:
-        for thread in self._threads:
-            thread.join()
-        return self
+
+async def _client(
+    server: ServerHandle, sealer: Client, http: httpx.AsyncClient, group: Group, t0: float, rng: random.Random
+) -> None:
+    await asyncio.sleep(max(0.0, t0 + group.start_s - time.monotonic()) + rng.uniform(0, 0.01))
+    stop_at = t0 + group.start_s + group.seconds
+    headers = {"Authorization": f"Bearer {server.tenants[group.tenant]['api_key']}", "Content-Type": CONTENT_TYPE}
+    if group.rate_per_s is not None:
+        pending: list[asyncio.Task[None]] = []
+        due = time.monotonic()
+        while due < stop_at:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            pending.append(asyncio.create_task(_request(sealer, http, group, headers)))
+            due += rng.expovariate(group.rate_per_s)
+        await asyncio.gather(*pending)
+        return
+    while time.monotonic() < stop_at:
+        await _request(sealer, http, group, headers)
+        if group.pause_s:
+            await asyncio.sleep(group.pause_s)
+
+
+async def _drive(server: ServerHandle, groups: list[Group]) -> None:
+    sealers: dict[str, Client] = {}
+    for group in groups:
+        if group.tenant not in sealers:
+            sealers[group.tenant] = server.client(group.tenant)
+            sealers[group.tenant].public_key()
+    total = sum(g.count for g in groups) + 16
+    limits = httpx.Limits(max_connections=total + 4, max_keepalive_connections=total + 4)
+    rng = random.Random(1)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as http:
+        t0 = time.monotonic() + 0.2
+        await asyncio.gather(
+            *(_client(server, sealers[g.tenant], http, g, t0, rng) for g in groups for _ in range(g.count))
+        )
+    for sealer in sealers.values():
+        sealer.close()
+
+
+@dataclass
+class Usage:
+    """CPU seconds of the server process and of this process (the load generator) over a run."""
+
+    server_s: float
+    client_s: float
+
+    @staticmethod
+    def now(server: ServerHandle) -> Usage:
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Usage((int(fields[11]) + int(fields[12])) / ticks, time.process_time())
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.server_s - other.server_s, self.client_s - other.client_s)
+
+
+def run(server: ServerHandle, groups: list[Group]) -> Usage:
+    before = Usage.now(server)
+    asyncio.run(_drive(server, groups))
+    return Usage.now(server) - before
+
+
+def metrics(server: ServerHandle) -> dict[str, float]:
+    with server.http() as http:
+        text = http.get("/metrics").text
+    light_id = re.escape(server.tenants.get("light", {}).get("tenant_id", "light"))
+    pattern = rf'^cleanroom_scheduler_wait_seconds_bucket\{{le="([^"]+)",tenant_id="{light_id}"\}} (\S+)$'
+    light = {float(le): float(v) for le, v in re.findall(pattern, text, re.M)}
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+    return {
+        "switches": total("cleanroom_scheduler_tenant_switches_total"),
+        "batches": total("cleanroom_scheduler_batch_size_count"),
+        "batched_requests": total("cleanroom_scheduler_batch_size_sum"),
+        "service_s": total("cleanroom_scheduler_service_seconds_sum"),
+        "scrubs": total("cleanroom_scheduler_scrub_seconds_count"),
+        "scrub_s": total("cleanroom_scheduler_scrub_seconds_sum"),
+        "wait_s": total("cleanroom_scheduler_wait_seconds_sum"),
+        "waits": total("cleanroom_scheduler_wait_seconds_count"),
+        **{f"light_wait_le_{le}": n for le, n in light.items()},
+    }
+
+
+def light_wait_p99_ms(after: dict[str, float], before: dict[str, float]) -> float:
+    """The light tenant's p99 time in the scheduler's queue (admission to batch start), from the histogram:
+    the upper edge of the bucket that holds it (what scheduling adds, without HTTP and CPU contention)."""
+    buckets = sorted(
+        (float(k.rsplit("_", 1)[1]), after[k] - before.get(k, 0.0)) for k in after if k.startswith("light_wait_le_")
+    )
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    for le, n in buckets:
+        if n >= 0.99 * buckets[-1][1]:
+            return le * 1e3
+    return float("inf")
+
+
+def delta(after: dict[str, float], before: dict[str, float], usage: Usage, requests: int) -> dict[str, float]:
+    d = {k: after[k] - before.get(k, 0.0) for k in after}
+    batches = max(1.0, d["batches"])
+    return {
+        "requests": requests,
+        "switches": d["switches"],
+        "batches": d["batches"],
+        "mean_batch": d["batched_requests"] / batches,
+        "mean_batch_ms": 1e3 * d["service_s"] / batches,
+        "mean_scrub_ms": 1e3 * d["scrub_s"] / max(1.0, d["scrubs"]),
+        "mean_queue_wait_ms": 1e3 * d["wait_s"] / max(1.0, d["waits"]),
+        "server_cpu_ms_per_request": 1e3 * usage.server_s / max(1, requests),
+        "client_cpu_ms_per_request": 1e3 * usage.client_s / max(1, requests),
+    }
+
+
+def describe(d: dict[str, float]) -> str:
+    return (
+        f"[{d['requests']:.0f} requests, mean batch {d['mean_batch']:.1f} in {d['mean_batch_ms']:.1f} ms, "
+        f"scrub {d['mean_scrub_ms']:.2f} ms, queue wait {d['mean_queue_wait_ms']:.1f} ms; CPU per request: "
+        f"server {d['server_cpu_ms_per_request']:.1f} ms, load generator {d['client_cpu_ms_per_request']:.1f} ms]"
+    )
+
+
+TORCH_THREADS: str | None = "1"  # --torch-threads
 
 
 def serve(tmp: Path, name: str, tenants: list[str], **settings: str) -> ServerHandle:
     env = server_env(**{f"CLEANROOM_{k.upper()}": v for k, v in settings.items()})
+    if TORCH_THREADS is not None:
+        env["OMP_NUM_THREADS"] = TORCH_THREADS
     server = start_server(tmp / name, "--models", "minilm", tls=False, env=env)
     for tenant in tenants:
         server.create_tenant(tenant)
     return server
 
 
-def switches(server: ServerHandle) -> float:
-    with server.http() as http:
-        text = http.get("/metrics").text
-    return sum(float(v) for v in re.findall(r"^cleanroom_scheduler_tenant_switches_total\{[^}]*\} (\S+)$", text, re.M))
-
-
-def light_tenant(tmp: Path, policy: str, seconds: float) -> dict[str, float]:
+def light_tenant(tmp: Path, policy: str, seconds: float) -> dict[str, Any]:
     server = serve(tmp, f"light-{policy}", ["light", "heavy"], scheduler_policy=policy)
     try:
-        alone = Clients(server, "light", 1, seconds / 2, payload(1), pause_s=0.05).start().join()
-        heavy = Clients(server, "heavy", 16, seconds, payload(1)).start()
-        time.sleep(1.0)
-        loaded = Clients(server, "light", 1, seconds - 2, payload(1), pause_s=0.05).start().join()
-        heavy.join()
-        return {"light_p99_alone_s": p99(alone.latencies), "light_p99_loaded_s": p99(loaded.latencies),
-                "ratio": p99(loaded.latencies) / p99(alone.latencies), "errors": alone.errors + loaded.errors}
+        # Warm-up: first forward passes are slow, and the scheduler learns the batch cost fit.
+        run(server, [Group("light", 1, 1.5), Group("heavy", 16, 1.5)])
+        alone = Group("light", 1, seconds, rate_per_s=LIGHT_RATE_PER_S)
+        start = metrics(server)
+        run(server, [alone])
+        before = metrics(server)
+        heavy = Group("heavy", 16, seconds + 1.0)
+        loaded = Group("light", 1, seconds, start_s=1.0, rate_per_s=LIGHT_RATE_PER_S)
+        usage = run(server, [heavy, loaded])
+        after = metrics(server)
+        diag = delta(after, before, usage, len(heavy.latencies) + len(loaded.latencies))
+        return {
+            "light_p50_alone_s": statistics.median(alone.latencies),
+            "light_p50_loaded_s": statistics.median(loaded.latencies),
+            "light_queue_wait_p99_alone_ms": light_wait_p99_ms(before, start),
+            "light_queue_wait_p99_loaded_ms": light_wait_p99_ms(after, before),
+            "light_p99_alone_s": p99(alone.latencies),
+            "light_p99_loaded_s": p99(loaded.latencies),
+            "ratio": p99(loaded.latencies) / p99(alone.latencies),
+            "light_samples": len(loaded.latencies),
+            "heavy_requests_per_s": len(heavy.latencies) / (seconds + 1.0),
+            "errors": {**alone.errors, **loaded.errors, **heavy.errors},
+            **diag,
+        }
     finally:
         server.stop()
 
 
-def tenant_switches(tmp: Path, policy: str, seconds: float) -> dict[str, float]:
+def tenant_switches(tmp: Path, policy: str, seconds: float, clients_per_tenant: int) -> dict[str, Any]:
     tenants = [f"t{i}" for i in range(8)]
     server = serve(tmp, f"switch-{policy}", tenants, scheduler_policy=policy)
     try:
-        groups = [Clients(server, t, 2, seconds, payload(1)).start() for t in tenants]
-        for group in groups:
-            group.join()
+        run(server, [Group(t, 1, 1.0) for t in tenants])  # warm-up
+        groups = [Group(t, clients_per_tenant, seconds) for t in tenants]
+        before = metrics(server)
+        usage = run(server, groups)
         requests = sum(len(g.latencies) for g in groups)
-        return {"requests": requests, "switches": switches(server),
-                "switches_per_1000": 1000 * switches(server) / max(1, requests)}
+        diag = delta(metrics(server), before, usage, requests)
+        return {
+            "switches_per_1000": 1000 * diag["switches"] / max(1, requests),
+            "requests_per_s": requests / seconds,
+            "p99_s": p99([x for g in groups for x in g.latencies]),
+            "errors": {k: v for g in groups for k, v in g.errors.items()},
+            **diag,
+        }
     finally:
         server.stop()
 
 
-def batching(tmp: Path, max_batch: str, seconds: float) -> dict[str, float]:
+def batching(tmp: Path, max_batch: str, seconds: float, clients: int) -> dict[str, Any]:
     settings = {"max_batch_size": max_batch} if max_batch else {}
     server = serve(tmp, f"batch-{max_batch or 'on'}", ["solo"], **settings)
     try:
-        clients = Clients(server, "solo", 32, seconds, payload(1)).start().join()
-        return {"requests_per_s": len(clients.latencies) / seconds, "errors": clients.errors,
-                "p50_s": statistics.median(clients.latencies)}
+        run(server, [Group("solo", clients, 1.0)])  # warm-up
+        group = Group("solo", clients, seconds)
+        before = metrics(server)
+        usage = run(server, [group])
+        diag = delta(metrics(server), before, usage, len(group.latencies))
+        return {
+            "requests_per_s": len(group.latencies) / seconds,
+            "errors": group.errors,
+            "p50_s": statistics.median(group.latencies),
+            **diag,
+        }
     finally:
         server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients-per-tenant", type=int, default=4, help="scenario 2, 8 tenants")
+    parser.add_argument("--only", default="light,switches,batching")
+    parser.add_argument(
+        "--torch-threads", default="1", help="OMP_NUM_THREADS for the server ('default': torch's own, one per core)"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    global TORCH_THREADS
+    TORCH_THREADS = None if args.torch_threads == "default" else args.torch_threads
+    print(
+        f"server torch threads: {args.torch_threads}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="cleanroom-sched-bench-"))
-    results: dict[str, dict[str, dict[str, float]]] = {"light": {}, "switches": {}, "batching": {}}
-    for policy in ("fair", "fifo"):
-        results["light"][policy] = light_tenant(tmp, policy, args.seconds)
-        print(f"light tenant p99 under a 16-client flood / alone, {policy}: {results['light'][policy]['ratio']:.2f}x "
-              f"({results['light'][policy]['light_p99_loaded_s'] * 1e3:.0f} ms vs "
-              f"{results['light'][policy]['light_p99_alone_s'] * 1e3:.0f} ms)", flush=True)
-    for policy in ("fair", "fifo"):
-        results["switches"][policy] = tenant_switches(tmp, policy, args.seconds)
-        print(f"tenant switches per 1000 requests, 8 tenants, {policy}: "
-              f"{results['switches'][policy]['switches_per_1000']:.0f}", flush=True)
-    fair, fifo = (results["switches"][p]["switches_per_1000"] for p in ("fair", "fifo"))
-    print(f"  fair/fifo switches: {fair / max(fifo, 1e-9):.2f}x (goal <= 0.25x)")
-    for label, cap in (("grouped", ""), ("one per forward", "1")):
-        results["batching"][label] = batching(tmp, cap, args.seconds)
-        print(f"minilm, 32 clients of one tenant, {label}: {results['batching'][label]['requests_per_s']:.1f} req/s",
-              flush=True)
-    speedup = results["batching"]["grouped"]["requests_per_s"] / results["batching"]["one per forward"]["requests_per_s"]
-    print(f"  batching speed-up: {speedup:.2f}x (goal >= 3x)")
+    results: dict[str, dict[str, Any]] = {"light": {}, "switches": {}, "batching": {}}
+    if "light" in only:
+        for policy in ("fair", "fifo"):
+            r = results["light"][policy] = light_tenant(tmp, policy, args.seconds)
+            print(
+                f"light tenant p99 under a 16-client flood / alone, {policy}: {r['ratio']:.2f}x "
+                f"({r['light_p99_loaded_s'] * 1e3:.0f} ms vs {r['light_p99_alone_s'] * 1e3:.0f} ms; p50 "
+                f"{r['light_p50_loaded_s'] * 1e3:.0f} vs {r['light_p50_alone_s'] * 1e3:.0f} ms; p99 in the queue "
+                f"<= {r['light_queue_wait_p99_loaded_ms']:.0f} vs <= {r['light_queue_wait_p99_alone_ms']:.0f} ms; "
+                f"{r['light_samples']} samples, errors {r['errors']}) {describe(r)}",
+                flush=True,
+            )
+    if "switches" in only:
+        for policy in ("fair", "fifo"):
+            r = results["switches"][policy] = tenant_switches(tmp, policy, args.seconds, args.clients_per_tenant)
+            print(
+                f"tenant switches per 1000 requests, 8 tenants x {args.clients_per_tenant} clients, {policy}: "
+                f"{r['switches_per_1000']:.0f} ({r['requests_per_s']:.1f} req/s, p99 {r['p99_s'] * 1e3:.0f} ms, "
+                f"errors {r['errors']}) {describe(r)}",
+                flush=True,
+            )
+        fair, fifo = (results["switches"][p]["switches_per_1000"] for p in ("fair", "fifo"))
+        print(f"  fair/fifo switches: {fair / max(fifo, 1e-9):.2f}x (goal <= 0.25x)")
+    if "batching" in only:
+        for label, cap in (("grouped", ""), ("one per forward", "1")):
+            r = results["batching"][label] = batching(tmp, cap, args.seconds, 32)
+            print(
+                f"minilm, 32 clients of one tenant, {label}: {r['requests_per_s']:.1f} req/s "
+                f"(errors {r['errors']}) {describe(r)}",
+                flush=True,
+            )
+        speedup = (
+            results["batching"]["grouped"]["requests_per_s"] / results["batching"]["one per forward"]["requests_per_s"]
+        )
+        print(f"  batching speed-up: {speedup:.2f}x (goal >= 3x)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -25,6 +25,8 @@ class SchedulerConfig:
     is around (had work within `shared_window_s`); None: no cap.
     `max_batch_delay_ms` is the longest a partial batch waits for more requests (runtime/batching.py).
     `policy="fifo"` is the arrival-order baseline for benchmarks, never a production setting.
+    `anticipate`: a free device may wait for its current tenant's next request when that tenant comes back
+    quickly, within both stickiness bounds (anticipatory scheduling, runtime/scheduler_core.py `_hold`).
     `scrub_on_first_use` also calls `on_tenant_switch(device, None, tenant)` for a device's first tenant.
     """
 
@@ -41,6 +43,7 @@ class SchedulerConfig:
     shared_batch_cost_factor: float | None = 2.0
     shared_window_s: float = 1.0
     idle_grace_s: float = 0.05
+    anticipate: bool = True
 
     def __post_init__(self) -> None:
         if self.policy not in ("fair", "fifo"):

@@ -128,8 +128,9 @@ class Simulation:
         for t in times:
             self.at(t, arrive)
 
-    def poisson(self, tenant_id: str, model: str, rate_per_s: float, start_s: float, stop_s: float,
-                rng: random.Random) -> None:
+    def poisson(
+        self, tenant_id: str, model: str, rate_per_s: float, start_s: float, stop_s: float, rng: random.Random
+    ) -> None:
         t = start_s + rng.expovariate(rate_per_s)
         times = []
         while t < stop_s:
@@ -137,9 +138,16 @@ class Simulation:
             t += rng.expovariate(rate_per_s)
         self.open_loop(tenant_id, model, times)
 
-    def closed_loop(self, tenant_id: str, model: str, clients: int, *,
-                    think_s: float | Callable[[], float] = 0.0, start_s: float = 0.0,
-                    stop_s: float = math.inf) -> None:
+    def closed_loop(
+        self,
+        tenant_id: str,
+        model: str,
+        clients: int,
+        *,
+        think_s: float | Callable[[], float] = 0.0,
+        start_s: float = 0.0,
+        stop_s: float = math.inf,
+    ) -> None:
         """`clients` clients that each keep one request outstanding, resubmitting `think_s` (a number, or a
         function drawing one) after an answer, or after `Retry-After` when refused."""
 
@@ -183,14 +191,23 @@ class Simulation:
         service = self.cost(batch.model, len(batch.requests))
         for request in batch.requests:
             request.handle[0].started_at = self.now
-        record = BatchRecord(batch.device, batch.tenant_id, batch.model, len(batch.requests), batch.tenant_switch,
-                             scrub, self.now + scrub, self.now + scrub + service,
-                             tuple(r.tenant_id for r in batch.requests), tuple(r.model for r in batch.requests))
+        record = BatchRecord(
+            batch.device,
+            batch.tenant_id,
+            batch.model,
+            len(batch.requests),
+            batch.tenant_switch,
+            scrub,
+            self.now + scrub,
+            self.now + scrub + service,
+            tuple(r.tenant_id for r in batch.requests),
+            tuple(r.model for r in batch.requests),
+        )
         self.batches.append(record)
-        self.at(record.end, lambda: self._done(batch, service))
+        self.at(record.end, lambda: self._done(batch, service, scrub))
 
-    def _done(self, batch: Batch, service_s: float) -> None:
-        self.core.complete(batch, service_s, self.now)
+    def _done(self, batch: Batch, service_s: float, scrub_s: float) -> None:
+        self.core.complete(batch, service_s, self.now, scrub_s=scrub_s)
         for request in batch.requests:
             record, on_done = request.handle
             record.outcome, record.batch_size = "ok", len(batch.requests)
@@ -213,8 +230,11 @@ class Simulation:
         return out
 
     def latencies(self, tenant_id: str, *, since_s: float = 0.0) -> list[float]:
-        return sorted(o.latency_s for o in self.outcomes
-                      if o.tenant_id == tenant_id and o.outcome == "ok" and o.arrived_at >= since_s)
+        return sorted(
+            o.latency_s
+            for o in self.outcomes
+            if o.tenant_id == tenant_id and o.outcome == "ok" and o.arrived_at >= since_s
+        )
 
     def completed(self, tenant_id: str | None = None) -> int:
         return sum(1 for o in self.outcomes if o.outcome == "ok" and (tenant_id is None or o.tenant_id == tenant_id))
