@@ -358,7 +358,7 @@ class Scheduler:
         return _Outcome(results, self._clock() - started, True, scrub_s, scrub_bytes)
 
     def _finish(self, batch: Batch, outcome: _Outcome) -> None:
-        self._core.complete(batch, outcome.service_s, self._clock(), ran=outcome.ran)
+        self._core.complete(batch, outcome.service_s, self._clock(), ran=outcome.ran, scrub_s=outcome.scrub_s)
         self._dirty.add(batch.tenant_id)
         results = outcome.results
         n = len(batch.requests)
