@@ -230,8 +230,9 @@ class StreamEncryptor(_Segmenter):
         """Seal the next `n` full, non-last segments (`plaintext` is exactly n * segment_size bytes) into
         `out` (exactly n * (segment_size + 16) bytes, segment after segment); returns bytes written.
 
-        The same segments as n calls of `encrypt_segment_into(..., last=False)`, in one call: at 64 KiB
-        segments the per-call work around AES-GCM was a fifth of a spill's cipher time (measured).
+        The same segments as n calls of `encrypt_segment_into(..., last=False)`, in one call: one call per
+        segment cost the spill ~3.5 µs of Python per segment around AES-GCM (cProfile, 64 KiB segments:
+        ~3.5 ms per 64 MiB next to ~14 ms of cipher).
         """
         if self.finished:
             raise ValueError("stream already finished: the last segment was sealed")

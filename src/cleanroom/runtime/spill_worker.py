@@ -44,9 +44,9 @@ class Job:
 
     Completion is a plain lock (held until the disk thread releases it) and, for writes, the job itself
     put back on the owner's `returns` queue: both C-level, so the disk thread holds the GIL for a few
-    microseconds per job. (A `threading.Event` per job plus a `Condition` for the pending count kept it
-    long enough that the cipher thread queued behind it for the GIL after one call in ten, 40-100 µs
-    each at 64 KiB segments, measured.)
+    microseconds per job. (With a `threading.Event` per job and a `Condition` for a pending count, about one
+    AES-GCM call in ten on the cipher thread took 40-100 µs instead of ~14 µs at 64 KiB segments, measured;
+    GIL hand-offs to the disk thread are the likely cause.)
     """
 
     __slots__ = ("_done", "buffer", "error", "offset", "owner", "returns", "write")
@@ -177,12 +177,12 @@ class DiskWorker:
 # --- extents: several consecutive segments per system call -------------------------------------------------
 # One pwrite/pread per segment costs a thread hand-off per 64 KiB (measured: ~14 µs each, 0.24x of raw
 # AES-GCM at 64 KiB segments). Segments are contiguous on disk, so the pipe groups them into extents of
-# about these many bytes and hands the disk thread one extent at a time. Reads and writes differ (measured
-# on the 2-vCPU dev VM, interleaved, 64 KiB segments): writing, the cipher is the slower stage and a
-# smaller extent keeps what it just sealed in cache for the pwrite (0.68x -> 0.76x of raw AES-GCM from
-# 1 MiB to 512 KiB); reading, every extent costs a wake-up of the waiting cipher thread, and 2 MiB
-# extents halve those, and two such buffers (one being opened, one being read ahead) beat three
-# (0.69x -> 0.82x).
+# about these many bytes and hands the disk thread one extent at a time. Reading, every extent costs a
+# wake-up of the waiting cipher thread, and 2 MiB extents in two buffers were faster than 1 MiB in three
+# (64 KiB segments, 2-vCPU dev VM: read 0.54x -> 0.73x of raw AES-GCM together with the batched opening
+# in stream.py). The 512 KiB write extent measured better than 1 MiB only in runs whose order favoured
+# it (a spill run right after another one's close writes faster); not yet re-measured with the order
+# rotated, the box being busy — treat it as a guess.
 EXTENT_TARGET_BYTES = 512 * 1024
 READ_EXTENT_TARGET_BYTES = 2 << 20
 
