@@ -88,12 +88,22 @@ class RawConnection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        reused = self.writer is not None
+        try:
+            return await self._post(path, body, headers)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            await self.close()
+            if not reused:
+                raise
+            # The server closes keep-alive connections idle for a few seconds: like any client, reconnect once.
+            return await self._post(path, body, headers)
+
+    async def _post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
-        )
+        request = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+        self.writer.write(request.encode() + body)
         status_line = await self.reader.readline()
         if not status_line:
             raise ConnectionError("server closed the connection")
