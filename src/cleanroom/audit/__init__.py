@@ -2,6 +2,7 @@
 signed checkpoints, verification, inclusion/consistency proofs and anomaly alerts. See docs/audit.md."""
 
 from cleanroom.audit.alerts import Alert, AlertMonitor, AlertSettings, BusinessHours
+from cleanroom.audit.durability import AuditTicket
 from cleanroom.audit.keys import AuditKeys, load_audit_keys, load_or_create_audit_keys, load_public_key
 from cleanroom.audit.log import AuditLog
 from cleanroom.audit.proofs import InclusionProof, ProofError, prove, verify_proof
@@ -17,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "AuditKeys",
     "AuditLog",
+    "AuditTicket",
     "BusinessHours",
     "Finding",
     "InclusionProof",

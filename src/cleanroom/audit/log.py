@@ -1,23 +1,26 @@
 """The append-only, encrypted, hash-chained audit log with signed checkpoints (DESIGN invariant 5).
 
-`AuditLog.append` returns only when the record is durable under the fsync policy, so a caller that audits
-a decryption *before* releasing the plaintext can rely on the record surviving a crash:
+Two ways to append. `append` returns only when the record is durable under the fsync policy.
+`append_ahead` returns once the record is *written* (sequence number, chain, in the page cache: it
+survives a kill of this process) with an `AuditTicket` whose `wait_durable()` returns once it is durable
+(`durability.py`): the request path writes the record before it decrypts and waits before any answer
+leaves, so the fdatasync runs while it decrypts and computes. `append` is `append_ahead` + `wait_durable`.
 
-- "always": one append (one record, or one `append_many` batch) per write, `fdatasync` before returning
-            (the conservative reference);
-- "group":  group commit. Appenders queue their record; whichever appender finds no flush in progress
-            becomes the leader, seals, chains and hashes every queued record, writes them in one `write`
-            and one `fdatasync`, and wakes the others. With k concurrent appenders one fsync covers about
-            k/2 records (the other half is waiting for the fsync in flight). `append_many` puts a whole
-            batch in one slot: one thread auditing a batch of requests gets one fsync for all of them;
+- "always": one append (one record, or one `append_many` batch) per write, `fdatasync` before the write
+            stage moves on (the conservative reference; tickets are durable when issued);
+- "group":  group commit in two stages. Appenders queue their record; whichever appender finds no write
+            in progress becomes the leader, seals, chains and hashes every queued record, writes them in
+            one `write`, and wakes the others. Durability is coalesced separately: one fdatasync at a
+            time, each covering every record written before it started (`durability.py`), so writes go
+            on while an fdatasync is in flight. `append_many` puts a whole batch in one slot;
 - "none":   records reach the OS (`write`) before `append` returns: they survive a crash of this process,
             not a power loss. Checkpoints still fsync the records they cover first.
 
 Failure handling (fail closed): a failed `write` fails the whole batch with `AuditUnavailable`, truncates
 the segment back to the last durable byte and rolls the in-memory chain and tree back, so later appends
 may succeed. A failed `fsync` cannot be retried safely (the kernel may already have dropped the dirty
-pages: "fsyncgate"), so it breaks the log until it is reopened: every append in the failed batch fails,
-and so does every append queued behind it; a later fsync that "succeeds" proves nothing about them.
+pages: "fsyncgate"), so it breaks the log until it is reopened: every ticket it should have covered
+fails, and so does every append and ticket after it; a later fsync that "succeeds" proves nothing.
 
 Only one process may write a log: an exclusive `flock` on `.lock` in the directory enforces it.
 """
@@ -45,6 +48,7 @@ from cleanroom.audit.checkpoints import (
     write_fully,
 )
 from cleanroom.audit.commit import GroupCommit, Slot
+from cleanroom.audit.durability import AuditTicket, Durability
 from cleanroom.audit.merkle import chain_next, leaf_hash
 from cleanroom.audit.records import (
     FRAME_HEADER_LEN,
@@ -98,13 +102,14 @@ class AuditLog:
         self._segment_max = segment_max_bytes
         self._fsync = fsync
         self._commit = GroupCommit(
-            self._write_batch, one_at_a_time=fsync == "always", on_records_written=self._records_durable
+            self._write_batch, one_at_a_time=fsync == "always", on_records_written=self._records_written
         )
+        self._durability = Durability(self._sync_segment, self._mark_broken, sync_on_wait=fsync != "none")
         self._mutex = self._commit.mutex
         self._closed = False
         self._broken: str | None = None
         self._segments: SegmentWriter  # set by _open
-        self._durable = 0
+        self._written = 0
         self._cp_fd = -1
         self._lock_fd = -1
         self.repairs: list[Repair] = []
@@ -147,9 +152,16 @@ class AuditLog:
 
     @property
     def size(self) -> int:
-        """Records durably in the log."""
-        with self._mutex:
-            return self._durable
+        """Records durably in the log (written, with fsync "none")."""
+        if self._fsync == "none":
+            with self._mutex:
+                return self._written
+        return self._durability.durable
+
+    @property
+    def fdatasyncs(self) -> int:
+        """fdatasyncs run to make records durable (not counting rotations, rollbacks and checkpoints)."""
+        return self._durability.syncs
 
     @property
     def group_commits(self) -> int:
@@ -163,13 +175,21 @@ class AuditLog:
 
     def append(self, event: AuditEvent) -> int:
         """Append one record; return its sequence number once durable. Raises AuditUnavailable."""
+        ticket = self.append_ahead(event)
+        ticket.wait_durable()
+        return ticket.seq
+
+    def append_ahead(self, event: AuditEvent) -> AuditTicket:
+        """Write one record and return once it is in the log file (not yet fsynced) with its ticket;
+        `ticket.wait_durable()` before releasing anything the record vouches for. Raises AuditUnavailable
+        if the record could not be written."""
         if not isinstance(event, AuditEvent):
             raise TypeError("append takes an AuditEvent")
         slot = Slot((event.to_json_bytes(),))
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
-        return slot.seq
+        return AuditTicket(self._durability, slot.seq, slot.seq + 1)
 
     def append_many(self, events: Sequence[AuditEvent]) -> range:
         """Append several records as one unit: contiguous, in order, durable together under one fsync.
@@ -186,11 +206,16 @@ class AuditLog:
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
+        AuditTicket(self._durability, slot.seq, slot.seq + len(events)).wait_durable()
         return range(slot.seq, slot.seq + len(events))
 
     def record(self, fields: Mapping[str, Any]) -> int:
         """`append` for callers that hold a mapping (the runtime's `AuditSink.record` protocol)."""
         return self.append(self.event_from_fields(fields))
+
+    def record_ahead(self, fields: Mapping[str, Any]) -> AuditTicket:
+        """`append_ahead` for mappings (the runtime's `AuditSink.record_ahead`)."""
+        return self.append_ahead(self.event_from_fields(fields))
 
     def record_many(self, fields: Sequence[Mapping[str, Any]]) -> range:
         """`append_many` for mappings: one group commit for a whole batch of requests."""
@@ -226,7 +251,7 @@ class AuditLog:
         try:
             self._submit(Slot(task=self._final_checkpoint_task), closing=True)
         finally:
-            self._release_files()
+            self._durability.close(self._release_files)  # no fdatasync may be running on a closing fd
             self._wipe_keys()
 
     def __enter__(self) -> AuditLog:
@@ -252,8 +277,11 @@ class AuditLog:
     def _submit(self, slot: Slot, closing: bool = False) -> None:
         self._commit.submit(slot, admit=None if closing else self._check_usable)
 
-    def _records_durable(self) -> None:
-        self._durable = self._state.seq
+    def _records_written(self) -> None:
+        self._written = self._state.seq
+
+    def _mark_broken(self, reason: str) -> None:
+        self._broken = reason
 
     def _write_batch(self, batch: list[Slot]) -> None:
         """Seal, chain and hash every record of the batch, write them (one `write` per segment touched)
@@ -294,7 +322,7 @@ class AuditLog:
             for index, first_seq, chunk in chunks:
                 if index != self._segments.index:
                     created.append(index)
-                    self._segments.rotate_to(index, first_seq=first_seq)
+                    self._rotate(index, first_seq)
                 if chunk:
                     self._segments.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
         except OSError as exc:
@@ -303,23 +331,44 @@ class AuditLog:
         except BaseException:
             self._rollback(before, created)
             raise
-        if self._fsync != "none":
-            self._sync()
+        self._durability.wrote(seq)
+        if self._fsync == "always":
+            self._durability.sync_through(seq)
         self._maybe_checkpoint()
 
-    def _sync(self) -> None:
-        try:
-            self._segments.sync()
-        except OSError as exc:
-            self._broken = f"fsync failed ({exc.strerror})"
-            raise AuditUnavailable(f"audit log fsync failed: {exc.strerror}") from exc
+    def _sync_segment(self) -> None:
+        """The fdatasync behind every ticket; `Durability` runs it with the sync role held."""
+        if self._segments.fd < 0:
+            raise OSError(9, "the audit log is closed")
+        self._segments.sync()
+
+    def _rotate(self, index: int, first_seq: int) -> None:
+        """Sync the full segment (every record before `first_seq` is then durable) and start the next one;
+        the sync role is held so no fdatasync runs on the descriptor being swapped."""
+        with self._durability.exclusive():
+            try:
+                self._segments.sync()
+            except OSError as exc:
+                self._broken = f"fsync failed ({exc.strerror})"
+                error = AuditUnavailable(f"audit log fsync failed: {exc.strerror}")
+                self._durability.fail(error)
+                raise error from exc
+            self._durability.covered(first_seq)
+            self._segments.create(index, first_seq)
+            self._segments.open(index)
 
     def _rollback(self, before: LogState, created: list[int]) -> None:
-        try:
-            self._segments.roll_back(created, before.segment, before.segment_size)
-        except OSError as exc:
-            self._broken = f"could not roll back a failed write ({exc.strerror})"
-            logger.error("audit log: %s", self._broken)
+        with self._durability.exclusive():
+            try:
+                # Cuts the failed batch off (records written before it stay) and fsyncs what is left.
+                self._segments.roll_back(created, before.segment, before.segment_size)
+            except OSError as exc:
+                self._broken = f"could not roll back a failed write ({exc.strerror})"
+                logger.error("audit log: %s", self._broken)
+                # The rollback's fsync may have taken a writeback error of earlier, written records.
+                self._durability.fail(AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}"))
+            else:
+                self._durability.covered(before.seq)
         self._state = before
 
     # ------------------------------------------------------------------ checkpoints
@@ -338,8 +387,7 @@ class AuditLog:
         """Caller holds the busy flag. Syncs covered records first, then appends and fsyncs the line."""
         if self._broken is not None:
             raise AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}")
-        if self._segments.unsynced:
-            self._sync()
+        self._durability.sync_through(self._state.seq)  # every covered record durable first
         state = self._state
         last = self._last_cp
         checkpoint = sign_checkpoint(
@@ -396,7 +444,7 @@ class AuditLog:
         """Time-based checkpoints for records that arrived since the last one, even when appends stop."""
         while not self._stop.wait(min(self._every_s, 5.0)):
             last = self._last_cp  # unlocked reads: only deciding whether to queue a task
-            if last is not None and last.tree_size == self._durable:
+            if last is not None and last.tree_size == self._written:
                 continue
             if time.monotonic() - self._last_cp_mono < self._every_s:
                 continue
@@ -424,7 +472,11 @@ class AuditLog:
         else:
             self._cipher, self._state = recovered.cipher, recovered.state
             self._segments = SegmentWriter(self.directory, self._cipher)
-        self._durable = self._state.seq
+        self._written = self._state.seq
+        # Recovered records past the newest checkpoint may still be only in the page cache: the
+        # checkpoint written at open syncs them.
+        covered = 0 if self._last_cp is None else self._last_cp.tree_size
+        self._durability.reset(written=self._state.seq, durable=covered)
         self._segments.open(self._state.segment)
         self._cp_fd = os.open(self.directory / CHECKPOINTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
