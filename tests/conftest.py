@@ -28,18 +28,56 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class MemoryAudit:
-    """An AuditSink for in-process tests that records events in a list."""
+    """An AuditSink for in-process tests that records events in a list.
+
+    `record` is durable at once. `record_ahead` mimics the write-ahead log: the event is "written" (in
+    `events`) at once and made "durable" by the first `wait_durable` after it, one `syncs` for every event
+    written before it (group commit). `fail` fails every record; `fail_durability` fails the next sync and,
+    like a real log after a failed fdatasync, every wait after it that it did not already cover.
+    """
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.fail = False
+        self.fail_durability = False
+        self.syncs = 0
+        self.durable = 0
+        self.broken: Exception | None = None
 
     def record(self, event: Any) -> None:
+        self.record_ahead(event).wait_durable()
+
+    def record_ahead(self, event: Any) -> MemoryTicket:
         from cleanroom.errors import AuditUnavailable
 
         if self.fail:
             raise AuditUnavailable("audit sink is failing (test)")
         self.events.append(dict(event))
+        return MemoryTicket(self, len(self.events))
+
+    def sync_through(self, end: int) -> None:
+        from cleanroom.errors import AuditUnavailable
+
+        if self.durable >= end:
+            return
+        if self.broken is None and self.fail_durability:
+            self.broken = AuditUnavailable("audit log fsync failed: Input/output error (test)")
+        if self.broken is not None:
+            raise self.broken
+        self.syncs += 1
+        self.durable = len(self.events)
+
+
+class MemoryTicket:
+    def __init__(self, sink: MemoryAudit, end: int) -> None:
+        self.sink, self.end = sink, end
+        self.started = False
+
+    def start_sync(self) -> None:
+        self.started = True
+
+    def wait_durable(self) -> None:
+        self.sink.sync_through(self.end)
 
 
 @pytest.fixture

@@ -115,7 +115,13 @@ class CleanroomMiddleware:
         principal = self.services.tenants.authenticate(bearer(scope), source=source)
         body = await read_body(receive, self.settings.max_body_bytes)
         call = CallContext(principal=principal, model="", path=scope["path"], source=source)
-        with self.services.runtime.opener.open(call, body) as request:
+        with self.services.runtime.opener.open(call, body, write_ahead=True) as request:
+            # The record was written before the decryption; it must be durable before the app sees the
+            # plaintext, not only before the answer leaves: an app is arbitrary code (its own logs, its
+            # database, outbound calls) that can carry the plaintext out of the process by itself. Here
+            # write-ahead only overlaps the fdatasync with the decryption; the sealed answer is sent after
+            # `open` ends, which waits again (a no-op by then).
+            await anyio.to_thread.run_sync(request.wait_durable)
             plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
             try:
                 status, headers, chunks = await run_app(self.app, scope, plaintext, self.inner_content_type)

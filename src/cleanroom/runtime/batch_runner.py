@@ -4,6 +4,12 @@ One batch holds one tenant's requests for one model (the scheduler guarantees it
 through `RequestOpener` (checks, audit, decrypt into a SecureBuffer) and zeroed when the batch ends; a
 request that fails to open fails alone, the others still run. Models that declare `max_batch_size > 1` and
 offer `run_batch` get all payloads in one forward pass.
+
+Audit (invariant 5, write-ahead): each request's decryption record is written as it is opened, before its
+payload is decrypted; once every request of the batch is open, one fdatasync for all of their records
+starts in the background and runs while the model does. No result leaves `run` before it has succeeded
+(`OpenedRequest.seal` waits for it); if it failed, every request of the batch answers 503
+(`AuditUnavailable`) and its sealed answer is zeroed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cleanroom.errors import AuditUnavailable
 from cleanroom.runtime.models import Model
 from cleanroom.runtime.session import CallContext, OpenedRequest, RequestOpener, run_model, run_model_batch
 from cleanroom.scrubbers.base import ScrubPolicy
@@ -26,8 +33,9 @@ class SealedItem:
 
 
 class SealedBatchRunner:
-    def __init__(self, opener: RequestOpener, model: Model, policy: ScrubPolicy, max_batch_size: int | None = None
-                 ) -> None:
+    def __init__(
+        self, opener: RequestOpener, model: Model, policy: ScrubPolicy, max_batch_size: int | None = None
+    ) -> None:
         self.opener, self.model, self.policy = opener, model, policy
         self.max_batch_size = max(1, int(getattr(model, "max_batch_size", 1)))
         if max_batch_size is not None:
@@ -39,11 +47,13 @@ class SealedBatchRunner:
             opened: list[tuple[int, OpenedRequest]] = []
             for i, item in enumerate(items):
                 try:
-                    opened.append((i, stack.enter_context(self.opener.open(item.call, item.body))))
+                    opened.append((i, stack.enter_context(self.opener.open(item.call, item.body, write_ahead=True))))
                 except Exception as exc:  # this request alone fails (bad tag, replay, ...)
                     results[i] = exc
             if opened:
+                opened[-1][1].start_sync()  # one fdatasync for every record of the batch, during the model
                 self._run(opened, results)
+                self._durable_before_release(opened, results)
         if self.policy.mode == "per_request" and self.opener.scrubber is not None:
             self.opener.scrubber.between_tenant_scrub()
         return [r if r is not None else RuntimeError("request produced no result") for r in results]
@@ -64,6 +74,21 @@ class SealedBatchRunner:
             try:
                 results[i] = self._seal(request, run_model(self.model, request.payload, request.scope))
             except Exception as exc:
+                results[i] = exc
+
+    @staticmethod
+    def _durable_before_release(
+        opened: list[tuple[int, OpenedRequest]], results: list[bytearray | BaseException | None]
+    ) -> None:
+        """Every result, answer or error, waits for its record's durability (the tickets resolved together,
+        so this is one fdatasync, usually long finished); a failed one turns the result into 503."""
+        for i, request in opened:
+            try:
+                request.wait_durable()
+            except AuditUnavailable as exc:
+                result = results[i]
+                if isinstance(result, bytearray):  # `seal` already refuses; zero whatever got through
+                    result[:] = bytes(len(result))
                 results[i] = exc
 
     @staticmethod

@@ -2,6 +2,12 @@
 
 Reading `Runtime.handle` top to bottom shows where plaintext begins (`decrypt_payload_into`) and where it
 ends (the `finally` that zeroes every tensor and closes every buffer of the request).
+
+Audit order (invariant 5): the decryption record is written to the log before any plaintext exists; with
+`write_ahead=True` its fdatasync runs while the request decrypts and computes, and nothing leaves before it
+has succeeded: `OpenedRequest.seal` waits for it (and zeroes the sealed answer if it failed), and leaving
+`RequestOpener.open` waits for it too, so no answer and no error built after the decryption is released
+before the record is durable.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from cleanroom.crypto.sealed import OpenedRequestKey, RequestMetadata, open_request_key, parse_request
-from cleanroom.errors import CleanroomError, ContextMismatch, InvalidPayload
+from cleanroom.errors import AuditUnavailable, CleanroomError, ContextMismatch, InvalidPayload
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
@@ -30,9 +36,46 @@ log = logging.getLogger("cleanroom.runtime")
 
 class AuditSink(Protocol):
     """Where decryption records go; `record` returns only once the record is durable, or raises
-    `AuditUnavailable` (the request then fails closed)."""
+    `AuditUnavailable` (the request then fails closed).
+
+    A sink may also offer `record_ahead(event) -> DurabilityTicket`: return once the record is written
+    (it survives a kill of the process), with a ticket to wait for durability (`cleanroom.audit`'s
+    `AuditLogSink` does). `record_ahead(sink, event)` below falls back to `record` for sinks without it.
+    """
 
     def record(self, event: Mapping[str, Any]) -> None: ...
+
+
+class DurabilityTicket(Protocol):
+    """A written audit record: `wait_durable()` returns once it is durable or raises `AuditUnavailable`
+    (asking again gives the same answer); `start_sync()` starts making it durable without waiting."""
+
+    def start_sync(self) -> None: ...
+
+    def wait_durable(self) -> None: ...
+
+
+class AlreadyDurable:
+    """The ticket of a record that a synchronous `record` already made durable."""
+
+    def start_sync(self) -> None:
+        return None
+
+    def wait_durable(self) -> None:
+        return None
+
+
+ALREADY_DURABLE = AlreadyDurable()
+
+
+def record_ahead(sink: AuditSink, event: Mapping[str, Any]) -> DurabilityTicket:
+    """Write `event` through the sink's `record_ahead` if it has one; else `record` it (durable at once)."""
+    write_ahead = getattr(sink, "record_ahead", None)
+    if write_ahead is None:
+        sink.record(event)
+        return ALREADY_DURABLE
+    ticket: DurabilityTicket = write_ahead(event)
+    return ticket
 
 
 class TenantSwitchHook(Protocol):
@@ -64,31 +107,84 @@ def zero_scope(scope: RequestScope) -> None:
 
 @dataclass
 class OpenedRequest:
-    """A request between decryption and sealing: its plaintext sits in `payload` (a SecureBuffer)."""
+    """A request between decryption and sealing: its plaintext sits in `payload` (a SecureBuffer).
+
+    `durability` is the ticket of its decryption record; `seal` returns only once that record is durable.
+    """
 
     metadata: RequestMetadata
     key_id: str
     payload: SecureBuffer
     scope: RequestScope
     _opened: OpenedRequestKey
+    durability: DurabilityTicket = ALREADY_DURABLE
+    _durability_answer: AuditUnavailable | bool | None = None  # None: not asked yet; True: durable
+
+    def start_sync(self) -> None:
+        """Start the record's fdatasync now (in the background) so it overlaps the model run."""
+        self.durability.start_sync()
+
+    def wait_durable(self) -> None:
+        """Return once the decryption record is durable; raise AuditUnavailable (503) if it never will be."""
+        answer = self._durability_answer
+        if answer is None:
+            try:
+                self.durability.wait_durable()
+            except AuditUnavailable as exc:
+                self._durability_answer = exc
+                raise
+            self._durability_answer = True
+            return
+        if isinstance(answer, AuditUnavailable):
+            raise answer
+
+    @property
+    def durability_failure_seen(self) -> bool:
+        """The caller has been told (by `wait_durable` or `seal`) that the record could not be made durable."""
+        return isinstance(self._durability_answer, AuditUnavailable)
 
     def seal(self, answer: bytes | memoryview) -> bytearray:
-        """Seal the answer to the client straight from `answer`'s memory."""
-        return self._opened.seal_response(answer)
+        """Seal the answer to the client straight from `answer`'s memory, and return it only once the
+        decryption record is durable (the fdatasync ran meanwhile). If it failed: AuditUnavailable (503),
+        and the sealed answer is zeroed, never returned."""
+        sealed = self._opened.seal_response(answer)
+        try:
+            self.wait_durable()
+        except BaseException:
+            sealed[:] = bytes(len(sealed))
+            del sealed
+            raise
+        return sealed
 
 
 class RequestOpener:
     """DESIGN §4 step 3 for any transport (server routes, ASGI middleware): from sealed bytes to a
     SecureBuffer of plaintext, with every check and the audit record before the first plaintext byte."""
 
-    def __init__(self, *, registry: Registry, keyring: Keyring, replay: ReplayCache, allocator: SecureAllocator,
-                 audit: AuditSink, scrubber: Scrubber | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        keyring: Keyring,
+        replay: ReplayCache,
+        allocator: SecureAllocator,
+        audit: AuditSink,
+        scrubber: Scrubber | None = None,
+    ) -> None:
         self.registry, self.keyring, self.replay = registry, keyring, replay
         self.allocator, self.audit, self.scrubber = allocator, audit, scrubber
 
     @contextmanager
-    def open(self, call: CallContext, body: bytes | memoryview) -> Iterator[OpenedRequest]:
-        """Yield the opened request; on exit every buffer and tensor of its scope is zeroed."""
+    def open(
+        self, call: CallContext, body: bytes | memoryview, *, write_ahead: bool = False
+    ) -> Iterator[OpenedRequest]:
+        """Yield the opened request; on exit every buffer and tensor of its scope is zeroed.
+
+        The decryption record is in the audit log before the payload is decrypted. `write_ahead=False`:
+        it is also durable by then. `write_ahead=True`: it is written, and made durable before anything
+        leaves: `OpenedRequest.seal` waits for it, and so does leaving this block, whatever ends it (an
+        error from the model is an answer too); call `start_sync()` to overlap the fdatasync with work.
+        """
         parsed = parse_request(body)
         tenant = self.registry.tenant(call.principal.tenant_id)
         private_key = self.keyring.hpke_private_key(tenant, parsed.key_id)
@@ -99,21 +195,47 @@ class RequestOpener:
             if meta.model != call.model or meta.path != call.path:
                 raise ContextMismatch("the request was sealed for another model or path than the one called")
             self.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
-            # Invariant 5: the decryption is on record before any plaintext exists.
-            self.audit.record({
-                "event": "decrypt.request_key", "tenant_id": meta.tenant_id, "key_id": parsed.key_id,
-                "purpose": "request", "request_id": meta.request_id.hex(), "principal":
-                call.principal.credential_id, "source": call.source, "byte_count": parsed.payload_size_bytes,
+            # Invariant 5: the decryption is on record before any plaintext exists (written to the log;
+            # with write_ahead, durable before anything leaves).
+            event = {
+                "event": "decrypt.request_key",
+                "tenant_id": meta.tenant_id,
+                "key_id": parsed.key_id,
+                "purpose": "request",
+                "request_id": meta.request_id.hex(),
+                "principal": call.principal.credential_id,
+                "source": call.source,
+                "byte_count": parsed.payload_size_bytes,
                 "model": call.model or call.path,
-            })
+            }
+            if write_ahead:
+                ticket = record_ahead(self.audit, event)
+            else:
+                self.audit.record(event)
+                ticket = ALREADY_DURABLE
             scope = RequestScope(self.allocator)
+            request: OpenedRequest | None = None
             try:
                 payload = scope.new_buffer(parsed.payload_size_bytes)
+                request = OpenedRequest(
+                    metadata=meta, key_id=parsed.key_id, payload=payload, scope=scope, _opened=opened, durability=ticket
+                )
                 opened.decrypt_payload_into(payload.view())
-                yield OpenedRequest(metadata=meta, key_id=parsed.key_id, payload=payload, scope=scope,
-                                    _opened=opened)
+                yield request
             finally:
-                self.end_request(scope)
+                try:
+                    self._durable_before_leaving(request, ticket)
+                finally:
+                    self.end_request(scope)
+
+    @staticmethod
+    def _durable_before_leaving(request: OpenedRequest | None, ticket: DurabilityTicket) -> None:
+        """Whatever leaves `open` (a result, an error) leaves only once the record is durable. A failure the
+        caller was already told about (it answered 503 for this request) is not raised twice."""
+        if request is None:
+            ticket.wait_durable()
+        elif not request.durability_failure_seen:
+            request.wait_durable()
 
     def end_request(self, scope: RequestScope) -> None:
         """Zero and verify everything the request touched (the scrubber), then release its buffers."""
@@ -129,8 +251,14 @@ class RequestOpener:
 class Runtime:
     """Runs sealed requests against models. Thread-safe; one per server, handed to the transport."""
 
-    def __init__(self, *, opener: RequestOpener, models: ModelRegistry, policy: ScrubPolicy | None = None,
-                 on_tenant_switch: TenantSwitchHook | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        opener: RequestOpener,
+        models: ModelRegistry,
+        policy: ScrubPolicy | None = None,
+        on_tenant_switch: TenantSwitchHook | None = None,
+    ) -> None:
         self.opener, self.models = opener, models
         self.on_tenant_switch = on_tenant_switch
         # The GPU scrubber's lock also guards its allocator bookkeeping: requests and scrubs share it.
@@ -142,7 +270,8 @@ class Runtime:
     def handle(self, call: CallContext, body: bytes | memoryview) -> bytearray:
         """Open a sealed request, run its model, return the sealed response. Raises CleanroomError."""
         model = self.models.get(call.model)
-        with self.opener.open(call, body) as request, self._device_lock:
+        with self.opener.open(call, body, write_ahead=True) as request, self._device_lock:
+            request.start_sync()  # the record's fdatasync runs while the model does; `seal` waits for it
             self._switch_to(request.metadata.tenant_id)
             try:
                 answer = run_model(model, request.payload, request.scope)
@@ -179,8 +308,9 @@ def model_errors(model: Model) -> Iterator[None]:
         kind = type(exc).__name__
         del exc
         log.warning("model %s raised %s on a request", model.name, kind)
-        raise InvalidPayload(f"model {model.name!r} could not process this input ({kind})",
-                             code="model_rejected_input") from None
+        raise InvalidPayload(
+            f"model {model.name!r} could not process this input ({kind})", code="model_rejected_input"
+        ) from None
 
 
 def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memoryview:
@@ -193,8 +323,9 @@ def run_model_batch(model: Model, requests: Sequence[OpenedRequest]) -> list[mem
     per request (a malformed request fails alone)."""
     run_batch = getattr(model, "run_batch")  # noqa: B009 - optional capability, checked by the caller
     with model_errors(model):
-        answers: list[memoryview | BaseException] = run_batch([r.payload for r in requests],
-                                                              [r.scope for r in requests])
+        answers: list[memoryview | BaseException] = run_batch(
+            [r.payload for r in requests], [r.scope for r in requests]
+        )
         return answers
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -37,6 +37,9 @@ from cleanroom.scrubbers.cpu import CpuScrubber
 from cleanroom.server.metrics import ServerMetrics
 from cleanroom.storage import atomic_write_bytes, ensure_private_dir
 from cleanroom.tenants import TenantService
+
+if TYPE_CHECKING:
+    from cleanroom.audit.durability import AuditTicket
 
 log = logging.getLogger("cleanroom.server")
 
@@ -93,12 +96,18 @@ class AuditLogSink:
         self.alerts.warm_up(event for _, event in read_events(audit_dir, self._keys.audit_key, since=since))
 
     def record(self, event: Mapping[str, Any]) -> None:
+        self.record_ahead(event).wait_durable()
+
+    def record_ahead(self, event: Mapping[str, Any]) -> AuditTicket:
+        """Write the record (in the log file, not yet fsynced); the ticket's `wait_durable()` says when it
+        is durable. The runtime writes before it decrypts and waits before anything leaves."""
         audit_event = self._log.event_from_fields(event)  # once, for the log and the alerts (~4 us)
-        self._log.append(audit_event)
-        try:  # alerts never fail a request: the record is already durable
+        ticket = self._log.append_ahead(audit_event)
+        try:  # alerts never fail a request: the record is already written
             self.alerts.observe(audit_event)
         except Exception:
             log.exception("anomaly detection failed on an audit event")
+        return ticket
 
     def close(self) -> None:
         self.alerts.close()
