@@ -58,7 +58,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client_cert = "required" if args.client_cert_required else "optional" if args.client_cert_optional else None
     settings = settings_from_args(args, host=args.host, port=args.port, tls_mode=tls_mode, tls_cert=args.tls_cert,
                                   tls_key=args.tls_key, models=builtin, user_models=user_models or None,
-                                  tls_client_ca=args.client_ca, tls_client_cert=client_cert)
+                                  tls_client_ca=args.client_ca, tls_client_cert=client_cert,
+                                  torch_threads=args.torch_threads)
+    if settings.torch_threads is not None:  # before the re-exec: the environment carries it to OpenMP
+        from cleanroom.runtime.torch_threads import limit_torch_threads
+
+        limit_torch_threads(settings.torch_threads)
     if settings.allocator_hardening and not allocator_hardened() and not args.no_reexec:
         reexec_self_hardened(settings.malloc_perturb_byte)
     install_logging(settings)
@@ -216,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     mtls.add_argument("--client-cert-required", action="store_true", help="refuse clients without a certificate")
     mtls.add_argument("--client-cert-optional", action="store_true",
                       help="verify a certificate when one is sent (tenants bound to one then require it)")
+    serve.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                       help="threads per torch forward pass (default: one per core)")
     serve.add_argument("--no-reexec", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
 
     # --- runtime ------------------------------------------------------------------------------------
     cpu_workers: int = Field(1, ge=1, le=256)
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024,
+        description="threads per torch forward pass (default: torch's own, one per core); lower it when device "
+                    "workers or other processes share the cores",
+    )
     # --- scheduler (runtime/scheduler.py) ----------------------------------------------------------
     scheduler_policy: Literal["fair", "fifo"] = "fair"
     fairness_bound_s: float = Field(0.05, ge=0, description="service seconds a waiting tenant may fall behind")

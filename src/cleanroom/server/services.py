@@ -32,6 +32,7 @@ from cleanroom.runtime.scheduler import Scheduler, cpu_devices
 from cleanroom.runtime.scheduler_core import SchedulerConfig
 from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
 from cleanroom.runtime.session import AuditSink, RequestOpener, Runtime
+from cleanroom.runtime.torch_threads import limit_torch_threads
 from cleanroom.scrubbers.base import Scrubber, ScrubPolicy, ScrubReport
 from cleanroom.scrubbers.cpu import CpuScrubber
 from cleanroom.server.metrics import ServerMetrics
@@ -201,6 +202,8 @@ def build_services(settings: Settings, *, audit: AuditSink | None = None, models
     keyring.ensure_master_key()
     tenants = TenantService(registry, keyring)
     allocator = SecureAllocator(lock=settings.mlock)
+    if settings.torch_threads is not None:  # before the models load torch (embedded use skips `serve`)
+        limit_torch_threads(settings.torch_threads)
     models = models or ModelRegistry.load(settings.models, settings.user_models,
                                           max_minilm_inputs=settings.max_minilm_inputs)
     metrics = ServerMetrics.create()
