@@ -51,6 +51,8 @@ def test_every_kind_of_response_is_hardened(server: Any) -> None:
         cases = [
             (http.get("/healthz"), 200),
             (http.get("/readyz"), 200),
+            (http.head("/healthz"), 200),  # load balancers probe with HEAD
+            (http.head("/readyz"), 200),
             (http.get("/metrics"), 200),
             (http.get("/openapi.json"), 200),
             (http.get("/v1/tenants/self/public-key", headers={"Authorization": f"Bearer {key}"}), 200),

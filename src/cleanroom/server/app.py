@@ -178,10 +178,12 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse(services.tenants.public_key(principal.tenant_id))
 
     @app.get("/healthz")
+    @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
+    @app.head("/readyz", include_in_schema=False)  # load balancers probe with HEAD
     async def readyz() -> JSONResponse:
         ready: dict[str, Any] = {"status": "ready", "models": services.models.names(),
                                  "memory": {**services.allocator.describe(), "mlock": services.extras.get("mlock")},
