@@ -228,6 +228,26 @@ def test_scrub_runs_only_when_the_device_changes_tenant() -> None:
     run(main())
 
 
+def test_anticipation_holds_reach_prometheus() -> None:
+    """The pure policy core counts the times it held a free device for its current tenant; the async
+    scheduler must export exactly the new ones on each pass (no double counting across passes)."""
+
+    async def main() -> None:
+        registry = CollectorRegistry()
+        model = Doubler(max_batch_size=1)
+        async with Scheduler(SchedulerConfig(), ["cpu:0"], SchedulerMetrics.create(registry)) as scheduler:
+            await scheduler.submit("a", "m", 1, runner=model)
+            device = scheduler._core.devices["cpu:0"]
+            counted = device.holds
+            device.holds += 3  # as if the policy had held the device three times
+            await scheduler.submit("a", "m", 2, runner=model)
+            assert metric(registry, "cleanroom_scheduler_anticipation_holds_total", device="cpu:0") == counted + 3
+            await scheduler.submit("a", "m", 3, runner=model)
+            assert metric(registry, "cleanroom_scheduler_anticipation_holds_total", device="cpu:0") == device.holds
+
+    run(main())
+
+
 def test_a_failed_scrub_fails_closed_and_is_retried_before_the_next_batch() -> None:
     async def main() -> None:
         failures = [RuntimeError("verify found non-zero bytes")]

@@ -141,6 +141,7 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
         self._dirty: set[str] = set()
+        self._holds_exported: dict[str, int] = {}  # device -> anticipation holds already counted in metrics
         self._completed = 0  # requests answered by their own batch
         self._closed = False
 
@@ -430,6 +431,12 @@ class Scheduler:
                 state = self._core.tenant(tenant_id)
                 self.metrics.queue_depth.labels(tenant_id=tenant_id).set(state.queued)
                 self.metrics.in_flight.labels(tenant_id=tenant_id).set(state.queued + state.running)
+            for device in self._core.devices.values():
+                # The policy core is pure (no metrics): export what it counted since the last pass.
+                new_holds = device.holds - self._holds_exported.get(device.name, 0)
+                if new_holds > 0:
+                    self.metrics.anticipation_holds.labels(device=device.name).inc(new_holds)
+                    self._holds_exported[device.name] = device.holds
         self._dirty.clear()
 
 

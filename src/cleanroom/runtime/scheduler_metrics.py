@@ -25,6 +25,7 @@ class SchedulerMetrics:
     rejects: Counter  # tenant_id, reason
     cancelled: Counter  # tenant_id: queued requests removed because their submitter went away
     tenant_switches: Counter  # device, tenant_id (the incoming tenant)
+    anticipation_holds: Counter  # device: times a free device waited for its current tenant to come back
     scrubs: Counter  # device, tenant_id
     scrub_bytes: Counter  # device, tenant_id
     scrub_seconds: Histogram  # device
@@ -55,6 +56,9 @@ class SchedulerMetrics:
                               ["tenant_id"], registry=r),
             tenant_switches=Counter("cleanroom_scheduler_tenant_switches", "Device changed tenant (incoming tenant)",
                                     ["device", "tenant_id"], registry=r),
+            anticipation_holds=Counter("cleanroom_scheduler_anticipation_holds",
+                                       "Free device held idle for its current tenant's expected next request",
+                                       ["device"], registry=r),
             scrubs=Counter("cleanroom_scheduler_scrubs", "Between-tenant scrubs run", ["device", "tenant_id"],
                            registry=r),
             scrub_bytes=Counter("cleanroom_scheduler_scrub_bytes", "Bytes zeroed by between-tenant scrubs",
