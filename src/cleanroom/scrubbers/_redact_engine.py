@@ -55,10 +55,20 @@ def guard_characters(spec: str) -> frozenset[str]:
 
 def _after_escape(text: str, start: int) -> bool:
     """True when the word character before `start` ends an escape rather than a word: `%3D` (URL
-    encoding, `?key=%3DAKIA...`) or `\\n` / `\\t` (a JSON- or C-escaped line break in a logged string)."""
+    encoding, `?key=%3DAKIA...`), `\\n` / `\\t` (a JSON- or C-escaped line break in a logged string) or
+    `\\u0022` / `\\x27` (a JSON- or C-escaped quote: `{\\u0022token\\u0022:\\u0022ghp_...`)."""
     if start >= 2 and text[start - 2] == "\\":
         return True
-    return start >= 3 and text[start - 3] == "%" and text[start - 2] in _HEX_DIGITS and text[start - 1] in _HEX_DIGITS
+    if start >= 3 and text[start - 3] == "%" and text[start - 2] in _HEX_DIGITS and text[start - 1] in _HEX_DIGITS:
+        return True
+    if start >= 4 and text[start - 4] == "\\" and text[start - 3] == "x":
+        return text[start - 2] in _HEX_DIGITS and text[start - 1] in _HEX_DIGITS
+    return (
+        start >= 6
+        and text[start - 6] == "\\"
+        and text[start - 5] in "uU"
+        and all(c in _HEX_DIGITS for c in text[start - 4 : start])
+    )
 
 
 class _Compiled:

@@ -32,14 +32,41 @@ def _digits(s: str) -> str:
 
 def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
+    start = span[0]
+    if value.startswith("00") and start >= 2 and text[start - 1] in " -" and text[start - 2].isdigit():
+        return None  # `7485 0085 4257`: one more group of a longer number (an account, a reference)
     digits = _digits(value.replace("(0)", ""))
     low, high = (10, 15) if value.startswith("00") else (8, 15)
     return span if low <= len(digits) <= high else None
 
 
+def _continues_grouped_id(text: str, start: int) -> bool:
+    """The digits follow `XX99 ` / `2506-`: a 4-character group holding a digit, joined by the separator
+    the number itself uses, so they are the middle of a longer grouped identifier (an IBAN-like reference),
+    not a card on its own (`card 4111 ...` is preceded by a word without digits)."""
+    if start < 5 or text[start - 1] not in " -" or text[start + 4 : start + 5] != text[start - 1]:
+        return False
+    group = text[start - 5 : start - 1]
+    if not (group.isascii() and group.isalnum()) or not any(c.isdigit() for c in group):
+        return False
+    return start == 5 or not text[start - 6].isalnum()
+
+
 def _confirm_card(text: str, m: re.Match[str], span: Span) -> Span | None:
-    digits = _digits(text[span[0] : span[1]])
-    return span if v.card_iin_ok(digits) and v.luhn_ok(digits) else None
+    start, end = span
+    value = text[start:end]
+    if _continues_grouped_id(text, start):
+        return None
+    # A grouped number may have taken one more short group (`4111 1111 1111 1111 12 items`): drop trailing
+    # groups until the digits fit an issuer's length, as long as at least 13 digits remain.
+    while True:
+        digits = _digits(value)
+        if v.card_iin_ok(digits) and v.luhn_ok(digits):
+            return (start, start + len(value))
+        cut = max(value.rfind(" "), value.rfind("-"))
+        if cut < 0 or len(digits) <= 13:
+            return None
+        value = value[:cut]
 
 
 def _confirm_ssn(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -91,13 +118,33 @@ def _confirm_email(text: str, m: re.Match[str], span: Span) -> Span | None:
     return (start, end)
 
 
+_PRODUCT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _after_product_token(text: str, start: int) -> bool:
+    """`Chrome/120.0.0.0`, `Edg/120.0.0.0`: a `product/version` token (RFC 9110 §10.1.5 User-Agent), i.e.
+    a word starting with a letter, itself at the start of a token, right before `/`. A path segment
+    (`/hosts/10.0.0.5`, `://10.0.0.5`) is preceded by `/` and stays an address."""
+    if start < 2 or text[start - 1] != "/":
+        return False
+    i = start - 1
+    lo = max(0, i - 40)
+    while i > lo and text[i - 1] in _PRODUCT_CHARS:
+        i -= 1
+    if i == start - 1 or not text[i].isalpha():
+        return False
+    return i == 0 or text[i - 1] in " \t(\"'[;,"
+
+
 def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
     for octet in value.split("."):
         if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
             return None
     before = text[max(0, span[0] - 24) : span[0]]
-    return None if _VERSION_CONTEXT.search(before) else span
+    if _VERSION_CONTEXT.search(before) or _after_product_token(text, span[0]):
+        return None
+    return span
 
 
 _NUM_GUARD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
@@ -113,11 +160,14 @@ PII_RULES: tuple[Rule, ...] = (
          r"(?:(?:\+1|001|1)[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
          r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD),
     Rule("phone-international", "PHONE",
-         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
+         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?![0-9A-Za-z_])",
          priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
     Rule("payment-card", "CREDIT_CARD",
-         r"\d(?<![A-Za-z0-9.+-]\d)(?:\d{3}(?:-\d{4}){2}-\d{4}(?:-\d{3})?|\d{3}(?: \d{4}){2} \d{4}(?: \d{3})?"
-         r"|\d{3}[ -]\d{6}[ -]\d{4,5}|\d{12,18})(?![A-Za-z0-9]|[.-]\d)", priority=45, confirm=_confirm_card),
+         # 4-4-4-4 with an optional 1-3 digit tail (17-19 digits: Visa, Maestro, UnionPay), 4-6-4/5 (Amex,
+         # Diners), 4-4-5 (13-digit Visa), or contiguous
+         r"\d(?<![A-Za-z0-9.+-]\d)(?:\d{3}(?:-\d{4}){2}-\d{4}(?:-\d{1,3})?|\d{3}(?: \d{4}){2} \d{4}(?: \d{1,3})?"
+         r"|\d{3}[ -]\d{6}[ -]\d{4,5}|\d{3}-\d{4}-\d{5}|\d{3} \d{4} \d{5}|\d{12,18})(?![A-Za-z0-9]|[.-]\d)",
+         priority=45, confirm=_confirm_card),
     Rule("us-ssn", "SSN", r"\d(?<![\w.+-]\d)(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})(?![\w]|[.-]\d)",
          priority=45, confirm=_confirm_ssn),
     Rule("us-ssn-context", "SSN",

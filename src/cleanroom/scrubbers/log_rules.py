@@ -166,7 +166,7 @@ def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
 # --- key = value assignments ---------------------------------------------------------------------------
 # Tier A keys: the value is a secret whatever it looks like (passwords are often low-entropy).
 _TIER_A = re.compile(
-    r"(?:pass(?:word|wd|phrase)?s?|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
+    r"(?:pass(?:word|wd|phrase)?s?|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_-]?key|"
     r"(?:auth|access|refresh|session|id|bearer|api|secret)[_-]?token|authtoken|credentials?)$",
     re.IGNORECASE,
 )
@@ -190,8 +190,11 @@ def _looks_like_id_or_data(value: str) -> bool:
     low = value.lower()
     if _UUID_RE.fullmatch(value) or _NUMBER_RE.fullmatch(value):
         return True
-    if value.startswith(("/", "./", "../", "~/")) or "://" in value or value.startswith("\\\\"):
+    if value.startswith(("./", "../", "~/")) or "://" in value or value.startswith("\\\\"):
         return True
+    if value.startswith("/"):
+        # a path, unless it is one segment of base64 that happens to start with `/` (`/yCWr0l...+J`)
+        return "/" in value[1:] or "." in value or v.char_classes(value[1:]) < 3
     return _STOPWORD_RE.search(low) is not None
 
 
@@ -206,6 +209,38 @@ def _tier(low_key: str) -> str | None:
 
 
 _NEXT_FIELD = re.compile(r"(?:[a-z_][a-z0-9_.-]*|[A-Z_][A-Z0-9_]*)[=:]")
+_CLOSERS = ")]}>"
+_OPENERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+_UNQUOTED_RUN = re.compile(r"(?:[^\s\"'`,;&)\]}>]++|&(?![A-Za-z_][\w.-]*=))*+")
+
+
+def _after_escape(text: str, start: int) -> bool:
+    """The letter before `start` ends an escape (`\\n`, `\\t`, `\\u0022`), not a word."""
+    if start >= 2 and text[start - 2] == "\\":
+        return True
+    return start >= 6 and text[start - 6] == "\\" and text[start - 5] in "uU"
+
+
+def _unquoted_end(text: str, key_start: int, start: int, end: int) -> int:
+    """Where an unquoted value that stopped at a closing bracket really ends.
+
+    The value pattern stops at `)`, `]`, `}`, `>` so that `(password=x)` keeps its bracket; but when the
+    line before the key left no such bracket open, the bracket is part of the value (`SECRET=ab)c]d`, a
+    generated password) and stopping there would leak the rest. A closer ends the value only when the
+    value itself has no unmatched opener of its kind and the line before the key has one."""
+    line_start = text.rfind("\n", 0, key_start) + 1
+    before = text[line_start:key_start]
+    pos = end
+    n = len(text)
+    while pos < n and text[pos] in _CLOSERS:
+        closer = text[pos]
+        opener = _OPENERS[closer]
+        value = text[start:pos]
+        if value.count(opener) <= value.count(closer) and before.count(opener) > before.count(closer):
+            break
+        m = _UNQUOTED_RUN.match(text, pos + 1)
+        pos = m.end() if m else pos + 1
+    return pos
 
 
 def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
@@ -220,13 +255,21 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         return None
     keyword = text[kw_start:kw_end]
     prev = text[kw_start - 1] if kw_start > 0 else " "
-    if keyword.lower() in _SHORT_KEYS and prev.isalpha() and not (prev.islower() and keyword[0].isupper()):
+    if (
+        keyword.lower() in _SHORT_KEYS
+        and prev.isalpha()
+        and not (prev.islower() and keyword[0].isupper())
+        and not _after_escape(text, kw_start)
+    ):
         return None  # `bypass=`, `compass:`, `topsecret` — the short keyword ends another word
     if low_key.endswith("pwd") and value[:1] in "/~":
         return None  # the shell's $PWD is a directory
     after_space = text[span[0] - 1] in " \t"
     if after_space and m.group("sep") == "=" and m.group("v4") is not None and _NEXT_FIELD.match(value):
         return None  # `password= next_key=1`: the value is empty and the next field follows
+    if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _CLOSERS:
+        span = (span[0], _unquoted_end(text, kw_start, span[0], span[1]))
+        value = _group_text(text, span)
     if tier == "A":
         return (span[0], span[1], assignment_label(low_key))
     # Tier B (generic): secret-sounding key, value must look random.
@@ -255,6 +298,29 @@ def label_for_field(key: str, value: str) -> str | None:
 def _label_authorization(m: re.Match[str]) -> str:
     scheme = (m.group("scheme") or "").lower()
     return {"bearer": "BEARER_TOKEN", "basic": "BASIC_AUTH"}.get(scheme, "AUTHORIZATION")
+
+
+_PATHISH = re.compile(r"(?:[~.]{0,2}/|[A-Za-z]:\\|\\\\)")
+_KEY_FILE = re.compile(r"\.(?:pem|key|crt|cer|der|p8|p12|pfx|jks|json|ya?ml|txt|asc|gpg|pub)$", re.IGNORECASE)
+_HTTP_CLIENT = re.compile(r"curl|wget|http|https?://", re.IGNORECASE)
+
+
+def _confirm_flag(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = _group_text(text, span)
+    if is_placeholder(value):
+        return None
+    key = m.group("k").lower()
+    if (key.endswith("-key") or key == "pwd") and (_PATHISH.match(value) or _KEY_FILE.search(value)):
+        return None  # `--private-key ./deploy.pem`, `--client-key client.key`, `--pwd /srv` name files
+    return span
+
+
+def _confirm_cli_user(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = _group_text(text, span)
+    if is_placeholder(value) or (value.isdigit() and m.group("user").isdigit()):
+        return None  # `-u 1000:1000` is a uid:gid
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    return span if _HTTP_CLIENT.search(text, line_start, m.start()) or _HTTP_CLIENT.search(text, span[1]) else None
 
 
 def _label_flag(m: re.Match[str]) -> str:
@@ -293,13 +359,17 @@ def full_key(text: str, start: int, end: int) -> str:
 
 _VALUE = (
     r"(?:\\\"(?P<v>[^\"\\\r\n]{1,512})\\\"|\"(?P<v2>(?:[^\"\\\r\n]|\\.){1,512})\"|'(?P<v3>[^'\r\n]{1,512})'"
+    r"|\\u00(?:22|27)(?P<v5>[^\"'\\\r\n]{1,512})\\u00(?:22|27)"
     # unquoted: up to whitespace, a quote, `,` `;` a closing bracket, or `&` that starts the next `key=`;
     # possessive (no backtracking, 4x faster than a bounded group repeat) and unbounded, so nothing of a
     # long value survives
-    r"|(?P<v4>(?:[^\s\"'`,;&)\]}>]++|&(?![A-Za-z_][\w.-]*=))++))"
+    # a value may start with closing brackets when more value follows (`secret=)m@N~1^#`)
+    r"|(?P<v4>(?:[)\]}>]++(?=[^\s\"'`,;&)\]}>]))?(?:[^\s\"'`,;&)\]}>]++|&(?![A-Za-z_][\w.-]*=))++))"
 )
-ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])"
-ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
+# A key's closing quote: plain, backslash-escaped (JSON in a string), or a `\u0022`/`\u0027` escape.
+_KEY_QUOTE = r"(?:\\?[\"']|\\u00(?:22|27))?"
+ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r")" + _KEY_QUOTE + r"[ \t]*(?:=>|:=|[:=])"
+ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")" + _KEY_QUOTE + r"[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
 _ASSIGN_KEYWORDS = (
     "pass", "pwd", "secret", "key", "token", "credential", "auth", "jwt", "bearer", "cred",
 )  # fmt: skip
@@ -414,9 +484,10 @@ SECRET_RULES: tuple[Rule, ...] = (
          left_guard=TOK + "+/"),
     # ---- HTTP credentials -----------------------------------------------------------------------------------
     Rule("authorization-header", "AUTHORIZATION",
-         r"(?:proxy-)?authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?(?:(?P<scheme>bearer|basic|token|"
+         # the value may sit in brackets (`authorization=[Bearer x]`, a list-valued header dump)
+         r"(?:proxy-)?authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"']|[\[(<])?(?:(?P<scheme>bearer|basic|token|"
          r"digest|negotiate|ntlm|apikey|api-key|bot|sso-key|aws4-hmac-sha256|hmac|dpop)[ \t]+)?"
-         r"(?P<v>[^\s\"',;\\]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',;\\]+)*)",
+         r"(?P<v>[^\s\"',;\\\])>]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',;\\\])>]+)*)",
          ("authorization",), caseless=True, priority=70, confirm=_confirm_not_placeholder,
          label_of=_label_authorization, anchor=r"(?:proxy-)?authorization"),
     Rule("bearer-token", "BEARER_TOKEN", r"bearer[ \t]+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ("bearer",),
@@ -433,9 +504,19 @@ SECRET_RULES: tuple[Rule, ...] = (
     # ---- assignments: password=, "secret": "...", X-Api-Key: ..., --password ... -------------------------
     Rule("assignment", "SECRET", ASSIGNMENT_PATTERN, _ASSIGN_KEYWORDS, caseless=True, priority=60,
          confirm=confirm_assignment, hint=ASSIGNMENT_HINT, anchor=ASSIGNMENT_HINT),
+    # `--db-password x`, `--pgpassword=x`, `--master-key x`: a compound word may end in password/secret/token
+    # (`pass` only as its own word: `--bypass x` is not a password); a `*-key` flag's value must not be a
+    # file path (`--private-key ./id.pem`)
     Rule("cli-flag", "SECRET",
-         r"--(?:[a-z0-9]+-)*(?P<k>password|passwd|pass|secret|token|api-key|apikey|access-key|"
-         r"secret-key|client-secret)(?:=|[ \t]+)(?:\"(?P<v>[^\"\r\n]+)\"|'(?P<v2>[^'\r\n]+)'|(?P<v3>[^\s\"'-]\S*))",
-         ("--",), caseless=True, priority=60, confirm=_confirm_not_placeholder, label_of=_label_flag,
+         r"--(?:[a-z0-9]+-)*(?P<k>[a-z0-9]*(?:password|passwd|passphrase|secret|token)|pass|pwd|api-key|apikey|"
+         r"access-key|secret-key|client-secret|(?:master|encryption|signing|private|deploy|client|app|webhook|"
+         r"license|ssh)-key)(?:=|[ \t]+)"
+         r"(?:\"(?P<v>[^\"\r\n]+)\"|'(?P<v2>[^'\r\n]+)'|(?P<v3>[^\s\"'-]\S*))",
+         ("--",), caseless=True, priority=60, confirm=_confirm_flag, label_of=_label_flag,
          left_guard=TOK + "-"),
+    # curl/httpie credentials: `curl -u user:pass`, `--user 'user:pass'`, `--proxy-user u:p`; only on a line
+    # that names an HTTP client or URL, and not `-u 1000:1000` (docker's uid:gid)
+    Rule("cli-user-password", "PASSWORD",
+         r"-(?:u|-user|-proxy-user|-auth|U)(?:=|[ \t]+)[\"']?(?P<user>[^\s:\"']{1,128}):(?P<v>[^\s\"']{1,256})",
+         ("-u", "--user", "--proxy-user", "--auth"), priority=60, confirm=_confirm_cli_user, left_guard=TOK + "-"),
 )  # fmt: skip
