@@ -472,6 +472,13 @@ def n_value(rng: random.Random, kind: str) -> str:
     if kind == "base64_data":
         raw = rng.choice([b'{"page":2,"size":50}', b"hello world, this is fine", b"user-agent check", b'{"cursor":"2026-11-28"}', b"lorem ipsum dolor sit"])
         return base64.b64encode(raw).decode()
+    if kind == "secretish_field":
+        return rng.choice([
+            "token_type=Bearer", f"max_tokens={rng.randrange(16, 8192)}", f"tokens_used={rng.randrange(1, 99999)}", "password_changed=true",
+            "secretName: app-tls", f"api_key_id=key-{rng.randrange(100, 999)}", "auth_method=oidc", "password=***", "password=<redacted>",
+            'secret: null', f"{{\"password\": null, \"user\": \"u{rng.randrange(99)}\"}}", "passwordless=true", "token=${GITHUB_TOKEN}",
+            "secretKeyRef: {name: db-creds, key: password}", "SECRET_NAME=prod/db", "key_rotation_days=90", "Authorization: <hidden>",
+        ])  # fmt: skip
     if kind == "low_entropy_word":
         return rng.choice(["aaaaaaaaaaaaaaaa", "localhost", "production", "changeme-later-please", "do-not-use", "read-only", "ReadOnlyAccess", "default-token", "keepalive", "tokenizer_config", "passthrough", "compass-rose", "bypass-cache", "secretariat", "keyboard-layout"])
     raise KeyError(kind)
@@ -488,6 +495,7 @@ _NEG_KEYS = {
     "order_id": ["order", "invoice", "po", "charge"], "pod_name": ["pod", "hostname", "involvedObject.name"], "mac_address": ["mac", "hwaddr", "bssid"],
     "hex_colour": ["color", "background", "theme.accent"], "duration": ["took", "elapsed", "latency", "uptime"], "port": ["listen", "bind", "port", "expose"],
     "base64_data": ["cursor", "next_page", "payload", "state"], "low_entropy_word": ["mode", "profile", "policy", "tokenizer", "cache", "word"],
+    "secretish_field": ["field", "cfg", "line", "setting"],
 }  # fmt: skip
 NEGATIVE_KINDS = list(_NEG_KEYS)
 
@@ -593,6 +601,14 @@ KEYED_TEMPLATES = [
     "{P}{K}: {V}; retrying",
     "{P}{K}={V}, user=svc",
     "{P}config: {K}=«{V}» ünïcödé ok",
+    "{P}<{K}>{V}</{K}>",
+    "{P}<settings><server><id>nexus</id><{K}>{V}</{K}></server></settings>",
+    '{P}env: [{"name":"{KU}","value":"{V}"},{"name":"LOG_LEVEL","value":"info"}]',
+    "{P}env={name: {KU}, value: {V}}",
+    "{P}cfg=&{Host:db.internal Port:5432 {KG}:{V} SSL:true}",
+    "{P}DataSource{url='jdbc:h2:mem:x', {K}='{V}', pool=8}",
+    '{P}params={:{KS}=>"{V}", :retries=>3}',
+    "{P}$config = ['{K}' => '{V}', 'debug' => false];",
 ]
 PASSWORD_KEYS = ["password", "DB_PASSWORD", "db_password", "passwd", "pass", "pwd", "PGPASSWORD", "redis_password", "adminPassword", "MYSQL_ROOT_PASSWORD", "smtp.password", "keystore_pass", "passphrase"]
 SECRET_KEYS = ["secret", "client_secret", "clientSecret", "app_secret", "SECRET_KEY", "JWT_SECRET", "webhook_secret", "consumer_secret"]
@@ -633,6 +649,8 @@ PII_TEMPLATES = [
     "  {KEYP}: \"{V}\"",
     "{P}{KEYP}: {V}",
     "<{KEYP}>{V}</{KEYP}>",
+    '{"msg":"webhook body {\\u0022{KEYP}\\u0022:\\u0022{V}\\u0022}"}',
+    '{"msg":"sent {\\"{KEYP}\\":\\"{V}\\"}"}',
 ]
 PII_KEYS = {
     "email": ["email", "Email", "userEmail", "reply_to", "contact"], "phone": ["phone", "mobile", "tel", "phone_number", "msisdn"],
@@ -649,6 +667,8 @@ def _key_forms(key: str) -> dict[str, str]:
         "KU": snake.upper(),
         "KH": "-".join(w.capitalize() for w in snake.split("_")) if "api" not in snake.lower() else "X-Api-Key",
         "KD": snake.lower().replace("_", "-"),
+        "KG": "".join(w.capitalize() for w in snake.split("_")),
+        "KS": snake.lower(),
     }
 
 
@@ -678,6 +698,12 @@ def _keyed(rng: random.Random, kind: str, value: str, keys: list[str]) -> Sample
 
 def _free(rng: random.Random, kind: str, value: str, templates: list[str], key: str = "value") -> Sample:
     template = rng.choice(templates)
+    if kind == "email" and rng.random() < 0.08:  # a query string carries the address percent-encoded
+        template = '{CLIENT} - - [{CLF}] "GET /unsubscribe?{KEYP}={V}&list=news HTTP/1.1" {STATUS} 0 "-" "{UA}"'
+        value = value.replace("@", "%40").replace("+", "%2B")
+    if kind == "phone" and "x" not in value and rng.random() < 0.08:
+        template = '{P}click-to-call href="tel:{V}"'
+        value = value.replace("(", "").replace(") ", "-").replace(")", "-").replace(" ", "-")
     slots: dict[str, Part] = {"V": (value, kind, False), "KEYP": (key, None, False)}
     return _fill(rng, template, slots)
 
@@ -730,9 +756,14 @@ def _special(rng: random.Random, kind: str) -> Sample:
             "{P}ftp://{U}:{V}@files.example.com/incoming/",
             "{P}curl -sS -u {U}:{V} https://api.example.com/v1/status",
             "{P}curl --user '{U}:{V}' -X POST https://ci.example.com/job/build",
+            "{P}LOG:  statement: ALTER ROLE {U} WITH LOGIN PASSWORD '{V}' VALID UNTIL 'infinity'",
+            "{P}mysql> CREATE USER '{U}'@'%' IDENTIFIED BY '{V}';",
+            "{P}+ mysqldump -h db.internal -u {U} -p{V} --single-transaction app",
         ])  # fmt: skip
         if "password={V}" in t or "Password={V}" in t:
             pw = pw.replace(";", "").replace("&", "")
+        if "'{V}'" in t:
+            pw = pw.replace("'", "")
         s = {"U": (user, None, False), "V": (pw, kind, False)}
         return _fill(rng, t, s)
     if kind == "authorization":

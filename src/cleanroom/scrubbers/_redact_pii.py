@@ -101,6 +101,8 @@ def _confirm_email(text: str, m: re.Match[str], span: Span) -> Span | None:
     start = at
     while start > 0 and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
         start -= 1
+    if start >= 1 and text[start - 1] == "\\" and text[start : start + 1] in ("u", "U"):
+        start += 5  # `\u0022jane@...`: the escape is not part of the address
     while start < at and not text[start].isalnum():
         start += 1  # a local part starts with a letter or digit
     if start == at:
@@ -147,6 +149,9 @@ def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
     return span
 
 
+# A `\u0022`-style escape right before a value (System.Text.Json escapes quotes so in nested JSON) ends
+# the escape, not a word: the lookbehinds that keep numbers from starting mid-word accept it.
+_ESC = r"\\u00[0-9A-Fa-f]{2}"
 _NUM_GUARD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
 
 # Patterns start with a character class or literal so `re` can skip ahead quickly; boundaries that would
@@ -156,6 +161,10 @@ PII_RULES: tuple[Rule, ...] = (
          r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])",
          ("@",), priority=40, confirm=_confirm_email,
          hint=r"[A-Za-z0-9._%+-]@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"),
+    # `email=jane.doe%40example.com` in a query string or form body
+    Rule("email-percent-encoded", "EMAIL",
+         r"%40(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+         ("%40",), priority=40, confirm=_confirm_email),
     Rule("phone-nanp", "PHONE",
          r"(?:(?:\+1|001|1)[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
          r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD),
@@ -165,19 +174,22 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("payment-card", "CREDIT_CARD",
          # 4-4-4-4 with an optional 1-3 digit tail (17-19 digits: Visa, Maestro, UnionPay), 4-6-4/5 (Amex,
          # Diners), 4-4-5 (13-digit Visa), or contiguous
-         r"\d(?<![A-Za-z0-9.+-]\d)(?:\d{3}(?:-\d{4}){2}-\d{4}(?:-\d{1,3})?|\d{3}(?: \d{4}){2} \d{4}(?: \d{1,3})?"
+         r"\d(?:(?<![A-Za-z0-9.+-]\d)|(?<=" + _ESC + r"\d))"
+         r"(?:\d{3}(?:-\d{4}){2}-\d{4}(?:-\d{1,3})?|\d{3}(?: \d{4}){2} \d{4}(?: \d{1,3})?"
          r"|\d{3}[ -]\d{6}[ -]\d{4,5}|\d{3}-\d{4}-\d{5}|\d{3} \d{4} \d{5}|\d{12,18})(?![A-Za-z0-9]|[.-]\d)",
          priority=45, confirm=_confirm_card),
-    Rule("us-ssn", "SSN", r"\d(?<![\w.+-]\d)(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})(?![\w]|[.-]\d)",
+    Rule("us-ssn", "SSN",
+         r"\d(?:(?<![\w.+-]\d)|(?<=" + _ESC + r"\d))(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})(?![\w]|[.-]\d)",
          priority=45, confirm=_confirm_ssn),
     Rule("us-ssn-context", "SSN",
          r"(?:ssn|social[_ -]?security(?:[_ -]?(?:number|no))?)(?:\\?[\"'])?[ \t]*[:=#]?[ \t]*(?:\\?[\"'])?"
          r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn,
          anchor=r"(?:ssn|social)"),
     Rule("iban", "IBAN",
-         r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])",
+         r"[A-Z](?:(?<![A-Za-z0-9][A-Z])|(?<=" + _ESC + r"[A-Z]))"
+         r"[A-Z]\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])",
          priority=45, confirm=_confirm_iban),
-    Rule("ipv4", "IPV4", r"\d(?<![\w.:]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)", priority=40,
+    Rule("ipv4", "IPV4", r"\d(?:(?<![\w.:]\d)|(?<=" + _ESC + r"\d))\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)", priority=40,
          confirm=_confirm_ipv4),
     Rule("ipv6", "IPV6",
          rf"(?:(?:{_H}{{1,4}}:){{7}}{_H}{{1,4}}|(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{0,6}})?::"

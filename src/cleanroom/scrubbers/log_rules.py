@@ -81,12 +81,15 @@ _TEMPLATE_RE = re.compile(r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sd
 
 def is_placeholder(value: str) -> bool:
     """Values that are not secrets: empty, null-ish, booleans, masks, templates, our own placeholder."""
-    low = value.strip().lower()
+    value = value.strip()
+    if value[-1:] in (".", ",", ";", ":", "!", "?"):
+        value = value.rstrip(".,;:!?")  # `secret: null.` ends a sentence
+    low = value.lower()
     if not low or low in _PLACEHOLDER_VALUES or low.startswith("[redacted"):
         return True
     if not low.strip("*x•#.-_ "):
         return True
-    return _TEMPLATE_RE.fullmatch(value.strip()) is not None
+    return _TEMPLATE_RE.fullmatch(value) is not None
 
 
 def _value_span(m: re.Match[str], rule_groups: tuple[int, ...]) -> Span:
@@ -210,8 +213,10 @@ def _tier(low_key: str) -> str | None:
 
 _NEXT_FIELD = re.compile(r"(?:[a-z_][a-z0-9_.-]*|[A-Z_][A-Z0-9_]*)[=:]")
 _CLOSERS = ")]}>"
+_EXTENDERS = ")]}>&"
+_TOKEN_END = frozenset(" \t\r\n\"'`,;)]}>")
 _OPENERS = {")": "(", "]": "[", "}": "{", ">": "<"}
-_UNQUOTED_RUN = re.compile(r"(?:[^\s\"'`,;&)\]}>]++|&(?![A-Za-z_][\w.-]*=))*+")
+_UNQUOTED_RUN = re.compile(r"(?:[^\s\"'`,;&)\]}><]++|<(?!/)|&(?![A-Za-z_][\w.-]*=))*+")
 
 
 def _after_escape(text: str, start: int) -> bool:
@@ -221,26 +226,100 @@ def _after_escape(text: str, start: int) -> bool:
     return start >= 6 and text[start - 6] == "\\" and text[start - 5] in "uU"
 
 
-def _unquoted_end(text: str, key_start: int, start: int, end: int) -> int:
+def _unquoted_end(text: str, key_start: int, start: int, end: int, through_amp: bool) -> int:
     """Where an unquoted value that stopped at a closing bracket really ends.
 
-    The value pattern stops at `)`, `]`, `}`, `>` so that `(password=x)` keeps its bracket; but when the
-    line before the key left no such bracket open, the bracket is part of the value (`SECRET=ab)c]d`, a
-    generated password) and stopping there would leak the rest. A closer ends the value only when the
-    value itself has no unmatched opener of its kind and the line before the key has one."""
+    The value pattern stops at `)`, `]`, `}`, `>` so that `(password=x)` keeps its bracket; but a
+    generated password may hold brackets (`SECRET=ab)c]d`), and stopping there would leak the rest. A
+    closer ends the value only when it ends a token (end, space, quote, separator, another closer or an
+    escaped line break follows), the value has no unmatched opener of its kind, and the line before the
+    key has one: `(SECRET_KEY: x)`, `{Password:x} ok`, but `&{Password:a}b SSL:true}` keeps `a}b`.
+    `&` followed by `name=` ends a value only after `=` (`?password=x&next=1`); after `:` (a header, YAML)
+    it is part of it (`X-Password: a&b=c`) when `through_amp`."""
     line_start = text.rfind("\n", 0, key_start) + 1
     before = text[line_start:key_start]
     pos = end
     n = len(text)
-    while pos < n and text[pos] in _CLOSERS:
+    while pos < n and text[pos] in _EXTENDERS:
         closer = text[pos]
+        if closer == "&":
+            if not through_amp:
+                break
+            m = _UNQUOTED_RUN.match(text, pos + 1)
+            pos = m.end() if m else pos + 1
+            continue
         opener = _OPENERS[closer]
+        nxt = text[pos + 1 : pos + 2]
+        after = text[pos + 2 : pos + 3]
+        at_boundary = (
+            not nxt
+            or nxt in _TOKEN_END
+            or (nxt == "\\" and after in ("n", "r", "t"))  # an escaped line break
+            or (nxt in ".:!?" and (not after or after.isspace()))  # the end of a sentence
+        )
         value = text[start:pos]
-        if value.count(opener) <= value.count(closer) and before.count(opener) > before.count(closer):
+        if at_boundary and value.count(opener) <= value.count(closer) and before.count(opener) > before.count(closer):
             break
         m = _UNQUOTED_RUN.match(text, pos + 1)
         pos = m.end() if m else pos + 1
     return pos
+
+
+def _key_start(text: str, start: int) -> int:
+    """Where the key name that contains the keyword at `start` begins (see `full_key`)."""
+    lo = max(0, start - _MAX_KEY_CHARS)
+    i = start
+    while i > lo and text[i - 1] in _KEY_CHARS:
+        i -= 1
+    return i
+
+
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+
+
+def confirm_xml_element(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
+    """`<db_password>value</db_password>`: the element's whole name decides, as a key would."""
+    kw_start, kw_end = m.span("k")
+    start = _key_start(text, kw_start)
+    if start == 0 or text[start - 1] != "<":
+        return None
+    name = text[start:kw_end]
+    if not _XML_NAME.fullmatch(name) or not text.startswith(f"</{name}>", span[1]):
+        return None
+    low_key = name.lower().rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+    tier = _tier(low_key)
+    if tier is None:
+        return None
+    return _judge(text, low_key, tier, span)
+
+
+_NAME_FIELD = re.compile(r"name\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?$", re.IGNORECASE)
+
+
+def confirm_name_value(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
+    """`{"name": "DB_PASSWORD", "value": "..."}` (k8s env, ECS task definitions): the secret's key is
+    the value of a `name` field and its value follows as `value`."""
+    kw_start = m.start("k")
+    start = _key_start(text, kw_start)
+    if not _NAME_FIELD.search(text, max(0, start - 16), start):
+        return None
+    return confirm_assignment(text, m, span)
+
+
+def _judge(text: str, low_key: str, tier: str, span: Span) -> LabelledSpan | None:
+    """Tier A: any value but a placeholder is a secret; tier B (generic): only a random-looking one."""
+    value = _group_text(text, span)
+    if is_placeholder(value):
+        return None
+    if tier == "A":
+        return (span[0], span[1], assignment_label(low_key))
+    if len(value) < 12 or _looks_like_id_or_data(value):
+        return None
+    if not low_key.endswith("token") and _HEX_RE.fullmatch(value) and len(value) in (32, 40, 64):
+        return None  # a bare hash under a *_key name is an id, not a credential
+    if v.char_classes(value) < 2 or v.shannon_entropy(value) < 3.0:
+        return None
+    return (span[0], span[1], "GENERIC_SECRET")
 
 
 def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
@@ -250,6 +329,8 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     tier = _tier(low_key)
     if tier is None:
         return None
+    if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _EXTENDERS:
+        span = (span[0], _unquoted_end(text, kw_start, span[0], span[1], m.group("sep") != "="))
     value = _group_text(text, span)
     if is_placeholder(value):
         return None
@@ -267,19 +348,9 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     after_space = text[span[0] - 1] in " \t"
     if after_space and m.group("sep") == "=" and m.group("v4") is not None and _NEXT_FIELD.match(value):
         return None  # `password= next_key=1`: the value is empty and the next field follows
-    if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _CLOSERS:
-        span = (span[0], _unquoted_end(text, kw_start, span[0], span[1]))
-        value = _group_text(text, span)
     if tier == "A":
         return (span[0], span[1], assignment_label(low_key))
-    # Tier B (generic): secret-sounding key, value must look random.
-    if len(value) < 12 or _looks_like_id_or_data(value):
-        return None
-    if not low_key.endswith("token") and _HEX_RE.fullmatch(value) and len(value) in (32, 40, 64):
-        return None  # a bare hash under a *_key name is an id, not a credential
-    if v.char_classes(value) < 2 or v.shannon_entropy(value) < 3.0:
-        return None
-    return (span[0], span[1], "GENERIC_SECRET")
+    return _judge(text, low_key, tier, span)
 
 
 def label_for_field(key: str, value: str) -> str | None:
@@ -300,7 +371,7 @@ def _label_authorization(m: re.Match[str]) -> str:
     return {"bearer": "BEARER_TOKEN", "basic": "BASIC_AUTH"}.get(scheme, "AUTHORIZATION")
 
 
-_PATHISH = re.compile(r"(?:[~.]{0,2}/|[A-Za-z]:\\|\\\\)")
+_PATHISH = re.compile(r"(?:~|\.{1,2})?(?:/[A-Za-z0-9_.-]+)+/?$|[A-Za-z]:\\|\\\\")
 _KEY_FILE = re.compile(r"\.(?:pem|key|crt|cer|der|p8|p12|pfx|jks|json|ya?ml|txt|asc|gpg|pub)$", re.IGNORECASE)
 _HTTP_CLIENT = re.compile(r"curl|wget|http|https?://", re.IGNORECASE)
 
@@ -363,8 +434,9 @@ _VALUE = (
     # unquoted: up to whitespace, a quote, `,` `;` a closing bracket, or `&` that starts the next `key=`;
     # possessive (no backtracking, 4x faster than a bounded group repeat) and unbounded, so nothing of a
     # long value survives
-    # a value may start with closing brackets when more value follows (`secret=)m@N~1^#`)
-    r"|(?P<v4>(?:[)\]}>]++(?=[^\s\"'`,;&)\]}>]))?(?:[^\s\"'`,;&)\]}>]++|&(?![A-Za-z_][\w.-]*=))++))"
+    # a value may start with closing brackets when more value follows (`secret=)m@N~1^#`); an escaped
+    # quote that no quoted branch could close (a value over 512 characters) is not a value of its own
+    r"|(?!\\[\"'])(?P<v4>(?:[)\]}>]++(?=[^\s\"'`,;&)\]}><]))?(?:[^\s\"'`,;&)\]}><]++|<(?!/)|&(?![A-Za-z_][\w.-]*=))++))"
 )
 # A key's closing quote: plain, backslash-escaped (JSON in a string), or a `\u0022`/`\u0027` escape.
 _KEY_QUOTE = r"(?:\\?[\"']|\\u00(?:22|27))?"
@@ -507,6 +579,23 @@ SECRET_RULES: tuple[Rule, ...] = (
     # `--db-password x`, `--pgpassword=x`, `--master-key x`: a compound word may end in password/secret/token
     # (`pass` only as its own word: `--bypass x` is not a password); a `*-key` flag's value must not be a
     # file path (`--private-key ./id.pem`)
+    Rule("xml-element", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")>(?P<v>[^<>\r\n]{1,512})</", _ASSIGN_KEYWORDS, caseless=True, priority=60,
+         confirm=confirm_xml_element, anchor=r"(?:" + _ASSIGN_KEYS + r")>"),
+    Rule("name-value-pair", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,[ \t]*(?:\\?[\"'])?value(?:\\?[\"'])?[ \t]*"
+         r"(?P<sep>[:=])[ \t]*"
+         + _VALUE, _ASSIGN_KEYWORDS, caseless=True, priority=60, confirm=confirm_name_value,
+         anchor=r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,"),
+    # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
+    Rule("sql-password", "PASSWORD",
+         r"(?:password|identified[ \t]+by)[ \t]+(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
+         ("password", "identified"), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_W),
+    # MySQL/MariaDB clients take the password glued to `-p`: `mysqldump -u app -pS3cret db`
+    Rule("mysql-password", "PASSWORD",
+         r"(?:mysql|mariadb)[a-z]*[ \t][^\n]{0,200}?[ \t]-p"
+         r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))",
+         ("mysql", "mariadb"), priority=60, confirm=_confirm_not_placeholder, left_guard=_W),
     Rule("cli-flag", "SECRET",
          r"--(?:[a-z0-9]+-)*(?P<k>[a-z0-9]*(?:password|passwd|passphrase|secret|token)|pass|pwd|api-key|apikey|"
          r"access-key|secret-key|client-secret|(?:master|encryption|signing|private|deploy|client|app|webhook|"
