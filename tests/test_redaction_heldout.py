@@ -4,6 +4,8 @@ recall and precision >= 99.5%, every kind of look-alike surviving >= 99.5% of th
 the result is deterministic. Run with `-s` to see the per-type table.
 """
 
+# ruff: noqa: E501  (test data: long literal tokens and log lines)
+
 from __future__ import annotations
 
 import pytest
