@@ -30,11 +30,18 @@ def _digits(s: str) -> str:
     return "".join(c for c in s if c.isdigit())
 
 
+_WORD_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
     start = span[0]
     if value.startswith("00") and start >= 2 and text[start - 1] in " -" and text[start - 2].isdigit():
         return None  # `7485 0085 4257`: one more group of a longer number (an account, a reference)
+    if span[1] < len(text) and text[span[1]] in _WORD_ASCII:
+        return None  # `sha512:0039425972a9...`: digits that run into letters are part of a token. Checked
+        # here, not as a lookahead: `(?![0-9A-Za-z_])` backtracks over every split of the digit groups
+        # (1.4 -> 5.2 us per line holding a long number, measured)
     digits = _digits(value.replace("(0)", ""))
     low, high = (10, 15) if value.startswith("00") else (8, 15)
     return span if low <= len(digits) <= high else None
@@ -150,8 +157,10 @@ def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
 
 
 # A `\u0022`-style escape right before a value (System.Text.Json escapes quotes so in nested JSON) ends
-# the escape, not a word: the lookbehinds that keep numbers from starting mid-word accept it.
-_ESC = r"\\u00[0-9A-Fa-f]{2}"
+# the escape, not a word: the lookbehinds that keep numbers from starting mid-word accept it. Written as a
+# nested lookbehind (`(?<!(?<!ESC_HEAD)\w\d)`): +0.4 us on a line where the card rule runs, against +1.1 us
+# for an alternation of two lookbehinds (measured, CPython 3.11).
+_ESC_HEAD = r"\\u00[0-9A-Fa-f]"  # the escape up to its last hex digit, which the lookbehind's class sees
 _NUM_GUARD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
 
 # Patterns start with a character class or literal so `re` can skip ahead quickly; boundaries that would
@@ -169,27 +178,28 @@ PII_RULES: tuple[Rule, ...] = (
          r"(?:(?:\+1|001|1)[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
          r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD),
     Rule("phone-international", "PHONE",
-         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?![0-9A-Za-z_])",
+         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
          priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
     Rule("payment-card", "CREDIT_CARD",
-         # 4-4-4-4 with an optional 1-3 digit tail (17-19 digits: Visa, Maestro, UnionPay), 4-6-4/5 (Amex,
-         # Diners), 4-4-5 (13-digit Visa), or contiguous
-         r"\d(?:(?<![A-Za-z0-9.+-]\d)|(?<=" + _ESC + r"\d))"
-         r"(?:\d{3}(?:-\d{4}){2}-\d{4}(?:-\d{1,3})?|\d{3}(?: \d{4}){2} \d{4}(?: \d{1,3})?"
-         r"|\d{3}[ -]\d{6}[ -]\d{4,5}|\d{3}-\d{4}-\d{5}|\d{3} \d{4} \d{5}|\d{12,18})(?![A-Za-z0-9]|[.-]\d)",
+         # 4-4-4-4 with an optional 1-3 digit tail (17-19 digits: Visa, Maestro, UnionPay), 4-4-5 (13-digit
+         # Visa), 4-6-4/5 (Amex, Diners), or 13-19 contiguous digits. The first group's `\d{3}` is factored
+         # out of the alternatives: 20% faster than the unfactored form on lines with long numbers.
+         r"\d(?<!(?<!" + _ESC_HEAD + r")[A-Za-z0-9.+-]\d)\d{3}"
+         r"(?:-\d{4}-(?:\d{4}-\d{4}(?:-\d{1,3})?|\d{5})| \d{4} (?:\d{4} \d{4}(?: \d{1,3})?|\d{5})"
+         r"|[ -]\d{6}[ -]\d{4,5}|\d{9,15})(?![A-Za-z0-9]|[.-]\d)",
          priority=45, confirm=_confirm_card),
     Rule("us-ssn", "SSN",
-         r"\d(?:(?<![\w.+-]\d)|(?<=" + _ESC + r"\d))(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})(?![\w]|[.-]\d)",
+         r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.+-]\d)(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})(?![\w]|[.-]\d)",
          priority=45, confirm=_confirm_ssn),
     Rule("us-ssn-context", "SSN",
          r"(?:ssn|social[_ -]?security(?:[_ -]?(?:number|no))?)(?:\\?[\"'])?[ \t]*[:=#]?[ \t]*(?:\\?[\"'])?"
          r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn,
          anchor=r"(?:ssn|social)"),
     Rule("iban", "IBAN",
-         r"[A-Z](?:(?<![A-Za-z0-9][A-Z])|(?<=" + _ESC + r"[A-Z]))"
+         r"[A-Z](?<!(?<!" + _ESC_HEAD + r")[A-Za-z0-9][A-Z])"
          r"[A-Z]\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])",
          priority=45, confirm=_confirm_iban),
-    Rule("ipv4", "IPV4", r"\d(?:(?<![\w.:]\d)|(?<=" + _ESC + r"\d))\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)", priority=40,
+    Rule("ipv4", "IPV4", r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.:]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)", priority=40,
          confirm=_confirm_ipv4),
     Rule("ipv6", "IPV6",
          rf"(?:(?:{_H}{{1,4}}:){{7}}{_H}{{1,4}}|(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{0,6}})?::"
