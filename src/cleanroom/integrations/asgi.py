@@ -8,6 +8,12 @@ sealed back to the client (`Client.call(path, payload)` on the other side). Requ
 get 415; non-HTTP scopes and unprotected paths pass straight through. The tenant's public key is served at
 `GET /v1/tenants/self/public-key`, as by `cleanroom serve`.
 
+Audit (invariant 5), as `cleanroom serve` runs a model: the decryption record is written to the log before
+the payload is decrypted, its fdatasync runs while the app does, and the sealed answer (or any error built
+after the decryption) leaves only once it is durable; if the fdatasync fails the answer is 503 and nothing
+of the app's answer is sent. `audit_durable_before_app=True` waits for durability before the app starts
+(for apps that carry data out of the process themselves), at one fdatasync wait per request.
+
 Pure ASGI (no `BaseHTTPMiddleware`): configuration is checked in `__init__`, `__call__` adds one await on
 the sealed path and none elsewhere. What it cannot do: the app receives its body as `bytes` (ASGI's type)
 and builds its answer in its own memory; those copies are the app's, freed when the request ends and wiped
@@ -37,7 +43,7 @@ from cleanroom.errors import (
 )
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
-from cleanroom.runtime.session import CallContext
+from cleanroom.runtime.session import CallContext, OpenedRequest
 from cleanroom.server.services import Services, build_services
 
 Scope = MutableMapping[str, Any]
@@ -60,6 +66,7 @@ class CleanroomMiddleware:
         protected_paths: Sequence[str] = ("/",),
         services: Services | None = None,
         inner_content_type: str | None = "application/json",
+        audit_durable_before_app: bool = False,
     ) -> None:
         if settings is None:
             settings = Settings(data_dir=Path(data_dir)) if data_dir is not None else Settings()
@@ -73,6 +80,10 @@ class CleanroomMiddleware:
         # The outer Content-Type is the sealed media type; the app needs one for the opened body (FastAPI
         # >= 0.115 refuses to parse a JSON body model without it: 422 on every pydantic-bodied route).
         self.inner_content_type = inner_content_type
+        # False (default): write-ahead, as `cleanroom serve` runs a model (record written before the
+        # decryption, durable before the answer leaves). True: durable before the app sees the plaintext,
+        # for apps that send data out of the process themselves; costs one fdatasync wait per request.
+        self.audit_durable_before_app = audit_durable_before_app
         self.services = services or build_services(settings, models=ModelRegistry({}))
         if services is None:
             # Core dumps off and not dumpable inside the host server's process (`cleanroom exec` cannot
@@ -95,6 +106,34 @@ class CleanroomMiddleware:
         except CleanroomError as exc:
             await send_json(send, exc.status, exc.to_body(), exc.headers())
 
+    async def _run_and_seal(
+        self, scope: Scope, request: OpenedRequest
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytearray]:
+        """Hand the app the plaintext, collect its answer and seal it; the sealed answer is returned only
+        once the decryption record is durable (if that fails: 503, the sealed answer never exists)."""
+        plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
+        try:
+            status, headers, chunks = await run_app(self.app, scope, plaintext, self.inner_content_type)
+        finally:
+            del plaintext
+        # A one-chunk answer (the usual case) is sealed straight from the app's own `bytes`: copying it
+        # into a SecureBuffer first would add a copy and leave the chunk where it was. Several chunks
+        # are gathered into a SecureBuffer (zeroed with the request), never into another `bytes`.
+        answer: bytes | memoryview = chunks[0] if len(chunks) == 1 else gather(chunks, request.scope)
+        chunks.clear()
+        try:
+            if len(answer) <= INLINE_SEAL_MAX_BYTES:
+                # AES-GCM runs at >1 GB/s: a small answer seals in microseconds, less than a hop to a
+                # worker thread and back (measured ~0.1-0.3 ms on the 2-core dev box). The record is usually
+                # durable by now (its fdatasync ran while the app did), so `seal` does not block the loop.
+                await wait_durable(request)
+                sealed = request.seal(answer)
+            else:  # sealed while the fdatasync may still run; `seal` waits, and zeroes the answer if it failed
+                sealed = await anyio.to_thread.run_sync(request.seal, answer)
+        finally:
+            del answer
+        return status, headers, sealed
+
     def _source(self, scope: Scope) -> str:
         """The caller's address (the peer, or the forwarding header from a trusted proxy), for allowlists."""
         client = scope.get("client")
@@ -116,31 +155,20 @@ class CleanroomMiddleware:
         body = await read_body(receive, self.settings.max_body_bytes)
         call = CallContext(principal=principal, model="", path=scope["path"], source=source)
         with self.services.runtime.opener.open(call, body, write_ahead=True) as request:
-            # The record was written before the decryption; it must be durable before the app sees the
-            # plaintext, not only before the answer leaves: an app is arbitrary code (its own logs, its
-            # database, outbound calls) that can carry the plaintext out of the process by itself. Here
-            # write-ahead only overlaps the fdatasync with the decryption; the sealed answer is sent after
-            # `open` ends, which waits again (a no-op by then).
-            await anyio.to_thread.run_sync(request.wait_durable)
-            plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
+            if self.audit_durable_before_app:
+                await wait_durable(request)  # strict mode: the record is durable before the app starts
+            else:
+                # Write-ahead, as `cleanroom serve` runs a model: the record is in the log (it survives a
+                # process crash) and its fdatasync runs while the app does; nothing leaves before it has
+                # succeeded (below), and a failed one answers 503 with nothing sent.
+                request.start_sync()
             try:
-                status, headers, chunks = await run_app(self.app, scope, plaintext, self.inner_content_type)
+                status, headers, sealed = await self._run_and_seal(scope, request)
             finally:
-                del plaintext
-            # A one-chunk answer (the usual case) is sealed straight from the app's own `bytes`: copying it
-            # into a SecureBuffer first would add a copy and leave the chunk where it was. Several chunks
-            # are gathered into a SecureBuffer (zeroed with the request), never into another `bytes`.
-            answer: bytes | memoryview = chunks[0] if len(chunks) == 1 else gather(chunks, request.scope)
-            chunks.clear()
-            try:
-                if len(answer) <= INLINE_SEAL_MAX_BYTES:
-                    # AES-GCM runs at >1 GB/s: a small answer seals in microseconds, less than a hop to a
-                    # worker thread and back (measured ~0.1-0.3 ms on the 2-core dev box).
-                    sealed = request.seal(answer)
-                else:
-                    sealed = await anyio.to_thread.run_sync(request.seal, answer)
-            finally:
-                del answer
+                # Whatever leaves (the sealed answer, or an error built after the decryption) leaves only
+                # once the record is durable; waited here off the event loop, so that leaving `open`
+                # (which checks again) never blocks it. A failure replaces the error: 503.
+                await wait_durable(request)
         kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
         await send(
             {
@@ -154,6 +182,13 @@ class CleanroomMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": bytes(sealed), "more_body": False})
+
+
+async def wait_durable(request: OpenedRequest) -> None:
+    """Return once the request's decryption record is durable (AuditUnavailable, 503, if it never will be);
+    a thread hop only when it is not durable yet (the hop costs ~0.1-0.3 ms on the 2-core dev box)."""
+    if not request.is_durable():
+        await anyio.to_thread.run_sync(request.wait_durable)
 
 
 def gather(chunks: list[bytes], scope: RequestScope) -> memoryview:

@@ -58,6 +58,8 @@ class DurabilityTicket(Protocol):
 class AlreadyDurable:
     """The ticket of a record that a synchronous `record` already made durable."""
 
+    durable = True
+
     def start_sync(self) -> None:
         return None
 
@@ -137,6 +139,14 @@ class OpenedRequest:
             return
         if isinstance(answer, AuditUnavailable):
             raise answer
+
+    def is_durable(self) -> bool:
+        """Whether the decryption record is known durable now, without waiting (a ticket that cannot say
+        answers False). True means `wait_durable` and `seal` return at once: no thread hop is needed."""
+        answer = self._durability_answer
+        if answer is not None:
+            return answer is True
+        return bool(getattr(self.durability, "durable", False))
 
     @property
     def durability_failure_seen(self) -> bool:
