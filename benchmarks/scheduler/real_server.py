@@ -222,7 +222,23 @@ def metrics(server: ServerHandle) -> dict[str, float]:
     def total(name: str) -> float:
         return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
 
+    out: dict[str, float] = {}
+    for reason, value in re.findall(
+        r'^cleanroom_scheduler_run_ends_total\{[^}]*reason="([^"]+)"[^}]*\} (\S+)$', text, re.M
+    ):
+        out[f"run_end_{reason}"] = out.get(f"run_end_{reason}", 0.0) + float(value)
+    for name, key in (("comeback_seconds", "kind"), ("device_idle_seconds", "device"), ("batch_size", "model")):
+        pattern = rf'^cleanroom_scheduler_{name}_bucket\{{{key}="[^"]*",le="([^"]+)"\}} (\S+)$'
+        for le, value in re.findall(pattern, text, re.M):
+            out[f"{name}_le_{le}"] = out.get(f"{name}_le_{le}", 0.0) + float(value)
+    for kind in ("first", "all"):
+        for stat in ("sum", "count"):
+            m = re.search(rf'^cleanroom_scheduler_comeback_seconds_{stat}\{{kind="{kind}"\}} (\S+)$', text, re.M)
+            out[f"comeback_{kind}_{stat}"] = float(m.group(1)) if m else 0.0
     return {
+        **out,
+        "idle_s": total("cleanroom_scheduler_device_idle_seconds_sum"),
+        "idles": total("cleanroom_scheduler_device_idle_seconds_count"),
         "switches": total("cleanroom_scheduler_tenant_switches_total"),
         "batches": total("cleanroom_scheduler_batch_size_count"),
         "batched_requests": total("cleanroom_scheduler_batch_size_sum"),
@@ -262,7 +278,28 @@ def delta(after: dict[str, float], before: dict[str, float], usage: Usage, reque
         "mean_queue_wait_ms": 1e3 * d["wait_s"] / max(1.0, d["waits"]),
         "server_cpu_ms_per_request": 1e3 * usage.server_s / max(1, requests),
         "client_cpu_ms_per_request": 1e3 * usage.client_s / max(1, requests),
+        "mean_device_idle_ms": 1e3 * d["idle_s"] / max(1.0, d["idles"]),
+        "mean_comeback_first_ms": 1e3 * d["comeback_first_sum"] / max(1.0, d["comeback_first_count"]),
+        "mean_comeback_all_ms": 1e3 * d["comeback_all_sum"] / max(1.0, d["comeback_all_count"]),
+        **{k: v for k, v in d.items() if k.startswith(("run_end_", "batch_size_le_", "device_idle_seconds_le_"))},
     }
+
+
+def diagnostics(d: dict[str, Any]) -> str:
+    """Why runs ended, comebacks, device idle between batches, batch sizes (cumulative buckets)."""
+    ends = {k.removeprefix("run_end_"): int(v) for k, v in d.items() if k.startswith("run_end_") and v}
+    sizes = " ".join(
+        f"<={float(k.rsplit('_', 1)[1]):.0f}:{v:.0f}" for k, v in d.items() if k.startswith("batch_size_le_") and v
+    )
+    idle = " ".join(
+        f"<={float(k.rsplit('_', 1)[1]) * 1e3:g}ms:{v:.0f}"
+        for k, v in d.items()
+        if k.startswith("device_idle_seconds_le_") and v and k.rsplit("_", 1)[1] != "+Inf"
+    )
+    return (
+        f"  run ends {ends}; comeback first {d['mean_comeback_first_ms']:.1f} ms, all {d['mean_comeback_all_ms']:.1f} "
+        f"ms; device idle between batches mean {d['mean_device_idle_ms']:.2f} ms ({idle}); batch sizes ({sizes})"
+    )
 
 
 def describe(d: dict[str, float]) -> str:
@@ -394,7 +431,7 @@ def main() -> None:
             print(
                 f"tenant switches per 1000 requests, 8 tenants x {args.clients_per_tenant} clients, {policy}: "
                 f"{r['switches_per_1000']:.0f} ({r['requests_per_s']:.1f} req/s, p99 {r['p99_s'] * 1e3:.0f} ms, "
-                f"errors {r['errors']}) {describe(r)}",
+                f"errors {r['errors']}) {describe(r)}\n{diagnostics(r)}",
                 flush=True,
             )
         fair, fifo = (results["switches"][p]["switches_per_1000"] for p in ("fair", "fifo"))
@@ -404,7 +441,7 @@ def main() -> None:
             r = results["batching"][label] = batching(tmp, cap, args.seconds, 32)
             print(
                 f"minilm, 32 clients of one tenant, {label}: {r['requests_per_s']:.1f} req/s "
-                f"(errors {r['errors']}) {describe(r)}",
+                f"(errors {r['errors']}) {describe(r)}\n{diagnostics(r)}",
                 flush=True,
             )
         speedup = (

@@ -51,6 +51,20 @@ COMEBACK_ALPHA = 0.2
 HOLD_COMEBACKS = 2.0
 HOLD_SCRUBS = 1.0
 
+# Why a device left its current tenant (`DeviceState.run_ends`, exported as
+# cleanroom_scheduler_run_ends_total): the tenant still had work and a bound or a light tenant ended the run,
+# or its queue was empty and the device did not wait for it (and why not), or waited and it did not come back.
+RUN_END_FAIRNESS = "fairness_bound"
+RUN_END_LATENCY = "latency_bound"
+RUN_END_LIGHT = "light_tenant"
+RUN_END_EMPTY_OFF = "empty_no_anticipation"  # anticipation off (setting, FIFO, draining, a bound at 0)
+RUN_END_EMPTY_UNKNOWN = "empty_not_measured"  # no comeback measured yet, or still running elsewhere
+RUN_END_EMPTY_SLOW = "empty_comeback_slow"  # comeback over its batch time or the latency bound
+RUN_END_EMPTY_DEARER = "empty_comeback_dearer"  # waiting would cost more than the switch it saves
+RUN_END_EMPTY_LATE = "empty_not_back"  # not back within the expected comeback
+RUN_END_EMPTY_HOLD_ENDED = "empty_hold_ended"  # the device waited; the hold ended first
+RUN_END_FIFO = "fifo"
+
 
 @dataclass
 class TenantState:
@@ -70,6 +84,9 @@ class TenantState:
     comeback_s: float | None = None  # mean time from going idle to its next arrival (anticipation, see _hold)
     batch_s: float | None = None  # mean measured time of its batches (anticipation, see _hold)
     last_batch_n: int = 0  # requests in its last batch: how many to expect back when it comes back
+    answered_at: float = -math.inf  # when its last batch finished
+    awaiting: int = 0  # requests of that batch whose clients have not sent their next one yet
+    regroup_s: float | None = None  # mean time from a batch's end until as many requests came back
     queues: dict[str, deque[QueuedRequest]] = field(default_factory=dict)
     gaps: dict[str, ArrivalGap] = field(default_factory=dict)
 
@@ -83,6 +100,8 @@ class DeviceState:
     sticky_since: float | None = None
     hold_until: float | None = None  # held idle for its current tenant's expected next request until then
     holds: int = 0  # times the device was held idle for its current tenant (anticipation)
+    run_ends: dict[str, int] = field(default_factory=dict)  # why the device left a tenant -> count (RUN_END_*)
+    hold_declined: str = ""  # why the last anticipation check did not wait (a RUN_END_EMPTY_* reason)
     scrub_s: float | None = None  # mean measured between-tenant scrub (anticipation weighs waits against it)
     tenant_switches: int = 0
     scrubs: int = 0
@@ -128,6 +147,10 @@ class SchedulerCore:
         self._seq = itertools.count()
         self._deadlines: list[tuple[float, int, QueuedRequest]] = []
         self._floor = 0.0
+        # Diagnostics of the last `admit`, for the driver's metrics: the comeback it measured (first request
+        # after the tenant's work ran out) and the regroup (last of its previous batch's clients back).
+        self.last_comeback_s: float | None = None
+        self.last_regroup_s: float | None = None
 
     # --- tenants -------------------------------------------------------------------------------------
     def tenant(self, tenant_id: str, now: float = 0.0) -> TenantState:
@@ -176,7 +199,9 @@ class SchedulerCore:
         )
         if state.bucket is not None:
             state.bucket.take(now)
-        if state.went_idle_at is not None and state.queued == 0 and state.running == 0:
+        comeback = state.went_idle_at is not None and state.queued == 0 and state.running == 0
+        sample = 0.0
+        if comeback and state.went_idle_at is not None:
             # How soon a tenant comes back after its work ran out (a closed-loop client's round trip, or the
             # gap of an open stream): what anticipation may wait for. Capped so one long absence does not
             # take many comebacks to forget.
@@ -184,6 +209,17 @@ class SchedulerCore:
             previous = state.comeback_s
             state.comeback_s = sample if previous is None else previous + COMEBACK_ALPHA * (sample - previous)
         state.went_idle_at = None
+        self.last_comeback_s = sample if comeback else None
+        self.last_regroup_s = None
+        if state.awaiting > 0:
+            state.awaiting -= 1
+            if state.awaiting == 0:
+                # Every client of its last batch is back (a closed-loop tenant's full round trip, including
+                # the server's HTTP work for each of them): how long a device would wait to batch them again.
+                regroup = min(now - state.answered_at, cfg.shared_window_s)
+                previous = state.regroup_s
+                state.regroup_s = regroup if previous is None else previous + COMEBACK_ALPHA * (regroup - previous)
+                self.last_regroup_s = regroup
         if state.queued == 0 and state.running == 0 and now - state.idle_since > cfg.idle_grace_s:
             # Becoming active after a real idle period: no credit for the idle time. Running counts as
             # active, and so does a gap shorter than the grace: a closed-loop tenant's clients resubmit a
@@ -348,6 +384,9 @@ class SchedulerCore:
             )
         device.sticky_since = choice.sticky_since
         state = self.tenants[choice.tenant_id]
+        if current is not None and current is not state:
+            reason = self._run_end_reason(device, current, state, holding, now)
+            device.run_ends[reason] = device.run_ends.get(reason, 0) + 1
         queue = ready[choice.tenant_id]
         cap = self._shared_batch_limit(state, queue[0].model, now)
         requests = take_batch(queue, seq_below=seq_below, max_items=cap)
@@ -401,34 +440,50 @@ class SchedulerCore:
           at 0 turns it off, as it does stickiness; so does `anticipate=False`.
         """
         cfg = self.config
-        if (
-            cfg.policy != "fair"
-            or not cfg.anticipate
-            or self._no_delay
-            or current.running
-            or current.went_idle_at is None
-            or current.comeback_s is None
-            or current.batch_s is None
-            or current.comeback_s > current.batch_s
-            or current.comeback_s > HOLD_SCRUBS * (device.scrub_s or 0.0)
-            or current.comeback_s >= cfg.latency_bound_s
-            or cfg.fairness_bound_s <= 0
-        ):
+        device.hold_declined = RUN_END_EMPTY_OFF
+        if cfg.policy != "fair" or not cfg.anticipate or self._no_delay or cfg.fairness_bound_s <= 0:
+            return None
+        if current.running or current.went_idle_at is None or current.comeback_s is None or current.batch_s is None:
+            device.hold_declined = RUN_END_EMPTY_UNKNOWN
+            return None
+        if current.comeback_s > current.batch_s or current.comeback_s >= cfg.latency_bound_s:
+            device.hold_declined = RUN_END_EMPTY_SLOW
+            return None
+        if current.comeback_s > HOLD_SCRUBS * (device.scrub_s or 0.0):
+            device.hold_declined = RUN_END_EMPTY_DEARER
             return None
         expected_by = current.went_idle_at + HOLD_COMEBACKS * current.comeback_s
         if expected_by <= now:
+            device.hold_declined = RUN_END_EMPTY_LATE
             return None  # it did not come back when expected: do not wait on
         least = min(backlogged, key=lambda t: t.counter)
         if (current.counter - least.counter) * least.weight > cfg.fairness_bound_s:
+            device.hold_declined = RUN_END_FAIRNESS
             return None
         oldest_other_at, light_waiting = self._others_waiting(current.tenant_id, now)
         if light_waiting or oldest_other_at is None:
+            device.hold_declined = RUN_END_LIGHT
             return None
         since = now if device.sticky_since is None else device.sticky_since
         latency_ends = max(oldest_other_at, since) + cfg.latency_bound_s
         if latency_ends <= now:
+            device.hold_declined = RUN_END_LATENCY
             return None
         return min(expected_by, latency_ends)
+
+    def _run_end_reason(
+        self, device: DeviceState, current: TenantState, chosen: TenantState, holding: bool, now: float
+    ) -> str:
+        """Why the device is leaving `current` for `chosen` (diagnostics: `DeviceState.run_ends`)."""
+        if self.config.policy != "fair":
+            return RUN_END_FIFO
+        if not current.queued:
+            return RUN_END_EMPTY_HOLD_ENDED if holding else device.hold_declined or RUN_END_EMPTY_OFF
+        if self._others_waiting(current.tenant_id, now)[1]:
+            return RUN_END_LIGHT
+        if (current.counter - chosen.counter) * chosen.weight > self.config.fairness_bound_s:
+            return RUN_END_FAIRNESS
+        return RUN_END_LATENCY
 
     def _shared_batch_limit(self, state: TenantState, model: str, now: float) -> int | None:
         """While a light tenant is around, cap a batch at `shared_batch_cost_factor` one-request batches.
@@ -520,6 +575,8 @@ class SchedulerCore:
         state.recent_service_s = self._recent_use(state, now) * self.config.shared_window_s + service_s
         state.recent_at = now
         state.last_batch_n = n
+        state.answered_at = now
+        state.awaiting = n
         state.batch_s = (
             service_s if state.batch_s is None else state.batch_s + COMEBACK_ALPHA * (service_s - state.batch_s)
         )

@@ -26,6 +26,9 @@ class SchedulerMetrics:
     cancelled: Counter  # tenant_id: queued requests removed because their submitter went away
     tenant_switches: Counter  # device, tenant_id (the incoming tenant)
     anticipation_holds: Counter  # device: times a free device waited for its current tenant to come back
+    run_ends: Counter  # device, reason: why a device left its tenant (scheduler_core RUN_END_*)
+    comeback_seconds: Histogram  # kind: "first" request back after a tenant ran out, "all" of a batch's back
+    device_idle_seconds: Histogram  # device: worker idle between the end of one batch and the next start
     scrubs: Counter  # device, tenant_id
     scrub_bytes: Counter  # device, tenant_id
     scrub_seconds: Histogram  # device
@@ -59,6 +62,15 @@ class SchedulerMetrics:
             anticipation_holds=Counter("cleanroom_scheduler_anticipation_holds",
                                        "Free device held idle for its current tenant's expected next request",
                                        ["device"], registry=r),
+            run_ends=Counter("cleanroom_scheduler_run_ends", "Device left its current tenant, by reason",
+                             ["device", "reason"], registry=r),
+            comeback_seconds=Histogram("cleanroom_scheduler_comeback_seconds",
+                                       "Time from a tenant's batch end to its first ('first', when it had run "
+                                       "out of work) or last ('all') of that batch's requests coming back",
+                                       ["kind"], buckets=_LATENCY_BUCKETS, registry=r),
+            device_idle_seconds=Histogram("cleanroom_scheduler_device_idle_seconds",
+                                          "Worker idle time between the end of a batch and the start of the next",
+                                          ["device"], buckets=_LATENCY_BUCKETS, registry=r),
             scrubs=Counter("cleanroom_scheduler_scrubs", "Between-tenant scrubs run", ["device", "tenant_id"],
                            registry=r),
             scrub_bytes=Counter("cleanroom_scheduler_scrub_bytes", "Bytes zeroed by between-tenant scrubs",
