@@ -9,7 +9,8 @@ open, audit record, decrypt, seal the answer) and end to end (plus sealing and o
 
     .venv/bin/python benchmarks/middleware/overhead.py [--requests 300] [--handler-ms 5] [--json out.json]
 
-Goal (issue 10): mean sealed latency <= 1.10 x mean plain latency for a 5 ms handler.
+Goal (issue 10): sealed latency <= 1.10 x plain latency for a 5 ms handler. `--durable-before-app` measures
+the middleware's strict audit order (the record durable before the app runs) instead of write-ahead.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ async def work(request: Request) -> dict[str, object]:
 
 inner.add_api_route("/plain/classify", work, methods=["POST"])
 inner.add_api_route("/sealed/classify", work, methods=["POST"])
-app = CleanroomMiddleware(inner, data_dir=os.environ["BENCH_DATA"], protected_paths=("/sealed/",))
+app = CleanroomMiddleware(
+    inner,
+    data_dir=os.environ["BENCH_DATA"],
+    protected_paths=("/sealed/",),
+    audit_durable_before_app=os.environ.get("BENCH_DURABLE_BEFORE_APP") == "1",
+)
 """
 
 
@@ -104,6 +110,11 @@ def main() -> int:
         help="CLEANROOM_AUDIT_FSYNC for the server; `none` only to show the fsync's share",
     )
     parser.add_argument(
+        "--durable-before-app",
+        action="store_true",
+        help="the middleware's strict audit order (audit_durable_before_app=True): durable before the app runs",
+    )
+    parser.add_argument(
         "--concurrency",
         type=int,
         default=8,
@@ -146,6 +157,7 @@ def main() -> int:
             "CLEANROOM_AUDIT_FSYNC": args.audit_fsync,
             "BENCH_DATA": str(base / "data"),
             "BENCH_HANDLER_MS": str(args.handler_ms),
+            "BENCH_DURABLE_BEFORE_APP": "1" if args.durable_before_app else "0",
             "PYTHONPATH": os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")]),
         }
         server = subprocess.Popen(command, env=env, cwd=base)
@@ -217,6 +229,7 @@ def main() -> int:
         "payload_bytes": args.payload_bytes,
         "server": "uvicorn" if args.no_exec else "cleanroom exec -- uvicorn",
         "audit_fsync": args.audit_fsync,
+        "audit_durable_before_app": args.durable_before_app,
         "plain": plain,
         "sealed_round_trip": rtt,  # what the middleware adds on the server (client crypto not timed)
         "sealed_end_to_end": e2e,  # plus sealing the request and opening the answer on the client
