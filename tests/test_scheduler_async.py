@@ -390,3 +390,29 @@ def test_metrics_exposition_and_misuse() -> None:
     assert metric(registry, "cleanroom_scheduler_queue_depth", tenant_id="a") == 0.0
     with pytest.raises(ValueError):
         cpu_devices(0)
+
+
+def test_a_tenant_with_more_queued_gets_its_next_batch_before_the_answers_go_out() -> None:
+    # The device is not left idle while the loop resolves the finished batch's submitters: by the time the
+    # first submitter resumes, the tenant's next batch is already on the device.
+    async def main() -> None:
+        runner = Doubler(max_batch_size=1)
+        runner.gate.clear()
+        async with Scheduler(SchedulerConfig(), cpu_devices(1)) as scheduler:
+            seen: list[int] = []
+
+            async def submit_and_look() -> int:
+                result = await scheduler.submit("a", "m", 1, runner=runner)
+                seen.append(queued(scheduler, "a"))  # in the submitter's own turn, right after its answer
+                return result
+
+            first = asyncio.ensure_future(submit_and_look())
+            await until(lambda: len(runner.batches) == 1)
+            second = asyncio.ensure_future(scheduler.submit("a", "m", 2, runner=runner))
+            await until(lambda: queued(scheduler, "a") == 1)
+            runner.gate.set()
+            assert await first == 2
+            assert seen == [0]  # the second request had left the queue for the device before the first answer
+            assert await second == 4
+
+    run(main())

@@ -391,3 +391,72 @@ def test_anticipation_never_holds_a_light_tenant() -> None:
     c.admit("newcomer", "m", None, ONE, 0.031)  # never served: light
     [batch] = c.dispatch(0.031)
     assert batch.tenant_id != "a"
+
+
+# --- diagnostics: why a device left its tenant, comebacks ----------------------------------------------------
+def test_run_end_reasons_say_why_the_device_left_its_tenant() -> None:
+    c = anticipating_core()
+    c.devices["d0"].run_ends.clear()  # the set-up's own switch (b to a, b not measured yet)
+    [batch] = c.dispatch(0.031 + 0.003)  # a did not come back within its expected comeback
+    assert batch.tenant_id == "b"
+    assert c.devices["d0"].run_ends == {"empty_not_back": 1}
+    c = anticipating_core()
+    c.devices["d0"].run_ends.clear()
+    assert c.dispatch(0.031) == []  # held for a; the hold ends without it
+    [batch] = c.dispatch(c.devices["d0"].hold_until or 0.0)
+    assert c.devices["d0"].run_ends == {"empty_not_back": 1}
+    c = anticipating_core(fairness_bound_s=0.005)
+    c.devices["d0"].run_ends.clear()
+    c.dispatch(0.031)
+    assert c.devices["d0"].run_ends == {"fairness_bound": 1}  # a's lead is past the bound: no hold
+    c = core(latency_bound_s=0.025, fairness_bound_s=0.05)
+    for tenant, start, scrub_s in (("b", 0.0, 0.0), ("a", 0.010, 0.0005), ("a", 0.021, 0.0)):
+        c.admit(tenant, "m", None, ONE, start)
+        [batch] = c.dispatch(start)
+        c.complete(batch, 0.010, start + 0.010, scrub_s=scrub_s)
+    c.devices["d0"].run_ends.clear()
+    c.admit("b", "m", None, ONE, 0.031)
+    c.dispatch(0.031)
+    assert c.devices["d0"].run_ends == {"empty_comeback_dearer": 1}
+
+
+def test_run_end_reasons_when_the_tenant_still_has_work() -> None:
+    # a and b both backlogged with batches of one; a 1 ms fairness bound ends each run after one batch.
+    c = core(latency_bound_s=1.0, fairness_bound_s=0.001)
+    for _ in range(3):
+        c.admit("a", "m", None, ONE, 0.0)
+        c.admit("b", "m", None, ONE, 0.0)
+    now = 0.0
+    for _ in range(4):
+        [batch] = c.dispatch(now)
+        now += 0.010
+        c.complete(batch, 0.010, now)
+    ends = c.devices["d0"].run_ends
+    assert ends.get("fairness_bound", 0) >= 1 and "latency_bound" not in ends  # (b is light at first)
+    # With a generous fairness bound, the latency bound ends the run instead.
+    c = core(latency_bound_s=0.015, fairness_bound_s=1.0)
+    for _ in range(10):
+        c.admit("a", "m", None, ONE, 0.0)
+        c.admit("b", "m", None, ONE, 0.0)
+    now = 0.0
+    for _ in range(12):
+        [batch] = c.dispatch(now)
+        now += 0.010
+        c.complete(batch, 0.010, now)
+    ends = c.devices["d0"].run_ends
+    assert ends.get("latency_bound", 0) >= 1 and "fairness_bound" not in ends
+
+
+def test_comeback_and_regroup_are_measured_from_the_batch_end() -> None:
+    c = core()
+    for _ in range(3):
+        c.admit("a", "m", None, RUNNER, 0.0)
+    [batch] = c.dispatch(0.0)
+    c.complete(batch, 0.010, 0.010)
+    c.admit("a", "m", None, RUNNER, 0.012)
+    assert c.last_comeback_s == pytest.approx(0.002) and c.last_regroup_s is None
+    c.admit("a", "m", None, RUNNER, 0.013)
+    assert c.last_comeback_s is None  # not a comeback: a already had work
+    c.admit("a", "m", None, RUNNER, 0.015)
+    assert c.last_regroup_s == pytest.approx(0.005)  # the third of the batch's three clients is back
+    assert c.tenant("a").regroup_s == pytest.approx(0.005)
