@@ -220,7 +220,8 @@ _UNQUOTED_RUN = re.compile(r"(?:[^\s\"'`,;&)\]}><]++|<(?!/)|&(?![A-Za-z_][\w.-]*
 
 
 def _after_escape(text: str, start: int) -> bool:
-    """The letter before `start` ends an escape (`\\n`, `\\t`, `\\u0022`), not a word."""
+    """The letter before `start` ends an escape (`\\n`, `\\t`, `\\u0022`), not a word. (The engine has a
+    fuller one for left guards; this module cannot import the engine, which imports it.)"""
     if start >= 2 and text[start - 2] == "\\":
         return True
     return start >= 6 and text[start - 6] == "\\" and text[start - 5] in "uU"
@@ -391,7 +392,10 @@ def _confirm_cli_user(text: str, m: re.Match[str], span: Span) -> Span | None:
     if is_placeholder(value) or (value.isdigit() and m.group("user").isdigit()):
         return None  # `-u 1000:1000` is a uid:gid
     line_start = text.rfind("\n", 0, m.start()) + 1
-    return span if _HTTP_CLIENT.search(text, line_start, m.start()) or _HTTP_CLIENT.search(text, span[1]) else None
+    line_end = text.find("\n", span[1])
+    line_end = len(text) if line_end < 0 else line_end
+    on_http_line = _HTTP_CLIENT.search(text, line_start, m.start()) or _HTTP_CLIENT.search(text, span[1], line_end)
+    return span if on_http_line else None
 
 
 def _label_flag(m: re.Match[str]) -> str:
