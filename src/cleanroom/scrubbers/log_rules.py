@@ -307,10 +307,11 @@ def confirm_name_value(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     return confirm_assignment(text, m, span)
 
 
-def _judge(text: str, low_key: str, tier: str, span: Span) -> LabelledSpan | None:
-    """Tier A: any value but a placeholder is a secret; tier B (generic): only a random-looking one."""
+def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = False) -> LabelledSpan | None:
+    """Tier A: any value but a placeholder is a secret; tier B (generic): only a random-looking one.
+    `checked`: the caller has already ruled out a placeholder."""
     value = _group_text(text, span)
-    if is_placeholder(value):
+    if not checked and is_placeholder(value):
         return None
     if tier == "A":
         return (span[0], span[1], assignment_label(low_key))
@@ -349,9 +350,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     after_space = text[span[0] - 1] in " \t"
     if after_space and m.group("sep") == "=" and m.group("v4") is not None and _NEXT_FIELD.match(value):
         return None  # `password= next_key=1`: the value is empty and the next field follows
-    if tier == "A":
-        return (span[0], span[1], assignment_label(low_key))
-    return _judge(text, low_key, tier, span)
+    return _judge(text, low_key, tier, span, checked=True)
 
 
 def label_for_field(key: str, value: str) -> str | None:
