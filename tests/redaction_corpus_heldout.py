@@ -5,12 +5,13 @@ log pipelines emit rather than from what the rules look for, to measure how the 
 it was not tuned on. It differs on purpose in three ways:
 - **line formats**: logfmt with quoted fields, JSON lines with nested objects and `\\n` / `\\u0022` escapes,
   nginx/apache combined logs with query strings and percent-encoding, RFC 5424 syslog and journald, Python
-  tracebacks with repr()'d dicts, Java/Go/klog/Rails prefixes, k8s events, YAML/INI/TOML/properties/XML
-  config dumps, `export`/`declare -x` env dumps, curl command lines, raw HTTP header dumps, CSV rows;
+  tracebacks with repr()'d dicts, Java/Go/klog/Rails prefixes, k8s events and env lists, YAML/INI/TOML/
+  properties/XML config dumps, Go `%+v` structs, Java `toString`, Ruby/PHP hashes, `export`/`declare -x`
+  env dumps, curl/mysql/docker command lines, SQL statements, raw HTTP header dumps, CSV rows;
 - **placement**: values wrapped in (), [], <>, «», quotes, followed by `.` `,` `;`, at the very start or end
   of a line, next to non-ASCII text;
-- **variants**: each provider's token shapes, NANP and ~25 countries' phone formats, cards of every brand
-  at 13-19 digits in their usual groupings, IBANs of ~45 countries compact and grouped, IPv6 in full,
+- **variants**: each provider's token shapes, NANP and ~30 countries' phone formats, cards of every brand
+  at 13-19 digits in their usual groupings, IBANs of ~55 countries compact and grouped, IPv6 in full,
   compressed, zone-id, bracketed and IPv4-mapped forms.
 Negatives (look-alikes that must survive byte for byte) cover ids, hashes, digests, trace context,
 timestamps, versions, paths, plain URLs, checksum-invalid numbers and IBANs, pod names, MAC addresses,
