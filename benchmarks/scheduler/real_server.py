@@ -227,8 +227,8 @@ def metrics(server: ServerHandle) -> dict[str, float]:
         r'^cleanroom_scheduler_run_ends_total\{[^}]*reason="([^"]+)"[^}]*\} (\S+)$', text, re.M
     ):
         out[f"run_end_{reason}"] = out.get(f"run_end_{reason}", 0.0) + float(value)
-    for name, key in (("comeback_seconds", "kind"), ("device_idle_seconds", "device"), ("batch_size", "model")):
-        pattern = rf'^cleanroom_scheduler_{name}_bucket\{{{key}="[^"]*",le="([^"]+)"\}} (\S+)$'
+    for name in ("device_idle_seconds", "batch_size"):
+        pattern = rf'^cleanroom_scheduler_{name}_bucket\{{[^}}]*\ble="([^"]+)"[^}}]*\}} (\S+)$'  # labels sorted
         for le, value in re.findall(pattern, text, re.M):
             out[f"{name}_le_{le}"] = out.get(f"{name}_le_{le}", 0.0) + float(value)
     for kind in ("first", "all"):
