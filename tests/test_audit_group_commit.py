@@ -91,10 +91,6 @@ def _queued(log: AuditLog) -> int:
     return len(log._commit._queue)
 
 
-def _sync_waiters(log: AuditLog) -> int:
-    return len(log._durability._queue)
-
-
 def test_fsync_error_mid_group_fails_every_waiter_and_nothing_after_it(audit_dir: Path, keys: Keys) -> None:
     """fdatasync A succeeds; B's fails; records written during B's (C) must fail too.
 
@@ -109,11 +105,14 @@ def test_fsync_error_mid_group_fails_every_waiter_and_nothing_after_it(audit_dir
 
         def sync() -> None:
             calls.append(len(calls) + 1)
-            if len(calls) == 1:  # A: hold its fdatasync until group B (4 appends) is written and waits
-                _wait_until(lambda: _sync_waiters(log) == 4)
+            # Counted as records written, not as waiting threads: a synchronous appender that leads a batch
+            # waits for the fdatasync for every append of its batch (commit.py), so how many threads
+            # queue for the sync role depends on how the appends were grouped.
+            if len(calls) == 1:  # A: hold its fdatasync until group B (4 appends) is written
+                _wait_until(lambda: log._durability.written == 6)
                 real_sync()
-            elif len(calls) == 2:  # B: hold it until group C (3 appends) is written and waits, then fail
-                _wait_until(lambda: _sync_waiters(log) == 3 + 3)
+            elif len(calls) == 2:  # B: hold it until group C (3 appends) is written, then fail
+                _wait_until(lambda: log._durability.written == 9)
                 raise OSError(errno.EIO, "Input/output error")
             else:
                 real_sync()
@@ -252,3 +251,30 @@ def test_append_many_with_fsync_always_is_one_sync(audit_dir: Path, keys: Keys) 
         assert log.append_many([_event(i) for i in range(1, 6)]) == range(1, 6)
         assert log.group_commits == before + 1
     assert _verify_ok(audit_dir, keys) == 6
+
+
+def test_grouped_synchronous_appends_return_only_once_durable(audit_dir: Path, keys: Keys) -> None:
+    """A synchronous append's owner is woken once, by the leader that waited for the fdatasync covering
+    its batch: when it returns, its record is durable; a write-ahead append in the same log is not held."""
+    problems: list[str] = []
+    with AuditLog(audit_dir, *keys, fsync="group") as log:
+
+        def appender(base: int) -> None:
+            for i in range(base, base + 25):
+                seq = log.append(_event(i))
+                if log._durability.durable <= seq:
+                    problems.append(f"append {i} (seq {seq}) returned before it was durable")
+            ticket = log.append_ahead(_event(base + 99))
+            ticket.wait_durable()
+            if not ticket.durable:
+                problems.append(f"write-ahead ticket {ticket.seq} not durable after its wait")
+
+        threads = [threading.Thread(target=appender, args=(n * 1000,)) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+        assert problems == []
+        assert log.group_commits < 12 * 26  # appends did share writes
+    assert _verify_ok(audit_dir, keys) == 12 * 26

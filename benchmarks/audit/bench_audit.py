@@ -88,10 +88,13 @@ class AppendCase:
     shape: str = "threads"  # threads | server | server_many | server_ahead | asyncio
     batch: int = 1  # requests per scheduler batch, for the server shapes
     goal: bool = False  # a group-commit row the <= 50 us goal applies to
+    model_s: float = 0.0  # server_ahead: simulated forward pass per batch (sleep, GIL released)
 
 
 def _run_threads(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) -> float:
-    """Start `appenders` threads on a barrier; return the wall seconds until the last one is done."""
+    """Start `appenders` threads on a barrier; return the wall seconds until the last one is done, less the
+    simulated model time (measured, per thread, averaged over the threads, which model in parallel)."""
+    slept: list[float] = []
     if case.shape == "server_many":
         batches = [fields[i : i + case.batch] for i in range(0, len(fields), case.batch)]
 
@@ -104,11 +107,17 @@ def _run_threads(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) 
         batches = [fields[i : i + case.batch] for i in range(0, len(fields), case.batch)]
 
         def work() -> None:
+            model = 0.0
             for batch in batches:
                 tickets = [log.record_ahead(one) for one in batch]
                 tickets[-1].start_sync()
+                if case.model_s:
+                    began = time.perf_counter()
+                    time.sleep(case.model_s)  # the forward pass the fdatasync overlaps
+                    model += time.perf_counter() - began
                 for ticket in tickets:
                     ticket.wait_durable()
+            slept.append(model)
     else:
 
         def work() -> None:
@@ -128,7 +137,8 @@ def _run_threads(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) 
     start = time.perf_counter()
     for w in workers:
         w.join()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    return elapsed - (sum(slept) / len(slept) if slept else 0.0)
 
 
 def _run_asyncio(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) -> float:
@@ -167,13 +177,16 @@ def bench_append(base: Path, keys: Keys, case: AppendCase) -> dict[str, Any] | N
         syncs = None if syncs_before is None else log.fdatasyncs - syncs_before
     shutil.rmtree(directory)
     assert total == case.appenders * case.records_each, (total, case)
+    # With a simulated model, `elapsed` is already net of it: the wall time the audit adds to the requests.
+    overhead = elapsed
     return {
         "case": case.name,
         "fsync": case.fsync,
         "appenders": case.appenders,
         "records": total,
         "seconds": round(elapsed, 4),
-        "us_per_record": round(elapsed / total * 1e6, 1),
+        "us_per_record": round(overhead / total * 1e6, 1),
+        "model_ms_per_batch": case.model_s * 1e3,
         "records_per_s": round(total / elapsed),
         "cpu_us_per_record": round(cpu / total * 1e6, 1),
         "records_per_commit": round(total / commits, 1) if commits else None,
@@ -199,6 +212,10 @@ def append_cases(scale: float) -> list[AppendCase]:
         AppendCase("write-ahead 1 dev, b1", "group", 1, n(400), shape="server_ahead", batch=1),
         AppendCase("write-ahead 1 dev, b8", "group", 1, n(800), shape="server_ahead", batch=8),
         AppendCase("write-ahead 2 dev, b8", "group", 2, n(800), shape="server_ahead", batch=8),
+        # The same with a 2 ms forward pass per batch between start_sync and the wait, as on the serve path:
+        # "wall us/rec" is then the wall time the audit adds per request (model time subtracted).
+        AppendCase("w-a 1 dev b8 +2ms model", "group", 1, n(400), "server_ahead", batch=8, goal=True, model_s=0.002),
+        AppendCase("w-a 2 dev b8 +2ms model", "group", 2, n(400), "server_ahead", batch=8, goal=True, model_s=0.002),
         AppendCase("asyncio 64 to_thread", "group", 64, n(50), shape="asyncio"),
     ]
 
@@ -312,6 +329,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--skip-append", action="store_true", help="only verify/proof numbers (e.g. with 1M records)")
     parser.add_argument("--append-only", action="store_true", help="only the append numbers")
+    parser.add_argument("--cases", default=None, help="comma-separated substrings: only append cases named so")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each append case; the median is printed")
     parser.add_argument(
         "--cpu", type=int, default=None, help="pin the process to this CPU: shows what cross-CPU thread wake-ups cost"
@@ -322,6 +340,9 @@ def main() -> None:
     keys = (bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1()))
     base = Path(tempfile.mkdtemp(prefix="cleanroom-audit-bench-", dir=args.dir))
     cases = append_cases(0.1 if args.quick else 1.0)
+    if args.cases:
+        wanted = [w.strip() for w in args.cases.split(",") if w.strip()]
+        cases = [case for case in cases if any(w in case.name for w in wanted)]
     try:
         results: dict[str, Any] = {"loadavg_1m": os.getloadavg()[0], "fdatasync_us": round(bench_fsync(base))}
         runs = (

@@ -12,8 +12,15 @@ section) and once to finish a batch. Each follower costs one wake-up, and on a s
 (a thread rescheduled, then waiting its turn for the GIL) is the largest single cost of an append:
 about 20 us of CPU on the 2-core dev box, more than sealing and hashing the record (docs/audit.md).
 
+Synchronous appends (`Slot.durable`): a leader that is one, once it has written its batch and handed the lead on,
+waits for the fdatasync covering the batch itself (`make_durable`, which coalesces with any other) and
+only then wakes the owners of durable slots, so a synchronous append costs its owner one wake-up instead
+of two (one for the write, one for the fdatasync). Write-ahead slots are woken as soon as the write is
+done, before that wait. The next batch is written meanwhile by the successor, as before.
+
 Errors: whatever fails a batch fails every slot in it, and the owner of each slot sees the error; the
-writer decides (see `AuditLog._write_batch`) whether later batches may still succeed.
+writer decides (see `AuditLog._write_batch`) whether later batches may still succeed. A failed
+`make_durable` fails the durable slots of the batch only (their records were written, never durable).
 """
 
 from __future__ import annotations
@@ -35,10 +42,13 @@ class Slot:
     owner must lead the next batch (`lead`). `seq` is the sequence number of the slot's first record.
     """
 
-    __slots__ = ("done", "error", "lead", "plaintexts", "result", "seq", "task", "wake")
+    __slots__ = ("done", "durable", "error", "lead", "plaintexts", "result", "seq", "task", "wake")
 
-    def __init__(self, plaintexts: Sequence[bytes] = (), task: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, plaintexts: Sequence[bytes] = (), task: Callable[[], object] | None = None, *, durable: bool = False
+    ) -> None:
         self.plaintexts = plaintexts
+        self.durable = durable  # done only once its records are durable (the writer waits for it)
         self.task = task
         self.seq = -1
         self.result: object = None
@@ -62,8 +72,10 @@ class GroupCommit:
         *,
         one_at_a_time: bool,
         on_records_written: Callable[[], None],
+        make_durable: Callable[[int], None] | None = None,
     ) -> None:
         self.mutex = threading.Lock()
+        self._make_durable = make_durable
         self._write_records = write_records
         self._one_at_a_time = one_at_a_time
         self._on_records_written = on_records_written
@@ -119,19 +131,52 @@ class GroupCommit:
             logger.exception("audit log: unexpected error while writing")
             error = AuditUnavailable("the audit log could not record the event")
             error.__cause__ = exc
+        durable_end = -1
+        # Only a leader that itself waits for durability (a synchronous append: batch[0] is its own slot)
+        # waits for the others: a write-ahead leader must get back to its request. Otherwise durable
+        # slots are woken once written and their owners wait on their tickets (two wake-ups).
+        if error is None and first.durable and self._make_durable is not None:
+            for slot in batch:
+                if slot.durable:
+                    durable_end = slot.seq + len(slot.plaintexts)  # slots are in sequence order
         with self.mutex:
             if error is None and first.task is None:
                 self.batches_written += 1
                 self._on_records_written()
             for slot in batch:
-                slot.done = True
-                slot.error = error
+                if durable_end < 0 or not slot.durable:
+                    slot.done = True
+                    slot.error = error
             successor = self._queue[0] if self._queue else None
             if successor is not None:
                 successor.lead = True
             else:
                 self._busy = False
-        for slot in batch:
-            slot.wake.release()
+        if durable_end < 0:
+            for slot in batch:
+                slot.wake.release()
+            if successor is not None:
+                successor.wake.release()
+            return
         if successor is not None:
-            successor.wake.release()
+            successor.wake.release()  # the next batch is written while we wait for the fdatasync
+        waiting = []
+        for slot in batch:
+            if slot.durable:
+                waiting.append(slot)
+            else:
+                slot.wake.release()
+        durable_error: AuditUnavailable | None = None
+        try:
+            assert self._make_durable is not None
+            self._make_durable(durable_end)
+        except AuditUnavailable as exc:
+            durable_error = exc
+        except Exception as exc:  # a bug must still fail closed
+            logger.exception("audit log: unexpected error while making records durable")
+            durable_error = AuditUnavailable("the audit log could not record the event")
+            durable_error.__cause__ = exc
+        for slot in waiting:
+            slot.error = durable_error
+            slot.done = True
+            slot.wake.release()

@@ -101,10 +101,13 @@ class AuditLog:
         self._every_s = checkpoint_every_s
         self._segment_max = segment_max_bytes
         self._fsync = fsync
-        self._commit = GroupCommit(
-            self._write_batch, one_at_a_time=fsync == "always", on_records_written=self._records_written
-        )
         self._durability = Durability(self._sync_segment, self._mark_broken, sync_on_wait=fsync != "none")
+        self._commit = GroupCommit(
+            self._write_batch,
+            one_at_a_time=fsync == "always",
+            on_records_written=self._records_written,
+            make_durable=self._durability.wait,
+        )
         self._mutex = self._commit.mutex
         self._closed = False
         self._broken: str | None = None
@@ -174,10 +177,19 @@ class AuditLog:
         return self._last_cp
 
     def append(self, event: AuditEvent) -> int:
-        """Append one record; return its sequence number once durable. Raises AuditUnavailable."""
-        ticket = self.append_ahead(event)
-        ticket.wait_durable()
-        return ticket.seq
+        """Append one record; return its sequence number once durable. Raises AuditUnavailable.
+
+        Same as `append_ahead` + `wait_durable`, but the batch's writer waits for the fdatasync and wakes
+        this thread once, when the record is durable (commit.py)."""
+        if not isinstance(event, AuditEvent):
+            raise TypeError("append takes an AuditEvent")
+        slot = Slot((event.to_json_bytes(),), durable=True)
+        self._submit(slot)
+        if slot.error is not None:
+            raise slot.error
+        # Already durable (or failed, which raises the error every later wait raises): never syncs here.
+        AuditTicket(self._durability, slot.seq, slot.seq + 1).wait_durable()
+        return slot.seq
 
     def append_ahead(self, event: AuditEvent) -> AuditTicket:
         """Write one record and return once it is in the log file (not yet fsynced) with its ticket;
@@ -202,7 +214,7 @@ class AuditLog:
             raise TypeError("append_many takes AuditEvents")
         if not events:
             return range(0)
-        slot = Slot(tuple(event.to_json_bytes() for event in events))
+        slot = Slot(tuple(event.to_json_bytes() for event in events), durable=True)
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
