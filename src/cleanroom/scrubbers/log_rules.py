@@ -589,12 +589,14 @@ SECRET_RULES: tuple[Rule, ...] = (
     # (`pass` only as its own word: `--bypass x` is not a password); a `*-key` flag's value must not be a
     # file path (`--private-key ./id.pem`)
     Rule("xml-element", "SECRET",
-         r"(?P<k>" + _ASSIGN_KEYS + r")>(?P<v>[^<>\r\n]{1,512})</", _ASSIGN_KEYWORDS, caseless=True, priority=60,
+         # keyword `</`, not the key words: with those (`token` is in every `tokens=` line) the keyword
+         # prefilter would search every such line once more per rule
+         r"(?P<k>" + _ASSIGN_KEYS + r")>(?P<v>[^<>\r\n]{1,512})</", ("</",), caseless=True, priority=60,
          confirm=confirm_xml_element, hint=r"(?:" + _ASSIGN_KEYS + r")>"),
     Rule("name-value-pair", "SECRET",
          r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,[ \t]*(?:\\?[\"'])?value(?:\\?[\"'])?[ \t]*"
          r"(?P<sep>[:=])[ \t]*"
-         + _VALUE, _ASSIGN_KEYWORDS, caseless=True, priority=60, confirm=confirm_name_value,
+         + _VALUE, ("value",), caseless=True, priority=60, confirm=confirm_name_value,
          hint=_NAME_VALUE_ANCHOR, anchor=_NAME_VALUE_ANCHOR),
     # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
     Rule("sql-password", "PASSWORD",
@@ -618,5 +620,6 @@ SECRET_RULES: tuple[Rule, ...] = (
     # that names an HTTP client or URL, and not `-u 1000:1000` (docker's uid:gid)
     Rule("cli-user-password", "PASSWORD",
          r"-(?:u|-user|-proxy-user|-auth|U)(?:=|[ \t]+)[\"']?(?P<user>[^\s:\"']{1,128}):(?P<v>[^\s\"']{1,256})",
-         ("-u", "--user", "--proxy-user", "--auth"), priority=60, confirm=_confirm_cli_user, left_guard=TOK + "-"),
+         ("-u ", "-u\t", "-u=", "--user", "--proxy-user", "--auth"), priority=60, confirm=_confirm_cli_user,
+         left_guard=TOK + "-"),
 )  # fmt: skip
