@@ -37,7 +37,10 @@ def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> 
         if scope == "hpke" and target:
             return manager.rotate_hpke_key(str(target), float(body.get("overlap_s", 7 * 86400)))  # type: ignore[no-any-return]
     elif action == "byok" and scope == "tenant" and target:
-        return manager.set_byok(str(target), body.get("key") or None)  # type: ignore[no-any-return]
+        vault = body.get("vault")
+        if vault is not None and not isinstance(vault, dict):
+            raise BadRequest("`vault` must be an object {addr, key, token, mount?, ca_cert?}", code="invalid_byok_spec")
+        return manager.set_byok(str(target), body.get("key") or None, vault=vault)  # type: ignore[no-any-return]
     elif action == "retire" and scope == "tenant" and target:
         return manager.retire_tenant_key_versions(str(target), int(body["min_version"]))  # type: ignore[no-any-return]
     elif action == "status":
@@ -59,10 +62,38 @@ def _body_from_args(args: argparse.Namespace) -> dict[str, Any]:
         body: dict[str, Any] = {"scope": "tenant", "target": args.tenant}
         if args.key_action == "byok":
             body["key"] = None if args.remove else args.key
+            if args.vault_addr:
+                body["key"] = None
+                body["vault"] = _customer_vault_from_args(args)
         if getattr(args, "min_version", None) is not None:
             body["min_version"] = args.min_version
         return body
     return {}
+
+
+def _customer_vault_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The customer-Vault spec from `keys byok --vault-*`; the token from a file or the environment, never
+    from the command line (where `ps` and shell history would show it)."""
+    import os
+
+    from cleanroom.errors import BadRequest
+
+    if not args.vault_key:
+        raise BadRequest("--vault-addr needs --vault-key (the customer's Transit key name)", code="invalid_byok_spec")
+    if args.vault_token_file:
+        try:
+            token = Path(args.vault_token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise BadRequest(f"cannot read --vault-token-file: {exc.strerror}", code="invalid_byok_spec") from None
+    else:
+        token = os.environ.get("CLEANROOM_BYOK_VAULT_TOKEN", "").strip()
+    if not token:
+        raise BadRequest("the customer's Vault token is missing: --vault-token-file PATH or "
+                         "CLEANROOM_BYOK_VAULT_TOKEN", code="invalid_byok_spec")
+    spec = {"addr": args.vault_addr, "key": args.vault_key, "token": token, "mount": args.vault_mount}
+    if args.vault_ca_cert:
+        spec["ca_cert"] = str(Path(args.vault_ca_cert).resolve())
+    return spec
 
 
 def run_key_command(args: argparse.Namespace) -> int:
@@ -135,6 +166,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     byok.add_argument("--tenant", metavar="NAME_OR_ID", required=True)
     which = byok.add_mutually_exclusive_group(required=True)
     which.add_argument("--key", metavar="KMS_KEY_NAME", help="the customer's key in the configured KMS")
+    which.add_argument("--vault-addr", metavar="URL", help="the customer's own Vault/OpenBao server")
     which.add_argument("--remove", action="store_true", help="drop the customer layer again")
+    byok.add_argument("--vault-key", metavar="NAME", help="the customer's Transit key (with --vault-addr)")
+    byok.add_argument("--vault-mount", metavar="PATH", default="transit", help="Transit mount (default transit)")
+    byok.add_argument("--vault-token-file", metavar="PATH",
+                      help="file holding the token the customer issued us (else CLEANROOM_BYOK_VAULT_TOKEN)")
+    byok.add_argument("--vault-ca-cert", metavar="PATH", help="CA bundle for the customer's server")
 
     common(actions.add_parser("status", help="each key's age against the rotation policy"))

@@ -24,17 +24,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
-from cleanroom.errors import DecryptionFailed, Forbidden, KeyError_, SystemSealed, TenantRevoked
+from cleanroom.errors import CleanroomError, DecryptionFailed, KeyError_, SystemSealed, TenantRevoked
+from cleanroom.keys.customer_kms import (
+    ByokSpec,
+    CustomerKMSResolver,
+    customer_error,
+    describe_layer,
+)
 from cleanroom.keys.kms import KMS, WrappedKey
 from cleanroom.keys.registry import Document, Registry, new_id
 
 MASTER_KEY_NAME = "cleanroom-master"
-
-
-class CustomerKeyUnavailable(Forbidden):
-    """A bring-your-own-key tenant's key refuses: that tenant is cut off, nobody else is."""
-
-    code = "customer_key_unavailable"
 P384_SCALAR_BYTES = 48
 
 
@@ -81,6 +81,7 @@ class Keyring:
         self.kms_calls = 0
         self.sealed = False
         self.audit: Any = None  # an AuditSink; set by the server so every key unwrap is on record first
+        self.customer_kms = CustomerKMSResolver(kms, master_key_name)  # bring-your-own-key layers
 
     def seal(self) -> None:
         """System-scope revocation in this process: purge every cached key, refuse every unwrap."""
@@ -94,7 +95,7 @@ class Keyring:
     def ensure_master_key(self) -> None:
         self.kms.create_key(self.master_key_name)
 
-    def new_tenant_keys(self, tenant_id: str, *, byok_key: str | None = None
+    def new_tenant_keys(self, tenant_id: str, *, byok_key: ByokSpec | None = None
                         ) -> tuple[dict[str, object], list[dict[str, object]], str]:
         """Tenant key (wrapped by the master key) and a first HPKE key pair (encrypted by the tenant key)."""
         tenant_key = bytearray(os.urandom(32))
@@ -108,14 +109,19 @@ class Keyring:
         return tenant_keys, [hpke_record], str(hpke_record["key_id"])
 
     # --- the tenant key, with an optional customer layer (bring your own key) -------------------------
-    def wrap_tenant_key(self, tenant_id: str, tenant_key: bytearray, version: int, byok_key: str | None
+    def wrap_tenant_key(self, tenant_id: str, tenant_key: bytearray, version: int, byok_key: ByokSpec | None
                         ) -> dict[str, Any]:
         """The stored form of a tenant key: wrapped by the master key, and first by the customer's own
-        KMS key when the tenant brought one (so neither key alone opens it, and the customer can revoke us)."""
+        KMS key when the tenant brought one (so neither key alone opens it, and the customer can revoke us).
+        `byok_key`: a key name in our KMS, or a spec of the customer's own KMS (keys/customer_kms.py)."""
         context = tenant_key_context(tenant_id, version)
-        if byok_key is None:
+        if not byok_key:
             return self.kms.wrap(self.master_key_name, tenant_key, context).to_json()
-        inner = self.kms.wrap(byok_key, tenant_key, context)
+        try:
+            customer, key_name = self.customer_kms.layer(tenant_id, byok_key)
+            inner = customer.wrap(key_name, tenant_key, context)
+        except CleanroomError as exc:
+            raise customer_error(exc, tenant_id) from None
         return self.kms.wrap(self.master_key_name, inner.dumps().encode("utf-8"), context).to_json()
 
     def unwrap_tenant_key(self, tenant: Document, version: int) -> bytearray:
@@ -127,8 +133,11 @@ class Keyring:
                             code="key_version_retired")
         context = tenant_key_context(tenant_id, version)
         if self.audit is not None:  # invariant 5: on record before the key exists in memory
-            self.audit.record({"event": "decrypt.tenant_key", "tenant_id": tenant_id, "key_version": version,
-                               "key_id": self.master_key_name, "purpose": "tenant-key"})
+            event = {"event": "decrypt.tenant_key", "tenant_id": tenant_id, "key_version": version,
+                     "key_id": self.master_key_name, "purpose": "tenant-key"}
+            if keys.get("byok_key"):
+                event["customer_key"] = describe_layer(keys["byok_key"])
+            self.audit.record(event)
         self.kms_calls += 1
         outer = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]), context)
         byok_key = keys.get("byok_key")
@@ -142,11 +151,10 @@ class Keyring:
             zero_buffer(outer)
         self.kms_calls += 1
         try:
-            return self.kms.unwrap(inner, context)
-        except (SystemSealed, KeyError_) as exc:
-            raise CustomerKeyUnavailable(
-                f"tenant {tenant['name']!r} brought its own key and it refuses to unwrap ({exc.code}); "
-                "the tenant has revoked access or disabled the key") from None
+            customer, _ = self.customer_kms.layer(tenant_id, byok_key)
+            return customer.unwrap(inner, context)
+        except CleanroomError as exc:
+            raise customer_error(exc, tenant["name"]) from None
 
     def new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
                          ) -> dict[str, object]:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
 from cleanroom.errors import BadRequest, DecryptionFailed, NotFound
+from cleanroom.keys.customer_kms import ByokSpec, credential_context, describe_layer, public_view
 from cleanroom.keys.keyring import (
     Keyring,
     decode_public_key,
@@ -145,29 +146,66 @@ class KeyManager:
         hpke["encrypted_private_key"] = base64.b64encode(nonce + sealed).decode("ascii")
         hpke["tenant_key_version"] = version
 
-    def set_byok(self, name_or_id: str, key_name: str | None) -> dict[str, Any]:
-        """Add (or remove) a customer's own KMS key as an extra layer around every tenant-key version."""
-        tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
-        if key_name is not None:
+    def set_byok(self, name_or_id: str, key_name: str | None = None, *,
+                 vault: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Add (or, with neither argument, remove) a customer's own key as an extra layer around every
+        tenant-key version.
+
+        `key_name`: a key in our own KMS backend. `vault`: the customer's own Vault/OpenBao Transit key —
+        `{"addr", "key", "token", "mount"?, "ca_cert"?}`; the token is stored wrapped by our master key.
+        The new layer is proven (wrap + unwrap of a random value) and every version is rewrapped before
+        anything is stored: a bad spec changes nothing."""
+        tenant = self.registry.tenant(name_or_id)
+        tenant_id = tenant["tenant_id"]
+        spec: ByokSpec | None = None
+        if vault is not None:
+            if key_name is not None:
+                raise BadRequest("give either a key in our KMS or a customer Vault key, not both",
+                                 code="invalid_byok_spec")
+            missing = [f for f in ("addr", "key", "token") if not vault.get(f)]
+            if missing:
+                raise BadRequest(f"customer Vault spec lacks {', '.join(missing)}", code="invalid_byok_spec")
+            spec = self.keyring.customer_kms.new_spec(
+                tenant_id, addr=str(vault["addr"]), key=str(vault["key"]), token=str(vault["token"]),
+                mount=str(vault.get("mount") or "transit"), ca_cert=vault.get("ca_cert") or None)
+        elif key_name is not None:
             self.kms.describe(key_name)  # a clear error now rather than on the next request
+            spec = key_name
+        if isinstance(spec, dict):
+            self.keyring.customer_kms.probe(tenant_id, spec, tenant["name"])
 
         def change(doc: Document) -> None:
             record = doc["tenants"][tenant_id]
             keys = record["tenant_keys"]
+            if _same_customer_key(keys.get("byok_key"), spec):
+                # Only the credential changes (the customer issued a new token, e.g. after revoking the old
+                # one): the wrapped versions stay as they are, and the old token need not work any more.
+                keys["byok_key"] = spec
+                return
+            rewrapped: dict[str, Any] = {}
             for version in list(keys["versions"]):
                 if int(version) < int(keys["min_version"]):
                     continue  # retired: never opened again, so its form does not matter
                 key = self.keyring.unwrap_tenant_key(record, int(version))
                 try:
-                    keys["versions"][version] = self.keyring.wrap_tenant_key(tenant_id, key, int(version), key_name)
+                    rewrapped[version] = self.keyring.wrap_tenant_key(tenant_id, key, int(version), spec)
                 finally:
                     zero_buffer(key)
-            keys["byok_key"] = key_name
+            # Only now, with every version rewrapped, does the record change (a failure above leaves it whole).
+            keys["versions"].update(rewrapped)
+            keys["byok_key"] = spec
 
-        self.registry.update(change)
-        self.keyring.purge(tenant_id)
-        self._record("key.byok", scope="tenant_key", tenant_id=tenant_id, key_id=key_name or "")
-        return {"tenant_id": tenant_id, "byok_key": key_name}
+        try:
+            self.registry.update(change)
+        except BaseException:
+            self.registry.refresh(force=True)  # drop any in-memory state of the failed change
+            raise
+        finally:
+            self.keyring.customer_kms.drop(tenant_id)
+            self.keyring.purge(tenant_id)
+        described = describe_layer(spec)
+        self._record("key.byok", scope="tenant_key", tenant_id=tenant_id, key_id=described)
+        return {"tenant_id": tenant_id, "byok_key": public_view(spec), "customer_key": described}
 
     def retire_tenant_key_versions(self, name_or_id: str, min_version: int) -> dict[str, Any]:
         """Raise the tenant's minimum key version: anything protected by an older one stops opening."""
@@ -240,6 +278,11 @@ class KeyManager:
                         context = tenant_key_context(tenant_id, int(version))
                         record["tenant_keys"]["versions"][version] = self.kms.rewrap(wrapped, context).to_json()
                         count += 1
+                byok = record["tenant_keys"].get("byok_key")
+                if isinstance(byok, dict) and WrappedKey.from_json(byok["token"]).version < latest:
+                    token = WrappedKey.from_json(byok["token"])  # the customer's credential we hold, wrapped
+                    byok["token"] = self.kms.rewrap(token, credential_context(tenant_id)).to_json()
+                    count += 1
             if doc.get("pepper") is not None:
                 wrapped = WrappedKey.from_json(doc["pepper"])
                 if wrapped.version < latest:
@@ -254,6 +297,8 @@ class KeyManager:
     def _anything_below(self, latest: int) -> bool:
         doc = self.registry.snapshot()
         wrapped = [v for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
+        wrapped += [t["tenant_keys"]["byok_key"]["token"] for t in doc["tenants"].values()
+                    if isinstance(t["tenant_keys"].get("byok_key"), dict)]
         if doc.get("pepper") is not None:
             wrapped.append(doc["pepper"])
         return any(int(w["version"]) < latest for w in wrapped)
@@ -269,7 +314,8 @@ class KeyManager:
             latest = str(keys["latest_version"])
             created = keys.get("created", {}).get(latest, tenant["created_at"])
             rows.append(_row("tenant_key", tenant["name"], int(latest), now - created, policy.tenant_key_days,
-                             min_version=keys["min_version"], revoked=tenant.get("revoked", False)))
+                             min_version=keys["min_version"], revoked=tenant.get("revoked", False),
+                             customer_key=describe_layer(keys.get("byok_key")) or None))
             current = next(k for k in tenant["hpke_keys"] if k["key_id"] == tenant["current_key_id"])
             rows.append(_row("hpke", f"{tenant['name']}/{current['key_id']}", None, now - current["created_at"],
                              policy.hpke_key_days))
@@ -278,6 +324,12 @@ class KeyManager:
                                  now - credential["created_at"], policy.credential_days,
                                  revoked=credential.get("revoked", False)))
         return {"keys": rows, "system_sealed": not master.enabled or self.keyring.sealed}
+
+
+def _same_customer_key(old: ByokSpec | None, new: ByokSpec | None) -> bool:
+    """Both specs name the same key in the same customer KMS (they may differ in credential or CA)."""
+    fields = ("kind", "addr", "mount", "key")
+    return isinstance(old, dict) and isinstance(new, dict) and all(old.get(f) == new.get(f) for f in fields)
 
 
 def _row(kind: str, name: str, version: int | None, age_s: float, max_days: float, **extra: Any) -> dict[str, Any]:
