@@ -7,6 +7,8 @@ plain URLs, Luhn-invalid numbers).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
 import redaction_corpus as corpus
@@ -34,17 +36,20 @@ def _finder(redactor: Redactor) -> corpus.Finder:
     return lambda line: [(f.start, f.end, f.label) for f in redactor.find(line)]
 
 
-def _check(score: corpus.Score) -> list[str]:
+def _check(score: corpus.Score, types: Iterable[str] = corpus.ALL_TYPES,
+           negative_kinds: Iterable[str] = corpus.NEGATIVE_KINDS, name: str = "corpus") -> list[str]:
+    """Every type present and at or above THRESHOLD in recall, precision and look-alike survival.
+    Shared with tests/test_redaction_heldout.py (the second corpus)."""
     failures = []
-    for kind in corpus.ALL_TYPES:
-        assert score.total.get(kind), f"corpus has no {kind} samples"
+    for kind in types:
+        assert score.total.get(kind), f"{name} has no {kind} samples"
         if score.recall(kind) < THRESHOLD:
             failures.append(f"recall {kind} = {score.recall(kind):.4f}")
     for kind in set(score.total) | set(score.false_findings):
         if score.precision(kind) < THRESHOLD:
             failures.append(f"precision {kind} = {score.precision(kind):.4f}")
-    for kind in corpus.NEGATIVE_KINDS:
-        assert score.negatives.get(kind), f"corpus has no {kind} look-alikes"
+    for kind in negative_kinds:
+        assert score.negatives.get(kind), f"{name} has no {kind} look-alikes"
         if score.survival(kind) < THRESHOLD:
             failures.append(f"survival {kind} = {score.survival(kind):.4f}")
     return failures

@@ -13,29 +13,11 @@ import pytest
 import redaction_corpus as corpus
 import redaction_corpus_heldout as heldout
 from cleanroom.scrubbers.logs import Redactor, default_redactor
-from test_redaction_corpus import LABEL_TO_TYPE
-
-THRESHOLD = 0.995
-
-
-def _finder(redactor: Redactor) -> corpus.Finder:
-    return lambda line: [(f.start, f.end, f.label) for f in redactor.find(line)]
+from test_redaction_corpus import LABEL_TO_TYPE, _check, _finder
 
 
 def _failures(score: corpus.Score) -> list[str]:
-    failures = []
-    for kind in heldout.ALL_TYPES:
-        assert score.total.get(kind), f"held-out corpus has no {kind} samples"
-        if score.recall(kind) < THRESHOLD:
-            failures.append(f"recall {kind} = {score.recall(kind):.4f}")
-    for kind in set(score.total) | set(score.false_findings):
-        if score.precision(kind) < THRESHOLD:
-            failures.append(f"precision {kind} = {score.precision(kind):.4f}")
-    for kind in heldout.NEGATIVE_KINDS:
-        assert score.negatives.get(kind), f"held-out corpus has no {kind} look-alikes"
-        if score.survival(kind) < THRESHOLD:
-            failures.append(f"survival {kind} = {score.survival(kind):.4f}")
-    return failures
+    return _check(score, heldout.ALL_TYPES, heldout.NEGATIVE_KINDS, "held-out corpus")
 
 
 @pytest.mark.parametrize("seed", [1337, 424242])
