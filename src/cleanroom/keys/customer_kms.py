@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,11 +107,30 @@ class CustomerKMSResolver:
     """
 
     def __init__(self, kms: KMS, master_key_name: str, *, factory: KmsFactory = _default_factory,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.kms, self.master_key_name = kms, master_key_name
-        self._factory, self._timeout_s = factory, timeout_s
+        self._factory, self._timeout_s, self._clock = factory, timeout_s, clock
         self._clients: dict[str, tuple[str, KMS]] = {}
+        self._down: dict[str, tuple[float, CustomerKMSUnavailable]] = {}  # tenant id -> (until, error)
         self._mutex = threading.Lock()
+
+    # --- failing fast while a customer's KMS is away ---------------------------------------------
+    # Keys are unwrapped on the device's worker thread, when a batch is scheduled. A customer server
+    # that hangs would hold the device — every tenant's work — for a full timeout on each batch of that
+    # tenant. So once it failed, that tenant's unwraps fail at once until its Retry-After has passed; then
+    # one call tries again.
+    def check_available(self, tenant_id: str) -> None:
+        with self._mutex:
+            down = self._down.get(tenant_id)
+        if down is not None:
+            if self._clock() < down[0]:
+                raise down[1]
+            with self._mutex:
+                self._down.pop(tenant_id, None)
+
+    def mark_down(self, tenant_id: str, error: CustomerKMSUnavailable) -> None:
+        with self._mutex:
+            self._down[tenant_id] = (self._clock() + (error.retry_after_s or 5.0), error)
 
     # --- configuring ----------------------------------------------------------------------------
     def new_spec(self, tenant_id: str, *, addr: str, key: str, token: str, mount: str = "transit",
@@ -196,6 +216,11 @@ class CustomerKMSResolver:
             else:
                 entry = self._clients.pop(tenant_id, None)
                 doomed = [entry] if entry is not None else []
+        with self._mutex:
+            if tenant_id is None:
+                self._down.clear()
+            else:
+                self._down.pop(tenant_id, None)
         for _, client in doomed:
             client.close()
 

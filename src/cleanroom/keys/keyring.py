@@ -28,6 +28,7 @@ from cleanroom.errors import CleanroomError, DecryptionFailed, KeyError_, System
 from cleanroom.keys.customer_kms import (
     ByokSpec,
     CustomerKMSResolver,
+    CustomerKMSUnavailable,
     customer_error,
     describe_layer,
 )
@@ -151,10 +152,16 @@ class Keyring:
             zero_buffer(outer)
         self.kms_calls += 1
         try:
+            self.customer_kms.check_available(tenant_id)
             customer, _ = self.customer_kms.layer(tenant_id, byok_key)
             return customer.unwrap(inner, context)
+        except CustomerKMSUnavailable:
+            raise  # still inside the back-off window of an earlier failure
         except CleanroomError as exc:
-            raise customer_error(exc, tenant["name"]) from None
+            error = customer_error(exc, tenant["name"])
+            if isinstance(error, CustomerKMSUnavailable):
+                self.customer_kms.mark_down(tenant_id, error)
+            raise error from None
 
     def new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
                          ) -> dict[str, object]:
