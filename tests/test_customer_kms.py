@@ -6,14 +6,14 @@ these paths is tests/test_byok_external.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from cleanroom.errors import BadRequest, DecryptionFailed, KMSPermissionDenied, KMSUnavailable
+from cleanroom.errors import BadRequest, DecryptionFailed, KMSPermissionDenied, KMSUnavailable, UnknownTenant
 from cleanroom.keys.customer_kms import CustomerKeyUnavailable, CustomerKMSResolver, CustomerKMSUnavailable
 from cleanroom.keys.keyring import Keyring
-from cleanroom.keys.kms import WrappedKey
+from cleanroom.keys.kms import KMS, WrappedKey
 from cleanroom.keys.lifecycle import KeyManager
 from cleanroom.keys.local import LocalKMS
 from cleanroom.keys.registry import Registry
@@ -31,6 +31,7 @@ class CustomerKMS:
         self.state = "up"
         self.unwraps = 0
         self.tokens: list[str] = []
+        self.closed = 0
 
     def wrap(self, key_name: str, plaintext: Any, context: bytes) -> WrappedKey:
         self._gate()
@@ -48,7 +49,7 @@ class CustomerKMS:
             raise KMSPermissionDenied("token revoked")
 
     def close(self) -> None:
-        pass
+        self.closed += 1
 
 
 @pytest.fixture
@@ -59,9 +60,9 @@ def setup(tmp_path: Path) -> tuple[TenantService, Keyring, Registry, KeyManager,
     keyring.kms.create_key("m")
     customer = CustomerKMS(tmp_path / "customer")
 
-    def factory(**kwargs: Any) -> CustomerKMS:
+    def factory(**kwargs: Any) -> KMS:
         customer.tokens.append(kwargs["token"])
-        return customer
+        return cast(KMS, customer)
 
     keyring.customer_kms = CustomerKMSResolver(keyring.kms, "m", factory=factory, clock=lambda: clock[0])
     service = TenantService(registry, keyring)
@@ -141,3 +142,30 @@ def test_credential_is_bound_to_its_tenant(setup: Any) -> None:
     with pytest.raises(DecryptionFailed):  # another tenant's record cannot use acme's wrapped token
         resolver.layer(registry.tenant("other")["tenant_id"], stolen)
     assert customer.tokens == [TOKEN]  # no client was built from it
+
+
+def test_a_key_the_customer_disables_then_reenables_works_again_without_reconfiguring(setup: Any) -> None:
+    service, keyring, registry, manager, customer, clock = setup
+    acme = service.create("acme")
+    manager.set_byok("acme", vault={"addr": "https://v.example", "key": "acme-own", "token": TOKEN})
+    keyring.hpke_private_key(registry.tenant("acme"), acme.key_id)
+    built = list(customer.tokens)
+    customer.state = "revoked"  # the customer disabled the key (Vault answers 403 as for a revoked token)
+    for _ in range(2):  # refused each time: a 403 is the customer's decision, not an outage to back off from
+        with pytest.raises(CustomerKeyUnavailable):
+            keyring.hpke_private_key(registry.tenant("acme"), acme.key_id)
+    customer.state = "up"
+    keyring.hpke_private_key(registry.tenant("acme"), acme.key_id)
+    assert customer.tokens == built  # the same client and token: nothing was rebuilt or reconfigured
+
+
+def test_deleting_a_tenant_closes_its_customer_kms_client(setup: Any) -> None:
+    service, keyring, registry, manager, customer, clock = setup
+    acme = service.create("acme")
+    manager.set_byok("acme", vault={"addr": "https://v.example", "key": "acme-own", "token": TOKEN})
+    keyring.hpke_private_key(registry.tenant("acme"), acme.key_id)
+    closed = customer.closed
+    service.delete("acme")
+    assert customer.closed == closed + 1  # the client holding the customer's token is gone with the tenant
+    with pytest.raises(UnknownTenant):
+        registry.tenant("acme")

@@ -223,6 +223,7 @@ class TenantService:
 
         self.registry.update(remove)
         self.keyring.purge(tenant_id)
+        self.keyring.customer_kms.drop(tenant_id)  # its client holds the customer's token: close it now
         self._record("key.delete", tenant_id=tenant_id, purpose="tenant")
         return str(tenant_id)
 
