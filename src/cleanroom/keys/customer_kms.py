@@ -38,6 +38,7 @@ from cleanroom.errors import (
     ServiceUnavailable,
     SystemSealed,
 )
+from cleanroom.keys.backoff import FailFast
 from cleanroom.keys.kms import KMS, WrappedKey
 
 ByokSpec = str | dict[str, Any]  # a key name in our own KMS, or a customer-KMS spec (module docstring)
@@ -111,26 +112,15 @@ class CustomerKMSResolver:
         self.kms, self.master_key_name = kms, master_key_name
         self._factory, self._timeout_s, self._clock = factory, timeout_s, clock
         self._clients: dict[str, tuple[str, KMS]] = {}
-        self._down: dict[str, tuple[float, CustomerKMSUnavailable]] = {}  # tenant id -> (until, error)
+        self._fail_fast = FailFast(clock=clock)  # per tenant: one customer's outage is not another's
         self._mutex = threading.Lock()
 
-    # --- failing fast while a customer's KMS is away ---------------------------------------------
-    # Keys are unwrapped on the device's worker thread, when a batch is scheduled. A customer server
-    # that hangs would hold the device — every tenant's work — for a full timeout on each batch of that
-    # tenant. So once it failed, that tenant's unwraps fail at once until its Retry-After has passed; then
-    # one call tries again.
+    # --- failing fast while a customer's KMS is away (keys/backoff.py says why) -------------------
     def check_available(self, tenant_id: str) -> None:
-        with self._mutex:
-            down = self._down.get(tenant_id)
-        if down is not None:
-            if self._clock() < down[0]:
-                raise down[1]
-            with self._mutex:
-                self._down.pop(tenant_id, None)
+        self._fail_fast.check(tenant_id)
 
     def mark_down(self, tenant_id: str, error: CustomerKMSUnavailable) -> None:
-        with self._mutex:
-            self._down[tenant_id] = (self._clock() + (error.retry_after_s or 5.0), error)
+        self._fail_fast.mark_down(tenant_id, error)
 
     # --- configuring ----------------------------------------------------------------------------
     def new_spec(self, tenant_id: str, *, addr: str, key: str, token: str, mount: str = "transit",
@@ -216,11 +206,7 @@ class CustomerKMSResolver:
             else:
                 entry = self._clients.pop(tenant_id, None)
                 doomed = [entry] if entry is not None else []
-        with self._mutex:
-            if tenant_id is None:
-                self._down.clear()
-            else:
-                self._down.pop(tenant_id, None)
+        self._fail_fast.clear(tenant_id)
         for _, client in doomed:
             client.close()
 

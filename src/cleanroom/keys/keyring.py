@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
-from cleanroom.errors import CleanroomError, DecryptionFailed, KeyError_, SystemSealed, TenantRevoked
+from cleanroom.errors import CleanroomError, DecryptionFailed, KeyError_, KMSUnavailable, SystemSealed, TenantRevoked
+from cleanroom.keys.backoff import FailFast
 from cleanroom.keys.customer_kms import (
     ByokSpec,
     CustomerKMSResolver,
@@ -36,6 +37,7 @@ from cleanroom.keys.kms import KMS, WrappedKey
 from cleanroom.keys.registry import Document, Registry, new_id
 
 MASTER_KEY_NAME = "cleanroom-master"
+OWN_KMS = ""  # the FailFast key of our own KMS (customer KMSs are keyed by tenant id)
 P384_SCALAR_BYTES = 48
 
 
@@ -83,6 +85,7 @@ class Keyring:
         self.sealed = False
         self.audit: Any = None  # an AuditSink; set by the server so every key unwrap is on record first
         self.customer_kms = CustomerKMSResolver(kms, master_key_name)  # bring-your-own-key layers
+        self.kms_fail_fast = FailFast(clock=clock)  # keys/backoff.py: a hanging KMS must not hold the devices
 
     def seal(self) -> None:
         """System-scope revocation in this process: purge every cached key, refuse every unwrap."""
@@ -133,6 +136,7 @@ class Keyring:
             raise KeyError_("the tenant key version that protects this key pair is retired",
                             code="key_version_retired")
         context = tenant_key_context(tenant_id, version)
+        self.kms_fail_fast.check(OWN_KMS)  # our KMS failed moments ago: 503 now, not after its timeout
         if self.audit is not None:  # invariant 5: on record before the key exists in memory
             event = {"event": "decrypt.tenant_key", "tenant_id": tenant_id, "key_version": version,
                      "key_id": self.master_key_name, "purpose": "tenant-key"}
@@ -140,7 +144,11 @@ class Keyring:
                 event["customer_key"] = describe_layer(keys["byok_key"])
             self.audit.record(event)
         self.kms_calls += 1
-        outer = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]), context)
+        try:
+            outer = self.kms.unwrap(WrappedKey.from_json(keys["versions"][str(version)]), context)
+        except KMSUnavailable as exc:
+            self.kms_fail_fast.mark_down(OWN_KMS, exc)
+            raise
         byok_key = keys.get("byok_key")
         if not byok_key:
             return outer
