@@ -3,6 +3,12 @@
 `Redactor` is immutable after construction (compiled patterns, prefilter database), so one instance is
 shared by every thread and every handler. Overlapping findings are merged into one span (so nothing of
 either value survives) and labelled by the higher-priority rule.
+
+Rules run in descending priority, and a candidate that lies inside a finding of a strictly higher
+priority is dropped before its confirm step runs: merging would absorb it and keep the other label, so the
+output is the same, and the confirm steps that cost most (entropy, key tiers) mostly run on values a
+provider rule has already claimed (`HF_TOKEN: hf_...`: 1811 of 2946 assignment candidates in the
+secret-dense corpus).
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def _after_escape(text: str, start: int) -> bool:
 class _Compiled:
     __slots__ = (
         "caseless", "confirm", "guard", "is_ip", "label", "label_of", "priority", "regex", "regex_icase",
-        "rule", "value_groups",
+        "rule", "value_groups", "widen",
     )  # fmt: skip
 
     def __init__(self, rule: Rule) -> None:
@@ -86,6 +92,7 @@ class _Compiled:
         self.confirm = rule.confirm
         self.label = rule.label
         self.label_of = rule.label_of
+        self.widen = rule.widen
         self.priority = rule.priority
         self.is_ip = rule.label in ("IPV4", "IPV6")
         names = sorted((idx, name) for name, idx in self.regex.groupindex.items() if name.startswith("v"))
@@ -110,7 +117,9 @@ class Redactor:
     ) -> None:
         self.keep_card_last4 = keep_card_last4
         self._ip_allowlist = frozenset(ip_allowlist)
-        self._rules = tuple(rules)
+        # Highest priority first (stable): the prefilter reports rule indices, and indices in ascending
+        # order then run the rules in the order that lets `_run` skip covered candidates.
+        self._rules = tuple(sorted(rules, key=lambda r: -r.priority))
         self._compiled = [_Compiled(r) for r in self._rules]
         self._prefilter: Prefilter = build_prefilter(self._rules, prefilter)
         self._pem_ids = frozenset(i for i, r in enumerate(self._rules) if "\n" in _multiline_marker(r))
@@ -145,14 +154,16 @@ class Redactor:
 
     def _find_short(self, text: str, ids: list[int], starts: Starts | None) -> _Found:
         out: _Found = []
-        low = _lower(text)
+        if len(ids) > 1:
+            ids = sorted(ids)  # priority order (see __init__)
+        low: str | None = None
+        lowered = False
         compiled = self._compiled
-        if starts:
-            for i in ids:
-                self._run(compiled[i], text, low, out, starts.get(i))
-        else:
-            for i in ids:
-                self._run(compiled[i], text, low, out, None)
+        for i in ids:
+            c = compiled[i]
+            if c.caseless and not lowered:
+                low, lowered = _lower(text), True
+            self._run(c, text, low, out, starts.get(i) if starts else None)
         return out
 
     def _find_long(self, text: str, ids: list[int]) -> _Found:
@@ -198,6 +209,11 @@ class Redactor:
                 if m.start(g) >= 0:
                     span = m.span(g)
                     break
+            if c.widen is not None:
+                span = c.widen(text, m, span)
+            start, end = span
+            if out and _covered(out, start, end, c.priority):
+                continue
             label = c.label
             if c.confirm is not None:
                 confirmed = c.confirm(text, m, span)
@@ -207,8 +223,6 @@ class Redactor:
                     start, end, label = confirmed
                 else:
                     start, end = confirmed
-            else:
-                start, end = span
             if start >= end:
                 continue
             if c.label_of is not None:
@@ -264,6 +278,15 @@ class Redactor:
 def default_redactor() -> Redactor:
     """The shared default `Redactor`, built on first use (compiling the prefilter takes ~0.5 s)."""
     return Redactor()
+
+
+def _covered(found: _Found, start: int, end: int, priority: int) -> bool:
+    """`start:end` lies inside a finding of a strictly higher priority: merging would absorb it whole and
+    keep that finding's label, so it need not be confirmed. (An equal priority could change the label.)"""
+    for s, e, p, _ in found:  # noqa: SIM110 - a plain loop: `any(genexpr)` costs 0.2 us more a call
+        if s <= start and end <= e and p > priority:
+            return True
+    return False
 
 
 def _matches_at(regex: re.Pattern[str], subject: str, starts: list[int]) -> list[re.Match[str]]:

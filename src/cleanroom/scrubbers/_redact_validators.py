@@ -41,19 +41,20 @@ def checksum_token_ok(token: str, prefix_len: int) -> bool:
     return base62_crc32(body[:-6]) == body[-6:]
 
 
+# Luhn doubles every second digit from the right; the doubled digit's digit sum, as a character.
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def luhn_ok(digits: str) -> bool:
-    """ISO/IEC 7812 check digit over a string of ASCII digits."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if d < 0 or d > 9:
-            return False
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+    """ISO/IEC 7812 check digit over a string of ASCII digits.
+
+    Summed as bytes (`sum(str.encode())` runs in C): 0.4 us for 16 digits against 1.9 us for a Python
+    loop over the digits (measured, CPython 3.11)."""
+    if not digits.isascii() or not (digits.isdigit() or not digits):
+        return False
+    kept = digits[-1::-2]
+    doubled = digits[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(kept.encode()) + sum(doubled.encode()) - 48 * len(digits)) % 10 == 0
 
 
 def card_iin_ok(digits: str) -> bool:
@@ -96,13 +97,21 @@ IBAN_LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 
+# ISO 13616 mod-97 reads each letter as two digits (A=10 ... Z=35); `int(ch, 36)` reads lowercase alike.
+_BASE36_DIGITS = str.maketrans(
+    {**{chr(c): str(c - 55) for c in range(65, 91)}, **{chr(c): str(c - 87) for c in range(97, 123)}}
+)
+
+
 def iban_ok(candidate: str) -> bool:
     """Known country, that country's length, and the mod-97 check (ISO 13616 / ISO 7064)."""
     iban = candidate.replace(" ", "")
     if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
         return False
     rearranged = iban[4:] + iban[:4]
-    try:
+    if rearranged.isascii():  # letters to digits with one `translate` (4x faster than a join per char)
+        return int(rearranged.translate(_BASE36_DIGITS)) % 97 == 1
+    try:  # other Unicode letters and digits: what `int` makes of each, as before
         number = int("".join(str(int(ch, 36)) for ch in rearranged))
     except ValueError:
         return False
@@ -123,6 +132,29 @@ def shannon_entropy(value: str) -> float:
     if n > _XLOGX_MAX:
         return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
     return math.log2(n) - sum(map(_XLOGX.__getitem__, map(value.count, set(value)))) / n
+
+
+# Decisions this close to the threshold are left to the exact computation.
+_ENTROPY_MARGIN = 1e-9
+
+
+def entropy_at_least(value: str, bits: float) -> bool:
+    """`shannon_entropy(value) >= bits`, decided from the number of distinct characters when it can be.
+
+    With n characters of which k are distinct the entropy lies between that of one character taking all
+    the repeats ((n-k+1)/n, the rest 1/n each) and log2(k). A random token is usually past the lower
+    bound and a word short of the upper one, so counting every character (k passes over the value, 7 us
+    for 88 characters) is left for the values in between."""
+    n = len(value)
+    if not n or n > _XLOGX_MAX:
+        return shannon_entropy(value) >= bits
+    distinct = len(set(value))
+    if math.log2(distinct) < bits - _ENTROPY_MARGIN:
+        return False
+    lowest = math.log2(n) - _XLOGX[n - distinct + 1] / n
+    if lowest >= bits + _ENTROPY_MARGIN:
+        return True
+    return shannon_entropy(value) >= bits
 
 
 def _b64url_decode(segment: str) -> bytes | None:

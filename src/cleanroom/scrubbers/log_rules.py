@@ -23,8 +23,13 @@ from cleanroom.scrubbers import _redact_validators as v
 
 Span = tuple[int, int]
 LabelledSpan = tuple[int, int, str]
-# confirm(text, match, span) -> None (reject), the span to replace, or that span with its own label.
+# confirm(text, match, span) -> None (reject), the span to replace, or that span with its own label. The
+# span returned lies within the span given: the engine skips confirming a candidate that a finding of a
+# higher-priority rule already covers, which is exact only if confirming cannot make the candidate larger.
 Confirm = Callable[[str, "re.Match[str]", Span], Span | LabelledSpan | None]
+# widen(text, match, span) -> the candidate's full span, for a value that extends past what the pattern can
+# express (an email's local part before `@`, an unquoted value past a closing bracket); runs before confirm.
+Widen = Callable[[str, "re.Match[str]", Span], Span]
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Rule:
     priority: int = 50
     confirm: Confirm | None = None
     label_of: Callable[[re.Match[str]], str] | None = None
+    widen: Widen | None = None
     # A simpler pattern matching a superset of `pattern`, for prefilter engines that cannot compile the
     # full one cheaply (Hyperscan, RE2). Defaults to `pattern` itself with lookarounds removed.
     hint: str | None = None
@@ -133,14 +139,14 @@ def _confirm_openai(text: str, m: re.Match[str], span: Span) -> Span | None:
     body = value[3:]
     has_digit = any(c.isdigit() for c in body)
     has_alpha = any(c.isalpha() for c in body)
-    return span if has_digit and has_alpha and v.shannon_entropy(body) >= 3.0 else None
+    return span if has_digit and has_alpha and v.entropy_at_least(body, 3.0) else None
 
 
 def _confirm_aws_secret_standalone(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = _group_text(text, span)
     if value.count("/") > 2 or value.startswith("/"):
         return None
-    if v.char_classes(value) < 3 or v.shannon_entropy(value) < 4.0:
+    if v.char_classes(value) < 3 or not v.entropy_at_least(value, 4.0):
         return None
     return span
 
@@ -157,7 +163,7 @@ def _confirm_bearer(text: str, m: re.Match[str], span: Span) -> Span | None:
     if is_placeholder(value):
         return None
     has_digit = any(c.isdigit() for c in value)
-    if (has_digit and v.char_classes(value) >= 2) or (len(value) >= 20 and v.shannon_entropy(value) >= 3.5):
+    if (has_digit and v.char_classes(value) >= 2) or (len(value) >= 20 and v.entropy_at_least(value, 3.5)):
         return span
     return None
 
@@ -319,20 +325,26 @@ def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = Fa
         return None
     if not low_key.endswith("token") and _HEX_RE.fullmatch(value) and len(value) in (32, 40, 64):
         return None  # a bare hash under a *_key name is an id, not a credential
-    if v.char_classes(value) < 2 or v.shannon_entropy(value) < 3.0:
+    if v.char_classes(value) < 2 or not v.entropy_at_least(value, 3.0):
         return None
     return (span[0], span[1], "GENERIC_SECRET")
 
 
+def widen_unquoted_value(text: str, m: re.Match[str], span: Span) -> Span:
+    """An unquoted assignment value that stopped at a closing bracket or `&`, through to its real end."""
+    if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _EXTENDERS:
+        return (span[0], _unquoted_end(text, m.start("k"), span[0], span[1], m.group("sep") != "="))
+    return span
+
+
 def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
+    """`span` (widened by `widen_unquoted_value`) is a secret when the whole key name says so."""
     # Cheapest rejections first: the key's tier is cached per key name.
     kw_start, kw_end = m.span("k")
     low_key = full_key(text, kw_start, kw_end).lower()
     tier = _tier(low_key)
     if tier is None:
         return None
-    if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _EXTENDERS:
-        span = (span[0], _unquoted_end(text, kw_start, span[0], span[1], m.group("sep") != "="))
     value = _group_text(text, span)
     if is_placeholder(value):
         return None
@@ -363,7 +375,7 @@ def label_for_field(key: str, value: str) -> str | None:
         return assignment_label(low_key)
     if len(value) < 12 or _looks_like_id_or_data(value) or v.char_classes(value) < 2:
         return None
-    return "GENERIC_SECRET" if v.shannon_entropy(value) >= 3.0 else None
+    return "GENERIC_SECRET" if v.entropy_at_least(value, 3.0) else None
 
 
 def _label_authorization(m: re.Match[str]) -> str:
@@ -432,7 +444,11 @@ def full_key(text: str, start: int, end: int) -> str:
 
 
 _VALUE = (
-    r"(?:\\\"(?P<v>[^\"\\\r\n]{1,512})\\\"|\"(?P<v2>(?:[^\"\\\r\n]|\\.){1,512})\"|'(?P<v3>[^'\r\n]{1,512})'"
+    r"(?:\\\"(?P<v>[^\"\\\r\n]{1,512})\\\""
+    # a double-quoted value without escapes is one character-class run (a repeat of the unit `char or
+    # escape` costs ~60 ns a character in `re`: 5 us for an 88-character key); with escapes, the unit
+    # repeat. Same spans: a `"` never sits where a unit starts, so giving back a unit never helps
+    r"|\"(?P<v2>[^\"\\\r\n]{1,512}+(?=\")|(?:[^\"\\\r\n]|\\.){1,512})\"|'(?P<v3>[^'\r\n]{1,512})'"
     r"|\\u00(?:22|27)(?P<v5>[^\"'\\\r\n]{1,512})\\u00(?:22|27)"
     # unquoted: up to whitespace, a quote, `,` `;` a closing bracket, or `&` that starts the next `key=`;
     # possessive (no backtracking, 4x faster than a bounded group repeat) and unbounded, so nothing of a
@@ -582,9 +598,9 @@ SECRET_RULES: tuple[Rule, ...] = (
          priority=70, confirm=_confirm_not_placeholder),
     # ---- assignments: password=, "secret": "...", X-Api-Key: ..., --password ... -------------------------
     Rule("assignment", "SECRET", ASSIGNMENT_PATTERN, _ASSIGN_KEYWORDS, caseless=True, priority=60,
-         confirm=confirm_assignment, hint=ASSIGNMENT_HINT, anchor=ASSIGNMENT_HINT),
+         confirm=confirm_assignment, widen=widen_unquoted_value, hint=ASSIGNMENT_HINT, anchor=ASSIGNMENT_HINT),
     Rule("assignment-escaped-quote", "SECRET", ESCAPED_ASSIGNMENT_PATTERN, ("\\u0022", "\\u0027"), caseless=True,
-         priority=60, confirm=confirm_assignment, hint=ESCAPED_ASSIGNMENT_HINT),
+         priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=ESCAPED_ASSIGNMENT_HINT),
     # `--db-password x`, `--pgpassword=x`, `--master-key x`: a compound word may end in password/secret/token
     # (`pass` only as its own word: `--bypass x` is not a password); a `*-key` flag's value must not be a
     # file path (`--private-key ./id.pem`)
@@ -596,7 +612,7 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("name-value-pair", "SECRET",
          r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,[ \t]*(?:\\?[\"'])?value(?:\\?[\"'])?[ \t]*"
          r"(?P<sep>[:=])[ \t]*"
-         + _VALUE, ("value",), caseless=True, priority=60, confirm=confirm_name_value,
+         + _VALUE, ("value",), caseless=True, priority=60, confirm=confirm_name_value, widen=widen_unquoted_value,
          hint=_NAME_VALUE_ANCHOR, anchor=_NAME_VALUE_ANCHOR),
     # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
     Rule("sql-password", "PASSWORD",
