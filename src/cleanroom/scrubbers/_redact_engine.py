@@ -196,7 +196,16 @@ class Redactor:
             regex, subject = c.regex_icase, text
         # `starts` (ASCII text only) lists every offset where a match may begin: matching there, in order
         # and never inside the previous match, gives exactly what `finditer` gives, without scanning.
-        matches = regex.finditer(subject) if starts is None else _matches_at(regex, subject, starts)
+        matches: Iterable[re.Match[str]]
+        if starts is None:
+            matches = regex.finditer(subject)
+        elif len(starts) == 1:  # the common case: one occurrence of the anchor
+            first = regex.match(subject, starts[0])
+            if first is None:
+                return
+            matches = (first,)
+        else:
+            matches = _matches_at(regex, subject, starts)
         guard = c.guard
         value_groups = c.value_groups
         for m in matches:

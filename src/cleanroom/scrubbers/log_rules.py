@@ -274,11 +274,7 @@ def _unquoted_end(text: str, key_start: int, start: int, end: int, through_amp: 
 
 def _key_start(text: str, start: int) -> int:
     """Where the key name that contains the keyword at `start` begins (see `full_key`)."""
-    lo = max(0, start - _MAX_KEY_CHARS)
-    i = start
-    while i > lo and text[i - 1] in _KEY_CHARS:
-        i -= 1
-    return i
+    return _key_run_start(text, max(0, start - _MAX_KEY_CHARS), start)
 
 
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
@@ -429,26 +425,35 @@ _TIER_B_KEY = re.compile(
 )
 
 
-_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _MAX_KEY_CHARS = 64
 
 
+# Everything up to and including the last non-key character: where it ends, the key name begins. Possessive,
+# so one linear pass (a backwards search for the key would cost O(64^2) on long words).
+_UP_TO_KEY = re.compile(r"(?:[A-Za-z0-9_.-]*+[^A-Za-z0-9_.-])*+")
+
+
 def full_key(text: str, start: int, end: int) -> str:
-    """The whole key name ending at `end` (`DB_PASSWORD`, `x-api-key`, `spring.datasource.password`)."""
-    # Walk back over key characters (at most 64): a backwards regex search costs O(64^2) on long words.
-    lo = max(0, end - _MAX_KEY_CHARS)
-    i = start
-    while i > lo and text[i - 1] in _KEY_CHARS:
-        i -= 1
+    """The whole key name ending at `end` (`DB_PASSWORD`, `x-api-key`, `spring.datasource.password`):
+    key characters back from `start`, at most 64 before `end`."""
+    i = _key_run_start(text, max(0, end - _MAX_KEY_CHARS), start)
     return text[i:end].lstrip("-._").rsplit(".", 1)[-1]
+
+
+def _key_run_start(text: str, lo: int, start: int) -> int:
+    """The first of the key characters that end at `start`, not before `lo`."""
+    if start <= lo:
+        return start
+    return _UP_TO_KEY.match(text, lo, start).end()  # type: ignore[union-attr]  # matches the empty string
 
 
 _VALUE = (
     r"(?:\\\"(?P<v>[^\"\\\r\n]{1,512})\\\""
     # a double-quoted value without escapes is one character-class run (a repeat of the unit `char or
     # escape` costs ~60 ns a character in `re`: 5 us for an 88-character key); with escapes, the unit
-    # repeat. Same spans: a `"` never sits where a unit starts, so giving back a unit never helps
-    r"|\"(?P<v2>[^\"\\\r\n]{1,512}+(?=\")|(?:[^\"\\\r\n]|\\.){1,512})\"|'(?P<v3>[^'\r\n]{1,512})'"
+    # repeat, possessive (a 930-character JSON-escaped PEM fails in 9 us instead of 14). Same spans both: a
+    # `"` never sits where a unit starts, so giving back a unit never helps
+    r"|\"(?P<v2>[^\"\\\r\n]{1,512}+(?=\")|(?:[^\"\\\r\n]|\\.){1,512}+)\"|'(?P<v3>[^'\r\n]{1,512})'"
     r"|\\u00(?:22|27)(?P<v5>[^\"'\\\r\n]{1,512})\\u00(?:22|27)"
     # unquoted: up to whitespace, a quote, `,` `;` a closing bracket, or `&` that starts the next `key=`;
     # possessive (no backtracking, 4x faster than a bounded group repeat) and unbounded, so nothing of a
