@@ -26,10 +26,16 @@ def test_tenant_commands_through_the_running_server(shared_server) -> None:
     # The running server sees the new tenant at once.
     with shared_server.client("gamma") as client:
         assert client.infer("echo", b"new tenant works") == b"new tenant works"
+    with shared_server.http() as http:
+        assert f'tenant_id="{created["tenant_id"]}"' in http.get("/metrics").text
     shared_server.cli("tenant", "delete", "gamma", "--data-dir", str(shared_server.data_dir))
     with shared_server.http() as http:
         refused = http.get("/v1/tenants/self/public-key", headers={"Authorization": f"Bearer {created['api_key']}"})
+        metrics = http.get("/metrics").text
     assert refused.status_code == 401
+    # Its scheduling state and every metric series labelled with it went with it (tenant churn must not
+    # grow the process or the label cardinality).
+    assert created["tenant_id"] not in metrics
 
 
 def test_tenant_commands_without_a_server(tmp_path: Path) -> None:

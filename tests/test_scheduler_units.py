@@ -460,3 +460,29 @@ def test_comeback_and_regroup_are_measured_from_the_batch_end() -> None:
     c.admit("a", "m", None, RUNNER, 0.015)
     assert c.last_regroup_s == pytest.approx(0.005)  # the third of the batch's three clients is back
     assert c.tenant("a").regroup_s == pytest.approx(0.005)
+
+
+# --- tenant deletion ------------------------------------------------------------------------------------
+def test_a_forgotten_idle_tenant_is_dropped_at_once() -> None:
+    c = core()
+    c.admit("gone", "m", None, ONE, 0.0)
+    [batch] = c.dispatch(0.0)
+    c.complete(batch, 0.01, 0.01)
+    assert c.forget("gone") is True
+    assert "gone" not in c.tenants
+    assert c.dispatch(0.02) == [] and c.queued_of("gone") == 0  # a device that last served it does not revive it
+    assert "gone" not in c.tenants
+
+
+def test_a_forgotten_tenant_with_work_is_dropped_when_the_last_of_it_is_done() -> None:
+    c = core(default_limits=TenantLimits(max_queued=10))
+    c.admit("gone", "m", None, ONE, 0.0)
+    queued = c.admit("gone", "m", None, ONE, 0.0)
+    [running] = c.dispatch(0.0)
+    assert c.forget("gone") is False  # one running, one queued: their answers still need the state
+    assert c.cancel(queued)
+    assert "gone" in c.tenants  # the running batch still counts against it
+    c.complete(running, 0.01, 0.01)
+    assert "gone" not in c.tenants
+    c.admit("other", "m", None, ONE, 0.02)  # the scheduler goes on as before
+    assert len(c.dispatch(0.02)) == 1

@@ -245,6 +245,14 @@ class Scheduler:
         if self.metrics is not None:
             self.metrics.weight.labels(tenant_id=tenant_id).set(weight)
 
+    def forget(self, tenant_id: str) -> None:
+        """A tenant was deleted: drop its scheduling state and metric series (its queued or running
+        requests, if any, finish or fail first; the state goes with the last of them)."""
+        self._core.forget(tenant_id)
+        self._dirty.discard(tenant_id)
+        if self.metrics is not None:
+            self.metrics.forget_tenant(tenant_id)
+
     def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
         """Change a tenant's admission limits at run time (from the next admission on)."""
         self._core.set_limits(tenant_id, limits, self._clock())
@@ -381,7 +389,7 @@ class Scheduler:
         quarantined = isinstance(results, DeviceQuarantined) or (
             not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results)
         )
-        if not quarantined and self._core.tenant(batch.tenant_id).queued:
+        if not quarantined and self._core.queued_of(batch.tenant_id):
             # The tenant has more work queued: start its device's next batch before answering this one.
             # Answering first (resolving the futures, then a pass at the next turn) left the device idle
             # while the loop ran the submitters (sealing and sending each answer): measured through the real
@@ -449,7 +457,10 @@ class Scheduler:
     def _refresh_gauges(self) -> None:
         if self.metrics is not None:
             for tenant_id in self._dirty:
-                state = self._core.tenant(tenant_id)
+                state = self._core.tenants.get(tenant_id)
+                if state is None:  # deleted, and its last request is done: no series may outlive it
+                    self.metrics.forget_tenant(tenant_id)
+                    continue
                 self.metrics.queue_depth.labels(tenant_id=tenant_id).set(state.queued)
                 self.metrics.in_flight.labels(tenant_id=tenant_id).set(state.queued + state.running)
             for device in self._core.devices.values():

@@ -89,6 +89,7 @@ class TenantState:
     regroup_s: float | None = None  # mean time from a batch's end until as many requests came back
     queues: dict[str, deque[QueuedRequest]] = field(default_factory=dict)
     gaps: dict[str, ArrivalGap] = field(default_factory=dict)
+    forgotten: bool = False  # deleted while it still had work: dropped when that work is done
 
 
 @dataclass
@@ -154,12 +155,33 @@ class SchedulerCore:
 
     # --- tenants -------------------------------------------------------------------------------------
     def tenant(self, tenant_id: str, now: float = 0.0) -> TenantState:
+        """The tenant's state, created on first use (lookups that must not create one use `tenants.get`)."""
         state = self.tenants.get(tenant_id)
         if state is None:
             limits = self.config.default_limits
             state = TenantState(tenant_id, self.config.default_weight, limits, bucket_for(limits, now))
             self.tenants[tenant_id] = state
         return state
+
+    def forget(self, tenant_id: str) -> bool:
+        """Drop a deleted tenant's state (counter, weight, limits, statistics) so tenant churn does not grow
+        the scheduler; with work still queued or running, at the moment the last of it is done.
+        True when it is gone now."""
+        state = self.tenants.get(tenant_id)
+        if state is None:
+            return True
+        state.forgotten = True
+        return self._drop_if_forgotten(state)
+
+    def queued_of(self, tenant_id: str | None) -> int:
+        state = self.tenants.get(tenant_id) if tenant_id else None
+        return state.queued if state is not None else 0
+
+    def _drop_if_forgotten(self, state: TenantState) -> bool:
+        if state.forgotten and state.queued == 0 and state.running == 0:
+            self.tenants.pop(state.tenant_id, None)
+            return True
+        return False
 
     def set_weight(self, tenant_id: str, weight: float) -> None:
         """Takes effect on the next charge; the counter already earned is kept (it is in virtual seconds)."""
@@ -261,6 +283,7 @@ class SchedulerCore:
         state.queues[request.model].remove(request)
         state.queued -= 1
         self.total_queued -= 1
+        self._drop_if_forgotten(state)
 
     def expire(self, now: float) -> list[QueuedRequest]:
         """Requests whose queue timeout passed before they reached a worker (answer them 408)."""
@@ -292,7 +315,7 @@ class SchedulerCore:
         """A batch for every free device that has work it should start now."""
         free = [d for d in self.devices.values() if not d.busy and not d.quarantined]
         # Devices whose current tenant has work go first, so that work lands where no scrub is needed.
-        free.sort(key=lambda d: 0 if d.current_tenant and self.tenant(d.current_tenant).queued else 1)
+        free.sort(key=lambda d: 0 if self.queued_of(d.current_tenant) else 1)
         batches: list[Batch] = []
         for device in free:
             batch = self._next_batch(device, now)
@@ -569,6 +592,7 @@ class SchedulerCore:
             state.counter -= batch.charged_virtual
             device.current_tenant = batch.previous_tenant
             device.sticky_since = None
+            self._drop_if_forgotten(state)
             return
         state.counter += service_s / state.weight - batch.charged_virtual
         state.service_s += service_s
@@ -586,6 +610,7 @@ class SchedulerCore:
         if batch.needs_scrub:
             previous = device.scrub_s
             device.scrub_s = scrub_s if previous is None else previous + COMEBACK_ALPHA * (scrub_s - previous)
+        self._drop_if_forgotten(state)
 
     def quarantine(self, device_name: str) -> None:
         """Stop placing work on a device whose scrub failed verification (scrubbers/base.py)."""

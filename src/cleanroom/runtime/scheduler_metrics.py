@@ -82,5 +82,12 @@ class SchedulerMetrics:
                                      "1 when the device takes no more work (failed scrub)", ["device"], registry=r),
         )
 
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop a deleted tenant's series: label cardinality must not grow with tenant churn."""
+        for metric in (self.queue_depth, self.in_flight, self.wait_seconds, self.service_seconds,
+                       self.service_total, self.rejects, self.cancelled, self.tenant_switches, self.scrubs,
+                       self.scrub_bytes, self.weight):
+            metric.remove_by_labels({"tenant_id": tenant_id})
+
 
 __all__ = ["SchedulerMetrics"]

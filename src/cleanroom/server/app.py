@@ -242,6 +242,9 @@ def create_app(services: Services) -> FastAPI:
     async def admin_delete_tenant(name_or_id: str, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
         tenant_id = await asyncio.to_thread(services.tenants.delete, name_or_id)
+        services.scheduler.forget(tenant_id)  # scheduling state and metric series go with the tenant
+        metrics.forget_tenant(tenant_id)
+        weights.pop(tenant_id, None)
         return JSONResponse({"deleted": tenant_id})
 
     @app.post("/v1/admin/keys/{action}")

@@ -35,3 +35,7 @@ class ServerMetrics:
             hardening=Gauge("cleanroom_hardening", "Process hardening in force (1) or not (0)", ["control"],
                             registry=registry),
         )
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop a deleted tenant's series (label cardinality must not grow with tenant churn)."""
+        self.requests.remove_by_labels({"tenant_id": tenant_id})
