@@ -117,9 +117,13 @@ class Redactor:
     ) -> None:
         self.keep_card_last4 = keep_card_last4
         self._ip_allowlist = frozenset(ip_allowlist)
-        # Highest priority first (stable): the prefilter reports rule indices, and indices in ascending
-        # order then run the rules in the order that lets `_run` skip covered candidates.
-        self._rules = tuple(sorted(rules, key=lambda r: -r.priority))
+        self._rules = tuple(rules)
+        # Rules run highest priority first, which lets `_run` skip covered candidates. The prefilter keeps
+        # the given order: Hyperscan built from the priority-sorted list scanned a clean line 0.03 us slower.
+        by_priority = sorted(range(len(self._rules)), key=lambda i: -self._rules[i].priority)
+        self._run_rank = [0] * len(self._rules)
+        for rank, i in enumerate(by_priority):
+            self._run_rank[i] = rank
         self._compiled = [_Compiled(r) for r in self._rules]
         self._prefilter: Prefilter = build_prefilter(self._rules, prefilter)
         self._pem_ids = frozenset(i for i, r in enumerate(self._rules) if "\n" in _multiline_marker(r))
@@ -155,7 +159,7 @@ class Redactor:
     def _find_short(self, text: str, ids: list[int], starts: Starts | None) -> _Found:
         out: _Found = []
         if len(ids) > 1:
-            ids = sorted(ids)  # priority order (see __init__)
+            ids = sorted(ids, key=self._run_rank.__getitem__)
         low: str | None = None
         lowered = False
         compiled = self._compiled
