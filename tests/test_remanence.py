@@ -50,7 +50,8 @@ def test_no_plaintext_left_after_requests(shared_server) -> None:
         # Control first: the scan must see a marker that is held inside the model right now.
         payload = save({"input": torch.frombuffer(bytearray(marker_payload(hold_marker)), dtype=torch.uint8)})
         result: dict[str, bytes] = {}
-        worker = threading.Thread(target=lambda: result.setdefault("out", client.infer("hold", payload)))
+        worker = threading.Thread(
+            target=lambda sent=payload, out=result: out.setdefault("out", client.infer("hold", sent)))
         worker.start()
         wait_for(signals / "holding")
         held_hits = scan_process(server.pid, encodings(hold_marker))

@@ -17,7 +17,7 @@ def smaps_flags(address: int) -> str:
     for i, line in enumerate(lines):
         start = int(line.split("-")[0], 16) if "-" in line.split()[0] else -1
         if start == address:
-            return next(l for l in lines[i:] if l.startswith("VmFlags:"))
+            return next(entry for entry in lines[i:] if entry.startswith("VmFlags:"))
     raise AssertionError("mapping not found")
 
 

@@ -79,8 +79,8 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, 
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     state = data_dir / "server.json"
     state.unlink(missing_ok=True)
-    command = [*(prefix or []), sys.executable, "-m", "cleanroom", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-               "--port", "0", *([] if tls else ["--no-tls"]), *args]
+    command = [*(prefix or []), sys.executable, "-m", "cleanroom", "serve", "--data-dir", str(data_dir),
+               "--host", "127.0.0.1", "--port", "0", *([] if tls else ["--no-tls"]), *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                    env=env or server_env())
