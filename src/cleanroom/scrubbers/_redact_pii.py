@@ -178,6 +178,25 @@ _ESC_HEAD = r"\\u00[0-9A-Fa-f]"  # the escape up to its last hex digit, which th
 _NUM_GUARD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
 
 
+# A national-format number (`(020) 7946 0958`, `030 12345678`, `06 12 34 56 78`) has no shape of its own
+# that a log's other numbers lack; right after a phone-ish key it is a phone number.
+_PHONE_KEYS = (
+    r"(?:tele?phone|phone|tel|mobile|cell(?:phone)?|fax|msisdn|whatsapp|sms|(?:contact|callback)[ _-]?number)"
+    r"(?:[ _-]?(?:no|num|number|nr))?"
+)
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+
+
+def _confirm_keyed_phone(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """7-15 digits that are not a date, a time or a dotted version/address."""
+    value = text[span[0] : span[1]].rstrip(" \t-.")
+    digits = sum(ch.isdigit() for ch in value)
+    if not 7 <= digits <= 15 or _DATE_LIKE.search(value) or value.count(".") >= 2 and " " not in value:
+        return None
+    return (span[0], span[0] + len(value))
+
+
 _CARD_GROUPS = (
     r"\d{3}(?:-\d{4}-(?:\d{4}-\d{4}(?:-\d{1,3})?|\d{5})| \d{4} (?:\d{4} \d{4}(?: \d{1,3})?|\d{5})"
     r"|[ -]\d{6}[ -]\d{4,5}|\d{9,15})"
@@ -203,6 +222,11 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("phone-international", "PHONE",
          r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
          priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
+    Rule("phone-after-key", "PHONE",
+         _PHONE_KEYS + r"\.?[ \t]*(?:\\?[\"'])?[ \t]*(?:[:=]|is|#)?[ \t]*(?:\\?[\"'])?[ \t]*"
+         r"(?P<v>\+?\(?\d[\d \t()./-]{5,24}\d)(?![\d])",
+         ("phone", "tel", "mobile", "cell", "fax", "msisdn", "whatsapp", "sms", "number"), caseless=True,
+         priority=39, confirm=_confirm_keyed_phone, left_guard=_ALNUM),
     Rule("payment-card", "CREDIT_CARD",
          # 4-4-4-4 with an optional 1-3 digit tail (17-19 digits: Visa, Maestro, UnionPay), 4-4-5 (13-digit
          # Visa), 4-6-4/5 (Amex, Diners), or 13-19 contiguous digits. The first group's `\d{3}` is factored

@@ -474,6 +474,34 @@ _ASSIGN_KEYWORDS = (
     "pass", "pwd", "secret", "key", "token", "credential", "auth", "jwt", "bearer", "cred",
 )  # fmt: skip
 
+def confirm_encoded_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
+    """An assignment whose quotes or `=` arrive encoded (HTML `&quot;`, URL `%3D`): judged as a plain one,
+    by its whole key name."""
+    kw_start, kw_end = m.span("k")
+    low_key = full_key(text, kw_start, kw_end).lower()
+    tier = _tier(low_key)
+    return None if tier is None else _judge(text, low_key, tier, span)
+
+
+_PROSE_SYMBOLS = frozenset("!@#$%^&*+=?~_/\\|")
+
+
+def confirm_prose_password(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """`the password is hunter2`: only a value no sentence would have — letters with digits or symbols, or
+    six or more digits — so `password is required/expired/too short` stays."""
+    start, end = span
+    while m.group("v3") is not None and end > start and text[end - 1] in ".,;:!?)":
+        end -= 1  # unquoted, it may end a sentence
+    value = text[start:end]
+    if len(value) < 4 or is_placeholder(value):
+        return None
+    letters = any(ch.isalpha() for ch in value)
+    digits = any(ch.isdigit() for ch in value)
+    if (letters and (digits or any(ch in _PROSE_SYMBOLS for ch in value))) or (value.isdigit() and len(value) >= 6):
+        return (start, end)
+    return None
+
+
 TOK = "A-Za-z0-9"
 _W = TOK + "_"  # left guard: a token must not continue a word
 _WD = _W + "-"
@@ -606,6 +634,28 @@ SECRET_RULES: tuple[Rule, ...] = (
          confirm=confirm_assignment, widen=widen_unquoted_value, hint=ASSIGNMENT_HINT, anchor=ASSIGNMENT_HINT),
     Rule("assignment-escaped-quote", "SECRET", ESCAPED_ASSIGNMENT_PATTERN, ("\\u0022", "\\u0027"), caseless=True,
          priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=ESCAPED_ASSIGNMENT_HINT),
+    # The same assignments with their quotes HTML-escaped (a JSON body shown in an HTML page or an XML
+    # attribute: `&quot;password&quot;:&quot;x&quot;`) or their `=` URL-encoded (`password%3Dx%26user%3D…`,
+    # a form body logged as one encoded parameter)
+    Rule("assignment-html-escaped", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)[ \t]*(?::|=)[ \t]*(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)(?P<v>(?:[^&\r\n<]++|&(?!quot;|#34;|#x22;|#39;|#x27;|apos;))++)",
+         ("&quot;", "&#34;", "&#x22;", "&#39;", "&#x27;", "&apos;"), caseless=True, priority=60,
+         confirm=confirm_encoded_assignment, hint=r"(?:" + _ASSIGN_KEYS + r")(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)[ \t]*[:=]"),
+    Rule("assignment-url-encoded", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")%3d(?P<v>(?:[^%&\s\"'<>]++|%(?!26|3b|20|0a|0d))++)",
+         ("%3d",), caseless=True, priority=60, confirm=confirm_encoded_assignment,
+         hint=r"(?:" + _ASSIGN_KEYS + r")%3d"),
+    # Prose: `the password is hunter2`, `password was "Summer2024!"` (a value no sentence would have)
+    Rule("password-in-prose", "PASSWORD",
+         r"(?P<k>password|passphrase|passwd)[ \t]+(?:is|was)[ \t]*:?[ \t]*"
+         r"(?:\"(?P<v>[^\"\r\n]{4,128})\"|'(?P<v2>[^'\r\n]{4,128})'|(?P<v3>[^\s\"']{4,128}))",
+         ("password", "passphrase", "passwd"), caseless=True, priority=55, confirm=confirm_prose_password,
+         left_guard=_W, hint=r"(?:password|passphrase|passwd)[ \t]+(?:is|was)"),
+    # HTTP Digest: every parameter goes (the `response` hash is crackable offline back to the password)
+    Rule("authorization-digest", "AUTHORIZATION",
+         r"authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?digest[ \t]+"
+         r"(?P<v>[a-z0-9_-]+=(?:\\?\"[^\"\r\n]*\"|[^\s,\"]+)(?:[ \t]*,[ \t]*[a-z0-9_-]+=(?:\\?\"[^\"\r\n]*\"|[^\s,\"]+))*)",
+         ("digest",), caseless=True, priority=71, anchor=r"authorization"),
     # `--db-password x`, `--pgpassword=x`, `--master-key x`: a compound word may end in password/secret/token
     # (`pass` only as its own word: `--bypass x` is not a password); a `*-key` flag's value must not be a
     # file path (`--private-key ./id.pem`)
