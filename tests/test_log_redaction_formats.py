@@ -25,6 +25,31 @@ LEAKS = [
     ("temporary password is 90817263.", "90817263"),
     ('Authorization: Digest username="bob", realm="api", nonce="dcd98b7102dd2f0e", uri="/x", '
      'response="6629fae49393a05397450978507c4ef1"', "6629fae49393a05397450978507c4ef1"),
+    ('Authorization: OAuth oauth_consumer_key="xvz1evFS4wEEPTGEFPHBog", oauth_signature="tnnArxj06cWHq44gC%2FjY%3D"',
+     "tnnArxj06cWHq44gC"),
+    ("Authorization: SSWS 00AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd", "0123456789abcd"),
+    # the long tail of providers, without any key name around them
+    ("auth SK2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c", "2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c"),
+    ("mailchimp 3f4e5d6c7b8a99887766554433221100-us12", "3f4e5d6c7b8a99887766554433221100"),
+    ("license NRAK-1A2B3C4D5E6F7G8H9I0J1K2L3M4", "1A2B3C4D5E6F7G8H9I0J1K2L3M4"),
+    ("pulumi login pul-4f2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a", "4f2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a"),
+    ("doppler dp.pt.a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2"),
+    ("fly fo1_Xk9mP2vLq8Rt5Yw3Zn7Bc4Df6Gh1Jk0MnOpQrSt", "Xk9mP2vLq8Rt5Yw3Zn7Bc4Df6Gh1Jk0MnOpQrSt"),
+    ("supabase sbp_0123456789abcdef0123456789abcdef01234567", "0123456789abcdef0123456789abcdef01234567"),
+    ("db pscale_tkn_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFG", "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+    ("notion ntn_123456789012AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "AbCdEfGhIjKlMnOpQrStUvWxYz01234567"),
+    ("mapbox sk.eyJ1IjoibWFwYm94IiwiYSI6ImNqeHk0In0.AbCdEfGhIjKlMnOpQrStUv", "AbCdEfGhIjKlMnOpQrStUv"),
+    ("fb EAACEdEose0cBAAbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGh", "EAACEdEose0cBAAbCdEfGhIjKlMnOpQrStUvWxYz"),
+    ("x AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid%2BULvsea4JtiGRiSDSJSI%3DEUifiRBkKG5E2XzMDjRfl76ZC9Ub0wnz4XsNi",
+     "ULvsea4JtiGRiSDSJSI"),
+    ("bot MTA4NjM3NzI5NjYyODY4NDg3Mg.GxYz12.AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ab", "AbCdEfGhIjKlMnOpQrStUvWxYz"),
+    ("https://discord.com/api/webhooks/1234567890/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdEfGhIjKlMnOpQrStUvWx",
+     "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_"),
+    ("https://hooks.zapier.com/hooks/catch/123456/abcdef7/", "abcdef7"),
+    ("shippo_live_0123456789abcdef0123456789abcdef01234567", "0123456789abcdef0123456789abcdef01234567"),
+    ("xai-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd", "AbCdEfGhIjKlMnOpQrSt"),
+    ("pplx-0123456789abcdef0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+    ("rubygems_0123456789abcdef0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
 ]
 
 KEPT = [
@@ -45,6 +70,12 @@ KEPT = [
     "Docker-Content-Digest: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "WWW-Authenticate: Digest realm=\"api\", qop=\"auth\", nonce=\"dcd98b7102dd2f0e\"",
     "GET /search?q=token%3D%26limit%3D10",
+    "blob AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "sku=SKU-2291 task TASK0123456789abcdef0123456789abcdef01",
+    "resolved api.sl.example.com in 3 ms",
+    "node MTIzNDU2Nzg5.GxYz12.not-a-token",
+    "pplx-small model selected",
+    "dp.pt.short",
 ]
 
 

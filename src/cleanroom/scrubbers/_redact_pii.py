@@ -192,7 +192,7 @@ def _confirm_keyed_phone(text: str, m: re.Match[str], span: Span) -> Span | None
     """7-15 digits that are not a date, a time or a dotted version/address."""
     value = text[span[0] : span[1]].rstrip(" \t-.")
     digits = sum(ch.isdigit() for ch in value)
-    if not 7 <= digits <= 15 or _DATE_LIKE.search(value) or value.count(".") >= 2 and " " not in value:
+    if not 7 <= digits <= 15 or _DATE_LIKE.search(value) or (value.count(".") >= 2 and " " not in value):
         return None
     return (span[0], span[0] + len(value))
 

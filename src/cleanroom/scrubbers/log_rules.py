@@ -14,6 +14,8 @@ Conventions that keep the engine simple and the rules safe:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
 from collections.abc import Callable
@@ -140,6 +142,32 @@ def _confirm_openai(text: str, m: re.Match[str], span: Span) -> Span | None:
     has_digit = any(c.isdigit() for c in body)
     has_alpha = any(c.isalpha() for c in body)
     return span if has_digit and has_alpha and v.entropy_at_least(body, 3.0) else None
+
+
+def _confirm_random(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """A token with no checksum: letters and digits, and the entropy of random text (not `AAAA…`, words)."""
+    value = _group_text(text, span)
+    has_digit = any(c.isdigit() for c in value)
+    has_alpha = any(c.isalpha() for c in value)
+    return span if has_digit and has_alpha and v.entropy_at_least(value, 3.5) else None
+
+
+def _confirm_random_after_padding(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """Twitter app-only bearer tokens start with ~21 `A`s (zero bytes in base64); what follows is random."""
+    start = span[0]
+    while start < span[1] and text[start] == "A":
+        start += 1
+    return span if _confirm_random(text, m, (start, span[1])) is not None else None
+
+
+def _confirm_discord_token(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """A Discord bot token's first part is the bot's numeric user id in base64."""
+    head = _group_text(text, span).split(".", 1)[0]
+    try:
+        user_id = base64.b64decode(head + "=" * (-len(head) % 4), altchars=b"-_", validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return span if user_id.isdigit() and 15 <= len(user_id) <= 20 else None
 
 
 def _confirm_aws_secret_standalone(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -502,6 +530,8 @@ def confirm_prose_password(text: str, m: re.Match[str], span: Span) -> Span | No
     return None
 
 
+_HTML_QUOTE = r"(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)"  # a quote, HTML-escaped
+_AUTH_PARAM = r"[a-z0-9_-]+=(?:\\?\"[^\"\r\n]*\"|[^\s,\"]+)"  # `name="value"` or `name=value` (RFC 7235)
 TOK = "A-Za-z0-9"
 _W = TOK + "_"  # left guard: a token must not continue a word
 _WD = _W + "-"
@@ -591,6 +621,46 @@ SECRET_RULES: tuple[Rule, ...] = (
     _provider("telegram-bot-token", "TELEGRAM_BOT_TOKEN", r"\d{8,10}:AA[A-Za-z0-9_-]{33}", ":aa",
               guard="0123456789"),
     _provider("square-token", "SQUARE_TOKEN", r"sq0(?:atp|csp)-[A-Za-z0-9_-]{22,43}", "sq0atp-", "sq0csp-"),
+    # ---- more providers (formats from their documentation and public rule sets; see module docstring) ------
+    _provider("twilio-api-key", "TWILIO_API_KEY", r"SK[0-9a-fA-F]{32}(?![0-9A-Za-z])", "sk", guard=TOK),
+    _provider("mailchimp-api-key", "MAILCHIMP_API_KEY", r"[0-9a-f]{32}-us\d{1,2}(?![0-9A-Za-z])", "-us",
+              guard=TOK),
+    _provider("new-relic-key", "NEW_RELIC_KEY", r"NR(?:AK|II|AA)-[A-Z0-9]{27}(?![A-Za-z0-9])|NRJS-[a-f0-9]{19}",
+              "nrak-", "nrii-", "nraa-", "nrjs-"),
+    _provider("pulumi-token", "PULUMI_TOKEN", r"pul-[a-f0-9]{40}(?![A-Za-z0-9])", "pul-", guard=_WD),
+    _provider("doppler-token", "DOPPLER_TOKEN", r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}", "dp."),
+    _provider("fly-token", "FLY_TOKEN", r"(?:fo1_[A-Za-z0-9_-]{39,43}|fm[12][ar]?_[A-Za-z0-9+/=_-]{100,})", "fo1_",
+              "fm1a_", "fm1r_", "fm2_"),
+    _provider("supabase-token", "SUPABASE_TOKEN", r"sb(?:p|_secret)_[A-Za-z0-9_-]{32,64}+(?![A-Za-z0-9_-])", "sbp_",
+              "sb_secret_"),
+    _provider("planetscale-token", "PLANETSCALE_TOKEN", r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_=.-]{32,64}",
+              "pscale_"),
+    _provider("notion-token", "NOTION_TOKEN", r"(?:secret_[A-Za-z0-9]{43}|ntn_\d{11}[A-Za-z0-9]{35})(?![A-Za-z0-9])",
+              "secret_", "ntn_", confirm=_confirm_random),
+    _provider("mapbox-secret-token", "MAPBOX_TOKEN", r"sk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}", "sk.eyj"),
+    _provider("dropbox-token", "DROPBOX_TOKEN", r"sl\.[A-Za-z0-9_=-]{60,200}+(?![A-Za-z0-9_=-])", "sl.",
+              guard=_WD + ".", confirm=_confirm_random),
+    _provider("facebook-token", "FACEBOOK_TOKEN", r"EAA[A-Za-z0-9]{40,}+(?![A-Za-z0-9])", "eaa", guard=TOK,
+              confirm=_confirm_random),
+    _provider("twitter-bearer-token", "TWITTER_BEARER_TOKEN", r"A{20}[A-Za-z0-9%]{32,}+(?![A-Za-z0-9%])",
+              "aaaaaaaaaaaaaaaaaaaa", guard=TOK, confirm=_confirm_random_after_padding),
+    _provider("discord-webhook", "DISCORD_WEBHOOK",
+              r"discord(?:app)?\.com/api/webhooks/\d+/(?P<v>[A-Za-z0-9_-]{60,70})", "discord", guard=""),
+    _provider("teams-webhook", "TEAMS_WEBHOOK",
+              r"(?:webhook\.office\.com/webhookb2|outlook\.office\.com/webhook)/(?P<v>[A-Za-z0-9@/_-]{40,})",
+              "webhook.office.com", "outlook.office.com/webhook", guard=""),
+    _provider("zapier-webhook", "ZAPIER_WEBHOOK", r"hooks\.zapier\.com/hooks/catch/(?P<v>\d+/[A-Za-z0-9]+)",
+              "hooks.zapier.com", guard=""),
+    _provider("okta-token", "OKTA_TOKEN", r"SSWS[ \t]+(?P<v>00[A-Za-z0-9_-]{38,40})(?![A-Za-z0-9_-])", "ssws"),
+    _provider("shippo-token", "SHIPPO_TOKEN", r"shippo_(?:live|test)_[a-f0-9]{40}", "shippo_"),
+    _provider("linear-oauth", "LINEAR_API_KEY", r"lin_oauth_[a-f0-9]{64}", "lin_oauth_"),
+    _provider("xai-api-key", "XAI_API_KEY", r"xai-[A-Za-z0-9]{70,90}+(?![A-Za-z0-9])", "xai-", guard=_WD),
+    _provider("perplexity-api-key", "PERPLEXITY_API_KEY", r"pplx-[A-Za-z0-9]{40,56}+(?![A-Za-z0-9])", "pplx-",
+              guard=_WD),
+    _provider("rubygems-token", "RUBYGEMS_TOKEN", r"rubygems_[a-f0-9]{48}", "rubygems_"),
+    Rule("discord-bot-token", "DISCORD_TOKEN",
+         r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}+(?![A-Za-z0-9_-])", (), priority=85,
+         confirm=_confirm_discord_token, left_guard=_WD + "."),
     Rule("jwt", "JWT", r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){2,4}", ("eyj",), priority=85,
          confirm=_confirm_jwt, left_guard=_WD),
     # ---- cloud secrets that need their context ------------------------------------------------------------
@@ -614,11 +684,12 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("authorization-header", "AUTHORIZATION",
          # the value may sit in brackets (`authorization=[Bearer x]`, a list-valued header dump)
          r"(?:proxy-)?authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"']|[\[(<])?(?:(?P<scheme>bearer|basic|token|"
-         r"digest|negotiate|ntlm|apikey|api-key|bot|sso-key|aws4-hmac-sha256|hmac|dpop)[ \t]+)?"
+         r"digest|negotiate|ntlm|apikey|api-key|bot|sso-key|aws4-hmac-sha256|hmac|dpop|ssws|sharedkey|sharedkeylite|"
+         r"splunk|key|mac|signature|gitlab|otoken|oauth|hawk)[ \t]+)?"
          r"(?P<v>[^\s\"',;\\\])>]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',;\\\])>]+)*)",
          ("authorization",), caseless=True, priority=70, confirm=_confirm_not_placeholder,
          label_of=_label_authorization, anchor=r"(?:proxy-)?authorization"),
-    Rule("bearer-token", "BEARER_TOKEN", r"bearer[ \t]+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)", ("bearer",),
+    Rule("bearer-token", "BEARER_TOKEN", r"bearer[ \t]+(?P<v>[A-Za-z0-9._~+/%-]{8,}=*)", ("bearer",),
          caseless=True, priority=65, confirm=_confirm_bearer, left_guard=_WD),
     Rule("basic-credentials", "BASIC_AUTH", r"basic[ \t]+(?P<v>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])",
          ("basic",), caseless=True, priority=65, confirm=_confirm_basic, left_guard=_WD),
@@ -638,9 +709,10 @@ SECRET_RULES: tuple[Rule, ...] = (
     # attribute: `&quot;password&quot;:&quot;x&quot;`) or their `=` URL-encoded (`password%3Dx%26user%3D…`,
     # a form body logged as one encoded parameter)
     Rule("assignment-html-escaped", "SECRET",
-         r"(?P<k>" + _ASSIGN_KEYS + r")(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)[ \t]*(?::|=)[ \t]*(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)(?P<v>(?:[^&\r\n<]++|&(?!quot;|#34;|#x22;|#39;|#x27;|apos;))++)",
+         r"(?P<k>" + _ASSIGN_KEYS + r")" + _HTML_QUOTE + r"[ \t]*(?::|=)[ \t]*" + _HTML_QUOTE
+         + r"(?P<v>(?:[^&\r\n<]++|&(?!quot;|#34;|#x22;|#39;|#x27;|apos;))++)",
          ("&quot;", "&#34;", "&#x22;", "&#39;", "&#x27;", "&apos;"), caseless=True, priority=60,
-         confirm=confirm_encoded_assignment, hint=r"(?:" + _ASSIGN_KEYS + r")(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)[ \t]*[:=]"),
+         confirm=confirm_encoded_assignment, hint=r"(?:" + _ASSIGN_KEYS + r")" + _HTML_QUOTE + r"[ \t]*[:=]"),
     Rule("assignment-url-encoded", "SECRET",
          r"(?P<k>" + _ASSIGN_KEYS + r")%3d(?P<v>(?:[^%&\s\"'<>]++|%(?!26|3b|20|0a|0d))++)",
          ("%3d",), caseless=True, priority=60, confirm=confirm_encoded_assignment,
@@ -651,11 +723,12 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:\"(?P<v>[^\"\r\n]{4,128})\"|'(?P<v2>[^'\r\n]{4,128})'|(?P<v3>[^\s\"']{4,128}))",
          ("password", "passphrase", "passwd"), caseless=True, priority=55, confirm=confirm_prose_password,
          left_guard=_W, hint=r"(?:password|passphrase|passwd)[ \t]+(?:is|was)"),
-    # HTTP Digest: every parameter goes (the `response` hash is crackable offline back to the password)
+    # HTTP Digest, OAuth 1.0, Hawk: every parameter goes (a Digest `response` hash can be cracked offline
+    # back to the password; OAuth's consumer key and signature are credentials)
     Rule("authorization-digest", "AUTHORIZATION",
-         r"authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?digest[ \t]+"
-         r"(?P<v>[a-z0-9_-]+=(?:\\?\"[^\"\r\n]*\"|[^\s,\"]+)(?:[ \t]*,[ \t]*[a-z0-9_-]+=(?:\\?\"[^\"\r\n]*\"|[^\s,\"]+))*)",
-         ("digest",), caseless=True, priority=71, anchor=r"authorization"),
+         r"authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?(?:digest|oauth|hawk)[ \t]+"
+         r"(?P<v>" + _AUTH_PARAM + r"(?:[ \t]*,[ \t]*" + _AUTH_PARAM + r")*)",
+         ("digest", "oauth", "hawk"), caseless=True, priority=71, anchor=r"authorization"),
     # `--db-password x`, `--pgpassword=x`, `--master-key x`: a compound word may end in password/secret/token
     # (`pass` only as its own word: `--bypass x` is not a password); a `*-key` flag's value must not be a
     # file path (`--private-key ./id.pem`)
