@@ -4,6 +4,9 @@ vanish; each look-alike must survive byte for byte."""
 
 from __future__ import annotations
 
+import random
+import string
+
 import pytest
 
 from cleanroom.scrubbers.logs import redact
@@ -88,4 +91,57 @@ def test_secret_is_gone(line: str, secret: str) -> None:
 
 @pytest.mark.parametrize("line", KEPT)
 def test_look_alike_survives(line: str) -> None:
+    assert redact(line) == line
+
+
+def _provider_samples() -> dict[str, str]:
+    """One token per provider, random but reproducible, in each provider's documented shape."""
+    rng = random.Random(20261129)
+
+    def pick(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(n))
+
+    def hexs(n: int) -> str:
+        return pick(n, "0123456789abcdef")
+
+    def uuid() -> str:
+        return f"{hexs(8)}-{hexs(4)}-{hexs(4)}-{hexs(4)}-{hexs(12)}"
+
+    upper, lower = string.ascii_uppercase + string.digits, string.ascii_lowercase + string.digits
+    return {
+        "alibaba": "LTAI" + pick(20), "contentful": "CFPAT-" + pick(43),
+        "dynatrace": "dt0c01." + pick(24, upper) + "." + pick(64, upper), "easypost": "EZAK" + pick(54),
+        "figma": "figd_" + pick(40), "frameio": "fio-u-" + pick(64), "jfrog": "AKCp" + pick(69),
+        "openshift": "sha256~" + pick(43), "plaid": "access-sandbox-" + uuid(), "prefect": "pnu_" + pick(36),
+        "readme": "rdme_" + pick(70, lower), "brevo": "xkeysib-" + hexs(64) + "-" + pick(16),
+        "typeform": "tfp_" + pick(59), "clojars": "CLOJARS_" + pick(60, lower), "duffel": "duffel_test_" + pick(43),
+        "flutterwave": "FLWSECK_TEST-" + hexs(32) + "-X", "hubspot": "pat-na1-" + uuid(),
+        "nuget": "oy2" + pick(43, lower), "1password": "ops_eyJ" + pick(120), "sourcegraph": "sgp_" + hexs(40),
+        "tailscale": "tskey-auth-" + pick(10) + "-" + pick(30),
+        "harness": "pat." + pick(22) + "." + hexs(24) + "." + pick(20), "scalingo": "tk-us-" + pick(48),
+        "octopus": "API-" + pick(27, upper), "heroku": "HRKU-" + pick(60),
+        "cloudflare-origin-ca": "v1.0-" + hexs(24) + "-" + hexs(146), "adafruit": "aio_" + pick(4, string.ascii_letters)
+        + "12" + pick(22), "airtable": "pat" + pick(14) + "." + hexs(64), "bitbucket": "ATBB" + pick(32),
+        "netlify": "nfp_" + pick(36), "render": "rnd_" + pick(32), "langsmith": "lsv2_pt_" + hexs(32) + "_" + hexs(10),
+        "pinecone": "pcsk_" + pick(5) + "_" + pick(70), "resend": "re_" + pick(8) + "_" + pick(24),
+        "firebase": "AAAA" + pick(7) + ":APA91b" + pick(134), "google-refresh": "1//0" + pick(60),
+    }
+
+
+PROVIDERS = _provider_samples()
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_provider_token_is_gone_without_a_key_name(provider: str) -> None:
+    token = PROVIDERS[provider]
+    out = redact(f"2026-11-29T00:00:00Z INFO loaded {provider} credential {token} from vault")
+    assert token[8:] not in out, out
+    assert "loaded " + provider in out and out.endswith(" from vault")
+
+
+@pytest.mark.parametrize("line", [
+    "GET /api-docs API-VERSION-2024", "pattern patterns patient", "re_run_job_later", "layer sha256~abc",
+    "1//0 ratio", "dt0c01 missing", "aio_loop started", "v1.0-beta release", "ops_eyJ truncated",
+])
+def test_provider_look_alike_survives(line: str) -> None:
     assert redact(line) == line
