@@ -1,6 +1,6 @@
 """Decrypt-into-buffer throughput vs plain `AESGCM.decrypt`, measured in one run (goal >= 0.9x).
 
-    python benchmarks/aead_decrypt_into.py [--json out.json]
+python benchmarks/aead_decrypt_into.py [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,10 +42,19 @@ def main() -> None:
             plain = best_of(lambda: aead.decrypt(nonce, ciphertext, b"aad"), repeats)
             into = best_of(lambda target=view: open_into(aead, nonce, ciphertext, b"aad", target), repeats)
             del view
-        rows.append({"size_bytes": size, "decrypt_s": plain, "decrypt_into_s": into,
-                     "decrypt_into_gbps": size / into / 1e9, "ratio_throughput": plain / into})
-        print(f"{size >> 20:>3} MiB  decrypt {size / plain / 1e9:6.2f} GB/s   decrypt_into(SecureBuffer) "
-              f"{size / into / 1e9:6.2f} GB/s   ratio {plain / into:.2f}x (goal >= 0.9x)")
+        rows.append(
+            {
+                "size_bytes": size,
+                "decrypt_s": plain,
+                "decrypt_into_s": into,
+                "decrypt_into_gbps": size / into / 1e9,
+                "ratio_throughput": plain / into,
+            }
+        )
+        print(
+            f"{size >> 20:>3} MiB  decrypt {size / plain / 1e9:6.2f} GB/s   decrypt_into(SecureBuffer) "
+            f"{size / into / 1e9:6.2f} GB/s   ratio {plain / into:.2f}x (goal >= 0.9x)"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

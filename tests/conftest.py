@@ -95,10 +95,18 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     signal_dir.mkdir()
     env = server_env(CLEANROOM_TEST_SIGNAL_DIR=str(signal_dir), TMPDIR=str(base / "tmp"))
     (base / "tmp").mkdir()
-    server = start_server(base / "data", "--models", "echo,minilm", "--model",
-                          "hold=support.hold_model:hold_factory", "--model",
-                          "double=support.hold_model:double_factory", "--model",
-                          "picky=support.hold_model:picky_factory", env=env)
+    server = start_server(
+        base / "data",
+        "--models",
+        "echo,minilm",
+        "--model",
+        "hold=support.hold_model:hold_factory",
+        "--model",
+        "double=support.hold_model:double_factory",
+        "--model",
+        "picky=support.hold_model:picky_factory",
+        env=env,
+    )
     server.signal_dir = signal_dir  # type: ignore[attr-defined]
     server.tmp_dir = base / "tmp"  # type: ignore[attr-defined]
     server.create_tenant("alpha")

@@ -209,13 +209,28 @@ def gen_jwt(rng: random.Random) -> str:
 
 
 def gen_pem(rng: random.Random) -> str:
-    kind = rng.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY"])
+    kind = rng.choice(
+        ["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY"]
+    )
     body = base64.b64encode(rng.randbytes(rng.choice([121, 240, 600]))).decode()
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return f"-----BEGIN {kind}-----\n" + "\n".join(lines) + f"\n-----END {kind}-----"
 
 
-_WORDS = ["blue", "horse", "battery", "staple", "orange", "river", "maple", "cloud", "tiger", "delta", "summer", "winter"]
+_WORDS = [
+    "blue",
+    "horse",
+    "battery",
+    "staple",
+    "orange",
+    "river",
+    "maple",
+    "cloud",
+    "tiger",
+    "delta",
+    "summer",
+    "winter",
+]
 
 
 def gen_password(rng: random.Random) -> str:
@@ -241,9 +256,45 @@ def gen_generic_secret(rng: random.Random) -> str:
     return _rand(rng, ALNUM, rng.choice([24, 32, 40, 48]))
 
 
-_FIRST = ["james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "wei", "priya", "olga", "ahmed", "sofia"]
-_LAST = ["smith", "johnson", "garcia", "miller", "davis", "martinez", "lee", "chen", "kumar", "novak", "haddad", "rossi"]
-_DOMAINS = ["example.com", "mail.example.org", "corp.example.net", "gmail.com", "outlook.com", "company.co.uk", "uni.edu", "bigcorp.io"]
+_FIRST = [
+    "james",
+    "mary",
+    "robert",
+    "patricia",
+    "john",
+    "jennifer",
+    "michael",
+    "linda",
+    "wei",
+    "priya",
+    "olga",
+    "ahmed",
+    "sofia",
+]
+_LAST = [
+    "smith",
+    "johnson",
+    "garcia",
+    "miller",
+    "davis",
+    "martinez",
+    "lee",
+    "chen",
+    "kumar",
+    "novak",
+    "haddad",
+    "rossi",
+]
+_DOMAINS = [
+    "example.com",
+    "mail.example.org",
+    "corp.example.net",
+    "gmail.com",
+    "outlook.com",
+    "company.co.uk",
+    "uni.edu",
+    "bigcorp.io",
+]
 
 
 def gen_email(rng: random.Random) -> str:
@@ -343,7 +394,9 @@ def _prefix(rng: random.Random, b: _Builder) -> None:
     elif style == 1:
         b.text(f"{rng.choice(_LEVELS)}:{rng.choice(_LOGGERS)}:")
     elif style == 2:
-        b.text(f"Jan {rng.randrange(1, 29):2d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} host{rng.randrange(9)} app[{rng.randrange(100, 99999)}]: ")
+        b.text(
+            f"Jan {rng.randrange(1, 29):2d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} host{rng.randrange(9)} app[{rng.randrange(100, 99999)}]: "
+        )
 
 
 def _filler(rng: random.Random) -> str:
@@ -462,7 +515,9 @@ def _special(rng: random.Random, kind: str) -> Sample:
     elif kind == "azure_connection_string":
         key = gen_azure_sb_key(rng)
         _prefix(rng, b)
-        b.text(f"Endpoint=sb://ns{rng.randrange(99)}.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=")
+        b.text(
+            f"Endpoint=sb://ns{rng.randrange(99)}.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey="
+        )
         b.pos_(key, kind)
     elif kind == "slack_webhook":
         _prefix(rng, b)
@@ -486,7 +541,11 @@ def _special(rng: random.Random, kind: str) -> Sample:
             b.text("key=").pos_(pem.replace("\n", "\\n"), kind)
     elif kind == "url_password":
         scheme = rng.choice(["postgres", "postgresql", "mysql", "redis", "amqp", "mongodb+srv", "https", "ftp"])
-        user = rng.choice(["admin", "app", "svc_reader", "root", ""]) if scheme == "redis" else rng.choice(["admin", "app", "svc_reader", "root"])
+        user = (
+            rng.choice(["admin", "app", "svc_reader", "root", ""])
+            if scheme == "redis"
+            else rng.choice(["admin", "app", "svc_reader", "root"])
+        )
         pw = gen_url_password(rng)
         _prefix(rng, b)
         b.text(f"{rng.choice(['connecting to', 'DATABASE_URL=', 'dsn:'])} {scheme}://{user}:").pos_(pw, kind)
@@ -502,9 +561,11 @@ def _special(rng: random.Random, kind: str) -> Sample:
             _prefix(rng, b)
             b.text(f"request headers: Authorization: {scheme} ").pos_(cred, kind)
         elif style == 1:
-            b.text("{'host': 'api.example.com', 'authorization': '" + scheme + " ").pos_(cred, kind).text("', 'accept': '*/*'}")
+            b.text("{'host': 'api.example.com', 'authorization': '" + scheme + " ").pos_(cred, kind).text(
+                "', 'accept': '*/*'}"
+            )
         elif style == 2:
-            b.text(f"curl -s -H \"Authorization: {scheme} ").pos_(cred, kind).text('" https://api.example.com/v1/me')
+            b.text(f'curl -s -H "Authorization: {scheme} ').pos_(cred, kind).text('" https://api.example.com/v1/me')
         else:
             b.text('{"headers": {"Authorization": "' + scheme + " ").pos_(cred, kind).text('"}}')
     else:
@@ -512,7 +573,14 @@ def _special(rng: random.Random, kind: str) -> Sample:
     return b.build()
 
 
-SPECIAL_TYPES = ["azure_storage_key", "azure_connection_string", "slack_webhook", "private_key", "url_password", "authorization"]
+SPECIAL_TYPES = [
+    "azure_storage_key",
+    "azure_connection_string",
+    "slack_webhook",
+    "private_key",
+    "url_password",
+    "authorization",
+]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -521,7 +589,13 @@ SPECIAL_TYPES = ["azure_storage_key", "azure_connection_string", "slack_webhook"
 def _neg_value(rng: random.Random, kind: str) -> tuple[str, list[str]]:
     if kind == "uuid":
         u = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        return (u.upper() if rng.random() < 0.2 else u), ["request_id", "tenant_id", "id", "session_id", "idempotency_key"]
+        return (u.upper() if rng.random() < 0.2 else u), [
+            "request_id",
+            "tenant_id",
+            "id",
+            "session_id",
+            "idempotency_key",
+        ]
     if kind == "trace_id":
         style = rng.randrange(3)
         if style == 0:
@@ -573,7 +647,16 @@ def _neg_value(rng: random.Random, kind: str) -> tuple[str, list[str]]:
     raise KeyError(kind)
 
 
-NEGATIVE_KINDS = ["uuid", "trace_id", "commit_hash", "timestamp", "version", "file_path", "plain_url", "luhn_invalid_number"]
+NEGATIVE_KINDS = [
+    "uuid",
+    "trace_id",
+    "commit_hash",
+    "timestamp",
+    "version",
+    "file_path",
+    "plain_url",
+    "luhn_invalid_number",
+]
 
 
 def _negative_line(rng: random.Random, kind: str) -> Sample:
@@ -585,7 +668,9 @@ def _negative_line(rng: random.Random, kind: str) -> Sample:
         _prefix(rng, b)
         b.text(f"{_filler(rng)} {key}=").neg(value, kind).text(f" latency_ms={rng.randrange(1, 999)}")
     elif shape == 1:
-        b.text("{" + f'"level": "info", "{key}": "').neg(value, kind).text(f'", "msg": "{_filler(rng)}", "max_tokens": {rng.randrange(16, 4096)}' + "}")
+        b.text("{" + f'"level": "info", "{key}": "').neg(value, kind).text(
+            f'", "msg": "{_filler(rng)}", "max_tokens": {rng.randrange(16, 4096)}' + "}"
+        )
     elif shape == 2:
         _prefix(rng, b)
         b.text(f"{_filler(rng)} ({key} ").neg(value, kind).text(")")
@@ -616,7 +701,9 @@ def generate(seed: int = 20250501, per_type: int = 200, per_negative: int = 250)
         pii_kind = rng.choice(list(PII_TYPES))
         b = _Builder()
         _prefix(rng, b)
-        b.text("request_id=").neg(value, neg_kind).text(" user=").pos_(PII_TYPES[pii_kind][0](rng), pii_kind).text(" ok")
+        b.text("request_id=").neg(value, neg_kind).text(" user=").pos_(PII_TYPES[pii_kind][0](rng), pii_kind).text(
+            " ok"
+        )
         samples.append(b.build())
     rng.shuffle(samples)
     return samples
@@ -662,7 +749,9 @@ class Score:
             rows.append(f"{kind:28s} {self.recall(kind):8.4f} {self.precision(kind):10.4f} {self.total[kind]:6d}")
         for kind in sorted(self.false_findings):
             if kind not in self.total:
-                rows.append(f"{kind + ' (unlabelled)':28s} {'':8s} {self.precision(kind):10.4f} {self.false_findings[kind]:6d} FP")
+                rows.append(
+                    f"{kind + ' (unlabelled)':28s} {'':8s} {self.precision(kind):10.4f} {self.false_findings[kind]:6d} FP"
+                )
         rows.append(f"{'look-alike kind':28s} {'survival':>8s}")
         for kind in sorted(self.negatives):
             rows.append(f"{kind:28s} {self.survival(kind):8.4f} {'':10s} {self.negatives[kind]:6d}")

@@ -180,21 +180,53 @@ def v_jwt(rng: random.Random) -> str:
         header["kid"] = _r(rng, ALNUM, 20)
     if rng.random() < 0.5:
         header["typ"] = rng.choice(["JWT", "at+jwt"])
-    claims = {"iss": "https://idp.example.test/", "sub": _r(rng, ALNUM, 12), "exp": rng.randrange(1_700_000_000, 1_900_000_000)}
+    claims = {
+        "iss": "https://idp.example.test/",
+        "sub": _r(rng, ALNUM, 12),
+        "exp": rng.randrange(1_700_000_000, 1_900_000_000),
+    }
     if rng.random() < 0.5:
         claims["aud"] = rng.choice(["api", ["api", "web"]])
     sig = rng.randbytes(rng.choice([32, 64, 96, 256]))
-    return ".".join((_b64url(json.dumps(header, separators=(",", ":")).encode()), _b64url(json.dumps(claims).encode()), _b64url(sig)))
+    return ".".join(
+        (
+            _b64url(json.dumps(header, separators=(",", ":")).encode()),
+            _b64url(json.dumps(claims).encode()),
+            _b64url(sig),
+        )
+    )
 
 
 def v_pem(rng: random.Random) -> str:
-    kind = rng.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "DSA PRIVATE KEY"])
+    kind = rng.choice(
+        [
+            "RSA PRIVATE KEY",
+            "PRIVATE KEY",
+            "EC PRIVATE KEY",
+            "OPENSSH PRIVATE KEY",
+            "ENCRYPTED PRIVATE KEY",
+            "DSA PRIVATE KEY",
+        ]
+    )
     body = base64.b64encode(rng.randbytes(rng.choice([48, 121, 300, 1190]))).decode()
     rows = [body[i : i + 64] for i in range(0, len(body), 64)]
     return f"-----BEGIN {kind}-----\n" + "\n".join(rows) + f"\n-----END {kind}-----"
 
 
-_PW_WORDS = ["Sunshine", "dragon", "Summer", "correct", "horse", "Winter", "monkey", "Qwerty", "letmein", "Autumn", "falcon", "Zebra"]
+_PW_WORDS = [
+    "Sunshine",
+    "dragon",
+    "Summer",
+    "correct",
+    "horse",
+    "Winter",
+    "monkey",
+    "Qwerty",
+    "letmein",
+    "Autumn",
+    "falcon",
+    "Zebra",
+]
 
 
 def v_password(rng: random.Random) -> str:
@@ -241,14 +273,64 @@ def v_generic(rng: random.Random) -> str:
     return _r(rng, ALNUM + "-_", rng.randrange(30, 60))
 
 
-_NAMES = ["alice", "bob", "carol", "dmitri", "eun-ji", "fatima", "giulia", "hiro", "ines", "jamal", "kofi", "lena", "mateo", "noor", "oskar"]
-_SURNAMES = ["smith", "okafor", "nguyen", "schmidt", "rossi", "tanaka", "silva", "kowalski", "haddad", "andersson", "obrien", "dubois"]
-_MAIL_DOMAINS = ["example.com", "mail.example.org", "eu.corp-mail.example.net", "example.co.uk", "uni-example.de", "example.com.au", "sub.example.io", "example.travel", "example.museum", "student.example.edu"]
+_NAMES = [
+    "alice",
+    "bob",
+    "carol",
+    "dmitri",
+    "eun-ji",
+    "fatima",
+    "giulia",
+    "hiro",
+    "ines",
+    "jamal",
+    "kofi",
+    "lena",
+    "mateo",
+    "noor",
+    "oskar",
+]
+_SURNAMES = [
+    "smith",
+    "okafor",
+    "nguyen",
+    "schmidt",
+    "rossi",
+    "tanaka",
+    "silva",
+    "kowalski",
+    "haddad",
+    "andersson",
+    "obrien",
+    "dubois",
+]
+_MAIL_DOMAINS = [
+    "example.com",
+    "mail.example.org",
+    "eu.corp-mail.example.net",
+    "example.co.uk",
+    "uni-example.de",
+    "example.com.au",
+    "sub.example.io",
+    "example.travel",
+    "example.museum",
+    "student.example.edu",
+]
 
 
 def v_email(rng: random.Random) -> str:
     f, s = rng.choice(_NAMES), rng.choice(_SURNAMES)
-    local = rng.choice([f"{f}.{s}", f"{f}{rng.randrange(10, 99)}", f"{f[0]}.{s}+{rng.choice(['billing', 'ci', 'news'])}", f"{s}_{f}", f"{f}-{s}", f"{f.upper()}.{s.capitalize()}", f"{f}.{s}.{rng.randrange(1970, 2010)}"])
+    local = rng.choice(
+        [
+            f"{f}.{s}",
+            f"{f}{rng.randrange(10, 99)}",
+            f"{f[0]}.{s}+{rng.choice(['billing', 'ci', 'news'])}",
+            f"{s}_{f}",
+            f"{f}-{s}",
+            f"{f.upper()}.{s.capitalize()}",
+            f"{f}.{s}.{rng.randrange(1970, 2010)}",
+        ]
+    )
     return local + "@" + rng.choice(_MAIL_DOMAINS)
 
 
@@ -292,7 +374,23 @@ def _group(digits: str, sizes: list[int], sep: str) -> str:
 
 
 def v_card(rng: random.Random) -> str:
-    brand = rng.choice(["visa16", "visa13", "visa19", "mc", "mc2", "amex", "disc", "disc65", "jcb", "diners", "unionpay", "unionpay19", "maestro"])
+    brand = rng.choice(
+        [
+            "visa16",
+            "visa13",
+            "visa19",
+            "mc",
+            "mc2",
+            "amex",
+            "disc",
+            "disc65",
+            "jcb",
+            "diners",
+            "unionpay",
+            "unionpay19",
+            "maestro",
+        ]
+    )
     prefix, n = {
         "visa16": ("4", 16), "visa13": ("4", 13), "visa19": ("4", 19), "mc": (str(rng.randrange(51, 56)), 16),
         "mc2": (str(rng.randrange(2221, 2721)), 16), "amex": (rng.choice(["34", "37"]), 15), "disc": ("6011", 16),
@@ -331,7 +429,9 @@ IBAN_LAYOUTS = {
 def _bban(rng: random.Random, layout: str) -> str:
     out = []
     for count, kind in re.findall(r"(\d+)([nac])", layout):
-        alphabet = {"n": string.digits, "a": string.ascii_uppercase, "c": string.digits * 3 + string.ascii_uppercase}[kind]
+        alphabet = {"n": string.digits, "a": string.ascii_uppercase, "c": string.digits * 3 + string.ascii_uppercase}[
+            kind
+        ]
         out.append(_r(rng, alphabet, int(count)))
     return "".join(out)
 
@@ -363,7 +463,9 @@ def v_ipv4(rng: random.Random) -> str:
         elif k == 2:
             addr = ipaddress.IPv4Address(f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}")
         else:
-            addr = ipaddress.IPv4Address(f"{rng.choice([34, 52, 81, 185, 203])}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}")
+            addr = ipaddress.IPv4Address(
+                f"{rng.choice([34, 52, 81, 185, 203])}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            )
         if not (addr.is_loopback or addr.is_unspecified or addr.is_multicast or addr.is_reserved):
             return str(addr)
 
@@ -398,7 +500,14 @@ def n_value(rng: random.Random, kind: str) -> str:
         u = str(uuid.UUID(int=rng.getrandbits(128), version=rng.choice([1, 4, 4, 5])))
         return rng.choice([u, u.upper(), u.replace("-", ""), "{" + u + "}", "urn:uuid:" + u])
     if kind == "trace_id":
-        return rng.choice([f"00-{_r(rng, HEX, 32)}-{_r(rng, HEX, 16)}-0{rng.choice('01')}", _r(rng, HEX, 32), f"1-{_r(rng, HEX, 8)}-{_r(rng, HEX, 24)}", f"Root=1-{_r(rng, HEX, 8)}-{_r(rng, HEX, 24)};Sampled=1"])
+        return rng.choice(
+            [
+                f"00-{_r(rng, HEX, 32)}-{_r(rng, HEX, 16)}-0{rng.choice('01')}",
+                _r(rng, HEX, 32),
+                f"1-{_r(rng, HEX, 8)}-{_r(rng, HEX, 24)}",
+                f"Root=1-{_r(rng, HEX, 8)}-{_r(rng, HEX, 24)};Sampled=1",
+            ]
+        )
     if kind == "span_id":
         return _r(rng, HEX, 16)
     if kind == "hash_hex":
@@ -406,7 +515,11 @@ def n_value(rng: random.Random, kind: str) -> str:
     if kind == "commit_hash":
         return _r(rng, HEX, rng.choice([7, 8, 10, 12, 40]))
     if kind == "docker_digest":
-        return rng.choice(["sha256:", "sha512:"]) + _r(rng, HEX, 64) if rng.random() < 0.8 else f"ghcr.io/acme/api@sha256:{_r(rng, HEX, 64)}"
+        return (
+            rng.choice(["sha256:", "sha512:"]) + _r(rng, HEX, 64)
+            if rng.random() < 0.8
+            else f"ghcr.io/acme/api@sha256:{_r(rng, HEX, 64)}"
+        )
     if kind == "timestamp":
         return rng.choice([
             _iso(rng), f"2026-11-{rng.randrange(1, 29):02d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}+01:00",
@@ -463,15 +576,45 @@ def n_value(rng: random.Random, kind: str) -> str:
         return f"{rng.choice(['api', 'worker', 'billing-svc', 'ingress-nginx-controller'])}-{_r(rng, 'bcdfghjklmnpqrstvwxz2456789', 10)}-{_r(rng, 'bcdfghjklmnpqrstvwxz2456789', 5)}"
     if kind == "mac_address":
         m = [rng.randrange(256) for _ in range(6)]
-        return rng.choice([":".join(f"{x:02x}" for x in m), ":".join(f"{x:02X}" for x in m), "-".join(f"{x:02X}" for x in m), f"{m[0]:02x}{m[1]:02x}.{m[2]:02x}{m[3]:02x}.{m[4]:02x}{m[5]:02x}"])
+        return rng.choice(
+            [
+                ":".join(f"{x:02x}" for x in m),
+                ":".join(f"{x:02X}" for x in m),
+                "-".join(f"{x:02X}" for x in m),
+                f"{m[0]:02x}{m[1]:02x}.{m[2]:02x}{m[3]:02x}.{m[4]:02x}{m[5]:02x}",
+            ]
+        )
     if kind == "hex_colour":
         return "#" + _r(rng, HEX + "ABCDEF", rng.choice([3, 6, 8]))
     if kind == "duration":
-        return rng.choice([f"{rng.randrange(1, 24)}h{rng.randrange(60)}m{rng.randrange(60)}.{rng.randrange(1000)}s", f"{rng.randrange(1, 999)}.{rng.randrange(1000):03d}ms", f"{rng.randrange(1, 99)}µs", f"PT{rng.randrange(1, 9)}M{rng.randrange(60)}S", f"{rng.randrange(1, 59)}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(10**6):06d}"])
+        return rng.choice(
+            [
+                f"{rng.randrange(1, 24)}h{rng.randrange(60)}m{rng.randrange(60)}.{rng.randrange(1000)}s",
+                f"{rng.randrange(1, 999)}.{rng.randrange(1000):03d}ms",
+                f"{rng.randrange(1, 99)}µs",
+                f"PT{rng.randrange(1, 9)}M{rng.randrange(60)}S",
+                f"{rng.randrange(1, 59)}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(10**6):06d}",
+            ]
+        )
     if kind == "port":
-        return rng.choice([f":{rng.randrange(1024, 65536)}", f"{rng.randrange(1024, 65536)}/tcp", f"0.0.0.0:{rng.randrange(1024, 65536)}", f"[::]:{rng.randrange(1024, 65536)}"])
+        return rng.choice(
+            [
+                f":{rng.randrange(1024, 65536)}",
+                f"{rng.randrange(1024, 65536)}/tcp",
+                f"0.0.0.0:{rng.randrange(1024, 65536)}",
+                f"[::]:{rng.randrange(1024, 65536)}",
+            ]
+        )
     if kind == "base64_data":
-        raw = rng.choice([b'{"page":2,"size":50}', b"hello world, this is fine", b"user-agent check", b'{"cursor":"2026-11-28"}', b"lorem ipsum dolor sit"])
+        raw = rng.choice(
+            [
+                b'{"page":2,"size":50}',
+                b"hello world, this is fine",
+                b"user-agent check",
+                b'{"cursor":"2026-11-28"}',
+                b"lorem ipsum dolor sit",
+            ]
+        )
         return base64.b64encode(raw).decode()
     if kind == "secretish_field":
         return rng.choice([
@@ -481,7 +624,25 @@ def n_value(rng: random.Random, kind: str) -> str:
             "secretKeyRef: {name: db-creds, key: password}", "SECRET_NAME=prod/db", "key_rotation_days=90", "Authorization: <hidden>",
         ])  # fmt: skip
     if kind == "low_entropy_word":
-        return rng.choice(["aaaaaaaaaaaaaaaa", "localhost", "production", "changeme-later-please", "do-not-use", "read-only", "ReadOnlyAccess", "default-token", "keepalive", "tokenizer_config", "passthrough", "compass-rose", "bypass-cache", "secretariat", "keyboard-layout"])
+        return rng.choice(
+            [
+                "aaaaaaaaaaaaaaaa",
+                "localhost",
+                "production",
+                "changeme-later-please",
+                "do-not-use",
+                "read-only",
+                "ReadOnlyAccess",
+                "default-token",
+                "keepalive",
+                "tokenizer_config",
+                "passthrough",
+                "compass-rose",
+                "bypass-cache",
+                "secretariat",
+                "keyboard-layout",
+            ]
+        )
     raise KeyError(kind)
 
 
@@ -515,7 +676,9 @@ class Line:
 
     def add(self, text: str, kind: str | None = None, negative: bool = False) -> Line:
         if kind is not None:
-            (self.sample.negatives if negative else self.sample.positives).append((self.pos, self.pos + len(text), kind))
+            (self.sample.negatives if negative else self.sample.positives).append(
+                (self.pos, self.pos + len(text), kind)
+            )
         self.parts.append(text)
         self.pos += len(text)
         return self
@@ -545,13 +708,29 @@ def _common_slots(rng: random.Random) -> dict[str, Part]:
     """Filler every template may use: neutral text, plus a client address that is itself PII."""
     return {
         "TS": (_iso(rng), None, False),
-        "CLF": (f"{rng.randrange(1, 29):02d}/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000", None, False),
-        "SYSTS": (f"Nov {rng.randrange(1, 29):2d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}", None, False),
-        "HOST": (rng.choice(["web-01", "api-7f9c", "ip-172-31-4-19", "node3.dc2.example.net", "worker.local"]), None, False),
+        "CLF": (
+            f"{rng.randrange(1, 29):02d}/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000",
+            None,
+            False,
+        ),
+        "SYSTS": (
+            f"Nov {rng.randrange(1, 29):2d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}",
+            None,
+            False,
+        ),
+        "HOST": (
+            rng.choice(["web-01", "api-7f9c", "ip-172-31-4-19", "node3.dc2.example.net", "worker.local"]),
+            None,
+            False,
+        ),
         "PID": (str(rng.randrange(1, 65535)), None, False),
         "MS": (str(rng.randrange(1, 5000)), None, False),
         "STATUS": (rng.choice(["200", "201", "204", "301", "400", "401", "403", "404", "499", "502"]), None, False),
-        "UA": (rng.choice(['curl/8.5.0', 'python-httpx/0.27.0', 'Go-http-client/2.0', 'okhttp/4.12.0', 'kube-probe/1.29']), None, False),
+        "UA": (
+            rng.choice(["curl/8.5.0", "python-httpx/0.27.0", "Go-http-client/2.0", "okhttp/4.12.0", "kube-probe/1.29"]),
+            None,
+            False,
+        ),
         "RID": (str(uuid.UUID(int=rng.getrandbits(128), version=4)), None, False),
         "CLIENT": (v_ipv4(rng), "ipv4", False),
         "CLIENT6": (v_ipv6(rng), "ipv6", False),
@@ -560,10 +739,19 @@ def _common_slots(rng: random.Random) -> dict[str, Part]:
 
 # Prefixes of common logging stacks; every one is free of sensitive values.
 PREFIXES = [
-    "{TS} INFO ", "time=\"{TS}\" level=warning msg=", "<134>1 {TS} {HOST} api {PID} - - ", "{SYSTS} {HOST} app[{PID}]: ",
-    "2026-11-28 21:15:49,123 WARN  [http-nio-8080-exec-3] c.a.billing.PaymentService - ", "2026/11/28 21:15:49 handler.go:88: ",
-    "[2026-11-28 21:15:49,123] ERROR in app: ", "I1128 21:15:49.123456       1 controller.go:214] ", "api-1  | ",
-    "I, [2026-11-28T21:15:49.123456 #{PID}]  INFO -- : ", "", "", "{TS} {HOST} ",
+    "{TS} INFO ",
+    'time="{TS}" level=warning msg=',
+    "<134>1 {TS} {HOST} api {PID} - - ",
+    "{SYSTS} {HOST} app[{PID}]: ",
+    "2026-11-28 21:15:49,123 WARN  [http-nio-8080-exec-3] c.a.billing.PaymentService - ",
+    "2026/11/28 21:15:49 handler.go:88: ",
+    "[2026-11-28 21:15:49,123] ERROR in app: ",
+    "I1128 21:15:49.123456       1 controller.go:214] ",
+    "api-1  | ",
+    "I, [2026-11-28T21:15:49.123456 #{PID}]  INFO -- : ",
+    "",
+    "",
+    "{TS} {HOST} ",
 ]
 
 
@@ -573,8 +761,8 @@ def _prefix(rng: random.Random) -> str:
 
 # ---- keyed secrets: a key name that says what the value is, in many syntaxes ----------------------------
 KEYED_TEMPLATES = [
-    "{P}msg=\"loaded config\" {K}={V} region=eu-west-1",
-    "{P}msg=\"loaded config\" {K}=\"{V}\" attempt=2",
+    '{P}msg="loaded config" {K}={V} region=eu-west-1',
+    '{P}msg="loaded config" {K}="{V}" attempt=2',
     '{"time":"{TS}","level":"DEBUG","logger":"cfg","config":{"db":{"host":"db.internal","{K}":"{V}","pool":10}}}',
     '{"ts":"{TS}","msg":"upstream request {\\"{K}\\":\\"{V}\\",\\"retry\\":true}"}',
     '{"ts":"{TS}","msg":"body: {\\u0022{K}\\u0022:\\u0022{V}\\u0022}"}',
@@ -583,16 +771,16 @@ KEYED_TEMPLATES = [
     "Traceback (most recent call last):  File \"/app/db.py\", line 42, in connect    kwargs = {'host': 'db', '{K}': '{V}'}",
     "{P}Client(host='api.example.com', {K}='{V}', timeout=30.0)",
     "  {K}: {V}",
-    "    {K}: \"{V}\"",
-    "{K} = \"{V}\"",
+    '    {K}: "{V}"',
+    '{K} = "{V}"',
     "{K}={V}",
     "export {KU}={V}",
     "export {KU}='{V}'",
-    "declare -x {KU}=\"{V}\"",
+    'declare -x {KU}="{V}"',
     "{P}docker run -d -e {KU}={V} -p 8080:8080 acme/api:1.4.2",
     "{P}{KH}: {V}",
     "{P}> {KH}: {V}\\r\\n",
-    "{CLIENT} - - [{CLF}] \"GET /v1/callback?{K}={V}&state=af0ifjsldkj HTTP/1.1\" {STATUS} 512 \"-\" \"{UA}\"",
+    '{CLIENT} - - [{CLF}] "GET /v1/callback?{K}={V}&state=af0ifjsldkj HTTP/1.1" {STATUS} 512 "-" "{UA}"',
     "{P}POST /oauth/token body=grant_type=client_credentials&client_id=svc-{PID}&{K}={V}",
     "{P}exec: app --{KD}={V} --port 8080",
     "{P}exec: app --{KD} {V} --verbose",
@@ -611,10 +799,46 @@ KEYED_TEMPLATES = [
     '{P}params={:{KS}=>"{V}", :retries=>3}',
     "{P}$config = ['{K}' => '{V}', 'debug' => false];",
 ]
-PASSWORD_KEYS = ["password", "DB_PASSWORD", "db_password", "passwd", "pass", "pwd", "PGPASSWORD", "redis_password", "adminPassword", "MYSQL_ROOT_PASSWORD", "smtp.password", "keystore_pass", "passphrase"]
-SECRET_KEYS = ["secret", "client_secret", "clientSecret", "app_secret", "SECRET_KEY", "JWT_SECRET", "webhook_secret", "consumer_secret"]
+PASSWORD_KEYS = [
+    "password",
+    "DB_PASSWORD",
+    "db_password",
+    "passwd",
+    "pass",
+    "pwd",
+    "PGPASSWORD",
+    "redis_password",
+    "adminPassword",
+    "MYSQL_ROOT_PASSWORD",
+    "smtp.password",
+    "keystore_pass",
+    "passphrase",
+]
+SECRET_KEYS = [
+    "secret",
+    "client_secret",
+    "clientSecret",
+    "app_secret",
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "webhook_secret",
+    "consumer_secret",
+]
 APIKEY_KEYS = ["api_key", "apiKey", "APIKEY", "x-api-key", "API_KEY", "apikey"]
-GENERIC_KEYS = ["access_token", "refresh_token", "auth_token", "session_token", "private_token", "SLACK_SIGNING_SECRET", "signing_key", "encryption_key", "master_key", "client_key", "bot_token", "deploy_key"]
+GENERIC_KEYS = [
+    "access_token",
+    "refresh_token",
+    "auth_token",
+    "session_token",
+    "private_token",
+    "SLACK_SIGNING_SECRET",
+    "signing_key",
+    "encryption_key",
+    "master_key",
+    "client_key",
+    "bot_token",
+    "deploy_key",
+]
 
 # ---- self-identifying values: may appear anywhere, bare ---------------------------------------------------
 FREE_TEMPLATES = [
@@ -623,7 +847,7 @@ FREE_TEMPLATES = [
     "{P}value ({V}) did not validate",
     "{P}candidates=[{V}]",
     "{P}got <{V}> from header",
-    "{P}credential \"{V}\" expired",
+    '{P}credential "{V}" expired',
     "{P}credential '{V}' expired",
     "{P}rotated {V}.",
     "{P}rotated {V}, next in 30d",
@@ -646,8 +870,8 @@ PII_TEMPLATES = [
     '{"event":"signup","user":{"{KEYP}":"{V}","plan":"pro"}}',
     "{P}{'{KEYP}': '{V}', 'verified': True}",
     "{KEYP},{V},2026-11-28,active",
-    "{PID},\"{V}\",\"Berlin\",\"DE\"",
-    "  {KEYP}: \"{V}\"",
+    '{PID},"{V}","Berlin","DE"',
+    '  {KEYP}: "{V}"',
     "{P}{KEYP}: {V}",
     "<{KEYP}>{V}</{KEYP}>",
     '{"msg":"webhook body {\\u0022{KEYP}\\u0022:\\u0022{V}\\u0022}"}',
@@ -689,9 +913,20 @@ def _keyed(rng: random.Random, kind: str, value: str, keys: list[str]) -> Sample
         value = value.replace("'", "").replace('"', "")
     if "?{K}=" in template or "&{K}=" in template:  # a query string or form body carries it percent-encoded
         value = re.sub(r"[^A-Za-z0-9._~-]", lambda m: f"%{ord(m.group()):02X}", value)
-    if "{V}\\r" in template or "{V}," in template or "{V};" in template or "{V}]" in template or "{V})" in template or "{V}»" in template:
+    if (
+        "{V}\\r" in template
+        or "{V}," in template
+        or "{V};" in template
+        or "{V}]" in template
+        or "{V})" in template
+        or "{V}»" in template
+    ):
         value = re.sub(r"[\]),;»\[(]", "", value) or "x9Z"
-    if template.startswith(("{K}=", "export {KU}={V}", "  {K}: {V}", "{P}{KH}")) or " {V} " in template or "={V} " in template:
+    if (
+        template.startswith(("{K}=", "export {KU}={V}", "  {K}: {V}", "{P}{KH}"))
+        or " {V} " in template
+        or "={V} " in template
+    ):
         value = value.replace(" ", "")
     slots["V"] = (value, kind, False)
     return _fill(rng, template, slots)
@@ -774,7 +1009,9 @@ def _special(rng: random.Random, kind: str) -> Sample:
         elif scheme == "token":
             cred = _r(rng, HEX, 40)
         else:
-            cred = rng.choice([_r(rng, ALNUM + "-._~+/", rng.randrange(20, 80)), v_jwt(rng), "ya29." + _r(rng, ALNUM + "_-", 120)])
+            cred = rng.choice(
+                [_r(rng, ALNUM + "-._~+/", rng.randrange(20, 80)), v_jwt(rng), "ya29." + _r(rng, ALNUM + "_-", 120)]
+            )
         t = rng.choice([
             "{P}curl -H 'Authorization: {S} {V}' https://api.example.com/v1/me",
             "{P}curl -H \"authorization: {S} {V}\" -H 'Accept: application/json' https://x.example.com",
@@ -791,13 +1028,17 @@ def _special(rng: random.Random, kind: str) -> Sample:
         pem = v_pem(rng)
         style = rng.randrange(5)
         if style == 0:
-            t = '{"type":"service_account","project_id":"acme-prod","private_key":"{V}\\n","client_id":"' + str(rng.randrange(10**20, 10**21)) + '"}'
+            t = (
+                '{"type":"service_account","project_id":"acme-prod","private_key":"{V}\\n","client_id":"'
+                + str(rng.randrange(10**20, 10**21))
+                + '"}'
+            )
             return _fill(rng, t, {"V": (pem.replace("\n", "\\n"), kind, False)})
         if style == 1:
             t = '{"msg":"secret payload: {\\"tls.key\\": \\"{V}\\"}"}'
             return _fill(rng, t, {"V": (pem.replace("\n", "\\\\n"), kind, False)})
         if style == 2:
-            return _fill(rng, "{P}TLS_KEY=\"{V}\"", {"V": (pem.replace("\n", "\\n"), kind, False)})
+            return _fill(rng, '{P}TLS_KEY="{V}"', {"V": (pem.replace("\n", "\\n"), kind, False)})
         if style == 3:
             return _fill(rng, "{P}loaded key file:\n{V}\n", {"V": (pem, kind, False)})
         return _fill(rng, "tls.key: |\n    {V}", {"V": (pem.replace("\n", "\n    "), kind, False)})
@@ -826,7 +1067,15 @@ def _special(rng: random.Random, kind: str) -> Sample:
     raise KeyError(kind)
 
 
-SPECIAL_TYPES = ["url_password", "authorization", "private_key", "azure_storage_key", "azure_connection_string", "slack_webhook"]
+SPECIAL_TYPES = [
+    "url_password",
+    "authorization",
+    "private_key",
+    "azure_storage_key",
+    "azure_connection_string",
+    "slack_webhook",
+]
+
 
 # Access-log and multi-value lines: several positives per line, in formats built around addresses.
 def _access_line(rng: random.Random) -> Sample:

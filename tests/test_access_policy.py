@@ -89,9 +89,9 @@ def test_allowlist_through_the_server_with_a_trusted_proxy(tmp_path: Path) -> No
                     assert exc.code in {"address_not_allowed"}, exc
                     return exc.status
 
-        assert call(None) == 403                         # the loopback peer itself is not on the list
-        assert call("198.51.100.20") == 200              # forwarded by a trusted proxy, allowed v4
-        assert call("2001:db8::abcd") == 200             # allowed v6
+        assert call(None) == 403  # the loopback peer itself is not on the list
+        assert call("198.51.100.20") == 200  # forwarded by a trusted proxy, allowed v4
+        assert call("2001:db8::abcd") == 200  # allowed v6
         assert call("198.51.100.20, 203.0.113.1") == 403  # right-most untrusted hop decides
         server.cli("tenant", "update", "fenced", "--clear-allow", "--data-dir", data)
         assert call(None) == 200
@@ -122,8 +122,9 @@ def test_tenant_keys_cli(tmp_path: Path) -> None:
         server.create_tenant("acme")
         import json
 
-        added = json.loads(server.cli("tenant", "keys", "add", "acme", "--label", "second", "--json",
-                                      "--data-dir", data).stdout)
+        added = json.loads(
+            server.cli("tenant", "keys", "add", "acme", "--label", "second", "--json", "--data-dir", data).stdout
+        )
         from cleanroom.client import Client
 
         with Client(server.url, api_key=added["api_key"]) as client:

@@ -85,27 +85,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-APP_MODULE = '''
+APP_MODULE = """
 import os
 from cleanroom.integrations.asgi import CleanroomMiddleware
 from test_asgi_middleware import make_app
 app = CleanroomMiddleware(make_app(), data_dir=os.environ["CR_DATA"], protected_paths=("/predict",))
-'''
+"""
 
 
 def test_uvicorn_under_cleanroom_exec(tmp_path: Path) -> None:
     """Someone else's server (uvicorn) run with `cleanroom exec`, the middleware in front of its app."""
     data_dir = tmp_path / "data"
-    out = subprocess.run([sys.executable, "-m", "cleanroom", "tenant", "create", "shop", "--data-dir",
-                          str(data_dir), "--json"], capture_output=True, check=True, env=server_env(), cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "cleanroom", "tenant", "create", "shop", "--data-dir", str(data_dir), "--json"],
+        capture_output=True,
+        check=True,
+        env=server_env(),
+        cwd=REPO,
+    )
     tenant = json.loads(out.stdout)
     (tmp_path / "wrapped_app.py").write_text(APP_MODULE)
     port = free_port()
     env = server_env(CR_DATA=str(data_dir))
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO / "tests"), env["PYTHONPATH"]])
-    process = subprocess.Popen([sys.executable, "-m", "cleanroom", "exec", "--", sys.executable, "-m", "uvicorn",
-                                "wrapped_app:app", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cleanroom",
+            "exec",
+            "--",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "wrapped_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -63,8 +63,9 @@ def test_no_secret_in_clear(served) -> None:
     assert os.stat(out).st_mode & 0o077 == 0
 
 
-@pytest.mark.parametrize("damage", ["flip-stream", "flip-header", "truncate-end", "truncate-mid", "empty",
-                                    "wrong-magic"])
+@pytest.mark.parametrize(
+    "damage", ["flip-stream", "flip-header", "truncate-end", "truncate-mid", "empty", "wrong-magic"]
+)
 def test_damaged_backup_is_refused_and_current_state_untouched(served, tmp_path: Path, damage: str) -> None:
     server, out, _ = served
     blob = bytearray(out.read_bytes())

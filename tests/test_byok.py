@@ -14,8 +14,12 @@ from support.server import server_env, start_server
 def test_customer_key_layer_and_customer_revocation(tmp_path: Path) -> None:
     bao = OpenBao(tmp_path / "bao")
     bao.start()
-    env = server_env(CLEANROOM_KMS="vault", CLEANROOM_VAULT_ADDR=bao.addr, CLEANROOM_VAULT_TOKEN=bao.root_token,
-                     CLEANROOM_KEY_CACHE_TTL_S="1")
+    env = server_env(
+        CLEANROOM_KMS="vault",
+        CLEANROOM_VAULT_ADDR=bao.addr,
+        CLEANROOM_VAULT_TOKEN=bao.root_token,
+        CLEANROOM_KEY_CACHE_TTL_S="1",
+    )
     server = start_server(tmp_path / "data", "--models", "echo", tls=False, env=env)
     data = str(server.data_dir)
     try:
@@ -35,7 +39,7 @@ def test_customer_key_layer_and_customer_revocation(tmp_path: Path) -> None:
         assert acme_record["tenant_keys"]["byok_key"] == "acme-own-key"
 
         customer.disable("acme-own-key")  # the customer revokes cleanroom
-        time.sleep(1.2)                    # cached keys serve at most one TTL
+        time.sleep(1.2)  # cached keys serve at most one TTL
         try:
             acme.infer("echo", b"x")
             raise AssertionError("a request opened after the customer disabled its key")

@@ -26,8 +26,12 @@ path "transit/keys/{CUSTOMER_KEY}" {{ capabilities = ["read"] }}
 def issue_token(bao: OpenBao) -> str:
     """What the customer does for us: a token that may only use its one key."""
     bao._http("PUT", "sys/policies/acl/cleanroom-byok", {"policy": POLICY}, token=bao.root_token)
-    created = bao._http("POST", "auth/token/create", {"policies": ["cleanroom-byok"], "ttl": "1h",
-                                                      "no_default_policy": True}, token=bao.root_token)
+    created = bao._http(
+        "POST",
+        "auth/token/create",
+        {"policies": ["cleanroom-byok"], "ttl": "1h", "no_default_policy": True},
+        token=bao.root_token,
+    )
     return str(created["auth"]["client_token"])
 
 
@@ -39,9 +43,22 @@ def refused(client: object, code: str, status: int) -> ClientError:
 
 
 def byok(server: ServerHandle, token_file: Path, addr: str, key: str = CUSTOMER_KEY, check: bool = True) -> object:
-    return server.cli("keys", "byok", "--tenant", "acme", "--vault-addr", addr, "--vault-key", key,
-                      "--vault-token-file", str(token_file), "--data-dir", str(server.data_dir), "--json",
-                      check=check)
+    return server.cli(
+        "keys",
+        "byok",
+        "--tenant",
+        "acme",
+        "--vault-addr",
+        addr,
+        "--vault-key",
+        key,
+        "--vault-token-file",
+        str(token_file),
+        "--data-dir",
+        str(server.data_dir),
+        "--json",
+        check=check,
+    )
 
 
 def test_customer_vault_layer_revocation_outage_and_rotation(tmp_path: Path) -> None:
@@ -53,8 +70,9 @@ def test_customer_vault_layer_revocation_outage_and_rotation(tmp_path: Path) -> 
     token_file = tmp_path / "customer-token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
-    server = start_server(tmp_path / "data", "--models", "echo", tls=False,
-                          env=server_env(CLEANROOM_KEY_CACHE_TTL_S="1"))
+    server = start_server(
+        tmp_path / "data", "--models", "echo", tls=False, env=server_env(CLEANROOM_KEY_CACHE_TTL_S="1")
+    )
     data = str(server.data_dir)
     registry = server.data_dir / "tenants.json"
     try:
@@ -67,9 +85,11 @@ def test_customer_vault_layer_revocation_outage_and_rotation(tmp_path: Path) -> 
         before = registry.read_bytes()
         bad_token = tmp_path / "bad-token"
         bad_token.write_text("s.not-a-real-token")
-        for result in (byok(server, token_file, bao.addr, key="no-such-key", check=False),
-                       byok(server, bad_token, bao.addr, check=False),
-                       byok(server, token_file, "http://127.0.0.1:9", check=False)):
+        for result in (
+            byok(server, token_file, bao.addr, key="no-such-key", check=False),
+            byok(server, bad_token, bao.addr, check=False),
+            byok(server, token_file, "http://127.0.0.1:9", check=False),
+        ):
             assert result.returncode != 0  # type: ignore[attr-defined]
             assert b"invalid_byok_key" in result.stderr + result.stdout, result  # type: ignore[attr-defined]
         assert registry.read_bytes() == before

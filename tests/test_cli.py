@@ -11,16 +11,22 @@ from pathlib import Path
 from support.server import REPO, server_env
 
 
-def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "cleanroom", *args], input=input, capture_output=True,
-                          cwd=REPO, timeout=120, env=env or server_env())
+def run_cli(
+    *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "cleanroom", *args],
+        input=input,
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        env=env or server_env(),
+    )
 
 
 def test_tenant_commands_through_the_running_server(shared_server) -> None:
     created = shared_server.create_tenant("gamma")
-    listed = json.loads(shared_server.cli("tenant", "list", "--data-dir", str(shared_server.data_dir),
-                                          "--json").stdout)
+    listed = json.loads(shared_server.cli("tenant", "list", "--data-dir", str(shared_server.data_dir), "--json").stdout)
     assert "gamma" in {t["name"] for t in listed}
     assert created["api_key"] not in json.dumps(listed)
     # The running server sees the new tenant at once.
@@ -56,29 +62,53 @@ def test_infer_command_pins_the_public_key(shared_server, tmp_path: Path) -> Non
     tenant = shared_server.tenants["alpha"]
     key_file = tmp_path / "alpha.json"
     key_file.write_text(json.dumps(tenant))
-    result = shared_server.cli("infer", "echo", "--url", shared_server.url, "--api-key", tenant["api_key"],
-                               "--public-key", str(key_file), "--cacert", shared_server.cert,
-                               input=b"through the CLI")
+    result = shared_server.cli(
+        "infer",
+        "echo",
+        "--url",
+        shared_server.url,
+        "--api-key",
+        tenant["api_key"],
+        "--public-key",
+        str(key_file),
+        "--cacert",
+        shared_server.cert,
+        input=b"through the CLI",
+    )
     assert result.stdout == b"through the CLI"
     # Pinned to beta's key while authenticating as alpha: the server cannot open it.
     beta = shared_server.tenants["beta"]
-    refused = shared_server.cli("infer", "echo", "--url", shared_server.url, "--api-key", tenant["api_key"],
-                                "--public-key", beta["public_key"], "--cacert", shared_server.cert,
-                                input=b"x", check=False)
+    refused = shared_server.cli(
+        "infer",
+        "echo",
+        "--url",
+        shared_server.url,
+        "--api-key",
+        tenant["api_key"],
+        "--public-key",
+        beta["public_key"],
+        "--cacert",
+        shared_server.cert,
+        input=b"x",
+        check=False,
+    )
     assert refused.returncode == 1 and b"does not chain back to the pinned key" in refused.stderr
 
 
 def test_no_tls_is_refused_off_loopback(tmp_path: Path) -> None:
-    result = run_cli("serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--no-tls", "--no-reexec",
-                     "--models", "echo")
+    result = run_cli(
+        "serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--no-tls", "--no-reexec", "--models", "echo"
+    )
     assert result.returncode == 1
     assert b"--no-tls is refused" in result.stderr
 
 
 def test_exec_applies_the_hardening() -> None:
-    probe = ("import os, resource, ctypes; libc = ctypes.CDLL(None); "
-             "print(os.environ.get('PYTHONMALLOC'), os.environ.get('GLIBC_TUNABLES'), "
-             "resource.getrlimit(resource.RLIMIT_CORE)[0], libc.prctl(3, 0, 0, 0, 0))")
+    probe = (
+        "import os, resource, ctypes; libc = ctypes.CDLL(None); "
+        "print(os.environ.get('PYTHONMALLOC'), os.environ.get('GLIBC_TUNABLES'), "
+        "resource.getrlimit(resource.RLIMIT_CORE)[0], libc.prctl(3, 0, 0, 0, 0))"
+    )
     result = run_cli("exec", "--", sys.executable, "-c", probe)
     assert result.returncode == 0, result.stderr
     malloc, tunables, core, dumpable = result.stdout.decode().split()

@@ -72,8 +72,9 @@ def setup(tmp_path: Path) -> tuple[TenantService, Keyring, Registry, KeyManager,
 def test_outage_fails_fast_within_retry_after_then_tries_again(setup: Any, tmp_path: Path) -> None:
     service, keyring, registry, manager, customer, clock = setup
     acme, other = service.create("acme"), service.create("other")
-    answer = manager.set_byok("acme", vault={"addr": "https://vault.acme.example:8200", "key": "acme-own",
-                                             "token": TOKEN})
+    answer = manager.set_byok(
+        "acme", vault={"addr": "https://vault.acme.example:8200", "key": "acme-own", "token": TOKEN}
+    )
     assert answer["customer_key"] == "vault://vault.acme.example:8200/transit/acme-own"
     assert "token" not in answer["byok_key"]
     assert customer.tokens == [TOKEN]  # the client was built with the token the customer issued

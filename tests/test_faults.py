@@ -56,8 +56,10 @@ def test_head_that_never_completes_gets_408_and_is_closed() -> None:
 
 
 def test_body_that_never_completes_gets_408() -> None:
-    with ThreadServer(scope_echo_app, limits=ConnectionLimits(body_timeout_s=0.5)) as server, \
-            open_socket(server.url) as sock:
+    with (
+        ThreadServer(scope_echo_app, limits=ConnectionLimits(body_timeout_s=0.5)) as server,
+        open_socket(server.url) as sock,
+    ):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         status, _, body = read_response(sock)
         assert status == 408 and json_error(body)["code"] == "request_body_timeout"
@@ -80,8 +82,10 @@ def test_oversized_and_malformed_heads_get_431_and_400_json() -> None:
 
 
 def test_concurrent_request_limit_answers_503_json_with_retry_after() -> None:
-    with slow_app_gate() as (app, release), \
-            ThreadServer(app, limits=ConnectionLimits(max_concurrent_requests=2)) as server:
+    with (
+        slow_app_gate() as (app, release),
+        ThreadServer(app, limits=ConnectionLimits(max_concurrent_requests=2)) as server,
+    ):
         held = [open_socket(server.url) for _ in range(2)]
         for sock in held:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -117,9 +121,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     base = tmp_path_factory.mktemp("faults")
     signals = base / "signals"
     signals.mkdir()
-    handle = start_server(base / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory",
-                          env=server_env(CLEANROOM_HEADER_TIMEOUT_S="2", TMPDIR=str(base),
-                                         CLEANROOM_TEST_SIGNAL_DIR=str(signals)))
+    handle = start_server(
+        base / "data",
+        "--models",
+        "echo",
+        "--model",
+        "hold=support.hold_model:hold_factory",
+        env=server_env(CLEANROOM_HEADER_TIMEOUT_S="2", TMPDIR=str(base), CLEANROOM_TEST_SIGNAL_DIR=str(signals)),
+    )
     handle.signal_dir = signals  # type: ignore[attr-defined]
     try:
         admin_create_tenant(handle, "alpha")
@@ -146,7 +155,7 @@ def test_slowloris_does_not_stop_the_server_answering_others(server: Any) -> Non
                 if i in cut_at:
                     continue
                 try:
-                    sock.sendall(head[position:position + 1])
+                    sock.sendall(head[position : position + 1])
                 except OSError:
                     cut_at[i] = time.monotonic() - started
             position += 1
@@ -183,17 +192,22 @@ def marker_payload(marker: str, size: int) -> bytes:
     return raw * (size // len(raw))
 
 
-def send_sealed(server: Any, tenant: str, payload: bytes, *, model: str = "echo",
-                body_fraction: float = 1.0) -> ssl.SSLSocket:
+def send_sealed(
+    server: Any, tenant: str, payload: bytes, *, model: str = "echo", body_fraction: float = 1.0
+) -> ssl.SSLSocket:
     """Send a sealed request (all of it, or only part of the body) on a socket the caller then abandons."""
     with server.client(tenant) as client:
         sealed = client.seal_request(model, payload)
     body = sealed.body[: int(len(sealed.body) * body_fraction)]
     sock = open_socket(server.url, ssl.create_default_context(cafile=server.cert))
     key = server.tenants[tenant]["api_key"]
-    sock.sendall((f"POST /v1/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
-                  f"Content-Type: application/vnd.cleanroom.sealed\r\nContent-Length: {len(sealed.body)}\r\n\r\n"
-                  ).encode() + body)
+    sock.sendall(
+        (
+            f"POST /v1/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/vnd.cleanroom.sealed\r\nContent-Length: {len(sealed.body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
     assert isinstance(sock, ssl.SSLSocket)
     return sock
 
@@ -225,8 +239,9 @@ def test_clients_vanishing_mid_request_cause_no_errors_and_leave_no_plaintext(se
     keys = [server.tenants[t]["api_key"] for t in ("alpha", "beta")]
 
     # 1. a client goes away while its request is inside the model; the scan sees the plaintext meanwhile
-    hold_payload = save({"input": torch.frombuffer(bytearray(marker_payload(held_marker, 64 * 1024)),
-                                                   dtype=torch.uint8)})
+    hold_payload = save(
+        {"input": torch.frombuffer(bytearray(marker_payload(held_marker, 64 * 1024)), dtype=torch.uint8)}
+    )
     sock = send_sealed(server, "alpha", hold_payload, model="hold")
     wait_for((signals / "holding").exists, "the hold model to receive the request")
     control_hits = scan_process(server.pid, encodings(held_marker))
@@ -256,8 +271,9 @@ def test_clients_vanishing_mid_request_cause_no_errors_and_leave_no_plaintext(se
 
     fault_thread = threading.Thread(target=faults, daemon=True)
     fault_thread.start()
-    report = run_load(lambda i: sealed_echo_call(server.url, keys[i % 2], server.cert), clients=8,
-                      duration_s=5, pid=server.pid)
+    report = run_load(
+        lambda i: sealed_echo_call(server.url, keys[i % 2], server.cert), clients=8, duration_s=5, pid=server.pid
+    )
     fault_thread.join(30)
     assert faults_done.is_set()
     assert report.statuses() == {200: len(report.outcomes)}, report.statuses()
@@ -289,8 +305,13 @@ def test_sigterm_under_load_drains_and_exits_zero(tmp_path: Path) -> None:
                 signalled["at"] = now
                 os.kill(handle.pid, signal.SIGTERM)
 
-        report = run_load(lambda i: sealed_echo_call(handle.url, key, handle.cert), clients=16, duration_s=5,
-                          pid=handle.pid, on_tick=on_tick)
+        report = run_load(
+            lambda i: sealed_echo_call(handle.url, key, handle.cert),
+            clients=16,
+            duration_s=5,
+            pid=handle.pid,
+            on_tick=on_tick,
+        )
         exit_code = handle.process.wait(timeout=15)
         exited_after_s = report.duration_s - signalled["at"]
     finally:
@@ -314,8 +335,14 @@ def verified_audit_records(data_dir: Path) -> int:
     """Verify the audit log the server wrote (the new `cleanroom audit` log when present, else the decrypt
     chain) and return how many records it holds."""
     if (data_dir / "audit" / "keys.json").exists():
-        verify = subprocess.run([sys.executable, "-m", "cleanroom", "audit", "verify", "--data-dir", str(data_dir),
-                                 "--json"], capture_output=True, text=True, timeout=60, cwd=REPO, env=server_env())
+        verify = subprocess.run(
+            [sys.executable, "-m", "cleanroom", "audit", "verify", "--data-dir", str(data_dir), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env=server_env(),
+        )
         assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
         report = json.loads(verify.stdout)
         assert report["ok"] is True, report

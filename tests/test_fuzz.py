@@ -19,8 +19,14 @@ from support.hardening import admin_create_tenant, open_socket, read_response, s
 from support.server import start_server
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "openapi.json").read_text())
-FUZZ_SETTINGS = settings(deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-                         suppress_health_check=list(HealthCheck), print_blob=False)
+FUZZ_SETTINGS = settings(
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +84,17 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(server: Any) -> 
         if "model" in operation.path:  # a served model, so bodies get past the 404 into the sealed parser
             strategies += [operation.as_strategy(mode, path_parameters={"model": "echo"}) for mode in GenerationMode]
     keys = [server.tenants["alpha"]["api_key"], server.tenants["beta"]["api_key"]]
-    authorization = st.sampled_from([None, f"Bearer {keys[0]}", f"Bearer {keys[1]}", "Bearer cr_" + "x" * 36,
-                                     "Basic YWxhZGRpbjpvcGVuc2VzYW1l", "Bearer ", keys[0]])
+    authorization = st.sampled_from(
+        [
+            None,
+            f"Bearer {keys[0]}",
+            f"Bearer {keys[1]}",
+            "Bearer cr_" + "x" * 36,
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+            "Bearer ",
+            keys[0],
+        ]
+    )
     session = requests.Session()
     session.verify = server.cert
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -123,47 +138,80 @@ def mutated_body(draw: st.DrawFn, bodies: list[bytes]) -> bytes:
         elif kind == "insert":
             body[at:at] = draw(st.binary(min_size=1, max_size=64))
         elif kind == "delete":
-            del body[at:at + draw(st.integers(1, 64))]
+            del body[at : at + draw(st.integers(1, 64))]
         elif kind == "splice":  # the tail of another tenant's or request's body
             other = draw(st.sampled_from(bodies))
-            body[at:] = other[draw(st.integers(0, len(other))):]
+            body[at:] = other[draw(st.integers(0, len(other))) :]
         elif kind == "length" and len(body) >= at + 4:  # length fields: make them huge, zero or negative-looking
-            body[at:at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x80\x00\x00\x00"]))
+            body[at : at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x80\x00\x00\x00"]))
         elif kind == "zero":
-            body[at:at + 32] = bytes(len(body[at:at + 32]))
+            body[at : at + 32] = bytes(len(body[at : at + 32]))
     return bytes(body)
 
 
 HEADER_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_!#$%&'*+.^`|~", min_size=1, max_size=40)
 # h11 (the client) refuses values with surrounding whitespace; raw-socket fuzzing below covers those
 HEADER_VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200).map(str.strip)
-CONTENT_TYPES = st.sampled_from([CONTENT_TYPE, CONTENT_TYPE.upper(), f"{CONTENT_TYPE}; charset=binary",
-                                 f"{CONTENT_TYPE} ;", "application/json", "application/octet-stream", "", ";",
-                                 "multipart/form-data; boundary=x", "application/vnd.cleanroom.sealed+json"])
+CONTENT_TYPES = st.sampled_from(
+    [
+        CONTENT_TYPE,
+        CONTENT_TYPE.upper(),
+        f"{CONTENT_TYPE}; charset=binary",
+        f"{CONTENT_TYPE} ;",
+        "application/json",
+        "application/octet-stream",
+        "",
+        ";",
+        "multipart/form-data; boundary=x",
+        "application/vnd.cleanroom.sealed+json",
+    ]
+)
 
 
 def test_mutated_sealed_bodies_and_random_headers_never_cause_a_server_error(server: Any) -> None:
     bodies = base_bodies(server)
     keys = [server.tenants[t]["api_key"] for t in ("alpha", "beta")]
-    authorization = st.one_of(st.sampled_from([f"Bearer {keys[0]}", f"Bearer {keys[1]}"]),
-                              st.sampled_from(["", "Bearer", "bearer " + keys[0], "Bearer  " + keys[0],
-                                               f"Bearer {keys[0][:-1]}", "Bearer cr_" + "A" * 5000]),
-                              HEADER_VALUE)
+    authorization = st.one_of(
+        st.sampled_from([f"Bearer {keys[0]}", f"Bearer {keys[1]}"]),
+        st.sampled_from(
+            [
+                "",
+                "Bearer",
+                "bearer " + keys[0],
+                "Bearer  " + keys[0],
+                f"Bearer {keys[0][:-1]}",
+                "Bearer cr_" + "A" * 5000,
+            ]
+        ),
+        HEADER_VALUE,
+    )
     statuses: dict[int, int] = {}
 
     with server.http() as http:
+
         @settings(FUZZ_SETTINGS, max_examples=300)
-        @given(body=mutated_body(bodies), hostile=st.integers(0, 9).map(lambda n: n >= 7),
-               content_type=CONTENT_TYPES, auth=authorization,
-               extra=st.lists(st.tuples(HEADER_NAME, HEADER_VALUE), max_size=6),
-               model=st.sampled_from(["echo", "nope", "ECHO", "..", "e%00cho"]))
-        def run(body: bytes, hostile: bool, content_type: str, auth: str, extra: list[tuple[str, str]],
-                model: str) -> None:
+        @given(
+            body=mutated_body(bodies),
+            hostile=st.integers(0, 9).map(lambda n: n >= 7),
+            content_type=CONTENT_TYPES,
+            auth=authorization,
+            extra=st.lists(st.tuples(HEADER_NAME, HEADER_VALUE), max_size=6),
+            model=st.sampled_from(["echo", "nope", "ECHO", "..", "e%00cho"]),
+        )
+        def run(
+            body: bytes, hostile: bool, content_type: str, auth: str, extra: list[tuple[str, str]], model: str
+        ) -> None:
             if not hostile:  # most bodies go in a well-formed envelope, to reach the sealed-message parser
                 content_type, auth, model = CONTENT_TYPE, f"Bearer {keys[len(body) % 2]}", "echo"
-            headers = [("Content-Type", content_type), ("Authorization", auth),
-                       *[(k, v) for k, v in extra if k.lower() not in ("content-length", "transfer-encoding",
-                                                                     "host", "connection", "expect")]]
+            headers = [
+                ("Content-Type", content_type),
+                ("Authorization", auth),
+                *[
+                    (k, v)
+                    for k, v in extra
+                    if k.lower() not in ("content-length", "transfer-encoding", "host", "connection", "expect")
+                ],
+            ]
             response = http.post(f"/v1/models/{model}/infer", content=body, headers=headers)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             assert_sound(response)
@@ -182,21 +230,59 @@ TOKEN = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-"
 
 @st.composite
 def raw_request(draw: st.DrawFn) -> bytes:
-    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "TRACE", "CONNECT", "PRI"])
-                  | TOKEN)
-    path = draw(st.sampled_from(["/healthz", "/v1/models/echo/infer", "*", "/%00", "/../../etc/passwd",
-                                 "http://evil/x", "/" + "a" * 5000, "/v1/models/%2e%2e/infer", ""]))
+    method = draw(
+        st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "TRACE", "CONNECT", "PRI"]) | TOKEN
+    )
+    path = draw(
+        st.sampled_from(
+            [
+                "/healthz",
+                "/v1/models/echo/infer",
+                "*",
+                "/%00",
+                "/../../etc/passwd",
+                "http://evil/x",
+                "/" + "a" * 5000,
+                "/v1/models/%2e%2e/infer",
+                "",
+            ]
+        )
+    )
     version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/9", "http/1.1", ""]))
     lines = [f"{method} {path} {version}".encode("latin-1")]
-    headers = draw(st.lists(st.sampled_from([
-        b"Host: localhost", b"Content-Length: 5", b"Content-Length: -1", b"Content-Length: 99999999999999999999",
-        b"Content-Length: 5, 6", b"Content-Length: abc", b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip",
-        b"Transfer-Encoding: chunked, identity", b"Expect: 100-continue", b"Connection: upgrade",
-        b"Upgrade: websocket", b"Upgrade: h2c", b"X-Null: a\x00b", b"NoColonHere", b": empty-name",
-        b"Bad Name: x", b" folded: continuation", b"X-High: \xff\xfe", f"Content-Type: {CONTENT_TYPE}".encode(),
-    ]) | st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b), max_size=8))
-    body = draw(st.sampled_from([b"", b"hello", b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\nx\r\n",
-                                 b"\x00" * 32]))
+    headers = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    b"Host: localhost",
+                    b"Content-Length: 5",
+                    b"Content-Length: -1",
+                    b"Content-Length: 99999999999999999999",
+                    b"Content-Length: 5, 6",
+                    b"Content-Length: abc",
+                    b"Transfer-Encoding: chunked",
+                    b"Transfer-Encoding: gzip",
+                    b"Transfer-Encoding: chunked, identity",
+                    b"Expect: 100-continue",
+                    b"Connection: upgrade",
+                    b"Upgrade: websocket",
+                    b"Upgrade: h2c",
+                    b"X-Null: a\x00b",
+                    b"NoColonHere",
+                    b": empty-name",
+                    b"Bad Name: x",
+                    b" folded: continuation",
+                    b"X-High: \xff\xfe",
+                    f"Content-Type: {CONTENT_TYPE}".encode(),
+                ]
+            )
+            | st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b),
+            max_size=8,
+        )
+    )
+    body = draw(
+        st.sampled_from([b"", b"hello", b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\nx\r\n", b"\x00" * 32])
+    )
     return b"\r\n".join(lines + headers) + b"\r\n\r\n" + body
 
 

@@ -97,8 +97,14 @@ def test_plain_http_listener_sends_no_hsts() -> None:
 
 
 def test_route_choices_are_overridden_or_kept_deliberately() -> None:
-    headers = add_security_headers([(b"X-Frame-Options", b"ALLOWALL"), (b"cache-control", b"max-age=60"),
-                                    (b"strict-transport-security", b"max-age=1")], https=True)
+    headers = add_security_headers(
+        [
+            (b"X-Frame-Options", b"ALLOWALL"),
+            (b"cache-control", b"max-age=60"),
+            (b"strict-transport-security", b"max-age=1"),
+        ],
+        https=True,
+    )
     as_dict = {k.lower(): v for k, v in headers}
     assert as_dict[b"x-frame-options"] == b"DENY"  # never weakened by a route
     assert as_dict[b"strict-transport-security"] == HSTS

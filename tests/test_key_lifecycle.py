@@ -40,8 +40,11 @@ def test_tenant_key_rotation_keeps_hpke_keys_and_retires_old_versions(stack) -> 
     manager.retire_tenant_key_versions("acme", 2)
     assert keyring.hpke_private_key(registry.tenant("acme"), created.key_id).private_numbers() == before
     # A stale copy of the record still pointing at version 1 no longer opens.
-    stale = {**record, "tenant_keys": {**record["tenant_keys"], "min_version": 2},
-             "hpke_keys": [{**record["hpke_keys"][0], "tenant_key_version": 1}]}
+    stale = {
+        **record,
+        "tenant_keys": {**record["tenant_keys"], "min_version": 2},
+        "hpke_keys": [{**record["hpke_keys"][0], "tenant_key_version": 1}],
+    }
     keyring.purge()
     with pytest.raises(KeyError_):
         keyring.hpke_private_key(stale, created.key_id)
@@ -115,8 +118,7 @@ def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
 
         # system scope: every request 503 system_sealed until restored; requests in flight finish cleanly
         results: list[object] = []
-        workers = [threading.Thread(target=lambda: results.append(_try(two, b"x" * 1_000_000)))
-                   for _ in range(4)]
+        workers = [threading.Thread(target=lambda: results.append(_try(two, b"x" * 1_000_000))) for _ in range(4)]
         for worker in workers:
             worker.start()
         server.cli("keys", "revoke", "--system", "--data-dir", data)
@@ -161,8 +163,9 @@ def test_background_rewrap_after_a_rotation_outside_cleanroom(tmp_path: Path) ->
     """The master key rotates in the KMS itself; the server's background task moves the wrapped keys."""
     from support.server import server_env
 
-    server = start_server(tmp_path / "data", "--models", "echo", tls=False,
-                          env=server_env(CLEANROOM_REWRAP_INTERVAL_S="0.5"))
+    server = start_server(
+        tmp_path / "data", "--models", "echo", tls=False, env=server_env(CLEANROOM_REWRAP_INTERVAL_S="0.5")
+    )
     try:
         server.create_tenant("one")
         LocalKMS(server.data_dir).rotate("cleanroom-master")  # not through cleanroom

@@ -20,8 +20,9 @@ from cleanroom.server.services import build_services
 
 @pytest.fixture
 def stack(data_dir: Path, memory_audit):  # type: ignore[no-untyped-def]
-    services = build_services(Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit,
-                              models=ModelRegistry({"echo": EchoModel()}))
+    services = build_services(
+        Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
+    )
     created = services.tenants.create("acme")
     with TestClient(create_app(services)) as http:  # `with`: runs the lifespan (starts the scheduler)
         http.headers["Authorization"] = f"Bearer {created.api_key}"
@@ -57,9 +58,14 @@ def test_swapped_key_is_refused_by_a_pinned_client(stack) -> None:
     def swapped(tid: str) -> dict:  # a proxy or compromised server hands out its own key
         document = copy.deepcopy(real(tid))
         document.update(public_key=fake.token(), key_id=fake.key_id)
-        document["chain"].append({"key_id": fake.key_id, "public_key": fake.token(),
-                                  "endorsed_by": created.key_id,
-                                  "endorsement": base64.b64encode(sign_endorsement(attacker, fake)).decode()})
+        document["chain"].append(
+            {
+                "key_id": fake.key_id,
+                "public_key": fake.token(),
+                "endorsed_by": created.key_id,
+                "endorsement": base64.b64encode(sign_endorsement(attacker, fake)).decode(),
+            }
+        )
         return document
 
     services.tenants.public_key = swapped  # type: ignore[method-assign]
@@ -76,8 +82,14 @@ def test_broken_chains_are_refused() -> None:
     chain = [{"key_id": "hk_0", "public_key": publics[0].token(), "endorsed_by": None, "endorsement": None}]
     for i in (1, 2):
         signature = base64.b64encode(sign_endorsement(keys[i - 1], publics[i])).decode()
-        chain.append({"key_id": f"hk_{i}", "public_key": publics[i].token(), "endorsed_by": f"hk_{i - 1}",
-                      "endorsement": signature})
+        chain.append(
+            {
+                "key_id": f"hk_{i}",
+                "public_key": publics[i].token(),
+                "endorsed_by": f"hk_{i - 1}",
+                "endorsement": signature,
+            }
+        )
     assert follow_pin(publics[0].fingerprint(), publics[2], chain) is publics[2]
     tampered = copy.deepcopy(chain)
     tampered[2]["endorsement"] = tampered[1]["endorsement"]

@@ -95,8 +95,12 @@ def test_registry_never_holds_usable_secrets(data_dir: Path, kms: LocalKMS) -> N
 def test_authentication_failures(data_dir: Path, kms: LocalKMS) -> None:
     service, _, _ = make_service(data_dir, kms)
     created = service.create("acme")
-    for bad in ("", "cr_short", created.api_key[:-1] + ("A" if created.api_key[-1] != "A" else "B"),
-                api_keys.generate_api_key()):
+    for bad in (
+        "",
+        "cr_short",
+        created.api_key[:-1] + ("A" if created.api_key[-1] != "A" else "B"),
+        api_keys.generate_api_key(),
+    ):
         with pytest.raises(Unauthenticated):
             service.authenticate(bad)
     service.delete("acme")

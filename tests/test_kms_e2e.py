@@ -19,8 +19,13 @@ from support.server import ServerHandle, server_env, start_server
 def vault_server(tmp_path: Path) -> Iterator[tuple[ServerHandle, OpenBao]]:
     bao = OpenBao(tmp_path / "bao")
     bao.start()
-    env = server_env(CLEANROOM_KMS="vault", CLEANROOM_VAULT_ADDR=bao.addr, CLEANROOM_VAULT_TOKEN=bao.root_token,
-                     CLEANROOM_KEY_CACHE_TTL_S="2", CLEANROOM_KMS_TIMEOUT_S="1")
+    env = server_env(
+        CLEANROOM_KMS="vault",
+        CLEANROOM_VAULT_ADDR=bao.addr,
+        CLEANROOM_VAULT_TOKEN=bao.root_token,
+        CLEANROOM_KEY_CACHE_TTL_S="2",
+        CLEANROOM_KMS_TIMEOUT_S="1",
+    )
     server = start_server(tmp_path / "data", "--models", "echo", tls=False, env=env)
     try:
         server.create_tenant("one")
@@ -95,4 +100,4 @@ def test_rotation_under_load_then_outage_and_recovery(vault_server) -> None:
         assert set(after) == {"200"}, after
     assert server.healthy()
     with server.http() as http:
-        assert "cleanroom_errors_total{code=\"kms_unavailable\"}" in http.get("/metrics").text
+        assert 'cleanroom_errors_total{code="kms_unavailable"}' in http.get("/metrics").text

@@ -29,11 +29,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         handle.stop()
 
 
-def test_concurrent_tenants_under_load(server: Any, capsys: pytest.CaptureFixture[str],
-                                      record_property: Any) -> None:
+def test_concurrent_tenants_under_load(server: Any, capsys: pytest.CaptureFixture[str], record_property: Any) -> None:
     keys = [server.tenants[f"load{i}"]["api_key"] for i in range(TENANTS)]
-    report = run_load(lambda i: sealed_echo_call(server.url, keys[i % TENANTS], server.cert),
-                      clients=CLIENTS, duration_s=DURATION_S, pid=server.pid)
+    report = run_load(
+        lambda i: sealed_echo_call(server.url, keys[i % TENANTS], server.cert),
+        clients=CLIENTS,
+        duration_s=DURATION_S,
+        pid=server.pid,
+    )
     summary = report.summary()
     record_property("load", summary)
     with capsys.disabled():

@@ -26,10 +26,15 @@ LEAKS = [
     ('login failed, password was "Summer2024!"', "Summer2024!"),
     ("Passphrase is: correct#horse#battery", "correct#horse#battery"),
     ("temporary password is 90817263.", "90817263"),
-    ('Authorization: Digest username="bob", realm="api", nonce="dcd98b7102dd2f0e", uri="/x", '
-     'response="6629fae49393a05397450978507c4ef1"', "6629fae49393a05397450978507c4ef1"),
-    ('Authorization: OAuth oauth_consumer_key="xvz1evFS4wEEPTGEFPHBog", oauth_signature="tnnArxj06cWHq44gC%2FjY%3D"',
-     "tnnArxj06cWHq44gC"),
+    (
+        'Authorization: Digest username="bob", realm="api", nonce="dcd98b7102dd2f0e", uri="/x", '
+        'response="6629fae49393a05397450978507c4ef1"',
+        "6629fae49393a05397450978507c4ef1",
+    ),
+    (
+        'Authorization: OAuth oauth_consumer_key="xvz1evFS4wEEPTGEFPHBog", oauth_signature="tnnArxj06cWHq44gC%2FjY%3D"',
+        "tnnArxj06cWHq44gC",
+    ),
     ("Authorization: SSWS 00AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd", "0123456789abcd"),
     # the long tail of providers, without any key name around them
     ("auth SK2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c", "2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c"),
@@ -43,11 +48,15 @@ LEAKS = [
     ("notion ntn_123456789012AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "AbCdEfGhIjKlMnOpQrStUvWxYz01234567"),
     ("mapbox sk.eyJ1IjoibWFwYm94IiwiYSI6ImNqeHk0In0.AbCdEfGhIjKlMnOpQrStUv", "AbCdEfGhIjKlMnOpQrStUv"),
     ("fb EAACEdEose0cBAAbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGh", "EAACEdEose0cBAAbCdEfGhIjKlMnOpQrStUvWxYz"),
-    ("x AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid%2BULvsea4JtiGRiSDSJSI%3DEUifiRBkKG5E2XzMDjRfl76ZC9Ub0wnz4XsNi",
-     "ULvsea4JtiGRiSDSJSI"),
+    (
+        "x AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid%2BULvsea4JtiGRiSDSJSI%3DEUifiRBkKG5E2XzMDjRfl76ZC9Ub0wnz4XsNi",
+        "ULvsea4JtiGRiSDSJSI",
+    ),
     ("bot MTA4NjM3NzI5NjYyODY4NDg3Mg.GxYz12.AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ab", "AbCdEfGhIjKlMnOpQrStUvWxYz"),
-    ("https://discord.com/api/webhooks/1234567890/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdEfGhIjKlMnOpQrStUvWx",
-     "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_"),
+    (
+        "https://discord.com/api/webhooks/1234567890/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdEfGhIjKlMnOpQrStUvWx",
+        "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_",
+    ),
     ("https://hooks.zapier.com/hooks/catch/123456/abcdef7/", "abcdef7"),
     ("shippo_live_0123456789abcdef0123456789abcdef01234567", "0123456789abcdef0123456789abcdef01234567"),
     ("xai-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd", "AbCdEfGhIjKlMnOpQrSt"),
@@ -71,7 +80,7 @@ KEPT = [
     "password is: ********",
     "&quot;password_policy&quot;:&quot;strict&quot;",
     "Docker-Content-Digest: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-    "WWW-Authenticate: Digest realm=\"api\", qop=\"auth\", nonce=\"dcd98b7102dd2f0e\"",
+    'WWW-Authenticate: Digest realm="api", qop="auth", nonce="dcd98b7102dd2f0e"',
     "GET /search?q=token%3D%26limit%3D10",
     "blob AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     "sku=SKU-2291 task TASK0123456789abcdef0123456789abcdef01",
@@ -109,22 +118,42 @@ def _provider_samples() -> dict[str, str]:
 
     upper, lower = string.ascii_uppercase + string.digits, string.ascii_lowercase + string.digits
     return {
-        "alibaba": "LTAI" + pick(20), "contentful": "CFPAT-" + pick(43),
-        "dynatrace": "dt0c01." + pick(24, upper) + "." + pick(64, upper), "easypost": "EZAK" + pick(54),
-        "figma": "figd_" + pick(40), "frameio": "fio-u-" + pick(64), "jfrog": "AKCp" + pick(69),
-        "openshift": "sha256~" + pick(43), "plaid": "access-sandbox-" + uuid(), "prefect": "pnu_" + pick(36),
-        "readme": "rdme_" + pick(70, lower), "brevo": "xkeysib-" + hexs(64) + "-" + pick(16),
-        "typeform": "tfp_" + pick(59), "clojars": "CLOJARS_" + pick(60, lower), "duffel": "duffel_test_" + pick(43),
-        "flutterwave": "FLWSECK_TEST-" + hexs(32) + "-X", "hubspot": "pat-na1-" + uuid(),
-        "nuget": "oy2" + pick(43, lower), "1password": "ops_eyJ" + pick(120), "sourcegraph": "sgp_" + hexs(40),
+        "alibaba": "LTAI" + pick(20),
+        "contentful": "CFPAT-" + pick(43),
+        "dynatrace": "dt0c01." + pick(24, upper) + "." + pick(64, upper),
+        "easypost": "EZAK" + pick(54),
+        "figma": "figd_" + pick(40),
+        "frameio": "fio-u-" + pick(64),
+        "jfrog": "AKCp" + pick(69),
+        "openshift": "sha256~" + pick(43),
+        "plaid": "access-sandbox-" + uuid(),
+        "prefect": "pnu_" + pick(36),
+        "readme": "rdme_" + pick(70, lower),
+        "brevo": "xkeysib-" + hexs(64) + "-" + pick(16),
+        "typeform": "tfp_" + pick(59),
+        "clojars": "CLOJARS_" + pick(60, lower),
+        "duffel": "duffel_test_" + pick(43),
+        "flutterwave": "FLWSECK_TEST-" + hexs(32) + "-X",
+        "hubspot": "pat-na1-" + uuid(),
+        "nuget": "oy2" + pick(43, lower),
+        "1password": "ops_eyJ" + pick(120),
+        "sourcegraph": "sgp_" + hexs(40),
         "tailscale": "tskey-auth-" + pick(10) + "-" + pick(30),
-        "harness": "pat." + pick(22) + "." + hexs(24) + "." + pick(20), "scalingo": "tk-us-" + pick(48),
-        "octopus": "API-" + pick(27, upper), "heroku": "HRKU-" + pick(60),
-        "cloudflare-origin-ca": "v1.0-" + hexs(24) + "-" + hexs(146), "adafruit": "aio_" + pick(4, string.ascii_letters)
-        + "12" + pick(22), "airtable": "pat" + pick(14) + "." + hexs(64), "bitbucket": "ATBB" + pick(32),
-        "netlify": "nfp_" + pick(36), "render": "rnd_" + pick(32), "langsmith": "lsv2_pt_" + hexs(32) + "_" + hexs(10),
-        "pinecone": "pcsk_" + pick(5) + "_" + pick(70), "resend": "re_" + pick(8) + "_" + pick(24),
-        "firebase": "AAAA" + pick(7) + ":APA91b" + pick(134), "google-refresh": "1//0" + pick(60),
+        "harness": "pat." + pick(22) + "." + hexs(24) + "." + pick(20),
+        "scalingo": "tk-us-" + pick(48),
+        "octopus": "API-" + pick(27, upper),
+        "heroku": "HRKU-" + pick(60),
+        "cloudflare-origin-ca": "v1.0-" + hexs(24) + "-" + hexs(146),
+        "adafruit": "aio_" + pick(4, string.ascii_letters) + "12" + pick(22),
+        "airtable": "pat" + pick(14) + "." + hexs(64),
+        "bitbucket": "ATBB" + pick(32),
+        "netlify": "nfp_" + pick(36),
+        "render": "rnd_" + pick(32),
+        "langsmith": "lsv2_pt_" + hexs(32) + "_" + hexs(10),
+        "pinecone": "pcsk_" + pick(5) + "_" + pick(70),
+        "resend": "re_" + pick(8) + "_" + pick(24),
+        "firebase": "AAAA" + pick(7) + ":APA91b" + pick(134),
+        "google-refresh": "1//0" + pick(60),
     }
 
 
@@ -139,9 +168,19 @@ def test_provider_token_is_gone_without_a_key_name(provider: str) -> None:
     assert "loaded " + provider in out and out.endswith(" from vault")
 
 
-@pytest.mark.parametrize("line", [
-    "GET /api-docs API-VERSION-2024", "pattern patterns patient", "re_run_job_later", "layer sha256~abc",
-    "1//0 ratio", "dt0c01 missing", "aio_loop started", "v1.0-beta release", "ops_eyJ truncated",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /api-docs API-VERSION-2024",
+        "pattern patterns patient",
+        "re_run_job_later",
+        "layer sha256~abc",
+        "1//0 ratio",
+        "dt0c01 missing",
+        "aio_loop started",
+        "v1.0-beta release",
+        "ops_eyJ truncated",
+    ],
+)
 def test_provider_look_alike_survives(line: str) -> None:
     assert redact(line) == line

@@ -33,9 +33,20 @@ def test_make_serve_from_a_fresh_clone(tmp_path: Path) -> None:
     log = open(tmp_path / "make-serve.log", "wb")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        ["make", "-C", str(clone), "serve", f"VENV={venv}", f"DATA_DIR={data_dir}",
-         "SERVE_ARGS=--port 0 --no-tls --models echo"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        [
+            "make",
+            "-C",
+            str(clone),
+            "serve",
+            f"VENV={venv}",
+            f"DATA_DIR={data_dir}",
+            "SERVE_ARGS=--port 0 --no-tls --models echo",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         state = data_dir / "server.json"
         deadline = time.monotonic() + 240

@@ -26,8 +26,10 @@ def test_checked_in_schema_matches_the_app(generated: dict[str, Any]) -> None:
     if render(generated) != checked_in:
         old, new = json.loads(checked_in), generated
         changed = sorted(p for p in {*old["paths"], *new["paths"]} if old["paths"].get(p) != new["paths"].get(p))
-        pytest.fail(f"docs/openapi.json drifted from the app (paths: {changed or 'components/info'}); "
-                    f"run `{REGENERATE}` and review the diff")
+        pytest.fail(
+            f"docs/openapi.json drifted from the app (paths: {changed or 'components/info'}); "
+            f"run `{REGENERATE}` and review the diff"
+        )
 
 
 def test_every_public_route_is_documented(generated: dict[str, Any]) -> None:
@@ -46,8 +48,12 @@ def test_every_public_route_is_documented(generated: dict[str, Any]) -> None:
         finally:
             services.close()
     # HEAD probes of /healthz and /readyz are deliberately left out of the schema (include_in_schema=False)
-    routes = {(method.lower(), r.path) for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema
-              for method in r.methods}
+    routes = {
+        (method.lower(), r.path)
+        for r in app.routes
+        if isinstance(r, APIRoute) and r.include_in_schema
+        for method in r.methods
+    }
     public = {(m, p) for m, p in routes if not p.startswith(ADMIN_PREFIX)}
     documented = {(m, p) for p, ops in generated["paths"].items() for m in ops}
     assert public == documented
@@ -62,7 +68,8 @@ def test_sealed_route_documents_its_body_errors_and_auth(generated: dict[str, An
     assert infer["security"] == [{"bearerAuth": []}]
     for status in ("400", "401", "403", "404", "408", "413", "415", "422", "429", "431", "503"):
         assert infer["responses"][status]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/Error"}, status
+            "$ref": "#/components/schemas/Error"
+        }, status
     assert "Retry-After" in infer["responses"]["429"]["headers"]
     error = generated["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]

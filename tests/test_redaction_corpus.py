@@ -36,8 +36,12 @@ def _finder(redactor: Redactor) -> corpus.Finder:
     return lambda line: [(f.start, f.end, f.label) for f in redactor.find(line)]
 
 
-def _check(score: corpus.Score, types: Iterable[str] = corpus.ALL_TYPES,
-           negative_kinds: Iterable[str] = corpus.NEGATIVE_KINDS, name: str = "corpus") -> list[str]:
+def _check(
+    score: corpus.Score,
+    types: Iterable[str] = corpus.ALL_TYPES,
+    negative_kinds: Iterable[str] = corpus.NEGATIVE_KINDS,
+    name: str = "corpus",
+) -> list[str]:
     """Every type present and at or above THRESHOLD in recall, precision and look-alike survival.
     Shared with tests/test_redaction_heldout.py (the second corpus)."""
     failures = []
@@ -62,8 +66,11 @@ def test_corpus_recall_and_precision(seed: int) -> None:
     print(f"\nredaction corpus seed={seed}: {len(samples)} lines\n{score.table()}")
     failures = _check(score)
     assert not failures, (
-        "\n".join(failures) + "\nmissed:\n" + "\n".join(score.missed_examples[:15])
-        + "\nfalse:\n" + "\n".join(score.false_examples[:15])
+        "\n".join(failures)
+        + "\nmissed:\n"
+        + "\n".join(score.missed_examples[:15])
+        + "\nfalse:\n"
+        + "\n".join(score.false_examples[:15])
     )
 
 

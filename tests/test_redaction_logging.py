@@ -82,7 +82,9 @@ def test_clean_line_is_cheap() -> None:
 @pytest.fixture
 def clean_logging() -> Iterator[None]:
     names = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "app")
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
+    saved = {
+        n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names
+    }
     last = logging.lastResort
     yield
     for n, (handlers, level, propagate) in saved.items():

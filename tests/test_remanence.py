@@ -51,7 +51,8 @@ def test_no_plaintext_left_after_requests(shared_server) -> None:
         payload = save({"input": torch.frombuffer(bytearray(marker_payload(hold_marker)), dtype=torch.uint8)})
         result: dict[str, bytes] = {}
         worker = threading.Thread(
-            target=lambda sent=payload, out=result: out.setdefault("out", client.infer("hold", sent)))
+            target=lambda sent=payload, out=result: out.setdefault("out", client.infer("hold", sent))
+        )
         worker.start()
         wait_for(signals / "holding")
         held_hits = scan_process(server.pid, encodings(hold_marker))
@@ -75,8 +76,11 @@ def test_no_plaintext_left_after_requests(shared_server) -> None:
     needles = encodings(echo_marker) + encodings(minilm_marker) + encodings(hold_marker)
     hits = scan_process(server.pid, needles)
     assert hits == {}, f"plaintext markers left in server memory after the requests: {hits}"
-    leaked_files = (scan_files(server.data_dir, needles) + scan_files(server.tmp_dir, needles)
-                    + scan_files(Path(tempfile.gettempdir()) / "cleanroom", needles))
+    leaked_files = (
+        scan_files(server.data_dir, needles)
+        + scan_files(server.tmp_dir, needles)
+        + scan_files(Path(tempfile.gettempdir()) / "cleanroom", needles)
+    )
     assert leaked_files == []
     assert not any(n in server.log_path.read_bytes() for n in needles), "a marker reached the server log"
 
@@ -89,8 +93,9 @@ def test_without_allocator_hardening_the_scan_finds_leftovers(tmp_path: Path) ->
     """
     from support.server import server_env, start_server
 
-    server = start_server(tmp_path / "data", "--models", "echo,minilm",
-                          env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false"))
+    server = start_server(
+        tmp_path / "data", "--models", "echo,minilm", env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false")
+    )
     try:
         server.create_tenant("gamma")
         marker = new_marker()

@@ -14,8 +14,12 @@ from cleanroom.runtime.tensors import read_safetensors, write_safetensors
 
 
 def test_safetensors_write_is_byte_identical_to_the_library() -> None:
-    tensors = {"b": torch.arange(10, dtype=torch.int64), "a": torch.randn(3, 5),
-               "c": torch.ones(2, 2, dtype=torch.float16), "empty": torch.empty(0, 4)}
+    tensors = {
+        "b": torch.arange(10, dtype=torch.int64),
+        "a": torch.randn(3, 5),
+        "c": torch.ones(2, 2, dtype=torch.float16),
+        "empty": torch.empty(0, 4),
+    }
     allocator = SecureAllocator()
     with write_safetensors(tensors, allocator) as buffer:
         ours = bytes(buffer.view())
@@ -33,13 +37,16 @@ def test_safetensors_read_gives_views_into_the_buffer() -> None:
     assert tensors["x"][1, 2] == 0  # a view, not a copy
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda b: b[:4],
-    lambda b: (10**9).to_bytes(8, "little") + b[8:],
-    lambda b: b[:8] + b"[" + b[9:],
-    lambda b: b[:-1],
-    lambda b: b.replace(b'"F32"', b'"X99"'),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b[:4],
+        lambda b: (10**9).to_bytes(8, "little") + b[8:],
+        lambda b: b[:8] + b"[" + b[9:],
+        lambda b: b[:-1],
+        lambda b: b.replace(b'"F32"', b'"X99"'),
+    ],
+)
 def test_safetensors_read_rejects_malformed_input(mutate) -> None:
     blob = save({"x": torch.ones(4)})
     with pytest.raises(InvalidPayload):

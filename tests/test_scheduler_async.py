@@ -83,13 +83,15 @@ def test_results_and_per_item_errors_on_a_worker_thread() -> None:
     async def main() -> None:
         model = Doubler()
         async with Scheduler(SchedulerConfig(), cpu_devices(2)) as scheduler:
-            results = await asyncio.gather(*(scheduler.submit("a", "m", i, runner=model) for i in range(10)),
-                                           scheduler.submit("a", "m", "bad", runner=model), return_exceptions=True)
+            results = await asyncio.gather(
+                *(scheduler.submit("a", "m", i, runner=model) for i in range(10)),
+                scheduler.submit("a", "m", "bad", runner=model),
+                return_exceptions=True,
+            )
         assert results[:10] == [i * 2 for i in range(10)]
         assert isinstance(results[10], ValueError)
         loop_thread = threading.current_thread().name
-        assert all(name.startswith("cleanroom-worker-cpu:") and name != loop_thread
-                   for _, _, _, name in model.batches)
+        assert all(name.startswith("cleanroom-worker-cpu:") and name != loop_thread for _, _, _, name in model.batches)
 
     run(main())
 
@@ -99,8 +101,9 @@ def test_a_failing_batch_fails_each_of_its_requests_and_cleans_up() -> None:
         model = Doubler()
         model.fail_batch = RuntimeError("model crashed")
         async with Scheduler(SchedulerConfig(), ["cpu:0"]) as scheduler:
-            results = await asyncio.gather(*(scheduler.submit("a", "m", i, runner=model) for i in range(3)),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(scheduler.submit("a", "m", i, runner=model) for i in range(3)), return_exceptions=True
+            )
         assert all(isinstance(r, RuntimeError) and "crashed" in str(r) for r in results)
         assert sorted(model.cleaned) == [0, 1, 2]
 
@@ -114,8 +117,9 @@ def test_queued_requests_of_a_tenant_go_in_one_batch_and_tenants_never_mix() -> 
             model.gate.clear()
             first = asyncio.ensure_future(scheduler.submit("a", "m", 100, runner=model))
             await until(lambda: len(model.batches) == 1)
-            rest = [asyncio.ensure_future(scheduler.submit(t, "m", i, runner=model))
-                    for i in range(12) for t in ("b", "c")]
+            rest = [
+                asyncio.ensure_future(scheduler.submit(t, "m", i, runner=model)) for i in range(12) for t in ("b", "c")
+            ]
             await asyncio.sleep(0.02)
             model.gate.set()
             await asyncio.gather(first, *rest)
@@ -173,8 +177,7 @@ def test_admission_errors_through_submit() -> None:
     async def main() -> None:
         registry = CollectorRegistry()
         model = Doubler(max_batch_size=1)
-        config = SchedulerConfig(default_limits=TenantLimits(max_queued=1, queue_timeout_s=0.15),
-                                 max_total_queued=3)
+        config = SchedulerConfig(default_limits=TenantLimits(max_queued=1, queue_timeout_s=0.15), max_total_queued=3)
         async with Scheduler(config, ["cpu:0"], SchedulerMetrics.create(registry)) as scheduler:
             model.gate.clear()
             blocker = asyncio.ensure_future(scheduler.submit("a", "m", 0, runner=model))
@@ -197,8 +200,10 @@ def test_admission_errors_through_submit() -> None:
             model.gate.set()
             assert await blocker == 0
         assert not model.saw(1)
-        rejects = {reason: metric(registry, "cleanroom_scheduler_rejects_total", tenant_id=t, reason=reason)
-                   for t, reason in (("a", "tenant_queue_full"), ("d", "overloaded"), ("a", "queue_timeout"))}
+        rejects = {
+            reason: metric(registry, "cleanroom_scheduler_rejects_total", tenant_id=t, reason=reason)
+            for t, reason in (("a", "tenant_queue_full"), ("d", "overloaded"), ("a", "queue_timeout"))
+        }
         assert rejects == {"tenant_queue_full": 1, "overloaded": 1, "queue_timeout": 1}
 
     run(main())
@@ -214,8 +219,9 @@ def test_scrub_runs_only_when_the_device_changes_tenant() -> None:
             return Scrub(bytes_scrubbed=4096)
 
         model = Doubler(max_batch_size=1)
-        async with Scheduler(SchedulerConfig(), ["cpu:0"], SchedulerMetrics.create(registry),
-                             on_tenant_switch=scrub) as scheduler:
+        async with Scheduler(
+            SchedulerConfig(), ["cpu:0"], SchedulerMetrics.create(registry), on_tenant_switch=scrub
+        ) as scheduler:
             for tenant in ("a", "a", "b", "b", "a"):
                 await scheduler.submit(tenant, "m", 1, runner=model)
         assert [(old, new) for _, old, new, _ in calls] == [("a", "b"), ("b", "a")]
@@ -279,8 +285,9 @@ def test_a_quarantined_device_takes_no_more_work() -> None:
 
         model = Doubler(max_batch_size=1)
         registry = CollectorRegistry()
-        async with Scheduler(SchedulerConfig(), ["cpu:0"], SchedulerMetrics.create(registry),
-                             on_tenant_switch=scrub) as scheduler:
+        async with Scheduler(
+            SchedulerConfig(), ["cpu:0"], SchedulerMetrics.create(registry), on_tenant_switch=scrub
+        ) as scheduler:
             model.gate.clear()
             first = asyncio.ensure_future(scheduler.submit("a", "m", 1, runner=model))
             await until(lambda: len(model.batches) == 1)
@@ -382,9 +389,14 @@ def test_metrics_exposition_and_misuse() -> None:
 
     run(main())
     text = generate_latest(registry).decode()
-    for name in ("cleanroom_scheduler_queue_depth", "cleanroom_scheduler_wait_seconds_bucket",
-                 "cleanroom_scheduler_service_seconds_bucket", "cleanroom_scheduler_served_seconds_total",
-                 "cleanroom_scheduler_batch_size_bucket", "cleanroom_scheduler_tenant_weight"):
+    for name in (
+        "cleanroom_scheduler_queue_depth",
+        "cleanroom_scheduler_wait_seconds_bucket",
+        "cleanroom_scheduler_service_seconds_bucket",
+        "cleanroom_scheduler_served_seconds_total",
+        "cleanroom_scheduler_batch_size_bucket",
+        "cleanroom_scheduler_tenant_weight",
+    ):
         assert name in text
     assert metric(registry, "cleanroom_scheduler_tenant_weight", tenant_id="a") == 2.0
     assert metric(registry, "cleanroom_scheduler_queue_depth", tenant_id="a") == 0.0

@@ -33,8 +33,9 @@ def start(tmp_path: Path, **settings: str) -> tuple[ServerHandle, Path]:
     signals = tmp_path / "signals"
     signals.mkdir()
     env = server_env(CLEANROOM_TEST_SIGNAL_DIR=str(signals), **settings)
-    server = start_server(tmp_path / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory",
-                          tls=False, env=env)
+    server = start_server(
+        tmp_path / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory", tls=False, env=env
+    )
     server.create_tenant("busy")
     server.create_tenant("other")
     return server, signals
@@ -50,8 +51,11 @@ def post_sealed(server: ServerHandle, tenant: str, model: str, payload: bytes, t
     with server.client(tenant) as client:
         sealed = client.seal_request(model, payload)
         with httpx.Client(base_url=server.url, timeout=timeout_s) as http:
-            return http.post(f"/v1/models/{model}/infer", content=sealed.body, headers={
-                "Authorization": f"Bearer {server.tenants[tenant]['api_key']}", "Content-Type": CONTENT_TYPE})
+            return http.post(
+                f"/v1/models/{model}/infer",
+                content=sealed.body,
+                headers={"Authorization": f"Bearer {server.tenants[tenant]['api_key']}", "Content-Type": CONTENT_TYPE},
+            )
 
 
 def test_queue_limit_gives_429_with_retry_after_and_other_tenants_still_run(tmp_path: Path) -> None:
@@ -59,7 +63,7 @@ def test_queue_limit_gives_429_with_retry_after_and_other_tenants_still_run(tmp_
     try:
         running = threading.Thread(target=post_sealed, args=(server, "busy", "hold", held_payload()))
         running.start()
-        wait_for(signals / "holding")          # the only worker is busy with busy's first request
+        wait_for(signals / "holding")  # the only worker is busy with busy's first request
         queued = threading.Thread(target=post_sealed, args=(server, "busy", "echo", b"queued"))
         queued.start()
         time.sleep(0.3)
@@ -102,7 +106,8 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(tmp_path: Path) -> None:
     results: dict[str, int] = {}
     try:
         running = threading.Thread(
-            target=lambda: results.setdefault("held", post_sealed(server, "busy", "hold", held_payload()).status_code))
+            target=lambda: results.setdefault("held", post_sealed(server, "busy", "hold", held_payload()).status_code)
+        )
         running.start()
         wait_for(signals / "holding")
         os.kill(server.pid, signal.SIGTERM)

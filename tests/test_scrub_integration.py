@@ -38,8 +38,11 @@ class CountingScrubber(CpuScrubber):
 
 @contextlib.contextmanager
 def make(data_dir: Path, memory_audit, mode: str):  # type: ignore[no-untyped-def]
-    services = build_services(Settings(data_dir=data_dir, models=["echo"], scrub_policy=mode),
-                              audit=memory_audit, models=ModelRegistry({"echo": EchoModel()}))
+    services = build_services(
+        Settings(data_dir=data_dir, models=["echo"], scrub_policy=mode),
+        audit=memory_audit,
+        models=ModelRegistry({"echo": EchoModel()}),
+    )
     original = services.runtime.opener.scrubber
     scrubber = CountingScrubber(policy=services.runtime.gate.policy, on_quarantine=original._on_quarantine)
     services.runtime.opener.scrubber = scrubber

@@ -36,7 +36,11 @@ def test_vector_opens_to_the_recorded_payload(case: dict) -> None:
     assert payload == bytes.fromhex(case["payload"])
     assert metadata.encode().decode() == case["metadata"]
     assert (metadata.tenant_id, metadata.model, metadata.path, metadata.ts) == (
-        case["tenant_id"], case["model"], case["path"], case["ts"])
+        case["tenant_id"],
+        case["model"],
+        case["path"],
+        case["ts"],
+    )
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])

@@ -70,8 +70,18 @@ print(json.dumps({"locked": big.locked, "failures": allocator.stats.lock_failure
 
 def test_lock_failure_without_cap_ipc_lock_degrades_and_is_counted() -> None:
     """As an unprivileged deployment: no CAP_IPC_LOCK, RLIMIT_MEMLOCK 8 MiB -> ENOMEM, reported, not fatal."""
-    command = ["setpriv", "--bounding-set", "-ipc_lock", "--inh-caps", "-ipc_lock", "prlimit",
-               "--memlock=8388608:8388608", sys.executable, "-c", UNPRIVILEGED_PROBE]
+    command = [
+        "setpriv",
+        "--bounding-set",
+        "-ipc_lock",
+        "--inh-caps",
+        "-ipc_lock",
+        "prlimit",
+        "--memlock=8388608:8388608",
+        sys.executable,
+        "-c",
+        UNPRIVILEGED_PROBE,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -47,9 +47,15 @@ def test_user_model_safetensors(shared_server) -> None:
 
 def post(server, tenant: str, body: bytes, model: str = "echo", **headers: str):
     with server.http() as http:
-        return http.post(f"/v1/models/{model}/infer", content=body, headers={
-            "Authorization": f"Bearer {server.tenants[tenant]['api_key']}", "Content-Type": CONTENT_TYPE,
-            **headers})
+        return http.post(
+            f"/v1/models/{model}/infer",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {server.tenants[tenant]['api_key']}",
+                "Content-Type": CONTENT_TYPE,
+                **headers,
+            },
+        )
 
 
 def assert_json_error(response, status: int, code: str | None = None) -> None:
@@ -136,18 +142,21 @@ def test_bad_inputs_get_clear_4xx(shared_server) -> None:
     with server.client("alpha") as client:
         good = client.seal_request("echo", b"abc").body
         assert_json_error(post(server, "alpha", b""), 400)
-        assert_json_error(post(server, "alpha", good, **{"Content-Type": "application/json"}), 415,
-                          "unsupported_media_type")
+        assert_json_error(
+            post(server, "alpha", good, **{"Content-Type": "application/json"}), 415, "unsupported_media_type"
+        )
         assert_json_error(post(server, "alpha", good, model="no-such-model"), 404, "unknown_model")
         with server.http() as http:
-            wrong_key = http.post("/v1/models/echo/infer", content=good, headers={
-                "Authorization": "Bearer cr_" + "A" * 36, "Content-Type": CONTENT_TYPE})
+            wrong_key = http.post(
+                "/v1/models/echo/infer",
+                content=good,
+                headers={"Authorization": "Bearer cr_" + "A" * 36, "Content-Type": CONTENT_TYPE},
+            )
             assert_json_error(wrong_key, 401)
             missing = http.post("/v1/models/echo/infer", content=good, headers={"Content-Type": CONTENT_TYPE})
             assert_json_error(missing, 401)
             assert_json_error(http.get("/v1/nothing-here"), 404)
-        for bad in (b"not json", b'{"inputs": "not a list"}', b'{"inputs": []}', b'{"inputs": [1, 2]}',
-                    b"\xff\xfe"):
+        for bad in (b"not json", b'{"inputs": "not a list"}', b'{"inputs": []}', b'{"inputs": [1, 2]}', b"\xff\xfe"):
             with pytest.raises(ClientError) as info:
                 client.infer("minilm", bad)
             assert info.value.status == 422 and info.value.code == "invalid_payload"
@@ -162,16 +171,24 @@ def test_bad_inputs_get_clear_4xx(shared_server) -> None:
 
 def test_oversized_body_is_413(shared_server) -> None:
     with shared_server.http() as http:
-        response = http.post("/v1/models/echo/infer", content=b"\0" * (64 * 1024 * 1024 + 1), headers={
-            "Authorization": f"Bearer {shared_server.tenants['alpha']['api_key']}", "Content-Type": CONTENT_TYPE})
+        response = http.post(
+            "/v1/models/echo/infer",
+            content=b"\0" * (64 * 1024 * 1024 + 1),
+            headers={
+                "Authorization": f"Bearer {shared_server.tenants['alpha']['api_key']}",
+                "Content-Type": CONTENT_TYPE,
+            },
+        )
     assert_json_error(response, 413, "payload_too_large")
     assert shared_server.healthy()
 
 
 def test_public_key_route_and_metrics(shared_server) -> None:
     with shared_server.http() as http:
-        key = http.get("/v1/tenants/self/public-key",
-                       headers={"Authorization": f"Bearer {shared_server.tenants['alpha']['api_key']}"}).json()
+        key = http.get(
+            "/v1/tenants/self/public-key",
+            headers={"Authorization": f"Bearer {shared_server.tenants['alpha']['api_key']}"},
+        ).json()
         assert key["public_key"] == shared_server.tenants["alpha"]["public_key"]
         metrics = http.get("/metrics").text
         assert "cleanroom_requests_total" in metrics

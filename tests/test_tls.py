@@ -22,8 +22,10 @@ def handshake(server, version: ssl.TLSVersion) -> str:  # type: ignore[no-untype
     context.minimum_version = version
     context.maximum_version = version
     host, port = address(server)
-    with socket.create_connection((host, port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
         return str(tls.version())
 
 

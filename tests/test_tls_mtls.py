@@ -39,18 +39,23 @@ from support.server import server_env, start_server
 class PKI:
     def __init__(self, root: Path) -> None:
         self.server_ca = make_ca(root / "server-ca", "test-server-ca")
-        self.server_one = issue(self.server_ca, root / "server", "one", common_name="server-one",
-                                dns=("localhost",), ips=("127.0.0.1",))
-        self.server_two = issue(self.server_ca, root / "server", "two", common_name="server-two",
-                                dns=("localhost",), ips=("127.0.0.1",))
+        self.server_one = issue(
+            self.server_ca, root / "server", "one", common_name="server-one", dns=("localhost",), ips=("127.0.0.1",)
+        )
+        self.server_two = issue(
+            self.server_ca, root / "server", "two", common_name="server-two", dns=("localhost",), ips=("127.0.0.1",)
+        )
         self.client_ca = make_ca(root / "client-ca", "test-client-ca")
-        self.client_a = issue(self.client_ca, root / "clients", "a", common_name="client-a",
-                              dns=("client-a.test",), client=True)
-        self.client_b = issue(self.client_ca, root / "clients", "b", common_name="client-b",
-                              dns=("client-b.test",), client=True)
+        self.client_a = issue(
+            self.client_ca, root / "clients", "a", common_name="client-a", dns=("client-a.test",), client=True
+        )
+        self.client_b = issue(
+            self.client_ca, root / "clients", "b", common_name="client-b", dns=("client-b.test",), client=True
+        )
         self.other_ca = make_ca(root / "other-ca", "attacker-ca")
-        self.client_other = issue(self.other_ca, root / "clients", "other", common_name="client-a",
-                                  dns=("client-a.test",), client=True)  # same names, wrong issuer
+        self.client_other = issue(
+            self.other_ca, root / "clients", "other", common_name="client-a", dns=("client-a.test",), client=True
+        )  # same names, wrong issuer
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +71,19 @@ def optional_server(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Any:
     live.mkdir()
     shutil.copy(pki.server_one.cert_path, live / "cert.pem")
     shutil.copy(pki.server_one.key_path, live / "key.pem")
-    server = start_server(base / "data", "--models", "echo", "--tls-cert", str(live / "cert.pem"), "--tls-key",
-                          str(live / "key.pem"), "--client-ca", str(pki.client_ca.cert_path),
-                          "--client-cert-optional", env=server_env(CLEANROOM_KEEP_ALIVE_TIMEOUT_S="30"))
+    server = start_server(
+        base / "data",
+        "--models",
+        "echo",
+        "--tls-cert",
+        str(live / "cert.pem"),
+        "--tls-key",
+        str(live / "key.pem"),
+        "--client-ca",
+        str(pki.client_ca.cert_path),
+        "--client-cert-optional",
+        env=server_env(CLEANROOM_KEEP_ALIVE_TIMEOUT_S="30"),
+    )
     server.live = live  # type: ignore[attr-defined]
     try:
         yield server
@@ -78,9 +93,25 @@ def optional_server(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Any:
 
 def s_client(url: str, ca: Path, *args: str) -> subprocess.CompletedProcess[str]:
     host, port = address(url)
-    return subprocess.run(["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", "localhost",
-                           "-CAfile", str(ca), "-verify_return_error", "-brief", *args],
-                          input="", capture_output=True, text=True, timeout=20)
+    return subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"{host}:{port}",
+            "-servername",
+            "localhost",
+            "-CAfile",
+            str(ca),
+            "-verify_return_error",
+            "-brief",
+            *args,
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
 
 
 def attempt(url: str, context: ssl.SSLContext) -> int | str:
@@ -103,8 +134,10 @@ def test_openssl_tls13_succeeds_and_tls12_is_refused(optional_server: Any, pki: 
         assert refused.returncode != 0 and "Protocol version" not in refused.stderr, (old, refused.stderr)
 
 
-@pytest.mark.parametrize(("group", "accepted"), [("X25519", True), ("P-384", True), ("P-256", True),
-                                                 ("ffdhe2048", False), ("ffdhe4096", False), ("X448", False)])
+@pytest.mark.parametrize(
+    ("group", "accepted"),
+    [("X25519", True), ("P-384", True), ("P-256", True), ("ffdhe2048", False), ("ffdhe4096", False), ("X448", False)],
+)
 def test_key_exchange_is_ecdhe_only(optional_server: Any, pki: PKI, group: str, accepted: bool) -> None:
     result = s_client(optional_server.url, pki.server_ca.cert_path, "-tls1_3", "-groups", group)
     assert (result.returncode == 0) == accepted, result.stderr
@@ -124,8 +157,9 @@ def test_optional_mode_accepts_no_certificate_but_refuses_a_foreign_ca(optional_
 
 @pytest.fixture(scope="module")
 def required_server(pki: PKI) -> Any:
-    context = server_tls_context(pki.server_one.cert_path, pki.server_one.key_path,
-                                 client_ca=pki.client_ca.cert_path, client_cert="required")
+    context = server_tls_context(
+        pki.server_one.cert_path, pki.server_one.key_path, client_ca=pki.client_ca.cert_path, client_cert="required"
+    )
     with ThreadServer(scope_echo_app, context=context) as server:
         yield server
 
@@ -159,8 +193,9 @@ def test_verified_identity_reaches_the_app(required_server: Any, pki: PKI) -> No
 
 def test_identity_binding_is_enforced(required_server: Any, pki: PKI, tmp_path: Path) -> None:
     registry = Registry(tmp_path)
-    registry.update(lambda doc: doc["tenants"].update(
-        {"t_alpha": {"tenant_id": "t_alpha", "name": "alpha", "credentials": []}}))
+    registry.update(
+        lambda doc: doc["tenants"].update({"t_alpha": {"tenant_id": "t_alpha", "name": "alpha", "credentials": []}})
+    )
 
     class FakeRequest:
         def __init__(self, identities: list[str] | None) -> None:
@@ -261,22 +296,57 @@ def test_testssl_findings_are_clean(optional_server: Any, pki: PKI, tmp_path: Pa
     assert testssl, "testssl.sh is not installed: apt-get install -y testssl.sh (scripts/install-test-services.sh)"
     host, port = address(optional_server.url)
     report = tmp_path / "testssl.json"
-    result = subprocess.run([testssl, "--quiet", "--color", "0", "--warnings", "off", "--fast", "--ip", "one",
-                             "--connect-timeout", "5", "--openssl-timeout", "5", "--add-ca",
-                             str(pki.server_ca.cert_path), "-p", "-s", "-f", "-P", "-S", "-h", "-U",
-                             "--jsonfile-pretty", str(report), f"{host}:{port}"],
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [
+            testssl,
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--fast",
+            "--ip",
+            "one",
+            "--connect-timeout",
+            "5",
+            "--openssl-timeout",
+            "5",
+            "--add-ca",
+            str(pki.server_ca.cert_path),
+            "-p",
+            "-s",
+            "-f",
+            "-P",
+            "-S",
+            "-h",
+            "-U",
+            "--jsonfile-pretty",
+            str(report),
+            f"{host}:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert report.exists(), f"testssl.sh produced no report (rc {result.returncode}):\n{result.stdout[-3000:]}"
-    findings = [f for scan in json.loads(report.read_text())["scanResult"] for value in scan.values()
-                if isinstance(value, list) for f in value]
+    findings = [
+        f
+        for scan in json.loads(report.read_text())["scanResult"]
+        for value in scan.values()
+        if isinstance(value, list)
+        for f in value
+    ]
     assert len(findings) > 50, "testssl.sh ran too few checks to mean anything"
     by_id = {f["id"]: f for f in findings}
     assert by_id["TLS1_3"]["finding"].startswith("offered")
     for old in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2"):
         assert by_id[old]["finding"].startswith("not offered"), by_id[old]
     assert "63072000" in by_id["HSTS_time"]["finding"] and by_id["HSTS_subdomains"]["severity"] == "OK"
-    bad = [f"{f['severity']} {f['id']}: {f['finding']}" for f in findings
-           if f["severity"] not in ("OK", "INFO") and f["id"] not in CERTIFICATE_PROVENANCE_FINDINGS]
+    bad = [
+        f"{f['severity']} {f['id']}: {f['finding']}"
+        for f in findings
+        if f["severity"] not in ("OK", "INFO") and f["id"] not in CERTIFICATE_PROVENANCE_FINDINGS
+    ]
     assert not bad, "testssl.sh findings:\n" + "\n".join(bad)
 
 
@@ -286,8 +356,9 @@ def test_client_cert_command_binds_lists_and_unbinds(tmp_path: Path, capsys: pyt
 
     from cleanroom.server.mtls import register
 
-    Registry(tmp_path).update(lambda doc: doc["tenants"].update(
-        {"t_beta": {"tenant_id": "t_beta", "name": "beta", "credentials": []}}))
+    Registry(tmp_path).update(
+        lambda doc: doc["tenants"].update({"t_beta": {"tenant_id": "t_beta", "name": "beta", "credentials": []}})
+    )
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command", required=True))
 
@@ -297,8 +368,7 @@ def test_client_cert_command_binds_lists_and_unbinds(tmp_path: Path, capsys: pyt
         return list(json.loads(capsys.readouterr().out)["client_identities"])
 
     assert run("client-cert", "bind", "beta", "subject:CN=client-b,O=Example") == ["subject:CN=client-b,O=Example"]
-    assert run("client-cert", "bind", "beta", "IP:127.0.0.1") == [
-        "subject:CN=client-b,O=Example", "ip:127.0.0.1"]
+    assert run("client-cert", "bind", "beta", "IP:127.0.0.1") == ["subject:CN=client-b,O=Example", "ip:127.0.0.1"]
     assert run("client-cert", "list", "beta") == ["subject:CN=client-b,O=Example", "ip:127.0.0.1"]
     assert run("client-cert", "unbind", "beta", "ip:127.0.0.1") == ["subject:CN=client-b,O=Example"]
     assert run("client-cert", "unbind", "beta", "--all") == []

@@ -9,8 +9,15 @@ from pathlib import Path
 
 from support.server import start_server
 
-UNPRIVILEGED = ["setpriv", "--bounding-set", "-ipc_lock", "--inh-caps", "-ipc_lock", "prlimit",
-                "--memlock=8388608:8388608"]
+UNPRIVILEGED = [
+    "setpriv",
+    "--bounding-set",
+    "-ipc_lock",
+    "--inh-caps",
+    "-ipc_lock",
+    "prlimit",
+    "--memlock=8388608:8388608",
+]
 
 
 def test_requests_past_the_memlock_limit_still_succeed(tmp_path: Path) -> None:

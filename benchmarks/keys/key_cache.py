@@ -49,8 +49,11 @@ class NullAudit:
 
 def run(ttl_s: float, requests: int, tenants: int, latency_s: float) -> dict[str, float]:
     data_dir = Path(tempfile.mkdtemp(prefix="cleanroom-keybench-"))
-    services = build_services(Settings(data_dir=data_dir, key_cache_ttl_s=ttl_s, models=["echo"]),
-                              audit=NullAudit(), models=ModelRegistry({"echo": EchoModel()}))
+    services = build_services(
+        Settings(data_dir=data_dir, key_cache_ttl_s=ttl_s, models=["echo"]),
+        audit=NullAudit(),
+        models=ModelRegistry({"echo": EchoModel()}),
+    )
     slow = SlowKMS(services.kms, latency_s)  # type: ignore[arg-type]
     services.keyring.kms = slow  # type: ignore[assignment]
     from cleanroom.crypto.sealed import seal_request
@@ -70,8 +73,12 @@ def run(ttl_s: float, requests: int, tenants: int, latency_s: float) -> dict[str
         times.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - start
     services.close()
-    return {"kms_calls": slow.calls, "kms_calls_per_request": slow.calls / requests,
-            "median_ms": statistics.median(times) * 1e3, "elapsed_s": elapsed}
+    return {
+        "kms_calls": slow.calls,
+        "kms_calls_per_request": slow.calls / requests,
+        "median_ms": statistics.median(times) * 1e3,
+        "elapsed_s": elapsed,
+    }
 
 
 def main() -> None:
@@ -83,13 +90,19 @@ def main() -> None:
     latency = args.kms_latency_ms / 1000
     cached = run(30.0, args.requests, args.tenants, latency)
     uncached = run(0.0, args.requests, args.tenants, latency)
-    print(f"cache on  (TTL 30 s): {cached['kms_calls']:.0f} KMS calls for {args.requests} requests of "
-          f"{args.tenants} tenants ({cached['kms_calls'] / args.tenants:.2f} per tenant per TTL), "
-          f"median request {cached['median_ms']:.2f} ms")
-    print(f"cache off           : {uncached['kms_calls']:.0f} KMS calls ({uncached['kms_calls_per_request']:.2f} "
-          f"per request), median request {uncached['median_ms']:.2f} ms")
-    print(f"latency saved by the cache: {uncached['median_ms'] - cached['median_ms']:.2f} ms per request "
-          f"({uncached['median_ms'] / cached['median_ms']:.2f}x)")
+    print(
+        f"cache on  (TTL 30 s): {cached['kms_calls']:.0f} KMS calls for {args.requests} requests of "
+        f"{args.tenants} tenants ({cached['kms_calls'] / args.tenants:.2f} per tenant per TTL), "
+        f"median request {cached['median_ms']:.2f} ms"
+    )
+    print(
+        f"cache off           : {uncached['kms_calls']:.0f} KMS calls ({uncached['kms_calls_per_request']:.2f} "
+        f"per request), median request {uncached['median_ms']:.2f} ms"
+    )
+    print(
+        f"latency saved by the cache: {uncached['median_ms'] - cached['median_ms']:.2f} ms per request "
+        f"({uncached['median_ms'] / cached['median_ms']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,19 @@ def main() -> None:
     if mode == "hardened":
         from cleanroom.server.limits import ConnectionLimits, harden_asgi, hardened_protocol
 
-        config = uvicorn.Config(harden_asgi(app), host="127.0.0.1", port=port, log_level="warning",
-                                http=hardened_protocol(ConnectionLimits()), ssl_context_factory=factory,
-                                server_header=False)
+        config = uvicorn.Config(
+            harden_asgi(app),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            http=hardened_protocol(ConnectionLimits()),
+            ssl_context_factory=factory,
+            server_header=False,
+        )
     else:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools",
-                                ssl_context_factory=factory)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", http="httptools", ssl_context_factory=factory
+        )
     uvicorn.Server(config).run()
 
 

@@ -48,8 +48,11 @@ def free_port() -> int:
 
 def row(label: str, report: LoadReport) -> dict[str, Any]:
     summary = {"server": label, **report.summary()}
-    print(f"{label:<14} {summary['requests_per_s']:8.1f} req/s   p50 {summary['p50_ms']:8.2f} ms   "
-          f"p99 {summary['p99_ms']:8.2f} ms   outcomes {summary['statuses']}", flush=True)
+    print(
+        f"{label:<14} {summary['requests_per_s']:8.1f} req/s   p50 {summary['p50_ms']:8.2f} ms   "
+        f"p99 {summary['p99_ms']:8.2f} ms   outcomes {summary['statuses']}",
+        flush=True,
+    )
     return summary
 
 
@@ -59,8 +62,12 @@ def compare(clients: int, duration_s: float, payload_bytes: int) -> list[dict[st
     bare = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)])
     try:
         _wait_bare(port)
-        report = run_load(lambda _i: bare_echo_call(f"http://127.0.0.1:{port}", payload_bytes), clients=clients,
-                          duration_s=duration_s, pid=bare.pid)
+        report = run_load(
+            lambda _i: bare_echo_call(f"http://127.0.0.1:{port}", payload_bytes),
+            clients=clients,
+            duration_s=duration_s,
+            pid=bare.pid,
+        )
         rows.append(row("bare", report))
     finally:
         bare.terminate()
@@ -72,9 +79,12 @@ def compare(clients: int, duration_s: float, payload_bytes: int) -> list[dict[st
             key = admin_create_tenant(server, "bench")["api_key"]
             verify: Any = server.cert if tls else True
             url = server.url
-            report = run_load(lambda _i, url=url, key=key, verify=verify: sealed_echo_call(url, key, verify,
-                                                                                           payload_bytes),
-                              clients=clients, duration_s=duration_s, pid=server.pid)
+            report = run_load(
+                lambda _i, url=url, key=key, verify=verify: sealed_echo_call(url, key, verify, payload_bytes),
+                clients=clients,
+                duration_s=duration_s,
+                pid=server.pid,
+            )
             rows.append(row(label, report))
         finally:
             server.stop()
@@ -108,14 +118,19 @@ def layers(clients: int, duration_s: float, payload_bytes: int, rounds: int) -> 
             for mode in ("plain", "hardened"):
                 port = free_port()
                 args = [str(cert), str(key)] if tls else []
-                process = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "load" / "layers_server.py"),
-                                            str(port), mode, *args])
+                process = subprocess.Popen(
+                    [sys.executable, str(REPO / "benchmarks" / "load" / "layers_server.py"), str(port), mode, *args]
+                )
                 url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
                 try:
                     _wait_bare(port, url)
                     verify: Any = str(cert) if tls else True
-                    report = run_load(lambda _i, url=url, verify=verify: bare_echo_call(url, payload_bytes, verify),
-                                      clients=clients, duration_s=duration_s, pid=process.pid)
+                    report = run_load(
+                        lambda _i, url=url, verify=verify: bare_echo_call(url, payload_bytes, verify),
+                        clients=clients,
+                        duration_s=duration_s,
+                        pid=process.pid,
+                    )
                     rows.append({**row(f"{mode}{'+tls' if tls else ''} r{round_ + 1}", report)})
                 finally:
                     process.kill()  # stateless; stock uvicorn over TLS can take 30 s to stop (docs/hardening.md)
@@ -128,8 +143,13 @@ def soak(clients: int, tenants: int, duration_s: float, payload_bytes: int) -> d
     server = start_server(tmp / "data", "--models", "echo")
     try:
         keys = [admin_create_tenant(server, f"soak{i}")["api_key"] for i in range(tenants)]
-        report = run_load(lambda i: sealed_echo_call(server.url, keys[i % tenants], server.cert, payload_bytes),
-                          clients=clients, duration_s=duration_s, pid=server.pid, sample_every_s=1.0)
+        report = run_load(
+            lambda i: sealed_echo_call(server.url, keys[i % tenants], server.cert, payload_bytes),
+            clients=clients,
+            duration_s=duration_s,
+            pid=server.pid,
+            sample_every_s=1.0,
+        )
         summary = row("hardened+tls", report)
         summary["tenants"] = tenants
         summary["rss_mib_timeline"] = [(round(t, 1), round(r / 2**20, 1)) for t, r in report.rss_samples]

@@ -54,8 +54,12 @@ class AdminAPI:
 
     def __init__(self, state: dict[str, Any]) -> None:
         token = Path(state["admin_token_file"]).read_text(encoding="ascii").strip()
-        self._http = httpx.Client(base_url=state["url"], verify=admin_tls_context(state.get("tls_cert")),
-                                  timeout=60, headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(
+            base_url=state["url"],
+            verify=admin_tls_context(state.get("tls_cert")),
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
@@ -109,7 +113,9 @@ def local_key_manager(settings: Settings) -> tuple[Any, Any]:
 def rotation_policy(settings: Settings) -> Any:
     from cleanroom.keys.lifecycle import RotationPolicy
 
-    return RotationPolicy(tenant_key_days=settings.tenant_key_rotation_days,
-                          master_key_days=settings.master_key_rotation_days,
-                          credential_days=settings.credential_rotation_days,
-                          hpke_key_days=settings.tenant_key_rotation_days)
+    return RotationPolicy(
+        tenant_key_days=settings.tenant_key_rotation_days,
+        master_key_days=settings.master_key_rotation_days,
+        credential_days=settings.credential_rotation_days,
+        hpke_key_days=settings.tenant_key_rotation_days,
+    )

@@ -131,9 +131,16 @@ def create_backup(data_dir: Path, out: Path, kms: KMS) -> dict[str, Any]:
         raise BackupError(f"{data_dir} has no tenant registry: nothing to back up", code="backup_nothing")
     kms.create_key(BACKUP_KEY_NAME)
     data_key, wrapped = kms.generate_data_key(BACKUP_KEY_NAME, KEY_CONTEXT)
-    header = json.dumps({"created_at": time.time(), "backup_key": BACKUP_KEY_NAME, "wrapped_key": wrapped.to_json(),
-                         "segment_size": SEGMENT_SIZE_BYTES, "source": str(data_dir.resolve())},
-                        sort_keys=True).encode()
+    header = json.dumps(
+        {
+            "created_at": time.time(),
+            "backup_key": BACKUP_KEY_NAME,
+            "wrapped_key": wrapped.to_json(),
+            "segment_size": SEGMENT_SIZE_BYTES,
+            "source": str(data_dir.resolve()),
+        },
+        sort_keys=True,
+    ).encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     files = 0
@@ -216,8 +223,9 @@ def verify_audit(audit_dir: Path, kms: KMS, master_key_name: str) -> int:
     with load_audit_keys(audit_dir, kms) as keys:
         report = verify(audit_dir, keys.audit_key, keys.public_key)
     if not report.ok:
-        raise BackupError(f"the audit log in the backup does not verify: {report.summary()}",
-                          code="backup_audit_invalid")
+        raise BackupError(
+            f"the audit log in the backup does not verify: {report.summary()}", code="backup_audit_invalid"
+        )
     return report.records
 
 

@@ -15,14 +15,14 @@ from cleanroom.errors import CleanroomError
 
 # Command groups contributed by other packages: each module has `register(subparsers)`.
 _PLUGIN_MODULES = (
-    "cleanroom.logging_setup",       # redact
-    "cleanroom.audit.commands",      # audit verify|show|prove
-    "cleanroom.bench.scrub",         # bench scrub
-    "cleanroom.keys.commands",       # keys rotate|revoke|restore|status
-    "cleanroom.doctor",              # doctor
-    "cleanroom.backup",              # backup create|restore
-    "cleanroom.server.mtls",         # client-cert bind|unbind|list
-    "cleanroom.batch_cli",           # batch submit|status|fetch|cancel
+    "cleanroom.logging_setup",  # redact
+    "cleanroom.audit.commands",  # audit verify|show|prove
+    "cleanroom.bench.scrub",  # bench scrub
+    "cleanroom.keys.commands",  # keys rotate|revoke|restore|status
+    "cleanroom.doctor",  # doctor
+    "cleanroom.backup",  # backup create|restore
+    "cleanroom.server.mtls",  # client-cert bind|unbind|list
+    "cleanroom.batch_cli",  # batch submit|status|fetch|cancel
 )
 
 
@@ -36,8 +36,9 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="data directory (default: $CLEANROOM_DATA_DIR or ./cleanroom-data)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: $CLEANROOM_DATA_DIR or ./cleanroom-data)"
+    )
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -56,10 +57,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         user_models[name] = target
     client_cert = "required" if args.client_cert_required else "optional" if args.client_cert_optional else None
-    settings = settings_from_args(args, host=args.host, port=args.port, tls_mode=tls_mode, tls_cert=args.tls_cert,
-                                  tls_key=args.tls_key, models=builtin, user_models=user_models or None,
-                                  tls_client_ca=args.client_ca, tls_client_cert=client_cert,
-                                  torch_threads=args.torch_threads)
+    settings = settings_from_args(
+        args,
+        host=args.host,
+        port=args.port,
+        tls_mode=tls_mode,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        models=builtin,
+        user_models=user_models or None,
+        tls_client_ca=args.client_ca,
+        tls_client_cert=client_cert,
+        torch_threads=args.torch_threads,
+    )
     if settings.torch_threads is not None:  # before the re-exec: the environment carries it to OpenMP
         from cleanroom.runtime.torch_threads import limit_torch_threads
 
@@ -98,8 +108,9 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
     api, service = _tenant_backend(args)
     allow = args.allow or []
     if api is not None:
-        created = api.request("POST", "/v1/admin/tenants", json={"name": args.name, "weight": args.weight,
-                                                                 "allow": allow})
+        created = api.request(
+            "POST", "/v1/admin/tenants", json={"name": args.name, "weight": args.weight, "allow": allow}
+        )
     else:
         created = service.create(args.name, weight=args.weight, allow=allow).to_json()
     if args.json:
@@ -119,15 +130,20 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
         print(json.dumps(tenants))
     else:
         for t in tenants:
-            print(f"{t['tenant_id']}  {t['name']:<24} weight={t['weight']:g} keys={len(t['credentials'])}"
-                  f"{'  REVOKED' if t['revoked'] else ''}")
+            print(
+                f"{t['tenant_id']}  {t['name']:<24} weight={t['weight']:g} keys={len(t['credentials'])}"
+                f"{'  REVOKED' if t['revoked'] else ''}"
+            )
     return 0
 
 
 def cmd_tenant_delete(args: argparse.Namespace) -> int:
     api, service = _tenant_backend(args)
-    deleted = (api.request("DELETE", f"/v1/admin/tenants/{args.name}")["deleted"] if api is not None
-               else service.delete(args.name))
+    deleted = (
+        api.request("DELETE", f"/v1/admin/tenants/{args.name}")["deleted"]
+        if api is not None
+        else service.delete(args.name)
+    )
     print(json.dumps({"deleted": deleted}) if args.json else f"deleted tenant {deleted}")
     return 0
 
@@ -139,10 +155,16 @@ def cmd_tenant_update(args: argparse.Namespace) -> int:
         print("cleanroom tenant update: give --allow CIDR..., --clear-allow or --weight", file=sys.stderr)
         return 2
     body = {"weight": args.weight, "allow": allow}
-    updated = (api.request("PATCH", f"/v1/admin/tenants/{args.name}", json=body) if api is not None
-               else service.update(args.name, weight=args.weight, allow=allow))
-    print(json.dumps(updated) if args.json else
-          f"{updated['name']}: weight={updated['weight']:g} allow={','.join(updated['allow']) or 'any address'}")
+    updated = (
+        api.request("PATCH", f"/v1/admin/tenants/{args.name}", json=body)
+        if api is not None
+        else service.update(args.name, weight=args.weight, allow=allow)
+    )
+    print(
+        json.dumps(updated)
+        if args.json
+        else f"{updated['name']}: weight={updated['weight']:g} allow={','.join(updated['allow']) or 'any address'}"
+    )
     return 0
 
 
@@ -151,19 +173,33 @@ def cmd_tenant_keys(args: argparse.Namespace) -> int:
     base = f"/v1/admin/tenants/{args.name}/keys"
     if args.keys_command == "list":
         keys = api.request("GET", base)["credentials"] if api is not None else service.list_credentials(args.name)
-        print(json.dumps(keys) if args.json else "\n".join(
-            f"{k['id']}  {k['label']:<16} created={k['created_at']:.0f} expires={k['expires_at']} "
-            f"last_used={k['last_used_at']}{'  REVOKED' if k['revoked'] else ''}" for k in keys))
+        print(
+            json.dumps(keys)
+            if args.json
+            else "\n".join(
+                f"{k['id']}  {k['label']:<16} created={k['created_at']:.0f} expires={k['expires_at']} "
+                f"last_used={k['last_used_at']}{'  REVOKED' if k['revoked'] else ''}"
+                for k in keys
+            )
+        )
     elif args.keys_command == "add":
         expires_in_s = args.expires_in_days * 86400 if args.expires_in_days else None
-        created = (api.request("POST", base, json={"label": args.label, "expires_in_s": expires_in_s})
-                   if api is not None else
-                   service.add_credential(args.name, label=args.label, expires_in_s=expires_in_s).to_json())
-        print(json.dumps(created) if args.json else
-              f"credential {created['credential_id']}\napi key: {created['api_key']}   (shown once: store it now)")
+        created = (
+            api.request("POST", base, json={"label": args.label, "expires_in_s": expires_in_s})
+            if api is not None
+            else service.add_credential(args.name, label=args.label, expires_in_s=expires_in_s).to_json()
+        )
+        print(
+            json.dumps(created)
+            if args.json
+            else f"credential {created['credential_id']}\napi key: {created['api_key']}   (shown once: store it now)"
+        )
     else:
-        result = (api.request("DELETE", f"{base}/{args.credential_id}") if api is not None
-                  else service.revoke_credential(args.name, args.credential_id))
+        result = (
+            api.request("DELETE", f"{base}/{args.credential_id}")
+            if api is not None
+            else service.revoke_credential(args.name, args.credential_id)
+        )
         print(json.dumps(result) if args.json else f"revoked {result['credential_id']}")
     return 0
 
@@ -219,10 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-ca", type=Path, default=None, help="CA that signs client certificates (mTLS)")
     mtls = serve.add_mutually_exclusive_group()
     mtls.add_argument("--client-cert-required", action="store_true", help="refuse clients without a certificate")
-    mtls.add_argument("--client-cert-optional", action="store_true",
-                      help="verify a certificate when one is sent (tenants bound to one then require it)")
-    serve.add_argument("--torch-threads", type=int, default=None, metavar="N",
-                       help="threads per torch forward pass (default: one per core)")
+    mtls.add_argument(
+        "--client-cert-optional",
+        action="store_true",
+        help="verify a certificate when one is sent (tenants bound to one then require it)",
+    )
+    serve.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads per torch forward pass (default: one per core)",
+    )
     serve.add_argument("--no-reexec", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
@@ -269,8 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--url", required=True)
     infer.add_argument("--api-key", required=True)
     infer.add_argument("--public-key", default=None, help="public-key token or file (pins the key)")
-    infer.add_argument("--pin", default=None,
-                       help="SHA-256 fingerprint of the tenant key to accept (see tenant create)")
+    infer.add_argument(
+        "--pin", default=None, help="SHA-256 fingerprint of the tenant key to accept (see tenant create)"
+    )
     infer.add_argument("--cacert", default=None, help="CA certificate to trust (e.g. DATA_DIR/tls/dev-cert.pem)")
     infer.set_defaults(func=cmd_infer)
 
@@ -306,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ValidationError):
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])
-                print(f"cleanroom: invalid setting {field} (CLEANROOM_{field.upper()}): {error['msg']}",
-                      file=sys.stderr)
+                print(
+                    f"cleanroom: invalid setting {field} (CLEANROOM_{field.upper()}): {error['msg']}", file=sys.stderr
+                )
             return 2
         from cleanroom.client import ClientError
         from cleanroom.keys.public_key import KeyPinMismatch

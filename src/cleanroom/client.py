@@ -48,9 +48,16 @@ def load_public_key(value: str | Path) -> TenantPublicKey:
 
 
 class Client:
-    def __init__(self, url: str, *, api_key: str, public_key: str | Path | TenantPublicKey | None = None,
-                 verify: bool | str | Path | ssl.SSLContext = True, timeout_s: float = 120.0,
-                 pin: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str,
+        public_key: str | Path | TenantPublicKey | None = None,
+        verify: bool | str | Path | ssl.SSLContext = True,
+        timeout_s: float = 120.0,
+        pin: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         if isinstance(verify, str | Path) and not isinstance(verify, bool):
             verify = ssl.create_default_context(cafile=str(verify))
@@ -137,6 +144,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

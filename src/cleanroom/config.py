@@ -45,8 +45,10 @@ class Settings(BaseSettings):
     # --- transport hardening (server/tls.py, server/limits.py; docs/hardening.md) ---------------------
     tls_client_ca: Path | None = Field(None, description="CA bundle that signs client certificates (mTLS)")
     tls_client_cert: Literal["none", "optional", "required"] = "none"
-    tls_groups: list[str] = Field(default_factory=lambda: ["X25519", "P-384", "P-256"],
-                                  description="ECDHE groups for the key exchange, preferred first")
+    tls_groups: list[str] = Field(
+        default_factory=lambda: ["X25519", "P-384", "P-256"],
+        description="ECDHE groups for the key exchange, preferred first",
+    )
     max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers")
     header_timeout_s: float = Field(10.0, gt=0, description="deadline for a complete request head")
     body_timeout_s: float = Field(60.0, gt=0, description="deadline for a complete request body")
@@ -94,7 +96,8 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     alert_business_hours: dict[str, str] = Field(
         default_factory=dict,
-        description='tenant id or name -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"')
+        description='tenant id or name -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"',
+    )
     alert_default_business_hours: str | None = Field(None, description='"Area/City:START-END" for every other tenant')
 
     # --- memory and process hardening -------------------------------------------------------------
@@ -107,9 +110,11 @@ class Settings(BaseSettings):
     # --- runtime ------------------------------------------------------------------------------------
     cpu_workers: int = Field(1, ge=1, le=256)
     torch_threads: int | None = Field(
-        None, ge=1, le=1024,
+        None,
+        ge=1,
+        le=1024,
         description="threads per torch forward pass (default: torch's own, one per core); lower it when device "
-                    "workers or other processes share the cores",
+        "workers or other processes share the cores",
     )
     # --- scheduler (runtime/scheduler.py) ----------------------------------------------------------
     scheduler_policy: Literal["fair", "fifo"] = "fair"
@@ -129,16 +134,27 @@ class Settings(BaseSettings):
 
     # --- spill files and batch jobs (runtime/spill.py, runtime/batch_jobs.py; docs/batches.md) ------
     spill_dir: Path | None = Field(None, description="where encrypted spill files go (default DATA_DIR/spill)")
-    spill_segment_bytes: int = Field(256 * 1024, ge=64 * 1024, le=1024 * 1024,
-                                     description="plaintext bytes per spill segment (one locked staging buffer)")
-    spill_threshold_bytes: int = Field(8 * 1024 * 1024, ge=0, description=(
-        "batch payloads larger than this are decrypted straight into a spill file, one segment at a time, "
-        "instead of into one SecureBuffer"))
-    batch_ttl_s: float = Field(3600.0, gt=0, description="a batch job and its results are shredded this long "
-                                                         "after submission, fetched or not")
+    spill_segment_bytes: int = Field(
+        256 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024,
+        description="plaintext bytes per spill segment (one locked staging buffer)",
+    )
+    spill_threshold_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=0,
+        description=(
+            "batch payloads larger than this are decrypted straight into a spill file, one segment at a time, "
+            "instead of into one SecureBuffer"
+        ),
+    )
+    batch_ttl_s: float = Field(
+        3600.0, gt=0, description="a batch job and its results are shredded this long after submission, fetched or not"
+    )
     batch_chunk_size: int = Field(16, ge=1, le=4096, description="batch items per scheduler request")
-    batch_weight: float = Field(0.25, gt=0, le=1, description="a tenant's batch lane runs at this fraction of "
-                                                              "the tenant's weight")
+    batch_weight: float = Field(
+        0.25, gt=0, le=1, description="a tenant's batch lane runs at this fraction of the tenant's weight"
+    )
     max_batch_inputs: int = Field(10_000, ge=1, le=10_000_000)
     max_batch_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="sealed batch submission limit")
     max_batches_per_tenant: int = Field(8, ge=1, description="stored batch jobs per tenant (any state)")

@@ -32,8 +32,10 @@ def collect(settings: Any, *, probe_kms: bool = True) -> dict[str, Any]:
         report["kms"].update(kms_report(settings))
     problems = []
     if settings.allocator_hardening and not hardening.allocator_hardened:
-        problems.append("allocator hardening is not in force in this process (run the server with `serve`, "
-                        "or another server under `cleanroom exec --`)")
+        problems.append(
+            "allocator hardening is not in force in this process (run the server with `serve`, "
+            "or another server under `cleanroom exec --`)"
+        )
     if "FAILED" in report["mlock"]:
         problems.append("mlock fails: plaintext pages may be swapped")
     if not report["device"]["scrub_supported"]:
@@ -68,8 +70,10 @@ def kms_report(settings: Any) -> dict[str, Any]:
     try:
         kms = open_kms(settings)
         description = kms.describe(master_key_name(settings))
-        return {"status": "ok" if description.enabled else "master key disabled (system sealed)",
-                "master_version": description.latest_version}
+        return {
+            "status": "ok" if description.enabled else "master key disabled (system sealed)",
+            "master_version": description.latest_version,
+        }
     except CleanroomError as exc:
         return {"status": f"{exc.code}: {exc.message}"}
 

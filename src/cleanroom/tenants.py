@@ -44,9 +44,14 @@ class CreatedTenant:
     key_id: str
 
     def to_json(self) -> dict[str, str]:
-        return {"tenant_id": self.tenant_id, "name": self.name, "api_key": self.api_key,
-                "public_key": self.public_key, "key_id": self.key_id,
-                "fingerprint": TenantPublicKey.parse(self.public_key).fingerprint()}
+        return {
+            "tenant_id": self.tenant_id,
+            "name": self.name,
+            "api_key": self.api_key,
+            "public_key": self.public_key,
+            "key_id": self.key_id,
+            "fingerprint": TenantPublicKey.parse(self.public_key).fingerprint(),
+        }
 
 
 CREDENTIAL_FIELDS = ("id", "label", "created_at", "expires_at", "last_used_at", "revoked")
@@ -64,9 +69,13 @@ def public_view(record: Document, last_used: dict[str, float] | None = None) -> 
     """A tenant as `tenant list` shows it: no hashes, no wrapped keys."""
     last_used = last_used or {}
     return {
-        "tenant_id": record["tenant_id"], "name": record["name"], "created_at": record["created_at"],
-        "weight": record.get("weight", 1.0), "revoked": bool(record.get("revoked", False)),
-        "current_key_id": record["current_key_id"], "allow": list(record.get("allow", [])),
+        "tenant_id": record["tenant_id"],
+        "name": record["name"],
+        "created_at": record["created_at"],
+        "weight": record.get("weight", 1.0),
+        "revoked": bool(record.get("revoked", False)),
+        "current_key_id": record["current_key_id"],
+        "allow": list(record.get("allow", [])),
         "credentials": [credential_view(c, last_used.get(c["id"])) for c in record.get("credentials", [])],
     }
 
@@ -80,8 +89,13 @@ class CreatedCredential:
     expires_at: float | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"tenant_id": self.tenant_id, "credential_id": self.credential_id, "label": self.label,
-                "api_key": self.api_key, "expires_at": self.expires_at}
+        return {
+            "tenant_id": self.tenant_id,
+            "credential_id": self.credential_id,
+            "label": self.label,
+            "api_key": self.api_key,
+            "expires_at": self.expires_at,
+        }
 
 
 def validate_weight(weight: float) -> None:
@@ -114,29 +128,46 @@ class TenantService:
             raise BadRequest("expiry must be in the future", code="invalid_expiry")
         api_key = api_keys.generate_api_key()
         now = time.time()
-        return api_key, {"id": new_id("ck"), "label": label, "hash": api_keys.keyed_hash(self._pepper_bytes(), api_key),
-                         "created_at": now, "expires_at": None if expires_in_s is None else now + expires_in_s,
-                         "last_used_at": None, "revoked": False}
+        return api_key, {
+            "id": new_id("ck"),
+            "label": label,
+            "hash": api_keys.keyed_hash(self._pepper_bytes(), api_key),
+            "created_at": now,
+            "expires_at": None if expires_in_s is None else now + expires_in_s,
+            "last_used_at": None,
+            "revoked": False,
+        }
 
-    def create(self, name: str, *, weight: float = 1.0, label: str = "default",
-               allow: list[str] | None = None) -> CreatedTenant:
+    def create(
+        self, name: str, *, weight: float = 1.0, label: str = "default", allow: list[str] | None = None
+    ) -> CreatedTenant:
         validate_tenant_name(name)
         validate_weight(weight)
         allow = normalize_cidrs(allow or [])
         tenant_id = new_id("t")
         api_key, credential = self._new_credential(label, None)
         tenant_keys, hpke_keys, key_id = self.keyring.new_tenant_keys(tenant_id)
-        record = {"tenant_id": tenant_id, "name": name, "created_at": time.time(), "weight": weight,
-                  "revoked": False, "tenant_keys": tenant_keys, "hpke_keys": hpke_keys,
-                  "current_key_id": key_id, "credentials": [credential], "allow": allow}
+        record = {
+            "tenant_id": tenant_id,
+            "name": name,
+            "created_at": time.time(),
+            "weight": weight,
+            "revoked": False,
+            "tenant_keys": tenant_keys,
+            "hpke_keys": hpke_keys,
+            "current_key_id": key_id,
+            "credentials": [credential],
+            "allow": allow,
+        }
 
         def add(doc: Document) -> None:
             ensure_unique_name(doc, name)
             doc["tenants"][tenant_id] = record
 
         self.registry.update(add)
-        self._record("key.create", tenant_id=tenant_id, key_id=key_id, principal=credential["id"],
-                     details={"tenant_name": name})
+        self._record(
+            "key.create", tenant_id=tenant_id, key_id=key_id, principal=credential["id"], details={"tenant_name": name}
+        )
         token = TenantPublicKey(tenant_id, key_id, decode_public_key(str(hpke_keys[0]["public_key"]))).token()
         return CreatedTenant(tenant_id=tenant_id, name=name, api_key=api_key, public_key=token, key_id=key_id)
 
@@ -144,8 +175,7 @@ class TenantService:
         records = sorted(self.registry.tenants().values(), key=lambda r: r["created_at"])
         return [public_view(r, self._last_used) for r in records]
 
-    def update(self, name_or_id: str, *, weight: float | None = None, allow: list[str] | None = None
-               ) -> dict[str, Any]:
+    def update(self, name_or_id: str, *, weight: float | None = None, allow: list[str] | None = None) -> dict[str, Any]:
         """Change a tenant's weight or IP allowlist (`allow=[]` clears it: every address allowed)."""
         tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
         if weight is not None:
@@ -160,13 +190,17 @@ class TenantService:
                 record["allow"] = networks
 
         self.registry.update(change)
-        self._record("admin.tenant_update", tenant_id=tenant_id,
-                     details={"weight_changed": weight is not None, "allowlist_changed": networks is not None})
+        self._record(
+            "admin.tenant_update",
+            tenant_id=tenant_id,
+            details={"weight_changed": weight is not None, "allowlist_changed": networks is not None},
+        )
         return public_view(self.registry.tenant(tenant_id), self._last_used)
 
     # --- credentials --------------------------------------------------------------------------------
-    def add_credential(self, name_or_id: str, *, label: str = "default", expires_in_s: float | None = None
-                       ) -> CreatedCredential:
+    def add_credential(
+        self, name_or_id: str, *, label: str = "default", expires_in_s: float | None = None
+    ) -> CreatedCredential:
         tenant_id = self.registry.tenant(name_or_id)["tenant_id"]
         api_key, credential = self._new_credential(label, expires_in_s)
 
@@ -234,13 +268,25 @@ class TenantService:
         chain = []
         for key in record["hpke_keys"]:
             token = TenantPublicKey(record["tenant_id"], key["key_id"], decode_public_key(key["public_key"])).token()
-            chain.append({"key_id": key["key_id"], "public_key": token, "endorsed_by": key.get("endorsed_by"),
-                          "endorsement": key.get("endorsement"), "expires_at": key.get("expires_at")})
+            chain.append(
+                {
+                    "key_id": key["key_id"],
+                    "public_key": token,
+                    "endorsed_by": key.get("endorsed_by"),
+                    "endorsement": key.get("endorsement"),
+                    "expires_at": key.get("expires_at"),
+                }
+            )
         encoded = next(k["public_key"] for k in record["hpke_keys"] if k["key_id"] == key_id)
         public = TenantPublicKey(record["tenant_id"], key_id, decode_public_key(encoded))
-        return {"tenant_id": public.tenant_id, "key_id": key_id, "public_key": public.token(),
-                "fingerprint": public.fingerprint(), "chain": chain,
-                "suite": "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"}
+        return {
+            "tenant_id": public.tenant_id,
+            "key_id": key_id,
+            "public_key": public.token(),
+            "fingerprint": public.fingerprint(),
+            "chain": chain,
+            "suite": "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM",
+        }
 
     def authenticate(self, api_key: str, source: str | None = None) -> Principal:
         """Resolve an API key to its tenant and check the caller's address against the tenant's allowlist.
@@ -275,8 +321,14 @@ class TenantService:
                 check_allowed(record.get("allow", []), source, record["name"])
             except AddressNotAllowed:
                 if self.audit is not None:
-                    self.audit.record({"event": "auth.address_refused", "tenant_id": tenant_id,
-                                       "principal": credential_id, "source": source})
+                    self.audit.record(
+                        {
+                            "event": "auth.address_refused",
+                            "tenant_id": tenant_id,
+                            "principal": credential_id,
+                            "source": source,
+                        }
+                    )
                 raise
         self._touch(credential_id, tenant_id)
         return Principal(tenant_id=tenant_id, tenant_name=record["name"], credential_id=credential_id)

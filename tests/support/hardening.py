@@ -70,8 +70,9 @@ def read_response(sock: socket.socket, *, head_request: bool = False) -> tuple[i
     return status, headers, body[:length]
 
 
-def request(sock: socket.socket, method: str, path: str, *, headers: dict[str, str] | None = None,
-            body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+def request(
+    sock: socket.socket, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     if body or method in ("POST", "PUT", "PATCH"):
@@ -127,9 +128,16 @@ class ThreadServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._sock = sock
-        config = uvicorn.Config(harden_asgi(app), log_config=None, http=hardened_protocol(limits),
-                                ssl_context_factory=factory, timeout_keep_alive=limits.keep_alive_timeout_s,
-                                lifespan="off", loop="asyncio", server_header=False)
+        config = uvicorn.Config(
+            harden_asgi(app),
+            log_config=None,
+            http=hardened_protocol(limits),
+            ssl_context_factory=factory,
+            timeout_keep_alive=limits.keep_alive_timeout_s,
+            lifespan="off",
+            loop="asyncio",
+            server_header=False,
+        )
         self.server = uvicorn.Server(config)
         self.url = f"{'https' if context else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True)
@@ -159,10 +167,16 @@ async def scope_echo_app(scope: Any, receive: Any, send: Any) -> None:
             return
         more = message.get("more_body", False)
     tls = (scope.get("extensions") or {}).get("tls") or {}
-    body = json.dumps({"identities": tls.get("cleanroom_client_identities", []),
-                       "client_cert_name": tls.get("client_cert_name")}).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {"identities": tls.get("cleanroom_client_identities", []), "client_cert_name": tls.get("client_cert_name")}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -58,12 +58,18 @@ class LoadReport:
 
     def summary(self) -> dict[str, Any]:
         rss = [r for _, r in self.rss_samples]
-        return {"clients": self.clients, "duration_s": round(self.duration_s, 2), "requests_ok": len(self.ok),
-                "requests_per_s": round(self.requests_per_s, 1), "p50_ms": round(self.percentile_ms(50), 2),
-                "p99_ms": round(self.percentile_ms(99), 2), "statuses": {str(k): v for k, v in self.statuses().items()},
-                "rss_mib_min": round(min(rss) / 2**20, 1) if rss else None,
-                "rss_mib_max": round(max(rss) / 2**20, 1) if rss else None,
-                "rss_growth_after_warmup": round(self.rss_growth(), 4) if rss else None}
+        return {
+            "clients": self.clients,
+            "duration_s": round(self.duration_s, 2),
+            "requests_ok": len(self.ok),
+            "requests_per_s": round(self.requests_per_s, 1),
+            "p50_ms": round(self.percentile_ms(50), 2),
+            "p99_ms": round(self.percentile_ms(99), 2),
+            "statuses": {str(k): v for k, v in self.statuses().items()},
+            "rss_mib_min": round(min(rss) / 2**20, 1) if rss else None,
+            "rss_mib_max": round(max(rss) / 2**20, 1) if rss else None,
+            "rss_growth_after_warmup": round(self.rss_growth(), 4) if rss else None,
+        }
 
 
 def rss_bytes(pid: int) -> int:
@@ -74,9 +80,16 @@ def rss_bytes(pid: int) -> int:
     raise ValueError(f"no VmRSS for {pid}")
 
 
-def run_load(call_factory: Callable[[int], Call], *, clients: int, duration_s: float, pid: int | None = None,
-             sample_every_s: float = 0.25, stop: threading.Event | None = None,
-             on_tick: Callable[[float], None] | None = None) -> LoadReport:
+def run_load(
+    call_factory: Callable[[int], Call],
+    *,
+    clients: int,
+    duration_s: float,
+    pid: int | None = None,
+    sample_every_s: float = 0.25,
+    stop: threading.Event | None = None,
+    on_tick: Callable[[float], None] | None = None,
+) -> LoadReport:
     """Run `clients` threads for `duration_s` (or until `stop` is set); `call_factory(i)` builds client i."""
     report = LoadReport(duration_s=duration_s, clients=clients)
     lock = threading.Lock()

@@ -44,7 +44,7 @@ def scan_process(pid: int, needles: list[bytes]) -> dict[str, int]:
                 count = sum(window.count(n) for n in needles)
                 if count:
                     hits[name or "[anon]"] = hits.get(name or "[anon]", 0) + count
-                tail = window[-(longest - 1):] if longest > 1 else b""
+                tail = window[-(longest - 1) :] if longest > 1 else b""
                 offset += len(data)
     finally:
         os.close(fd)

@@ -39,8 +39,14 @@ class ServerHandle:
         return Client(self.url, api_key=self.tenants[tenant]["api_key"], verify=self.cert or True, **kwargs)
 
     def cli(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run([sys.executable, "-m", "cleanroom", *args], input=input, capture_output=True,
-                                cwd=REPO, timeout=120, env=server_env())
+        result = subprocess.run(
+            [sys.executable, "-m", "cleanroom", *args],
+            input=input,
+            capture_output=True,
+            cwd=REPO,
+            timeout=120,
+            env=server_env(),
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"cleanroom {' '.join(args)} failed: {result.stderr.decode()[-2000:]}")
         return result
@@ -73,17 +79,35 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, tls: bool = True,
-                 timeout_s: float = 90, prefix: list[str] | None = None) -> ServerHandle:
+def start_server(
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    tls: bool = True,
+    timeout_s: float = 90,
+    prefix: list[str] | None = None,
+) -> ServerHandle:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     state = data_dir / "server.json"
     state.unlink(missing_ok=True)
-    command = [*(prefix or []), sys.executable, "-m", "cleanroom", "serve", "--data-dir", str(data_dir),
-               "--host", "127.0.0.1", "--port", "0", *([] if tls else ["--no-tls"]), *args]
+    command = [
+        *(prefix or []),
+        sys.executable,
+        "-m",
+        "cleanroom",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *([] if tls else ["--no-tls"]),
+        *args,
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                   env=env or server_env())
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env or server_env())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -98,5 +122,11 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, 
     else:
         process.kill()
         raise AssertionError(f"server did not start in {timeout_s} s:\n{log_path.read_text()[-4000:]}")
-    return ServerHandle(url=info["url"], pid=info["pid"], data_dir=data_dir, log_path=log_path, process=process,
-                        cert=info.get("tls_cert"))
+    return ServerHandle(
+        url=info["url"],
+        pid=info["pid"],
+        data_dir=data_dir,
+        log_path=log_path,
+        process=process,
+        cert=info.get("tls_cert"),
+    )

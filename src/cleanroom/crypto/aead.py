@@ -47,8 +47,9 @@ def open_into(aead: AESGCM, nonce: bytes, ciphertext: bytes | memoryview, aad: b
         aead.decrypt_into(nonce, ciphertext, aad, out)
     except InvalidTag:
         zero_buffer(out)
-        raise DecryptionFailed("ciphertext failed to authenticate: it was modified, truncated, or sealed "
-                               "for another key or context") from None
+        raise DecryptionFailed(
+            "ciphertext failed to authenticate: it was modified, truncated, or sealed for another key or context"
+        ) from None
     except BaseException:
         zero_buffer(out)
         raise

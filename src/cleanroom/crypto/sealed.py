@@ -71,8 +71,14 @@ class RequestMetadata:
     ts: int
 
     def encode(self) -> bytes:
-        doc = {"model": self.model, "path": self.path, "request_id": self.request_id.hex(),
-               "tenant_id": self.tenant_id, "ts": self.ts, "v": 1}
+        doc = {
+            "model": self.model,
+            "path": self.path,
+            "request_id": self.request_id.hex(),
+            "tenant_id": self.tenant_id,
+            "ts": self.ts,
+            "v": 1,
+        }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -195,8 +201,9 @@ def _response_header(request_id: bytes) -> bytes:
     return RESPONSE_MAGIC + bytes([SUITE_P384_SHA384_AES256GCM]) + request_id
 
 
-def seal_response(content_key: bytes | bytearray, metadata: RequestMetadata, metadata_raw: bytes,
-                  plaintext: bytes | memoryview) -> bytearray:
+def seal_response(
+    content_key: bytes | bytearray, metadata: RequestMetadata, metadata_raw: bytes, plaintext: bytes | memoryview
+) -> bytearray:
     header = _response_header(metadata.request_id)
     aad = AAD_RESPONSE + header + metadata_raw
     with MessageKey.derive(content_key, salt=metadata.request_id, label=LABEL_RESPONSE_KEY) as key:
@@ -223,8 +230,7 @@ class SealedRequest:
             raise DecryptionFailed("sealed response belongs to another request")
         out = bytearray(len(view) - len(header) - TAG_BYTES)
         aad = AAD_RESPONSE + header + self._metadata_raw
-        with MessageKey.derive(self._content_key, salt=self.metadata.request_id,
-                               label=LABEL_RESPONSE_KEY) as key:
+        with MessageKey.derive(self._content_key, salt=self.metadata.request_id, label=LABEL_RESPONSE_KEY) as key:
             key.open_into(view[len(header) :], aad, out)
         return bytes(out)
 
@@ -233,8 +239,15 @@ class SealedRequest:
 
 
 def seal_request(
-    public_key: ec.EllipticCurvePublicKey, key_id: str, payload: bytes | memoryview, *, tenant_id: str,
-    model: str = "", path: str = "", request_id: bytes | None = None, ts: int | None = None,
+    public_key: ec.EllipticCurvePublicKey,
+    key_id: str,
+    payload: bytes | memoryview,
+    *,
+    tenant_id: str,
+    model: str = "",
+    path: str = "",
+    request_id: bytes | None = None,
+    ts: int | None = None,
     content_key: bytes | None = None,
 ) -> SealedRequest:
     """Seal `payload` for the tenant key `public_key`/`key_id` (client side).
@@ -246,7 +259,10 @@ def seal_request(
     if not _KEY_ID_RE.match(key_id):
         raise ValueError("key id must be 1..64 characters of [A-Za-z0-9._:-]")
     metadata = RequestMetadata(
-        request_id=request_id or os.urandom(REQUEST_ID_BYTES), tenant_id=tenant_id, model=model, path=path,
+        request_id=request_id or os.urandom(REQUEST_ID_BYTES),
+        tenant_id=tenant_id,
+        model=model,
+        path=path,
         ts=int(time.time()) if ts is None else ts,
     )
     metadata_raw = metadata.encode()
@@ -260,8 +276,13 @@ def seal_request(
     return SealedRequest(body=body, metadata=metadata, _content_key=cek, _metadata_raw=metadata_raw)
 
 
-def seal_payload(content_key: bytes | bytearray, metadata: RequestMetadata, metadata_raw: bytes, header: bytes,
-                 payload: bytes | memoryview) -> bytearray:
+def seal_payload(
+    content_key: bytes | bytearray,
+    metadata: RequestMetadata,
+    metadata_raw: bytes,
+    header: bytes,
+    payload: bytes | memoryview,
+) -> bytearray:
     """The deterministic half of a sealed request: the payload ciphertext for a given CEK and header."""
     aad = AAD_REQUEST + header + metadata_raw
     with MessageKey.derive(content_key, salt=metadata.request_id, label=LABEL_REQUEST_KEY) as key:

@@ -45,8 +45,9 @@ def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> 
         return manager.retire_tenant_key_versions(str(target), int(body["min_version"]))  # type: ignore[no-any-return]
     elif action == "status":
         return manager.status(policy)  # type: ignore[no-any-return]
-    raise BadRequest(f"unsupported key action {action!r} with scope {scope!r} (or a missing target)",
-                     code="invalid_key_action")
+    raise BadRequest(
+        f"unsupported key action {action!r} with scope {scope!r} (or a missing target)", code="invalid_key_action"
+    )
 
 
 def _body_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,8 +89,10 @@ def _customer_vault_from_args(args: argparse.Namespace) -> dict[str, Any]:
     else:
         token = os.environ.get("CLEANROOM_BYOK_VAULT_TOKEN", "").strip()
     if not token:
-        raise BadRequest("the customer's Vault token is missing: --vault-token-file PATH or "
-                         "CLEANROOM_BYOK_VAULT_TOKEN", code="invalid_byok_spec")
+        raise BadRequest(
+            "the customer's Vault token is missing: --vault-token-file PATH or CLEANROOM_BYOK_VAULT_TOKEN",
+            code="invalid_byok_spec",
+        )
     spec = {"addr": args.vault_addr, "key": args.vault_key, "token": token, "mount": args.vault_mount}
     if args.vault_ca_cert:
         spec["ca_cert"] = str(Path(args.vault_ca_cert).resolve())
@@ -128,8 +131,14 @@ def print_status(status: dict[str, Any]) -> None:
         table.add_column(column)
     for row in status["keys"]:
         state = "REVOKED" if row.get("revoked") else "rotation due" if row["rotation_due"] else "ok"
-        table.add_row(row["kind"], row["name"], "" if row["version"] is None else str(row["version"]),
-                      f"{row['age_days']:.1f}", f"{row['policy_days']:g}", state)
+        table.add_row(
+            row["kind"],
+            row["name"],
+            "" if row["version"] is None else str(row["version"]),
+            f"{row['age_days']:.1f}",
+            f"{row['policy_days']:g}",
+            state,
+        )
     Console().print(table)
 
 
@@ -155,8 +164,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scope.add_argument("--master", action="store_true")
     scope.add_argument("--tenant", metavar="NAME_OR_ID")
     rotate.add_argument("--hpke", action="store_true", help="rotate the tenant's HPKE key pair instead")
-    rotate.add_argument("--overlap-s", type=float, default=7 * 86400,
-                        help="how long requests sealed to the previous HPKE key still open (default 7 days)")
+    rotate.add_argument(
+        "--overlap-s",
+        type=float,
+        default=7 * 86400,
+        help="how long requests sealed to the previous HPKE key still open (default 7 days)",
+    )
 
     retire = common(actions.add_parser("retire", help="raise a tenant's minimum key version"))
     retire.add_argument("--tenant", metavar="NAME_OR_ID", required=True)
@@ -170,8 +183,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     which.add_argument("--remove", action="store_true", help="drop the customer layer again")
     byok.add_argument("--vault-key", metavar="NAME", help="the customer's Transit key (with --vault-addr)")
     byok.add_argument("--vault-mount", metavar="PATH", default="transit", help="Transit mount (default transit)")
-    byok.add_argument("--vault-token-file", metavar="PATH",
-                      help="file holding the token the customer issued us (else CLEANROOM_BYOK_VAULT_TOKEN)")
+    byok.add_argument(
+        "--vault-token-file",
+        metavar="PATH",
+        help="file holding the token the customer issued us (else CLEANROOM_BYOK_VAULT_TOKEN)",
+    )
     byok.add_argument("--vault-ca-cert", metavar="PATH", help="CA bundle for the customer's server")
 
     common(actions.add_parser("status", help="each key's age against the rotation policy"))

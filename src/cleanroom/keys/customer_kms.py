@@ -107,8 +107,15 @@ class CustomerKMSResolver:
     new token) takes effect on the next unwrap and the old client is closed.
     """
 
-    def __init__(self, kms: KMS, master_key_name: str, *, factory: KmsFactory = _default_factory,
-                 timeout_s: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        kms: KMS,
+        master_key_name: str,
+        *,
+        factory: KmsFactory = _default_factory,
+        timeout_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kms, self.master_key_name = kms, master_key_name
         self._factory, self._timeout_s, self._clock = factory, timeout_s, clock
         self._clients: dict[str, tuple[str, KMS]] = {}
@@ -123,12 +130,23 @@ class CustomerKMSResolver:
         self._fail_fast.mark_down(tenant_id, error)
 
     # --- configuring ----------------------------------------------------------------------------
-    def new_spec(self, tenant_id: str, *, addr: str, key: str, token: str, mount: str = "transit",
-                 ca_cert: str | None = None, kind: str = "vault") -> dict[str, Any]:
+    def new_spec(
+        self,
+        tenant_id: str,
+        *,
+        addr: str,
+        key: str,
+        token: str,
+        mount: str = "transit",
+        ca_cert: str | None = None,
+        kind: str = "vault",
+    ) -> dict[str, Any]:
         """A stored spec; the token goes in wrapped by our master key (bound to the tenant)."""
         if kind not in SUPPORTED_KINDS:
-            raise BadRequest(f"unsupported customer KMS kind {kind!r} (supported: {', '.join(SUPPORTED_KINDS)})",
-                             code="invalid_byok_spec")
+            raise BadRequest(
+                f"unsupported customer KMS kind {kind!r} (supported: {', '.join(SUPPORTED_KINDS)})",
+                code="invalid_byok_spec",
+            )
         if not token:
             raise BadRequest("the customer KMS token is empty", code="invalid_byok_spec")
         if not key:
@@ -138,8 +156,13 @@ class CustomerKMSResolver:
             wrapped = self.kms.wrap(self.master_key_name, secret, credential_context(tenant_id))
         finally:
             zero_buffer(secret)
-        spec: dict[str, Any] = {"kind": kind, "addr": addr, "mount": mount.strip("/") or "transit", "key": key,
-                                "token": wrapped.to_json()}
+        spec: dict[str, Any] = {
+            "kind": kind,
+            "addr": addr,
+            "mount": mount.strip("/") or "transit",
+            "key": key,
+            "token": wrapped.to_json(),
+        }
         if ca_cert:
             spec["ca_cert"] = ca_cert
         return spec
@@ -159,8 +182,10 @@ class CustomerKMSResolver:
                 raise KeyError_("the customer key did not give back what it wrapped")
         except CleanroomError as exc:
             self.drop(tenant_id)
-            raise BadRequest(f"the customer key for tenant {tenant_name!r} ({describe_layer(spec)}) is not "
-                             f"usable: {exc.message}", code="invalid_byok_key") from None
+            raise BadRequest(
+                f"the customer key for tenant {tenant_name!r} ({describe_layer(spec)}) is not usable: {exc.message}",
+                code="invalid_byok_key",
+            ) from None
         finally:
             zero_buffer(sample)
             zero_buffer(back)
@@ -192,8 +217,13 @@ class CustomerKMSResolver:
         finally:
             zero_buffer(secret)
         try:
-            return self._factory(addr=spec["addr"], token=token, mount=spec.get("mount", "transit"),
-                                 verify=spec.get("ca_cert") or True, timeout_s=self._timeout_s)
+            return self._factory(
+                addr=spec["addr"],
+                token=token,
+                mount=spec.get("mount", "transit"),
+                verify=spec.get("ca_cert") or True,
+                timeout_s=self._timeout_s,
+            )
         except ConfigurationError as exc:
             raise BadRequest(exc.message, code="invalid_byok_spec") from None
 

@@ -74,9 +74,16 @@ class _CacheEntry:
 class Keyring:
     """Creates tenant keys and hands out unwrapped HPKE private keys through a short-lived cache."""
 
-    def __init__(self, registry: Registry, kms: KMS, *, master_key_name: str = MASTER_KEY_NAME,
-                 ttl_s: float = 30.0, max_entries: int = 1024,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        kms: KMS,
+        *,
+        master_key_name: str = MASTER_KEY_NAME,
+        ttl_s: float = 30.0,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry, self.kms, self.master_key_name = registry, kms, master_key_name
         self.ttl_s, self.max_entries, self._clock = ttl_s, max_entries, clock
         self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
@@ -99,8 +106,9 @@ class Keyring:
     def ensure_master_key(self) -> None:
         self.kms.create_key(self.master_key_name)
 
-    def new_tenant_keys(self, tenant_id: str, *, byok_key: ByokSpec | None = None
-                        ) -> tuple[dict[str, object], list[dict[str, object]], str]:
+    def new_tenant_keys(
+        self, tenant_id: str, *, byok_key: ByokSpec | None = None
+    ) -> tuple[dict[str, object], list[dict[str, object]], str]:
         """Tenant key (wrapped by the master key) and a first HPKE key pair (encrypted by the tenant key)."""
         tenant_key = bytearray(os.urandom(32))
         try:
@@ -108,13 +116,19 @@ class Keyring:
             hpke_record = self.new_hpke_record(tenant_id, tenant_key, tenant_key_version=1)
         finally:
             zero_buffer(tenant_key)
-        tenant_keys = {"latest_version": 1, "min_version": 1, "versions": {"1": stored},
-                       "created": {"1": time.time()}, "byok_key": byok_key}
+        tenant_keys = {
+            "latest_version": 1,
+            "min_version": 1,
+            "versions": {"1": stored},
+            "created": {"1": time.time()},
+            "byok_key": byok_key,
+        }
         return tenant_keys, [hpke_record], str(hpke_record["key_id"])
 
     # --- the tenant key, with an optional customer layer (bring your own key) -------------------------
-    def wrap_tenant_key(self, tenant_id: str, tenant_key: bytearray, version: int, byok_key: ByokSpec | None
-                        ) -> dict[str, Any]:
+    def wrap_tenant_key(
+        self, tenant_id: str, tenant_key: bytearray, version: int, byok_key: ByokSpec | None
+    ) -> dict[str, Any]:
         """The stored form of a tenant key: wrapped by the master key, and first by the customer's own
         KMS key when the tenant brought one (so neither key alone opens it, and the customer can revoke us).
         `byok_key`: a key name in our KMS, or a spec of the customer's own KMS (keys/customer_kms.py)."""
@@ -133,13 +147,17 @@ class Keyring:
         tenant_id = tenant["tenant_id"]
         keys = tenant["tenant_keys"]
         if version < int(keys["min_version"]):
-            raise KeyError_("the tenant key version that protects this key pair is retired",
-                            code="key_version_retired")
+            raise KeyError_("the tenant key version that protects this key pair is retired", code="key_version_retired")
         context = tenant_key_context(tenant_id, version)
         self.kms_fail_fast.check(OWN_KMS)  # our KMS failed moments ago: 503 now, not after its timeout
         if self.audit is not None:  # invariant 5: on record before the key exists in memory
-            event = {"event": "decrypt.tenant_key", "tenant_id": tenant_id, "key_version": version,
-                     "key_id": self.master_key_name, "purpose": "tenant-key"}
+            event = {
+                "event": "decrypt.tenant_key",
+                "tenant_id": tenant_id,
+                "key_version": version,
+                "key_id": self.master_key_name,
+                "purpose": "tenant-key",
+            }
             if keys.get("byok_key"):
                 event["customer_key"] = describe_layer(keys["byok_key"])
             self.audit.record(event)
@@ -171,8 +189,7 @@ class Keyring:
                 self.customer_kms.mark_down(tenant_id, error)
             raise error from None
 
-    def new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int
-                         ) -> dict[str, object]:
+    def new_hpke_record(self, tenant_id: str, tenant_key: bytearray, *, tenant_key_version: int) -> dict[str, object]:
         key_id = new_id("hk")
         private_key = ec.generate_private_key(ec.SECP384R1())
         scalar = bytearray(private_key.private_numbers().private_value.to_bytes(P384_SCALAR_BYTES, "big"))
@@ -182,9 +199,12 @@ class Keyring:
         finally:
             zero_buffer(scalar)
         return {
-            "key_id": key_id, "public_key": encode_public_key(private_key.public_key()),
+            "key_id": key_id,
+            "public_key": encode_public_key(private_key.public_key()),
             "encrypted_private_key": base64.b64encode(nonce + sealed).decode("ascii"),
-            "tenant_key_version": tenant_key_version, "created_at": time.time(), "expires_at": None,
+            "tenant_key_version": tenant_key_version,
+            "created_at": time.time(),
+            "expires_at": None,
         }
 
     def ensure_pepper(self) -> bytearray:
@@ -210,8 +230,10 @@ class Keyring:
         """The tenant's HPKE private key `key_id`, from the cache or unwrapped through the KMS."""
         tenant_id = tenant["tenant_id"]
         if self.sealed:
-            raise SystemSealed("the master key is revoked; every request is refused until "
-                               "`cleanroom keys restore --system`", retry_after_s=60)
+            raise SystemSealed(
+                "the master key is revoked; every request is refused until `cleanroom keys restore --system`",
+                retry_after_s=60,
+            )
         if tenant.get("revoked"):
             raise TenantRevoked(f"tenant {tenant['name']!r} is revoked; every decryption for it is refused")
         cache_key = (tenant_id, key_id)
@@ -234,18 +256,19 @@ class Keyring:
         tenant_id = tenant["tenant_id"]
         record = next((k for k in tenant.get("hpke_keys", []) if k["key_id"] == key_id), None)
         if record is None:
-            raise DecryptionFailed("the request is sealed to a key this tenant does not have",
-                                   code="unknown_key_id")
+            raise DecryptionFailed("the request is sealed to a key this tenant does not have", code="unknown_key_id")
         expires_at = record.get("expires_at")
         if expires_at is not None and expires_at < time.time():
-            raise DecryptionFailed("the request is sealed to an expired tenant key; fetch the current public key",
-                                   code="key_expired")
+            raise DecryptionFailed(
+                "the request is sealed to an expired tenant key; fetch the current public key", code="key_expired"
+            )
         tenant_key = self.unwrap_tenant_key(tenant, int(record["tenant_key_version"]))
         blob = base64.b64decode(record["encrypted_private_key"])
         scalar = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)
         try:
-            AESGCM(tenant_key).decrypt_into(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
-                                            hpke_private_aad(tenant_id, key_id), scalar)
+            AESGCM(tenant_key).decrypt_into(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], hpke_private_aad(tenant_id, key_id), scalar
+            )
             return ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP384R1())
         except InvalidTag:
             raise DecryptionFailed("tenant private key failed to authenticate", code="key_corrupt") from None

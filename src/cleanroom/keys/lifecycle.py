@@ -48,15 +48,21 @@ class EventSink(Protocol):
 class RotationPolicy:
     """How old each kind of key may get before `keys status` calls it due (defaults: DESIGN/issue 5)."""
 
-    tenant_key_days: float = 91.0      # data keys quarterly
-    master_key_days: float = 365.0     # master yearly
-    credential_days: float = 91.0      # API keys quarterly
+    tenant_key_days: float = 91.0  # data keys quarterly
+    master_key_days: float = 365.0  # master yearly
+    credential_days: float = 91.0  # API keys quarterly
     hpke_key_days: float = 91.0
 
 
 class KeyManager:
-    def __init__(self, registry: Registry, keyring: Keyring, *, audit: EventSink | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        keyring: Keyring,
+        *,
+        audit: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.registry, self.keyring, self.kms = registry, keyring, keyring.kms
         self.audit, self._clock = audit, clock
 
@@ -97,8 +103,7 @@ class KeyManager:
         else:
             self.kms.enable(self.keyring.master_key_name)
             self.keyring.unseal()
-        self._record("key.revoke" if sealed else "key.restore", scope="system",
-                     key_id=self.keyring.master_key_name)
+        self._record("key.revoke" if sealed else "key.restore", scope="system", key_id=self.keyring.master_key_name)
         return {"system_sealed": sealed}
 
     # --- rotation ---------------------------------------------------------------------------------
@@ -138,16 +143,18 @@ class KeyManager:
             nonce = os.urandom(NONCE_BYTES)
             sealed = AESGCM(new_key).encrypt(nonce, bytes(scalar), aad)
         except InvalidTag:
-            raise DecryptionFailed(f"tenant HPKE key {hpke['key_id']} failed to authenticate",
-                                   code="key_corrupt") from None
+            raise DecryptionFailed(
+                f"tenant HPKE key {hpke['key_id']} failed to authenticate", code="key_corrupt"
+            ) from None
         finally:
             zero_buffer(scalar)
             zero_buffer(old_key)
         hpke["encrypted_private_key"] = base64.b64encode(nonce + sealed).decode("ascii")
         hpke["tenant_key_version"] = version
 
-    def set_byok(self, name_or_id: str, key_name: str | None = None, *,
-                 vault: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def set_byok(
+        self, name_or_id: str, key_name: str | None = None, *, vault: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Add (or, with neither argument, remove) a customer's own key as an extra layer around every
         tenant-key version.
 
@@ -160,14 +167,20 @@ class KeyManager:
         spec: ByokSpec | None = None
         if vault is not None:
             if key_name is not None:
-                raise BadRequest("give either a key in our KMS or a customer Vault key, not both",
-                                 code="invalid_byok_spec")
+                raise BadRequest(
+                    "give either a key in our KMS or a customer Vault key, not both", code="invalid_byok_spec"
+                )
             missing = [f for f in ("addr", "key", "token") if not vault.get(f)]
             if missing:
                 raise BadRequest(f"customer Vault spec lacks {', '.join(missing)}", code="invalid_byok_spec")
             spec = self.keyring.customer_kms.new_spec(
-                tenant_id, addr=str(vault["addr"]), key=str(vault["key"]), token=str(vault["token"]),
-                mount=str(vault.get("mount") or "transit"), ca_cert=vault.get("ca_cert") or None)
+                tenant_id,
+                addr=str(vault["addr"]),
+                key=str(vault["key"]),
+                token=str(vault["token"]),
+                mount=str(vault.get("mount") or "transit"),
+                ca_cert=vault.get("ca_cert") or None,
+            )
         elif key_name is not None:
             self.kms.describe(key_name)  # a clear error now rather than on the next request
             spec = key_name
@@ -214,8 +227,10 @@ class KeyManager:
         def change(doc: Document) -> None:
             keys = doc["tenants"][tenant_id]["tenant_keys"]
             if not int(keys["min_version"]) <= min_version <= int(keys["latest_version"]):
-                raise BadRequest(f"minimum version must be between {keys['min_version']} and "
-                                 f"{keys['latest_version']}", code="invalid_key_version")
+                raise BadRequest(
+                    f"minimum version must be between {keys['min_version']} and {keys['latest_version']}",
+                    code="invalid_key_version",
+                )
             keys["min_version"] = min_version
 
         self.registry.update(change)
@@ -297,8 +312,11 @@ class KeyManager:
     def _anything_below(self, latest: int) -> bool:
         doc = self.registry.snapshot()
         wrapped = [v for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
-        wrapped += [t["tenant_keys"]["byok_key"]["token"] for t in doc["tenants"].values()
-                    if isinstance(t["tenant_keys"].get("byok_key"), dict)]
+        wrapped += [
+            t["tenant_keys"]["byok_key"]["token"]
+            for t in doc["tenants"].values()
+            if isinstance(t["tenant_keys"].get("byok_key"), dict)
+        ]
         if doc.get("pepper") is not None:
             wrapped.append(doc["pepper"])
         return any(int(w["version"]) < latest for w in wrapped)
@@ -307,22 +325,53 @@ class KeyManager:
     def status(self, policy: RotationPolicy) -> dict[str, Any]:
         now = self._clock()
         master = self.kms.describe(self.keyring.master_key_name)
-        rows: list[dict[str, Any]] = [_row("master", master.name, master.latest_version, now - master.rotated_at,
-                                           policy.master_key_days, enabled=master.enabled)]
+        rows: list[dict[str, Any]] = [
+            _row(
+                "master",
+                master.name,
+                master.latest_version,
+                now - master.rotated_at,
+                policy.master_key_days,
+                enabled=master.enabled,
+            )
+        ]
         for tenant in self.registry.tenants().values():
             keys = tenant["tenant_keys"]
             latest = str(keys["latest_version"])
             created = keys.get("created", {}).get(latest, tenant["created_at"])
-            rows.append(_row("tenant_key", tenant["name"], int(latest), now - created, policy.tenant_key_days,
-                             min_version=keys["min_version"], revoked=tenant.get("revoked", False),
-                             customer_key=describe_layer(keys.get("byok_key")) or None))
+            rows.append(
+                _row(
+                    "tenant_key",
+                    tenant["name"],
+                    int(latest),
+                    now - created,
+                    policy.tenant_key_days,
+                    min_version=keys["min_version"],
+                    revoked=tenant.get("revoked", False),
+                    customer_key=describe_layer(keys.get("byok_key")) or None,
+                )
+            )
             current = next(k for k in tenant["hpke_keys"] if k["key_id"] == tenant["current_key_id"])
-            rows.append(_row("hpke", f"{tenant['name']}/{current['key_id']}", None, now - current["created_at"],
-                             policy.hpke_key_days))
+            rows.append(
+                _row(
+                    "hpke",
+                    f"{tenant['name']}/{current['key_id']}",
+                    None,
+                    now - current["created_at"],
+                    policy.hpke_key_days,
+                )
+            )
             for credential in tenant.get("credentials", []):
-                rows.append(_row("credential", f"{tenant['name']}/{credential['id']}", None,
-                                 now - credential["created_at"], policy.credential_days,
-                                 revoked=credential.get("revoked", False)))
+                rows.append(
+                    _row(
+                        "credential",
+                        f"{tenant['name']}/{credential['id']}",
+                        None,
+                        now - credential["created_at"],
+                        policy.credential_days,
+                        revoked=credential.get("revoked", False),
+                    )
+                )
         return {"keys": rows, "system_sealed": not master.enabled or self.keyring.sealed}
 
 
@@ -334,5 +383,12 @@ def _same_customer_key(old: ByokSpec | None, new: ByokSpec | None) -> bool:
 
 def _row(kind: str, name: str, version: int | None, age_s: float, max_days: float, **extra: Any) -> dict[str, Any]:
     age_days = age_s / DAY_S
-    return {"kind": kind, "name": name, "version": version, "age_days": round(age_days, 2),
-            "policy_days": max_days, "rotation_due": age_days >= max_days, **extra}
+    return {
+        "kind": kind,
+        "name": name,
+        "version": version,
+        "age_days": round(age_days, 2),
+        "policy_days": max_days,
+        "rotation_due": age_days >= max_days,
+        **extra,
+    }

@@ -76,8 +76,9 @@ class LocalKMS:
     def _usable_key(self, key_name: str) -> dict[str, Any]:
         entry = self._key(key_name)
         if not entry["enabled"]:
-            raise SystemSealed(f"master key {key_name!r} is disabled; run `cleanroom keys restore --system`",
-                               retry_after_s=60)
+            raise SystemSealed(
+                f"master key {key_name!r} is disabled; run `cleanroom keys restore --system`", retry_after_s=60
+            )
         return entry
 
     # --- KMS protocol ---------------------------------------------------------------------------
@@ -89,8 +90,11 @@ class LocalKMS:
             now = time.time()
             self._doc["keys"][key_name] = {
                 "versions": {"1": base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()},
-                "latest_version": 1, "min_decryption_version": 1, "enabled": True,
-                "created_at": now, "rotated_at": now,
+                "latest_version": 1,
+                "min_decryption_version": 1,
+                "enabled": True,
+                "created_at": now,
+                "rotated_at": now,
             }
             self._save()
 
@@ -109,8 +113,10 @@ class LocalKMS:
         with self._mutex:
             entry = self._usable_key(wrapped.key_name)
             if wrapped.version < int(entry["min_decryption_version"]):
-                raise KeyError_(f"master key version {wrapped.version} is below the minimum decryption version",
-                                code="key_version_retired")
+                raise KeyError_(
+                    f"master key version {wrapped.version} is below the minimum decryption version",
+                    code="key_version_retired",
+                )
             encoded = entry["versions"].get(str(wrapped.version))
             if encoded is None:
                 raise DecryptionFailed("wrapped key names a master key version that does not exist")
@@ -120,15 +126,17 @@ class LocalKMS:
             raise DecryptionFailed("wrapped key is truncated")
         out = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)
         try:
-            AESGCM(master).decrypt_into(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
-                                        _aad(wrapped.key_name, wrapped.version, context), out)
+            AESGCM(master).decrypt_into(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], _aad(wrapped.key_name, wrapped.version, context), out
+            )
         except InvalidTag:
             out[:] = bytes(len(out))  # decrypt_into leaves unauthenticated plaintext behind
             raise DecryptionFailed("wrapped key failed to authenticate (wrong key, context or tampered)") from None
         return out
 
-    def generate_data_key(self, key_name: str, context: bytes, size_bytes: int = KEY_BYTES
-                          ) -> tuple[bytearray, WrappedKey]:
+    def generate_data_key(
+        self, key_name: str, context: bytes, size_bytes: int = KEY_BYTES
+    ) -> tuple[bytearray, WrappedKey]:
         key = bytearray(os.urandom(size_bytes))
         return key, self.wrap(key_name, key, context)
 
@@ -147,8 +155,9 @@ class LocalKMS:
             self._reload(force=True)
             entry = self._key(key_name)
             if not 1 <= version <= int(entry["latest_version"]):
-                raise KeyError_(f"minimum version must be between 1 and {entry['latest_version']}",
-                                code="invalid_key_version")
+                raise KeyError_(
+                    f"minimum version must be between 1 and {entry['latest_version']}", code="invalid_key_version"
+                )
             entry["min_decryption_version"] = version
             self._save()
 
@@ -175,9 +184,13 @@ class LocalKMS:
         with self._mutex:
             entry = self._key(key_name)
             return KeyDescription(
-                name=key_name, backend=self.name, latest_version=int(entry["latest_version"]),
-                min_decryption_version=int(entry["min_decryption_version"]), enabled=bool(entry["enabled"]),
-                created_at=float(entry["created_at"]), rotated_at=float(entry["rotated_at"]),
+                name=key_name,
+                backend=self.name,
+                latest_version=int(entry["latest_version"]),
+                min_decryption_version=int(entry["min_decryption_version"]),
+                enabled=bool(entry["enabled"]),
+                created_at=float(entry["created_at"]),
+                rotated_at=float(entry["rotated_at"]),
             )
 
     def close(self) -> None:

@@ -52,8 +52,9 @@ class TenantPublicKey:
             raise ValueError("a tenant public key has the form cleanroom-pk:v1:TENANT:KEY_ID:POINT")
         tenant_id, key_id, encoded = parts
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        return cls(tenant_id=tenant_id, key_id=key_id,
-                   key=ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), raw))
+        return cls(
+            tenant_id=tenant_id, key_id=key_id, key=ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), raw)
+        )
 
 
 class KeyPinMismatch(Exception):
@@ -61,8 +62,7 @@ class KeyPinMismatch(Exception):
 
 
 def endorsement_message(tenant_id: str, key_id: str, point: bytes) -> bytes:
-    return (b"cleanroom/v1 key endorsement\x00" + tenant_id.encode() + b"\x00" + key_id.encode() + b"\x00"
-            + point)
+    return b"cleanroom/v1 key endorsement\x00" + tenant_id.encode() + b"\x00" + key_id.encode() + b"\x00" + point
 
 
 def sign_endorsement(previous: ec.EllipticCurvePrivateKey, new: TenantPublicKey) -> bytes:
@@ -95,8 +95,11 @@ def follow_pin(pinned_fingerprint: str, current: TenantPublicKey, chain: Sequenc
         seen.add(signer_id)
         signer = by_id[signer_id][0]
         try:
-            signer.key.verify(base64.b64decode(str(entry.get("endorsement", ""))),
-                              endorsement_message(key.tenant_id, key.key_id, key.point()), ec.ECDSA(hashes.SHA384()))
+            signer.key.verify(
+                base64.b64decode(str(entry.get("endorsement", ""))),
+                endorsement_message(key.tenant_id, key.key_id, key.point()),
+                ec.ECDSA(hashes.SHA384()),
+            )
         except (InvalidSignature, ValueError):
             raise KeyPinMismatch(f"endorsement of key {key.key_id} by {signer_id} does not verify") from None
         node = by_id[signer_id]

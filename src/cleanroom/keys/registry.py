@@ -101,8 +101,10 @@ class Registry:
 
 def validate_tenant_name(name: str) -> str:
     if not TENANT_NAME_RE.match(name):
-        raise BadRequest("tenant names are 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter "
-                         "or digit", code="invalid_tenant_name")
+        raise BadRequest(
+            "tenant names are 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
+            code="invalid_tenant_name",
+        )
     return name
 
 

@@ -24,8 +24,11 @@ HARDENED_MARK = "CLEANROOM_ALLOCATOR_HARDENED"
 def hardened_environ(base: Mapping[str, str], perturb_byte: int = 0xA5) -> dict[str, str]:
     """`base` plus the allocator settings; keeps any GLIBC_TUNABLES already present."""
     env = dict(base)
-    tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith(
-        ("glibc.malloc.perturb=", "glibc.malloc.tcache_count="))]
+    tunables = [
+        t
+        for t in env.get("GLIBC_TUNABLES", "").split(":")
+        if t and not t.startswith(("glibc.malloc.perturb=", "glibc.malloc.tcache_count="))
+    ]
     tunables += [f"glibc.malloc.perturb={perturb_byte}", "glibc.malloc.tcache_count=0"]
     env["GLIBC_TUNABLES"] = ":".join(tunables)
     env["PYTHONMALLOC"] = "malloc"
@@ -36,8 +39,11 @@ def hardened_environ(base: Mapping[str, str], perturb_byte: int = 0xA5) -> dict[
 def allocator_hardened(env: Mapping[str, str] = os.environ) -> bool:
     """True when this interpreter started with the hardened allocator settings."""
     tunables = env.get("GLIBC_TUNABLES", "")
-    return (env.get("PYTHONMALLOC") == "malloc" and "glibc.malloc.perturb=" in tunables
-            and "glibc.malloc.tcache_count=0" in tunables)
+    return (
+        env.get("PYTHONMALLOC") == "malloc"
+        and "glibc.malloc.perturb=" in tunables
+        and "glibc.malloc.tcache_count=0" in tunables
+    )
 
 
 def exec_hardened(argv: Sequence[str], perturb_byte: int = 0xA5) -> NoReturn:

@@ -68,7 +68,9 @@ class SecureBuffer:
         self._mapped_bytes = max(PAGE_SIZE, -(-size_bytes // PAGE_SIZE) * PAGE_SIZE)
         try:
             self._map: mmap.mmap | None = mmap.mmap(
-                -1, self._mapped_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                -1,
+                self._mapped_bytes,
+                flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                 prot=mmap.PROT_READ | mmap.PROT_WRITE,
             )
         except OSError as exc:
@@ -155,14 +157,17 @@ class SecureBuffer:
     def __enter__(self) -> SecureBuffer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            log.error("SecureBuffer of %d bytes was never closed; zeroing it at garbage collection",
-                      getattr(self, "size_bytes", -1))
+            log.error(
+                "SecureBuffer of %d bytes was never closed; zeroing it at garbage collection",
+                getattr(self, "size_bytes", -1),
+            )
             self.close()
 
     def __len__(self) -> int:
@@ -183,5 +188,9 @@ class SecureAllocator:
 
     def describe(self) -> dict[str, Any]:
         s = self.stats
-        return {"mlock_enabled": s.enabled, "locked_bytes": s.locked_bytes, "lock_failures": s.lock_failures,
-                "last_error": s.last_error}
+        return {
+            "mlock_enabled": s.enabled,
+            "locked_bytes": s.locked_bytes,
+            "lock_failures": s.lock_failures,
+            "last_error": s.last_error,
+        }

@@ -28,8 +28,15 @@ REASON_SHUTTING_DOWN = "shutting_down"
 REASON_QUEUE_TIMEOUT = "queue_timeout"
 REASON_NO_DEVICE = "no_device_available"
 
-REJECT_REASONS = (REASON_QUEUE_FULL, REASON_IN_FLIGHT, REASON_RATE, REASON_OVERLOADED, REASON_SHUTTING_DOWN,
-                  REASON_QUEUE_TIMEOUT, REASON_NO_DEVICE)
+REJECT_REASONS = (
+    REASON_QUEUE_FULL,
+    REASON_IN_FLIGHT,
+    REASON_RATE,
+    REASON_OVERLOADED,
+    REASON_SHUTTING_DOWN,
+    REASON_QUEUE_TIMEOUT,
+    REASON_NO_DEVICE,
+)
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,17 @@ def bucket_for(limits: TenantLimits, now: float, previous: TokenBucket | None = 
     return bucket
 
 
-def check_tenant(tenant_id: str, limits: TenantLimits, *, queued: int, in_flight: int,
-                 bucket: TokenBucket | None, now: float, drain_estimate_s: float,
-                 retry_after_max_s: float) -> None:
+def check_tenant(
+    tenant_id: str,
+    limits: TenantLimits,
+    *,
+    queued: int,
+    in_flight: int,
+    bucket: TokenBucket | None,
+    now: float,
+    drain_estimate_s: float,
+    retry_after_max_s: float,
+) -> None:
     """Raise `TooManyRequests` when the tenant may not add one request now; takes no token (see `admit`).
 
     `drain_estimate_s` is the caller's estimate of how long until one of the tenant's slots frees up (one
@@ -116,43 +131,57 @@ def check_tenant(tenant_id: str, limits: TenantLimits, *, queued: int, in_flight
     if queued >= limits.max_queued:
         raise TooManyRequests(
             f"tenant {tenant_id} has {queued} requests queued, its limit is {limits.max_queued}; "
-            f"retry in about {retry:.1f} s", code=REASON_QUEUE_FULL, retry_after_s=retry)
+            f"retry in about {retry:.1f} s",
+            code=REASON_QUEUE_FULL,
+            retry_after_s=retry,
+        )
     if in_flight >= limits.max_in_flight:
         raise TooManyRequests(
             f"tenant {tenant_id} has {in_flight} requests in flight, its limit is {limits.max_in_flight}; "
-            f"retry in about {retry:.1f} s", code=REASON_IN_FLIGHT, retry_after_s=retry)
+            f"retry in about {retry:.1f} s",
+            code=REASON_IN_FLIGHT,
+            retry_after_s=retry,
+        )
     if bucket is not None:
         wait = bucket.wait_s(now)
         if wait > 0:
             raise TooManyRequests(
-                f"tenant {tenant_id} is over its rate of {bucket.rate_per_s:g} requests/s; "
-                f"retry in {wait:.2f} s", code=REASON_RATE, retry_after_s=clamp_retry(wait, retry_after_max_s))
+                f"tenant {tenant_id} is over its rate of {bucket.rate_per_s:g} requests/s; retry in {wait:.2f} s",
+                code=REASON_RATE,
+                retry_after_s=clamp_retry(wait, retry_after_max_s),
+            )
 
 
-def check_global(total_queued: int, max_total_queued: int, drain_estimate_s: float,
-                 retry_after_max_s: float) -> None:
+def check_global(total_queued: int, max_total_queued: int, drain_estimate_s: float, retry_after_max_s: float) -> None:
     if total_queued >= max_total_queued:
         retry = clamp_retry(drain_estimate_s, retry_after_max_s)
         raise ServiceUnavailable(
             f"the scheduler is overloaded ({total_queued} requests queued in all); retry in about {retry:.1f} s",
-            code=REASON_OVERLOADED, retry_after_s=retry)
+            code=REASON_OVERLOADED,
+            retry_after_s=retry,
+        )
 
 
 def shutting_down_error() -> ServiceUnavailable:
-    return ServiceUnavailable("the server is shutting down and admits no new requests; retry on another instance",
-                              code=REASON_SHUTTING_DOWN)
+    return ServiceUnavailable(
+        "the server is shutting down and admits no new requests; retry on another instance", code=REASON_SHUTTING_DOWN
+    )
 
 
 def no_device_error() -> ServiceUnavailable:
-    return ServiceUnavailable("no device can run requests (every device is quarantined); the operator must "
-                              "restart the process", code=REASON_NO_DEVICE)
+    return ServiceUnavailable(
+        "no device can run requests (every device is quarantined); the operator must restart the process",
+        code=REASON_NO_DEVICE,
+    )
 
 
 def queue_timeout_error(model: str, waited_s: float, limit_s: float) -> RequestTimeout:
     return RequestTimeout(
         f"the request for model {model!r} waited {waited_s:.2f} s in the queue without reaching a worker "
         f"(limit {limit_s:g} s); nothing of it ran. The service is busy: retry later or send fewer requests "
-        "at once", code=REASON_QUEUE_TIMEOUT)
+        "at once",
+        code=REASON_QUEUE_TIMEOUT,
+    )
 
 
 def clamp_retry(seconds: float, maximum_s: float) -> float:

@@ -82,8 +82,7 @@ class ArrivalGap:
         self.last_at = now
 
 
-def ready_at(queue: deque[QueuedRequest], gap: ArrivalGap | None, default_delay_ms: float,
-             *, draining: bool) -> float:
+def ready_at(queue: deque[QueuedRequest], gap: ArrivalGap | None, default_delay_ms: float, *, draining: bool) -> float:
     """When the batch at the head of `queue` should go (a time <= now means: now). `queue` is not empty."""
     head = queue[0]
     limit = batch_limit(head.runner)
@@ -97,8 +96,9 @@ def ready_at(queue: deque[QueuedRequest], gap: ArrivalGap | None, default_delay_
     return min(head.enqueued_at + delay_s, gap.last_at + 2.0 * gap.mean_gap_s)
 
 
-def take_batch(queue: deque[QueuedRequest], *, seq_below: float = float("inf"),
-               max_items: int | None = None) -> list[QueuedRequest]:
+def take_batch(
+    queue: deque[QueuedRequest], *, seq_below: float = float("inf"), max_items: int | None = None
+) -> list[QueuedRequest]:
     """Pop the head run of `queue`: same runner, at most its `max_batch_size` (and `max_items`), sequence
     numbers < `seq_below`. Never empty: the head always goes.
 

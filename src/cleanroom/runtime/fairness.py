@@ -71,9 +71,17 @@ def lifted_counter(counter: float, backlogged_counters: Iterable[float], floor: 
     return max(counter, floor if lowest is None else lowest)
 
 
-def choose_fair(candidates: Sequence[Candidate], *, current: str | None, sticky_since: float | None,
-                oldest_other_at: float | None, light_tenant_waiting: bool = False, now: float,
-                fairness_bound_s: float, latency_bound_s: float) -> Choice:
+def choose_fair(
+    candidates: Sequence[Candidate],
+    *,
+    current: str | None,
+    sticky_since: float | None,
+    oldest_other_at: float | None,
+    light_tenant_waiting: bool = False,
+    now: float,
+    fairness_bound_s: float,
+    latency_bound_s: float,
+) -> Choice:
     """The tenant a free device serves next (see the module docstring). `candidates` is not empty.
 
     `oldest_other_at` is the enqueue time of the oldest queued request of any tenant but `current`

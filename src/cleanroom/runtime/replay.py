@@ -24,8 +24,9 @@ class ReplayCache:
     def check_and_remember(self, tenant_id: str, request_id: bytes, ts: int) -> None:
         now = self._clock()
         if abs(now - ts) > self.window_s:
-            raise StaleRequest(f"request timestamp is more than {int(self.window_s)} s from the server clock; "
-                               "check the client's clock")
+            raise StaleRequest(
+                f"request timestamp is more than {int(self.window_s)} s from the server clock; check the client's clock"
+            )
         key = (tenant_id, request_id)
         with self._mutex:
             self._expire(now)
@@ -33,8 +34,9 @@ class ReplayCache:
                 raise ReplayedRequest("this sealed request was already received; seal a new one")
             if len(self._seen) >= self.max_entries:
                 # Refuse rather than forget: forgetting early would reopen the replay window.
-                raise ServiceUnavailable("replay cache is full; retry shortly", code="replay_cache_full",
-                                         retry_after_s=self.window_s / 10)
+                raise ServiceUnavailable(
+                    "replay cache is full; retry shortly", code="replay_cache_full", retry_after_s=self.window_s / 10
+                )
             self._seen[key] = now + 2 * self.window_s
 
     def _expire(self, now: float) -> None:

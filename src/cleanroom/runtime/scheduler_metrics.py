@@ -40,53 +40,121 @@ class SchedulerMetrics:
         r = registry if registry is not None else CollectorRegistry()
         return cls(
             registry=r,
-            queue_depth=Gauge("cleanroom_scheduler_queue_depth", "Requests waiting for a worker", ["tenant_id"],
-                              registry=r),
-            in_flight=Gauge("cleanroom_scheduler_in_flight", "Requests admitted and not yet answered",
-                            ["tenant_id"], registry=r),
-            wait_seconds=Histogram("cleanroom_scheduler_wait_seconds", "Time from admission to batch start",
-                                   ["tenant_id"], buckets=_LATENCY_BUCKETS, registry=r),
-            service_seconds=Histogram("cleanroom_scheduler_service_seconds",
-                                      "Measured batch time divided among its requests", ["tenant_id"],
-                                      buckets=_LATENCY_BUCKETS, registry=r),
-            service_total=Counter("cleanroom_scheduler_served_seconds",
-                                  "Measured device seconds served to each tenant", ["tenant_id"], registry=r),
-            batch_size=Histogram("cleanroom_scheduler_batch_size", "Requests per batch", ["model"],
-                                 buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r),
-            rejects=Counter("cleanroom_scheduler_rejects", "Requests refused or timed out, by reason",
-                            ["tenant_id", "reason"], registry=r),
-            cancelled=Counter("cleanroom_scheduler_cancelled", "Queued requests whose submitter went away",
-                              ["tenant_id"], registry=r),
-            tenant_switches=Counter("cleanroom_scheduler_tenant_switches", "Device changed tenant (incoming tenant)",
-                                    ["device", "tenant_id"], registry=r),
-            anticipation_holds=Counter("cleanroom_scheduler_anticipation_holds",
-                                       "Free device held idle for its current tenant's expected next request",
-                                       ["device"], registry=r),
-            run_ends=Counter("cleanroom_scheduler_run_ends", "Device left its current tenant, by reason",
-                             ["device", "reason"], registry=r),
-            comeback_seconds=Histogram("cleanroom_scheduler_comeback_seconds",
-                                       "Time from a tenant's batch end to its first ('first', when it had run "
-                                       "out of work) or last ('all') of that batch's requests coming back",
-                                       ["kind"], buckets=_LATENCY_BUCKETS, registry=r),
-            device_idle_seconds=Histogram("cleanroom_scheduler_device_idle_seconds",
-                                          "Worker idle time between the end of a batch and the start of the next",
-                                          ["device"], buckets=_LATENCY_BUCKETS, registry=r),
-            scrubs=Counter("cleanroom_scheduler_scrubs", "Between-tenant scrubs run", ["device", "tenant_id"],
-                           registry=r),
-            scrub_bytes=Counter("cleanroom_scheduler_scrub_bytes", "Bytes zeroed by between-tenant scrubs",
-                                ["device", "tenant_id"], registry=r),
-            scrub_seconds=Histogram("cleanroom_scheduler_scrub_seconds", "Time of one between-tenant scrub",
-                                    ["device"], buckets=_LATENCY_BUCKETS, registry=r),
+            queue_depth=Gauge(
+                "cleanroom_scheduler_queue_depth", "Requests waiting for a worker", ["tenant_id"], registry=r
+            ),
+            in_flight=Gauge(
+                "cleanroom_scheduler_in_flight", "Requests admitted and not yet answered", ["tenant_id"], registry=r
+            ),
+            wait_seconds=Histogram(
+                "cleanroom_scheduler_wait_seconds",
+                "Time from admission to batch start",
+                ["tenant_id"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            service_seconds=Histogram(
+                "cleanroom_scheduler_service_seconds",
+                "Measured batch time divided among its requests",
+                ["tenant_id"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            service_total=Counter(
+                "cleanroom_scheduler_served_seconds",
+                "Measured device seconds served to each tenant",
+                ["tenant_id"],
+                registry=r,
+            ),
+            batch_size=Histogram(
+                "cleanroom_scheduler_batch_size",
+                "Requests per batch",
+                ["model"],
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+                registry=r,
+            ),
+            rejects=Counter(
+                "cleanroom_scheduler_rejects",
+                "Requests refused or timed out, by reason",
+                ["tenant_id", "reason"],
+                registry=r,
+            ),
+            cancelled=Counter(
+                "cleanroom_scheduler_cancelled", "Queued requests whose submitter went away", ["tenant_id"], registry=r
+            ),
+            tenant_switches=Counter(
+                "cleanroom_scheduler_tenant_switches",
+                "Device changed tenant (incoming tenant)",
+                ["device", "tenant_id"],
+                registry=r,
+            ),
+            anticipation_holds=Counter(
+                "cleanroom_scheduler_anticipation_holds",
+                "Free device held idle for its current tenant's expected next request",
+                ["device"],
+                registry=r,
+            ),
+            run_ends=Counter(
+                "cleanroom_scheduler_run_ends",
+                "Device left its current tenant, by reason",
+                ["device", "reason"],
+                registry=r,
+            ),
+            comeback_seconds=Histogram(
+                "cleanroom_scheduler_comeback_seconds",
+                "Time from a tenant's batch end to its first ('first', when it had run "
+                "out of work) or last ('all') of that batch's requests coming back",
+                ["kind"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            device_idle_seconds=Histogram(
+                "cleanroom_scheduler_device_idle_seconds",
+                "Worker idle time between the end of a batch and the start of the next",
+                ["device"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            scrubs=Counter(
+                "cleanroom_scheduler_scrubs", "Between-tenant scrubs run", ["device", "tenant_id"], registry=r
+            ),
+            scrub_bytes=Counter(
+                "cleanroom_scheduler_scrub_bytes",
+                "Bytes zeroed by between-tenant scrubs",
+                ["device", "tenant_id"],
+                registry=r,
+            ),
+            scrub_seconds=Histogram(
+                "cleanroom_scheduler_scrub_seconds",
+                "Time of one between-tenant scrub",
+                ["device"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
             weight=Gauge("cleanroom_scheduler_tenant_weight", "Fair-share weight", ["tenant_id"], registry=r),
-            device_quarantined=Gauge("cleanroom_scheduler_device_quarantined",
-                                     "1 when the device takes no more work (failed scrub)", ["device"], registry=r),
+            device_quarantined=Gauge(
+                "cleanroom_scheduler_device_quarantined",
+                "1 when the device takes no more work (failed scrub)",
+                ["device"],
+                registry=r,
+            ),
         )
 
     def forget_tenant(self, tenant_id: str) -> None:
         """Drop a deleted tenant's series: label cardinality must not grow with tenant churn."""
-        for metric in (self.queue_depth, self.in_flight, self.wait_seconds, self.service_seconds,
-                       self.service_total, self.rejects, self.cancelled, self.tenant_switches, self.scrubs,
-                       self.scrub_bytes, self.weight):
+        for metric in (
+            self.queue_depth,
+            self.in_flight,
+            self.wait_seconds,
+            self.service_seconds,
+            self.service_total,
+            self.rejects,
+            self.cancelled,
+            self.tenant_switches,
+            self.scrubs,
+            self.scrub_bytes,
+            self.weight,
+        ):
             metric.remove_by_labels({"tenant_id": tenant_id})
 
 

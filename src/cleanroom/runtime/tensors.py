@@ -21,8 +21,15 @@ from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 
 MAX_HEADER_BYTES = 1 << 20
 _DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
@@ -86,8 +93,11 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], allocator: SecureAllo
         if tensor.dtype not in _NAMES:
             raise InvalidPayload(f"output tensor {name!r} has unsupported dtype {tensor.dtype}")
         size = tensor.numel() * tensor.element_size()
-        specs[name] = {"dtype": _NAMES[tensor.dtype], "shape": list(tensor.shape),
-                       "data_offsets": [offset, offset + size]}
+        specs[name] = {
+            "dtype": _NAMES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     header = json.dumps(specs, separators=(",", ":")).encode("utf-8")
     header += b" " * (-len(header) % 8)

@@ -502,6 +502,7 @@ _ASSIGN_KEYWORDS = (
     "pass", "pwd", "secret", "key", "token", "credential", "auth", "jwt", "bearer", "cred",
 )  # fmt: skip
 
+
 def confirm_encoded_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
     """An assignment whose quotes or `=` arrive encoded (HTML `&quot;`, URL `%3D`): judged as a plain one,
     by its whole key name."""
