@@ -221,3 +221,109 @@ def test_fsync_policies(audit_dir: Path, keys: Keys, tmp_path: Path) -> None:
         ticket = log.append_ahead(_event(0))
         ticket.wait_durable()  # "none" promises only the write
         assert ticket.durable and syncs == []
+
+
+# ---------------------------------------------------------------------- a whole batch at once
+
+
+def _fields(i: int) -> dict[str, object]:
+    return {"event": "decrypt.request_key", "tenant_id": "tenant-acme", "request_id": f"req-{i:06d}", "model": "m"}
+
+
+def test_record_many_ahead_writes_one_batch_with_one_ticket(audit_dir: Path, keys: Keys) -> None:
+    with AuditLog(audit_dir, *keys, fsync="group") as log:
+        log.append(_event(99))
+        syncs = _count_syncs(log)
+        commits = log.group_commits
+        ticket = log.record_many_ahead([_fields(i) for i in range(8)])
+        assert (ticket.seq, ticket.end) == (1, 9)
+        assert log.group_commits == commits + 1 and syncs == [] and not ticket.durable
+        # Written (in the page cache) before any fdatasync: all eight, in order.
+        assert [e.request_id for _, e in read_events(audit_dir, keys[0])][1:] == [f"req-{i:06d}" for i in range(8)]
+        ticket.start_sync()
+        ticket.wait_durable()
+        assert ticket.durable and log.size == 9 and len(syncs) == 1
+        second = log.append_many_ahead([_event(i) for i in range(10, 13)])
+        assert (second.seq, second.end) == (9, 12)
+        second.wait_durable()
+        empty = log.append_many_ahead([])
+        assert empty.end - empty.seq == 0 and empty.durable
+        empty.wait_durable()
+    assert verify(audit_dir, keys[0], keys[1].public_key()).records == 12
+
+
+def test_record_many_ahead_rejects_the_whole_batch_before_writing(audit_dir: Path, keys: Keys) -> None:
+    with AuditLog(audit_dir, *keys, fsync="group") as log:
+        with pytest.raises(AuditUnavailable, match="rejected"):
+            log.record_many_ahead([_fields(0), {"event": "Not An Event"}, _fields(2)])
+        with pytest.raises(TypeError):
+            log.append_many_ahead([_fields(0)])  # type: ignore[list-item]
+        assert log.group_commits == 0
+        log.record_many_ahead([_fields(3)]).wait_durable()
+    assert [e.request_id for _, e in read_events(audit_dir, keys[0])] == ["req-000003"]
+
+
+def test_failed_write_fails_the_whole_batch_and_the_log_goes_on(audit_dir: Path, keys: Keys) -> None:
+    with AuditLog(audit_dir, *keys, fsync="group") as log:
+        log.append(_event(0))
+        real_write = log._segments.write
+
+        def torn_write(data: bytes) -> None:
+            real_write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        log._segments.write = torn_write  # type: ignore[method-assign]
+        with pytest.raises(AuditUnavailable, match="write failed") as caught:
+            log.record_many_ahead([_fields(i) for i in range(8)])
+        assert caught.value.status == 503
+        log._segments.write = real_write  # type: ignore[method-assign]
+        assert log.size == 1
+        ticket = log.record_many_ahead([_fields(i) for i in range(8, 10)])
+        assert ticket.seq == 1  # no gap: the torn batch was cut off and the chain rolled back
+        ticket.wait_durable()
+    assert verify(audit_dir, keys[0], keys[1].public_key()).records == 3
+
+
+def test_failed_fdatasync_fails_the_batch_ticket_for_good(audit_dir: Path, keys: Keys) -> None:
+    log = AuditLog(audit_dir, *keys, fsync="group")
+    try:
+        ticket = log.record_many_ahead([_fields(i) for i in range(8)])
+
+        def failing_sync() -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        log._segments.sync = failing_sync  # type: ignore[method-assign]
+        ticket.start_sync()
+        for _ in range(2):  # asked again: the same answer
+            with pytest.raises(AuditUnavailable, match="fsync failed"):
+                ticket.wait_durable()
+        assert not ticket.durable and log.size == 0
+        with pytest.raises(AuditUnavailable, match="unusable"):
+            log.record_many_ahead([_fields(9)])
+    finally:
+        log.close()
+
+
+def test_batches_from_two_threads_never_interleave(audit_dir: Path, keys: Keys) -> None:
+    tickets: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+
+    def device(t: int) -> None:
+        for b in range(20):
+            ticket = log.record_many_ahead([{**_fields(b * 8 + j), "tenant_id": f"dev{t}"} for j in range(8)])
+            ticket.start_sync()
+            ticket.wait_durable()
+            tickets[t].append((ticket.seq, ticket.end))
+
+    with AuditLog(audit_dir, *keys, fsync="group", checkpoint_every_records=50, segment_max_bytes=96 * 1024) as log:
+        threads = [threading.Thread(target=device, args=(t,)) for t in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    events = dict(read_events(audit_dir, keys[0]))
+    for t, ranges in tickets.items():
+        for b, (seq, end) in enumerate(ranges):
+            assert end - seq == 8
+            assert [events[s].request_id for s in range(seq, end)] == [f"req-{b * 8 + j:06d}" for j in range(8)]
+            assert {events[s].tenant_id for s in range(seq, end)} == {f"dev{t}"}
+    assert verify(audit_dir, keys[0], keys[1].public_key()).records == 320

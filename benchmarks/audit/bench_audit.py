@@ -85,7 +85,7 @@ class AppendCase:
     fsync: FsyncPolicy
     appenders: int  # threads, or asyncio tasks for "asyncio"
     records_each: int
-    shape: str = "threads"  # threads | server | server_many | server_ahead | asyncio
+    shape: str = "threads"  # threads | server | server_many | server_ahead | server_ahead_each | asyncio
     batch: int = 1  # requests per scheduler batch, for the server shapes
     goal: bool = False  # a group-commit row the <= 50 us goal applies to
     model_s: float = 0.0  # server_ahead: simulated forward pass per batch (sleep, GIL released)
@@ -101,15 +101,21 @@ def _run_threads(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) 
         def work() -> None:
             for batch in batches:
                 log.record_many(batch)
-    elif case.shape == "server_ahead":
-        # The request path since write-ahead: the batch runner writes each request's record as it opens
-        # it, starts one fdatasync for the batch, runs the model, and waits before releasing anything.
+    elif case.shape in ("server_ahead", "server_ahead_each"):
+        # The request path since write-ahead: the batch runner writes the records of every request of a
+        # batch before it decrypts any of them (one `record_many_ahead`, one group commit; an older
+        # AuditLog without it, or shape "server_ahead_each": one `record_ahead` per request), starts one
+        # fdatasync for the batch, runs the model, and waits before releasing anything.
         batches = [fields[i : i + case.batch] for i in range(0, len(fields), case.batch)]
+        record_many_ahead = getattr(log, "record_many_ahead", None) if case.shape == "server_ahead" else None
 
         def work() -> None:
             model = 0.0
             for batch in batches:
-                tickets = [log.record_ahead(one) for one in batch]
+                if record_many_ahead is not None:
+                    tickets = [record_many_ahead(batch)]
+                else:
+                    tickets = [log.record_ahead(one) for one in batch]
                 tickets[-1].start_sync()
                 if case.model_s:
                     began = time.perf_counter()
@@ -160,7 +166,7 @@ def bench_append(base: Path, keys: Keys, case: AppendCase) -> dict[str, Any] | N
     with AuditLog(directory, *keys, fsync=case.fsync) as log:
         if case.shape == "server_many" and not hasattr(log, "record_many"):
             return None  # an older AuditLog, for before/after comparisons
-        if case.shape == "server_ahead" and not hasattr(log, "record_ahead"):
+        if case.shape.startswith("server_ahead") and not hasattr(log, "record_ahead"):
             return None
         for one in fields[:20]:
             log.record(one)  # warm up: first checkpoint, caches
@@ -214,8 +220,10 @@ def append_cases(scale: float) -> list[AppendCase]:
         AppendCase("write-ahead 2 dev, b8", "group", 2, n(800), shape="server_ahead", batch=8),
         # The same with a 2 ms forward pass per batch between start_sync and the wait, as on the serve path:
         # "wall us/rec" is then the wall time the audit adds per request (model time subtracted).
-        AppendCase("w-a 1 dev b8 +2ms model", "group", 1, n(400), "server_ahead", batch=8, goal=True, model_s=0.002),
-        AppendCase("w-a 2 dev b8 +2ms model", "group", 2, n(400), "server_ahead", batch=8, goal=True, model_s=0.002),
+        AppendCase("w-a 1 dev b8 +2ms model", "group", 1, n(2000), "server_ahead", batch=8, goal=True, model_s=0.002),
+        AppendCase("w-a 2 dev b8 +2ms model", "group", 2, n(2000), "server_ahead", batch=8, goal=True, model_s=0.002),
+        # The shape before record_many_ahead: one record_ahead call (one group commit) per request.
+        AppendCase("w-a each 1 dev b8 +2ms", "group", 1, n(2000), "server_ahead_each", batch=8, model_s=0.002),
         AppendCase("asyncio 64 to_thread", "group", 64, n(50), shape="asyncio"),
     ]
 

@@ -76,6 +76,7 @@ SEGMENT_HEADER_LEN = 76
 _SEGMENT_SIGNED_LEN = 60
 
 _RECORD_AAD = b"cleanroom-audit-v1 record"
+_RECORD_KEY_INFO = b"cleanroom-audit-v1 record"  # HKDF info prefix (the same text as the AAD's, another role)
 _SEGMENT_AAD = b"cleanroom-audit-v1 segment"
 _COMMIT_PREFIX = b"cleanroom-audit-v1 key-commitment"
 
@@ -86,12 +87,70 @@ _STR_FIELDS = ("tenant_id", "key_id", "purpose", "request_id", "principal", "sou
 _INT_FIELDS = ("key_version", "byte_count")
 _AS_GIVEN_FIELDS = frozenset(("event", "time", *_INT_FIELDS))  # from_fields passes these on unconverted
 _OPTIONAL_FIELDS_IN_ORDER = (*_STR_FIELDS[:2], "key_version", *_STR_FIELDS[2:], "byte_count")
+_STR_FIELD_SET = frozenset(_STR_FIELDS)
+_INT_FIELD_SET = frozenset(_INT_FIELDS)
 _VALID_EVENT_NAMES: set[str] = set()  # names that matched _EVENT_RE (a handful in practice)
 _MAX_REMEMBERED_NAMES = 1024
-# One encoder for every record: `json.dumps` with non-default arguments builds a new one per call.
+# The generic encoder, for anything `_event_json` does not write itself (kept as the reference it must
+# match byte for byte: tests/test_audit_log.py).
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _NUMBER = (int, float)
 _SCALAR = (str, int, float, bool)
+# `from_fields` fills every field itself: all of them, at their defaults (time and details set per call).
+_UNSET_FIELDS: dict[str, Any] = dict.fromkeys(
+    ("event", "time", *_OPTIONAL_FIELDS_IN_ORDER, "details"),
+)
+# (name, its JSON key with the separators around it, whether it is an int) in `to_dict` order.
+_OPTIONAL_JSON_KEYS = tuple((name, f',"{name}":', name in _INT_FIELD_SET) for name in _OPTIONAL_FIELDS_IN_ORDER)
+_json_string = json.encoder.encode_basestring  # C: escapes '"', '\\' and control characters, keeps UTF-8
+_int_text = int.__repr__
+_float_text = float.__repr__
+_INFINITY = float("inf")
+
+
+def _json_number(value: int | float) -> str:
+    """What `json` writes for a number (allow_nan: NaN, Infinity)."""
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value == _INFINITY:
+            return "Infinity"
+        if value == -_INFINITY:
+            return "-Infinity"
+        return _float_text(value)
+    return _int_text(value)
+
+
+def _event_json(event: AuditEvent) -> str:
+    """`_encode_json(event.to_dict())`, written directly: 1.9 us instead of 3.7 per record (no dict, no
+    encoder set-up per call). Only for validated events: strings, non-bool ints, scalar details."""
+    fields = event.__dict__
+    parts = ['{"event":', _json_string(event.event), ',"time":', _json_number(event.time)]
+    add = parts.append
+    for name, key, is_int in _OPTIONAL_JSON_KEYS:
+        value = fields[name]
+        if value is not None:
+            add(key)
+            add(_int_text(value) if is_int else _json_string(value))
+    details = event.details
+    if details:
+        separator = ',"details":{'
+        for key, value in details.items():
+            add(separator)
+            add(_json_string(key))
+            add(":")
+            if isinstance(value, str):
+                add(_json_string(value))
+            elif value is True:
+                add("true")
+            elif value is False:
+                add("false")
+            else:
+                add(_json_number(value))
+            separator = ","
+        add("}")
+    add("}")
+    return "".join(parts)
 
 
 class RecordFormatError(ValueError):
@@ -163,7 +222,7 @@ class AuditEvent:
         return out
 
     def to_json_bytes(self) -> bytes:
-        data = _encode_json(self.to_dict()).encode("utf-8")
+        data = _event_json(self).encode("utf-8")
         if len(data) > MAX_PLAINTEXT_BYTES:
             raise ValueError(f"audit event encodes to {len(data)} bytes; limit {MAX_PLAINTEXT_BYTES}")
         return data
@@ -183,23 +242,35 @@ class AuditEvent:
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> AuditEvent:
         """Lenient constructor for `record(mapping)` callers: known fields by name, every other scalar
-        into `details` (other values as their `str`, cut to the field limit), None dropped."""
-        known: dict[str, Any] = {}
+        into `details` (other values as their `str`, cut to the field limit), None dropped.
+
+        Once per request on the serve path: it fills the instance's fields itself instead of going through
+        the frozen dataclass `__init__` (one `object.__setattr__` per field, 1.3 us), then validates with
+        the same `__post_init__` as every other construction."""
+        values = _UNSET_FIELDS.copy()
         details: dict[str, DetailValue] = dict(fields.get("details") or {})
         for key, value in fields.items():
             if value is None or key == "details":
                 continue
-            if key in _AS_GIVEN_FIELDS:
-                known[key] = value
-            elif key in _STR_FIELDS:
-                known[key] = value if type(value) is str else str(value)
+            if key in _STR_FIELD_SET:
+                values[key] = value if type(value) is str else str(value)
+            elif key in _AS_GIVEN_FIELDS:
+                values[key] = value
             elif isinstance(value, str):
                 details[str(key)[:64]] = value[:_MAX_FIELD_CHARS]
             elif isinstance(value, _SCALAR):
                 details[str(key)[:64]] = value
             else:
                 details[str(key)[:64]] = str(value)[:_MAX_FIELD_CHARS]
-        return cls(**known, details=details)
+        if values["event"] is None:
+            raise TypeError("an audit event needs an 'event' name")
+        if values["time"] is None:
+            values["time"] = time.time()
+        values["details"] = details
+        event = object.__new__(cls)
+        event.__dict__.update(values)
+        event.__post_init__()
+        return event
 
     @classmethod
     def from_json_bytes(cls, data: bytes) -> AuditEvent:
@@ -284,6 +355,8 @@ def key_commitment(record_key: bytes | bytearray) -> bytes:
 
 _PACK_PREFIX = struct.Struct(">4sIQQ").pack  # magic, body_len, seq, checkpoint_ref
 _PACK_U32 = struct.Struct(">I").pack
+_PACK_U64 = struct.Struct(">Q").pack
+_SHA256 = hashes.SHA256()  # an algorithm descriptor (no state): one for every derivation
 _ZERO_KEY = bytes(32)
 
 
@@ -366,12 +439,12 @@ class RecordCipher:
 
     def _expand(self, info: bytes) -> bytearray:
         out = bytearray(32)
-        HKDFExpand(hashes.SHA256(), 32, info).derive_into(self._root, out)
+        HKDFExpand(_SHA256, 32, info).derive_into(self._root, out)
         return out
 
     def record_key(self, seq: int) -> bytearray:
         """The key of record `seq` alone; the caller zeroes it."""
-        return self._expand(b"cleanroom-audit-v1 record" + struct.pack(">Q", seq))
+        return self._expand(_RECORD_KEY_INFO + _PACK_U64(seq))
 
     def seal(self, seq: int, segment_index: int, prev_chain: bytes, plaintext: bytes, checkpoint_ref: int = 0) -> bytes:
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
