@@ -16,7 +16,7 @@ from cleanroom.audit.reader import read_events
 from cleanroom.client import Client, ClientError
 from cleanroom.config import Settings
 from cleanroom.crypto.sealed import OpenedRequestKey
-from cleanroom.errors import AuditUnavailable
+from cleanroom.errors import AuditUnavailable, ReplayedRequest
 from cleanroom.memory.secure_buffer import SecureBuffer
 from cleanroom.runtime.batch_runner import SealedBatchRunner, SealedItem
 from cleanroom.runtime.models import EchoModel, ModelRegistry, RequestScope
@@ -179,3 +179,124 @@ def test_server_answers_503_when_the_fdatasync_fails(data_dir: Path, memory_audi
         assert info.value.status == 503 and info.value.code == "audit_unavailable"
         assert memory_audit.events[-1]["event"] == "decrypt.request_key"  # written, never durable
     services.close()
+
+
+# ---------------------------------------------------------------------- one audit write per batch
+
+
+def _failing_write(services: Services) -> None:
+    log = services.audit._log
+    real_write = log._segments.write
+
+    def torn_write(data: bytes) -> None:
+        real_write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    log._segments.write = torn_write
+
+
+def test_batch_records_are_written_as_one_unit_before_any_decrypt(
+    real_log: tuple[Services, Any, SpyEcho], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, created, model = real_log
+    runner = SealedBatchRunner(services.runtime.opener, model, ScrubPolicy())
+    call = _call(services, created.api_key)
+    services.runtime.handle(call, _sealed(services, created, b"warm").body)
+    log = services.audit._log
+    sealed = [_sealed(services, created, f"item {i}".encode()) for i in range(8)]
+    written_at_decrypt: list[int] = []
+    real_decrypt = OpenedRequestKey.decrypt_payload_into
+
+    def decrypt_hook(self: OpenedRequestKey, out: Any) -> None:
+        written_at_decrypt.append(log._durability.written)
+        real_decrypt(self, out)
+
+    monkeypatch.setattr(OpenedRequestKey, "decrypt_payload_into", decrypt_hook)
+    commits, written = log.group_commits, log._durability.written
+    results = runner.run("cpu:0", created.tenant_id, [SealedItem(call, s.body) for s in sealed])
+    assert log.group_commits - commits == 1  # one group commit (one write) for the batch's 8 records
+    assert written_at_decrypt == [written + 8] * 8  # every record in the log before the first decrypt
+    events = [
+        e.request_id for _, e in read_events(Path(services.settings.data_dir) / "audit", services.audit._keys.audit_key)
+    ]
+    assert events[-8:] == [s.metadata.request_id.hex() for s in sealed]
+    assert all(isinstance(r, bytearray) for r in results)
+
+
+def test_batch_whose_records_cannot_be_written_fails_whole_and_decrypts_nothing(
+    real_log: tuple[Services, Any, SpyEcho], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, created, model = real_log
+    runner = SealedBatchRunner(services.runtime.opener, model, ScrubPolicy())
+    call = _call(services, created.api_key)
+    services.runtime.handle(call, _sealed(services, created, b"warm").body)
+    model.buffers.clear()
+    decrypts: list[int] = []
+    real_decrypt = OpenedRequestKey.decrypt_payload_into
+
+    def decrypt_hook(self: OpenedRequestKey, out: Any) -> None:
+        decrypts.append(1)
+        real_decrypt(self, out)
+
+    monkeypatch.setattr(OpenedRequestKey, "decrypt_payload_into", decrypt_hook)
+    size = services.audit._log.size
+    _failing_write(services)
+    items = [SealedItem(call, _sealed(services, created, f"item {i}".encode()).body) for i in range(6)]
+    results = runner.run("cpu:0", created.tenant_id, items)
+    assert all(isinstance(r, AuditUnavailable) and r.status == 503 for r in results), results
+    assert decrypts == [] and model.buffers == []  # nothing decrypted, the model never ran
+    assert services.audit._log.size == size
+
+
+def test_batch_request_failing_its_checks_fails_alone_and_is_not_recorded(
+    real_log: tuple[Services, Any, SpyEcho],
+) -> None:
+    services, created, model = real_log
+    runner = SealedBatchRunner(services.runtime.opener, model, ScrubPolicy())
+    call = _call(services, created.api_key)
+    services.runtime.handle(call, _sealed(services, created, b"warm").body)
+    replayed = _sealed(services, created, b"once")
+    services.runtime.handle(call, replayed.body)
+    fine = [_sealed(services, created, f"item {i}".encode()) for i in range(3)]
+    size = services.audit._log.size
+    items = [
+        SealedItem(call, fine[0].body),
+        SealedItem(call, replayed.body),
+        *(SealedItem(call, s.body) for s in fine[1:]),
+    ]
+    results = runner.run("cpu:0", created.tenant_id, items)
+    assert isinstance(results[1], ReplayedRequest), results[1]
+    for sealed, result in zip(fine, [results[0], *results[2:]], strict=True):
+        assert isinstance(result, bytearray) and sealed.open_response(bytes(result)).startswith(b"item ")
+    assert services.audit._log.size == size + 3  # the replayed request was refused before its record
+
+
+def test_batch_through_a_sink_without_record_many_ahead(data_dir: Path, memory_audit: Any) -> None:
+    """`MemoryAudit` has only `record_ahead`: one call per request, one ticket for all; a failing sink still
+    fails the whole batch closed with 503."""
+    model = SpyEcho()
+    services = build_services(
+        Settings(data_dir=data_dir, models=["echo"]), audit=memory_audit, models=ModelRegistry({"echo": model})
+    )
+    try:
+        created = services.tenants.create("acme")
+        runner = SealedBatchRunner(services.runtime.opener, model, ScrubPolicy())
+        call = _call(services, created.api_key)
+        sealed = [_sealed(services, created, f"item {i}".encode()) for i in range(4)]
+        results = runner.run("cpu:0", created.tenant_id, [SealedItem(call, s.body) for s in sealed])
+        assert all(isinstance(r, bytearray) for r in results)
+        assert [e["request_id"] for e in memory_audit.events[-4:]] == [s.metadata.request_id.hex() for s in sealed]
+        memory_audit.fail = True
+        model.buffers.clear()
+        more = [SealedItem(call, _sealed(services, created, f"more {i}".encode()).body) for i in range(4)]
+        results = runner.run("cpu:0", created.tenant_id, more)
+        assert all(isinstance(r, AuditUnavailable) and r.status == 503 for r in results), results
+        assert model.buffers == []
+        memory_audit.fail = False
+        memory_audit.fail_durability = True
+        again = [SealedItem(call, _sealed(services, created, f"again {i}".encode()).body) for i in range(3)]
+        results = runner.run("cpu:0", created.tenant_id, again)
+        assert all(isinstance(r, AuditUnavailable) for r in results), results
+        assert all(buffer.closed for buffer in model.buffers)
+    finally:
+        services.close()

@@ -5,16 +5,16 @@ through `RequestOpener` (checks, audit, decrypt into a SecureBuffer) and zeroed 
 request that fails to open fails alone, the others still run. Models that declare `max_batch_size > 1` and
 offer `run_batch` get all payloads in one forward pass.
 
-Audit (invariant 5, write-ahead): each request's decryption record is written as it is opened, before its
-payload is decrypted; once every request of the batch is open, one fdatasync for all of their records
-starts in the background and runs while the model does. No result leaves `run` before it has succeeded
+Audit (invariant 5, write-ahead): the decryption records of every request of the batch are written with
+one audit call (`RequestOpener.open_many`: one group commit) before any payload is decrypted; once every
+request of the batch is open, one fdatasync for all of their records starts in the background and runs
+while the model does. No result leaves `run` before it has succeeded
 (`OpenedRequest.seal` waits for it); if it failed, every request of the batch answers 503
 (`AuditUnavailable`) and its sealed answer is zeroed.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,13 +43,13 @@ class SealedBatchRunner:
 
     def run(self, device: str, tenant_id: str, items: Sequence[SealedItem]) -> list[bytearray | BaseException]:
         results: list[bytearray | BaseException | None] = [None] * len(items)
-        with contextlib.ExitStack() as stack:
+        with self.opener.open_many([(item.call, item.body) for item in items]) as outcomes:
             opened: list[tuple[int, OpenedRequest]] = []
-            for i, item in enumerate(items):
-                try:
-                    opened.append((i, stack.enter_context(self.opener.open(item.call, item.body, write_ahead=True))))
-                except Exception as exc:  # this request alone fails (bad tag, replay, ...)
-                    results[i] = exc
+            for i, outcome in enumerate(outcomes):
+                if isinstance(outcome, OpenedRequest):
+                    opened.append((i, outcome))
+                else:  # this request alone fails (bad tag, replay, ...), or all if the audit failed
+                    results[i] = outcome
             if opened:
                 opened[-1][1].start_sync()  # one fdatasync for every record of the batch, during the model
                 self._run(opened, results)

@@ -15,13 +15,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
-from cleanroom.crypto.sealed import OpenedRequestKey, RequestMetadata, open_request_key, parse_request
+from cleanroom.crypto.sealed import (
+    OpenedRequestKey,
+    ParsedRequest,
+    RequestMetadata,
+    open_request_key,
+    parse_request,
+)
 from cleanroom.errors import AuditUnavailable, CleanroomError, ContextMismatch, InvalidPayload
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.registry import Registry
@@ -41,6 +47,8 @@ class AuditSink(Protocol):
     A sink may also offer `record_ahead(event) -> DurabilityTicket`: return once the record is written
     (it survives a kill of the process), with a ticket to wait for durability (`cleanroom.audit`'s
     `AuditLogSink` does). `record_ahead(sink, event)` below falls back to `record` for sinks without it.
+    And `record_many_ahead(events) -> DurabilityTicket`: the same for a batch, written as one unit (one
+    group commit); `record_many_ahead(sink, events)` below falls back to one `record_ahead` per event.
     """
 
     def record(self, event: Mapping[str, Any]) -> None: ...
@@ -78,6 +86,35 @@ def record_ahead(sink: AuditSink, event: Mapping[str, Any]) -> DurabilityTicket:
         return ALREADY_DURABLE
     ticket: DurabilityTicket = write_ahead(event)
     return ticket
+
+
+class AllDurable:
+    """One ticket for several: durable once each of them is (a sink without `record_many_ahead`)."""
+
+    def __init__(self, tickets: Sequence[DurabilityTicket]) -> None:
+        self.tickets = tuple(tickets)
+
+    @property
+    def durable(self) -> bool:
+        return all(getattr(ticket, "durable", False) for ticket in self.tickets)
+
+    def start_sync(self) -> None:
+        for ticket in self.tickets:
+            ticket.start_sync()
+
+    def wait_durable(self) -> None:
+        for ticket in self.tickets:
+            ticket.wait_durable()
+
+
+def record_many_ahead(sink: AuditSink, events: Sequence[Mapping[str, Any]]) -> DurabilityTicket:
+    """Write a batch's records through the sink's `record_many_ahead` (one unit, one ticket) if it has one;
+    else one `record_ahead` per event. Raises (AuditUnavailable) if any of them could not be written."""
+    write_many = getattr(sink, "record_many_ahead", None)
+    if write_many is not None:
+        ticket: DurabilityTicket = write_many(events)
+        return ticket
+    return AllDurable([record_ahead(sink, event) for event in events])
 
 
 class TenantSwitchHook(Protocol):
@@ -195,18 +232,70 @@ class RequestOpener:
         leaves: `OpenedRequest.seal` waits for it, and so does leaving this block, whatever ends it (an
         error from the model is an answer too); call `start_sync()` to overlap the fdatasync with work.
         """
+        with ExitStack() as stack:
+            parsed, opened, event = self._checked(call, body, stack)
+            # Invariant 5: the decryption is on record before any plaintext exists (written to the log;
+            # with write_ahead, durable before anything leaves).
+            if write_ahead:
+                ticket = record_ahead(self.audit, event)
+            else:
+                self.audit.record(event)
+                ticket = ALREADY_DURABLE
+            with self._decrypted(parsed, opened, ticket) as request:
+                yield request
+
+    @contextmanager
+    def open_many(
+        self, calls: Sequence[tuple[CallContext, bytes | memoryview]]
+    ) -> Iterator[list[OpenedRequest | Exception]]:
+        """`open(..., write_ahead=True)` for a batch, with one audit write for all of it: every request's
+        checks, then the decryption records of those that passed, written as one unit (`record_many_ahead`:
+        one group commit instead of one per request, docs/audit.md), then their decryptions.
+
+        Yields, per call and in order, its OpenedRequest or the exception it failed with. A request that
+        fails its checks or its decryption fails alone; if the records cannot be written, every request
+        that passed its checks fails with that AuditUnavailable (503) and none is decrypted. Each record is
+        in the log before its payload is decrypted, and leaving waits for durability as `open` does.
+        """
+        outcomes: list[OpenedRequest | Exception] = []
+        with ExitStack() as stack:
+            checked: list[tuple[int, ParsedRequest, OpenedRequestKey, dict[str, Any]]] = []
+            for i, (call, body) in enumerate(calls):
+                outcomes.append(RuntimeError("request not opened"))  # replaced below, whatever happens
+                try:
+                    checked.append((i, *self._checked(call, body, stack)))
+                except Exception as exc:  # this request alone fails (bad tag, replay, ...)
+                    outcomes[i] = exc
+            if checked:
+                try:
+                    ticket = record_many_ahead(self.audit, [event for *_, event in checked])
+                except Exception as exc:  # nothing of the batch is decrypted unrecorded: all fail closed
+                    for i, *_ in checked:
+                        outcomes[i] = exc
+                    checked = []
+            for i, parsed, opened, _ in checked:
+                try:
+                    outcomes[i] = stack.enter_context(self._decrypted(parsed, opened, ticket))
+                except Exception as exc:
+                    outcomes[i] = exc
+            yield outcomes
+
+    def _checked(
+        self, call: CallContext, body: bytes | memoryview, stack: ExitStack
+    ) -> tuple[ParsedRequest, OpenedRequestKey, dict[str, Any]]:
+        """Parse the request, open its key (closed by `stack`; at once if a check fails), check it was sealed
+        for this call, remember it against replay, and return the decryption record to write."""
         parsed = parse_request(body)
         tenant = self.registry.tenant(call.principal.tenant_id)
         private_key = self.keyring.hpke_private_key(tenant, parsed.key_id)
-        with open_request_key(parsed, private_key) as opened:
+        with ExitStack() as own:
+            opened = own.enter_context(open_request_key(parsed, private_key))
             meta = opened.metadata
             if meta.tenant_id != call.principal.tenant_id:
                 raise ContextMismatch("the request was sealed for another tenant than the API key's")
             if meta.model != call.model or meta.path != call.path:
                 raise ContextMismatch("the request was sealed for another model or path than the one called")
             self.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
-            # Invariant 5: the decryption is on record before any plaintext exists (written to the log;
-            # with write_ahead, durable before anything leaves).
             event = {
                 "event": "decrypt.request_key",
                 "tenant_id": meta.tenant_id,
@@ -218,25 +307,34 @@ class RequestOpener:
                 "byte_count": parsed.payload_size_bytes,
                 "model": call.model or call.path,
             }
-            if write_ahead:
-                ticket = record_ahead(self.audit, event)
-            else:
-                self.audit.record(event)
-                ticket = ALREADY_DURABLE
-            scope = RequestScope(self.allocator)
-            request: OpenedRequest | None = None
+            stack.enter_context(own.pop_all())
+        return parsed, opened, event
+
+    @contextmanager
+    def _decrypted(
+        self, parsed: ParsedRequest, opened: OpenedRequestKey, ticket: DurabilityTicket
+    ) -> Iterator[OpenedRequest]:
+        """Decrypt the payload (its record is already written) into a SecureBuffer; on exit, durable before
+        leaving, then every buffer and tensor of the request zeroed."""
+        scope = RequestScope(self.allocator)
+        request: OpenedRequest | None = None
+        try:
+            payload = scope.new_buffer(parsed.payload_size_bytes)
+            request = OpenedRequest(
+                metadata=opened.metadata,
+                key_id=parsed.key_id,
+                payload=payload,
+                scope=scope,
+                _opened=opened,
+                durability=ticket,
+            )
+            opened.decrypt_payload_into(payload.view())
+            yield request
+        finally:
             try:
-                payload = scope.new_buffer(parsed.payload_size_bytes)
-                request = OpenedRequest(
-                    metadata=meta, key_id=parsed.key_id, payload=payload, scope=scope, _opened=opened, durability=ticket
-                )
-                opened.decrypt_payload_into(payload.view())
-                yield request
+                self._durable_before_leaving(request, ticket)
             finally:
-                try:
-                    self._durable_before_leaving(request, ticket)
-                finally:
-                    self.end_request(scope)
+                self.end_request(scope)
 
     @staticmethod
     def _durable_before_leaving(request: OpenedRequest | None, ticket: DurabilityTicket) -> None:
