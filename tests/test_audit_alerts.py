@@ -341,3 +341,11 @@ def test_settings_fail_fast() -> None:
 )
 def test_network_of(source: str | None, network: str | None) -> None:
     assert network_of(source) == network
+
+
+def test_network_of_cache_is_bounded_and_gives_the_same_answers() -> None:
+    for i in range(5000):  # sprayed sources only evict
+        assert network_of(f"198.{i // 256 % 256}.{i % 256}.9") == f"198.{i // 256 % 256}.{i % 256}.0/24"
+    assert network_of.cache_info().currsize <= 4096
+    assert network_of("203.0.113.7") == network_of("203.0.113.7") == "203.0.113.0/24"
+    assert network_of("203.0.113.7", 16) == "203.0.0.0/16"  # the prefix is part of the key

@@ -38,6 +38,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cleanroom.audit.alerts import AlertMonitor, AlertSettings
 from cleanroom.audit.log import AuditLog, FsyncPolicy
 from cleanroom.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from cleanroom.audit.proofs import prove, verify_proof
@@ -85,7 +86,8 @@ class AppendCase:
     fsync: FsyncPolicy
     appenders: int  # threads, or asyncio tasks for "asyncio"
     records_each: int
-    shape: str = "threads"  # threads | server | server_many | server_ahead | server_ahead_each | asyncio
+    # threads | server | server_many | server_ahead | server_ahead_each | server_ahead_alerts | asyncio
+    shape: str = "threads"
     batch: int = 1  # requests per scheduler batch, for the server shapes
     goal: bool = False  # a group-commit row the <= 50 us goal applies to
     model_s: float = 0.0  # server_ahead: simulated forward pass per batch (sleep, GIL released)
@@ -101,6 +103,30 @@ def _run_threads(log: AuditLog, case: AppendCase, fields: list[dict[str, Any]]) 
         def work() -> None:
             for batch in batches:
                 log.record_many(batch)
+    elif case.shape == "server_ahead_alerts":
+        # What `cleanroom serve`'s AuditLogSink does per batch: the events built once, written as one unit,
+        # and fed to the anomaly monitor (an older tree: one record_ahead + observe per request).
+        batches = [fields[i : i + case.batch] for i in range(0, len(fields), case.batch)]
+        monitor = AlertMonitor(AlertSettings())
+        many_ahead = getattr(log, "append_many_ahead", None)
+
+        def work() -> None:
+            model = 0.0
+            for batch in batches:
+                events = [log.event_from_fields(one) for one in batch]
+                if many_ahead is not None:
+                    tickets = [many_ahead(events)]
+                else:
+                    tickets = [log.append_ahead(event) for event in events]
+                for event in events:
+                    monitor.observe(event)
+                tickets[-1].start_sync()
+                began = time.perf_counter()
+                time.sleep(case.model_s)
+                model += time.perf_counter() - began
+                for ticket in tickets:
+                    ticket.wait_durable()
+            slept.append(model)
     elif case.shape in ("server_ahead", "server_ahead_each"):
         # The request path since write-ahead: the batch runner writes the records of every request of a
         # batch before it decrypts any of them (one `record_many_ahead`, one group commit; an older
@@ -224,6 +250,8 @@ def append_cases(scale: float) -> list[AppendCase]:
         AppendCase("w-a 2 dev b8 +2ms model", "group", 2, n(2000), "server_ahead", batch=8, goal=True, model_s=0.002),
         # The shape before record_many_ahead: one record_ahead call (one group commit) per request.
         AppendCase("w-a each 1 dev b8 +2ms", "group", 1, n(2000), "server_ahead_each", batch=8, model_s=0.002),
+        # The serve path's sink: the same plus the anomaly monitor's `observe` for every event.
+        AppendCase("w-a alerts 1dev b8 +2ms", "group", 1, n(2000), "server_ahead_alerts", batch=8, model_s=0.002),
         AppendCase("asyncio 64 to_thread", "group", 64, n(50), shape="asyncio"),
     ]
 

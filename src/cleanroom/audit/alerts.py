@@ -23,6 +23,7 @@ State lives in memory; `warm_up(events)` rebuilds baselines from the log after a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -160,8 +161,12 @@ class Alert:
         }
 
 
+@functools.lru_cache(maxsize=4096)
 def network_of(source: str | None, v4_prefix: int = 24, v6_prefix: int = 64) -> str | None:
-    """'203.0.113.7', '203.0.113.7:5123', '[2001:db8::1]:443' -> its /24 or /64; None if not an IP."""
+    """'203.0.113.7', '203.0.113.7:5123', '[2001:db8::1]:443' -> its /24 or /64; None if not an IP.
+
+    Cached: it runs for every decryption on the request path and `ipaddress` costs ~5 us a call, while
+    clients come back from the same few addresses; the cache is bounded, so sprayed sources only evict."""
     if not source:
         return None
     text = source.strip()
