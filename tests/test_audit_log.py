@@ -481,3 +481,19 @@ def test_open_reads_only_the_last_checkpoint_line(tmp_path: Path, keys) -> None:
     path.write_bytes(lines[0].replace(b'"v":1', b'"v": 1'))
     last, torn = read_last_checkpoint(path)
     assert last is not None and last.checkpoint is None and "canonical" in (last.error or "")
+
+
+def test_record_nonces_are_random_and_never_repeat(audit_dir: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    """Nonces are drawn from os.urandom in blocks of 64: none is handed out twice, across refills too."""
+    with AuditLog(audit_dir, *keys) as log:
+        log.append_many([_event(i) for i in range(300)])
+    nonces = []
+    for _, segment in list_segments(audit_dir):
+        data = segment.read_bytes()
+        offset = 76
+        while offset < len(data):
+            body_len = int.from_bytes(data[offset + 4 : offset + 8], "big")
+            nonces.append(data[offset + 88 : offset + 100])
+            offset += 8 + body_len
+    assert len(nonces) == 300 and len(set(nonces)) == 300
+    assert verify(audit_dir, keys[0], keys[1].public_key()).ok

@@ -25,6 +25,7 @@ nothing (fsyncgate); the log must be reopened.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,7 +77,9 @@ class Durability:
         self._queue: list[_Waiter] = []
         self._error: AuditUnavailable | None = None
         self._kick_end = 0
-        self._kick = threading.Event()
+        # The background syncer waits here; `start` puts a record count (None: stop). A SimpleQueue (C)
+        # wakes it with one futex call, where an Event's condition variable costs ~2 us more per batch.
+        self._kicks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._kicker: threading.Thread | None = None
         self._stopping = False
 
@@ -139,13 +142,11 @@ class Durability:
             if self._kicker is None:
                 self._kicker = threading.Thread(target=self._kick_loop, name="cleanroom-audit-sync", daemon=True)
                 self._kicker.start()
-        self._kick.set()
+        self._kicks.put(end)
 
     def _kick_loop(self) -> None:
         while True:
-            self._kick.wait()
-            self._kick.clear()
-            if self._stopping:
+            if self._kicks.get() is None or self._stopping:
                 return
             try:
                 self.wait(self._kick_end)
@@ -240,7 +241,7 @@ class Durability:
         with self._mutex:
             self._stopping = True
             kicker = self._kicker
-        self._kick.set()
+        self._kicks.put(None)
         if kicker is not None and kicker is not threading.current_thread():
             kicker.join()
         with self.exclusive():

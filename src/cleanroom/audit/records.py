@@ -47,7 +47,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -358,6 +358,8 @@ _PACK_U32 = struct.Struct(">I").pack
 _PACK_U64 = struct.Struct(">Q").pack
 _SHA256 = hashes.SHA256()  # an algorithm descriptor (no state): one for every derivation
 _ZERO_KEY = bytes(32)
+_NONCES_PER_DRAW = 64
+_SPLIT_NONCES = struct.Struct(f"{NONCE_LEN}s").iter_unpack
 
 
 def _record_aad(log_id: bytes, segment_index: int, header: bytes | memoryview) -> bytes:
@@ -427,6 +429,18 @@ class RecordCipher:
         self._aad_prefix = _RECORD_AAD + self.log_id
         self._root = bytearray(32)
         HKDF(hashes.SHA256(), 32, salt=self.log_id, info=b"cleanroom-audit-v1 root").derive_into(audit_key, self._root)
+        self._nonces: Iterator[tuple[bytes]] = iter(())
+
+    def _fresh_nonce(self) -> bytes:
+        """A random 96-bit nonce, never handed out twice. Drawn from `os.urandom` 64 at a time: one
+        getrandom call per 64 records instead of one each (~1.5 us per record when the caches are cold, as
+        on the request path between batches). `next` on the C iterator is atomic, so even concurrent
+        callers never share a nonce (each record key encrypts one record anyway)."""
+        nonce = next(self._nonces, None)
+        if nonce is None:
+            self._nonces = _SPLIT_NONCES(os.urandom(NONCE_LEN * _NONCES_PER_DRAW))
+            nonce = next(self._nonces)
+        return nonce[0]
 
     def close(self) -> None:
         self._root[:] = bytes(len(self._root))
@@ -453,7 +467,7 @@ class RecordCipher:
             raise ValueError("prev_chain must be 32 bytes")
         key = self.record_key(seq)
         try:
-            nonce = os.urandom(NONCE_LEN)
+            nonce = self._fresh_nonce()
             body_len = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + len(plaintext) + TAG_LEN
             header = b"".join(
                 (_PACK_PREFIX(FRAME_MAGIC, body_len, seq, checkpoint_ref), prev_chain, key_commitment(key), nonce)
