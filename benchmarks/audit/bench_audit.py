@@ -10,6 +10,10 @@
     * the server's own shape: the scheduler runs each device's batches on one thread, and the batch runner
       opens (and audits) a batch's requests one after another, so only as many records share an fsync as
       there are devices; `record_many` is the same batch audited in one group commit;
+    * write-ahead ("write-ahead ...", "w-a ..."): the request path, a batch's records written with one
+      `record_many_ahead` (an older AuditLog, or "w-a each": one `record_ahead` per request), one
+      fdatasync per batch started before a simulated 2 ms model and waited for after it; "w-a alerts"
+      adds the serve path's anomaly monitor. `benchmarks/audit/cpu_split.py` splits a w-a row's CPU;
     * asyncio tasks that append through `asyncio.to_thread` (the default executor's few threads).
   Each row is measured --repeat times in this one run and the median printed; `rec/commit` is the mean
   number of records that shared one write + fdatasync.
