@@ -129,8 +129,13 @@ def create_app(services: Services) -> FastAPI:
         finally:
             rewrapper.cancel()
             report = await services.scheduler.shutdown(services.settings.drain_deadline_s)
-            log.info("scheduler drained=%s completed=%d cancelled=%d abandoned=%d", report.drained,
-                     report.completed, report.cancelled_queued, report.abandoned_running)
+            log.info(
+                "scheduler drained=%s completed=%d cancelled=%d abandoned=%d",
+                report.drained,
+                report.completed,
+                report.cancelled_queued,
+                report.abandoned_running,
+            )
 
     app = FastAPI(title="cleanroom", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = services
@@ -157,8 +162,12 @@ def create_app(services: Services) -> FastAPI:
         started = time.perf_counter()
         sync_weight(principal.tenant_id)
         try:
-            sealed = await until_disconnected(request, services.scheduler.submit(
-                principal.tenant_id, model, SealedItem(call, body), runner=services.runners[model]))
+            sealed = await until_disconnected(
+                request,
+                services.scheduler.submit(
+                    principal.tenant_id, model, SealedItem(call, body), runner=services.runners[model]
+                ),
+            )
         except CleanroomError as exc:
             metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome=exc.code).inc()
             raise
@@ -185,9 +194,12 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/readyz")
     @app.head("/readyz", include_in_schema=False)  # load balancers probe with HEAD
     async def readyz() -> JSONResponse:
-        ready: dict[str, Any] = {"status": "ready", "models": services.models.names(),
-                                 "memory": {**services.allocator.describe(), "mlock": services.extras.get("mlock")},
-                                 "hardening": services.extras.get("hardening", {})}
+        ready: dict[str, Any] = {
+            "status": "ready",
+            "models": services.models.names(),
+            "memory": {**services.allocator.describe(), "mlock": services.extras.get("mlock")},
+            "hardening": services.extras.get("hardening", {}),
+        }
         device = services.extras.get("device")
         if device is not None:
             ready["device"] = device
@@ -204,15 +216,13 @@ def create_app(services: Services) -> FastAPI:
     @app.post("/v1/admin/tenants", status_code=201)
     async def admin_create_tenant(body: CreateTenantBody, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
-        created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight,
-                                          allow=body.allow)
+        created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight, allow=body.allow)
         return JSONResponse(created.to_json(), status_code=201)
 
     @app.patch("/v1/admin/tenants/{name_or_id}")
     async def admin_update_tenant(name_or_id: str, body: UpdateTenantBody, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
-        updated = await asyncio.to_thread(services.tenants.update, name_or_id, weight=body.weight,
-                                          allow=body.allow)
+        updated = await asyncio.to_thread(services.tenants.update, name_or_id, weight=body.weight, allow=body.allow)
         return JSONResponse(updated)
 
     @app.get("/v1/admin/tenants/{name_or_id}/keys")
@@ -223,8 +233,9 @@ def create_app(services: Services) -> FastAPI:
     @app.post("/v1/admin/tenants/{name_or_id}/keys", status_code=201)
     async def admin_add_credential(name_or_id: str, body: AddCredentialBody, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
-        created = await asyncio.to_thread(services.tenants.add_credential, name_or_id, label=body.label,
-                                          expires_in_s=body.expires_in_s)
+        created = await asyncio.to_thread(
+            services.tenants.add_credential, name_or_id, label=body.label, expires_in_s=body.expires_in_s
+        )
         return JSONResponse(created.to_json(), status_code=201)
 
     @app.delete("/v1/admin/tenants/{name_or_id}/keys/{credential_id}")

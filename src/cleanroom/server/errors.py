@@ -14,8 +14,15 @@ from cleanroom.errors import CleanroomError
 
 log = logging.getLogger("cleanroom.server")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 401: "unauthenticated",
-               403: "forbidden", 413: "payload_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -46,8 +46,15 @@ class ConnectionLimits:
     close_grace_s: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("max_header_bytes", "header_timeout_s", "body_timeout_s", "keep_alive_timeout_s",
-                     "max_connections", "max_concurrent_requests", "close_grace_s"):
+        for name in (
+            "max_header_bytes",
+            "header_timeout_s",
+            "body_timeout_s",
+            "keep_alive_timeout_s",
+            "max_connections",
+            "max_concurrent_requests",
+            "close_grace_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -56,13 +63,19 @@ def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
-def raw_error_response(status: int, code: str, message: str, *, https: bool,
-                       extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+def raw_error_response(
+    status: int, code: str, message: str, *, https: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> bytes:
     """A complete HTTP/1.1 JSON error response that closes the connection (written below the ASGI app)."""
     body = error_body(code, message)
     lines = [STATUS_LINE[status]]
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), *extra, *security_headers(https)]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *extra,
+        *security_headers(https),
+    ]
     lines += [name + b": " + value + b"\r\n" for name, value in headers]
     return b"".join([*lines, b"\r\n", body])
 
@@ -72,8 +85,12 @@ def busy_app(code: str, message: str, *, close: bool) -> ASGIApp:
     body = error_body(code, message)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"retry-after", b"1"), *security_headers(scope.get("scheme") == "https")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+            *security_headers(scope.get("scheme") == "https"),
+        ]
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 503, "headers": headers})
@@ -179,8 +196,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._head_too_large:
-            self._write_error_and_close(431, "request_header_too_large",
-                                        f"the request line and headers exceed {self.limits.max_header_bytes} bytes")
+            self._write_error_and_close(
+                431,
+                "request_header_too_large",
+                f"the request line and headers exceed {self.limits.max_header_bytes} bytes",
+            )
         else:
             self._write_error_and_close(400, "malformed_http", "the request is not valid HTTP/1.1")
 
@@ -193,8 +213,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # a pipelined head stalled behind a response in progress
             self._abort_if_lingering()
             return
-        self._write_error_and_close(408, "request_header_timeout",
-                                    f"the request head did not arrive within {self.limits.header_timeout_s:g} s")
+        self._write_error_and_close(
+            408, "request_header_timeout", f"the request head did not arrive within {self.limits.header_timeout_s:g} s"
+        )
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
@@ -205,8 +226,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         cycle.disconnected = True  # the app's next receive() sees http.disconnect; its sends are dropped
         cycle.message_event.set()
         if answer:
-            self._write_error_and_close(408, "request_body_timeout",
-                                        f"the request body did not arrive within {self.limits.body_timeout_s:g} s")
+            self._write_error_and_close(
+                408, "request_body_timeout", f"the request body did not arrive within {self.limits.body_timeout_s:g} s"
+            )
         else:
             self.transport.close()
             self._abort_if_lingering()
@@ -222,11 +244,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     # --- concurrency ---------------------------------------------------------------------------------
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if len(self.connections) > self.limits.max_connections:
-            app = busy_app("too_many_connections", "the server has too many open connections; retry shortly",
-                           close=True)
+            app = busy_app(
+                "too_many_connections", "the server has too many open connections; retry shortly", close=True
+            )
         elif len(self.tasks) >= self.limits.max_concurrent_requests:
-            app = busy_app("server_busy", "the server is at its concurrent request limit; retry shortly",
-                           close=False)
+            app = busy_app("server_busy", "the server is at its concurrent request limit; retry shortly", close=False)
         super()._start_asgi_task(cycle, app)
 
 

@@ -89,8 +89,10 @@ def normalize_identity(identity: str) -> str:
     kind, sep, value = identity.partition(":")
     kind, value = kind.strip().lower(), value.strip()
     if not sep or kind not in _IDENTITY_KINDS or not value or len(value) > 1024:
-        raise BadRequest(f"client identities look like {', '.join(k + ':...' for k in _IDENTITY_KINDS)}",
-                         code="invalid_client_identity")
+        raise BadRequest(
+            f"client identities look like {', '.join(k + ':...' for k in _IDENTITY_KINDS)}",
+            code="invalid_client_identity",
+        )
     if kind == "subject":
         value = x509.Name.from_rfc4514_string(value).rfc4514_string()  # one spelling for matching
     elif kind == "ip":
@@ -143,10 +145,10 @@ def check_client_identity(request: Any, tenant_record: Mapping[str, Any]) -> Non
     presented = verified_identities(request.scope)
     if not presented:
         raise ClientCertificateRequired(
-            f"tenant {tenant_record.get('name', '')!r} requires a client certificate bound to it")
+            f"tenant {tenant_record.get('name', '')!r} requires a client certificate bound to it"
+        )
     if not set(presented) & set(bound):
-        raise ClientIdentityMismatch(
-            f"the client certificate is not bound to tenant {tenant_record.get('name', '')!r}")
+        raise ClientIdentityMismatch(f"the client certificate is not bound to tenant {tenant_record.get('name', '')!r}")
 
 
 # --- CLI: `cleanroom client-cert bind|unbind|list` -------------------------------------------------------

@@ -31,14 +31,16 @@ ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Every error, from every route and from the transport layer.",
     "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {
-            "code": {"type": "string", "description": "stable machine-readable code, e.g. decryption_failed"},
-            "message": {"type": "string", "description": "for humans; never contains key material or payload"},
-        },
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable machine-readable code, e.g. decryption_failed"},
+                "message": {"type": "string", "description": "for humans; never contains key material or payload"},
+            },
+        }
+    },
 }
 SEALED_BODY: dict[str, Any] = {"type": "string", "format": "binary"}
 PUBLIC_KEY_SCHEMA: dict[str, Any] = {
@@ -50,14 +52,17 @@ PUBLIC_KEY_SCHEMA: dict[str, Any] = {
         "public_key": {"type": "string", "description": "token to seal requests to (docs/wire-format.md)"},
         "fingerprint": {"type": "string", "description": "SHA-256 fingerprint, for pinning"},
         "suite": {"type": "string", "description": "HPKE suite, DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"},
-        "chain": {"type": "array", "items": {"type": "object"},
-                  "description": "every current key with the endorsement by its predecessor"},
+        "chain": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "every current key with the endorsement by its predecessor",
+        },
     },
 }
 
 _STATUS_TEXT = {
     400: "Malformed request or sealed message (bad framing, failed authentication tag, replay, stale, "
-         "context mismatch)",
+    "context mismatch)",
     401: "Missing, malformed, unknown, revoked or expired API key",
     403: "Tenant revoked, address not allowed, or client certificate missing or not bound to the tenant",
     404: "Unknown model",
@@ -68,7 +73,7 @@ _STATUS_TEXT = {
     429: "Tenant over its share; retry after Retry-After seconds",
     431: "Request line and headers larger than the server's limit",
     503: "KMS or audit log unavailable, system sealed, or server at its connection/request limit; "
-         "retry after Retry-After seconds",
+    "retry after Retry-After seconds",
 }
 TRANSPORT_STATUSES = (400, 408, 431, 503)  # limits.py may answer these on any route
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
@@ -89,44 +94,63 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Run a model on a sealed request",
         "description": _INFER_DESCRIPTION,
         "security": True,
-        "request": {"required": True, "description": "a sealed request",
-                    "content": {CONTENT_TYPE: {"schema": SEALED_BODY}}},
+        "request": {
+            "required": True,
+            "description": "a sealed request",
+            "content": {CONTENT_TYPE: {"schema": SEALED_BODY}},
+        },
         "ok": {"description": "a sealed response", "content": {CONTENT_TYPE: {"schema": SEALED_BODY}}},
         "errors": (400, 401, 403, 404, 408, 413, 415, 422, 429, 503),
     },
     ("get", "/v1/tenants/self/public-key"): {
         "summary": "The calling tenant's current public key",
         "security": True,
-        "ok": {"description": "the key to seal requests to",
-               "content": {"application/json": {"schema": PUBLIC_KEY_SCHEMA}}},
+        "ok": {
+            "description": "the key to seal requests to",
+            "content": {"application/json": {"schema": PUBLIC_KEY_SCHEMA}},
+        },
         "errors": (401, 403, 503),
     },
     ("get", "/healthz"): {
         "summary": "Liveness",
-        "ok": {"description": "the process is serving",
-               "content": {"application/json": {"schema": {
-                   "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}}}},
+        "ok": {
+            "description": "the process is serving",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+                }
+            },
+        },
         "errors": (),
     },
     ("get", "/readyz"): {
         "summary": "Readiness and what this host guarantees (models, memory locking, hardening, device)",
-        "ok": {"description": "ready",
-               "content": {"application/json": {"schema": {
-                   "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}}}},
+        "ok": {
+            "description": "ready",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+                }
+            },
+        },
         "errors": (),
     },
     ("get", "/metrics"): {
         "summary": "Prometheus metrics (no tenant data in labels beyond the tenant id)",
-        "ok": {"description": "Prometheus text exposition format",
-               "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "ok": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
         "errors": (),
     },
 }
 
 
 def _error_response(status: int) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "error"),
-                                "content": {"application/json": {"schema": ERROR_REF}}}
+    response: dict[str, Any] = {
+        "description": _STATUS_TEXT.get(status, "error"),
+        "content": {"application/json": {"schema": ERROR_REF}},
+    }
     if status in (429, 503):
         response["headers"] = RETRY_AFTER
     return response
@@ -148,9 +172,13 @@ def _overlay(operation: dict[str, Any], spec: dict[str, Any]) -> None:
 
 def build_schema(app: FastAPI, *, include_admin: bool = False) -> dict[str, Any]:
     """The app's schema with the overlay applied; deterministic, so it can be checked in and diffed."""
-    schema = get_openapi(title="cleanroom", version=app.version, routes=app.routes,
-                         description="Secure multi-tenant inference: requests and responses are sealed end to "
-                                     "end to the tenant's key; TLS 1.3 underneath.")
+    schema = get_openapi(
+        title="cleanroom",
+        version=app.version,
+        routes=app.routes,
+        description="Secure multi-tenant inference: requests and responses are sealed end to "
+        "end to the tenant's key; TLS 1.3 underneath.",
+    )
     paths: dict[str, Any] = {}
     for path, operations in schema.get("paths", {}).items():
         if path.startswith(ADMIN_PREFIX) and not include_admin:
@@ -180,8 +208,9 @@ def build_schema(app: FastAPI, *, include_admin: bool = False) -> dict[str, Any]
         referenced = json.dumps(paths)
         for name in [n for n in schemas if n != "Error" and f"#/components/schemas/{n}" not in referenced]:
             del schemas[name]
-    components["securitySchemes"] = {"bearerAuth": {
-        "type": "http", "scheme": "bearer", "description": "the tenant's API key, `cr_` + 36 characters"}}
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "description": "the tenant's API key, `cr_` + 36 characters"}
+    }
     plain: dict[str, Any] = json.loads(json.dumps(schema, sort_keys=True))  # a plain, key-sorted copy
     return plain
 

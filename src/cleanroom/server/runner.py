@@ -66,8 +66,10 @@ def mlock_report(settings: Settings, memlock_limit_bytes: int | None) -> str:
         return "mlock: FAILED even for 64 KiB; plaintext pages may be swapped (grant CAP_IPC_LOCK)"
     if has_cap_ipc_lock() or memlock_limit_bytes is None:
         return "mlock: ok, unlimited (CAP_IPC_LOCK or no RLIMIT_MEMLOCK)"
-    return (f"mlock: limited to {memlock_limit_bytes} bytes in all (RLIMIT_MEMLOCK, no CAP_IPC_LOCK); larger "
-            "requests run unlocked and are counted in cleanroom_mlock_failures")
+    return (
+        f"mlock: limited to {memlock_limit_bytes} bytes in all (RLIMIT_MEMLOCK, no CAP_IPC_LOCK); larger "
+        "requests run unlocked and are counted in cleanroom_mlock_failures"
+    )
 
 
 def server_url(settings: Settings, port: int, tls: bool) -> str:
@@ -78,10 +80,14 @@ def server_url(settings: Settings, port: int, tls: bool) -> str:
 def connection_limits(settings: Settings) -> ConnectionLimits:
     from cleanroom.server.limits import ConnectionLimits
 
-    return ConnectionLimits(max_header_bytes=settings.max_header_bytes, header_timeout_s=settings.header_timeout_s,
-                            body_timeout_s=settings.body_timeout_s, keep_alive_timeout_s=settings.keep_alive_timeout_s,
-                            max_connections=settings.max_connections,
-                            max_concurrent_requests=settings.max_concurrent_requests)
+    return ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        keep_alive_timeout_s=settings.keep_alive_timeout_s,
+        max_connections=settings.max_connections,
+        max_concurrent_requests=settings.max_concurrent_requests,
+    )
 
 
 class GracefulExit:
@@ -111,8 +117,9 @@ def run_server(settings: Settings) -> int:
     from cleanroom.server.app import create_app
     from cleanroom.server.limits import harden_asgi, hardened_protocol
 
-    hardening = apply_process_hardening(disable_core_dumps=settings.disable_core_dumps,
-                                        not_dumpable=settings.not_dumpable)
+    hardening = apply_process_hardening(
+        disable_core_dumps=settings.disable_core_dumps, not_dumpable=settings.not_dumpable
+    )
     files = tls_files(settings)
     services: Services = build_services(settings)
     services.extras["hardening"] = hardening.to_json()
@@ -124,8 +131,11 @@ def run_server(settings: Settings) -> int:
             services.metrics.hardening.labels(control=control).set(1 if on else 0)
     app = create_app(services)
     log.info("cleanroom: allocator hardening %s", "on" if hardening.allocator_hardened else "OFF")
-    log.info("cleanroom: core dumps %s, dumpable %s", "off" if hardening.core_dumps_disabled else "ON",
-             "no" if hardening.not_dumpable else "YES")
+    log.info(
+        "cleanroom: core dumps %s, dumpable %s",
+        "off" if hardening.core_dumps_disabled else "ON",
+        "no" if hardening.not_dumpable else "YES",
+    )
     mlock_line = mlock_report(settings, hardening.memlock_limit_bytes)
     services.extras["mlock"] = mlock_line
     log.info("cleanroom: %s", mlock_line)
@@ -133,22 +143,36 @@ def run_server(settings: Settings) -> int:
 
     ssl_factory = None
     if files is not None:
-        context = server_tls_context(*files, client_ca=settings.tls_client_ca, client_cert=settings.tls_client_cert,
-                                     groups=settings.tls_groups)
+        context = server_tls_context(
+            *files, client_ca=settings.tls_client_ca, client_cert=settings.tls_client_cert, groups=settings.tls_groups
+        )
         ssl_factory = lambda _config, _default: context  # noqa: E731 - uvicorn wants a factory
         CertificateReloader(context, *files).install_sighup()
-        log.info("cleanroom: TLS 1.3 only, groups %s, client certificates %s, certificate %s (SIGHUP reloads)",
-                 ":".join(settings.tls_groups), settings.tls_client_cert, files[0])
+        log.info(
+            "cleanroom: TLS 1.3 only, groups %s, client certificates %s, certificate %s (SIGHUP reloads)",
+            ":".join(settings.tls_groups),
+            settings.tls_client_cert,
+            files[0],
+        )
     else:
         log.warning("cleanroom: TLS OFF (loopback only)")
     limits = connection_limits(settings)
-    config = uvicorn.Config(harden_asgi(app), host=settings.host, port=settings.port, log_config=None,
-                            access_log=True, ssl_context_factory=ssl_factory, http=hardened_protocol(limits),
-                            timeout_keep_alive=limits.keep_alive_timeout_s, server_header=False,
-                            timeout_graceful_shutdown=30, ws="none",  # no WebSocket routes: no upgrade path
-                            # cleanroom resolves forwarded addresses itself, only from its trusted proxies
-                            # (access.py); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        harden_asgi(app),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=True,
+        ssl_context_factory=ssl_factory,
+        http=hardened_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout_s,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+        ws="none",  # no WebSocket routes: no upgrade path
+        # cleanroom resolves forwarded addresses itself, only from its trusted proxies
+        # (access.py); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
+        proxy_headers=False,
+    )
     server = uvicorn.Server(config)
     exit_after_drain = GracefulExit()
     exit_after_drain.install()
@@ -163,8 +187,15 @@ def run_server(settings: Settings) -> int:
             for sock in srv.sockets:
                 port = sock.getsockname()[1]
         url = server_url(settings, port, files is not None)
-        atomic_write_json(state_file, {"url": url, "pid": os.getpid(), "tls_cert": str(files[0]) if files else None,
-                                       "admin_token_file": str(Path(settings.data_dir) / "admin.token")})
+        atomic_write_json(
+            state_file,
+            {
+                "url": url,
+                "pid": os.getpid(),
+                "tls_cert": str(files[0]) if files else None,
+                "admin_token_file": str(Path(settings.data_dir) / "admin.token"),
+            },
+        )
         log.info("cleanroom: listening on %s", url)
 
     server.startup = startup  # type: ignore[method-assign]  # write server.json once the port is known

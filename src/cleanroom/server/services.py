@@ -58,7 +58,7 @@ def admin_token(data_dir: Path) -> str:
 
 
 def business_hours(spec: str) -> Any:
-    """"Europe/Berlin:8-18" -> BusinessHours (Monday to Friday)."""
+    """ "Europe/Berlin:8-18" -> BusinessHours (Monday to Friday)."""
     from cleanroom.audit.alerts import BusinessHours
 
     zone, _, hours = spec.rpartition(":")
@@ -74,8 +74,9 @@ class AuditLogSink:
 
     WARM_UP_S = 7 * 86_400.0
 
-    def __init__(self, data_dir: Path, kms: KMS, master_key: str, settings: Settings,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, kms: KMS, master_key: str, settings: Settings, registry: CollectorRegistry | None = None
+    ) -> None:
         from cleanroom.audit.alerts import AlertMonitor, AlertSettings
         from cleanroom.audit.keys import load_or_create_audit_keys
         from cleanroom.audit.log import AuditLog
@@ -83,16 +84,24 @@ class AuditLogSink:
 
         audit_dir = ensure_private_dir(Path(data_dir) / "audit")
         self._keys = load_or_create_audit_keys(audit_dir, kms, master_key)
-        self._log = AuditLog(audit_dir, self._keys.audit_key, self._keys.require_signing_key(),
-                             checkpoint_every_records=settings.audit_checkpoint_every_records,
-                             checkpoint_every_s=settings.audit_checkpoint_every_s,
-                             segment_max_bytes=settings.audit_segment_max_bytes, fsync=settings.audit_fsync)
+        self._log = AuditLog(
+            audit_dir,
+            self._keys.audit_key,
+            self._keys.require_signing_key(),
+            checkpoint_every_records=settings.audit_checkpoint_every_records,
+            checkpoint_every_s=settings.audit_checkpoint_every_s,
+            segment_max_bytes=settings.audit_segment_max_bytes,
+            fsync=settings.audit_fsync,
+        )
         alert_settings = AlertSettings(
             business_hours={k: business_hours(v) for k, v in settings.alert_business_hours.items()},
-            default_business_hours=(business_hours(settings.alert_default_business_hours)
-                                    if settings.alert_default_business_hours else None))
-        self.alerts = AlertMonitor(alert_settings, audit_log=self._log, registry=registry,
-                                   webhook=settings.alert_webhook_url)
+            default_business_hours=(
+                business_hours(settings.alert_default_business_hours) if settings.alert_default_business_hours else None
+            ),
+        )
+        self.alerts = AlertMonitor(
+            alert_settings, audit_log=self._log, registry=registry, webhook=settings.alert_webhook_url
+        )
         since = time.time() - self.WARM_UP_S
         self.alerts.warm_up(event for _, event in read_events(audit_dir, self._keys.audit_key, since=since))
 
@@ -133,8 +142,9 @@ def build_scrubber(device: str, policy: ScrubPolicy, audit: Any) -> Scrubber:
     def on_quarantine(report: ScrubReport) -> None:
         log.critical("device %s quarantined after a failed scrub verification", report.device)
         try:
-            audit.record({"event": "alert.device_quarantined", "device": report.device,
-                          "nonzero_bytes": report.nonzero_bytes})
+            audit.record(
+                {"event": "alert.device_quarantined", "device": report.device, "nonzero_bytes": report.nonzero_bytes}
+            )
         except Exception:  # the quarantine itself already stops all work on the device
             log.exception("could not record the quarantine alert")
 
@@ -149,18 +159,31 @@ def build_scrubber(device: str, policy: ScrubPolicy, audit: Any) -> Scrubber:
     return CpuScrubber(policy=policy, on_quarantine=on_quarantine)
 
 
-def build_scheduler(settings: Settings, opener: RequestOpener, policy: ScrubPolicy, metrics: ServerMetrics
-                    ) -> Scheduler:
+def build_scheduler(
+    settings: Settings, opener: RequestOpener, policy: ScrubPolicy, metrics: ServerMetrics
+) -> Scheduler:
     """The tenant-fair scheduler over this host's devices; a tenant switch runs the between-tenant scrub."""
-    limits = TenantLimits(max_queued=settings.tenant_max_queued, max_in_flight=settings.tenant_max_in_flight,
-                          rate_per_s=settings.tenant_rate_per_s, burst=settings.tenant_burst,
-                          queue_timeout_s=settings.queue_timeout_s)
-    config = SchedulerConfig(policy=settings.scheduler_policy, fairness_bound_s=settings.fairness_bound_s,
-                             latency_bound_s=settings.latency_bound_s, max_batch_delay_ms=settings.max_batch_delay_ms,
-                             max_total_queued=settings.max_total_queued, default_limits=limits)
+    limits = TenantLimits(
+        max_queued=settings.tenant_max_queued,
+        max_in_flight=settings.tenant_max_in_flight,
+        rate_per_s=settings.tenant_rate_per_s,
+        burst=settings.tenant_burst,
+        queue_timeout_s=settings.queue_timeout_s,
+    )
+    config = SchedulerConfig(
+        policy=settings.scheduler_policy,
+        fairness_bound_s=settings.fairness_bound_s,
+        latency_bound_s=settings.latency_bound_s,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
+        max_total_queued=settings.max_total_queued,
+        default_limits=limits,
+    )
     scrubber = opener.scrubber
-    devices = [scrubber.device] if scrubber is not None and scrubber.device.startswith("cuda") \
+    devices = (
+        [scrubber.device]
+        if scrubber is not None and scrubber.device.startswith("cuda")
         else cpu_devices(settings.cpu_workers)
+    )
 
     def on_tenant_switch(device: str, previous: str | None, tenant: str) -> ScrubReport | None:
         # per_request: the runner already scrubbed after the previous batch, the device is clean.
@@ -203,39 +226,62 @@ class Services:
         self.kms.close()
 
 
-def build_services(settings: Settings, *, audit: AuditSink | None = None, models: ModelRegistry | None = None
-                   ) -> Services:
+def build_services(
+    settings: Settings, *, audit: AuditSink | None = None, models: ModelRegistry | None = None
+) -> Services:
     data_dir = ensure_private_dir(Path(settings.data_dir))
     kms = open_kms(settings)
     registry = Registry(data_dir)
-    keyring = Keyring(registry, kms, master_key_name=master_key_name(settings), ttl_s=settings.key_cache_ttl_s,
-                      max_entries=settings.key_cache_max_entries)
+    keyring = Keyring(
+        registry,
+        kms,
+        master_key_name=master_key_name(settings),
+        ttl_s=settings.key_cache_ttl_s,
+        max_entries=settings.key_cache_max_entries,
+    )
     keyring.ensure_master_key()
     tenants = TenantService(registry, keyring)
     allocator = SecureAllocator(lock=settings.mlock)
     if settings.torch_threads is not None:  # before the models load torch (embedded use skips `serve`)
         limit_torch_threads(settings.torch_threads)
-    models = models or ModelRegistry.load(settings.models, settings.user_models,
-                                          max_minilm_inputs=settings.max_minilm_inputs)
+    models = models or ModelRegistry.load(
+        settings.models, settings.user_models, max_minilm_inputs=settings.max_minilm_inputs
+    )
     metrics = ServerMetrics.create()
     audit_sink: Any = audit or AuditLogSink(data_dir, kms, keyring.master_key_name, settings, metrics.registry)
     tenants.audit = audit_sink
     keyring.audit = audit_sink
     policy = ScrubPolicy(mode=settings.scrub_policy)
     scrubber = build_scrubber(settings.device, policy, audit_sink)
-    opener = RequestOpener(registry=registry, keyring=keyring, allocator=allocator, audit=audit_sink,
-                           replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries),
-                           scrubber=scrubber)
+    opener = RequestOpener(
+        registry=registry,
+        keyring=keyring,
+        allocator=allocator,
+        audit=audit_sink,
+        replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries),
+        scrubber=scrubber,
+    )
     runtime = Runtime(opener=opener, models=models, policy=policy)
     workers = max(1, settings.cpu_workers)
     scheduler = build_scheduler(settings, opener, policy, metrics)
-    runners = {name: SealedBatchRunner(opener, models.get(name), policy, settings.max_batch_size)
-               for name in models.names()}
+    runners = {
+        name: SealedBatchRunner(opener, models.get(name), policy, settings.max_batch_size) for name in models.names()
+    }
     return Services(
-        settings=settings, kms=kms, registry=registry, keyring=keyring, tenants=tenants, models=models,
-        allocator=allocator, runtime=runtime, metrics=metrics, scheduler=scheduler, runners=runners,
+        settings=settings,
+        kms=kms,
+        registry=registry,
+        keyring=keyring,
+        tenants=tenants,
+        models=models,
+        allocator=allocator,
+        runtime=runtime,
+        metrics=metrics,
+        scheduler=scheduler,
+        runners=runners,
         executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleanroom-worker"),
-        admin_token=admin_token(data_dir), audit=audit_sink,
+        admin_token=admin_token(data_dir),
+        audit=audit_sink,
         keys=KeyManager(registry, keyring, audit=audit_sink),
         addresses=ClientAddressResolver(settings.trusted_proxies, settings.client_ip_header),
         extras={"pid": os.getpid()},

@@ -116,9 +116,14 @@ def restrict_key_exchange_groups(context: ssl.SSLContext, groups: Sequence[str] 
     return f"group {first} only (fallback)"
 
 
-def server_tls_context(cert_file: Path, key_file: Path, *, client_ca: Path | None = None,
-                       client_cert: ClientCertMode = "none", groups: Sequence[str] = DEFAULT_GROUPS
-                       ) -> ssl.SSLContext:
+def server_tls_context(
+    cert_file: Path,
+    key_file: Path,
+    *,
+    client_ca: Path | None = None,
+    client_cert: ClientCertMode = "none",
+    groups: Sequence[str] = DEFAULT_GROUPS,
+) -> ssl.SSLContext:
     """The one SSLContext a listener uses: TLS 1.3 only, ECDHE only, no resumption, optional mTLS."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -201,14 +206,20 @@ def dev_certificate(data_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cleanroom dev server")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=90))
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA384())
     )
-    atomic_write_bytes(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+    atomic_write_bytes(
+        key_path,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     atomic_write_bytes(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return cert_path, key_path
