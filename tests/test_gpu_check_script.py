@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,22 +17,21 @@ import torch
 from support.server import REPO
 
 
+def run_check(out: Path, device: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """check.sh with tiny sizes and no end-to-end step; returns the process and its check.json."""
+    env = {**os.environ, "OUT": str(out), "CHECK_DEVICE": device, "CHECK_SIZES": "1M", "CHECK_E2E": "0",
+           "PYTHON": sys.executable}  # fmt: skip
+    done = subprocess.run(["bash", "benchmarks/gpu/check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    return done, json.loads((out / "check.json").read_text())
+
+
 def test_check_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path),
-        "CHECK_DEVICE": "cpu",
-        "CHECK_SIZES": "1M",
-        "CHECK_E2E": "0",
-        "PYTHON": sys.executable,
-    }
-    done = subprocess.run(
-        ["bash", "benchmarks/gpu/check.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    done, summary = run_check(tmp_path, "cpu")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "CHECK PASSED" in done.stdout
-    summary = json.loads((tmp_path / "check.json").read_text())
-    assert summary["steps"] == {"wheels": "skipped", "offline_tests": 0, "gpu_tests": 0, "bench": 0, "e2e": "skipped"}
+    assert summary["steps"] == {"wheels": "skipped", "offline_tests": 0, "gpu_tests": 0, "bench": 0,
+                                "e2e": "skipped"}  # fmt: skip
     assert summary["goals"]["leaked_bytes_is_0"] is True
     assert summary["bench"]["device"] == "cpu" and summary["bench"]["leaked_bytes"] == 0
     assert summary["goals"]["verify_ge_0.8x_copy"] is None  # no copy baseline without a GPU: not a zero
@@ -42,17 +42,7 @@ def test_check_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU host the CUDA bench succeeds")
 def test_check_script_fails_when_a_step_fails(tmp_path: Path) -> None:
     # A CPU host asked for the CUDA bench: that step fails, and so must the whole check.
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path),
-        "CHECK_DEVICE": "cuda",
-        "CHECK_SIZES": "1M",
-        "CHECK_E2E": "0",
-        "PYTHON": sys.executable,
-    }
-    done = subprocess.run(
-        ["bash", "benchmarks/gpu/check.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    done, summary = run_check(tmp_path, "cuda")
     assert done.returncode == 1, done.stdout[-3000:]
     assert "CHECK FAILED" in done.stdout
-    assert json.loads((tmp_path / "check.json").read_text())["steps"]["bench"] != 0
+    assert summary["steps"]["bench"] != 0
