@@ -36,6 +36,9 @@ LEAKS = [
         "tnnArxj06cWHq44gC",
     ),
     ("Authorization: SSWS 00AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd", "0123456789abcd"),
+    ("user jöhn.doe@exämple.de logged in", "xämple"),
+    ("联系 张伟@例子.公司，谢谢", "张伟@例子"),
+    ("card 4111.1111.1111.1111 charged", "4111.1111.1111.1111"),
     # the long tail of providers, without any key name around them
     ("auth SK2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c", "2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c"),
     ("mailchimp 3f4e5d6c7b8a99887766554433221100-us12", "3f4e5d6c7b8a99887766554433221100"),
@@ -88,6 +91,10 @@ KEPT = [
     "node MTIzNDU2Nzg5.GxYz12.not-a-token",
     "pplx-small model selected",
     "dp.pt.short",
+    "Müller met Zoë at the café",
+    "version 2024.1101.0000.1234 released",
+    "card 4111.1111.1111.1112 (Luhn-invalid)",
+    "price 4111.11 EUR",
 ]
 
 
