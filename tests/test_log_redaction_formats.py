@@ -37,7 +37,7 @@ LEAKS = [
     ),
     ("Authorization: SSWS 00AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd", "0123456789abcd"),
     ("user jöhn.doe@exämple.de logged in", "xämple"),
-    ("联系 张伟@例子.公司，谢谢", "张伟@例子"),
+    ("联系 张伟@例子.公司，谢谢", "张伟@例子"),  # noqa: RUF001 - the fullwidth comma is the point
     ("card 4111.1111.1111.1111 charged", "4111.1111.1111.1111"),
     # the long tail of providers, without any key name around them
     ("auth SK2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c", "2f8e9b1c4d7a0e3f6b9c2d5e8f1a4b7c"),
