@@ -34,15 +34,19 @@ class FlakyKMS(LocalKMS):
         return super().unwrap(wrapped, context)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Any:
+def make_world(tmp_path: Path, *, ttl_s: float) -> Any:
+    """A keyring over a FlakyKMS with a hand-driven clock: (keyring, kms, registry, service, clock)."""
     clock = [100.0]
     registry = Registry(tmp_path / "data")
     kms = FlakyKMS(tmp_path / "data")
     kms.create_key("m")
-    keyring = Keyring(registry, kms, master_key_name="m", ttl_s=0, clock=lambda: clock[0])
-    service = TenantService(registry, keyring)
-    return keyring, kms, registry, service, clock
+    keyring = Keyring(registry, kms, master_key_name="m", ttl_s=ttl_s, clock=lambda: clock[0])
+    return keyring, kms, registry, TenantService(registry, keyring), clock
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    return make_world(tmp_path, ttl_s=0)  # no key cache: every unwrap goes to the KMS
 
 
 def unwrap(keyring: Keyring, registry: Registry, name: str, key_id: str) -> None:
@@ -96,12 +100,7 @@ def test_a_refusal_is_not_an_outage(world: Any) -> None:
 
 
 def test_cached_keys_keep_serving_during_the_window(tmp_path: Path) -> None:
-    clock = [100.0]
-    registry = Registry(tmp_path / "data")
-    kms = FlakyKMS(tmp_path / "data")
-    kms.create_key("m")
-    keyring = Keyring(registry, kms, master_key_name="m", ttl_s=30, clock=lambda: clock[0])
-    service = TenantService(registry, keyring)
+    keyring, kms, registry, service, clock = make_world(tmp_path, ttl_s=30)
     acme, other = service.create("acme"), service.create("other")
     unwrap(keyring, registry, "acme", acme.key_id)  # cached for 30 s
     kms.state = "down"
