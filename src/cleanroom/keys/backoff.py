@@ -57,10 +57,5 @@ class FailFast:
             else:
                 self._down.pop(key, None)
 
-    def is_down(self, key: str) -> bool:
-        with self._mutex:
-            down = self._down.get(key)
-            return down is not None and down[0] > self._clock()
-
 
 __all__ = ["DEFAULT_WINDOW_S", "FailFast"]
