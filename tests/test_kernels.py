@@ -44,11 +44,19 @@ def test_nvrtc_loads() -> None:
     assert major >= 12
 
 
+def cubin_sm_version(cubin: bytes) -> int:
+    """The SM version in a CUDA ELF's e_flags. The field moved with the ELF ABI version: CUDA 12's NVRTC
+    writes ABI 7 (SM in bits 0-7), CUDA 13's writes ABI 8 (SM in bits 8-15). The GPU image has CUDA 13."""
+    flags = struct.unpack_from("<I", cubin, 48)[0]
+    return int((flags >> 8) & 0xFF if cubin[8] >= 8 else flags & 0xFF)  # cubin[8]: e_ident[EI_ABIVERSION]
+
+
 def test_cubin_for_sm90() -> None:
     cubin = compile_offline("sm_90")
     assert cubin[:4] == b"\x7fELF"
     assert struct.unpack_from("<H", cubin, 18)[0] == EM_CUDA  # e_machine
-    assert struct.unpack_from("<I", cubin, 48)[0] & 0xFF == 90  # e_flags: SM 9.0
+    assert cubin_sm_version(cubin) == 90
+    assert cubin_sm_version(compile_offline("sm_100")) == 100  # the field is read, not assumed
     for name in KERNEL_NAMES:
         assert name.encode() in cubin
 
