@@ -122,11 +122,23 @@ def _ts(rng: random.Random) -> str:
 
 
 def _host(rng: random.Random) -> str:
-    return rng.choice(["db-primary", "pg-0.pg.svc", "mysql.internal", "api.example.com", "cache-2", "build-runner-7", "registry.example.org"])
+    return rng.choice(
+        [
+            "db-primary",
+            "pg-0.pg.svc",
+            "mysql.internal",
+            "api.example.com",
+            "cache-2",
+            "build-runner-7",
+            "registry.example.org",
+        ]
+    )
 
 
 def _user(rng: random.Random) -> str:
-    return rng.choice(["app", "deploy", "svc_billing", "jenkins", "ci", "ubuntu", "postgres", "reporting", "etl_user", "admin"])
+    return rng.choice(
+        ["app", "deploy", "svc_billing", "jenkins", "ci", "ubuntu", "postgres", "reporting", "etl_user", "admin"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -217,7 +229,9 @@ def v_aws_secret(rng: random.Random) -> str:
 
 
 def v_jwt(rng: random.Random) -> str:
-    header = _b64url(json.dumps({"alg": rng.choice(["RS256", "HS256", "ES256"]), "typ": "JWT", "kid": _r(rng, HEX, 8)}).encode())
+    header = _b64url(
+        json.dumps({"alg": rng.choice(["RS256", "HS256", "ES256"]), "typ": "JWT", "kid": _r(rng, HEX, 8)}).encode()
+    )
     claims = {"sub": str(rng.randrange(10**6)), "iat": 1764300000 + rng.randrange(10**6), "scope": "read write"}
     return f"{header}.{_b64url(json.dumps(claims).encode())}.{_b64url(rng.randbytes(rng.choice([32, 64, 256])))}"
 
@@ -247,7 +261,16 @@ def v_cookie(rng: random.Random) -> str:
 
 _FIRST = ["maria", "jonas", "aiko", "pierre", "lucia", "olu", "fatima", "sven", "mei", "rahul", "zoe", "tomasz"]
 _LAST = ["okafor", "lindqvist", "tanaka", "dubois", "ferreira", "kowalski", "nguyen", "haddad", "obrien", "schmidt"]
-_DOM = ["example.com", "mail.example.org", "corp.example.co.uk", "eu.example.io", "example.photography", "sub.dept.example.edu", "example-mail.de", "xn--bcher-kva.example"]
+_DOM = [
+    "example.com",
+    "mail.example.org",
+    "corp.example.co.uk",
+    "eu.example.io",
+    "example.photography",
+    "sub.dept.example.edu",
+    "example-mail.de",
+    "xn--bcher-kva.example",
+]
 
 
 def v_email(rng: random.Random) -> str:
@@ -270,7 +293,9 @@ def v_email(rng: random.Random) -> str:
     if k == 7:
         return f"{f[0]}@{d}"
     if k == 8:
-        return f"{f}.{last}@[{rng.randrange(11, 200)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}]"
+        return (
+            f"{f}.{last}@[{rng.randrange(11, 200)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}]"
+        )
     if k == 9:
         return f"{f}-{last}@{d}"
     if k == 10:
@@ -280,6 +305,14 @@ def v_email(rng: random.Random) -> str:
     if k == 12:
         return f"{rng.randrange(10**5, 10**9)}@{d}"
     return f"{f}.{last}%2B{rng.choice(['ops', 'x'])}%40{d}"
+
+
+def v_email_unquoted(rng: random.Random) -> str:
+    """An address for a place a quoted local part cannot sit unescaped (a JSON string, a CSV field)."""
+    while True:
+        e = v_email(rng)
+        if '"' not in e:
+            return e
 
 
 def _dg(rng: random.Random, n: int) -> str:
@@ -311,7 +344,20 @@ def _group(digits: str, sizes: list[int], sep: str) -> str:
 
 
 def v_card(rng: random.Random) -> str:
-    prefix, n = rng.choice([("4", 16), ("4", 16), ("51", 16), ("2223", 16), ("37", 15), ("6011", 16), ("36", 14), ("3530", 16), ("62", 19), ("4", 13)])
+    prefix, n = rng.choice(
+        [
+            ("4", 16),
+            ("4", 16),
+            ("51", 16),
+            ("2223", 16),
+            ("37", 15),
+            ("6011", 16),
+            ("36", 14),
+            ("3530", 16),
+            ("62", 19),
+            ("4", 13),
+        ]
+    )
     digits = _luhn(rng, prefix, n)
     sep = rng.choice(["", " ", "-", " ", "  ", "-"])
     if not sep:
@@ -410,7 +456,16 @@ def n_span(rng: random.Random) -> Frag:
 
 
 def n_version(rng: random.Random) -> Frag:
-    return (rng.choice([f"v{rng.randrange(1, 5)}.{rng.randrange(30)}.{rng.randrange(20)}", f"{rng.randrange(1, 30)}.{rng.randrange(20)}.{rng.randrange(200)}-rc.{rng.randrange(5)}", f"1.{rng.randrange(20, 32)}.{rng.randrange(12)}-eks-{_r(rng, HEX, 7)}"]), "~version")
+    return (
+        rng.choice(
+            [
+                f"v{rng.randrange(1, 5)}.{rng.randrange(30)}.{rng.randrange(20)}",
+                f"{rng.randrange(1, 30)}.{rng.randrange(20)}.{rng.randrange(200)}-rc.{rng.randrange(5)}",
+                f"1.{rng.randrange(20, 32)}.{rng.randrange(12)}-eks-{_r(rng, HEX, 7)}",
+            ]
+        ),
+        "~version",
+    )
 
 
 def n_integrity(rng: random.Random) -> Frag:
@@ -422,16 +477,55 @@ def n_gosum(rng: random.Random) -> Frag:
 
 
 def n_b64text(rng: random.Random) -> Frag:
-    text = rng.choice(['{"event":"signup","plan":"pro","seats":12}', "hello world, this is a test payload", "Username:", "Password:", '{"kind":"heartbeat","ok":true}', "status=ok region=eu-west-1 node=7"])
+    text = rng.choice(
+        [
+            '{"event":"signup","plan":"pro","seats":12}',
+            "hello world, this is a test payload",
+            "Username:",
+            "Password:",
+            '{"kind":"heartbeat","ok":true}',
+            "status=ok region=eu-west-1 node=7",
+        ]
+    )
     return (base64.b64encode(text.encode()).decode(), "~b64_text")
 
 
 def n_masked(rng: random.Random) -> Frag:
-    return (rng.choice(["********", "***", "[MASKED]", "<redacted>", "[REDACTED]", "xxxxxxxx", "(sensitive value)", "[FILTERED]", "****"]), "~masked")
+    return (
+        rng.choice(
+            [
+                "********",
+                "***",
+                "[MASKED]",
+                "<redacted>",
+                "[REDACTED]",
+                "xxxxxxxx",
+                "(sensitive value)",
+                "[FILTERED]",
+                "****",
+            ]
+        ),
+        "~masked",
+    )
 
 
 def n_template(rng: random.Random) -> Frag:
-    return (rng.choice(["${DB_PASSWORD}", "$API_TOKEN", "{{ .Values.db.password }}", "%(password)s", "<PASSWORD>", "${{ secrets.NPM_TOKEN }}", "{{ vault_db_password }}", "$(cat /run/secrets/db)", "${env:API_KEY}"]), "~template")
+    return (
+        rng.choice(
+            [
+                "${DB_PASSWORD}",
+                "$API_TOKEN",
+                "{{ .Values.db.password }}",
+                "%(password)s",
+                "<PASSWORD>",
+                "${{ secrets.NPM_TOKEN }}",
+                "{{ vault_db_password }}",
+                "$(cat /run/secrets/db)",
+                "${env:API_KEY}",
+            ]
+        ),
+        "~template",
+    )
 
 
 def n_order(rng: random.Random) -> Frag:
@@ -457,27 +551,79 @@ def n_resource_version(rng: random.Random) -> Frag:
 
 
 def n_duration(rng: random.Random) -> Frag:
-    return (rng.choice([f"{rng.randrange(1, 999)}.{rng.randrange(1000):03d}ms", f"{rng.randrange(1, 59)}m{rng.randrange(60)}s", f"{rng.random():.6f}s", f"{rng.randrange(1, 9)}h{rng.randrange(60)}m"]), "~duration")
+    return (
+        rng.choice(
+            [
+                f"{rng.randrange(1, 999)}.{rng.randrange(1000):03d}ms",
+                f"{rng.randrange(1, 59)}m{rng.randrange(60)}s",
+                f"{rng.random():.6f}s",
+                f"{rng.randrange(1, 9)}h{rng.randrange(60)}m",
+            ]
+        ),
+        "~duration",
+    )
 
 
 def n_bytes(rng: random.Random) -> Frag:
-    return (rng.choice([f"{rng.randrange(1, 10**10)}", f"{rng.randrange(1, 999)}.{rng.randrange(10)}MiB", f"{rng.randrange(1, 64)}Gi"]), "~bytes")
+    return (
+        rng.choice(
+            [
+                f"{rng.randrange(1, 10**10)}",
+                f"{rng.randrange(1, 999)}.{rng.randrange(10)}MiB",
+                f"{rng.randrange(1, 64)}Gi",
+            ]
+        ),
+        "~bytes",
+    )
 
 
 def n_path(rng: random.Random) -> Frag:
-    return (rng.choice([f"/var/lib/kubelet/pods/{uuid.UUID(int=rng.getrandbits(128), version=4)}/volumes", f"/home/{_user(rng)}/.cache/pip/wheels/{_r(rng, HEX, 2)}/{_r(rng, HEX, 2)}/{_r(rng, HEX, 56)}", f"C:\\Users\\build\\AppData\\Local\\Temp\\{_r(rng, UPPER + DIGITS, 8)}.tmp", f"/usr/lib/python3.11/site-packages/urllib3/connectionpool.py"]), "~path")
+    return (
+        rng.choice(
+            [
+                f"/var/lib/kubelet/pods/{uuid.UUID(int=rng.getrandbits(128), version=4)}/volumes",
+                f"/home/{_user(rng)}/.cache/pip/wheels/{_r(rng, HEX, 2)}/{_r(rng, HEX, 2)}/{_r(rng, HEX, 56)}",
+                f"C:\\Users\\build\\AppData\\Local\\Temp\\{_r(rng, UPPER + DIGITS, 8)}.tmp",
+                "/usr/lib/python3.11/site-packages/urllib3/connectionpool.py",
+            ]
+        ),
+        "~path",
+    )
 
 
 def n_url(rng: random.Random) -> Frag:
-    return (rng.choice([f"https://github.com/acme/api/commit/{_r(rng, HEX, 40)}", f"https://registry.npmjs.org/left-pad/-/left-pad-1.{rng.randrange(9)}.0.tgz", f"https://storage.googleapis.com/acme-artifacts/builds/{rng.randrange(10**6)}/app.tar.gz", "https://docs.example.com/v2/auth#tokens"]), "~url")
+    return (
+        rng.choice(
+            [
+                f"https://github.com/acme/api/commit/{_r(rng, HEX, 40)}",
+                f"https://registry.npmjs.org/left-pad/-/left-pad-1.{rng.randrange(9)}.0.tgz",
+                f"https://storage.googleapis.com/acme-artifacts/builds/{rng.randrange(10**6)}/app.tar.gz",
+                "https://docs.example.com/v2/auth#tokens",
+            ]
+        ),
+        "~url",
+    )
 
 
 def n_timestamp(rng: random.Random) -> Frag:
-    return (rng.choice([_ts(rng), str(1764300000 + rng.randrange(10**6)), str(1764300000000 + rng.randrange(10**9)), f"29/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000"]), "~timestamp")
+    return (
+        rng.choice(
+            [
+                _ts(rng),
+                str(1764300000 + rng.randrange(10**6)),
+                str(1764300000000 + rng.randrange(10**9)),
+                f"29/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000",
+            ]
+        ),
+        "~timestamp",
+    )
 
 
 def n_oid(rng: random.Random) -> Frag:
-    return (rng.choice(["1.3.6.1.4.1.311.21.8", "2.5.4.3", "1.2.840.113549.1.1.11", f"1.3.6.1.2.1.2.2.1.{rng.randrange(1, 22)}"]), "~oid")
+    return (
+        rng.choice(["1.3.6.1.4.1.311.21.8", "1.2.840.113549.1.1.11", f"1.3.6.1.2.1.2.2.1.{rng.randrange(1, 22)}"]),
+        "~oid",
+    )
 
 
 def n_aws_id(rng: random.Random) -> Frag:
@@ -509,14 +655,44 @@ def l_nginx(rng: random.Random) -> Sample:
     ip, ts = (v_ipv4(rng), "ipv4"), _nginx_ts(rng)
     k = rng.randrange(5)
     if k == 0:
-        return mk(f"{ts} [error] {rng.randrange(100, 9999)}#{rng.randrange(100, 9999)}: *{rng.randrange(10**6)} upstream timed out (110: Connection timed out) while reading response header from upstream, client: ", ip, ', server: api.example.com, request: "GET /v1/reset?token=', (v_token(rng), "secret_token"), ' HTTP/1.1", upstream: "http://', (v_ipv4(rng), "ipv4"), ':8080/v1/reset", host: "api.example.com"')
+        return mk(
+            f"{ts} [error] {rng.randrange(100, 9999)}#{rng.randrange(100, 9999)}: *{rng.randrange(10**6)} upstream timed out (110: Connection timed out) while reading response header from upstream, client: ",
+            ip,
+            ', server: api.example.com, request: "GET /v1/reset?token=',
+            (v_token(rng), "secret_token"),
+            ' HTTP/1.1", upstream: "http://',
+            (v_ipv4(rng), "ipv4"),
+            ':8080/v1/reset", host: "api.example.com"',
+        )
     if k == 1:
-        return mk(f"{ts} [warn] {rng.randrange(100, 9999)}#0: *{rng.randrange(10**6)} a client request body is buffered to a temporary file /var/cache/nginx/client_temp/00000000{rng.randrange(10, 99)}, client: ", (v_ipv6(rng), "ipv6"), ', server: _, request: "POST /upload HTTP/2.0", host: "files.example.com"')
+        return mk(
+            f"{ts} [warn] {rng.randrange(100, 9999)}#0: *{rng.randrange(10**6)} a client request body is buffered to a temporary file /var/cache/nginx/client_temp/00000000{rng.randrange(10, 99)}, client: ",
+            (v_ipv6(rng), "ipv6"),
+            ', server: _, request: "POST /upload HTTP/2.0", host: "files.example.com"',
+        )
     if k == 2:
-        return mk(f'[{rng.choice(["Sun", "Mon"])} Nov {rng.randrange(1, 29):02d} 02:11:05.{rng.randrange(10**6):06d} 2026] [auth_basic:error] [pid {rng.randrange(100, 99999)}] [client ', ip, f":{rng.randrange(1024, 65535)}] AH01618: user ", (v_email(rng), "email"), " not found: /admin")
+        return mk(
+            f"[{rng.choice(['Sun', 'Mon'])} Nov {rng.randrange(1, 29):02d} 02:11:05.{rng.randrange(10**6):06d} 2026] [auth_basic:error] [pid {rng.randrange(100, 99999)}] [client ",
+            ip,
+            f":{rng.randrange(1024, 65535)}] AH01618: user ",
+            (v_email(rng), "email"),
+            " not found: /admin",
+        )
     if k == 3:
-        return mk(f'[Sun Nov 29 02:11:05.{rng.randrange(10**6):06d} 2026] [proxy:error] [pid {rng.randrange(100, 99999)}:tid {rng.randrange(10**14, 10**15)}] (111)Connection refused: AH00957: http: attempt to connect to ', ip, ":8080 (", ip, ") failed")
-    return mk(ip, f' - - [29/Nov/2026:02:11:05 +0000] "GET /invite/accept/', (v_bare_token(rng), "bare_token"), ' HTTP/1.1" 302 0 "-" "curl/8.5.0" rt=0.004 trace=', n_trace(rng))
+        return mk(
+            f"[Sun Nov 29 02:11:05.{rng.randrange(10**6):06d} 2026] [proxy:error] [pid {rng.randrange(100, 99999)}:tid {rng.randrange(10**14, 10**15)}] (111)Connection refused: AH00957: http: attempt to connect to ",
+            ip,
+            ":8080 (",
+            ip,
+            ") failed",
+        )
+    return mk(
+        ip,
+        ' - - [29/Nov/2026:02:11:05 +0000] "GET /invite/accept/',
+        (v_bare_token(rng), "bare_token"),
+        ' HTTP/1.1" 302 0 "-" "curl/8.5.0" rt=0.004 trace=',
+        n_trace(rng),
+    )
 
 
 def l_db(rng: random.Random) -> Sample:
@@ -524,26 +700,72 @@ def l_db(rng: random.Random) -> Sample:
     k = rng.randrange(8)
     ts = f"2026-11-29 02:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d} UTC [{rng.randrange(100, 99999)}]"
     if k == 0:
-        return mk(f"{ts} {u}@appdb LOG:  connection received: host=", (v_ipv4(rng), "ipv4"), f" port={rng.randrange(1024, 65535)}")
+        return mk(
+            f"{ts} {u}@appdb LOG:  connection received: host=",
+            (v_ipv4(rng), "ipv4"),
+            f" port={rng.randrange(1024, 65535)}",
+        )
     if k == 1:
-        return mk(f"{ts} LOG:  could not connect using dsn \"host={h} port=5432 dbname=appdb user={u} password=", (v_password(rng).replace('"', ""), "password"), ' sslmode=require"')
+        return mk(
+            f'{ts} LOG:  could not connect using dsn "host={h} port=5432 dbname=appdb user={u} password=',
+            (v_password(rng).replace('"', ""), "password"),
+            ' sslmode=require"',
+        )
     if k == 2:
-        return mk(f"{ts} {u}@appdb STATEMENT:  CREATE ROLE {u} LOGIN PASSWORD '", (v_password(rng).replace("'", ""), "password"), "';")
+        return mk(
+            f"{ts} {u}@appdb STATEMENT:  CREATE ROLE {u} LOGIN PASSWORD '",
+            (v_password(rng).replace("'", ""), "password"),
+            "';",
+        )
     if k == 3:
-        return mk(f"2026-11-29T02:11:05.{rng.randrange(10**6):06d}Z 12 [Note] [MY-010914] [Server] Access denied for user '{u}'@'", (v_ipv4(rng), "ipv4"), "' (using password: YES)")
+        return mk(
+            f"2026-11-29T02:11:05.{rng.randrange(10**6):06d}Z 12 [Note] [MY-010914] [Server] Access denied for user '{u}'@'",
+            (v_ipv4(rng), "ipv4"),
+            "' (using password: YES)",
+        )
     if k == 4:
-        return mk("sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to server failed; engine url postgresql+psycopg2://", u, ":", (v_url_password(rng), "url_password"), f"@{h}:5432/appdb?sslmode=require")
+        return mk(
+            "sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to server failed; engine url postgresql+psycopg2://",
+            u,
+            ":",
+            (v_url_password(rng), "url_password"),
+            f"@{h}:5432/appdb?sslmode=require",
+        )
     if k == 5:
-        return mk(f"Error: connect ECONNREFUSED {h}:3306 (uri mysql://{u}:", (v_url_password(rng), "url_password"), f"@{h}:3306/shop?charset=utf8mb4)")
+        return mk(
+            f"Error: connect ECONNREFUSED {h}:3306 (uri mysql://{u}:",
+            (v_url_password(rng), "url_password"),
+            f"@{h}:3306/shop?charset=utf8mb4)",
+        )
     if k == 6:
-        return mk(f"mongo: connecting to mongodb+srv://{u}:", (v_url_password(rng), "url_password"), f"@cluster0.{_r(rng, LOWER + DIGITS, 5)}.mongodb.net/?retryWrites=true&w=majority")
-    return mk(f"redis: dial redis://default:", (v_url_password(rng), "url_password"), f"@{h}:6379/0 failed: i/o timeout after ", n_duration(rng))
+        return mk(
+            f"mongo: connecting to mongodb+srv://{u}:",
+            (v_url_password(rng), "url_password"),
+            f"@cluster0.{_r(rng, LOWER + DIGITS, 5)}.mongodb.net/?retryWrites=true&w=majority",
+        )
+    return mk(
+        "redis: dial redis://default:",
+        (v_url_password(rng), "url_password"),
+        f"@{h}:6379/0 failed: i/o timeout after ",
+        n_duration(rng),
+    )
 
 
 def l_k8s(rng: random.Random) -> Sample:
     k = rng.randrange(9)
     if k == 0:
-        key = rng.choice(["password", "db-password", "POSTGRES_PASSWORD", "api-token", "client-secret", "AWS_SECRET_ACCESS_KEY", "token", "redis-password"])
+        key = rng.choice(
+            [
+                "password",
+                "db-password",
+                "POSTGRES_PASSWORD",
+                "api-token",
+                "client-secret",
+                "AWS_SECRET_ACCESS_KEY",
+                "token",
+                "redis-password",
+            ]
+        )
         return mk(f"  {key}: ", (base64.b64encode(v_password(rng).encode()).decode(), "k8s_secret"))
     if k == 1:
         return mk("  username: ", n_b64text(rng))
@@ -552,33 +774,78 @@ def l_k8s(rng: random.Random) -> Sample:
         cfg = json.dumps({"auths": {"registry.example.org": {"auth": auth}}})
         return mk("  .dockerconfigjson: ", (base64.b64encode(cfg.encode()).decode(), "k8s_secret"))
     if k == 3:
-        return mk(f"kubectl create secret generic {rng.choice(['db', 'api', 'smtp'])}-creds --from-literal=username={_user(rng)} --from-literal=password=", (v_password(rng).replace("'", "").replace('"', ""), "password"), " -n prod")
+        return mk(
+            f"kubectl create secret generic {rng.choice(['db', 'api', 'smtp'])}-creds --from-literal=username={_user(rng)} --from-literal=password=",
+            (v_password(rng).replace("'", "").replace('"', ""), "password"),
+            " -n prod",
+        )
     if k == 4:
         data = {"password": base64.b64encode(v_password(rng).encode()).decode()}
         line = '    kubectl.kubernetes.io/last-applied-configuration: {"apiVersion":"v1","data":{"password":"'
-        return mk(line, (data["password"], "k8s_secret"), '"},"kind":"Secret","metadata":{"name":"db","namespace":"prod"},"type":"Opaque"}')
+        return mk(
+            line,
+            (data["password"], "k8s_secret"),
+            '"},"kind":"Secret","metadata":{"name":"db","namespace":"prod"},"type":"Opaque"}',
+        )
     if k == 5:
         return mk('  resourceVersion: "', n_resource_version(rng), '"  uid: ', n_uuid(rng))
     if k == 6:
-        return mk(f"{rng.randrange(1, 59)}m  Warning  Failed  pod/api-{_r(rng, LOWER + DIGITS, 10)}-{_r(rng, LOWER + DIGITS, 5)}  Failed to pull image \"registry.example.org/api@", n_digest(rng), '": rpc error: code = Unknown desc = unauthorized')
+        return mk(
+            f'{rng.randrange(1, 59)}m  Warning  Failed  pod/api-{_r(rng, LOWER + DIGITS, 10)}-{_r(rng, LOWER + DIGITS, 5)}  Failed to pull image "registry.example.org/api@',
+            n_digest(rng),
+            '": rpc error: code = Unknown desc = unauthorized',
+        )
     if k == 7:
-        return mk("  tls.key: ", (base64.b64encode(v_pem_escaped(rng).replace("\\n", "\n").encode()).decode(), "k8s_secret"))
-    return mk(f"I1129 02:11:05.{rng.randrange(10**6):06d}       1 event.go:307] \"Event occurred\" object=\"prod/api\" kind=\"Deployment\" apiVersion=\"apps/v1\" type=\"Normal\" reason=\"ScalingReplicaSet\" message=\"Scaled up replica set api-{_r(rng, LOWER + DIGITS, 10)} to 3\" traceID=", n_trace(rng))
+        return mk(
+            "  tls.key: ", (base64.b64encode(v_pem_escaped(rng).replace("\\n", "\n").encode()).decode(), "k8s_secret")
+        )
+    return mk(
+        f'I1129 02:11:05.{rng.randrange(10**6):06d}       1 event.go:307] "Event occurred" object="prod/api" kind="Deployment" apiVersion="apps/v1" type="Normal" reason="ScalingReplicaSet" message="Scaled up replica set api-{_r(rng, LOWER + DIGITS, 10)} to 3" traceID=',
+        n_trace(rng),
+    )
 
 
 def l_docker(rng: random.Random) -> Sample:
     k = rng.randrange(6)
     if k == 0:
-        return mk('            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin", "POSTGRES_PASSWORD=', (v_password(rng).replace('"', ""), "password"), '", "PGDATA=/var/lib/postgresql/data"],')
+        return mk(
+            '            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin", "POSTGRES_PASSWORD=',
+            (v_password(rng).replace('"', ""), "password"),
+            '", "PGDATA=/var/lib/postgresql/data"],',
+        )
     if k == 1:
-        return mk("      MYSQL_ROOT_PASSWORD: ", (v_password(rng).replace("'", "").replace('"', "").replace("#", ""), "password"))
+        return mk(
+            "      MYSQL_ROOT_PASSWORD: ",
+            (v_password(rng).replace("'", "").replace('"', "").replace("#", ""), "password"),
+        )
     if k == 2:
-        return mk("docker run -d -e AWS_ACCESS_KEY_ID=", (v_aws_key_id(rng), "aws_key_id"), " -e AWS_SECRET_ACCESS_KEY=", (v_aws_secret(rng), "aws_secret"), " acme/uploader:", n_version(rng))
+        return mk(
+            "docker run -d -e AWS_ACCESS_KEY_ID=",
+            (v_aws_key_id(rng), "aws_key_id"),
+            " -e AWS_SECRET_ACCESS_KEY=",
+            (v_aws_secret(rng), "aws_secret"),
+            " acme/uploader:",
+            n_version(rng),
+        )
     if k == 3:
-        return mk(f"{_user(rng)}@build:~$ echo ", (v_bare_token(rng), "bare_token"), f" | docker login registry.example.org -u {_user(rng)} --password-stdin")
+        return mk(
+            f"{_user(rng)}@build:~$ echo ",
+            (v_bare_token(rng), "bare_token"),
+            f" | docker login registry.example.org -u {_user(rng)} --password-stdin",
+        )
     if k == 4:
-        return mk('        "auth": "', (base64.b64encode(f"{_user(rng)}:{v_password(rng)}".encode()).decode(), "password"), '"')
-    return mk("      DATABASE_URL: postgres://", _user(rng), ":", (v_url_password(rng), "url_password"), f"@{_host(rng)}:5432/app")
+        return mk(
+            '        "auth": "',
+            (base64.b64encode(f"{_user(rng)}:{v_password(rng)}".encode()).decode(), "password"),
+            '"',
+        )
+    return mk(
+        "      DATABASE_URL: postgres://",
+        _user(rng),
+        ":",
+        (v_url_password(rng), "url_password"),
+        f"@{_host(rng)}:5432/app",
+    )
 
 
 def l_terraform(rng: random.Random) -> Sample:
@@ -586,60 +853,184 @@ def l_terraform(rng: random.Random) -> Sample:
     if k == 0:
         return mk("      + master_password = ", ("(sensitive value)", "~masked"))
     if k == 1:
-        return mk('      ~ password = "', (v_password(rng).replace('"', ""), "password"), '" -> "', (v_password(rng).replace('"', ""), "password"), '"')
+        return mk(
+            '      ~ password = "',
+            (v_password(rng).replace('"', ""), "password"),
+            '" -> "',
+            (v_password(rng).replace('"', ""), "password"),
+            '"',
+        )
     if k == 2:
         return mk('api_key = "', (v_token(rng), "secret_token"), '"')
     if k == 3:
         date = f"2026112{rng.randrange(10)}"
-        return mk(f"2026-11-29T02:11:05.{rng.randrange(1000):03d}Z [DEBUG] provider.terraform-provider-aws_v5.31.0_x5: HTTP Request Sent: http.method=POST Authorization=\"AWS4-HMAC-SHA256 Credential=", (v_aws_key_id(rng), "aws_key_id"), f"/{date}/us-east-1/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=", (_r(rng, HEX, 64), "url_signature"), '"')
+        return mk(
+            f'2026-11-29T02:11:05.{rng.randrange(1000):03d}Z [DEBUG] provider.terraform-provider-aws_v5.31.0_x5: HTTP Request Sent: http.method=POST Authorization="AWS4-HMAC-SHA256 Credential=',
+            (v_aws_key_id(rng), "aws_key_id"),
+            f"/{date}/us-east-1/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=",
+            (_r(rng, HEX, 64), "url_signature"),
+            '"',
+        )
     if k == 4:
-        return mk('ok: [web-', str(rng.randrange(1, 9)), "] => (item={'name': '", _user(rng), "', 'password': '", (v_password(rng).replace("'", ""), "password"), "', 'priv': '*.*:ALL'})")
+        return mk(
+            "ok: [web-",
+            str(rng.randrange(1, 9)),
+            "] => (item={'name': '",
+            _user(rng),
+            "', 'password': '",
+            (v_password(rng).replace("'", ""), "password"),
+            "', 'priv': '*.*:ALL'})",
+        )
     if k == 5:
-        return mk("ok: [db-1] => {\"censored\": \"the output has been hidden due to the fact that 'no_log: true' was specified for this result\", \"changed\": false}")
-    return mk('aws_iam_access_key.ci: Creation complete after 1s [id=', (v_aws_key_id(rng), "aws_key_id"), "]")
+        return mk(
+            'ok: [db-1] => {"censored": "the output has been hidden due to the fact that \'no_log: true\' was specified for this result", "changed": false}'
+        )
+    return mk("aws_iam_access_key.ci: Creation complete after 1s [id=", (v_aws_key_id(rng), "aws_key_id"), "]")
 
 
 def l_audit(rng: random.Random) -> Sample:
     k = rng.randrange(3)
     acct = str(rng.randrange(10**11, 10**12))
     if k == 0:
-        return mk('{"eventVersion":"1.09","userIdentity":{"type":"IAMUser","principalId":"', n_aws_id(rng), f'","arn":"arn:aws:iam::{acct}:user/{_user(rng)}","accountId":"{acct}","accessKeyId":"', (v_aws_key_id(rng), "aws_key_id"), '"},"eventTime":"', n_timestamp(rng), '","eventSource":"iam.amazonaws.com","eventName":"CreateAccessKey","sourceIPAddress":"', (v_ipv4(rng), "ipv4"), '","userAgent":"aws-cli/2.15.0 Python/3.11.6","responseElements":{"accessKey":{"accessKeyId":"', (v_aws_key_id(rng), "aws_key_id"), '","status":"Active","secretAccessKey":"', (v_aws_secret(rng), "aws_secret"), '"}},"requestID":"', n_uuid(rng), '","eventID":"', n_uuid(rng), '"}')
+        return mk(
+            '{"eventVersion":"1.09","userIdentity":{"type":"IAMUser","principalId":"',
+            n_aws_id(rng),
+            f'","arn":"arn:aws:iam::{acct}:user/{_user(rng)}","accountId":"{acct}","accessKeyId":"',
+            (v_aws_key_id(rng), "aws_key_id"),
+            '"},"eventTime":"',
+            n_timestamp(rng),
+            '","eventSource":"iam.amazonaws.com","eventName":"CreateAccessKey","sourceIPAddress":"',
+            (v_ipv4(rng), "ipv4"),
+            '","userAgent":"aws-cli/2.15.0 Python/3.11.6","responseElements":{"accessKey":{"accessKeyId":"',
+            (v_aws_key_id(rng), "aws_key_id"),
+            '","status":"Active","secretAccessKey":"',
+            (v_aws_secret(rng), "aws_secret"),
+            '"}},"requestID":"',
+            n_uuid(rng),
+            '","eventID":"',
+            n_uuid(rng),
+            '"}',
+        )
     if k == 1:
-        return mk('{"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","authenticationInfo":{"principalEmail":"', (v_email(rng).replace('"', ""), "email"), '"},"requestMetadata":{"callerIp":"', (v_ipv6(rng), "ipv6") if rng.random() < 0.4 else (v_ipv4(rng), "ipv4"), '","callerSuppliedUserAgent":"google-cloud-sdk gcloud/456.0.0"},"serviceName":"iam.googleapis.com","methodName":"google.iam.admin.v1.CreateServiceAccountKey"},"insertId":"', "-1x2y3z", '","timestamp":"', n_timestamp(rng), '"}')
-    return mk('{"type": "service_account", "project_id": "acme-prod", "private_key": "', (v_pem_escaped(rng), "private_key"), '", "client_email": "', ("deployer@acme-prod.iam.gserviceaccount.com", "email"), '", "client_id": "', str(rng.randrange(10**20, 10**21)), '"}')
+        return mk(
+            '{"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","authenticationInfo":{"principalEmail":"',
+            (v_email_unquoted(rng), "email"),
+            '"},"requestMetadata":{"callerIp":"',
+            (v_ipv6(rng), "ipv6") if rng.random() < 0.4 else (v_ipv4(rng), "ipv4"),
+            '","callerSuppliedUserAgent":"google-cloud-sdk gcloud/456.0.0"},"serviceName":"iam.googleapis.com","methodName":"google.iam.admin.v1.CreateServiceAccountKey"},"insertId":"',
+            "-1x2y3z",
+            '","timestamp":"',
+            n_timestamp(rng),
+            '"}',
+        )
+    return mk(
+        '{"type": "service_account", "project_id": "acme-prod", "private_key": "',
+        (v_pem_escaped(rng), "private_key"),
+        '", "client_email": "',
+        ("deployer@acme-prod.iam.gserviceaccount.com", "email"),
+        '", "client_id": "',
+        str(rng.randrange(10**20, 10**21)),
+        '"}',
+    )
 
 
 def l_panic(rng: random.Random) -> Sample:
     k = rng.randrange(7)
     if k == 0:
-        return mk("requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: https://api.example.com/v2/items?page=2&api_key=", (v_token(rng), "secret_token"))
+        return mk(
+            "requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: https://api.example.com/v2/items?page=2&api_key=",
+            (v_token(rng), "secret_token"),
+        )
     if k == 1:
-        return mk("send: b'GET /v1/me HTTP/1.1\\r\\nHost: api.example.com\\r\\nUser-Agent: python-requests/2.32.3\\r\\nAuthorization: Bearer ", (v_bare_token(rng) if rng.random() < 0.5 else v_jwt(rng), "authorization"), "\\r\\nCookie: sessionid=", (v_cookie(rng), "cookie"), "\\r\\nAccept: */*\\r\\n\\r\\n'")
+        return mk(
+            "send: b'GET /v1/me HTTP/1.1\\r\\nHost: api.example.com\\r\\nUser-Agent: python-requests/2.32.3\\r\\nAuthorization: Bearer ",
+            (v_bare_token(rng) if rng.random() < 0.5 else v_jwt(rng), "authorization"),
+            "\\r\\nCookie: sessionid=",
+            (v_cookie(rng), "cookie"),
+            "\\r\\nAccept: */*\\r\\n\\r\\n'",
+        )
     if k == 2:
-        return mk('&http.Request{Method:"POST", URL:(*url.URL)(0xc000132000), Header:http.Header{"Authorization":[]string{"Bearer ', (v_token(rng), "authorization"), '"}, "Content-Type":[]string{"application/json"}}, ContentLength:', n_bytes(rng), "}")
+        return mk(
+            '&http.Request{Method:"POST", URL:(*url.URL)(0xc000132000), Header:http.Header{"Authorization":[]string{"Bearer ',
+            (v_token(rng), "authorization"),
+            '"}, "Content-Type":[]string{"application/json"}}, ContentLength:',
+            n_bytes(rng),
+            "}",
+        )
     if k == 3:
-        return mk("thread 'main' panicked at src/config.rs:42:9:\ncalled `Result::unwrap()` on an `Err` value: Config { database_url: \"postgres://app:", (v_url_password(rng), "url_password"), f"@{_host(rng)}/app\", api_token: \"", (v_bare_token(rng), "secret_token"), '" }'.replace("\n", " "))
+        return mk(
+            "thread 'main' panicked at src/config.rs:42:9:\ncalled `Result::unwrap()` on an `Err` value: Config { database_url: \"postgres://app:",
+            (v_url_password(rng), "url_password"),
+            f'@{_host(rng)}/app", api_token: "',
+            (v_bare_token(rng), "secret_token"),
+            '" }'.replace("\n", " "),
+        )
     if k == 4:
-        return mk("AxiosError: Request failed with status code 403 { config: { headers: { Accept: 'application/json', Authorization: 'Bearer ", (v_token(rng), "authorization"), "', 'X-Api-Key': '", (v_token(rng), "secret_token"), "' }, auth: { username: '", _user(rng), "', password: '", (v_password(rng).replace("'", ""), "password"), "' } } }")
+        return mk(
+            "AxiosError: Request failed with status code 403 { config: { headers: { Accept: 'application/json', Authorization: 'Bearer ",
+            (v_token(rng), "authorization"),
+            "', 'X-Api-Key': '",
+            (v_token(rng), "secret_token"),
+            "' }, auth: { username: '",
+            _user(rng),
+            "', password: '",
+            (v_password(rng).replace("'", ""), "password"),
+            "' } } }",
+        )
     if k == 5:
-        return mk("Traceback (most recent call last): ... KeyError: 'session' locals: {'client_secret': '", (v_token(rng), "secret_token"), "', 'request_id': '", n_uuid(rng), "', 'elapsed': '", n_duration(rng), "'}")
-    return mk("goroutine 17 [running]:\nmain.(*Server).auth(0xc0000a2000, {0xc00001e0c0, 0x28})".replace("\n", " "), " token=", (v_provider(rng), "provider_token"), " span=", n_span(rng))
+        return mk(
+            "Traceback (most recent call last): ... KeyError: 'session' locals: {'client_secret': '",
+            (v_token(rng), "secret_token"),
+            "', 'request_id': '",
+            n_uuid(rng),
+            "', 'elapsed': '",
+            n_duration(rng),
+            "'}",
+        )
+    return mk(
+        "goroutine 17 [running]:\nmain.(*Server).auth(0xc0000a2000, {0xc00001e0c0, 0x28})".replace("\n", " "),
+        " token=",
+        (v_provider(rng), "provider_token"),
+        " span=",
+        n_span(rng),
+    )
 
 
 def l_http_debug(rng: random.Random) -> Sample:
     k = rng.randrange(7)
     if k == 0:
-        return mk("> Authorization: Basic ", (base64.b64encode(f"{_user(rng)}:{v_password(rng)}".encode()).decode(), "authorization"))
+        return mk(
+            "> Authorization: Basic ",
+            (base64.b64encode(f"{_user(rng)}:{v_password(rng)}".encode()).decode(), "authorization"),
+        )
     if k == 1:
-        return mk("< set-cookie: ", rng.choice(["sessionid", "_session_id", "connect.sid", "JSESSIONID", "__Host-session"]), "=", (v_cookie(rng), "cookie"), "; Path=/; Expires=Sun, 06 Dec 2026 02:11:05 GMT; HttpOnly; Secure; SameSite=Lax")
+        return mk(
+            "< set-cookie: ",
+            rng.choice(["sessionid", "_session_id", "connect.sid", "JSESSIONID", "__Host-session"]),
+            "=",
+            (v_cookie(rng), "cookie"),
+            "; Path=/; Expires=Sun, 06 Dec 2026 02:11:05 GMT; HttpOnly; Secure; SameSite=Lax",
+        )
     if k == 2:
-        return mk("> Cookie: _ga=", (v_cookie(rng), "cookie"), "; csrftoken=", (_mixed(rng, ALNUM, 32), "cookie"), "; session=", (v_cookie(rng), "cookie"))
+        return mk(
+            "> Cookie: _ga=",
+            (v_cookie(rng), "cookie"),
+            "; csrftoken=",
+            (_mixed(rng, ALNUM, 32), "cookie"),
+            "; session=",
+            (v_cookie(rng), "cookie"),
+        )
     if k == 3:
-        return mk("DEBUG:urllib3.connectionpool:https://", (v_ipv4(rng), "ipv4"), ":443 \"POST /oauth/token HTTP/1.1\" 200 ", n_bytes(rng))
+        return mk(
+            "DEBUG:urllib3.connectionpool:https://",
+            (v_ipv4(rng), "ipv4"),
+            ':443 "POST /oauth/token HTTP/1.1" 200 ',
+            n_bytes(rng),
+        )
     if k == 4:
         return mk("* Connected to api.example.com (", (v_ipv6(rng), "ipv6"), ") port 443")
     if k == 5:
-        return mk("* Server auth using Bearer with user '", (v_email(rng).replace("'", ""), "email"), "'")
+        return mk("* Server auth using Bearer with user '", (v_email_unquoted(rng), "email"), "'")
     return mk("> X-Auth-Token: ", (v_token(rng), "secret_token"))
 
 
@@ -647,17 +1038,37 @@ def l_urls(rng: random.Random) -> Sample:
     k = rng.randrange(7)
     acct = rng.choice(["acmeprod", "stlogs01", "backupsweu"])
     if k == 0:
-        return mk(f"uploading to https://{acct}.blob.core.windows.net/exports/2026/11/report.csv?sv=2022-11-02&ss=b&srt=co&sp=rwdlac&se=2026-12-01T00:00:00Z&st=2026-11-29T00:00:00Z&spr=https&sig=", (v_sig_b64(rng), "url_signature"))
+        return mk(
+            f"uploading to https://{acct}.blob.core.windows.net/exports/2026/11/report.csv?sv=2022-11-02&ss=b&srt=co&sp=rwdlac&se=2026-12-01T00:00:00Z&st=2026-11-29T00:00:00Z&spr=https&sig=",
+            (v_sig_b64(rng), "url_signature"),
+        )
     if k in (1, 2):
         akid = v_aws_key_id(rng)
-        return mk(f"GET https://acme-exports.s3.eu-west-1.amazonaws.com/reports/{rng.randrange(10**6)}.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=", (akid, "aws_key_id"), "%2F20261129%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20261129T021105Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=", (_r(rng, HEX, 64), "url_signature"), " -> 200")
+        return mk(
+            f"GET https://acme-exports.s3.eu-west-1.amazonaws.com/reports/{rng.randrange(10**6)}.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=",
+            (akid, "aws_key_id"),
+            "%2F20261129%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20261129T021105Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=",
+            (_r(rng, HEX, 64), "url_signature"),
+            " -> 200",
+        )
     if k == 3:
         sa = quote("signer@acme-prod.iam.gserviceaccount.com", safe="")
-        return mk(f"signed url: https://storage.googleapis.com/acme-artifacts/app.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential={sa}%2F20261129%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261129T021105Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host&X-Goog-Signature=", (_r(rng, HEX, 512), "url_signature"))
+        return mk(
+            f"signed url: https://storage.googleapis.com/acme-artifacts/app.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential={sa}%2F20261129%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261129T021105Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host&X-Goog-Signature=",
+            (_r(rng, HEX, 512), "url_signature"),
+        )
     if k == 4:
-        return mk("remote: origin\thttps://x-access-token:", (v_github(rng), "provider_token"), "@github.com/acme/api.git (fetch)")
+        return mk(
+            "remote: origin\thttps://x-access-token:",
+            (v_github(rng), "provider_token"),
+            "@github.com/acme/api.git (fetch)",
+        )
     if k == 5:
-        return mk("Cloning into 'api'... git clone https://oauth2:", (v_bare_token(rng), "url_password"), "@gitlab.example.com/acme/api.git")
+        return mk(
+            "Cloning into 'api'... git clone https://oauth2:",
+            (v_bare_token(rng), "url_password"),
+            "@gitlab.example.com/acme/api.git",
+        )
     return mk("  Looking in indexes: https://", _user(rng), ":", ("****", "~masked"), "@pypi.example.com/simple")
 
 
@@ -669,39 +1080,86 @@ def l_dotfiles(rng: random.Random) -> Sample:
     if k == 1:
         return mk(f"{h}:5432:appdb:{u}:", (v_password(rng).replace(":", "").replace("\\", ""), "password"))
     if k == 2:
-        return mk("//registry.npmjs.org/:_authToken=", (v_provider(rng) if rng.random() < 0.3 else str(uuid.UUID(int=rng.getrandbits(128), version=4)), "secret_token"))
+        return mk(
+            "//registry.npmjs.org/:_authToken=",
+            (
+                v_provider(rng) if rng.random() < 0.3 else str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "secret_token",
+            ),
+        )
     if k == 3:
         return mk("//npm.pkg.example.org/:_authToken=", n_template(rng))
     if k == 4:
-        return mk(f"+ pip install --index-url https://{u}:", (v_url_password(rng), "url_password"), "@pypi.example.com/simple/ acme-core==", n_version(rng))
+        return mk(
+            f"+ pip install --index-url https://{u}:",
+            (v_url_password(rng), "url_password"),
+            "@pypi.example.com/simple/ acme-core==",
+            n_version(rng),
+        )
     if k == 5:
-        return mk("send: 'AUTH PLAIN ", (base64.b64encode(f"\0{u}@example.com\0{v_password(rng)}".encode()).decode(), "authorization"), "\\r\\n'")
+        return mk(
+            "send: 'AUTH PLAIN ",
+            (base64.b64encode(f"\0{u}@example.com\0{v_password(rng)}".encode()).decode(), "authorization"),
+            "\\r\\n'",
+        )
     return mk("reply: b'334 ", ("VXNlcm5hbWU6", "~b64_text"), "\\r\\n'")
 
 
 def l_ci(rng: random.Random) -> Sample:
     k = rng.randrange(7)
     if k == 0:
-        return mk(f"2026-11-29T02:11:{rng.randrange(60):02d}.{rng.randrange(10**7):07d}Z ::add-mask::", (v_bare_token(rng) if rng.random() < 0.5 else v_token(rng), "secret_token"))
+        return mk(
+            f"2026-11-29T02:11:{rng.randrange(60):02d}.{rng.randrange(10**7):07d}Z ::add-mask::",
+            (v_bare_token(rng) if rng.random() < 0.5 else v_token(rng), "secret_token"),
+        )
     if k == 1:
         return mk("2026-11-29T02:11:05.1234567Z   NPM_TOKEN: ", ("***", "~masked"))
     if k == 2:
-        return mk("Fetching changes with git depth set to 20...\tremote: https://gitlab-ci-token:", ("[MASKED]", "~masked"), "@gitlab.example.com/acme/api.git")
+        return mk(
+            "Fetching changes with git depth set to 20...\tremote: https://gitlab-ci-token:",
+            ("[MASKED]", "~masked"),
+            "@gitlab.example.com/acme/api.git",
+        )
     if k == 3:
-        return mk("$ git remote set-url origin https://gitlab-ci-token:", ("glcbt-" + _r(rng, ALNUM + "_-", 20), "provider_token"), "@gitlab.example.com/acme/api.git")
+        return mk(
+            "$ git remote set-url origin https://gitlab-ci-token:",
+            ("glcbt-" + _r(rng, ALNUM + "_-", 20), "provider_token"),
+            "@gitlab.example.com/acme/api.git",
+        )
     if k == 4:
-        return mk("##[group]Run echo \"::add-mask::", n_template(rng), "\"")
+        return mk('##[group]Run echo "::add-mask::', n_template(rng), '"')
     if k == 5:
-        return mk("Step 4/9 : RUN pip install -r requirements.txt  ---> Using cache  ---> ", (_r(rng, HEX, 12), "~container_id"), " took ", n_duration(rng))
+        return mk(
+            "Step 4/9 : RUN pip install -r requirements.txt  ---> Using cache  ---> ",
+            (_r(rng, HEX, 12), "~container_id"),
+            " took ",
+            n_duration(rng),
+        )
     return mk("deploy.sh: calling webhook with ", (v_bare_token(rng), "bare_token"), " for env=prod")
 
 
 def l_csv(rng: random.Random) -> Sample:
     k = rng.randrange(3)
     if k == 0:
-        return mk(f"{rng.randrange(1, 10**6)},{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()},", (v_email(rng).replace('"', "").replace(",", ""), "email"), ",", (v_phone(rng).replace(",", ""), "phone"), ",", (v_iban(rng), "iban"), f",{_ts(rng)}")
+        return mk(
+            f"{rng.randrange(1, 10**6)},{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()},",
+            (v_email_unquoted(rng), "email"),
+            ",",
+            (v_phone(rng).replace(",", ""), "phone"),
+            ",",
+            (v_iban(rng), "iban"),
+            f",{_ts(rng)}",
+        )
     if k == 1:
-        return mk(f'"{rng.randrange(1, 10**6)}";"', (v_card(rng), "credit_card"), '";"', n_order(rng), '";"', f"{rng.randrange(1, 999)}.{rng.randrange(100):02d}", '";"EUR"')
+        return mk(
+            f'"{rng.randrange(1, 10**6)}";"',
+            (v_card(rng), "credit_card"),
+            '";"',
+            n_order(rng),
+            '";"',
+            f"{rng.randrange(1, 999)}.{rng.randrange(100):02d}",
+            '";"EUR"',
+        )
     return mk("order_id,isbn,qty\n".replace("\n", " "), n_order(rng), ",", n_isbn(rng), f",{rng.randrange(1, 9)}")
 
 
@@ -710,11 +1168,13 @@ def l_pii_prose(rng: random.Random) -> Sample:
     if k == 0:
         return mk("notification queued for ", (v_email(rng), "email"), " (template=welcome)")
     if k == 1:
-        return mk("From: Support <", (v_email(rng).replace('"', "").replace(" ", ""), "email"), "> To: ", (v_email(rng), "email"))
+        return mk("From: Support <", (v_email_unquoted(rng), "email"), "> To: ", (v_email(rng), "email"))
     if k == 2:
         return mk("sms gateway: delivered to ", (v_phone(rng), "phone"), " in ", n_duration(rng))
     if k == 3:
-        return mk('{"customer":{"phone":"', (v_phone(rng), "phone"), '","email":"', (v_email(rng).replace('"', ""), "email"), '"}}')
+        return mk(
+            '{"customer":{"phone":"', (v_phone(rng), "phone"), '","email":"', (v_email_unquoted(rng), "email"), '"}}'
+        )
     if k == 4:
         return mk("payment method updated: card ", (v_card(rng), "credit_card"), " exp 09/29")
     if k == 5:
@@ -724,12 +1184,28 @@ def l_pii_prose(rng: random.Random) -> Sample:
     if k == 7:
         return mk("payout to ", (v_iban(rng), "iban"), " scheduled")
     if k == 8:
-        return mk("listener on ", (v_ipv4(rng), "ipv4"), f":{rng.randrange(1024, 65535)} accepted from ", (v_ipv4(rng), "ipv4"), f":{rng.randrange(1024, 65535)}")
+        return mk(
+            "listener on ",
+            (v_ipv4(rng), "ipv4"),
+            f":{rng.randrange(1024, 65535)} accepted from ",
+            (v_ipv4(rng), "ipv4"),
+            f":{rng.randrange(1024, 65535)}",
+        )
     if k == 9:
-        return mk("allow ", (v_ipv4(rng).rsplit(".", 1)[0] + ".0", "ipv4"), f"/{rng.choice([16, 20, 24])} and ", (f"2001:db8:{rng.getrandbits(16):x}::", "ipv6"), "/48")
+        return mk(
+            "allow ",
+            (v_ipv4(rng).rsplit(".", 1)[0] + ".0", "ipv4"),
+            f"/{rng.choice([16, 20, 24])} and ",
+            (f"2001:db8:{rng.getrandbits(16):x}::", "ipv6"),
+            "/48",
+        )
     if k == 10:
         g = [rng.getrandbits(16) for _ in range(3)]
-        return mk("neighbor ", (f"fe80::{g[0]:x}:{g[1]:x}:{g[2]:x}", "ipv6"), f"%{rng.choice(['eth0', 'ens5', 'en0'])} reachable")
+        return mk(
+            "neighbor ",
+            (f"fe80::{g[0]:x}:{g[1]:x}:{g[2]:x}", "ipv6"),
+            f"%{rng.choice(['eth0', 'ens5', 'en0'])} reachable",
+        )
     if k == 11:
         return mk("upstream http://[", (v_ipv6(rng), "ipv6"), "]:8443/healthz ok")
     if k == 12:
@@ -759,9 +1235,19 @@ def l_negative(rng: random.Random) -> Sample:
     neg = NEGATIVES[kind]
     k = rng.randrange(10)
     if k == 0:
-        return mk(f"{_ts(rng)} level=info msg=\"done\" {kind}=", neg(rng), " elapsed=", n_duration(rng))
+        return mk(f'{_ts(rng)} level=info msg="done" {kind}=', neg(rng), " elapsed=", n_duration(rng))
     if k == 1:
-        return mk('{"level":"debug","', kind, '":"', neg(rng), '","trace_id":"', n_trace(rng), '","span_id":"', n_span(rng), '"}')
+        return mk(
+            '{"level":"debug","',
+            kind,
+            '":"',
+            neg(rng),
+            '","trace_id":"',
+            n_trace(rng),
+            '","span_id":"',
+            n_span(rng),
+            '"}',
+        )
     if k == 2:
         return mk("  password: ", n_masked(rng))
     if k == 3:

@@ -90,11 +90,16 @@ def _confirm_ssn(text: str, m: re.Match[str], span: Span) -> Span | None:
 def _confirm_iban(text: str, m: re.Match[str], span: Span) -> Span | None:
     start, end = span
     value = text[start:end]
-    # A trailing space-separated word may have been taken as one more group: drop groups until it fits.
+    # Print form groups with spaces, some exports with dashes; one separator per IBAN. Lowercase IBANs
+    # (`de89 3704 ...`, typed into forms, lowercased by normalisers) are checked as their uppercase.
+    sep = "-" if "-" in value else " "
+    if sep == "-" and " " in value:
+        value = value[: value.index(" ")]
+    # A trailing separated word may have been taken as one more group: drop groups until it fits.
     while True:
-        if v.iban_ok(value):
+        if v.iban_ok(value.replace("-", " ").upper()):
             return (start, start + len(value))
-        cut = value.rfind(" ")
+        cut = value.rfind(sep)
         if cut < 0:
             return None
         value = value[:cut]
@@ -116,6 +121,11 @@ def _widen_email(text: str, m: re.Match[str], span: Span) -> Span:
     at, end = span
     lo = max(0, at - _LOCAL_PART_MAX)
     start = _UP_TO_LOCAL_PART.match(text, lo, at).end() if at > lo else at  # type: ignore[union-attr]
+    if start == at and at >= 3 and text[at - 1] == '"':
+        # a quoted local part (RFC 5322 §3.4.1): `"jane doe"@example.com`
+        opening = text.rfind('"', lo, at - 1)
+        if opening >= 0 and "\n" not in text[opening:at] and "\\" not in text[opening:at]:
+            return (opening, end)
     if start >= 1 and text[start - 1] == "\\" and text[start : start + 1] in ("u", "U"):
         start += 5  # `\u0022jane@...`: the escape is not part of the address
     while start < at and not text[start].isalnum():
@@ -128,9 +138,10 @@ def _confirm_email(text: str, m: re.Match[str], span: Span) -> Span | None:
     at = m.start()
     if start == at:
         return None
-    tld = text[text.rindex(".", at, end) + 1 : end].lower()
-    if tld in _FILE_TLDS:
-        return None
+    if text[end - 1] != "]":  # `jane@[192.0.2.1]`: an address literal has no top-level domain
+        tld = text[text.rindex(".", at, end) + 1 : end].lower()
+        if tld in _FILE_TLDS:
+            return None
     # `scheme://user@host` or `scheme://user:pass@host`: the part before `@` is URL userinfo, not a mailbox.
     line_start = text.rfind("\n", 0, start) + 1
     scheme = text.rfind("://", line_start, start)
@@ -205,6 +216,13 @@ _IDN = "A-Za-z0-9" + _NON_ASCII_LETTERS
 _IDN_ALPHA = "A-Za-z" + _NON_ASCII_LETTERS
 
 
+def _confirm_spelled_email(text: str, m: re.Match[str], span: Span) -> Span | None:
+    local = m.group("local")
+    if any(c in "._%+-" or c.isdigit() for c in local) or m.group().lower().count(" dot ") >= 2:
+        return span
+    return None
+
+
 def _confirm_non_ascii(text: str, m: re.Match[str], span: Span) -> Span | None:
     """Only what the ASCII email rule cannot see: an address with a non-ASCII character."""
     return None if text[span[0] : span[1]].isascii() else span
@@ -220,16 +238,35 @@ _CARD_GROUPS = (
     r"|[ -]\d{6}[ -]\d{4,5}|\d{9,15})"
 )
 _SSN_GROUPS = r"(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})"
-_IBAN_BODY = r"[A-Z]\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?"
+_IBAN_BODY = r"[A-Z]\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?"
+# Lowercase IBANs start with a known country code (a hint without them fires on every `ab12cdef...` hex run)
+_IBAN_COUNTRIES_LOWER = "|".join(sorted(c.lower() for c in v.IBAN_LENGTHS))
+_IBAN_BODY_LOWER = r"(?:" + _IBAN_COUNTRIES_LOWER + r")\d{2}(?:[ -]?[a-z0-9]{4}){2,7}(?:[ -]?[a-z0-9]{1,4})?"
 _IPV4_TAIL = r"\d{0,2}(?:\.\d{1,3}){3}"
 
 # Patterns start with a character class or literal so `re` can skip ahead quickly; boundaries that would
 # need a leading lookbehind sit right after the first character or in `left_guard`.
 PII_RULES: tuple[Rule, ...] = (
     Rule("email", "EMAIL",
-         r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+         r"@(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+         r"|\[(?:\d{1,3}\.){3}\d{1,3}\])",
          ("@",), priority=40, confirm=_confirm_email, widen=_widen_email,
-         hint=r"[A-Za-z0-9._%+-]@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"),
+         hint=r"[A-Za-z0-9._%+\x22-]@(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
+         r"|\[\d{1,3}\.)"),
+    # Addresses written to dodge harvesters: `jane [at] example [dot] com`, `jane(at)example.com`,
+    # `jane.doe at example dot com` (the spelled-out form only with a dotted/digit local part or two `dot`s,
+    # so `look at the dot com` stays prose)
+    Rule("email-obfuscated", "EMAIL",
+         r"[a-z0-9._%+-]{1,64}[ \t]*(?:[\[({<]at[\])}>])[ \t]*"
+         r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.|[ \t]*[\[({<]dot[\])}>][ \t]*)){1,8}[a-z]{2,24}"
+         r"(?![a-z0-9-])",
+         ("[at]", "(at)", "{at}", "<at>"), caseless=True, priority=40, left_guard=_EMAIL_LOCAL_CHARS,
+         hint=r"[\[({<]at[\])}>]"),
+    Rule("email-spelled-out", "EMAIL",
+         r"(?P<local>[a-z0-9._%+-]{1,64})[ \t]+at[ \t]+(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?[ \t]+dot[ \t]+){1,8}"
+         r"[a-z]{2,24}(?![a-z0-9-])",
+         (" dot ",), caseless=True, priority=40, confirm=_confirm_spelled_email, left_guard=_EMAIL_LOCAL_CHARS,
+         hint=r"[ \t]at[ \t][^\n]*[ \t]dot[ \t]"),
     # `email=jane.doe%40example.com` in a query string or form body
     # Internationalised addresses (`jöhn@exämple.de`, RFC 6531): the rule above is ASCII; this one runs only
     # where the prefilter saw a non-ASCII byte next to an `@`
@@ -272,6 +309,8 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("iban", "IBAN",
          r"[A-Z](?<!(?<!" + _ESC_HEAD + r")[A-Za-z0-9][A-Z])" + _IBAN_BODY + r"(?![A-Za-z0-9])",
          priority=45, confirm=_confirm_iban),
+    Rule("iban-lowercase", "IBAN", _IBAN_BODY_LOWER + r"(?![A-Za-z0-9])", priority=45, confirm=_confirm_iban,
+         left_guard=_ALNUM),
     Rule("ipv4", "IPV4", r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.:]\d)" + _IPV4_TAIL + r"(?![\w]|\.\d)", priority=40,
          confirm=_confirm_ipv4),
     Rule("ipv6", "IPV6",

@@ -84,7 +84,13 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
 
 
-_TEMPLATE_RE = re.compile(r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*\}\}")
+_TEMPLATE_RE = re.compile(r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*|\{%.*|\$\(.*")
+# What masking tools print instead of a value: `[MASKED]` (GitLab), `(sensitive value)` (Terraform, cut at
+# its space when unquoted), `[FILTERED]` (Rails), `<hidden>`, `(redacted)`
+_MASK_WORD_RE = re.compile(
+    r"[\[(<{]?[ \t]*(?:masked|filtered|redacted|hidden|sensitive(?:[ _]value)?|removed|omitted|scrubbed|censored|"
+    r"secret|not[ _]shown)[ \t]*[\])>}]?"
+)
 
 
 def is_placeholder(value: str) -> bool:
@@ -96,6 +102,8 @@ def is_placeholder(value: str) -> bool:
     if not low or low in _PLACEHOLDER_VALUES or low.startswith("[redacted"):
         return True
     if not low.strip("*x•#.-_ "):
+        return True
+    if low[0] in "[(<{" and _MASK_WORD_RE.fullmatch(low):
         return True
     return _TEMPLATE_RE.fullmatch(value) is not None
 
@@ -194,6 +202,13 @@ def _confirm_bearer(text: str, m: re.Match[str], span: Span) -> Span | None:
     if (has_digit and v.char_classes(value) >= 2) or (len(value) >= 20 and v.entropy_at_least(value, 3.5)):
         return span
     return None
+
+
+def _confirm_authorization_value(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """Not a placeholder, and not only an opening bracket: Go's `"Authorization":[]string{"Bearer x"}` is a
+    list whose `Bearer x` the bearer rule takes."""
+    value = _group_text(text, span)
+    return None if not value.strip("[({<") or is_placeholder(value) else span
 
 
 def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -345,6 +360,10 @@ def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = Fa
         return None
     if tier == "A":
         return (span[0], span[1], assignment_label(low_key))
+    if _UUID_RE.fullmatch(value):
+        # a UUID under a credential key is the credential (legacy npm `_authToken`, Heroku API keys,
+        # reset and invite tokens); the same UUID under an id key never reaches here
+        return (span[0], span[1], "GENERIC_SECRET")
     if len(value) < 12 or _looks_like_id_or_data(value):
         return None
     if not low_key.endswith("token") and _HEX_RE.fullmatch(value) and len(value) in (32, 40, 64):
@@ -357,7 +376,12 @@ def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = Fa
 def widen_unquoted_value(text: str, m: re.Match[str], span: Span) -> Span:
     """An unquoted assignment value that stopped at a closing bracket or `&`, through to its real end."""
     if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _EXTENDERS:
-        return (span[0], _unquoted_end(text, m.start("k"), span[0], span[1], m.group("sep") != "="))
+        key_start = _key_start(text, m.start("k"))
+        # `&name=` ends the value of a query-string or form parameter (`?password=x&next=1`); after an
+        # environment-style `KEY=` that does not follow `?`/`&`/`;` (`"POSTGRES_PASSWORD=a&b=c"`) it is
+        # part of the value
+        in_query = m.group("sep") == "=" and key_start > 0 and text[key_start - 1] in "?&;"
+        return (span[0], _unquoted_end(text, m.start("k"), span[0], span[1], not in_query))
     return span
 
 
@@ -731,8 +755,9 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:proxy-)?authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"']|[\[(<])?(?:(?P<scheme>bearer|basic|token|"
          r"digest|negotiate|ntlm|apikey|api-key|bot|sso-key|aws4-hmac-sha256|hmac|dpop|ssws|sharedkey|sharedkeylite|"
          r"splunk|key|mac|signature|gitlab|otoken|oauth|hawk)[ \t]+)?"
-         r"(?P<v>[^\s\"',;\\\])>]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',;\\\])>]+)*)",
-         ("authorization",), caseless=True, priority=70, confirm=_confirm_not_placeholder,
+         # (`;` inside later parameters: AWS SigV4's `SignedHeaders=host;x-amz-date, Signature=...`)
+         r"(?P<v>[^\s\"',;\\\])>]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',\\\])>]+)*)",
+         ("authorization",), caseless=True, priority=70, confirm=_confirm_authorization_value,
          label_of=_label_authorization, anchor=r"(?:proxy-)?authorization"),
     Rule("bearer-token", "BEARER_TOKEN", r"bearer[ \t]+(?P<v>[A-Za-z0-9._~+/%-]{8,}=*)", ("bearer",),
          caseless=True, priority=65, confirm=_confirm_bearer, left_guard=_WD),
