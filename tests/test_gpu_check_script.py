@@ -20,7 +20,7 @@ from support.server import REPO
 def run_check(out: Path, device: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """check.sh with tiny sizes and no end-to-end step; returns the process and its check.json."""
     env = {**os.environ, "OUT": str(out), "CHECK_DEVICE": device, "CHECK_SIZES": "1M", "CHECK_E2E": "0",
-           "PYTHON": sys.executable}  # fmt: skip
+           "PYTHON": sys.executable, "CHECK_WHEELS": str(out / "no-wheels")}  # fmt: skip (fetched GPU wheels stay out)
     done = subprocess.run(["bash", "benchmarks/gpu/check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     return done, json.loads((out / "check.json").read_text())

