@@ -81,10 +81,12 @@ class TenantKey:
 
     @classmethod
     def from_token(cls, token: str) -> TenantKey:
-        parts = token.split(":")
-        if len(parts) != 5 or parts[0] != "cleanroom-pk" or parts[1] != "v1":
+        # Tenant ids and base64url have no ':'; a key id may (wire-format.md § Tenant public key token).
+        head, _, encoded = token.rpartition(":")
+        parts = head.split(":", 3)
+        if len(parts) != 4 or parts[0] != "cleanroom-pk" or parts[1] != "v1":
             raise KeyRejected("not a cleanroom-pk:v1 token")
-        _, _, tenant_id, key_id, encoded = parts
+        _, _, tenant_id, key_id = parts
         if not tenant_id or not KEY_ID_PATTERN.fullmatch(key_id.encode()):
             raise KeyRejected("bad tenant id or key id in token")
         point = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))

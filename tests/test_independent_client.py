@@ -7,11 +7,13 @@ byte), every hostile request such a client can build gets the documented 4xx and
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import struct
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,14 @@ from independent_client import (
     CONTENT_TYPE,
     HPKE_INFO_LABEL,
     HPKE_SUITE,
+    REQUEST_KEY_LABEL,
+    RESPONSE_KEY_LABEL,
     IndependentClient,
     ResponseRejected,
     SealedRequest,
     TenantKey,
     canonical_metadata,
+    derive_key_nonce,
     encrypt_payload,
     frame_request,
     open_response,
@@ -58,9 +63,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     from support.server import server_env, start_server
 
     env = server_env(CLEANROOM_MAX_BODY_BYTES=str(MAX_BODY_BYTES))
-    server = start_server(
-        tmp_path_factory.mktemp("independent") / "data", "--models", "echo,minilm", tls=False, env=env
-    )
+    server = start_server(tmp_path_factory.mktemp("independent") / "data", "--models", "echo", tls=False, env=env)
     try:
         server.create_tenant("alpha")
         server.create_tenant("beta")
@@ -69,14 +72,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def alpha(deployment: Deployment) -> Iterator[IndependentClient]:
     client = deployment.client("alpha")
     with client.http:
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def beta(deployment: Deployment) -> Iterator[IndependentClient]:
     client = deployment.client("beta")
     with client.http:
@@ -110,14 +113,19 @@ def test_echo_round_trip(alpha, size: int) -> None:
     assert alpha.infer("echo", payload) == payload
 
 
-def test_minilm_embeddings_and_its_422(alpha) -> None:
-    out = alpha.infer("minilm", json.dumps({"inputs": ["hello world", "ünïcödé ✓"]}).encode())
-    # safetensors: u64 little-endian header length, JSON header, raw tensor bytes
-    (header_length,) = struct.unpack("<Q", out[:8])
-    header = json.loads(out[8 : 8 + header_length])
-    assert header["embeddings"]["dtype"] == "F32" and header["embeddings"]["shape"] == [2, 384]
-    assert len(out) == 8 + header_length + 2 * 384 * 4
-    assert_refused(alpha.post("minilm", alpha.seal("minilm", b"not json").body), 422, "invalid_payload")
+def test_minilm_over_tls_on_the_shared_server(shared_server: Any) -> None:
+    """One real model, through TLS; the suite's shared server (conftest) already loads minilm, so this
+    costs no server start of its own in a full run."""
+    client = IndependentClient(shared_server.http(), shared_server.tenants["alpha"]["api_key"])
+    with client.http:
+        out = client.infer("minilm", json.dumps({"inputs": ["hello world", "ünïcödé ✓"]}).encode())
+        # safetensors: u64 little-endian header length, JSON header, raw tensor bytes
+        (header_length,) = struct.unpack("<Q", out[:8])
+        header = json.loads(out[8 : 8 + header_length])
+        assert header["embeddings"]["dtype"] == "F32" and header["embeddings"]["shape"] == [2, 384]
+        assert len(out) == 8 + header_length + 2 * 384 * 4
+        refused = client.post("minilm", client.seal("minilm", b"not json").body)
+        assert_refused(refused, 422, "invalid_payload")
 
 
 def test_timestamps_inside_the_window_are_accepted(alpha) -> None:
@@ -184,6 +192,36 @@ def test_vector_reproduces_byte_for_byte(case: dict[str, Any]) -> None:
     assert HPKE_SUITE.decrypt(
         ours.body[len(prefix) + 2 : header_length], private_key, info=HPKE_INFO_LABEL + prefix
     ) == (cek + metadata)
+
+
+def test_intermediate_values_in_the_doc_are_right() -> None:
+    """The echo-short key, nonce and header bytes printed in docs/wire-format.md § Test vectors."""
+    doc = (Path(__file__).parents[1] / "docs" / "wire-format.md").read_text()
+    block = doc.split("Intermediate values for `echo-short`")[1].split("```")[1]
+    values: dict[str, str] = {}
+    label = ""
+    for line in block.strip().splitlines():  # a 22-column label (blank on continuation lines), then hex
+        label = line[:22].strip() or label
+        values[label] = values.get(label, "") + line[22:].split("(")[0].replace(" ", "")
+    case = VECTORS["cases"][0]
+    assert case["name"] == "echo-short"
+    cek, request_id = bytes.fromhex(case["content_key"]), bytes.fromhex(case["request_id"])
+    private_key = ec.derive_private_key(int(VECTORS["recipient_private_scalar"], 16), ec.SECP384R1())
+    point = private_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    assert values["recipient public key"] == point.hex()
+    assert values["bytes 0..8+K"] == case["sealed_request"][: 2 * (8 + len(case["key_id"]))]
+    for which, info in (("request", REQUEST_KEY_LABEL), ("response", RESPONSE_KEY_LABEL)):
+        key, nonce = derive_key_nonce(cek, request_id, info)
+        assert (values[f"{which} key"], values[f"{which} nonce"]) == (key.hex(), nonce.hex())
+
+
+def test_token_with_a_colon_in_the_key_id_parses() -> None:
+    point = (
+        ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    )
+    token = "cleanroom-pk:v1:t_0123456789abcdef:hk:a:b:" + base64.urlsafe_b64encode(point).decode().rstrip("=")
+    key = TenantKey.from_token(token)
+    assert (key.tenant_id, key.key_id, key.point) == ("t_0123456789abcdef", "hk:a:b", point)
 
 
 # --- hostile requests -------------------------------------------------------------------------------
@@ -273,7 +311,7 @@ HOSTILE: dict[str, tuple[Builder, int, str]] = {
     "key id not ASCII": (sealed(key_id=b"hk\xff"), *BAD),
     # what the metadata names, and when
     "metadata names another tenant": (sealed_to("b", "a", "a"), *CONTEXT),
-    "metadata names another model": (lambda a, b: ("echo", a.seal("minilm", b"x").body), *CONTEXT),
+    "metadata names another model": (lambda a, b: ("echo", a.seal("other", b"x").body), *CONTEXT),
     "metadata names a path on the infer route": (sealed(path="/v1/models/echo/infer"), *CONTEXT),
     "stale timestamp": (stale_by(-600), *STALE),
     "future timestamp": (stale_by(600), *STALE),
@@ -408,6 +446,19 @@ def test_same_request_id_with_another_payload_is_refused(deployment: Deployment,
     assert deployment.healthy()
 
 
+def test_concurrent_copies_of_one_request_are_answered_once(deployment: Deployment, alpha) -> None:
+    sealed = alpha.seal("echo", b"race")
+
+    def post(_: int) -> int:
+        with httpx.Client(base_url=deployment.url, timeout=60) as http:
+            headers = {"Authorization": f"Bearer {alpha.api_key}", "Content-Type": CONTENT_TYPE}
+            return http.post("/v1/models/echo/infer", content=sealed.body, headers=headers).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(post, range(8)))
+    assert statuses == [200] + [400] * 7
+
+
 def test_a_payload_that_fails_still_uses_up_its_request_id(alpha) -> None:
     """docs/wire-format.md: the request id is remembered before the payload is decrypted."""
     sealed = alpha.seal("echo", b"x")
@@ -443,11 +494,12 @@ def test_http_refusals(deployment: Deployment, alpha, headers: dict[str, str], s
     reason="runtime/replay.py check_and_remember: abs(now - ts) with float now raises OverflowError for "
     "ts >= 2**1024 -> 500 internal_error instead of 400 stale_request",
 )
-def test_timestamp_too_large_for_a_float_is_stale_not_500(deployment: Deployment) -> None:
+@pytest.mark.parametrize("ts", [2**1024, -(10**400)], ids=["2**1024", "-10**400"])
+def test_timestamp_too_large_for_a_float_is_stale_not_500(deployment: Deployment, ts: int) -> None:
     # a fresh connection: the 500 path resets the socket
     client = deployment.client("alpha")
     with client.http:
-        response = client.post("echo", client.seal("echo", b"x", ts=10**400).body)
+        response = client.post("echo", client.seal("echo", b"x", ts=ts).body)
     assert_refused(response, 400, "stale_request")
     assert deployment.healthy()
 
