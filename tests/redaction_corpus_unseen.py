@@ -1054,7 +1054,9 @@ def l_urls(rng: random.Random) -> Sample:
     if k == 3:
         sa = quote("signer@acme-prod.iam.gserviceaccount.com", safe="")
         return mk(
-            f"signed url: https://storage.googleapis.com/acme-artifacts/app.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential={sa}%2F20261129%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261129T021105Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host&X-Goog-Signature=",
+            "signed url: https://storage.googleapis.com/acme-artifacts/app.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=",
+            (sa, "email"),
+            "%2F20261129%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261129T021105Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host&X-Goog-Signature=",
             (_r(rng, HEX, 512), "url_signature"),
         )
     if k == 4:

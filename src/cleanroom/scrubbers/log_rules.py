@@ -103,8 +103,8 @@ def is_placeholder(value: str) -> bool:
         return True
     if not low.strip("*x•#.-_ "):
         return True
-    if low[0] in "[(<{" and _MASK_WORD_RE.fullmatch(low):
-        return True
+    if low[0] in "[(<{" and (not low.strip("[({<") or _MASK_WORD_RE.fullmatch(low)):
+        return True  # a mask word, or only the opening bracket of a nested value (`"accessKey":{`)
     return _TEMPLATE_RE.fullmatch(value) is not None
 
 
@@ -209,6 +209,38 @@ def _confirm_authorization_value(text: str, m: re.Match[str], span: Span) -> Spa
     list whose `Bearer x` the bearer rule takes."""
     value = _group_text(text, span)
     return None if not value.strip("[({<") or is_placeholder(value) else span
+
+
+def _b64_decode(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _confirm_base64_pem(text: str, m: re.Match[str], span: Span) -> Span | None:
+    decoded = _b64_decode(_group_text(text, span)[:4096].rstrip("="))
+    return span if decoded is not None and b"PRIVATE KEY" in decoded[:80] else None
+
+
+_CREDENTIAL_JSON_KEYS = (b'"auth"', b'"password"', b'"token"', b'"secret"', b'"private_key"', b'"client_secret"',
+                         b'"api_key"', b'"identitytoken"')  # fmt: skip
+
+
+def _confirm_base64_json_credentials(text: str, m: re.Match[str], span: Span) -> Span | None:
+    decoded = _b64_decode(_group_text(text, span).rstrip("="))
+    if decoded is None:
+        return None
+    low = decoded.lower()
+    return span if any(k in low for k in _CREDENTIAL_JSON_KEYS) else None
+
+
+def _confirm_pgpass(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """The host names a host (letters or dots, or `*`), not the first group of a MAC or IPv6 address."""
+    host = m.group("host")
+    if host != "*" and not any(c.isalpha() or c == "." for c in host):
+        return None
+    return _confirm_not_placeholder(text, m, span)
 
 
 def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -770,6 +802,42 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("url-password", "PASSWORD",
          r"://[^\s:/?#@\"'<>\[\]]{0,128}:(?P<v>[^\s/?#\"'<>]{1,256})@(?=[^\s/?#@\"'<>])", ("://",),
          priority=70, confirm=_confirm_not_placeholder),
+    # Signed URLs: the signature (and a session token) grants access until it expires; S3 SigV4
+    # `X-Amz-Signature`, GCS V4 `X-Goog-Signature`, CloudFront `Signature=`, `X-Amz-Security-Token`
+    Rule("url-signature", "URL_SIGNATURE",
+         r"[?&;](?:x-(?:amz|goog)-signature|signature|x-amz-security-token|x-goog-security-token)="
+         r"(?P<v>[A-Za-z0-9%+/=_.~-]{16,})",
+         ("signature=", "security-token="), caseless=True, priority=80, confirm=_confirm_not_placeholder),
+    # SMTP `AUTH PLAIN <base64 of \0user\0password>` / `AUTH LOGIN <base64>` / XOAUTH2 (smtplib debug output)
+    Rule("smtp-auth", "AUTHORIZATION",
+         r"auth[ \t]+(?:plain|login|xoauth2|oauthbearer)[ \t]+(?P<v>[A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])",
+         ("auth plain", "auth login", "auth xoauth2", "auth oauthbearer"), caseless=True, priority=70,
+         left_guard=_W),
+    # GitHub Actions `::add-mask::VALUE`: the workflow itself says the value is secret
+    Rule("actions-add-mask", "SECRET", r"::add-mask::(?P<v>[^\s\"']+)", ("::add-mask::",), priority=70,
+         confirm=_confirm_not_placeholder),
+    # A PEM private key, base64-encoded once more (k8s Secret `tls.key:`, Helm values, env vars)
+    Rule("private-key-base64", "PRIVATE_KEY", r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{20,}={0,2}", ("ls0tls1crudjti",),
+         priority=100, confirm=_confirm_base64_pem, left_guard=TOK + "+/"),
+    # Base64 JSON holding credentials (`.dockerconfigjson: eyJhdXRocyI6...`, k8s/ECS secret blobs); a JWT
+    # has dots and is the rule above
+    Rule("base64-json-credentials", "SECRET", r"eyJ[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=._-])", ("eyj",),
+         priority=84, confirm=_confirm_base64_json_credentials, left_guard=_WD + "."),
+    # .netrc: `machine host login user password secret`
+    Rule("netrc-password", "PASSWORD",
+         r"machine[ \t]+\S+[ \t]+(?:login[ \t]+\S+[ \t]+)?(?:account[ \t]+\S+[ \t]+)?password[ \t]+(?P<v>\S+)",
+         ("machine",), priority=60, confirm=_confirm_not_placeholder, left_guard=_W),
+    # .pgpass: `host:port:database:user:password`, one per line (`\:` escapes a colon in a field)
+    Rule("pgpass-line", "PASSWORD",
+         r"(?m)^[ \t]*+(?P<host>[A-Za-z0-9_.-]++|\*):(?:\d{1,5}|\*):(?:[^:\s\\]|\\.)++:"
+         r"(?:[^:\s\\]|\\.)++:(?P<v>(?:[^:\s\\]|\\.)++)[ \t]*$",
+         (":",), priority=60, confirm=_confirm_pgpass,
+         hint=r"[A-Za-z0-9_.*-]:(?:\d{1,5}|\*):[^:\s]+:[^:\s]+:[^:\s]+[ \t]*(?:\n|$)"),
+    # Terraform plans: `~ password = "old" -> "new"`: the new value too
+    Rule("terraform-diff", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")[ \t]*=[ \t]*\"[^\"\r\n]*\"[ \t]*->[ \t]*\"(?P<v>[^\"\r\n]{1,512})\"",
+         ("->",), caseless=True, priority=60, confirm=confirm_encoded_assignment,
+         hint=r"(?:" + _ASSIGN_KEYS + r")[ \t]*=[^\n]*->"),
     # ---- assignments: password=, "secret": "...", X-Api-Key: ..., --password ... -------------------------
     Rule("assignment", "SECRET", ASSIGNMENT_PATTERN, _ASSIGN_KEYWORDS, caseless=True, priority=60,
          confirm=confirm_assignment, widen=widen_unquoted_value, hint=ASSIGNMENT_HINT, anchor=ASSIGNMENT_HINT),
