@@ -449,14 +449,17 @@ def test_same_request_id_with_another_payload_is_refused(deployment: Deployment,
 def test_concurrent_copies_of_one_request_are_answered_once(deployment: Deployment, alpha) -> None:
     sealed = alpha.seal("echo", b"race")
 
-    def post(_: int) -> int:
+    def post(_: int) -> tuple[int, str]:
         with httpx.Client(base_url=deployment.url, timeout=60) as http:
             headers = {"Authorization": f"Bearer {alpha.api_key}", "Content-Type": CONTENT_TYPE}
-            return http.post("/v1/models/echo/infer", content=sealed.body, headers=headers).status_code
+            response = http.post("/v1/models/echo/infer", content=sealed.body, headers=headers)
+            return response.status_code, "" if response.status_code == 200 else response.json()["error"]["code"]
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = sorted(pool.map(post, range(8)))
-    assert statuses == [200] + [400] * 7
+        answers = list(pool.map(post, range(8)))
+    # exactly one is answered; the others are replays (or, on a loaded host, shed before the check)
+    assert [status for status, _ in answers].count(200) == 1, answers
+    assert {code for status, code in answers if status != 200} <= {"replayed_request", "too_many_requests"}, answers
 
 
 def test_a_payload_that_fails_still_uses_up_its_request_id(alpha) -> None:
