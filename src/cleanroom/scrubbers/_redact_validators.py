@@ -171,7 +171,7 @@ def jwt_header_ok(token: str) -> bool:
         return False
     try:
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: a header of 1000 `[`s
         # A truncated header segment still starts like a JSON object.
         return raw[:2] in (b'{"', b"{ ", b"{\n", b"{\r")
     return isinstance(header, dict)

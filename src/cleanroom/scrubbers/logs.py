@@ -98,6 +98,14 @@ class RedactingFilter(logging.Filter):
         d = record.__dict__
         if d.get(REDACTED_MARK) is _MARK:
             return True
+        try:
+            self._redact_record(record, d)
+        except Exception:  # fail closed: a redactor bug must neither crash the caller nor let text through
+            _blank_record(record, d)
+        d[REDACTED_MARK] = _MARK
+        return True
+
+    def _redact_record(self, record: logging.LogRecord, d: dict[str, Any]) -> None:
         redact_text = self.redactor.redact
         try:
             message = record.getMessage()
@@ -118,8 +126,17 @@ class RedactingFilter(logging.Filter):
         if len(d) > _BASE_COUNT:  # cheap test: only records with `extra` (or formatted ones) have more
             for key in [k for k in d if k not in _STANDARD_ATTRS]:
                 d[key] = _redact_field(key, d[key], redact_text, 0)
-        d[REDACTED_MARK] = _MARK
-        return True
+
+
+UNREDACTABLE = "[REDACTED:UNREDACTABLE] the log redactor failed on this record; its text was dropped"
+
+
+def _blank_record(record: logging.LogRecord, d: dict[str, Any]) -> None:
+    """What a record keeps when redaction raised: its level, logger and place, none of its text."""
+    record.msg, record.args = UNREDACTABLE, None
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    for key in [k for k in d if k not in _STANDARD_ATTRS]:
+        d[key] = "[REDACTED]"
 
 
 def _redact_field(key: Any, value: Any, redact_text: Any, depth: int) -> Any:
