@@ -46,7 +46,7 @@ from cleanroom.runtime.admission import (
     queue_timeout_error,
     shutting_down_error,
 )
-from cleanroom.runtime.batching import BatchRunner, QueuedRequest
+from cleanroom.runtime.batching import BatchRunner, PreparedBatch, QueuedRequest
 from cleanroom.runtime.scheduler_core import Batch, SchedulerConfig, SchedulerCore
 from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
 
@@ -107,6 +107,27 @@ class _Outcome:
     scrub_s: float = 0.0
     scrub_bytes: int | None = None
     idle_before_s: float | None = None  # the worker's idle time since its previous batch ended
+    prepare_s: float | None = None  # the part of service_s the runner's `prepare` took (runners that prepare)
+    ended_at: float | None = None  # when the batch ended on the worker thread
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What `runner.prepare` gave (or raised), and how long it took."""
+
+    batch: PreparedBatch[Any] | BaseException
+    seconds: float
+
+
+def _discard(prepared: _Prepared) -> None:
+    if not isinstance(prepared.batch, BaseException):
+        prepared.batch.discard()
+
+
+def _discard_when_prepared(job: Future[_Outcome], preparing: Future[_Prepared]) -> None:
+    """The device job of a batch prepared ahead was cancelled (shutdown): release what `prepare` held."""
+    if job.cancelled():
+        preparing.add_done_callback(lambda f: None if f.cancelled() else _discard(f.result()))
 
 
 def _scrubbed_bytes(result: int | ScrubOutcome | None) -> int | None:
@@ -133,6 +154,7 @@ class Scheduler:
         self._clock = clock  # also read on worker threads to time batches and scrubs
         self._on_tenant_switch = on_tenant_switch
         self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._preparers: dict[str, ThreadPoolExecutor] = {}  # device -> its thread for batches prepared ahead
         self._running: dict[Future[_Outcome], Batch] = {}
         # The dispatcher is a callback, not a task: a pass is scheduled with `call_soon` when something
         # changed (`_kick`) or with `call_later` when the core says work becomes ready. Waking a task through
@@ -145,6 +167,8 @@ class Scheduler:
         self._holds_exported: dict[str, int] = {}  # device -> anticipation holds already counted in metrics
         self._run_ends_exported: dict[tuple[str, str], int] = {}  # (device, reason) -> already counted
         self._worker_free_at: dict[str, float] = {}  # device -> when its last batch ended (worker thread)
+        # device -> why no batch prepared ahead may run on it any more (worker thread; see _run_batch)
+        self._worker_refuses: dict[str, CleanroomError] = {}
         self._completed = 0  # requests answered by their own batch
         self._closed = False
 
@@ -191,7 +215,7 @@ class Scheduler:
             for request in batch.requests:
                 abandoned += self._answer(request, shutting_down_error())
         self._running.clear()
-        for executor in self._executors.values():
+        for executor in (*self._executors.values(), *self._preparers.values()):
             executor.shutdown(wait=False, cancel_futures=True)
         self._refresh_gauges()
         if not drained:
@@ -327,11 +351,20 @@ class Scheduler:
             for request in batch.requests:
                 self.metrics.wait_seconds.labels(tenant_id=batch.tenant_id).observe(now - request.enqueued_at)
             self.metrics.batch_size.labels(model=batch.model).observe(len(batch.requests))
+        preparing: Future[_Prepared] | None = None
         try:
-            job = self._executors[batch.device].submit(self._run_batch, batch)
+            if batch.ahead:
+                # Prepared on its own thread while the device finishes the batch before it (batching.py); the
+                # device job, queued behind that batch, waits for it.
+                preparing = self._preparer(batch.device).submit(self._prepare, batch)
+            job = self._executors[batch.device].submit(self._run_batch, batch, preparing)
         except BaseException as exc:  # e.g. the executor refused the job: every item must still be answered
-            self._loop.call_soon(self._finish, batch, _Outcome(exc, 0.0, ran=True))
+            if preparing is not None:
+                preparing.add_done_callback(lambda f: None if f.cancelled() else _discard(f.result()))
+            self._loop.call_soon(self._finish, batch, _Outcome(exc, 0.0, ran=False))
             return
+        if preparing is not None:
+            job.add_done_callback(lambda finished: _discard_when_prepared(finished, preparing))
         self._running[job] = batch
         loop = self._loop
 
@@ -353,10 +386,37 @@ class Scheduler:
             outcome = _Outcome(exc, 0.0, ran=True)
         self._finish(batch, outcome)
 
-    def _run_batch(self, batch: Batch) -> _Outcome:
-        """On the device's worker thread: the between-tenant scrub if one is due, then the batch."""
+    def _preparer(self, device: str) -> ThreadPoolExecutor:
+        executor = self._preparers.get(device)
+        if executor is None:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cleanroom-prepare-{device}")
+            self._preparers[device] = executor
+        return executor
+
+    def _prepare(self, batch: Batch) -> _Prepared:
+        """The runner's host-side work for `batch` (batching.py `prepares_ahead`); never raises."""
+        started = self._clock()
+        prepare = cast(Any, batch.runner).prepare
+        try:
+            prepared: PreparedBatch[Any] | BaseException = prepare(batch.device, batch.tenant_id, batch.items)
+        except Exception as exc:
+            prepared = exc
+        return _Prepared(prepared, self._clock() - started)
+
+    def _run_batch(self, batch: Batch, preparing: Future[_Prepared] | None = None) -> _Outcome:
+        """On the device's worker thread: the between-tenant scrub if one is due, then the batch (prepared
+        first on this thread, or ahead by `preparing` on the device's preparing thread)."""
         scrub_s, scrub_bytes = 0.0, None
         free_at = self._worker_free_at.get(batch.device)  # only this device's thread reads and writes it
+        if preparing is not None:
+            prepared = preparing.result()  # the batch before it ran meanwhile; usually done already
+            if self._worker_refuses.get(batch.device) is not None:
+                # The device was quarantined by the batch before it, or that batch's tenant never got on the
+                # device: nothing of this one may run there (fail closed; its requests answer 503).
+                _discard(prepared)
+                return _Outcome(self._worker_refuses[batch.device], prepared.seconds, ran=False)
+            idle_before_s = None if free_at is None else self._clock() - free_at
+            return self._run_prepared(batch, prepared, idle_before_s, 0.0, None)
         idle_before_s = None if free_at is None else self._clock() - free_at
         if batch.needs_scrub and self._on_tenant_switch is not None:
             started = self._clock()
@@ -369,6 +429,8 @@ class Scheduler:
                 self._worker_free_at[batch.device] = self._clock()
                 return _Outcome(exc, 0.0, ran=False, scrub_s=self._worker_free_at[batch.device] - started)
             scrub_s = self._clock() - started
+        if batch.prepares:
+            return self._run_prepared(batch, self._prepare(batch), idle_before_s, scrub_s, scrub_bytes)
         started = self._clock()
         results: Sequence[Any] | BaseException
         try:
@@ -376,10 +438,48 @@ class Scheduler:
         except Exception as exc:
             results = exc
         ended = self._worker_free_at[batch.device] = self._clock()
-        return _Outcome(results, ended - started, True, scrub_s, scrub_bytes, idle_before_s)
+        self._note_ran(batch, results)
+        return _Outcome(results, ended - started, True, scrub_s, scrub_bytes, idle_before_s, ended_at=ended)
+
+    def _run_prepared(
+        self, batch: Batch, prepared: _Prepared, idle_before_s: float | None, scrub_s: float, scrub_bytes: int | None
+    ) -> _Outcome:
+        """On the device's worker thread: run a prepared batch (service = its preparation + its run)."""
+        started = self._clock()
+        results: Sequence[Any] | BaseException
+        if isinstance(prepared.batch, BaseException):
+            results = prepared.batch
+        else:
+            try:
+                results = prepared.batch.run()
+            except Exception as exc:
+                results = exc
+            finally:
+                prepared.batch.discard()  # a no-op after `run`, unless `run` broke its contract
+        ended = self._worker_free_at[batch.device] = self._clock()
+        self._note_ran(batch, results)
+        service_s = prepared.seconds + ended - started
+        return _Outcome(results, service_s, True, scrub_s, scrub_bytes, idle_before_s, prepared.seconds, ended)
+
+    def _note_ran(self, batch: Batch, results: Sequence[Any] | BaseException) -> None:
+        """On the worker thread: a batch that quarantined the device fails a batch prepared behind it."""
+        if isinstance(results, DeviceQuarantined) or (
+            not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results)
+        ):
+            self._worker_refuses[batch.device] = DeviceQuarantined(
+                "the device was taken out of service before this request ran; retry"
+            )
 
     def _finish(self, batch: Batch, outcome: _Outcome) -> None:
-        self._core.complete(batch, outcome.service_s, self._clock(), ran=outcome.ran, scrub_s=outcome.scrub_s)
+        self._core.complete(
+            batch,
+            outcome.service_s,
+            self._clock(),
+            ran=outcome.ran,
+            scrub_s=outcome.scrub_s,
+            prepare_s=outcome.prepare_s,
+            ended_at=outcome.ended_at,
+        )
         self._dirty.add(batch.tenant_id)
         results = outcome.results
         n = len(batch.requests)

@@ -38,6 +38,8 @@ from cleanroom.runtime.batching import (
     BatchRunner,
     QueuedRequest,
     batch_limit,
+    lookahead_window,
+    prepares_ahead,
     ready_at,
     take_batch,
 )
@@ -106,6 +108,10 @@ class DeviceState:
     scrub_s: float | None = None  # mean measured between-tenant scrub (anticipation weighs waits against it)
     tenant_switches: int = 0
     scrubs: int = 0
+    running: Batch | None = None  # the batch on the device now (when busy)
+    expected_end: float = 0.0  # when `running` is expected to end (cost estimates; lookahead)
+    ahead: Batch | None = None  # the next batch, handed over to be prepared while `running` runs
+    aheads: int = 0  # batches handed over ahead (diagnostics)
 
 
 @dataclass(eq=False)
@@ -124,6 +130,12 @@ class Batch:
     charged_virtual: float
     dispatched_at: float
     stayed_for_switch: bool
+    ahead: bool = False  # handed to a busy device to be prepared while the batch before it runs
+
+    @property
+    def prepares(self) -> bool:
+        """Whether the driver prepares it (`runner.prepare`) before running it (see batching.py)."""
+        return prepares_ahead(self.runner)
 
     @property
     def items(self) -> list[Any]:
@@ -142,6 +154,9 @@ class SchedulerCore:
         self.devices: dict[str, DeviceState] = {name: DeviceState(name) for name in devices}
         self.tenants: dict[str, TenantState] = {}
         self.costs = BatchCostModel(config.initial_cost_estimate_s)
+        # The preparation part of `costs` for runners that prepare (batching.py): when to hand a busy device
+        # its next batch, and how much shorter the device's part of a batch prepared ahead is.
+        self.prepare_costs = BatchCostModel(config.initial_cost_estimate_s)
         self.total_queued = 0
         self.total_running = 0
         self.shutting_down = False
@@ -321,7 +336,49 @@ class SchedulerCore:
             batch = self._next_batch(device, now)
             if batch is not None:
                 batches.append(batch)
+        # Then busy devices whose running batch ends soon get their tenant's next batch to prepare meanwhile.
+        for device in self.devices.values():
+            if device.busy and device.ahead is None and not device.quarantined:
+                batch = self._next_batch(device, now, ahead=True)
+                if batch is not None:
+                    batches.append(batch)
         return batches
+
+    def _ahead_queue(self, device: DeviceState, now: float) -> deque[QueuedRequest] | None:
+        """The queue whose next batch the busy `device` may prepare ahead now, if any (batching.py): its
+        running batch's tenant and runner, a runner that prepares ahead, no scrub before the running batch
+        (so none between the two), and now inside the window before the running batch's expected end."""
+        running = device.running
+        if running is None or running.needs_scrub or not prepares_ahead(running.runner) or self.shutting_down:
+            return None
+        state = self.tenants.get(running.tenant_id)
+        queue = state.queues.get(running.model) if state is not None else None
+        if not queue or queue[0].runner is not running.runner:
+            return None
+        window = self._ahead_window(device, queue)
+        if window is None or not window[0] <= now <= window[1]:
+            return None
+        return queue
+
+    def _ahead_window(self, device: DeviceState, queue: deque[QueuedRequest]) -> tuple[float, float] | None:
+        running = device.running
+        assert running is not None
+        n = min(len(queue), batch_limit(queue[0].runner))
+        if not self.prepare_costs.measured(running.model):
+            return None  # no preparation measured yet: no idea when to start it
+        if n >= batch_limit(queue[0].runner):
+            return -math.inf, device.expected_end + self._device_time_s(running)  # full: no company to wait for
+        running_s = self._device_time_s(running)
+        return lookahead_window(device.expected_end, running_s, self.prepare_costs.estimate(running.model, n))
+
+    def _device_time_s(self, batch: Batch) -> float:
+        """Expected time of `batch` on its device: its cost, less its preparation when that ran ahead."""
+        estimate = self.costs.estimate(batch.model, len(batch.requests))
+        if batch.ahead:
+            estimate -= min(0.9 * estimate, self.prepare_costs.estimate(batch.model, len(batch.requests)))
+        if batch.needs_scrub and self.devices[batch.device].scrub_s is not None:
+            estimate += self.devices[batch.device].scrub_s or 0.0
+        return estimate
 
     def _ready_queue(self, state: TenantState, now: float) -> deque[QueuedRequest] | None:
         """The tenant's queue whose batch is ready and holds its oldest request, if any is ready."""
@@ -336,7 +393,13 @@ class SchedulerCore:
                 best = queue
         return best
 
-    def _next_batch(self, device: DeviceState, now: float) -> Batch | None:
+    def _next_batch(self, device: DeviceState, now: float, *, ahead: bool = False) -> Batch | None:
+        """The device's next batch. `ahead`: the device is busy, and this batch, if any, is prepared while its
+        running batch ends; only the running batch's tenant and model qualify (`_ahead_queue`), and only
+        when the policy would choose that tenant now; otherwise the device chooses when it is free."""
+        ahead_queue = self._ahead_queue(device, now) if ahead else None
+        if ahead and ahead_queue is None:
+            return None
         backlogged = [t for t in self.tenants.values() if t.queued]
         if not backlogged:
             return None
@@ -346,12 +409,16 @@ class SchedulerCore:
             queue = self._ready_queue(state, now)
             if queue is not None:
                 ready[state.tenant_id] = queue
+        if ahead_queue is not None and device.current_tenant is not None:
+            ready[device.current_tenant] = ahead_queue  # its device is about to be free: no waiting for company
         if not ready:
             return None
         current = self.tenants.get(device.current_tenant) if device.current_tenant else None
-        previous_hold, device.hold_until = device.hold_until, None
-        holding = previous_hold is not None and previous_hold > now
-        if current is not None:
+        holding = False
+        if not ahead:  # (a busy device is not held, and its current tenant has work)
+            previous_hold, device.hold_until = device.hold_until, None
+            holding = previous_hold is not None and previous_hold > now
+        if current is not None and not ahead:
             if not current.queued:
                 hold_until = self._hold(device, current, backlogged, now)
             elif (
@@ -401,10 +468,13 @@ class SchedulerCore:
                 sticky_since=device.sticky_since,
                 oldest_other_at=oldest_other_at,
                 light_tenant_waiting=light_waiting,
-                now=now,
+                # A batch prepared ahead starts when the running one ends: the latency bound is kept then.
+                now=max(now, device.expected_end) if ahead else now,
                 fairness_bound_s=self.config.fairness_bound_s,
                 latency_bound_s=self.config.latency_bound_s,
             )
+        if ahead and choice.tenant_id != device.current_tenant:
+            return None  # another tenant is next: the device chooses when it is free (and scrubs then)
         device.sticky_since = choice.sticky_since
         state = self.tenants[choice.tenant_id]
         if current is not None and current is not state:
@@ -427,8 +497,7 @@ class SchedulerCore:
         previous = device.current_tenant
         switch = previous is not None and previous != state.tenant_id
         device.current_tenant = state.tenant_id
-        device.busy = True
-        return Batch(
+        batch = Batch(
             device.name,
             state.tenant_id,
             model,
@@ -441,7 +510,16 @@ class SchedulerCore:
             charged,
             now,
             choice.stayed_for_switch,
+            ahead,
         )
+        if ahead:
+            device.ahead = batch
+            device.aheads += 1
+        else:
+            device.busy = True
+            device.running = batch
+            device.expected_end = now + self._device_time_s(batch)
+        return batch
 
     def _hold(
         self, device: DeviceState, current: TenantState, backlogged: list[TenantState], now: float
@@ -566,17 +644,36 @@ class SchedulerCore:
         tau = self.config.shared_window_s
         return state.recent_service_s * math.exp(-max(0.0, now - state.recent_at) / tau) / tau
 
-    def complete(self, batch: Batch, service_s: float, now: float, *, ran: bool = True, scrub_s: float = 0.0) -> None:
+    def complete(
+        self,
+        batch: Batch,
+        service_s: float,
+        now: float,
+        *,
+        ran: bool = True,
+        scrub_s: float = 0.0,
+        prepare_s: float | None = None,
+        ended_at: float | None = None,
+    ) -> None:
         """Record a finished batch: correct the charge to the measured `service_s`, free the device.
 
         `scrub_s`: how long the between-tenant scrub before it took (when it had one), what anticipation
-        weighs a wait against.
+        weighs a wait against. `prepare_s`: the part of `service_s` its runner's `prepare` took (runners
+        that prepare; batching.py), what the lookahead weighs. `ended_at`: when it ended on its device, if
+        that was before `now` (a batch prepared behind it started then).
 
         `ran=False` when the batch never ran because the scrub before it failed: the charge is refunded
         and the device keeps its previous tenant, so the next other-tenant batch scrubs again.
         """
         device = self.devices[batch.device]
-        device.busy = False
+        if device.ahead is batch:  # failed before the batch ahead of it ended (the driver could not start it)
+            device.ahead = None
+        elif device.ahead is not None:  # the batch prepared ahead runs now
+            device.running, device.ahead = device.ahead, None
+            device.expected_end = min(now, now if ended_at is None else ended_at) + self._device_time_s(device.running)
+        else:
+            device.busy = False
+            device.running = None
         state = self.tenants[batch.tenant_id]
         n = len(batch.requests)
         state.running -= n
@@ -605,6 +702,8 @@ class SchedulerCore:
             service_s if state.batch_s is None else state.batch_s + COMEBACK_ALPHA * (service_s - state.batch_s)
         )
         self.costs.observe(batch.model, n, service_s)
+        if prepare_s is not None:
+            self.prepare_costs.observe(batch.model, n, prepare_s)
         device.tenant_switches += batch.tenant_switch
         device.scrubs += batch.needs_scrub
         if batch.needs_scrub:
@@ -631,6 +730,15 @@ class SchedulerCore:
             for d in self.devices.values()
             if d.hold_until is not None and d.hold_until > now and not d.busy and not d.quarantined
         ]
+        for device in self.devices.values():
+            if device.busy and device.ahead is None and device.running is not None and not device.quarantined:
+                running = device.running
+                state = self.tenants.get(running.tenant_id)
+                queue = state.queues.get(running.model) if state is not None else None
+                if queue and not running.needs_scrub and prepares_ahead(running.runner) and not self.shutting_down:
+                    window = self._ahead_window(device, queue)
+                    if window is not None and window[0] > now:
+                        times.append(window[0])
         if any(not d.busy and not d.quarantined for d in self.devices.values()):
             for state in self.tenants.values():
                 for model, queue in state.queues.items():
