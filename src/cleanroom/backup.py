@@ -182,7 +182,7 @@ def _open_backup(path: Path, kms: KMS, handle: BinaryIO) -> tuple[StreamDecrypto
     try:
         document = json.loads(header)
         wrapped = WrappedKey.from_json(document["wrapped_key"])
-    except (ValueError, KeyError, TypeError, InvalidSealedMessage):
+    except (ValueError, KeyError, TypeError, RecursionError, InvalidSealedMessage):
         raise BackupError("backup header is damaged") from None
     data_key = kms.unwrap(wrapped, KEY_CONTEXT)
     stream_start = 9 + header_len

@@ -83,19 +83,33 @@ class RequestMetadata:
 
     @classmethod
     def decode(cls, raw: bytes) -> RequestMetadata:
+        # Every reason below is our own words: a library's exception text (a codec's guess at UTF-16, a
+        # parser's position) would put attacker-shaped detail into the answer and the logs.
         try:
-            doc: Any = json.loads(raw)
-            if not isinstance(doc, dict) or doc.get("v") != 1:
-                raise ValueError("unknown metadata version")
+            doc: Any = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidSealedMessage("sealed request metadata is malformed (not UTF-8)") from None
+        except (ValueError, RecursionError):  # RecursionError: ~1000 nested brackets fit in the 2048 bytes
+            raise InvalidSealedMessage("sealed request metadata is malformed (not JSON)") from None
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            raise InvalidSealedMessage("sealed request metadata is malformed (unknown metadata version)")
+        missing = sorted({"request_id", "tenant_id", "model", "path", "ts"} - doc.keys())
+        if missing:
+            raise InvalidSealedMessage(f"sealed request metadata is malformed (missing {', '.join(missing)})")
+        fields = (doc["tenant_id"], doc["model"], doc["path"])
+        if not isinstance(doc["request_id"], str) or not all(isinstance(f, str) for f in fields):
+            raise InvalidSealedMessage("sealed request metadata is malformed (a field is not a string)")
+        try:
             request_id = bytes.fromhex(doc["request_id"])
-            fields = (doc["tenant_id"], doc["model"], doc["path"])
-            if len(request_id) != REQUEST_ID_BYTES or not all(isinstance(f, str) for f in fields):
-                raise ValueError("bad field")
-            if not isinstance(doc["ts"], int) or isinstance(doc["ts"], bool):
-                raise ValueError("bad timestamp")
-            meta = cls(request_id=request_id, tenant_id=fields[0], model=fields[1], path=fields[2], ts=doc["ts"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise InvalidSealedMessage(f"sealed request metadata is malformed ({exc})") from None
+        except ValueError:
+            request_id = b""
+        if len(request_id) != REQUEST_ID_BYTES:
+            raise InvalidSealedMessage(
+                f"sealed request metadata is malformed (request_id is not {REQUEST_ID_BYTES} hex bytes)"
+            )
+        if not isinstance(doc["ts"], int) or isinstance(doc["ts"], bool):
+            raise InvalidSealedMessage("sealed request metadata is malformed (ts is not an integer)")
+        meta = cls(request_id=request_id, tenant_id=fields[0], model=fields[1], path=fields[2], ts=doc["ts"])
         if meta.encode() != raw:
             raise InvalidSealedMessage("sealed request metadata is not in canonical form")
         return meta

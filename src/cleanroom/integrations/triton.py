@@ -171,7 +171,7 @@ class CleanroomTritonModel:
     def _api_key(self, request: Any) -> str:
         try:
             parameters = json.loads(request.parameters() or "{}")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # RecursionError: deeply nested JSON
             parameters = {}
         api_key = parameters.get(self.api_key_parameter) if isinstance(parameters, dict) else None
         if not isinstance(api_key, str) or not api_key:

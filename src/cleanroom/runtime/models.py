@@ -103,7 +103,7 @@ class MiniLMModel:
             # One decoded copy is unavoidable for a tokenizer that takes `str`; it is freed at the end of
             # the request and wiped by the hardened allocator (DESIGN §4).
             document: Any = json.loads(str(payload.view(), "utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # in a batch, this request alone fails
             raise InvalidPayload('minilm takes UTF-8 JSON: {"inputs": ["text", ...]}') from None
         inputs = document.get("inputs") if isinstance(document, dict) else None
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
@@ -231,7 +231,8 @@ class ModelRegistry:
     def get(self, name: str) -> Model:
         model = self._models.get(name)
         if model is None:
-            raise UnknownModel(f"no model named {name!r}; this server serves: {', '.join(sorted(self._models))}")
+            shown = name if len(name) <= 64 else name[:64] + "..."  # the caller's string, bounded
+            raise UnknownModel(f"no model named {shown!r}; this server serves: {', '.join(sorted(self._models))}")
         return model
 
     def names(self) -> list[str]:

@@ -23,7 +23,9 @@ class ReplayCache:
 
     def check_and_remember(self, tenant_id: str, request_id: bytes, ts: int) -> None:
         now = self._clock()
-        if abs(now - ts) > self.window_s:
+        # Compared, not subtracted: `now - ts` with a float `now` overflows for |ts| >= 2**1024 (any int
+        # fits in the metadata's JSON), and the comparison of a float with an int is exact in Python.
+        if not now - self.window_s <= ts <= now + self.window_s:
             raise StaleRequest(
                 f"request timestamp is more than {int(self.window_s)} s from the server clock; check the client's clock"
             )

@@ -44,7 +44,7 @@ def read_safetensors(view: memoryview) -> dict[str, torch.Tensor]:
         raise InvalidPayload("safetensors header length is out of range")
     try:
         header: Any = json.loads(bytes(view[8 : 8 + header_len]))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested JSON
         raise InvalidPayload("safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise InvalidPayload("safetensors header must be a JSON object")

@@ -153,10 +153,14 @@ def create_app(services: Services) -> FastAPI:
             weights[tenant_id] = weight
 
     async def run_sealed(request: Request, model: str, path: str) -> Response:
-        require_sealed_content_type(request)
+        # The caller is authenticated first: nothing, not even which models exist (the 404 names them),
+        # is said to a request without a valid API key. Then 404, 415 and 413, all before reading a body.
         source = client_address(request, services)
         principal = authenticate_tenant(request, services.tenants, source)
         check_client_identity(request, services.registry.tenant(principal.tenant_id))
+        if model:
+            services.models.get(model)
+        require_sealed_content_type(request)
         body = await read_body(request, settings.max_body_bytes)
         call = CallContext(principal=principal, model=model, path=path, source=source)
         started = time.perf_counter()
@@ -177,7 +181,6 @@ def create_app(services: Services) -> FastAPI:
 
     @app.post("/v1/models/{model}/infer")
     async def infer(model: str, request: Request) -> Response:
-        services.models.get(model)  # 404 before reading a body for a model we do not serve
         return await run_sealed(request, model, "")
 
     @app.get("/v1/tenants/self/public-key")
