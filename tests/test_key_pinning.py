@@ -107,3 +107,34 @@ def test_broken_chains_are_refused() -> None:
 def test_create_prints_the_fingerprint(stack) -> None:
     _, created, _ = stack
     assert created.to_json()["fingerprint"] == TenantPublicKey.parse(created.public_key).fingerprint()
+
+
+def test_endorsements_verify_as_wire_format_md_describes_them(stack) -> None:
+    """The chain checked from the document alone (no cleanroom helper): message bytes, DER ECDSA P-384/SHA-384,
+    standard base64, signer's point from its own token."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+
+    services, created, http = stack
+    services.keys.rotate_hpke_key("acme", overlap_s=60)
+    answer = http.get("/v1/tenants/self/public-key").json()
+    entries = {entry["key_id"]: entry for entry in answer["chain"]}
+    current = entries[answer["key_id"]]
+    signer = entries[current["endorsed_by"]]
+    assert signer["endorsed_by"] is None  # the tenant's first key
+
+    def point(token: str) -> bytes:
+        return base64.urlsafe_b64decode(token.rsplit(":", 1)[1] + "==")
+
+    message = b"\x00".join(
+        [
+            b"cleanroom/v1 key endorsement",
+            answer["tenant_id"].encode(),
+            answer["key_id"].encode(),
+            point(current["public_key"]),
+        ]
+    )
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), point(signer["public_key"]))
+    public.verify(base64.b64decode(current["endorsement"], validate=True), message, ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(InvalidSignature):  # a different message does not verify: the check can fail
+        public.verify(base64.b64decode(current["endorsement"]), message + b"x", ec.ECDSA(hashes.SHA384()))
