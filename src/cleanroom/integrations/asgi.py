@@ -148,10 +148,10 @@ class CleanroomMiddleware:
             await send_json(send, exc.status, exc.to_body(), exc.headers())
 
     async def _sealed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        source = self._source(scope)
+        principal = self.services.tenants.authenticate(bearer(scope), source=source)  # the API key first
         if header(scope, b"content-type").split(";")[0].strip().lower() != CONTENT_TYPE:
             raise UnsupportedMediaType(f"this route takes sealed requests ({CONTENT_TYPE})")
-        source = self._source(scope)
-        principal = self.services.tenants.authenticate(bearer(scope), source=source)
         body = await read_body(receive, self.settings.max_body_bytes)
         call = CallContext(principal=principal, model="", path=scope["path"], source=source)
         with self.services.runtime.opener.open(call, body, write_ahead=True) as request:

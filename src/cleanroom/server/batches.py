@@ -88,8 +88,8 @@ def batch_router(services: Services, store: BatchJobStore) -> APIRouter:
 
     @router.post(BATCHES_PATH, status_code=202)
     async def submit_batch(request: Request) -> JSONResponse:
+        principal, source = caller(request)  # the API key first, as on every route (wire-format.md)
         require_sealed_content_type(request)
-        principal, source = caller(request)
         body = await read_body(request, settings.max_batch_body_bytes)
         call = CallContext(principal=principal, model="", path=BATCHES_PATH, source=source)
         job = await store.submit(call, body)
