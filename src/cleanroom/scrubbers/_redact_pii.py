@@ -65,10 +65,17 @@ def _continues_grouped_id(text: str, start: int) -> bool:
     return start == 5 or not text[start - 6].isalnum()
 
 
+# Keys whose numbers are process, thread or stream positions, never cards (`[pid 5:tid 374949614257091]`)
+_COUNTER_KEY = re.compile(r"(?:\b|_)(?:pid|tid|thread(?:[_ ]?id)?|inode|offset|seq|lsn|xid|txid)[ \t]*[:=#]?[ \t]*$",
+                          re.IGNORECASE)  # fmt: skip
+
+
 def _confirm_card(text: str, m: re.Match[str], span: Span) -> Span | None:
     start, end = span
     value = text[start:end]
     if _continues_grouped_id(text, start):
+        return None
+    if value.isdigit() and _COUNTER_KEY.search(text, max(0, start - 16), start):
         return None
     # A grouped number may have taken one more short group (`4111 1111 1111 1111 12 items`): drop trailing
     # groups until the digits fit an issuer's length, as long as at least 13 digits remain.
@@ -309,8 +316,12 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("iban", "IBAN",
          r"[A-Z](?<!(?<!" + _ESC_HEAD + r")[A-Za-z0-9][A-Z])" + _IBAN_BODY + r"(?![A-Za-z0-9])",
          priority=45, confirm=_confirm_iban),
-    Rule("iban-lowercase", "IBAN", _IBAN_BODY_LOWER + r"(?![A-Za-z0-9])", priority=45, confirm=_confirm_iban,
-         left_guard=_ALNUM),
+    # Lowercase IBANs: the boundary is a plain lookbehind, without the escape exception the engine's left
+    # guards make (`\u0022de89...` is missed), so the prefilter hint can hold it: a hint accepting the
+    # escapes cost every line's scan 0.4 us, the country alternation 0.45 us, and with no boundary every
+    # hex id fires the rule
+    Rule("iban-lowercase", "IBAN", r"(?<![A-Za-z0-9])" + _IBAN_BODY_LOWER + r"(?![A-Za-z0-9])", priority=45,
+         confirm=_confirm_iban, hint=r"(?:^|[^A-Za-z0-9])[a-z]{2}\d{2}[ -]?[a-z0-9]{4}[ -]?[a-z0-9]{4}"),
     Rule("ipv4", "IPV4", r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.:]\d)" + _IPV4_TAIL + r"(?![\w]|\.\d)", priority=40,
          confirm=_confirm_ipv4),
     Rule("ipv6", "IPV6",
