@@ -242,7 +242,9 @@ def _confirm_card_dotted(text: str, m: re.Match[str], span: Span) -> Span | None
 
 _CARD_GROUPS = (
     r"\d{3}(?:-\d{4}-(?:\d{4}-\d{4}(?:-\d{1,3})?|\d{5})| \d{4} (?:\d{4} \d{4}(?: \d{1,3})?|\d{5})"
-    r"|[ -]\d{6}[ -]\d{4,5}|\d{9,15})"
+    r"|[ -]\d{6}[ -]\d{4,5}|\d{9,15}"
+    # two spaces between groups (fixed-width reports, text pulled out of PDFs)
+    r"|  \d{4}  (?:\d{4}  \d{4}(?:  \d{1,3})?|\d{5})|  \d{6}  \d{4,5})"
 )
 _SSN_GROUPS = r"(?:\d{2}-\d{2}-\d{4}|\d{2} \d{2} \d{4})"
 _IBAN_BODY = r"[A-Z]\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?"
@@ -292,10 +294,23 @@ PII_RULES: tuple[Rule, ...] = (
          r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
          priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
     Rule("phone-after-key", "PHONE",
-         _PHONE_KEYS + r"\.?[ \t]*(?:\\?[\"'])?[ \t]*(?:[:=]|is|#)?[ \t]*(?:\\?[\"'])?[ \t]*"
+         # right after the key (`phone: x`, `"mobile": "x"`), or a few words on and after `to`/`at`/`on`
+         # (`sms gateway: delivered to x`, `call me at x`)
+         _PHONE_KEYS + r"(?:\.?[ \t]*(?:\\?[\"'])?[ \t]*(?:[:=]|is|#)?[ \t]*(?:\\?[\"'])?[ \t]*"
+         r"|(?:[ \t:]+[a-z]+){0,3}[ \t]+(?:to|at|on)[ \t]+)"
          r"(?P<v>\+?\(?\d[\d \t()./-]{5,24}\d)(?![\d])",
          ("phone", "tel", "mobile", "cell", "fax", "msisdn", "whatsapp", "sms", "number"), caseless=True,
          priority=39, confirm=_confirm_keyed_phone, left_guard=_ALNUM),
+    # National formats with no key and no country code, in the groupings their numbering plans print:
+    # French `06 12 34 56 78` / `01.23.45.67.89`, UK `020 7946 0958` / `07700 900123`, German
+    # `030 12345678` / `0151 23456789`, Japanese `03-1234-5678` / `090-1234-5678`, Australian and
+    # Brazilian area codes in brackets `(02) 9876 5432` / `(11) 91234-5678`, Australian mobiles
+    # `0412 345 678`. A trunk `0` then a non-zero digit; the numbering plan's group sizes
+    Rule("phone-national", "PHONE",
+         r"(?<!\d[ .-])(?:0[1-9](?:(?: \d{2}){4}|(?:\.\d{2}){4})|0[1-9]\d{1,3} \d{3,4} \d{4}|0[1-9]\d{1,4} \d{6,8}"
+         r"|0[1-9]\d{0,2}-\d{3,4}-\d{4}|\(0?[1-9]\d?\) ?\d{4,5}[ -]\d{4}|04\d{2} \d{3} \d{3})"
+         # not the middle of a longer grouped number (`5135 0155 3317 9801`, an IBAN's groups)
+         r"(?![0-9A-Za-z_]|[.-]\d| \d)", priority=40, left_guard=_NUM_GUARD),
     Rule("payment-card", "CREDIT_CARD",
          # 4-4-4-4 with an optional 1-3 digit tail (17-19 digits: Visa, Maestro, UnionPay), 4-4-5 (13-digit
          # Visa), 4-6-4/5 (Amex, Diners), or 13-19 contiguous digits. The first group's `\d{3}` is factored
