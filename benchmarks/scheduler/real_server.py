@@ -240,6 +240,7 @@ def metrics(server: ServerHandle) -> dict[str, float]:
         "idle_s": total("cleanroom_scheduler_device_idle_seconds_sum"),
         "idles": total("cleanroom_scheduler_device_idle_seconds_count"),
         "switches": total("cleanroom_scheduler_tenant_switches_total"),
+        "prepared_ahead": total("cleanroom_scheduler_prepared_ahead_total"),
         "batches": total("cleanroom_scheduler_batch_size_count"),
         "batched_requests": total("cleanroom_scheduler_batch_size_sum"),
         "service_s": total("cleanroom_scheduler_service_seconds_sum"),
@@ -272,6 +273,7 @@ def delta(after: dict[str, float], before: dict[str, float], usage: Usage, reque
         "requests": requests,
         "switches": d["switches"],
         "batches": d["batches"],
+        "prepared_ahead": d["prepared_ahead"],
         "mean_batch": d["batched_requests"] / batches,
         "mean_batch_ms": 1e3 * d["service_s"] / batches,
         "mean_scrub_ms": 1e3 * d["scrub_s"] / max(1.0, d["scrubs"]),
@@ -298,7 +300,8 @@ def diagnostics(d: dict[str, Any]) -> str:
     )
     return (
         f"  run ends {ends}; comeback first {d['mean_comeback_first_ms']:.1f} ms, all {d['mean_comeback_all_ms']:.1f} "
-        f"ms; device idle between batches mean {d['mean_device_idle_ms']:.2f} ms ({idle}); batch sizes ({sizes})"
+        f"ms; device idle between batches mean {d['mean_device_idle_ms']:.2f} ms ({idle}); batch sizes ({sizes}); "
+        f"{d['prepared_ahead']:.0f} of {d['batches']:.0f} batches prepared ahead"
     )
 
 

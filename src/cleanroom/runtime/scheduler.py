@@ -165,6 +165,7 @@ class Scheduler:
         self._idle: asyncio.Event | None = None
         self._dirty: set[str] = set()
         self._holds_exported: dict[str, int] = {}  # device -> anticipation holds already counted in metrics
+        self._aheads_exported: dict[str, int] = {}  # device -> batches prepared ahead already counted
         self._run_ends_exported: dict[tuple[str, str], int] = {}  # (device, reason) -> already counted
         self._worker_free_at: dict[str, float] = {}  # device -> when its last batch ended (worker thread)
         # device -> why no batch prepared ahead may run on it any more (worker thread; see _run_batch)
@@ -348,8 +349,9 @@ class Scheduler:
         """Hand the batch to its device's worker thread; `_batch_done` runs on the event loop when it ends."""
         assert self._loop is not None
         if self.metrics is not None:
+            waited = self.metrics.wait_seconds.labels(tenant_id=batch.tenant_id)
             for request in batch.requests:
-                self.metrics.wait_seconds.labels(tenant_id=batch.tenant_id).observe(now - request.enqueued_at)
+                waited.observe(now - request.enqueued_at)
             self.metrics.batch_size.labels(model=batch.model).observe(len(batch.requests))
         preparing: Future[_Prepared] | None = None
         try:
@@ -519,8 +521,9 @@ class Scheduler:
         if outcome.ran:
             m.service_total.labels(tenant_id=tenant).inc(outcome.service_s)
             share = outcome.service_s / len(batch.requests)
+            served = m.service_seconds.labels(tenant_id=tenant)
             for _ in batch.requests:
-                m.service_seconds.labels(tenant_id=tenant).observe(share)
+                served.observe(share)
 
     def _quarantine(self, device: str) -> None:
         if self._core.devices[device].quarantined:
@@ -569,6 +572,10 @@ class Scheduler:
                 if new_holds > 0:
                     self.metrics.anticipation_holds.labels(device=device.name).inc(new_holds)
                     self._holds_exported[device.name] = device.holds
+                new_aheads = device.aheads - self._aheads_exported.get(device.name, 0)
+                if new_aheads > 0:
+                    self.metrics.prepared_ahead.labels(device=device.name).inc(new_aheads)
+                    self._aheads_exported[device.name] = device.aheads
                 for reason, count in device.run_ends.items():
                     key = (device.name, reason)
                     if count > self._run_ends_exported.get(key, 0):

@@ -26,6 +26,7 @@ class SchedulerMetrics:
     cancelled: Counter  # tenant_id: queued requests removed because their submitter went away
     tenant_switches: Counter  # device, tenant_id (the incoming tenant)
     anticipation_holds: Counter  # device: times a free device waited for its current tenant to come back
+    prepared_ahead: Counter  # device: batches handed to a busy device to prepare while its batch ran
     run_ends: Counter  # device, reason: why a device left its tenant (scheduler_core RUN_END_*)
     comeback_seconds: Histogram  # kind: "first" request back after a tenant ran out, "all" of a batch's back
     device_idle_seconds: Histogram  # device: worker idle between the end of one batch and the next start
@@ -91,6 +92,12 @@ class SchedulerMetrics:
             anticipation_holds=Counter(
                 "cleanroom_scheduler_anticipation_holds",
                 "Free device held idle for its current tenant's expected next request",
+                ["device"],
+                registry=r,
+            ),
+            prepared_ahead=Counter(
+                "cleanroom_scheduler_prepared_ahead",
+                "Batches handed to a busy device to be prepared while its running batch ends",
                 ["device"],
                 registry=r,
             ),

@@ -33,10 +33,23 @@ class LinearCost:
 
 @dataclass
 class SimRunner:
-    """Stands in for a model: only what the core reads (batch size, optional delay)."""
+    """Stands in for a model: only what the core reads (batch size, optional delay, whether it prepares).
+
+    `prepare_per_item_s` > 0: a runner that prepares (batching.py), whose preparation takes that long per
+    request, on top of `cost(model, n)`: on the device when the batch was given to a free device, beside the
+    running batch when it was handed over ahead (only with `ahead`)."""
 
     max_batch_size: int = 1
     max_batch_delay_ms: float | None = None
+    prepare_per_item_s: float = 0.0
+    ahead: bool = True
+
+    @property
+    def prepare_ahead(self) -> bool:
+        return self.ahead and self.prepare_per_item_s > 0
+
+    def prepare(self, device: str, tenant_id: str, items: Sequence[object]) -> object:
+        raise RuntimeError("a SimRunner is never prepared; the simulation charges prepare_per_item_s instead")
 
     def run(self, device: str, tenant_id: str, items: Sequence[object]) -> Sequence[object | BaseException]:
         raise RuntimeError("a SimRunner is never run; the simulation charges cost(model, n) instead")
@@ -92,10 +105,18 @@ class Simulation:
         self._order = itertools.count()
         self._wakes: set[float] = set()
         self._runners: dict[str, SimRunner] = {}
+        self._device_free_at: dict[str, float] = {}  # device -> when the last batch handed to it ends
 
     # --- set-up --------------------------------------------------------------------------------------
-    def model(self, name: str, max_batch_size: int = 1, max_batch_delay_ms: float | None = None) -> None:
-        self._runners[name] = SimRunner(max_batch_size, max_batch_delay_ms)
+    def model(
+        self,
+        name: str,
+        max_batch_size: int = 1,
+        max_batch_delay_ms: float | None = None,
+        prepare_per_item_s: float = 0.0,
+        prepare_ahead: bool = True,
+    ) -> None:
+        self._runners[name] = SimRunner(max_batch_size, max_batch_delay_ms, prepare_per_item_s, prepare_ahead)
 
     def at(self, t: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._events, (t, next(self._order), action))
@@ -189,8 +210,16 @@ class Simulation:
     def _start(self, batch: Batch) -> None:
         scrub = self.scrub_s if batch.needs_scrub else 0.0
         service = self.cost(batch.model, len(batch.requests))
+        runner = batch.runner
+        prepare = runner.prepare_per_item_s * len(batch.requests) if isinstance(runner, SimRunner) else 0.0
+        prepares = isinstance(runner, SimRunner) and runner.prepare_per_item_s > 0
         for request in batch.requests:
             request.handle[0].started_at = self.now
+        if batch.ahead:  # prepared beside the running batch; runs once both are done
+            start = max(self._device_free_at.get(batch.device, self.now), self.now + prepare)
+        else:  # on a free device: scrub, prepare, run
+            start = self.now + scrub + prepare
+        end = self._device_free_at[batch.device] = start + service
         record = BatchRecord(
             batch.device,
             batch.tenant_id,
@@ -198,16 +227,17 @@ class Simulation:
             len(batch.requests),
             batch.tenant_switch,
             scrub,
-            self.now + scrub,
-            self.now + scrub + service,
+            start,
+            end,
             tuple(r.tenant_id for r in batch.requests),
             tuple(r.model for r in batch.requests),
         )
         self.batches.append(record)
-        self.at(record.end, lambda: self._done(batch, service, scrub))
+        prepare_s = prepare if prepares else None
+        self.at(record.end, lambda: self._done(batch, prepare + service, scrub, prepare_s))
 
-    def _done(self, batch: Batch, service_s: float, scrub_s: float) -> None:
-        self.core.complete(batch, service_s, self.now, scrub_s=scrub_s)
+    def _done(self, batch: Batch, service_s: float, scrub_s: float, prepare_s: float | None = None) -> None:
+        self.core.complete(batch, service_s, self.now, scrub_s=scrub_s, prepare_s=prepare_s)
         for request in batch.requests:
             record, on_done = request.handle
             record.outcome, record.batch_size = "ok", len(batch.requests)
