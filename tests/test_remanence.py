@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import secrets
+import struct
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save
 
+from cleanroom.client import ClientError
 from support.memscan import encodings, scan_files, scan_process
 
 
@@ -35,6 +38,19 @@ def minilm_texts(marker: str) -> list[str]:
     return [f"{pad}{marker}{pad}", f"my account note {marker} please embed {pad}", marker]
 
 
+def refused_payloads(marker: str) -> list[tuple[str, bytes]]:
+    """Requests the models refuse (422) that carry the marker: not JSON, not UTF-8, a broken safetensors
+    header, and inputs of the wrong type."""
+    raw = marker.encode()
+    header = b'{"x": {"note": "' + raw * 20 + b'"'  # unterminated
+    return [
+        ("minilm", b'{"inputs": ["' + raw * 50),  # not JSON
+        ("minilm", b"\xff" + (raw + b" ") * 50),  # not UTF-8
+        ("minilm", json.dumps({"inputs": [f"{marker} " * 50, 5]}).encode()),  # not all strings
+        ("double", struct.pack("<Q", len(header)) + header),  # user model, header not JSON
+    ]
+
+
 def wait_for(path: Path, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -44,7 +60,7 @@ def wait_for(path: Path, timeout_s: float = 30) -> None:
 
 def test_no_plaintext_left_after_requests(shared_server) -> None:
     server = shared_server
-    echo_marker, minilm_marker, hold_marker = new_marker(), new_marker(), new_marker()
+    echo_marker, minilm_marker, hold_marker, refused_marker = new_marker(), new_marker(), new_marker(), new_marker()
     signals: Path = server.signal_dir
     with server.client("alpha") as client:
         # Control first: the scan must see a marker that is held inside the model right now.
@@ -71,9 +87,15 @@ def test_no_plaintext_left_after_requests(shared_server) -> None:
         for _ in range(3):
             out = client.infer("minilm", json.dumps({"inputs": minilm_texts(minilm_marker)}).encode())
             assert len(out) > 384 * 4
+        # Refused inputs too: a decoder's exception holds the whole input (JSONDecodeError.doc,
+        # UnicodeDecodeError.object), and once chained to the answer's error it outlived the request.
+        for bad in refused_payloads(refused_marker):
+            with pytest.raises(ClientError) as info:
+                client.infer(bad[0], bad[1])
+            assert info.value.status == 422
     del payload, result, echo_payload
     time.sleep(0.5)
-    needles = encodings(echo_marker) + encodings(minilm_marker) + encodings(hold_marker)
+    needles = encodings(echo_marker) + encodings(minilm_marker) + encodings(hold_marker) + encodings(refused_marker)
     hits = scan_process(server.pid, needles)
     assert hits == {}, f"plaintext markers left in server memory after the requests: {hits}"
     leaked_files = (

@@ -21,7 +21,7 @@ from cleanroom.errors import CleanroomError, SpillError
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.batch_format import STATUS_FAILED, STATUS_OK, BatchIndex
 from cleanroom.runtime.models import Model, RequestScope
-from cleanroom.runtime.session import RequestOpener, describe_error, model_errors, run_model
+from cleanroom.runtime.session import ModelErrors, RequestOpener, describe_error, run_model, strip_exception
 from cleanroom.runtime.spill import SpillFile
 from cleanroom.scrubbers.base import ScrubPolicy
 
@@ -184,12 +184,11 @@ class BatchChunkRunner:
         payloads = [scope.buffers[0] for scope in scopes]
         run_batch = getattr(self.model, "run_batch", None)
         if len(scopes) > 1 and run_batch is not None:
-            try:
-                with model_errors(self.model):
-                    answers: list[memoryview | BaseException] = run_batch(payloads, scopes)
-                return answers
-            except CleanroomError as exc:  # the whole forward pass failed: every item fails with it
-                return [exc] * len(scopes)
+            guard = ModelErrors(self.model)
+            with guard:
+                answers: list[memoryview | BaseException] = run_batch(payloads, scopes)
+                return [strip_exception(a) if isinstance(a, CleanroomError) else a for a in answers]
+            return [guard.failure()] * len(scopes)  # the whole forward pass failed: every item fails with it
         answers = []
         for payload, scope in zip(payloads, scopes, strict=True):
             try:

@@ -7,6 +7,7 @@ SecureBuffer. Every tensor it makes from the input goes into `tracked` so the se
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import threading
@@ -68,6 +69,9 @@ class EchoModel:
         return tensor_bytes(copy)
 
 
+_NOT_JSON = object()
+
+
 class MiniLMModel:
     """all-MiniLM-L6-v2 sentence embeddings: `{"inputs": [text, ...]}` -> safetensors `embeddings` [n, 384].
 
@@ -99,12 +103,15 @@ class MiniLMModel:
         self._lock = threading.Lock()
 
     def parse_inputs(self, payload: SecureBuffer) -> list[str]:
-        try:
+        document: Any = _NOT_JSON
+        # Raised below, outside any handler: the decoder's exception holds the whole text (`doc`, `object`)
+        # and would ride along as `__context__`. In a batch, this request alone fails.
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
             # One decoded copy is unavoidable for a tokenizer that takes `str`; it is freed at the end of
             # the request and wiped by the hardened allocator (DESIGN §4).
-            document: Any = json.loads(str(payload.view(), "utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError):  # in a batch, this request alone fails
-            raise InvalidPayload('minilm takes UTF-8 JSON: {"inputs": ["text", ...]}') from None
+            document = json.loads(str(payload.view(), "utf-8"))
+        if document is _NOT_JSON:
+            raise InvalidPayload('minilm takes UTF-8 JSON: {"inputs": ["text", ...]}')
         inputs = document.get("inputs") if isinstance(document, dict) else None
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
             raise InvalidPayload('minilm takes {"inputs": ["text", ...]} with at least one string')

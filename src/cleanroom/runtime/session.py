@@ -401,40 +401,70 @@ class Runtime:
             self.current_tenant = tenant_id
 
 
-@contextmanager
-def model_errors(model: Model) -> Iterator[None]:
+class ModelErrors:
     """An exception from model code means it could not take this input: 422, not 500.
 
-    The original exception is dropped (not chained): its traceback holds frames whose locals reference
-    the plaintext, and its message may quote it.
+    Use: ``with guard: return model.run(...)`` then ``raise guard.failure()`` after the block. The guard
+    swallows the model's exception and the caller raises a clean one outside every exception handler, so
+    nothing chains to the original: a decoder's error holds the whole input (`JSONDecodeError.doc`,
+    `UnicodeDecodeError.object`), a traceback holds frames whose locals are plaintext, and Python sets
+    `__context__` on any exception raised while another is handled (`raise ... from None` only hides it).
+    Kept alive by a reference cycle, such a chain outlived the request until a garbage collection.
+    A CleanroomError from model code (e.g. InvalidPayload) is kept, stripped of its traceback and chain.
     """
-    try:
-        yield
-    except CleanroomError:
-        raise
-    except Exception as exc:
-        kind = type(exc).__name__
-        del exc
-        log.warning("model %s raised %s on a request", model.name, kind)
-        raise InvalidPayload(
-            f"model {model.name!r} could not process this input ({kind})", code="model_rejected_input"
-        ) from None
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.error: CleanroomError | None = None
+
+    def __enter__(self) -> ModelErrors:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False  # no error, or KeyboardInterrupt/SystemExit: not ours to translate
+        if isinstance(exc, CleanroomError):
+            self.error = strip_exception(exc)
+        else:
+            name = type(exc).__name__
+            log.warning("model %s raised %s on a request", self.model.name, name)
+            self.error = InvalidPayload(
+                f"model {self.model.name!r} could not process this input ({name})", code="model_rejected_input"
+            )
+        return True
+
+    def failure(self) -> CleanroomError:
+        """The exception to raise after the `with` block (outside any handler, so it chains to nothing)."""
+        assert self.error is not None, "the guarded block neither returned nor raised"
+        return self.error
+
+
+def strip_exception(exc: CleanroomError) -> CleanroomError:
+    """`exc` without its traceback and chained exceptions (whose frames and fields may hold plaintext)."""
+    exc.__traceback__ = None
+    exc.__context__ = exc.__cause__ = None
+    exc.__suppress_context__ = True
+    return exc
 
 
 def run_model(model: Model, payload: SecureBuffer, scope: RequestScope) -> memoryview:
-    with model_errors(model):
+    guard = ModelErrors(model)
+    with guard:
         return model.run(payload, scope)
+    raise guard.failure()
 
 
 def run_model_batch(model: Model, requests: Sequence[OpenedRequest]) -> list[memoryview | BaseException]:
     """One forward pass over several requests of one tenant; the model returns one answer or one exception
     per request (a malformed request fails alone)."""
     run_batch = getattr(model, "run_batch")  # noqa: B009 - optional capability, checked by the caller
-    with model_errors(model):
+    guard = ModelErrors(model)
+    with guard:
         answers: list[memoryview | BaseException] = run_batch(
             [r.payload for r in requests], [r.scope for r in requests]
         )
-        return answers
+        return [strip_exception(a) if isinstance(a, CleanroomError) else a for a in answers]
+    raise guard.failure()
 
 
 def describe_error(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ both directions byte for byte against the `safetensors` library.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from collections.abc import Mapping
@@ -35,6 +36,9 @@ _DTYPES: dict[str, torch.dtype] = {
 _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
+_NOT_JSON = object()
+
+
 def read_safetensors(view: memoryview) -> dict[str, torch.Tensor]:
     """Tensors that are views into `view` (which must stay alive and is zeroed by its owner)."""
     if len(view) < 8:
@@ -42,10 +46,13 @@ def read_safetensors(view: memoryview) -> dict[str, torch.Tensor]:
     (header_len,) = struct.unpack_from("<Q", view, 0)
     if header_len > MAX_HEADER_BYTES or 8 + header_len > len(view):
         raise InvalidPayload("safetensors header length is out of range")
-    try:
-        header: Any = json.loads(bytes(view[8 : 8 + header_len]))
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested JSON
-        raise InvalidPayload("safetensors header is not valid JSON") from None
+    header: Any = _NOT_JSON
+    # Raised below, outside any handler: the decoder's exception holds the header's text. RecursionError:
+    # deeply nested JSON.
+    with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
+        header = json.loads(bytes(view[8 : 8 + header_len]))
+    if header is _NOT_JSON:
+        raise InvalidPayload("safetensors header is not valid JSON")
     if not isinstance(header, dict):
         raise InvalidPayload("safetensors header must be a JSON object")
     data = view[8 + header_len :]
