@@ -80,7 +80,7 @@ def _after_escape(text: str, start: int) -> bool:
 class _Compiled:
     __slots__ = (
         "caseless", "confirm", "guard", "is_ip", "label", "label_of", "priority", "regex", "regex_icase",
-        "rule", "value_groups", "widen",
+        "rule", "starts_of", "value_groups", "widen",
     )  # fmt: skip
 
     def __init__(self, rule: Rule) -> None:
@@ -93,6 +93,7 @@ class _Compiled:
         self.label = rule.label
         self.label_of = rule.label_of
         self.widen = rule.widen
+        self.starts_of = rule.starts_of
         self.priority = rule.priority
         self.is_ip = rule.label in ("IPV4", "IPV6")
         names = sorted((idx, name) for name, idx in self.regex.groupindex.items() if name.startswith("v"))
@@ -167,6 +168,11 @@ class Redactor:
             c = compiled[i]
             if c.caseless and not lowered:
                 low, lowered = _lower(text), True
+            if c.starts_of is not None:
+                rule_starts = c.starts_of(text)
+                if rule_starts:
+                    self._run(c, text, low, out, rule_starts)
+                continue
             self._run(c, text, low, out, starts.get(i) if starts else None)
         return out
 
