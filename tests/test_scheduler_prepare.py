@@ -96,6 +96,7 @@ def test_a_full_queue_is_handed_over_at_once() -> None:
     [
         "nothing in the way",
         "another tenant is due",
+        "a light tenant is around",
         "runner cannot prepare ahead",
         "scrub before the running batch",
         "shutting down",
@@ -112,7 +113,11 @@ def test_no_batch_is_handed_over_ahead_when(case: str) -> None:
     assert not running.ahead and running.needs_scrub == (case == "scrub before the running batch")
     if case == "another tenant is due":
         c.admit("b", "m", None, runner, now)
-        c.tenant("b").counter = c.tenant("a").counter - 1.0  # a's next batch would not be the fair choice
+        b = c.tenant("b")
+        b.counter = c.tenant("a").counter - 1.0  # a's next batch would not be the fair choice
+        b.recent_service_s, b.recent_at = 1.0, now  # and b is a heavy tenant (not light: see the next case)
+    if case == "a light tenant is around":
+        c.tenant("b").last_arrival_at = now  # sent a request lately, served nothing lately: light
     if case == "shutting down":
         c.begin_shutdown()
     at = c.devices["d0"].expected_end  # inside the window
