@@ -144,6 +144,7 @@ UNSEEN_NEGATIVES = [
     "[pid 57070:tid 374949614257091] (111)Connection refused",
     "request_id=0123456789abcdef0123456789abcdef trace=01J8Z3K4M5N6P7Q8R9S0T1V2W3",
     "we look at the dot com era",
+    'msg="done" integrity=sha384-/INLDvPum8pZzNzp4hzlzxjMMl97Ef4j37O6vKL0qe7qEKSCnfadUksHpQH6bGt9 elapsed=3s',
 ]
 
 

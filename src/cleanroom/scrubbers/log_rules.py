@@ -263,7 +263,8 @@ _ID_BEFORE = re.compile(
 _CAPITAL_PAIR_PATTERN = r"[A-Z][a-z0-9_-]{1,8}[A-Z]"
 _CAPITAL_PAIR = re.compile(_CAPITAL_PAIR_PATTERN)
 _UPPER_PREFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
-_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
+# (no `=`: padding only ends base64, and walking back through `key=` would hide the key)
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _DIGEST_PREFIX = re.compile(r"(?:sha\d+|md5|blake2b?)[-_]", re.IGNORECASE)
 
 
