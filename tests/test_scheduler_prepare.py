@@ -98,13 +98,20 @@ def test_a_full_queue_is_handed_over_at_once() -> None:
         "another tenant is due",
         "a light tenant is around",
         "runner cannot prepare ahead",
+        "turned off",
         "scrub before the running batch",
         "shutting down",
     ],
 )
 def test_no_batch_is_handed_over_ahead_when(case: str) -> None:
     runner = PreparingRunner(max_batch_size=2, prepare_ahead=case != "runner cannot prepare ahead")
-    c, now = warmed_core(runner, fairness_bound_s=0.0, latency_bound_s=0.0, scrub_on_first_use=True)
+    c, now = warmed_core(
+        runner,
+        fairness_bound_s=0.0,
+        latency_bound_s=0.0,
+        scrub_on_first_use=True,
+        prepare_ahead=case != "turned off",
+    )
     if case == "scrub before the running batch":
         c.devices["d0"].current_tenant = None  # the next batch is a first use: scrubbed first
     for _ in range(3):

@@ -28,6 +28,8 @@ class SchedulerConfig:
     `anticipate`: a free device may wait for its current tenant's next request when that tenant comes back
     quickly, within both stickiness bounds (anticipatory scheduling, runtime/scheduler_core.py `_hold`).
     `scrub_on_first_use` also calls `on_tenant_switch(device, None, tenant)` for a device's first tenant.
+    `prepare_ahead`: a busy device may be handed its tenant's next batch to prepare while the running one
+    ends, for runners that can (runtime/batching.py `prepares_ahead`); False: never.
     """
 
     policy: Policy = "fair"
@@ -44,6 +46,7 @@ class SchedulerConfig:
     shared_window_s: float = 1.0
     idle_grace_s: float = 0.05
     anticipate: bool = True
+    prepare_ahead: bool = True
 
     def __post_init__(self) -> None:
         if self.policy not in ("fair", "fifo"):

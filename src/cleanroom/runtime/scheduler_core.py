@@ -362,6 +362,8 @@ class SchedulerCore:
         running = device.running
         if running is None or running.needs_scrub or not prepares_ahead(running.runner) or self.shutting_down:
             return None
+        if not self.config.prepare_ahead:
+            return None
         state = self.tenants.get(running.tenant_id)
         queue = state.queues.get(running.model) if state is not None else None
         if state is None or not queue or queue[0].runner is not running.runner:
