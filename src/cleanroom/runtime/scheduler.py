@@ -20,7 +20,10 @@ What it promises:
 - a submitter cancelled while its request is queued (client disconnect) removes the request; one cancelled
   while its batch runs gets nothing, and the batch finishes (the runner still zeroes what it held);
 - `shutdown` refuses new requests (503 ``shutting_down``), runs what is queued and running until the
-  deadline, then answers the rest 503 and returns without waiting for batches still on a device.
+  deadline, then answers the rest 503 and returns without waiting for batches still on a device;
+- a runner that prepares (batching.py `prepares_ahead`) may have its tenant's next batch prepared on the
+  device's preparing thread while the batch before it runs on the worker thread (never across a tenant
+  switch); a batch prepared ahead that will not run is discarded (zeroed).
 The policy itself is in scheduler_core.py (state), fairness.py (who next), batching.py (what goes
 together) and admission.py (who may enter); this module is only the asyncio and thread plumbing.
 """
@@ -413,8 +416,8 @@ class Scheduler:
         if preparing is not None:
             prepared = preparing.result()  # the batch before it ran meanwhile; usually done already
             if self._worker_refuses.get(batch.device) is not None:
-                # The device was quarantined by the batch before it, or that batch's tenant never got on the
-                # device: nothing of this one may run there (fail closed; its requests answer 503).
+                # The batch before it quarantined the device: nothing more may run there (fail closed; its
+                # requests answer 503 device_quarantined, and its plaintext is zeroed unused).
                 _discard(prepared)
                 return _Outcome(self._worker_refuses[batch.device], prepared.seconds, ran=False)
             idle_before_s = None if free_at is None else self._clock() - free_at
