@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 from safetensors.torch import load, save
@@ -82,3 +85,21 @@ def test_settings_from_env_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None
     assert not is_loopback_host("0.0.0.0") and not is_loopback_host("10.0.0.1")
     with pytest.raises(ValueError):
         Settings(port=70000)
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, True), ("false", False), ("true", True)])
+def test_prepare_ahead_setting_reaches_the_scheduler(
+    env: str | None, expected: bool, data_dir: Path, memory_audit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cleanroom.runtime.models import EchoModel, ModelRegistry
+    from cleanroom.server.services import build_services
+
+    if env is not None:
+        monkeypatch.setenv("CLEANROOM_PREPARE_AHEAD", env)
+    services = build_services(
+        Settings(data_dir=data_dir), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
+    )
+    try:
+        assert services.scheduler.config.prepare_ahead is expected
+    finally:
+        services.close()

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     latency_bound_s: float = Field(0.025, ge=0, description="how long another tenant may wait to save a switch")
     max_batch_delay_ms: float = Field(2.0, ge=0)
     max_batch_size: int | None = Field(None, ge=1, description="cap on requests per batch (1: no batching)")
+    prepare_ahead: bool = Field(
+        True, description="open a busy device's next batch of the same tenant while the running one computes"
+    )
     tenant_max_queued: int = Field(64, ge=1)
     tenant_max_in_flight: int = Field(128, ge=1)
     tenant_rate_per_s: float | None = Field(None, gt=0)

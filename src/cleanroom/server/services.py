@@ -177,6 +177,7 @@ def build_scheduler(
         max_batch_delay_ms=settings.max_batch_delay_ms,
         max_total_queued=settings.max_total_queued,
         default_limits=limits,
+        prepare_ahead=settings.prepare_ahead,
     )
     scrubber = opener.scrubber
     devices = (
