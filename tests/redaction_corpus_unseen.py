@@ -41,11 +41,11 @@ import json
 import random
 import string
 import uuid
-import zlib
 from collections.abc import Callable
 from urllib.parse import quote
 
 from redaction_corpus import Sample
+from redaction_corpus_heldout import _b64url, _crc_b62, _luhn, _r  # the same generators, not copies
 
 LOWER = string.ascii_lowercase
 UPPER = string.ascii_uppercase
@@ -77,29 +77,12 @@ def mk(*frags: Frag) -> Sample:
     return sample
 
 
-def _r(rng: random.Random, alphabet: str, n: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(n))
-
-
 def _mixed(rng: random.Random, alphabet: str, n: int) -> str:
     """Random string with at least one upper, one lower and one digit (what a random token almost always has)."""
     while True:
         s = _r(rng, alphabet, n)
         if any(c.isupper() for c in s) and any(c.islower() for c in s) and sum(c.isdigit() for c in s) >= 2:
             return s
-
-
-def _crc_b62(body: str) -> str:
-    n = zlib.crc32(body.encode())
-    out = ""
-    while n:
-        n, k = divmod(n, 62)
-        out = B62[k] + out
-    return out.rjust(6, "0")
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -110,11 +93,6 @@ def _luhn_ok(digits: str) -> bool:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return total % 10 == 0
-
-
-def _luhn(rng: random.Random, prefix: str, length: int) -> str:
-    body = prefix + _r(rng, DIGITS, length - len(prefix) - 1)
-    return next(body + c for c in DIGITS if _luhn_ok(body + c))
 
 
 def _ts(rng: random.Random) -> str:
