@@ -216,3 +216,25 @@ def test_a_covered_candidate_changes_nothing() -> None:
     and is dropped unconfirmed; the output is the provider's placeholder either way."""
     line = "HF_TOKEN: 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 done"
     assert Redactor().redact(line) == _reference_redact(line) == "HF_TOKEN: [REDACTED:HUGGINGFACE_TOKEN] done"
+
+
+_TOKEN = "Xk9fQ2mZ7pLw4RtV8nB3cY6hJ1sD5gK0aE2uW9qM"
+
+
+def test_a_token_right_after_a_non_ascii_character_is_tried() -> None:
+    """The random-token candidates ended a run of token characters only at an ASCII separator, so a run
+    glued by `é` to a token (`…here_okéXk9f…`) hid the token behind it: it was never matched and leaked."""
+    for line in (
+        "naïve user_agent_string_value_for_testing_here_oké" + _TOKEN + " end",
+        "x" * 40 + "é" + _TOKEN + " end",
+        "x" * 600 + "\u4e2d" + _TOKEN,
+        "echo " + _TOKEN + "é" + "y" * 40 + " ok",
+    ):
+        assert "[REDACTED:RANDOM_TOKEN]" in Redactor().redact(line), line
+        _assert_same([line])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["x" * 33, "é", "\u4e2d", " ", "-", "=", "+", _TOKEN, "a" * 520]), max_size=8))
+def test_random_token_candidates_equal_finditer_on_mixed_scripts(pieces: list[str]) -> None:
+    _assert_same(["".join(pieces)])

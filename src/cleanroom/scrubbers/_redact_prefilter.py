@@ -157,31 +157,25 @@ class HyperscanPrefilter:
             self._anchor_db.compile(
                 expressions=anchor_exprs, ids=anchor_ids, elements=len(anchor_ids), flags=anchor_flags
             )
-        self._local = threading.local()  # scratch space is per thread (Hyperscan requirement)
-
-    def _state(self) -> tuple[Any, Any, list[tuple[int, int]]]:
-        state = getattr(self._local, "state", None)
-        if state is None:
-            hits: list[tuple[int, int]] = []
-            anchor_scratch = self._hs.Scratch(self._anchor_db) if self._anchor_db is not None else None
-            state = (self._hs.Scratch(self._db), anchor_scratch, hits)
-            self._local.state = state
-        return state
+        # Scratch space is per thread (a Hyperscan requirement): a `threading.local` subclass builds it
+        # on a thread's first touch, so each scan reads one attribute instead of a getattr with a default
+        self._local = _Scratches(hyperscan, self._db, self._anchor_db)
 
     def candidates(self, text: str) -> list[int]:
         return self.scan(text)[0]
 
     def scan(self, text: str) -> tuple[list[int], Starts | None]:
-        scratch, _, hits = self._state()
-        hits.clear()
+        hits: list[tuple[int, int]] = []
         data = text.encode("utf-8", "surrogatepass")
-        self._db.scan(data, _collect, 0, hits, scratch)
+        self._db.scan(data, _collect, 0, hits, self._local.scratch)
         if not hits:
             return [], None
         som = self._som_in_main
-        if len(hits) == 1 and hits[0][0] not in som:
-            ids = [hits[0][0]]
-            return ids, None if ids[0] not in self._second else self._anchor_starts(text, data, ids, {})
+        if len(hits) == 1:
+            rule_id, start = hits[0]
+            if rule_id not in som:
+                ids = [rule_id]
+                return ids, None if rule_id not in self._second else self._anchor_starts(text, data, ids, {})
         ids = []
         starts: Starts = {}
         for rule_id, start in hits:
@@ -201,9 +195,8 @@ class HyperscanPrefilter:
     def _anchor_starts(self, text: str, data: bytes, ids: list[int], starts: Starts) -> Starts | None:
         if len(data) != len(text):  # not ASCII: byte offsets are not string offsets
             return None
-        _, anchor_scratch, hits = self._state()
-        hits.clear()  # the main scan's hits were consumed by the caller
-        self._anchor_db.scan(data, _collect, 0, hits, anchor_scratch)
+        hits: list[tuple[int, int]] = []
+        self._anchor_db.scan(data, _collect, 0, hits, self._local.anchor_scratch)
         wanted = self._second.intersection(ids)
         for rule_id, start in hits:
             if rule_id in wanted:
@@ -212,6 +205,14 @@ class HyperscanPrefilter:
             if rule_id not in starts:
                 return None
         return starts
+
+
+class _Scratches(threading.local):
+    """One thread's Hyperscan scratch space for the main and the anchors database."""
+
+    def __init__(self, hyperscan: Any, db: Any, anchor_db: Any) -> None:
+        self.scratch = hyperscan.Scratch(db)
+        self.anchor_scratch = hyperscan.Scratch(anchor_db) if anchor_db is not None else None
 
 
 def _collect(rule_id: int, start: int, end: int, flags: int, hits: object) -> None:

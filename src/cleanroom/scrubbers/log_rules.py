@@ -20,7 +20,6 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import AnyStr
 
 from cleanroom.scrubbers import _redact_validators as v
 
@@ -60,10 +59,12 @@ class Rule:
     # Exact: for matches of `anchor` ending at the same offset, Hyperscan reports the leftmost start, and
     # `pattern` matches there whenever it matches at a later one (the rest only sees text from that end).
     anchor: str | None = None
-    # starts_of(text) -> every offset where a match may begin (a superset, in order), computed without the
-    # regex: for a rule whose pattern starts with a class most characters are in, so that `finditer` would
-    # try a match at nearly every character. The engine then matches only there, as with `anchor`.
-    starts_of: Callable[[str], list[int]] | None = None
+    # starts_of(text) -> (start, limit) for every offset where a match may begin (a superset, in order),
+    # with an offset no match from there ends past, computed without the regex: for a rule whose pattern
+    # starts with a class most characters are in, so that `finditer` would try a match at nearly every
+    # character. The engine then matches only there, as with `anchor`, and not at all where a finding of
+    # a higher priority already covers `start:limit` (the match would be dropped as covered).
+    starts_of: Callable[[str], list[tuple[int, int]]] | None = None
 
     def compile(self, *, ignore_case: bool = False) -> re.Pattern[str]:
         """Caseless rules are written in lowercase and run on lowercased text (`ignore_case=False`), which
@@ -280,40 +281,35 @@ def _readable_base64(value: str) -> bool:
     return bool(raw) and printable >= 0.9 * len(raw)
 
 
-# str.translate table: token characters to `a`, other ASCII to a space (non-ASCII stays, never an `a`)
-_TOKEN_RUN_MAP = str.maketrans(
-    {c: ("a" if c.isascii() and (c.isalnum() or c in "_-") else " ") for c in map(chr, range(128))}
-)
-_MIN_RUN = "a" * 32
-# The same for ASCII text as a 256-byte table: `bytes.translate` is one table lookup per byte, `str.translate`
-# with a dict a dict lookup per character (as slow as the regex it replaces)
+# A 256-byte `bytes.translate` table: token characters to `a`, everything else to a space. The text is
+# encoded with `ascii`/`replace` first, which writes one `?` per non-ASCII character (so offsets stay string
+# offsets, and a non-ASCII character ends a run as it ends the pattern's ASCII class). `bytes.translate` is
+# one table lookup per byte; `str.translate` with a dict a dict lookup per character (as slow as the regex
+# it replaces), and it left non-ASCII characters as they were, so a run "ended" past them (a token right
+# after `é` was never tried)
 _TOKEN_RUN_BYTES = bytes(
     ord("a") if (c < 128 and (chr(c).isalnum() or chr(c) in "_-")) else ord(" ") for c in range(256)
 )
 _MIN_RUN_BYTES = b"a" * 32
 
 
-def random_token_starts(text: str) -> list[int]:
-    """Where `random-token` may match: the start of every run of 32+ token characters, and for a run over
-    512 characters the offset 512 before its end (the only other place its bounded pattern can start).
-    One `translate` and a few `find`s in C instead of `re` trying the pattern at every character (2.2 us
-    a line on the secret-dense corpus)."""
-    if text.isascii():
-        return _run_starts(text.encode("ascii").translate(_TOKEN_RUN_BYTES), _MIN_RUN_BYTES, b" ")
-    return _run_starts(text.translate(_TOKEN_RUN_MAP), _MIN_RUN, " ")
-
-
-def _run_starts(mapped: AnyStr, run: AnyStr, space: AnyStr) -> list[int]:
-    out: list[int] = []
-    pos = mapped.find(run)
+def random_token_starts(text: str) -> list[tuple[int, int]]:
+    """Where `random-token` may match, each with where its run of token characters ends (no match from
+    there ends later): the start of every run of 32+ token characters, and for a run over 512 characters
+    the offset 512 before its end (the only other place its bounded pattern can start). One `translate`
+    and a few `find`s in C instead of `re` trying the pattern at every character (2.2 us a line on the
+    secret-dense corpus)."""
+    mapped = text.encode("ascii", "replace").translate(_TOKEN_RUN_BYTES)
+    out: list[tuple[int, int]] = []
+    pos = mapped.find(_MIN_RUN_BYTES)
     while pos >= 0:
-        end = mapped.find(space, pos + 32)
+        end = mapped.find(b" ", pos + 32)
         if end < 0:
             end = len(mapped)
-        out.append(pos)
+        out.append((pos, end))
         if end - pos > 512:
-            out.append(end - 512)
-        pos = mapped.find(run, end)
+            out.append((end - 512, end))
+        pos = mapped.find(_MIN_RUN_BYTES, end)
     return out
 
 
@@ -903,7 +899,7 @@ SECRET_RULES: tuple[Rule, ...] = (
          label_of=_label_authorization, anchor=r"(?:proxy-)?authorization"),
     Rule("bearer-token", "BEARER_TOKEN", r"bearer[ \t]+(?P<v>[A-Za-z0-9._~+/%-]{8,}=*)", ("bearer",),
          caseless=True, priority=65, confirm=_confirm_bearer, left_guard=_WD),
-    Rule("basic-credentials", "BASIC_AUTH", r"basic[ \t]+(?P<v>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])",
+    Rule("basic-credentials", "BASIC_AUTH", r"basic[ \t]+(?P<v>[A-Za-z0-9+/]{6,}+={0,2}+)(?![A-Za-z0-9+/=])",
          ("basic",), caseless=True, priority=65, confirm=_confirm_basic, left_guard=_WD),
     Rule("cookie-header", "COOKIE",
          r"(?:set-)?cookie(?:\\?[\"'])?[ \t]*:[ \t]*(?:\\?[\"'])?(?P<v>[^\r\n\"'\\]+)",
@@ -920,7 +916,7 @@ SECRET_RULES: tuple[Rule, ...] = (
          ("signature=", "security-token="), caseless=True, priority=80, confirm=_confirm_not_placeholder),
     # SMTP `AUTH PLAIN <base64 of \0user\0password>` / `AUTH LOGIN <base64>` / XOAUTH2 (smtplib debug output)
     Rule("smtp-auth", "AUTHORIZATION",
-         r"auth[ \t]+(?:plain|login|xoauth2|oauthbearer)[ \t]+(?P<v>[A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])",
+         r"auth[ \t]+(?:plain|login|xoauth2|oauthbearer)[ \t]+(?P<v>[A-Za-z0-9+/]{8,}+={0,2}+)(?![A-Za-z0-9+/=])",
          ("auth plain", "auth login", "auth xoauth2", "auth oauthbearer"), caseless=True, priority=70,
          left_guard=_W),
     # GitHub Actions `::add-mask::VALUE`: the workflow itself says the value is secret
@@ -930,8 +926,9 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("private-key-base64", "PRIVATE_KEY", r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{20,}={0,2}", ("ls0tls1crudjti",),
          priority=100, confirm=_confirm_base64_pem, left_guard=TOK + "+/"),
     # Base64 JSON holding credentials (`.dockerconfigjson: eyJhdXRocyI6...`, k8s/ECS secret blobs); a JWT
-    # has dots and is the rule above
-    Rule("base64-json-credentials", "SECRET", r"eyJ[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=._-])", ("eyj",),
+    # has dots and is the rule above. Possessive (see the note above SECRET_RULES): on every JWT the run
+    # stops at a `.` that the lookahead refuses, and giving the run back char by char cost 1.9 us a line
+    Rule("base64-json-credentials", "SECRET", r"eyJ[A-Za-z0-9+/]{16,}+={0,2}+(?![A-Za-z0-9+/=._-])", ("eyj",),
          priority=84, confirm=_confirm_base64_json_credentials, left_guard=_WD + "."),
     # .netrc: `machine host login user password secret`
     Rule("netrc-password", "PASSWORD",
