@@ -19,10 +19,11 @@ from support.server import REPO
 
 def run_check(out: Path, device: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """check.sh with tiny sizes and no end-to-end step; returns the process and its check.json."""
-    env = {**os.environ, "OUT": str(out), "CHECK_DEVICE": device, "CHECK_SIZES": "1M", "CHECK_E2E": "0",
-           "PYTHON": sys.executable, "CHECK_WHEELS": str(out / "no-wheels")}  # fmt: skip (fetched GPU wheels stay out)
-    done = subprocess.run(["bash", "benchmarks/gpu/check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    # CHECK_WHEELS points at an empty folder: wheels fetched for a GPU run stay out of this CPU test.
+    env = {**os.environ, "OUT": str(out), "CHECK_DEVICE": device, "CHECK_SIZES": "1M", "CHECK_E2E": "0"}
+    env |= {"PYTHON": sys.executable, "CHECK_WHEELS": str(out / "no-wheels")}
+    command = ["bash", "benchmarks/gpu/check.sh"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     return done, json.loads((out / "check.json").read_text())
 
 
@@ -30,8 +31,8 @@ def test_check_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     done, summary = run_check(tmp_path, "cpu")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "CHECK PASSED" in done.stdout
-    assert summary["steps"] == {"wheels": "skipped", "offline_tests": 0, "gpu_tests": 0, "bench": 0,
-                                "e2e": "skipped"}  # fmt: skip
+    expected_steps = {"wheels": "skipped", "offline_tests": 0, "gpu_tests": 0, "bench": 0, "e2e": "skipped"}
+    assert summary["steps"] == expected_steps
     assert summary["goals"]["leaked_bytes_is_0"] is True
     assert summary["bench"]["device"] == "cpu" and summary["bench"]["leaked_bytes"] == 0
     assert summary["goals"]["verify_ge_0.8x_copy"] is None  # no copy baseline without a GPU: not a zero
