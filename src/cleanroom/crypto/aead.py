@@ -95,6 +95,11 @@ class MessageKey:
         seal_into(self._take(), self._nonce, plaintext, aad, out)
         return out
 
+    def seal_into(self, plaintext: bytes | memoryview, aad: bytes, out: Writable) -> None:
+        """`seal` into `out` (exactly len + 16 bytes), e.g. the tail of a message whose header is already
+        written there: the ciphertext is not copied again to join the two."""
+        seal_into(self._take(), self._nonce, plaintext, aad, out)
+
     def open_into(self, ciphertext: bytes | memoryview, aad: bytes, out: Writable) -> None:
         open_into(self._take(), self._nonce, ciphertext, aad, out)
 

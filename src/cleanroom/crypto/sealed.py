@@ -220,9 +220,12 @@ def seal_response(
 ) -> bytearray:
     header = _response_header(metadata.request_id)
     aad = AAD_RESPONSE + header + metadata_raw
+    # One allocation, the ciphertext written after the header: no second copy of the answer to join them.
+    sealed = bytearray(len(header) + len(plaintext) + TAG_BYTES)
+    sealed[: len(header)] = header
     with MessageKey.derive(content_key, salt=metadata.request_id, label=LABEL_RESPONSE_KEY) as key:
-        sealed = key.seal(plaintext, aad)
-    return bytearray(header) + sealed
+        key.seal_into(plaintext, aad, memoryview(sealed)[len(header) :])
+    return sealed
 
 
 @dataclass
@@ -286,8 +289,10 @@ def seal_request(
     prefix = REQUEST_MAGIC + bytes([SUITE_P384_SHA384_AES256GCM, len(key_id_raw)]) + key_id_raw
     blob = SUITE.encrypt(bytes(cek) + metadata_raw, public_key, info=INFO_REQUEST + prefix)
     header = prefix + struct.pack(">H", len(blob)) + blob
-    body = header + bytes(seal_payload(cek, metadata, metadata_raw, header, payload))
-    return SealedRequest(body=body, metadata=metadata, _content_key=cek, _metadata_raw=metadata_raw)
+    message = bytearray(len(header) + len(payload) + TAG_BYTES)  # header || ciphertext || tag, written once
+    message[: len(header)] = header
+    seal_payload_into(cek, metadata, metadata_raw, header, payload, memoryview(message)[len(header) :])
+    return SealedRequest(body=bytes(message), metadata=metadata, _content_key=cek, _metadata_raw=metadata_raw)
 
 
 def seal_payload(
@@ -298,6 +303,20 @@ def seal_payload(
     payload: bytes | memoryview,
 ) -> bytearray:
     """The deterministic half of a sealed request: the payload ciphertext for a given CEK and header."""
+    out = bytearray(len(payload) + TAG_BYTES)
+    seal_payload_into(content_key, metadata, metadata_raw, header, payload, out)
+    return out
+
+
+def seal_payload_into(
+    content_key: bytes | bytearray,
+    metadata: RequestMetadata,
+    metadata_raw: bytes,
+    header: bytes,
+    payload: bytes | memoryview,
+    out: Writable,
+) -> None:
+    """`seal_payload` into `out` (exactly len(payload) + 16 bytes)."""
     aad = AAD_REQUEST + header + metadata_raw
     with MessageKey.derive(content_key, salt=metadata.request_id, label=LABEL_REQUEST_KEY) as key:
-        return key.seal(payload, aad)
+        key.seal_into(payload, aad, out)

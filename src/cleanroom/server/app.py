@@ -177,7 +177,8 @@ def create_app(services: Services) -> FastAPI:
             raise
         metrics.latency.labels(model=model or path).observe(time.perf_counter() - started)
         metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome="ok").inc()
-        return Response(content=bytes(sealed), media_type=CONTENT_TYPE)
+        # Starlette sends a memoryview as it is: the sealed answer is not copied into a `bytes` first.
+        return Response(content=memoryview(sealed), media_type=CONTENT_TYPE)
 
     @app.post("/v1/models/{model}/infer")
     async def infer(model: str, request: Request) -> Response:
