@@ -1,7 +1,7 @@
 """Secure request overhead: the full sealed path over HTTP vs the same model in-process and behind a
 bare FastAPI endpoint, in one run. Goal: sealed <= 1.10x bare FastAPI for minilm.
 
-    python benchmarks/request_path.py [--repeats N] [--torch-threads N] [--json out.json]
+    python benchmarks/request_path.py [--repeats N] [--torch-threads N] [--workloads minilm] [--json out.json]
 
 Like with like: both servers run as subprocesses on loopback over plain HTTP (TLS costs the same on both
 sides and is not what is measured), uvicorn with httptools and the same event loop, the same models built
@@ -73,6 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--workloads",
+        default="",
+        help="run only the workloads whose label contains one of these comma-separated words "
+        "(e.g. `minilm`, or `batch 1,4 KiB`); default: all",
+    )
     parser.add_argument(
         "--torch-threads",
         type=int,
@@ -148,7 +154,10 @@ def main() -> None:
         if plain_alloc is not None:
             client_plain_alloc = Client(plain_alloc.url, api_key=plain_alloc.create_tenant("bench")["api_key"])
         rows = []
+        wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
         for label, model, payload in workloads():
+            if wanted and not any(w in label for w in wanted):
+                continue
             medians = interleaved_medians(
                 {
                     "in_process": lambda: in_process(model, payload),
