@@ -103,3 +103,27 @@ def test_prepare_ahead_setting_reaches_the_scheduler(
         assert services.scheduler.config.prepare_ahead is expected
     finally:
         services.close()
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, 2.0), ("1", 1.0), ("inf", float("inf"))])
+def test_shared_batch_cost_factor_setting_reaches_the_scheduler(
+    env: str | None, expected: float, data_dir: Path, memory_audit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cleanroom.runtime.models import EchoModel, ModelRegistry
+    from cleanroom.server.services import build_services
+
+    if env is not None:
+        monkeypatch.setenv("CLEANROOM_SHARED_BATCH_COST_FACTOR", env)
+    services = build_services(
+        Settings(data_dir=data_dir), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
+    )
+    try:
+        assert services.scheduler.config.shared_batch_cost_factor == expected
+    finally:
+        services.close()
+
+
+def test_a_shared_batch_cost_factor_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLEANROOM_SHARED_BATCH_COST_FACTOR", "0.5")
+    with pytest.raises(ValueError, match="shared_batch_cost_factor"):
+        Settings()

@@ -4,6 +4,7 @@ bucket, queue timeout, cancellation, shutdown, batch readiness, the cost model a
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 
 import pytest
@@ -258,6 +259,30 @@ def test_cost_model_learns_fixed_and_per_item_cost() -> None:
     assert identified and fixed == pytest.approx(0.005) and per_item == pytest.approx(0.001)
     assert model.estimate("m", 8) == pytest.approx(0.013, rel=0.05)
     assert model.estimate("other", 3) == pytest.approx(0.03)  # models are separate
+
+
+def test_largest_batch_within_a_cost_budget_uses_measured_sizes_not_only_the_line() -> None:
+    model = BatchCostModel(0.01)
+    assert model.largest_within("m", 2.0, 32) is None  # nothing measured: no cap can be priced
+    # CPU-like concave cost (measured on minilm: 1 -> 12 ms, 6 -> 33 ms, 16 -> 60 ms): the straight line
+    # through all sizes says ~15 ms fixed, which would allow 7 requests in "twice one request" (24 ms)
+    for n, ms in {1: 12.0, 2: 17.0, 3: 21.0, 4: 25.0, 6: 33.0, 8: 40.0, 12: 51.0, 16: 60.0}.items():
+        model.observe("m", n, ms / 1000)
+    fixed, per_item, _ = model.coefficients("m")
+    assert math.floor((2 * (fixed + per_item) - fixed) / per_item) >= 5  # what the line alone allowed
+    assert model.largest_within("m", 2.0, 32) == 3  # 4 took 25 ms > 24
+    assert model.largest_within("m", 1.0, 32) == 1
+    assert model.largest_within("m", 2.0, 2) == 2  # never above the runner's limit
+    # past the largest measured size, the line decides: 100 x 12 ms = 1.2 s
+    assert model.largest_within("m", 100.0, 1000) == math.floor((1.2 - fixed) / per_item + 1e-9)
+    assert model.largest_within("m", 1000.0, 1000) == 1000
+
+
+def test_largest_batch_within_a_budget_stops_at_the_first_size_over_it() -> None:
+    model = BatchCostModel(0.01)
+    for n, ms in {1: 10.0, 2: 30.0, 3: 15.0}.items():  # a noisy size: 2 measured over budget, 3 under
+        model.observe("m", n, ms / 1000)
+    assert model.largest_within("m", 2.0, 8) == 1
 
 
 # --- fairness rules ----------------------------------------------------------------------------------------

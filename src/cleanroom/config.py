@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     prepare_ahead: bool = Field(
         True, description="open a busy device's next batch of the same tenant while the running one computes"
     )
+    shared_batch_cost_factor: float = Field(
+        2.0,
+        ge=1,
+        description="while a light tenant is around, a batch may cost at most this many one-request batches "
+        "(it cannot be interrupted, so it is that tenant's latency floor); inf: no cap",
+    )
     tenant_max_queued: int = Field(64, ge=1)
     tenant_max_in_flight: int = Field(128, ge=1)
     tenant_rate_per_s: float | None = Field(None, gt=0)

@@ -615,12 +615,12 @@ class SchedulerCore:
         switch every 2 requests).
         """
         factor = self.config.shared_batch_cost_factor
-        if factor is None or not self._light_tenant_around(state, now):
+        if factor is None or math.isinf(factor) or not self._light_tenant_around(state, now):
             return None
-        fixed, per_item, identified = self.costs.coefficients(model)
-        if not identified or per_item <= 0:
-            return None  # until the fixed cost is known, nobody can say what a cap would cost
-        return max(1, math.floor((factor * (fixed + per_item) - fixed) / per_item + 1e-9))
+        queue = state.queues.get(model)
+        limit = batch_limit(queue[0].runner) if queue else 1
+        # None until the fixed cost is known: nobody can say what a cap would cost
+        return self.costs.largest_within(model, factor, limit)
 
     def _light_tenant_around(self, state: TenantState, now: float) -> bool:
         """Whether another tenant had work within `shared_window_s` and was lately served under

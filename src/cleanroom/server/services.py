@@ -178,6 +178,7 @@ def build_scheduler(
         max_total_queued=settings.max_total_queued,
         default_limits=limits,
         prepare_ahead=settings.prepare_ahead,
+        shared_batch_cost_factor=settings.shared_batch_cost_factor,
     )
     scrubber = opener.scrubber
     devices = (
