@@ -87,38 +87,30 @@ def test_settings_from_env_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None
         Settings(port=70000)
 
 
-@pytest.mark.parametrize(("env", "expected"), [(None, True), ("false", False), ("true", True)])
-def test_prepare_ahead_setting_reaches_the_scheduler(
-    env: str | None, expected: bool, data_dir: Path, memory_audit: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("setting", "env", "expected"),
+    [
+        ("prepare_ahead", None, True),
+        ("prepare_ahead", "false", False),
+        ("prepare_ahead", "true", True),
+        ("shared_batch_cost_factor", None, 2.0),
+        ("shared_batch_cost_factor", "1", 1.0),
+        ("shared_batch_cost_factor", "inf", float("inf")),
+    ],
+)
+def test_scheduler_settings_reach_the_scheduler(
+    setting: str, env: str | None, expected: object, data_dir: Path, memory_audit: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cleanroom.runtime.models import EchoModel, ModelRegistry
     from cleanroom.server.services import build_services
 
     if env is not None:
-        monkeypatch.setenv("CLEANROOM_PREPARE_AHEAD", env)
+        monkeypatch.setenv(f"CLEANROOM_{setting.upper()}", env)
     services = build_services(
         Settings(data_dir=data_dir), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
     )
     try:
-        assert services.scheduler.config.prepare_ahead is expected
-    finally:
-        services.close()
-
-
-@pytest.mark.parametrize(("env", "expected"), [(None, 2.0), ("1", 1.0), ("inf", float("inf"))])
-def test_shared_batch_cost_factor_setting_reaches_the_scheduler(
-    env: str | None, expected: float, data_dir: Path, memory_audit: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cleanroom.runtime.models import EchoModel, ModelRegistry
-    from cleanroom.server.services import build_services
-
-    if env is not None:
-        monkeypatch.setenv("CLEANROOM_SHARED_BATCH_COST_FACTOR", env)
-    services = build_services(
-        Settings(data_dir=data_dir), audit=memory_audit, models=ModelRegistry({"echo": EchoModel()})
-    )
-    try:
-        assert services.scheduler.config.shared_batch_cost_factor == expected
+        assert getattr(services.scheduler.config, setting) == expected
     finally:
         services.close()
 
