@@ -93,7 +93,7 @@ def test_settings_from_env_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None
         ("prepare_ahead", None, True),
         ("prepare_ahead", "false", False),
         ("prepare_ahead", "true", True),
-        ("shared_batch_cost_factor", None, 2.0),
+        ("shared_batch_cost_factor", None, 1.5),
         ("shared_batch_cost_factor", "1", 1.0),
         ("shared_batch_cost_factor", "inf", float("inf")),
     ],

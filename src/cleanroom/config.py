@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         True, description="open a busy device's next batch of the same tenant while the running one computes"
     )
     shared_batch_cost_factor: float = Field(
-        2.0,
+        1.5,
         ge=1,
         description="while a light tenant is around, a batch may cost at most this many one-request batches "
         "(it cannot be interrupted, so it is that tenant's latency floor); inf: no cap",

@@ -42,7 +42,7 @@ class SchedulerConfig:
     initial_cost_estimate_s: float = 0.01
     retry_after_max_s: float = 60.0
     scrub_on_first_use: bool = False
-    shared_batch_cost_factor: float | None = 2.0
+    shared_batch_cost_factor: float | None = 1.5
     shared_window_s: float = 1.0
     idle_grace_s: float = 0.05
     anticipate: bool = True
