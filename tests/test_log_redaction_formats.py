@@ -65,6 +65,8 @@ LEAKS = [
     ("xai-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd", "AbCdEfGhIjKlMnOpQrSt"),
     ("pplx-0123456789abcdef0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
     ("rubygems_0123456789abcdef0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+    ("secret_key_base: 3b7c1f0a9e8d2c4b6a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5c7b9a1f3e5d7c9b", "3b7c1f0a9e8d2c4b6a5f"),
+    ("SECRET_KEY_BASE=9e107d9d372bb6826bd81d3542a419d6f0e1d2c3b4a59687", "9e107d9d372bb6826bd81d3542a419d6"),
 ]
 
 KEPT = [
@@ -95,6 +97,7 @@ KEPT = [
     "version 2024.1101.0000.1234 released",
     "card 4111.1111.1111.1112 (Luhn-invalid)",
     "price 4111.11 EUR",
+    "api_key_base_url=https://api.example.com/v2 key_base=16",
 ]
 
 
