@@ -67,6 +67,10 @@ LEAKS = [
     ("rubygems_0123456789abcdef0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
     ("secret_key_base: 3b7c1f0a9e8d2c4b6a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5c7b9a1f3e5d7c9b", "3b7c1f0a9e8d2c4b6a5f"),
     ("SECRET_KEY_BASE=9e107d9d372bb6826bd81d3542a419d6f0e1d2c3b4a59687", "9e107d9d372bb6826bd81d3542a419d6"),
+    ("Ocp-Apim-Subscription-Key: 0123456789abcdef0123456789abcdef", "0123456789abcdef"),
+    ("x-functions-key: aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789aBcDeFgHiJkLmNo==", "aBcDeFgHiJkLmNoPqRsT"),
+    ("HMAC_KEY=9e107d9d372bb6826bd81d3542a419d6f0e1d2c3b4a596879e107d9d372bb682", "9e107d9d372bb6826bd8"),
+    ('{"encryption_key": "4f3c2b1a0f9e8d7c6b5a4f3c2b1a0f9e"}', "4f3c2b1a0f9e8d7c6b5a"),
 ]
 
 KEPT = [
@@ -98,6 +102,7 @@ KEPT = [
     "card 4111.1111.1111.1112 (Luhn-invalid)",
     "price 4111.11 EUR",
     "api_key_base_url=https://api.example.com/v2 key_base=16",
+    "ssh_key: 9e107d9d372bb6826bd81d3542a419d6 cache_key=4f3c2b1a0f9e8d7c6b5a4f3c2b1a0f9e8d7c6b5a",
 ]
 
 

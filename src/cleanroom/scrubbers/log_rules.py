@@ -505,7 +505,12 @@ def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = Fa
         return (span[0], span[1], "GENERIC_SECRET")
     if len(value) < 12 or _looks_like_id_or_data(value):
         return None
-    if not low_key.endswith("token") and _HEX_RE.fullmatch(value) and len(value) in (32, 40, 64):
+    if (
+        not low_key.endswith("token")
+        and _HEX_RE.fullmatch(value)
+        and len(value) in (32, 40, 64)
+        and not _KEY_MATERIAL_KEY.search(low_key)
+    ):
         return None  # a bare hash under a *_key name is an id, not a credential
     if v.char_classes(value) < 2 or not v.entropy_at_least(value, 3.0):
         return None
@@ -611,10 +616,14 @@ _ASSIGN_KEYS = r"pass(?:word|wd|phrase)?s?|pwd|secret|key|token|credentials?|aut
 _TIER_B_KEY = re.compile(
     r"(?:token|secret|auth|jwt|bearer|creds?|credentials?|(?:signing|encryption|master|client|app|auth|"
     r"license|account|service|storage|subscription|consumer|session|webhook|shared|admin|ssh|deploy|bot|"
-    r"integration|upload|write|read|cookie|hmac|jwt|api|access|private|secret)[_-]?key)$",
+    r"integration|upload|write|read|cookie|hmac|jwt|api|access|private|secret|functions?)[_-]?key)$",
     re.IGNORECASE,
 )
 
+
+# Key names whose value is key material, which is often written in hex (an HMAC or AES key, Azure's
+# `Ocp-Apim-Subscription-Key`): a 32/40/64-hex value under them is the key, not an id or a digest
+_KEY_MATERIAL_KEY = re.compile(r"(?:encryption|signing|master|hmac|subscription|shared|webhook)[_-]?key$")
 
 _MAX_KEY_CHARS = 64
 
