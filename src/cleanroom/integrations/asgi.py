@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from cleanroom.errors import (
 )
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
-from cleanroom.runtime.session import CallContext, OpenedRequest
+from cleanroom.runtime.session import CallContext, OpenedRequest, clear_exception_frames
 from cleanroom.server.services import Services, build_services
 
 Scope = MutableMapping[str, Any]
@@ -104,16 +103,22 @@ class CleanroomMiddleware:
         try:
             await self._sealed(scope, receive, send)
         except CleanroomError as exc:
+            # An app's own CleanroomError carries a traceback through `run_app`'s frame (the app's `bytes`
+            # copy of the plaintext) and the app's frames; if one of them keeps the exception (a frame <->
+            # exception cycle), those copies lived until a garbage collection. Cleared: they go with it.
+            clear_exception_frames(exc)
             await send_json(send, exc.status, exc.to_body(), exc.headers())
 
     async def _run_and_seal(
-        self, scope: Scope, request: OpenedRequest
+        self, scope: Scope, receive: Receive, request: OpenedRequest
     ) -> tuple[int, list[tuple[bytes, bytes]], bytearray]:
         """Hand the app the plaintext, collect its answer and seal it; the sealed answer is returned only
         once the decryption record is durable (if that fails: 503, the sealed answer never exists)."""
         plaintext = bytes(request.payload.view())  # ASGI bodies are bytes: the app's own copy
         try:
-            status, headers, chunks = await run_app(self.app, scope, plaintext, self.inner_content_type)
+            status, headers, chunks = await run_app(
+                self.app, scope, plaintext, self.inner_content_type, disconnected=receive
+            )
         finally:
             del plaintext
         # A one-chunk answer (the usual case) is sealed straight from the app's own `bytes`: copying it
@@ -163,7 +168,7 @@ class CleanroomMiddleware:
                 # succeeded (below), and a failed one answers 503 with nothing sent.
                 request.start_sync()
             try:
-                status, headers, sealed = await self._run_and_seal(scope, request)
+                status, headers, sealed = await self._run_and_seal(scope, receive, request)
             finally:
                 # Whatever leaves (the sealed answer, or an error built after the decryption) leaves only
                 # once the record is durable; waited here off the event loop, so that leaving `open`
@@ -202,9 +207,20 @@ def gather(chunks: list[bytes], scope: RequestScope) -> memoryview:
 
 
 async def run_app(
-    app: ASGIApp, scope: Scope, body: bytes, content_type: str | None = None
+    app: ASGIApp,
+    scope: Scope,
+    body: bytes,
+    content_type: str | None = None,
+    *,
+    disconnected: Receive | None = None,
 ) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
-    """Call the app with `body` and collect its whole response (it is sealed as one message)."""
+    """Call the app with `body` and collect its whole response (it is sealed as one message).
+
+    After the body, the app's `receive` waits on `disconnected` (the server's own `receive`, whose body was
+    read already) and answers `http.disconnect` when the client goes, as ASGI servers do. Waiting forever
+    instead kept an app that listens for the disconnect (or reads again) alive after its client left,
+    holding its copy of the plaintext and the request's SecureBuffer open for good.
+    """
     sent = False
     status = 500
     headers: list[tuple[bytes, bytes]] = []
@@ -215,8 +231,12 @@ async def run_app(
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
+        if disconnected is None:
+            await anyio.sleep_forever()
+        else:
+            while (await disconnected())["type"] != "http.disconnect":
+                pass  # the outer body was read to its end: nothing else is expected but the disconnect
+        return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         nonlocal status, headers
@@ -243,7 +263,7 @@ async def run_app(
         # cycles until the cyclic GC runs. Keep only the type, clear the frames, and raise outside this
         # block so the new error has no `__context__`. Answered like `run_model`: 422, never a 500.
         failed = type(exc).__name__
-        traceback.clear_frames(exc.__traceback__)
+        clear_exception_frames(exc)  # the chained ones too: a decoder error's `doc` is the whole body
     if failed:
         chunks.clear()
         log.warning("the app raised %s on a sealed request", failed)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -448,6 +449,7 @@ class ModelErrors:
             self.error = strip_exception(exc)
         else:
             name = type(exc).__name__
+            clear_exception_frames(exc)
             log.warning("model %s raised %s on a request", self.model.name, name)
             self.error = InvalidPayload(
                 f"model {self.model.name!r} could not process this input ({name})", code="model_rejected_input"
@@ -460,8 +462,30 @@ class ModelErrors:
         return self.error
 
 
+def clear_exception_frames(exc: BaseException) -> None:
+    """Drop the locals of every finished frame in `exc`'s traceback and in those of the exceptions chained
+    to it (`__context__`, `__cause__`), and the tracebacks themselves.
+
+    Model code that keeps an exception in a local (a retry loop's `last_error`, a saved `sys.exc_info()`)
+    makes its frame and that exception a reference cycle, which keeps the frame's locals (the model's `str`
+    and tensor copies of the input, a decoder error's `doc`) alive after the request ended, until a
+    garbage collection happens to run. Cleared here, they go when the exception does.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # an executing frame (ours) is skipped
+        current.__traceback__ = None
+        pending += [current.__context__, current.__cause__]
+
+
 def strip_exception(exc: CleanroomError) -> CleanroomError:
     """`exc` without its traceback and chained exceptions (whose frames and fields may hold plaintext)."""
+    clear_exception_frames(exc)
     exc.__traceback__ = None
     exc.__context__ = exc.__cause__ = None
     exc.__suppress_context__ = True
