@@ -12,7 +12,6 @@ import secrets
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import threading
@@ -32,8 +31,10 @@ from support.hardening import (
     read_response,
     request,
     scope_echo_app,
+    send_sealed,
     server_errors_in_log,
     slow_app_gate,
+    vanish,
 )
 from support.load import run_load, sealed_echo_call
 from support.memscan import encodings, scan_process
@@ -190,32 +191,6 @@ def test_slowloris_does_not_stop_the_server_answering_others(server: Any) -> Non
 def marker_payload(marker: str, size: int) -> bytes:
     raw = marker.encode() + b" "
     return raw * (size // len(raw))
-
-
-def send_sealed(
-    server: Any, tenant: str, payload: bytes, *, model: str = "echo", body_fraction: float = 1.0
-) -> ssl.SSLSocket:
-    """Send a sealed request (all of it, or only part of the body) on a socket the caller then abandons."""
-    with server.client(tenant) as client:
-        sealed = client.seal_request(model, payload)
-    body = sealed.body[: int(len(sealed.body) * body_fraction)]
-    sock = open_socket(server.url, ssl.create_default_context(cafile=server.cert))
-    key = server.tenants[tenant]["api_key"]
-    sock.sendall(
-        (
-            f"POST /v1/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/vnd.cleanroom.sealed\r\nContent-Length: {len(sealed.body)}\r\n\r\n"
-        ).encode()
-        + body
-    )
-    assert isinstance(sock, ssl.SSLSocket)
-    return sock
-
-
-def vanish(sock: socket.socket) -> None:
-    """Close with a TCP reset, as a crashed client or a dropped network path looks to the server."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def wait_for(condition: Any, what: str, timeout_s: float = 30) -> None:

@@ -12,9 +12,6 @@ The SIGTERM test stops the module's server, so it comes last.
 from __future__ import annotations
 
 import secrets
-import socket
-import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +24,7 @@ import torch
 from safetensors.torch import load, save
 
 from cleanroom.client import ClientError
-from support.hardening import admin_create_tenant, open_socket
+from support.hardening import admin_create_tenant, send_sealed, vanish
 from support.memscan import encodings, scan_files, scan_process
 from support.server import ServerHandle, server_env, start_server
 
@@ -140,29 +137,6 @@ def infer_in_thread(server: ServerHandle, tenant: str, model: str, payload: byte
     return worker
 
 
-def send_raw(server: ServerHandle, tenant: str, model: str, payload: bytes) -> ssl.SSLSocket:
-    """A whole sealed request on a socket the caller then abandons or reads."""
-    with server.client(tenant) as client:
-        body = client.seal_request(model, payload).body
-    sock = open_socket(server.url, ssl.create_default_context(cafile=server.cert))
-    key = server.tenants[tenant]["api_key"]
-    sock.sendall(
-        (
-            f"POST /v1/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/vnd.cleanroom.sealed\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-    )
-    assert isinstance(sock, ssl.SSLSocket)
-    return sock
-
-
-def reset(sock: socket.socket) -> None:
-    """Close with a TCP reset (a crashed client)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def settle(server: ServerHandle, tenant: str = "gamma") -> None:
     """One echo round trip: everything queued before it has been run or dropped."""
     with server.client(tenant) as client:
@@ -176,10 +150,10 @@ def test_requests_dropped_or_refused_in_the_queue_leave_nothing(server: ServerHa
     with gate_held(server, "alpha", "queue", held):
         control = scan_process(server.pid, needles(held))
         # dropped: the client resets its connection while the request waits behind the gate
-        sockets = [send_raw(server, "beta", "echo", marker_bytes(dropped, 32 * 1024)) for _ in range(2)]
+        sockets = [send_sealed(server, "beta", marker_bytes(dropped, 32 * 1024)) for _ in range(2)]
         time.sleep(0.3)
         for sock in sockets:
-            reset(sock)
+            vanish(sock)
         # refused: the tenant's queue (3) and the server's (5) overflow: 429 and 503, after the body was read
         workers = []
         for tenant, count in (("gamma", 5), ("beta", 3)):
@@ -210,10 +184,10 @@ def test_request_prepared_ahead_then_dropped_leaves_nothing(server: ServerHandle
         with server.client("alpha") as client:
             client.infer("gate", tensors_payload(new_marker(), 64, gate=f"warm-{round_}"))
     with gate_held(server, "alpha", "ahead-1"):
-        sock = send_raw(server, "alpha", "gate", tensors_payload(marker, 16 * 1024, gate="ahead-2"))
+        sock = send_sealed(server, "alpha", model="gate", payload=tensors_payload(marker, 16 * 1024, gate="ahead-2"))
         time.sleep(1.0)
         ahead_hits = scan_process(server.pid, needles(marker))
-        reset(sock)
+        vanish(sock)
         time.sleep(0.2)
     settle(server, "alpha")
     print(f"\nprepared ahead while the batch before it ran: marker copies {sum(ahead_hits.values())}")
@@ -282,10 +256,10 @@ def test_one_bad_request_in_a_batch_leaves_nothing(server: ServerHandle) -> None
 def test_client_reset_mid_response_leaves_nothing(server: ServerHandle) -> None:
     marker = new_marker()
     for _ in range(2):
-        sock = send_raw(server, "beta", "echo", marker_bytes(marker, 4 * 1024 * 1024))
+        sock = send_sealed(server, "beta", marker_bytes(marker, 4 * 1024 * 1024))
         sock.settimeout(30)
         assert sock.recv(1024)  # the answer has started
-        reset(sock)
+        vanish(sock)
     settle(server)
     assert hits_of(server, marker) == {}
 

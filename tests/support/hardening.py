@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -195,3 +196,29 @@ def slow_app_gate() -> Iterator[tuple[Any, threading.Event]]:
         yield app, release
     finally:
         release.set()
+
+
+def send_sealed(
+    server: Any, tenant: str, payload: bytes, *, model: str = "echo", body_fraction: float = 1.0
+) -> ssl.SSLSocket:
+    """Send a sealed request (all of it, or only part of the body) on a socket the caller then abandons."""
+    with server.client(tenant) as client:
+        sealed = client.seal_request(model, payload)
+    body = sealed.body[: int(len(sealed.body) * body_fraction)]
+    sock = open_socket(server.url, ssl.create_default_context(cafile=server.cert))
+    key = server.tenants[tenant]["api_key"]
+    sock.sendall(
+        (
+            f"POST /v1/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/vnd.cleanroom.sealed\r\nContent-Length: {len(sealed.body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    assert isinstance(sock, ssl.SSLSocket)
+    return sock
+
+
+def vanish(sock: socket.socket) -> None:
+    """Close with a TCP reset, as a crashed client or a dropped network path looks to the server."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
