@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from cleanroom.scrubbers import _redact_validators as v
-from cleanroom.scrubbers.log_rules import Rule, Span
+from cleanroom.scrubbers.log_rules import Rule, Span, _after_escape
 
 # File extensions that look like top-level domains after an `@` (`icon@2x.png`).
 _FILE_TLDS = frozenset(
@@ -48,6 +48,8 @@ def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
         return None  # `sha512:0039425972a9...`: digits that run into letters are part of a token. Checked
         # here, not as a lookahead: `(?![0-9A-Za-z_])` backtracks over every split of the digit groups
         # (1.4 -> 5.2 us per line holding a long number, measured)
+    if value.startswith("00") and start >= 1 and text[start - 1] == ":":
+        return None  # `arn:aws:iam::009238840501:role/x`: an account id, not `00` + a country code
     digits = _digits(value.replace("(0)", ""))
     low, high = (10, 15) if value.startswith("00") else (8, 15)
     return span if low <= len(digits) <= high else None
@@ -112,8 +114,32 @@ def _confirm_iban(text: str, m: re.Match[str], span: Span) -> Span | None:
         value = value[:cut]
 
 
+def _ipv4_after_colon_is_tail(text: str, colon: int) -> bool:
+    j = colon
+    lo = max(0, colon - 40)
+    while j > lo and text[j - 1] in _HEX_OR_COLON:
+        j -= 1
+    run = text[j : colon + 1]
+    return "::" in run or run.count(":") >= 2
+
+
 def _confirm_ipv6(text: str, m: re.Match[str], span: Span) -> Span | None:
-    return span if v.ipv6_ok(text[span[0] : span[1]]) else None
+    start, end = span
+    if start > 0:
+        prev = text[start - 1]
+        if prev in _WORD_ASCII and not _after_escape(text, start):
+            # the match began in the hex tail of a key (`remote:2001:db8::1` matched from `e:`); the address
+            # follows the key's colon. Anything else inside a word (`Name::ab`, `sha1:ab:cd`) is no address
+            colon = text.find(":", start, end)
+            if colon < 0 or any(c not in _HEX_CHARS for c in text[start:colon]):
+                return None
+            start = colon + 1
+            if not v.ipv6_ok(text[start:end]) or _ends_colon_hex_run(text, colon):
+                return None
+            return (start, end)
+        if prev == ":" and _ends_colon_hex_run(text, start - 1):
+            return None
+    return (start, end) if v.ipv6_ok(text[start:end]) else None
 
 
 _H = "[0-9A-Fa-f]"
@@ -177,11 +203,35 @@ def _after_product_token(text: str, start: int) -> bool:
     return i == 0 or text[i - 1] in " \t(\"'[;,"
 
 
+_HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
+_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
+
+
+def _ends_colon_hex_run(text: str, colon: int) -> bool:
+    """The `:` at `colon` ends a run of colon-separated hex groups (`::ffff:`, `fe80::1:`, a MAC address's
+    `00:1a:`), not a key (`ip:`, `LocalAddr:`, `node:`): the address after it is a tail of that run."""
+    j = colon
+    lo = max(0, colon - 40)
+    while j > lo and text[j - 1] in _HEX_OR_COLON:
+        j -= 1
+    run = text[j : colon + 1]
+    if "::" in run or run.count(":") >= 2:
+        return True
+    # one group before the colon: a key only if it is the hex tail of a longer word (`node:`, `remote:`)
+    if j == colon:
+        return False  # no hex before the colon: a key (`addr:`)
+    return not (j > 0 and text[j - 1] in _WORD_ASCII)
+
+
 def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
     for octet in value.split("."):
         if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
             return None
+    # after `key:` (`ip:10.0.0.5`, Go's `{LocalAddr:10.0.0.5:80}`) it is an address; after `::ffff:` the
+    # tail of an IPv6 one (that rule's)
+    if span[0] > 0 and text[span[0] - 1] == ":" and _ipv4_after_colon_is_tail(text, span[0] - 1):
+        return None
     before = text[max(0, span[0] - 24) : span[0]]
     if _VERSION_CONTEXT.search(before) or _after_product_token(text, span[0]):
         return None
@@ -344,10 +394,10 @@ PII_RULES: tuple[Rule, ...] = (
          priority=45, confirm=_confirm_iban,
          hint=r"(?:^|[^A-Za-z0-9])(?:[a-z][g-z]|[g-z][a-z]|" + _IBAN_HEX_COUNTRIES + r")\d{2}[ -]?[a-z0-9]{4}"
          r"[ -]?[a-z0-9]{4}"),
-    Rule("ipv4", "IPV4", r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.:]\d)" + _IPV4_TAIL + r"(?![\w]|\.\d)", priority=40,
+    Rule("ipv4", "IPV4", r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.]\d)" + _IPV4_TAIL + r"(?![\w]|\.\d)", priority=40,
          confirm=_confirm_ipv4),
     Rule("ipv6", "IPV6",
          rf"(?:(?:{_H}{{1,4}}:){{7}}{_H}{{1,4}}|(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{0,6}})?::"
          rf"(?:(?:{_H}{{1,4}}:){{0,6}}(?:\d{{1,3}}(?:\.\d{{1,3}}){{3}}|{_H}{{1,4}}))?)(?:%[A-Za-z0-9_.-]+)?"
-         r"(?![\w:]|\.\w)", priority=40, confirm=_confirm_ipv6, left_guard=_NUM_GUARD.replace("+-", "") + ":"),
+         r"(?![\w:]|\.\w)", priority=40, confirm=_confirm_ipv6, left_guard="."),
 )  # fmt: skip

@@ -79,10 +79,12 @@ class Rule:
 _PLACEHOLDER_VALUES = frozenset(
     [
         "null", "none", "nil", "undefined", "true", "false", "yes", "no", "on", "off", "required",
-        "optional", "redacted", "hidden", "masked", "secret", "password", "changeit", "*", "**", "***",
+        "optional", "redacted", "hidden", "masked", "secret", "password", "*", "**", "***",
         "****", "*****", "******", "n/a", "na", "empty", "unset", "default"
     ]
 )  # fmt: skip
+# YAML block scalar indicators (`key: |`, `key: >-`): the value follows on the next lines
+_BLOCK_SCALARS = frozenset(("|", "|-", "|+", ">", ">-", ">+"))
 _STOPWORDS = ("example", "redacted", "placeholder", "xxxxxx", "your_", "your-", "<", "${", "{{", "%s", "%(")
 _STOPWORD_RE = re.compile("|".join(re.escape(w) for w in _STOPWORDS))
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -90,7 +92,9 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
 
 
-_TEMPLATE_RE = re.compile(r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*|\{%.*|\$\(.*")
+_TEMPLATE_RE = re.compile(
+    r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*|\{%.*|\$\(.*"
+)
 # What masking tools print instead of a value: `[MASKED]` (GitLab), `(sensitive value)` (Terraform, cut at
 # its space when unquoted), `[FILTERED]` (Rails), `<hidden>`, `(redacted)`
 _MASK_WORD_RE = re.compile(
@@ -109,6 +113,8 @@ def is_placeholder(value: str) -> bool:
         return True
     if not low.strip("*x•#.-_ "):
         return True
+    if low in _BLOCK_SCALARS:
+        return True  # `private_key: |`: the value is on the lines below (a PEM there has its own rule)
     if low[0] in "[(<{" and (not low.strip("[({<") or _MASK_WORD_RE.fullmatch(low)):
         return True  # a mask word, or only the opening bracket of a nested value (`"accessKey":{`)
     return _TEMPLATE_RE.fullmatch(value) is not None
@@ -135,6 +141,10 @@ def _confirm_jwt(text: str, m: re.Match[str], span: Span) -> Span | None:
     while token.endswith("."):  # a sentence-ending dot is not part of the token
         token, end = token[:-1], end - 1
     if token.count(".") < 2:
+        # an unsecured JWT (RFC 7519 §6, `"alg":"none"`) ends in the dot before its empty signature: a
+        # JSON header and a JSON payload (`eyJ…`) then a dot
+        if token.count(".") == 1 and end < span[1] and token.split(".")[1].startswith("eyJ") and v.jwt_header_ok(token):
+            return (span[0], end + 1)
         return None
     return (span[0], end) if v.jwt_header_ok(token) else None
 
@@ -358,10 +368,12 @@ def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
 _TIER_A = re.compile(
     r"(?:pass(?:word|wd|phrase)?s?|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
     r"secret[_-]?key(?:[_-]?base)?|"
-    r"(?:auth|access|refresh|session|id|bearer|api|secret)[_-]?token|authtoken|credentials?)$",
+    r"(?:auth|access|refresh|session|id|bearer|api|secret|private|personal[_-]?access|oauth|bot|deploy)[_-]?token|"
+    r"authtoken|credentials?)$",
     re.IGNORECASE,
 )
 _SHORT_KEYS = frozenset(("pass", "pwd", "secret"))
+_GRAPHQL_TYPE = re.compile(r"\[?[A-Z][A-Za-z0-9_]*!?\]?!?")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -466,6 +478,8 @@ def confirm_xml_element(text: str, m: re.Match[str], span: Span) -> LabelledSpan
     """`<db_password>value</db_password>`: the element's whole name decides, as a key would."""
     kw_start, kw_end = m.span("k")
     start = _key_start(text, kw_start)
+    if start >= 2 and text[start - 1] == ":":  # a namespace prefix: `<wsse:Password Type="…">`
+        start = _key_start(text, start - 1)
     if start == 0 or text[start - 1] != "<":
         return None
     name = text[start:kw_end]
@@ -551,6 +565,10 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         return None  # `bypass=`, `compass:`, `topsecret` — the short keyword ends another word
     if low_key.endswith("pwd") and value[:1] in "/~":
         return None  # the shell's $PWD is a directory
+    if value.isdigit() and text.startswith(" bytes", span[1]):
+        return None  # `kubectl describe secret`: `password:  16 bytes` is the value's size
+    if prev == "$" and _GRAPHQL_TYPE.fullmatch(value):
+        return None  # a GraphQL variable definition: `($password: String!)`
     after_space = text[span[0] - 1] in " \t"
     if after_space and m.group("sep") == "=" and m.group("v4") is not None and _NEXT_FIELD.match(value):
         return None  # `password= next_key=1`: the value is empty and the next field follows
@@ -1007,13 +1025,21 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("xml-element", "SECRET",
          # keyword `</`, not the key words: with those (`token` is in every `tokens=` line) the keyword
          # prefilter would search every such line once more per rule
-         r"(?P<k>" + _ASSIGN_KEYS + r")>(?P<v>[^<>\r\n]{1,512})</", ("</",), caseless=True, priority=60,
-         confirm=confirm_xml_element, hint=r"(?:" + _ASSIGN_KEYS + r")>"),
+         # (attributes too: WS-Security's `<wsse:Password Type="…#PasswordText">x</wsse:Password>`)
+         r"(?P<k>" + _ASSIGN_KEYS + r")(?:[ \t][^<>\r\n]{0,512})?>(?P<v>[^<>\r\n]{1,512})</", ("</",), caseless=True,
+         priority=60, confirm=confirm_xml_element, hint=r"(?:" + _ASSIGN_KEYS + r")(?:[ \t][^<>\n]*)?>"),
     Rule("name-value-pair", "SECRET",
          r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,[ \t]*(?:\\?[\"'])?value(?:\\?[\"'])?[ \t]*"
          r"(?P<sep>[:=])[ \t]*"
          + _VALUE, ("value",), caseless=True, priority=60, confirm=confirm_name_value, widen=widen_unquoted_value,
          hint=_NAME_VALUE_ANCHOR, anchor=_NAME_VALUE_ANCHOR),
+    # Redis: `MONITOR` output (`"AUTH" "default" "p"`, `"CONFIG" "SET" "requirepass" "p"`) and redis.conf
+    # / `CONFIG SET` lines (`requirepass p`, `masterauth p`)
+    Rule("redis-auth", "PASSWORD",
+         r"(?:\"auth\"(?:[ \t]+\"[^\"\r\n]{1,256}\")?|\"(?:requirepass|masterauth)\")[ \t]+\"(?P<v>[^\"\r\n]{1,256})\""
+         r"|(?:requirepass|masterauth)[ \t]+(?P<v2>[^\s\"']{1,256})",
+         ("\"auth\"", "requirepass", "masterauth"), caseless=True, priority=60, confirm=_confirm_not_placeholder,
+         left_guard=_W),
     # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
     Rule("sql-password", "PASSWORD",
          r"(?:password|identified[ \t]+by)[ \t]+(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
