@@ -89,6 +89,7 @@ REDTEAM_POSITIVES = [
     ("monkey-river-purple", '1733158576.651862 [0 10.0.0.5:56565] "AUTH" "default" "monkey-river-purple"'),
     ("^bEBe7M_QLEc", '1732903767.125807 [0 10.0.0.5:53163] "CONFIG" "SET" "requirepass" "^bEBe7M_QLEc"'),
     ("foobared", "requirepass foobared"),
+    ("S3cret!pw", "redis-cli -h db.internal -a 'S3cret!pw' --no-auth-warning ping"),
     ("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiJ9.", "deploying with eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiJ9. # TODO"),
 ]  # fmt: skip
 

@@ -1040,6 +1040,12 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"|(?:requirepass|masterauth)[ \t]+(?P<v2>[^\s\"']{1,256})",
          ("\"auth\"", "requirepass", "masterauth"), caseless=True, priority=60, confirm=_confirm_not_placeholder,
          left_guard=_W),
+    # `redis-cli -a PASSWORD` (also `--pass`, `--askpass` takes none)
+    Rule("redis-cli-password", "PASSWORD",
+         r"redis-cli(?:[ \t][^\n]{0,200}?)?[ \t](?:-a|--pass)[ \t]+"
+         r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))",
+         ("redis-cli",), priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
+         hint=r"redis-cli[ \t]"),
     # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
     Rule("sql-password", "PASSWORD",
          r"(?:password|identified[ \t]+by)[ \t]+(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
