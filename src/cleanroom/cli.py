@@ -4,8 +4,11 @@ only parses arguments, builds `Settings`, and dispatches."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,29 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     if getattr(args, "data_dir", None) is not None:
         values["data_dir"] = args.data_dir
     return Settings(**values)
+
+
+def perturb_byte(text: str) -> int:
+    """`--perturb-byte`: 1..255 (0x.. accepted). glibc ignores an out-of-range `glibc.malloc.perturb`
+    and 0 turns it off, so either would leave freed memory unwiped without a word."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"must be 1..255 (0 or more than a byte disables the wipe), got {text}")
+    return value
+
+
+def positive_finite(text: str) -> float:
+    """A float flag that must be a real, positive number (argparse's `float` takes inf and nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text}")
+    return value
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +234,9 @@ def cmd_tenant_keys(args: argparse.Namespace) -> int:
 def cmd_infer(args: argparse.Namespace) -> int:
     from cleanroom.client import Client
 
+    if args.cacert and not Path(args.cacert).is_file():
+        print(f"cleanroom: --cacert {args.cacert}: no such file", file=sys.stderr)
+        return 2
     verify: Any = args.cacert if args.cacert else True
     payload = sys.stdin.buffer.read()
     with Client(args.url, api_key=args.api_key, public_key=args.public_key, verify=verify, pin=args.pin) as client:
@@ -273,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant_command", required=True)
     create = tenant.add_parser("create", help="create a tenant; prints its API key once")
     create.add_argument("name")
-    create.add_argument("--weight", type=float, default=1.0)
+    create.add_argument("--weight", type=positive_finite, default=1.0)
     create.add_argument("--allow", nargs="+", metavar="CIDR", help="accept requests only from these networks")
     for p, func in ((create, cmd_tenant_create), (tenant.add_parser("list"), cmd_tenant_list)):
         add_data_dir(p)
@@ -281,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     update = tenant.add_parser("update", help="change a tenant's weight or IP allowlist")
     update.add_argument("name")
-    update.add_argument("--weight", type=float, default=None)
+    update.add_argument("--weight", type=positive_finite, default=None)
     allow = update.add_mutually_exclusive_group()
     allow.add_argument("--allow", nargs="+", metavar="CIDR", default=None)
     allow.add_argument("--clear-allow", action="store_true", help="accept every address again")
@@ -293,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_list = keys.add_parser("list")
     keys_add = keys.add_parser("add", help="a new API key for the tenant (shown once)")
     keys_add.add_argument("--label", default="default")
-    keys_add.add_argument("--expires-in-days", type=float, default=None)
+    keys_add.add_argument("--expires-in-days", type=positive_finite, default=None)
     keys_revoke = keys.add_parser("revoke")
     for p in (keys_list, keys_add, keys_revoke):
         p.add_argument("name")
@@ -320,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(func=cmd_infer)
 
     execp = sub.add_parser("exec", help="run COMMAND with cleanroom's process hardening")
-    execp.add_argument("--perturb-byte", type=int, default=0xA5)
+    execp.add_argument("--perturb-byte", type=perturb_byte, default=0xA5)
     execp.add_argument("command", nargs=argparse.REMAINDER)
     execp.set_defaults(func=cmd_exec)
 
@@ -361,4 +390,60 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ClientError | KeyPinMismatch):
             print(f"cleanroom: {exc}", file=sys.stderr)
             return 1
-        raise
+        if os.environ.get("CLEANROOM_DEBUG"):
+            raise
+        print(f"cleanroom: {describe_failure(exc)}", file=sys.stderr)
+        return 1
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for an error no command turned into a `CleanroomError`: a file that cannot be read or
+    parsed, a server that cannot be reached, a bad value. Never a traceback (CLEANROOM_DEBUG=1 shows it);
+    the text is redacted, since a library's message may quote what it was given."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPError):
+        where = ""
+        with contextlib.suppress(RuntimeError):  # .request is unset on some errors
+            where = f" {exc.request.url.copy_with(query=None)}"
+        text = f"cannot reach{where}: {type(exc).__name__}: {exc}"
+    elif isinstance(exc, json.JSONDecodeError):
+        path = _failing_path(exc)
+        text = f"{path or 'a file'} is not valid JSON ({exc.msg}, line {exc.lineno}): corrupt or truncated?"
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or type(exc).__name__}: {exc.filename}" if exc.filename else f"{exc}"
+    elif isinstance(exc, ValueError):
+        text = str(exc) or type(exc).__name__
+    else:
+        path = _failing_path(exc)
+        text = (
+            f"unexpected {type(exc).__name__} ({exc})"
+            + (f" while reading {path}" if path else "")
+            + "; a file in the data dir may be corrupt or from another version (CLEANROOM_DEBUG=1 for details)"
+        )
+    return _redacted(" ".join(text.split()))[:500]
+
+
+def _failing_path(exc: BaseException) -> str | None:
+    """The file a failure was about, when a frame of ours on its way up held one in `path` or `self.path`."""
+    found: str | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_globals.get("__name__", "").startswith("cleanroom."):
+            candidate = frame.f_locals.get("path")
+            owner = frame.f_locals.get("self")
+            if candidate is None and owner is not None:
+                candidate = getattr(owner, "path", None)
+            if isinstance(candidate, str | Path):
+                found = str(candidate)
+        tb = tb.tb_next
+    return found
+
+
+def _redacted(text: str) -> str:
+    try:
+        from cleanroom.scrubbers.logs import redact
+    except ImportError:  # pragma: no cover - the redaction module ships with every release
+        return text
+    return redact(text)

@@ -8,43 +8,69 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from cleanroom import __version__
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, UnsupportedMediaType
 from cleanroom.runtime.batch_runner import SealedItem
 from cleanroom.runtime.session import CallContext
-from cleanroom.server.auth import authenticate_tenant, require_admin
+from cleanroom.server.auth import authenticate_tenant, require_admin, single_header
 from cleanroom.server.errors import install_error_handlers
 from cleanroom.server.mtls import check_client_identity
 from cleanroom.server.services import Services
 
 log = logging.getLogger("cleanroom.server")
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+# Admin bodies are small JSON documents; anything larger is refused (413) before it is read whole.
+ADMIN_BODY_LIMIT_BYTES = 64 * 1024
+# A credential that outlives a century is a typo (or `1e400`, which JSON turns into an infinite expiry
+# that cannot be written back as JSON: the key was stored and its response failed).
+MAX_CREDENTIAL_LIFETIME_S = 100 * 365 * 86_400.0
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # labels end up in the CLI's listings and in logs: no control characters
 
 
 class CreateTenantBody(BaseModel):
     name: str = Field(min_length=1, max_length=63)
-    weight: float = Field(1.0, gt=0, le=1000)
+    weight: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False)
     allow: list[str] = Field(default_factory=list, max_length=256)
 
 
 class UpdateTenantBody(BaseModel):
-    weight: float | None = Field(None, gt=0, le=1000)
+    weight: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
     allow: list[str] | None = Field(None, max_length=256)
 
 
 class AddCredentialBody(BaseModel):
-    label: str = Field("default", min_length=1, max_length=64)
-    expires_in_s: float | None = Field(None, gt=0)
+    label: str = Field("default", min_length=1, max_length=64, pattern=_PRINTABLE)
+    expires_in_s: float | None = Field(None, gt=0, le=MAX_CREDENTIAL_LIFETIME_S, allow_inf_nan=False)
+
+
+async def admin_body(request: Request, model: type[BodyT]) -> BodyT:
+    """An admin route's JSON body, read only after the caller proved the admin token (FastAPI's own body
+    parameters are read and parsed before the handler runs: any client could make the server buffer and
+    parse an unbounded JSON document without a token)."""
+    raw = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
+    if not raw:
+        raise RequestValidationError([{"loc": ("body",), "msg": "Field required", "type": "missing"}])
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error.get("loc", ()))} for error in exc.errors(include_url=False)]
+        ) from None
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:
@@ -67,9 +93,16 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
 
 
 def require_sealed_content_type(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = (single_header(request, "content-type") or "").split(";")[0].strip().lower()
     if media_type != CONTENT_TYPE:
         raise UnsupportedMediaType(f"send sealed requests as Content-Type: {CONTENT_TYPE}")
+    # The server decodes no content coding: a gzip'd sealed body would only fail later as a bad message.
+    for coding in request.headers.getlist("content-encoding"):
+        if any(c.strip().lower() not in ("", "identity") for c in coding.split(",")):
+            raise UnsupportedMediaType(
+                "sealed requests take no Content-Encoding (the ciphertext does not compress)",
+                code="unsupported_content_encoding",
+            )
 
 
 def client_address(request: Request, services: Services) -> str:
@@ -138,6 +171,9 @@ def create_app(services: Services) -> FastAPI:
             )
 
     app = FastAPI(title="cleanroom", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    # No 307 to the slash-less path: the redirect has no JSON body and its Location is built from the
+    # client's own Host header. A path with a trailing slash is a 404 like any other unknown path.
+    app.router.redirect_slashes = False
     app.state.services = services
     app.state.metrics = services.metrics
     install_error_handlers(app)
@@ -218,14 +254,16 @@ def create_app(services: Services) -> FastAPI:
 
     # --- admin API: used by `cleanroom tenant ...` when this server runs on the data dir -----------
     @app.post("/v1/admin/tenants", status_code=201)
-    async def admin_create_tenant(body: CreateTenantBody, request: Request) -> JSONResponse:
+    async def admin_create_tenant(request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
+        body = await admin_body(request, CreateTenantBody)
         created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight, allow=body.allow)
         return JSONResponse(created.to_json(), status_code=201)
 
     @app.patch("/v1/admin/tenants/{name_or_id}")
-    async def admin_update_tenant(name_or_id: str, body: UpdateTenantBody, request: Request) -> JSONResponse:
+    async def admin_update_tenant(name_or_id: str, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
+        body = await admin_body(request, UpdateTenantBody)
         updated = await asyncio.to_thread(services.tenants.update, name_or_id, weight=body.weight, allow=body.allow)
         return JSONResponse(updated)
 
@@ -235,8 +273,9 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({"credentials": services.tenants.list_credentials(name_or_id)})
 
     @app.post("/v1/admin/tenants/{name_or_id}/keys", status_code=201)
-    async def admin_add_credential(name_or_id: str, body: AddCredentialBody, request: Request) -> JSONResponse:
+    async def admin_add_credential(name_or_id: str, request: Request) -> JSONResponse:
         require_admin(request, services.admin_token)
+        body = await admin_body(request, AddCredentialBody)
         created = await asyncio.to_thread(
             services.tenants.add_credential, name_or_id, label=body.label, expires_in_s=body.expires_in_s
         )
@@ -268,9 +307,10 @@ def create_app(services: Services) -> FastAPI:
         from cleanroom.admin_client import rotation_policy
         from cleanroom.keys.commands import key_action
 
+        raw = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
         try:
-            body = await request.json() if await request.body() else {}
-        except ValueError:
+            body = json.loads(raw) if raw else {}
+        except (ValueError, RecursionError):
             raise BadRequest("admin key actions take a JSON body", code="invalid_json") from None
         if not isinstance(body, dict):
             raise BadRequest("admin key actions take a JSON object", code="invalid_json")

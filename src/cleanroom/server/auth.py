@@ -6,12 +6,21 @@ import hmac
 
 from starlette.requests import Request
 
-from cleanroom.errors import Unauthenticated
+from cleanroom.errors import BadRequest, Unauthenticated
 from cleanroom.tenants import Principal, TenantService
 
 
+def single_header(request: Request, name: str) -> str | None:
+    """The one value of a header that must appear at most once (RFC 9110 §5.3). Two Authorization (or
+    Content-Type) headers are refused, not resolved: a proxy in front may act on the other one."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"send one {name.title()} header, not {len(values)}", code="duplicate_header")
+    return values[0] if values else None
+
+
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+    header = single_header(request, "authorization") or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send the API key as `Authorization: Bearer cr_...`")

@@ -13,6 +13,7 @@ same as an id that never existed. Handlers do transport work only; `runtime.batc
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,20 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from cleanroom.errors import ConfigurationError, SystemSealed, TenantRevoked
+from cleanroom.errors import CleanroomError, ConfigurationError, SystemSealed, TenantRevoked
 from cleanroom.runtime.batch_jobs import BatchJobStore, BatchLimits
 from cleanroom.runtime.session import CallContext
 from cleanroom.scrubbers.base import ScrubPolicy
 from cleanroom.server.app import client_address, read_body, require_sealed_content_type
 from cleanroom.server.auth import authenticate_tenant
+from cleanroom.server.headers import ABORT_EXTENSION
 from cleanroom.server.mtls import check_client_identity
 from cleanroom.server.services import Services
 from cleanroom.storage import ensure_private_dir
 from cleanroom.tenants import Principal
 
 BATCHES_PATH = "/v1/batches"
+log = logging.getLogger("cleanroom.batch")
 
 
 def build_batch_store(services: Services) -> BatchJobStore:
@@ -76,6 +79,21 @@ def build_batch_store(services: Services) -> BatchJobStore:
     )
 
 
+async def cut_when_gone(pieces: AsyncIterator[bytes], scope: Any) -> AsyncIterator[bytes]:
+    """The results, or a cut connection when the job is shredded mid-stream (a cancel, the TTL, a spill
+    failure): the status line is already sent, so no error status can follow. Left to propagate, the error
+    reached uvicorn as "Exception in ASGI application" with a traceback in the log."""
+    try:
+        async for piece in pieces:
+            yield piece
+    except CleanroomError as exc:
+        abort = (scope.get("extensions") or {}).get(ABORT_EXTENSION)
+        if abort is None:  # not behind the hardened protocol (tests, other servers): nothing better to do
+            raise
+        log.info("batch results cut mid-stream: %s", exc.code)
+        abort()
+
+
 def batch_router(services: Services, store: BatchJobStore) -> APIRouter:
     router = APIRouter()
     settings = services.settings
@@ -109,7 +127,9 @@ def batch_router(services: Services, store: BatchJobStore) -> APIRouter:
     async def batch_results(batch_id: str, request: Request) -> Response:
         principal, _ = caller(request)
         size, pieces = await store.open_results(principal.tenant_id, batch_id)
-        return StreamingResponse(pieces, media_type=CONTENT_TYPE, headers={"Content-Length": str(size)})
+        return StreamingResponse(
+            cut_when_gone(pieces, request.scope), media_type=CONTENT_TYPE, headers={"Content-Length": str(size)}
+        )
 
     @router.delete(BATCHES_PATH + "/{batch_id}")
     async def cancel_batch(batch_id: str, request: Request) -> JSONResponse:

@@ -16,6 +16,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# ASGI scope extension set by the hardened protocol (limits.py): a callable, no arguments, that cuts the
+# current response mid-body when it cannot be finished (the data behind it was shredded meanwhile).
+ABORT_EXTENSION = "cleanroom.abort_response"
+
 HSTS = b"max-age=63072000; includeSubDomains; preload"  # two years, as hstspreload.org requires
 CONTENT_SECURITY_POLICY = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 

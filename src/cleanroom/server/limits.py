@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from cleanroom.server.headers import ASGIApp, Receive, Scope, Send, security_headers
+from cleanroom.server.headers import ABORT_EXTENSION, ASGIApp, Receive, Scope, Send, security_headers
 from cleanroom.server.mtls import tls_extension
 
 
@@ -185,6 +185,10 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # this head's cycle (task not run yet)
+            cycle = self.cycle
+            scope = cast(dict[str, Any], self.scope)
+            scope.setdefault("extensions", {})[ABORT_EXTENSION] = lambda: self._abort_response(cycle)
         if self._body_timer is None and self.cycle is not None and self.cycle.more_body:
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
 
@@ -203,6 +207,17 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             )
         else:
             self._write_error_and_close(400, "malformed_http", "the request is not valid HTTP/1.1")
+
+    def _abort_response(self, cycle: Any) -> None:
+        """Cut a response that cannot be finished (its data was shredded mid-stream): the peer sees the
+        connection close short of Content-Length, the app's further sends are dropped, and uvicorn does
+        not report the unfinished response as a server error."""
+        cycle.disconnected = True
+        cycle.message_event.set()
+        if not self.transport.is_closing():
+            self.logger.info("cut a response that could not be completed")
+            self.transport.close()
+            self._abort_if_lingering()
 
     # --- timeouts ------------------------------------------------------------------------------------
     def _head_timed_out(self) -> None:
