@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.errors import DecryptionFailed, KeyError_, SystemSealed, TenantRevoked, Unauthenticated
+from cleanroom.errors import BadRequest, DecryptionFailed, KeyError_, SystemSealed, TenantRevoked, Unauthenticated
 from cleanroom.keys import api_keys
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.local import LocalKMS
@@ -127,3 +127,29 @@ def test_tenant_names_are_validated_and_unique(data_dir: Path, kms: LocalKMS) ->
     for bad in ("", "Upper", "-x", "a" * 64, "a b"):
         with pytest.raises(BadRequest):
             service.create(bad)
+
+
+@pytest.mark.parametrize(
+    ("label", "expires_in_s", "code"),
+    [
+        ("ci", float("inf"), "invalid_expiry"),  # stored as `Infinity`: every later listing failed
+        ("ci", float("nan"), "invalid_expiry"),  # a NaN expiry never expires
+        ("ci", 1e308, "invalid_expiry"),
+        ("ci", -1.0, "invalid_expiry"),
+        ("ci\nforged log line", 60.0, "invalid_label"),
+        ("nul\x00", 60.0, "invalid_label"),
+        ("", 60.0, "invalid_label"),
+    ],
+)
+def test_the_service_refuses_bad_credentials_and_stores_nothing(
+    data_dir: Path, kms: LocalKMS, label: str, expires_in_s: float, code: str
+) -> None:
+    """The Python API checks what the HTTP and CLI layers check: it is the layer that stores."""
+    service, _, registry = make_service(data_dir, kms)
+    service.create("acme")
+    before = registry.tenant("acme")["credentials"]
+    with pytest.raises(BadRequest) as refused:
+        service.add_credential("acme", label=label, expires_in_s=expires_in_s)
+    assert refused.value.code == code
+    assert registry.tenant("acme")["credentials"] == before
+    assert service.add_credential("acme", label="ci ✓", expires_in_s=86400.0).api_key.startswith("cr_")

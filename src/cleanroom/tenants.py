@@ -6,6 +6,7 @@ both paths run this same code, so a tenant created either way is identical.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ class CreatedCredential:
         }
 
 
+# A credential that outlives a century is a typo (or `1e400`, which JSON turns into an infinite expiry
+# that cannot be written back as JSON: the key would be stored and every listing of it fail).
+MAX_CREDENTIAL_LIFETIME_S = 100 * 365 * 86_400.0
+PRINTABLE_LABEL = r"^[^\x00-\x1f\x7f]+$"  # labels end up in the CLI's listings and in logs: no control characters
+
+
 def validate_weight(weight: float) -> None:
     if not 0 < weight <= 1000:
         raise BadRequest("weight must be in (0, 1000]", code="invalid_weight")
@@ -122,10 +129,11 @@ class TenantService:
         return self._pepper
 
     def _new_credential(self, label: str, expires_in_s: float | None) -> tuple[str, Document]:
-        if not label or len(label) > 64:
-            raise BadRequest("credential labels are 1-64 characters", code="invalid_label")
-        if expires_in_s is not None and expires_in_s <= 0:
-            raise BadRequest("expiry must be in the future", code="invalid_expiry")
+        # Checked here, not only by the HTTP and CLI layers: the Python API stores what it is given.
+        if not label or len(label) > 64 or not re.match(PRINTABLE_LABEL, label):
+            raise BadRequest("credential labels are 1-64 characters, none a control character", code="invalid_label")
+        if expires_in_s is not None and not 0 < expires_in_s <= MAX_CREDENTIAL_LIFETIME_S:  # NaN fails too
+            raise BadRequest("expiry must be in the future and at most 100 years away", code="invalid_expiry")
         api_key = api_keys.generate_api_key()
         now = time.time()
         return api_key, {

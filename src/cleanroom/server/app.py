@@ -29,6 +29,7 @@ from cleanroom.server.auth import authenticate_tenant, require_admin, single_hea
 from cleanroom.server.errors import install_error_handlers
 from cleanroom.server.mtls import check_client_identity
 from cleanroom.server.services import Services
+from cleanroom.tenants import MAX_CREDENTIAL_LIFETIME_S, PRINTABLE_LABEL
 
 log = logging.getLogger("cleanroom.server")
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -36,10 +37,6 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 
 # Admin bodies are small JSON documents; anything larger is refused (413) before it is read whole.
 ADMIN_BODY_LIMIT_BYTES = 64 * 1024
-# A credential that outlives a century is a typo (or `1e400`, which JSON turns into an infinite expiry
-# that cannot be written back as JSON: the key was stored and its response failed).
-MAX_CREDENTIAL_LIFETIME_S = 100 * 365 * 86_400.0
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # labels end up in the CLI's listings and in logs: no control characters
 
 
 class CreateTenantBody(BaseModel):
@@ -54,7 +51,7 @@ class UpdateTenantBody(BaseModel):
 
 
 class AddCredentialBody(BaseModel):
-    label: str = Field("default", min_length=1, max_length=64, pattern=_PRINTABLE)
+    label: str = Field("default", min_length=1, max_length=64, pattern=PRINTABLE_LABEL)
     expires_in_s: float | None = Field(None, gt=0, le=MAX_CREDENTIAL_LIFETIME_S, allow_inf_nan=False)
 
 
