@@ -227,7 +227,13 @@ class Keyring:
 
     # --- use --------------------------------------------------------------------------------------
     def hpke_private_key(self, tenant: Document, key_id: str) -> ec.EllipticCurvePrivateKey:
-        """The tenant's HPKE private key `key_id`, from the cache or unwrapped through the KMS."""
+        """The tenant's HPKE private key `key_id`, from the cache or unwrapped through the KMS.
+
+        Every check that a revocation, a retirement or an expiry can change runs against `tenant` (the
+        caller's fresh registry record) and the KMS's own state *before* the cache is consulted: the cache
+        saves the KMS round trip, never a policy decision. Otherwise a key cached before `keys revoke
+        --system`, `keys retire` or the end of an HPKE overlap, done by another process on the data dir (the
+        CLI without a server, next to the ASGI middleware), kept opening requests for up to one TTL."""
         tenant_id = tenant["tenant_id"]
         if self.sealed:
             raise SystemSealed(
@@ -236,6 +242,7 @@ class Keyring:
             )
         if tenant.get("revoked"):
             raise TenantRevoked(f"tenant {tenant['name']!r} is revoked; every decryption for it is refused")
+        record = self._usable_hpke_record(tenant, key_id)
         cache_key = (tenant_id, key_id)
         now = self._clock()
         with self._mutex:
@@ -244,7 +251,7 @@ class Keyring:
                 self._cache.move_to_end(cache_key)
                 return entry.value
             self._cache.pop(cache_key, None)
-        private_key = self._unwrap_hpke_key(tenant, key_id)
+        private_key = self._unwrap_hpke_key(tenant, record)
         if self.ttl_s > 0:
             with self._mutex:
                 self._cache[cache_key] = _CacheEntry(now + self.ttl_s, private_key)
@@ -252,9 +259,9 @@ class Keyring:
                     self._cache.popitem(last=False)
         return private_key
 
-    def _unwrap_hpke_key(self, tenant: Document, key_id: str) -> ec.EllipticCurvePrivateKey:
-        tenant_id = tenant["tenant_id"]
-        record = next((k for k in tenant.get("hpke_keys", []) if k["key_id"] == key_id), None)
+    def _usable_hpke_record(self, tenant: Document, key_id: str) -> Document:
+        """The HPKE key record `key_id` of `tenant`, if policy lets it open requests now (cached or not)."""
+        record: Document | None = next((k for k in tenant.get("hpke_keys", []) if k["key_id"] == key_id), None)
         if record is None:
             raise DecryptionFailed("the request is sealed to a key this tenant does not have", code="unknown_key_id")
         expires_at = record.get("expires_at")
@@ -262,6 +269,21 @@ class Keyring:
             raise DecryptionFailed(
                 "the request is sealed to an expired tenant key; fetch the current public key", code="key_expired"
             )
+        keys = tenant["tenant_keys"]
+        version = int(record["tenant_key_version"])
+        if version < int(keys["min_version"]):
+            raise KeyError_("the tenant key version that protects this key pair is retired", code="key_version_retired")
+        # The master key's state, where the backend can read it without a round trip (LocalKMS: a stat of
+        # its file, which `keys revoke --system` from any process changes). Remote backends have no such
+        # check; there a cached key lives at most one TTL after a disable done outside cleanroom.
+        check_usable = getattr(self.kms, "check_usable", None)
+        wrapped = keys["versions"].get(str(version))
+        if check_usable is not None and isinstance(wrapped, dict):
+            check_usable(str(wrapped.get("key_name", self.master_key_name)), int(wrapped.get("version", 0)))
+        return record
+
+    def _unwrap_hpke_key(self, tenant: Document, record: Document) -> ec.EllipticCurvePrivateKey:
+        tenant_id, key_id = tenant["tenant_id"], str(record["key_id"])
         tenant_key = self.unwrap_tenant_key(tenant, int(record["tenant_key_version"]))
         blob = base64.b64decode(record["encrypted_private_key"])
         scalar = bytearray(len(blob) - NONCE_BYTES - TAG_BYTES)

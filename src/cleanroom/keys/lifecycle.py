@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -36,6 +37,7 @@ from cleanroom.keys.keyring import (
 from cleanroom.keys.kms import WrappedKey
 from cleanroom.keys.public_key import TenantPublicKey, sign_endorsement
 from cleanroom.keys.registry import Document, Registry
+from cleanroom.keys.stored_keys import audit_keys_below, rewrap_audit_keys
 
 DAY_S = 86_400.0
 
@@ -279,7 +281,8 @@ class KeyManager:
         return {"master_version": version, "rewrapped": rewrapped}
 
     def rewrap_all(self) -> int:
-        """Move every wrapped tenant key and the pepper to the newest master version (idempotent)."""
+        """Move every wrapped tenant key, the pepper and the audit keys to the newest master version
+        (idempotent)."""
         latest = self.kms.describe(self.keyring.master_key_name).latest_version
         if not self._anything_below(latest):
             return 0  # the common case for the background check: no registry write at all
@@ -306,10 +309,19 @@ class KeyManager:
             return count
 
         count: int = self.registry.update(change)
+        count += rewrap_audit_keys(self._data_dir, self.kms, self.keyring.master_key_name, latest)
         self.keyring.purge()
         return count
 
+    @property
+    def _data_dir(self) -> Path:
+        return self.registry.path.parent
+
     def _anything_below(self, latest: int) -> bool:
+        return self._count_below(latest) > 0
+
+    def _count_below(self, latest: int) -> int:
+        """How many stored wrapped keys a master version older than `latest` protects."""
         doc = self.registry.snapshot()
         wrapped = [v for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
         wrapped += [
@@ -319,7 +331,8 @@ class KeyManager:
         ]
         if doc.get("pepper") is not None:
             wrapped.append(doc["pepper"])
-        return any(int(w["version"]) < latest for w in wrapped)
+        below = sum(1 for w in wrapped if int(w["version"]) < latest)
+        return below + audit_keys_below(self._data_dir, self.kms, self.keyring.master_key_name, latest)
 
     # --- status -----------------------------------------------------------------------------------
     def status(self, policy: RotationPolicy) -> dict[str, Any]:
@@ -372,7 +385,12 @@ class KeyManager:
                         revoked=credential.get("revoked", False),
                     )
                 )
-        return {"keys": rows, "system_sealed": not master.enabled or self.keyring.sealed}
+        return {
+            "keys": rows,
+            "system_sealed": not master.enabled or self.keyring.sealed,
+            # docs/keys.md §4: retire old master versions only once this is 0
+            "wrapped_below_latest_master": self._count_below(master.latest_version),
+        }
 
 
 def _same_customer_key(old: ByokSpec | None, new: ByokSpec | None) -> bool:

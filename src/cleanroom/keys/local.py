@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -23,13 +24,51 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cleanroom.errors import DecryptionFailed, KeyError_, SystemSealed
+from cleanroom.errors import ConfigurationError, DecryptionFailed, KeyError_, SystemSealed
 from cleanroom.keys.kms import KeyDescription, WrappedKey
 from cleanroom.storage import atomic_write_json, file_lock, read_json
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    # Size and ctime too: an atomic replace may reuse a freed inode within one coarse mtime tick.
+    return (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
+
+
+def _checked_document(path: Path, st: os.stat_result, *, check_mode: bool) -> dict[str, Any]:
+    """The key file, refused with a clear ConfigurationError (not a traceback) if it is readable by others
+    (`check_mode`: at start-up and in locked updates, never per request), not JSON of the expected shape,
+    or holds a key that is not 32 bytes (AESGCM takes a 16-byte key and would silently wrap new tenant keys
+    with AES-128)."""
+    if check_mode and st.st_mode & 0o077:
+        raise ConfigurationError(
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; the master key file must be 0600 (chmod 600 it "
+            "after checking who could read it; a key others could read should be treated as leaked)"
+        )
+    try:
+        document = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigurationError(f"{path} is not a readable master key file: {type(exc).__name__}") from None
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, dict):
+        raise ConfigurationError(f"{path} is not a master key file (no `keys` object)")
+    for name, entry in keys.items():
+        try:
+            versions = entry["versions"]
+            int(entry["latest_version"]), int(entry["min_decryption_version"]), bool(entry["enabled"])
+            sizes = {v: len(base64.b64decode(k, validate=True)) for v, k in versions.items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ConfigurationError(f"{path}: master key {name!r} is malformed") from None
+        wrong = sorted(v for v, size in sizes.items() if size != KEY_BYTES)
+        if wrong or str(entry["latest_version"]) not in versions:
+            raise ConfigurationError(
+                f"{path}: master key {name!r} version(s) {', '.join(wrong) or entry['latest_version']} "
+                f"missing or not {KEY_BYTES} bytes; restore the file from backup"
+            )
+    return dict(document)
 
 
 def _aad(key_name: str, version: int, context: bytes) -> bytes:
@@ -47,7 +86,7 @@ class LocalKMS:
         self._lock_path = self._dir / ".lock"
         self._mutex = threading.Lock()
         self._doc: dict[str, Any] = {"keys": {}}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._reload(force=True)
 
     # --- persistence ----------------------------------------------------------------------------
@@ -57,14 +96,13 @@ class LocalKMS:
         except FileNotFoundError:
             self._doc, self._stamp = {"keys": {}}, None
             return
-        stamp = (st.st_mtime_ns, st.st_ino)
+        stamp = _stamp(st)
         if force or stamp != self._stamp:
-            self._doc, self._stamp = read_json(self._path), stamp
+            self._doc, self._stamp = _checked_document(self._path, st, check_mode=force), stamp
 
     def _save(self) -> None:
         atomic_write_json(self._path, self._doc)
-        st = os.stat(self._path)
-        self._stamp = (st.st_mtime_ns, st.st_ino)
+        self._stamp = _stamp(os.stat(self._path))
 
     def _key(self, key_name: str) -> dict[str, Any]:
         self._reload()
@@ -72,6 +110,18 @@ class LocalKMS:
         if entry is None:
             raise KeyError_(f"master key {key_name!r} does not exist in the local KMS", code="unknown_key")
         return entry  # type: ignore[no-any-return]
+
+    def check_usable(self, key_name: str, version: int) -> None:
+        """Raise as `unwrap` would for a key wrapped under `version` of `key_name` (disabled: SystemSealed;
+        below the minimum: key_version_retired), without decrypting anything. Costs a stat of the key file,
+        so the keyring can ask on every request, cached key or not (a revocation from another process)."""
+        with self._mutex:
+            entry = self._usable_key(key_name)
+            if version < int(entry["min_decryption_version"]):
+                raise KeyError_(
+                    f"master key version {version} is below the minimum decryption version",
+                    code="key_version_retired",
+                )
 
     def _usable_key(self, key_name: str) -> dict[str, Any]:
         entry = self._key(key_name)
