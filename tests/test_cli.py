@@ -58,6 +58,22 @@ def test_tenant_commands_without_a_server(tmp_path: Path) -> None:
     assert json.loads(run_cli("tenant", "list", "--data-dir", data_dir, "--json").stdout) == []
 
 
+def test_commands_other_than_create_refuse_a_missing_data_dir(tmp_path: Path) -> None:
+    """A mistyped --data-dir must not grow a fresh master key and audit log just to list nothing."""
+    missing = tmp_path / "typo"
+    for command in (
+        ("tenant", "list"),
+        ("tenant", "delete", "solo"),
+        ("tenant", "keys", "list", "solo"),
+        ("keys", "status"),
+        ("keys", "revoke", "--system"),
+    ):
+        result = run_cli(*command, "--data-dir", str(missing))
+        assert result.returncode == 1, (command, result.stderr)
+        assert b"no data dir at" in result.stderr and b"Traceback" not in result.stderr, command
+        assert not missing.exists(), f"{command} created the data dir"
+
+
 def test_infer_command_pins_the_public_key(shared_server, tmp_path: Path) -> None:
     tenant = shared_server.tenants["alpha"]
     key_file = tmp_path / "alpha.json"

@@ -103,8 +103,13 @@ def local_tenant_service(settings: Settings) -> Any:
 
 
 def local_key_manager(settings: Settings) -> tuple[Any, Any]:
-    """A KeyManager over the data dir itself, and the rotation policy from settings."""
+    """A KeyManager over the data dir itself, and the rotation policy from settings. The data dir must
+    exist: rotating or revoking in a mistyped directory must not create a fresh master key there."""
+    from cleanroom.errors import ConfigurationError
     from cleanroom.keys.lifecycle import KeyManager
+
+    if not Path(settings.data_dir).is_dir():
+        raise ConfigurationError(f"no data dir at {settings.data_dir}: give the --data-dir of a server")
 
     service = local_tenant_service(settings)
     return KeyManager(service.registry, service.keyring, audit=service.audit), rotation_policy(settings)

@@ -120,18 +120,25 @@ def install_logging(settings: Any) -> None:
 
 
 # --- tenant ----------------------------------------------------------------------------------------
-def _tenant_backend(args: argparse.Namespace) -> tuple[Any, Any]:
+def _tenant_backend(args: argparse.Namespace, *, create: bool = False) -> tuple[Any, Any]:
+    """The running server's admin API, or the data dir itself. Only `tenant create` may start a data dir:
+    a mistyped `--data-dir` given to `list` or `delete` must not make a new master key and audit log."""
     from cleanroom.admin_client import AdminAPI, local_tenant_service, running_server
+    from cleanroom.errors import ConfigurationError
 
     settings = settings_from_args(args)
     state = running_server(settings.data_dir)
     if state is not None:
         return AdminAPI(state), None
+    if not create and not Path(settings.data_dir).is_dir():
+        raise ConfigurationError(
+            f"no data dir at {settings.data_dir}: give the --data-dir of a server, or create a tenant first"
+        )
     return None, local_tenant_service(settings)
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
-    api, service = _tenant_backend(args)
+    api, service = _tenant_backend(args, create=True)
     allow = args.allow or []
     if api is not None:
         created = api.request(
