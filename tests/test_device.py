@@ -143,3 +143,27 @@ def test_describe_cpu_reads_proc(tmp_path: Path) -> None:
     info = describe_cpu(tmp_path)
     assert info.model == "AMD EPYC 9654 96-Core Processor"
     assert info.memory_total_bytes == 263842140 * 1024
+
+
+def test_mig_device_matched_by_its_own_uuid() -> None:
+    # Under MIG, torch sees a MIG device: its UUID is the MIG device's ("MIG-..."), not the parent GPU's.
+    mig_uuid = "MIG-7b1f0e2a-3c4d-5e6f-8091-a2b3c4d5e6f7"
+    nvml = fake_nvml(mig=True)
+    nvml.nvmlDeviceGetMaxMigDeviceCount = lambda h: 7 if h == 1 else 0
+
+    def mig_handle(parent: int, j: int) -> Any:
+        if j != 2:
+            raise NVMLNotSupported("Not Found")  # empty MIG slots
+        return ("mig", parent, j)
+
+    parent_uuid = nvml.nvmlDeviceGetUUID
+    parent_mem = nvml.nvmlDeviceGetMemoryInfo
+    nvml.nvmlDeviceGetMigDeviceHandleByIndex = mig_handle
+    nvml.nvmlDeviceGetUUID = lambda h: mig_uuid if isinstance(h, tuple) else parent_uuid(h)
+    nvml.nvmlDeviceGetMemoryInfo = lambda h: (
+        SimpleNamespace(total=35_000_000_000, free=34_000_000_000, used=0) if isinstance(h, tuple) else parent_mem(h)
+    )
+    report = discover(torch_module=fake_torch(uuid=mig_uuid[4:]), nvml_loader=lambda: nvml)
+    (gpu,) = report.gpus
+    assert gpu.uuid == mig_uuid and gpu.mig_enabled is True and gpu.ecc_enabled is True
+    assert gpu.free_memory_bytes == 34_000_000_000

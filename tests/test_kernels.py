@@ -308,3 +308,69 @@ def test_host_side_grows_descriptor_table(emulated: Any) -> None:
 def test_host_side_empty_ranges_launch_nothing(emulated: Any) -> None:
     assert emulated.zero([], 0) == 0 and emulated.count_nonzero([], 0) == (0, None)
     assert emulated.launches == []
+
+
+# --- the per-thread index arithmetic of the three kernels, exhaustively, in Python --------------------------
+def _tile_accesses(p: int, n: int, threads: int, kernel: str) -> list[int]:
+    """Byte addresses one thread block touches in one tile at address `p` of `n` bytes, following
+    scrub.cu line by line (head_bytes, the 16-byte vector loop(s), the tail; the verify kernel's loop
+    with four loads in flight, then its remainder loop). Each 16-byte vector counts as its 16 bytes."""
+    out: list[int] = []
+    mis = p & 15
+    head = min(16 - mis if mis else 0, n)
+    n_vec = (n - head) >> 4
+    v = p + head
+    for x in range(threads):
+        if x < head:
+            out.append(p + x)
+        indices: list[int] = []
+        if kernel == "zero":
+            indices = list(range(x, n_vec, threads))
+        else:  # verify
+            i = x
+            while i + 3 * threads < n_vec:
+                indices += [i, i + threads, i + 2 * threads, i + 3 * threads]
+                i += 4 * threads
+            while i < n_vec:
+                indices.append(i)
+                i += threads
+        for i in indices:
+            assert (v + 16 * i) % 16 == 0, "a vector access is not 16-byte aligned"
+            out.extend(range(v + 16 * i, v + 16 * i + 16))
+        tail_at = head + (n_vec << 4)
+        if x < n - tail_at:
+            out.append(p + tail_at + x)
+    return out
+
+
+@pytest.mark.parametrize("kernel", ["zero", "verify"])
+@pytest.mark.parametrize("threads", [32])  # the arithmetic is the same for every multiple of 32
+def test_every_byte_of_a_tile_exactly_once(kernel: str, threads: int) -> None:
+    # every misalignment, every length past two rounds of four loads per thread
+    for mis in range(16):
+        for n in range(0, 16 * 8 * threads + 40, 1 if mis in (0, 1, 15) else 7):
+            p = 0x7F0000000000 + mis
+            touched = _tile_accesses(p, n, threads, kernel)
+            assert sorted(touched) == list(range(p, p + n)), (mis, n)
+
+
+def test_marker_kernel_sees_every_whole_aligned_word() -> None:
+    for start in range(16):
+        for n in range(0, 200):
+            addr = 0x7F0000000000 + start
+            first = (addr + 7) & ~7
+            end = addr + n
+            n_words = (end - first) >> 3 if first < end else 0
+            words = [first + 8 * i for i in range(n_words)]
+            expected = [w for w in range(first, end, 8) if w + 8 <= end]
+            assert words == expected
+
+
+def test_tiles_of_ranges_over_4gib_have_no_overflow() -> None:
+    # u64 lengths and tile offsets: a 5 GiB range at a high, unaligned address, 1 MiB tiles
+    start, length = (1 << 47) + 3, (5 << 30) + 9
+    desc, n_tiles = build_descriptors([(start, length)])
+    assert n_tiles == ((length + (1 << 20) - 1) >> 20)
+    last = n_tiles - 1
+    off = (last - int(desc[0, 2])) << DEFAULT_TILE_SHIFT
+    assert length - off == 9  # the last tile holds the 9 bytes past 5 GiB

@@ -190,3 +190,206 @@ def test_free_ranges_cover_exactly_the_inactive_bytes(segs: list[dict[str, Any]]
     assert not covered & other
     # merged: no two ranges touch
     assert all(a1 + l1 < a2 for (a1, l1), (a2, _) in itertools.pairwise(ranges))
+
+
+# --- the whole between-tenant scrub on an emulated device (fake torch, fake CuPy, numpy "HBM") ----------
+class FakeDevice:
+    """One GPU's memory as a numpy array, a caching allocator that reports `memory_snapshot()` in torch's
+    layout, the driver's free list behind it, and the release counters of `torch.cuda.memory_stats()`."""
+
+    BASE = 0x7F0000000000
+
+    def __init__(self, size: int = 64 * MiB) -> None:
+        import numpy as np
+
+        self.np = np
+        self.hbm = np.zeros(size, dtype=np.uint8)
+        self.driver_free: list[tuple[int, int]] = [(self.BASE, size)]  # what cudaMalloc can hand out
+        self.segments: list[dict[str, Any]] = []
+        self.allocated = self.freed = 0  # reserved_bytes.all.{allocated,freed}
+
+    def view(self, addr: int, size: int) -> Any:
+        return self.hbm[addr - self.BASE : addr - self.BASE + size]
+
+    def cuda_malloc(self, size: int) -> int | None:
+        for i, (addr, free) in enumerate(self.driver_free):
+            if free >= size:
+                self.driver_free[i] = (addr + size, free - size)
+                return addr
+        return None
+
+    def tenant_frees_segment(self, size: int, byte: int) -> int:
+        """A segment the allocator got from the driver, written by a tenant, now free (inactive)."""
+        addr = self.cuda_malloc(size)
+        assert addr is not None
+        self.allocated += size
+        self.view(addr, size)[:] = byte
+        self.segments.append({"device": 0, "address": addr, "total_size": size, "blocks": [{"size": size}]})
+        self.segments[-1]["blocks"][0]["state"] = "inactive"
+        return addr
+
+    def empty_cache(self) -> None:  # whole free segments back to the driver, contents as they are
+        for seg in [s for s in self.segments if all(b["state"] == "inactive" for b in s["blocks"])]:
+            self.segments.remove(seg)
+            self.freed += seg["total_size"]
+            self.driver_free.insert(0, (seg["address"], seg["total_size"]))
+
+    def snapshot(self, include_traces: bool = True) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.segments)
+
+
+class FakeKernels:
+    """`ScrubKernels`' interface over the fake device's memory."""
+
+    def __init__(self, dev: FakeDevice) -> None:
+        self.dev = dev
+
+    def zero(self, ranges: Any, stream_ptr: int) -> int:
+        pairs = [(int(a), int(n)) for a, n in ranges]
+        for addr, n in pairs:
+            self.dev.view(addr, n)[:] = 0
+        return sum(n for _, n in pairs)
+
+    def count_nonzero(self, ranges: Any, stream_ptr: int) -> tuple[int, int | None]:
+        np = self.dev.np
+        bad = [(int(np.count_nonzero(self.dev.view(int(a), int(n)))), int(a)) for a, n in ranges]
+        firsts = [a for k, a in bad if k]
+        return sum(k for k, _ in bad), (min(firsts) if firsts else None)
+
+
+def fake_torch_and_cupy(dev: FakeDevice) -> tuple[Any, Any]:
+    import contextlib
+    from types import SimpleNamespace
+
+    class Event:
+        def __init__(self, enable_timing: bool = False) -> None:
+            pass
+
+        def record(self, stream: Any = None) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, other: Any) -> float:
+            return 0.0
+
+    def device(spec: Any) -> Any:
+        kind, _, index = str(spec).partition(":")
+        return SimpleNamespace(type=kind, index=int(index) if index else None)
+
+    cuda = SimpleNamespace(
+        is_available=lambda: True,
+        current_device=lambda: 0,
+        get_allocator_backend=lambda: "native",
+        init=lambda: None,
+        device=lambda i: contextlib.nullcontext(),
+        synchronize=lambda i=None: None,
+        is_current_stream_capturing=lambda: False,
+        current_stream=lambda i=None: SimpleNamespace(cuda_stream=0),
+        memory_stats=lambda i=None: {
+            "reserved_bytes.all.allocated": dev.allocated,
+            "reserved_bytes.all.freed": dev.freed,
+        },
+        memory_snapshot=dev.snapshot,
+        memory_reserved=lambda i=None: sum(s["total_size"] for s in dev.segments),
+        empty_cache=dev.empty_cache,
+        host_memory_stats=lambda: {"allocated_bytes.current": 0, "active_bytes.current": 0},
+        Event=Event,
+    )
+    torch = SimpleNamespace(
+        cuda=cuda,
+        device=device,
+        uint8="uint8",
+        empty=lambda *a, **k: object(),
+        _C=SimpleNamespace(_cuda_clearCublasWorkspaces=lambda: None, _host_emptyCache=lambda: None),
+    )
+
+    class OutOfMemoryError(Exception):
+        pass
+
+    class Memory:  # raw cudaMalloc, as the driver sweep uses it
+        def __init__(self, size: int) -> None:
+            ptr = dev.cuda_malloc(size)
+            if ptr is None:
+                raise OutOfMemoryError(size)
+            self.ptr, self.size = ptr, size
+
+    pool = SimpleNamespace(free_bytes=lambda: 0, free_all_blocks=lambda: None)
+    cupy_cuda = SimpleNamespace(
+        Device=lambda i=None: contextlib.nullcontext(SimpleNamespace(id=0)),
+        Memory=Memory,
+        runtime=SimpleNamespace(CUDARuntimeError=RuntimeError),
+        memory=SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
+        set_allocator=lambda fn: None,
+        get_allocator=lambda: None,
+    )
+    cupy = SimpleNamespace(
+        cuda=cupy_cuda, get_default_memory_pool=lambda: pool, get_default_pinned_memory_pool=lambda: pool
+    )
+    return torch, cupy
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeDevice:
+    import sys
+
+    dev = FakeDevice()
+    torch, cupy = fake_torch_and_cupy(dev)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    return dev
+
+
+def test_scrub_sequence_on_an_emulated_device(fake_gpu: FakeDevice) -> None:
+    from cleanroom.scrubbers.base import ScrubPolicy
+    from cleanroom.scrubbers.gpu import GpuScrubber
+
+    dev = fake_gpu
+    a = dev.tenant_frees_segment(8 * MiB, 0xAB)
+    s = GpuScrubber("cuda:0", kernels=FakeKernels(dev), policy=ScrubPolicy(release_cached=True))  # type: ignore[arg-type]
+    report = s.between_tenant_scrub()
+    assert report.clean and report.bytes_scrubbed == 8 * MiB and not dev.view(a, 8 * MiB).any()
+    assert report.released_bytes == 8 * MiB and not report.notes  # no release before: no driver sweep
+    assert not dev.hbm.any()
+
+
+def test_release_after_a_stats_reset_still_triggers_the_driver_sweep(fake_gpu: FakeDevice) -> None:
+    # torch.cuda.reset_accumulated_memory_stats() zeroes reserved_bytes.all.freed: a later unscrubbed
+    # release smaller than what the scrubber had seen released must still be noticed.
+    from cleanroom.scrubbers.base import ScrubPolicy
+    from cleanroom.scrubbers.gpu import GpuScrubber
+
+    dev = fake_gpu
+    dev.tenant_frees_segment(8 * MiB, 0xAB)
+    s = GpuScrubber("cuda:0", kernels=FakeKernels(dev), policy=ScrubPolicy(release_cached=True))  # type: ignore[arg-type]
+    s.between_tenant_scrub()  # zeroes and releases 8 MiB: the scrubber has now seen freed == 8 MiB
+    assert dev.freed == 8 * MiB
+    b = dev.tenant_frees_segment(4 * MiB, 0xCD)
+    dev.allocated = dev.freed = 0  # somebody's torch.cuda.reset_accumulated_memory_stats()
+    dev.empty_cache()  # ...and somebody's empty_cache: 4 MiB of tenant data back to the driver
+    assert dev.freed == 4 * MiB and dev.view(b, 4 * MiB).all()
+    report = s.between_tenant_scrub()
+    assert any("driver sweep" in n for n in report.notes), report
+    assert not dev.hbm.any()  # the driver's free memory was zeroed
+
+
+def test_released_to_driver_since() -> None:
+    from cleanroom.scrubbers.gpu import released_to_driver_since
+
+    assert not released_to_driver_since((10, 4), (10, 4))
+    assert not released_to_driver_since((10, 4), (12, 4))  # grew: new segments, nothing released
+    assert released_to_driver_since((10, 4), (10, 6))  # released
+    assert released_to_driver_since((10, 4), (0, 0))  # stats reset
+    assert released_to_driver_since((10, 8), (3, 2))  # reset, then released less than before
+
+
+def test_pinned_cached_free_bytes_both_stats_layouts() -> None:
+    from cleanroom.scrubbers.gpu import pinned_cached_free_bytes
+
+    new = {"allocated_bytes.current": 4096 + 1024, "active_bytes.current": 4096}  # torch 2.13: owned, handed out
+    old = {"reserved_bytes.current": 8192, "allocated_bytes.current": 4096}  # older 2.x: owned, handed out
+    assert pinned_cached_free_bytes(new) == (1024, None)
+    assert pinned_cached_free_bytes(old) == (4096, None)
+    left, note = pinned_cached_free_bytes({})
+    assert left == 0 and note and "cannot confirm" in note

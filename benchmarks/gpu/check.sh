@@ -38,10 +38,24 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,ecc.mode.current --forma
 "$PY" -c "import cupy; print('cupy', cupy.__version__)" || echo "cupy missing: the GPU scrub cannot run"
 
 WHEELS="${CHECK_WHEELS:-benchmarks/gpu/wheels}"  # CHECK_WHEELS: another folder (the CPU smoke test points it at an empty one)
+# Test tools the image may already have (with plugins built for its pytest): installed only if missing.
+KEEP_IF_PRESENT=" pytest pluggy iniconfig packaging pygments hypothesis sortedcontainers "
 wheels_rc=skipped
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
   step "installing wheels from $WHEELS (--no-index)"
-  if "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl; then wheels_rc=0; else
+  to_install=()
+  for whl in "$WHEELS"/*.whl; do
+    dist="$(basename "$whl")"; dist="${dist%%-*}"
+    if [[ "$KEEP_IF_PRESENT" == *" $dist "* ]] \
+       && "$PY" -c 'import sys, importlib.metadata as m; m.version(sys.argv[1])' "$dist" 2>/dev/null; then
+      continue
+    fi
+    to_install+=("$whl")
+  done
+  # --no-deps: exactly the fetched set (fetch_wheels.sh pins it to the tested versions); the image provides
+  # the rest. PIP_BREAK_SYSTEM_PACKAGES: a distribution Python (PEP 668) would refuse the install otherwise.
+  if [ "${#to_install[@]}" -eq 0 ] || PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install -q --no-index --no-deps \
+       --find-links "$WHEELS" "${to_install[@]}"; then wheels_rc=0; else
     wheels_rc=$?; echo "wheel install failed (rc=$wheels_rc); continuing without them"; fi
 fi
 

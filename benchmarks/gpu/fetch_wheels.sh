@@ -4,7 +4,9 @@
 # benchmarks/gpu/wheels/ (git-ignored). Versions are the ones this checkout's .venv runs with, so the GPU
 # host runs what CI tested (typing-extensions too: pydantic needs a newer one than the image may have).
 # The image already has numpy, torch, httpx, h11, anyio, click, uvloop, rich,
-# prometheus-client, safetensors, transformers and tokenizers; those are not fetched.
+# prometheus-client, safetensors, transformers and tokenizers; those are not fetched. Also fetched:
+# nvidia-ml-py (the device report's NVML, confidential-computing state) and the test tools (pytest and
+# hypothesis with their dependencies; check.sh installs those only where the image lacks them).
 #
 #   bash benchmarks/gpu/fetch_wheels.sh        # then carry benchmarks/gpu/wheels to the GPU host
 #
@@ -17,7 +19,8 @@ DEST=benchmarks/gpu/wheels
 PY_VERSION="${GPU_PY_VERSION:-3.12}"
 NAMES=(cryptography cffi pycparser fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv
        annotated-types typing-inspection uvicorn httptools argon2-cffi argon2-cffi-bindings hyperscan
-       pyahocorasick opentelemetry-api typing-extensions)
+       pyahocorasick opentelemetry-api typing-extensions nvidia-ml-py
+       pytest pluggy iniconfig packaging pygments hypothesis sortedcontainers)
 
 "$VENV_PY" -c 'import sys' 2>/dev/null || { echo "no $VENV_PY: run make test first (it creates .venv)" >&2; exit 1; }
 mkdir -p "$DEST"

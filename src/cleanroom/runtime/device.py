@@ -148,7 +148,11 @@ def _cc_state(nvml: Any) -> ConfidentialComputing:
 
 
 def _nvml_devices(nvml: Any) -> dict[str, dict[str, Any]]:
-    """NVML facts per GPU keyed by UUID ("GPU-..."), plus list order under key "#<n>"."""
+    """NVML facts per GPU keyed by UUID ("GPU-..."), plus list order under key "#<n>".
+
+    A GPU in MIG mode also lists its MIG devices, keyed by their UUIDs ("MIG-..."): under MIG, CUDA and
+    torch see MIG devices, whose UUIDs are not the parent GPU's. ECC is the parent's setting.
+    """
     out: dict[str, dict[str, Any]] = {}
     for i in range(int(nvml.nvmlDeviceGetCount())):
         h = nvml.nvmlDeviceGetHandleByIndex(i)
@@ -167,7 +171,41 @@ def _nvml_devices(nvml: Any) -> dict[str, dict[str, Any]]:
         out[f"#{i}"] = facts
         if uuid:
             out[uuid] = facts
+        if facts["mig"]:
+            out.update(_nvml_mig_devices(nvml, h, facts))
     return out
+
+
+def _nvml_mig_devices(nvml: Any, parent: Any, parent_facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    count = (
+        _nvml_call(nvml.nvmlDeviceGetMaxMigDeviceCount, parent)
+        if hasattr(nvml, "nvmlDeviceGetMaxMigDeviceCount")
+        else None
+    )
+    for j in range(int(count or 0)):
+        h = _nvml_call(nvml.nvmlDeviceGetMigDeviceHandleByIndex, parent, j)  # empty slots raise NotFound
+        uuid = None if h is None else _text(_nvml_call(nvml.nvmlDeviceGetUUID, h))
+        if not uuid:
+            continue
+        mem = _nvml_call(nvml.nvmlDeviceGetMemoryInfo, h)
+        out[uuid] = {
+            **parent_facts,
+            "uuid": uuid,
+            "total": int(mem.total) if mem is not None else None,
+            "free": int(mem.free) if mem is not None else None,
+            "mig": True,
+        }
+    return out
+
+
+def _torch_uuid_keys(uuid: Any) -> list[str]:
+    """NVML keys a torch device UUID may have: torch prints the bare UUID; NVML prefixes "GPU-" for a GPU
+    and "MIG-" for a MIG device."""
+    text = str(uuid)
+    if text.startswith(("GPU-", "MIG-")):
+        return [text]
+    return [f"GPU-{text}", f"MIG-{text}"]
 
 
 def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None = _import_nvml) -> DeviceReport:
@@ -205,8 +243,10 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
         for i in range(int(torch.cuda.device_count())):
             props = torch.cuda.get_device_properties(i)
             uuid = getattr(props, "uuid", None)
-            uuid_s = None if uuid is None else (str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}")
-            # Match by UUID (indices differ under CUDA_VISIBLE_DEVICES); by position only without one.
+            keys = [] if uuid is None else _torch_uuid_keys(uuid)
+            # Match by UUID (indices differ under CUDA_VISIBLE_DEVICES; MIG devices have their own); by
+            # position only without one.
+            uuid_s = next((k for k in keys if k in nv), keys[0] if keys else None)
             facts = nv.get(uuid_s, {}) if uuid_s else nv.get(f"#{i}", {})
             gpus.append(
                 GpuInfo(

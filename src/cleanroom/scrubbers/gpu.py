@@ -77,6 +77,18 @@ def _torch_backed_alloc(size: int) -> Any:
     return cupy.cuda.MemoryPointer(mem, 0)
 
 
+def released_to_driver_since(baseline: tuple[int, int], now: tuple[int, int]) -> bool:
+    """Whether torch may have returned memory to the driver between two readings of its counters
+    ``(reserved_bytes.all.allocated, reserved_bytes.all.freed)`` (`torch.cuda.memory_stats`).
+
+    Both are cumulative, but `torch.cuda.reset_accumulated_memory_stats()` (which any library may call)
+    sets them back to 0: a release after a reset can leave `freed` below the old reading. So a `freed`
+    that moved either way, or an `allocated` that went down (a reset), counts as a release; the cost of
+    a false positive is one driver sweep, the cost of a false negative is stale memory handed out.
+    """
+    return now[1] != baseline[1] or now[0] < baseline[0]
+
+
 def route_cupy_through_torch() -> None:
     """Serve CuPy's device allocations from torch's caching allocator (process-wide).
 
@@ -95,6 +107,31 @@ def cupy_routed_through_torch() -> bool:
     except ImportError:
         return False
     return cupy.cuda.get_allocator() is _torch_backed_alloc
+
+
+def _cupy_importable() -> bool:
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pinned_cached_free_bytes(stats: dict[str, Any]) -> tuple[int, str | None]:
+    """Free pinned-host bytes torch's host allocator still caches, from `torch.cuda.host_memory_stats()`,
+    and a note when the stats cannot say.
+
+    The layout changed across torch 2.x. Newer: ``allocated_bytes`` = bytes of every block the allocator
+    owns (active + cached), ``active_bytes`` = blocks handed out; both in rounded (power-of-two) sizes.
+    Older: ``reserved_bytes`` = owned, ``allocated_bytes`` = handed out.
+    """
+    owned, active = stats.get("allocated_bytes.current"), stats.get("active_bytes.current")
+    if owned is not None and active is not None:
+        return max(0, int(owned) - int(active)), None
+    owned, active = stats.get("reserved_bytes.current"), stats.get("allocated_bytes.current")
+    if owned is not None and active is not None:
+        return max(0, int(owned) - int(active)), None
+    return 0, "pinned-host cache released, but torch's host stats cannot confirm it is empty"
 
 
 class GpuScrubber(ScrubberBase):
@@ -140,11 +177,11 @@ class GpuScrubber(ScrubberBase):
         # Memory returned to the driver before this scrubber existed is of unknown content: the first
         # scrub sweeps the driver's free memory when `sweep_on_release` is set and anything was released.
         self._sweep_pending = False
-        if route_cupy:
+        if route_cupy and _cupy_importable():  # injected kernels on a host without CuPy: nothing to route
             self._sweep_pending = self._drop_cupy_pool()
             route_cupy_through_torch()
         torch.cuda.init()  # type: ignore[no-untyped-call]
-        self._freed_baseline = 0 if sweep_on_release else self._released_to_driver()
+        self._release_baseline = (0, 0) if sweep_on_release else self._release_counters()
 
     @staticmethod
     def _check_backend() -> None:
@@ -157,10 +194,13 @@ class GpuScrubber(ScrubberBase):
                 "remove backend:cudaMallocAsync from PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF"
             )
 
-    def _released_to_driver(self) -> int:
+    def _release_counters(self) -> tuple[int, int]:
+        """(reserved_bytes.all.allocated, reserved_bytes.all.freed) of this device: see
+        `released_to_driver_since`."""
         import torch
 
-        return int(torch.cuda.memory_stats(self.index).get("reserved_bytes.all.freed", 0))
+        stats = torch.cuda.memory_stats(self.index)
+        return int(stats.get("reserved_bytes.all.allocated", 0)), int(stats.get("reserved_bytes.all.freed", 0))
 
     def _stream_ptr(self) -> int:
         import torch
@@ -238,7 +278,7 @@ class GpuScrubber(ScrubberBase):
         if (
             nonzero == 0
             and self.sweep_on_release
-            and (self._sweep_pending or self._released_to_driver() > self._freed_baseline)
+            and (self._sweep_pending or released_to_driver_since(self._release_baseline, self._release_counters()))
         ):
             t3 = time.perf_counter()
             swept, sweep_bad = self._sweep_driver_memory(int(stream.cuda_stream))
@@ -263,8 +303,10 @@ class GpuScrubber(ScrubberBase):
             self._fail_closed(report, f"verify found {nonzero} non-zero byte(s) in freed device memory")
         self._sweep_pending = False
         t4 = time.perf_counter()
-        pinned_left = self._release_pinned_cache()
+        pinned_left, pinned_note = self._release_pinned_cache()
         phases["pinned"] = time.perf_counter() - t4
+        if pinned_note:
+            notes.append(pinned_note)
         if pinned_left:
             self._fail_closed(report, f"{pinned_left} bytes of free pinned-host blocks stayed cached")
         released = 0
@@ -274,9 +316,13 @@ class GpuScrubber(ScrubberBase):
             torch.cuda.empty_cache()  # only zeroed, verified blocks are free now
             released = before - torch.cuda.memory_reserved(self.index)
             phases["empty_cache"] = time.perf_counter() - t5
-        self._freed_baseline = self._released_to_driver()
+        self._release_baseline = self._release_counters()
         return dataclasses.replace(
-            report, seconds=time.perf_counter() - t0, released_bytes=released, phase_seconds=phases
+            report,
+            seconds=time.perf_counter() - t0,
+            released_bytes=released,
+            phase_seconds=phases,
+            notes=tuple(notes),
         )
 
     def _drop_cupy_pool(self) -> bool:
@@ -305,8 +351,9 @@ class GpuScrubber(ScrubberBase):
                 "route CuPy through torch (GpuScrubber(route_cupy=True)) before any CuPy allocation",
             )
 
-    def _release_pinned_cache(self) -> int:
-        """Release cached free pinned-host blocks; return the free bytes still cached (0 when clean).
+    def _release_pinned_cache(self) -> tuple[int, str | None]:
+        """Release cached free pinned-host blocks; return the free bytes still cached (0 when clean) and a
+        note when torch's host stats cannot say.
 
         Neither torch nor CuPy lets us enumerate free pinned blocks, so they cannot be zeroed in place:
         they are returned to the driver (cudaFreeHost unpins and unmaps them; the kernel zeroes pages
@@ -326,12 +373,8 @@ class GpuScrubber(ScrubberBase):
         try:
             stats = torch.cuda.host_memory_stats()
         except (AttributeError, RuntimeError):
-            return 0
-        owned = stats.get("allocated_bytes.current")
-        active = stats.get("active_bytes.current")
-        if owned is None or active is None:
-            return 0
-        return max(0, int(owned) - int(active))
+            stats = {}
+        return pinned_cached_free_bytes(stats)
 
     def _sweep_driver_memory(self, stream: int) -> tuple[int, int]:
         """Zero all device memory the driver would hand to `cudaMalloc` now: (bytes zeroed, non-zero)."""
