@@ -289,3 +289,16 @@ def test_zero_request_on_cuda_tensors() -> None:
     stats = torch.cuda.host_memory_stats()
     if "active_bytes.current" in stats:
         assert stats["allocated_bytes.current"] == stats["active_bytes.current"]
+
+
+def test_release_after_stats_reset_triggers_driver_sweep() -> None:
+    import torch
+
+    s = _scrubber()
+    s.between_tenant_scrub()  # releases (empty_cache by policy): the scrubber has seen freed > 0
+    t = torch.full((32 * MiB,), 0x6B, dtype=torch.uint8, device="cuda")
+    del t
+    torch.cuda.reset_accumulated_memory_stats()  # freed goes back to 0...
+    torch.cuda.empty_cache()  # ...and this release leaves it below what the scrubber saw
+    report = s.between_tenant_scrub()
+    assert report.clean and any("driver sweep" in n for n in report.notes), report
