@@ -36,7 +36,7 @@ class Registry:
         self._lock_path = Path(data_dir) / ".tenants.lock"
         self._mutex = threading.RLock()
         self._doc: Document = {"version": 1, "tenants": {}}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self.generation = 0  # bumps on every reload, so caches keyed on it can tell
         self.refresh(force=True)
 
@@ -51,7 +51,9 @@ class Registry:
                 self._doc, self._stamp = {"version": 1, "tenants": {}}, None
                 self.generation += 1
                 return True
-            stamp = (st.st_mtime_ns, st.st_ino)
+            # Size and ctime too: an atomic replace may reuse a freed inode within one coarse mtime tick,
+            # and a missed reload is a missed revocation.
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
             if not force and stamp == self._stamp:
                 return False
             self._doc, self._stamp = read_json(self.path), stamp
@@ -70,7 +72,7 @@ class Registry:
             result = change(self._doc)
             atomic_write_json(self.path, self._doc)
             st = os.stat(self.path)
-            self._stamp = (st.st_mtime_ns, st.st_ino)
+            self._stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
             self.generation += 1
             return result
 
