@@ -45,7 +45,8 @@ VERSION: Final = 1
 MAX_MODEL_NAME_BYTES: Final = 64
 STATUS_OK: Final = 0
 STATUS_FAILED: Final = 1
-_MODEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# fullmatch, never match with ^...$: "$" also matches before a trailing newline ("echo\n" passed).
+_MODEL_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _U32 = struct.Struct(">I")
 _RESULT_ENTRY = struct.Struct(">BI")
 MAX_ITEM_BYTES: Final = 2**32 - 1
@@ -54,7 +55,7 @@ MAX_ITEM_BYTES: Final = 2**32 - 1
 # --- the batch document ------------------------------------------------------------------------------
 def encode_batch(model: str, items: Sequence[bytes | bytearray | memoryview]) -> bytearray:
     """Client side: the batch document for `items` (each one model payload)."""
-    if not _MODEL_RE.match(model):
+    if not _MODEL_RE.fullmatch(model):
         raise ValueError("model name must be 1..64 characters of [A-Za-z0-9._-]")
     if not items:
         raise ValueError("a batch needs at least one item")
@@ -110,7 +111,7 @@ def index_batch(read_at: ReadAt, size_bytes: int, *, max_items: int, max_item_by
         model = raw[:name_len].decode("ascii")
     except UnicodeDecodeError:
         raise InvalidPayload("batch model name is not ASCII", code="invalid_batch") from None
-    if not _MODEL_RE.match(model):
+    if not _MODEL_RE.fullmatch(model):
         raise InvalidPayload("batch model name has invalid characters", code="invalid_batch")
     (count,) = _U32.unpack(raw[name_len:])
     if not 1 <= count <= max_items:

@@ -34,6 +34,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cleanroom.crypto.aead import TAG_BYTES
@@ -47,6 +48,7 @@ from cleanroom.errors import (
     SpillError,
     TooManyRequests,
     UnknownBatch,
+    UnknownModel,
 )
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.admission import TenantLimits
@@ -56,7 +58,7 @@ from cleanroom.runtime.batch_open import SpilledRequest, open_into_spill
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.scheduler import Scheduler
 from cleanroom.runtime.session import CallContext, RequestOpener
-from cleanroom.runtime.spill import SpillFile, SpillIO
+from cleanroom.runtime.spill import SpillFile, SpillIO, sweep_stale_files
 from cleanroom.scrubbers.base import ScrubPolicy
 
 log = logging.getLogger("cleanroom.batch")
@@ -105,6 +107,11 @@ class BatchJobStore:
 
     # --- life cycle -----------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the TTL reaper; first clear names a crashed process may have left in the spill directory
+        (jobs never survive a restart: what a dead process left is ciphertext under a key that died with it,
+        and with O_TMPFILE it has no name at all; only the create-and-unlink fallback can leave an empty one)."""
+        if self.spill_dir is not None:
+            sweep_stale_files(Path(self.spill_dir))
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(), name="cleanroom-batch-reaper")
 
@@ -142,7 +149,7 @@ class BatchJobStore:
         )
         try:
             index = await asyncio.to_thread(self._index, spilled.spill)
-            self.models.get(index.model)  # 404 unknown_model
+            self._check_model(index.model)  # 404 unknown_model
             self._check_room(tenant_id)  # again: other submissions may have landed meanwhile
             results = await asyncio.to_thread(self.new_spill)
         except BaseException:
@@ -261,6 +268,14 @@ class BatchJobStore:
             job.results.seek(0)
             job.state = JobState.SUCCEEDED
         log.info("batch %s finished: %d ok, %d failed", job.batch_id, job.completed, job.failed)
+
+    def _check_model(self, name: str) -> None:
+        """404 for a model this server does not serve, without naming it: the name comes from inside the
+        sealed batch, and the error goes back as plain JSON (a TLS-terminating proxy would read it)."""
+        if name not in self.runners:
+            raise UnknownModel(
+                f"the batch names a model this server does not serve; it serves: {', '.join(sorted(self.runners))}"
+            )
 
     def _index(self, spill: SpillFile) -> BatchIndex:
         def read_at(offset: int, size: int) -> bytes:

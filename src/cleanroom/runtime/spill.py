@@ -29,6 +29,7 @@ import contextlib
 import errno
 import io
 import logging
+import operator
 import os
 import secrets
 import stat
@@ -81,8 +82,10 @@ class SpillIO:
         return self.create_and_unlink(directory)
 
     def open_tmpfile(self, directory: Path) -> int:
-        """Linux O_TMPFILE: the inode never has a name, so no crash can leave one behind."""
-        return os.open(directory, os.O_RDWR | os.O_CLOEXEC | os.O_TMPFILE, _FILE_MODE)
+        """Linux O_TMPFILE: the inode never has a name, so no crash can leave one behind. O_EXCL keeps it
+        that way (open(2)): without it, anyone who reaches /proc/PID/fd (the same uid) could give the file
+        a name with linkat(AT_SYMLINK_FOLLOW or AT_EMPTY_PATH), and it would then outlive the process."""
+        return os.open(directory, os.O_RDWR | os.O_CLOEXEC | os.O_TMPFILE | os.O_EXCL, _FILE_MODE)
 
     def create_and_unlink(self, directory: Path) -> int:
         """Fallback: a random name, O_EXCL|O_NOFOLLOW (no symlink games), mode 0600, unlinked at once.
@@ -96,6 +99,8 @@ class SpillIO:
                 continue
             try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass  # already unlinked (a start-up sweep, see sweep_stale_files); the fstat check follows
             except BaseException:
                 os.close(fd)
                 raise
@@ -167,7 +172,9 @@ class SpillFile:
             )
             self._fd = self._io.open_unlinked(self.directory)
             _check_private_and_nameless(self._fd)
-            pwrite_all(self._io, self._fd, memoryview(self._encryptor.header), 0)
+            # Not secret (salt and nonce prefix): kept to check the header on disk before reading.
+            self._header = bytes(self._encryptor.header)
+            pwrite_all(self._io, self._fd, memoryview(self._header), 0)
             self._worker = DiskWorker(self._io, self._fd)  # its thread starts with the first extent
             self._writer = ExtentWriter(
                 self._io,
@@ -202,7 +209,7 @@ class SpillFile:
         if self._state is not _State.WRITING:
             raise io.UnsupportedOperation("SpillFile is write-then-read: writing after seek/read is not supported")
         assert self._staging is not None
-        source = memoryview(data).cast("B")
+        source = _byte_view(data, "write")
         segment, total, done = self.segment_size_bytes, source.nbytes, 0
         try:
             with self._staging.view() as staging:
@@ -221,6 +228,11 @@ class SpillFile:
         except OSError as exc:
             self._discard()
             raise _spill_error("spill write failed", exc) from exc
+        except BaseException:
+            # Anything else part-way (an interrupt, a fault hook raising something odd): bytes may be staged
+            # or sealed that the size does not count, so the spill cannot be trusted any more.
+            self._discard()
+            raise
         self._plaintext_size += total
         return total
 
@@ -252,6 +264,9 @@ class SpillFile:
         except OSError as exc:
             self._discard()
             raise _spill_error("spill write failed", exc) from exc
+        except BaseException:
+            self._discard()
+            raise
         self._staging.zero()
         self._encryptor.close()
         self._encryptor = None
@@ -261,15 +276,20 @@ class SpillFile:
 
     # --- positioning ----------------------------------------------------------------------------
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move the read position; the first seek ends writing (seals the last segment)."""
+        """Move the read position; the first seek ends writing (seals the last segment).
+
+        The arguments are checked first (TypeError for a non-integer offset, as `io` does; ValueError for a
+        bad whence or a negative position), so a bad call changes nothing. While writing, the current
+        position is the end (what `tell()` says)."""
         self._require_open()
-        if self._state is _State.WRITING:
-            self._finish_writing()
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._plaintext_size}.get(whence)
-        if base is None:
-            raise ValueError(f"invalid whence {whence}")
+        offset = operator.index(offset)
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise ValueError(f"invalid whence {whence!r}")
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self._plaintext_size}[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
+        if self._state is _State.WRITING:
+            self._finish_writing()
         self._position = base + offset
         return self._position
 
@@ -288,9 +308,13 @@ class SpillFile:
 
         Every byte returned belongs to a segment that authenticated. On an integrity failure the bytes
         this call wrote into `buffer` are zeroed, the spill is discarded and SpillIntegrityError raised.
+        A read-only or non-contiguous `buffer` is refused (TypeError) before anything is read.
         """
+        self._require_open()
+        out = _byte_view(buffer, "readinto")
+        if out.readonly:
+            raise TypeError("readinto needs a writable buffer (bytearray, memoryview of one, SecureBuffer.view())")
         decryptor = self._reader()
-        out = memoryview(buffer).cast("B")
         done = 0
         try:
             while done < out.nbytes and self._position < self._plaintext_size:
@@ -313,17 +337,21 @@ class SpillFile:
                         out[done : done + count] = staging[within : within + count]
                 done += count
                 self._position += count
-        except CleanroomError:
-            out[:done] = bytes(done)  # the failed segment's target was zeroed by the decryptor
+        except BaseException:
+            # An integrity or I/O failure (already a SpillIntegrityError/SpillError), or anything else
+            # part-way: the failed segment's target was zeroed by the decryptor, the rest of this call's
+            # bytes are zeroed here, and the spill is not used again.
+            out[:done] = bytes(done)
             self._discard()
             raise
         return done
 
     def read(self, size: int | None = -1) -> bytes:
         """Convenience: returns a `bytes` copy on the Python heap (cannot be zeroed); prefer `readinto`."""
+        size = -1 if size is None else operator.index(size)
         self._reader()
         available = max(0, self._plaintext_size - self._position)
-        size = available if size is None or size < 0 else min(size, available)
+        size = available if size < 0 else min(size, available)
         scratch = bytearray(size)
         try:
             count = self.readinto(scratch)
@@ -348,6 +376,11 @@ class SpillFile:
                 self._decryptor = StreamDecryptor(
                     self._key.view(), header, self._io.size_bytes(self._fd), context=SPILL_CONTEXT
                 )
+                # The header must also be the one written: another valid one (another segment size moves
+                # every segment boundary) would otherwise fail only once a segment is opened, and a
+                # random-access read tripped over the other geometry first (ValueError, spill not discarded).
+                if header != self._header or self._decryptor.plaintext_size_bytes != self._plaintext_size:
+                    raise SpillIntegrityError("the spill file's header was replaced")
                 assert self._worker is not None
                 self._extent_reader = ExtentReader(
                     self._io,
@@ -508,6 +541,44 @@ def _default_directory() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def _byte_view(data: object, what: str) -> memoryview:
+    """A flat byte view of `data` without copying it; TypeError for what cannot be one."""
+    try:
+        return memoryview(data).cast("B")  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise TypeError(
+            f"SpillFile.{what} needs a C-contiguous bytes-like object (bytes, bytearray, memoryview, array): {exc}"
+        ) from None
+
+
+def sweep_stale_files(directory: Path) -> int:
+    """Remove what crashed create-and-unlink fallbacks left in `directory`: `.cleanroom-spill-*` names.
+
+    Such a name exists only between the fallback's `open(O_EXCL)` and its `unlink` (no byte is written
+    before the unlink), so a leftover is an empty file of a process that died in between. Run at start-up
+    (the batch store does); a spill being created meanwhile by another process finds its name gone and
+    carries on (its descriptor holds the inode). Symlinks and directories of that name are left alone.
+    Returns how many entries were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(FALLBACK_NAME_PREFIX):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.warning("removed %d stale spill file name(s) left by a crash in %s", removed, directory)
+    return removed
 
 
 def _fill_random(view: memoryview) -> None:
