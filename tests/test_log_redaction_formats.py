@@ -4,12 +4,13 @@ vanish; each look-alike must survive byte for byte."""
 
 from __future__ import annotations
 
+import logging
 import random
 import string
 
 import pytest
 
-from cleanroom.scrubbers.logs import redact
+from cleanroom.scrubbers.logs import RedactingFilter, Redactor, redact
 
 LEAKS = [
     ("user profile updated phone=(020) 7946 0958 country=GB", "7946 0958"),
@@ -199,3 +200,48 @@ def test_provider_token_is_gone_without_a_key_name(provider: str) -> None:
 )
 def test_provider_look_alike_survives(line: str) -> None:
     assert redact(line) == line
+
+
+# "Password" as logs write it in other languages, with and without diacritics, in both cases: every
+# prefilter backend must let the line reach the rule (Hyperscan folds ASCII case only and scans UTF-8).
+OTHER_LANGUAGE_PASSWORDS = [
+    ("Anmeldung fehlgeschlagen: benutzer=hans passwort=Geheim123! host=db1", "Geheim123!"),
+    ("db_passwort: 'S3hrGeh31m'", "S3hrGeh31m"),
+    ("KENNWORT=Zugang2024", "Zugang2024"),
+    ("connexion refusée, mot de passe: azerty2024", "azerty2024"),
+    ("mot_de_passe=Soleil#99 utilisateur=marie", "Soleil#99"),
+    ('config {"contraseña": "Hola!Mundo7"}', "Hola!Mundo7"),
+    ("contrasena=Clave1234", "Clave1234"),
+    ("senha=Segredo@2024 usuario=joao", "Segredo@2024"),
+    ("wachtwoord=Geheim!42", "Geheim!42"),
+    ("LÖSENORD=Hemligt99", "Hemligt99"),
+    ("hasło=Tajne!123", "Tajne!123"),
+    ("jelszó: Titkos42", "Titkos42"),
+    ("heslo=Tajne2024", "Tajne2024"),
+    ("adgangskode=Hemmelig1", "Hemmelig1"),
+    ("passord=Hemmelig2", "Hemmelig2"),
+    ("salasana=Salainen9", "Salainen9"),
+    ("пароль=Секрет123 логин=ivan", "Секрет123"),  # noqa: RUF001 - Cyrillic is the point
+    ("ПАРОЛЬ: qwerty12", "qwerty12"),
+    ("ユーザー=tanaka パスワード\uff1ahimitsu123", "himitsu123"),
+    ("密码=mima8888 用户=wang", "mima8888"),
+    ("비밀번호=bimil1234", "bimil1234"),
+]
+
+
+@pytest.mark.parametrize("backend", ["hyperscan", "re2", "keywords"])
+def test_password_keys_in_other_languages(backend: str) -> None:
+    redactor = Redactor(prefilter=backend)
+    for line, secret in OTHER_LANGUAGE_PASSWORDS:
+        out = redactor.redact(line)
+        assert secret not in out and "[REDACTED:PASSWORD]" in out, (backend, out)
+    for kept in ("Passwort wurde geändert für benutzer hans", "the heslo field is empty", "senha: ********"):
+        assert redactor.redact(kept) == kept, backend
+
+
+def test_password_keys_in_other_languages_as_logging_extra_fields() -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "login", None, None)
+    record.__dict__.update(passwort="Geheim123!", пароль="Секрет123", user="hans")  # noqa: RUF001 - Cyrillic
+    RedactingFilter().filter(record)
+    assert record.__dict__["passwort"] == record.__dict__["пароль"] == "[REDACTED:PASSWORD]"
+    assert record.__dict__["user"] == "hans"

@@ -188,6 +188,8 @@ def _iban_textbook(candidate: str) -> bool:
     iban = candidate.replace(" ", "")
     if v.IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
         return False
+    if not (iban[2:4].isascii() and iban[2:4].isdigit() and 2 <= int(iban[2:4]) <= 98):
+        return False  # ISO 7064 MOD 97-10: the check digits are two digits, 02-98
     try:
         return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
     except ValueError:

@@ -96,7 +96,16 @@ def _hs_pattern(rule: Rule) -> bytes:
 def _hs_expression(pattern: str) -> bytes:
     # Hyperscan has no named groups: make every group non-capturing.
     p = re.sub(r"\(\?P?<[A-Za-z_][A-Za-z0-9_]*>", "(?:", pattern)
-    return p.encode("ascii")
+    # It scans UTF-8 bytes: a non-ASCII character becomes its byte sequence, grouped so that a quantifier
+    # after it applies to all of it. Exact for literals and alternations; inside a class it would not be.
+    return "".join(ch if ch.isascii() else _utf8_alternatives(ch) for ch in p).encode("ascii")
+
+
+def _utf8_alternatives(ch: str) -> str:
+    """`ch` and its other case as UTF-8 byte escapes: Hyperscan's caseless flag folds ASCII only, and a
+    prefilter may match a superset (`ПАРОЛЬ=` must reach the caseless `пароль` rule)."""
+    forms = dict.fromkeys(f for f in (ch, ch.lower(), ch.upper()) if len(f) == 1)
+    return "(?:" + "|".join("".join(f"\\x{b:02x}" for b in f.encode()) for f in forms) + ")"
 
 
 def _hs_compiles(hyperscan: Any, expr: bytes, flags: int) -> bool:

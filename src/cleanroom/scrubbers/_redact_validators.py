@@ -108,8 +108,9 @@ def iban_ok(candidate: str) -> bool:
     iban = candidate.replace(" ", "")
     if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
         return False
-    if not "02" <= iban[2:4] <= "98":
-        return False  # ISO 7064 MOD 97-10 check digits are 02-98: `00`, `01`, `99` pass mod 97 by chance only
+    check = iban[2:4]
+    if not (check.isascii() and check.isdigit() and "02" <= check <= "98"):
+        return False  # ISO 7064 MOD 97-10 check digits are two digits, 02-98: `00`, `01`, `99` pass by chance only
     rearranged = iban[4:] + iban[:4]
     if rearranged.isascii():  # letters to digits with one `translate` (4x faster than a join per char)
         return int(rearranged.translate(_BASE36_DIGITS)) % 97 == 1

@@ -364,9 +364,19 @@ def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
 
 
 # --- key = value assignments ---------------------------------------------------------------------------
+# "Password" in the languages logs are most often written in besides English (German, French, Spanish,
+# Portuguese, Dutch, Swedish, Polish, Hungarian, Czech, Danish, Norwegian, Finnish, Russian, Japanese,
+# Chinese, Korean), with and without their diacritics. Alternations, not classes: the Hyperscan prefilter
+# gets non-ASCII characters as UTF-8 byte sequences (`_redact_prefilter._hs_expression`).
+_OTHER_LANGUAGE_WORDS = (
+    r"passwort|kennwort|mot[ _-]?de[ _-]?passe|contrase(?:n|ñ)a|senha|wachtwoord|l(?:o|ö)senord|has(?:l|ł)o|"
+    r"jelsz(?:o|ó)|heslo|adgangskode|passord|salasana|пароль|パスワード|密码|密碼|口令|비밀번호"
+)
+_OTHER_LANGUAGE_KEY = re.compile(r"(?:" + _OTHER_LANGUAGE_WORDS + r")$", re.IGNORECASE)
 # Tier A keys: the value is a secret whatever it looks like (passwords are often low-entropy).
 _TIER_A = re.compile(
-    r"(?:pass(?:word|wd|phrase)?s?|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
+    r"(?:" + _OTHER_LANGUAGE_WORDS + r"|"
+    r"pass(?:word|wd|phrase)?s?|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
     r"secret[_-]?key(?:[_-]?base)?|"
     r"(?:auth|access|refresh|session|id|bearer|api|secret|private|personal[_-]?access|oauth|bot|deploy)[_-]?token|"
     r"authtoken|credentials?)$",
@@ -379,7 +389,7 @@ _GRAPHQL_TYPE = re.compile(r"\[?[A-Z][A-Za-z0-9_]*!?\]?!?")
 @functools.lru_cache(maxsize=4096)
 def assignment_label(key: str) -> str:
     k = key.lower().replace("-", "_")
-    if "pass" in k or k.endswith("pwd"):
+    if "pass" in k or k.endswith("pwd") or _OTHER_LANGUAGE_KEY.search(k):
         return "PASSWORD"
     if "token" in k:
         return "TOKEN"
@@ -693,6 +703,15 @@ _KEY_BASE_PATTERN = r"(?P<k>key[_-]?base)(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=])[
 _ASSIGN_KEYWORDS = (
     "pass", "pwd", "secret", "key", "token", "credential", "auth", "jwt", "bearer", "cred",
 )  # fmt: skip
+# `passwort=`, `contraseña:`, `パスワード` and a full-width colon (U+FF1A, CJK text): a rule of its own, gated by
+# its literals, so the main assignment rule's scan is unchanged. The key is already a whole word here.
+_FOREIGN_ASSIGNMENT_PATTERN = (
+    r"(?P<k>" + _OTHER_LANGUAGE_WORDS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=]|\uff1a)[ \t]*" + _VALUE
+)
+_FOREIGN_KEYWORDS = (
+    "passwort", "kennwort", "passe", "contrase", "senha", "wachtwoord", "senord", "haslo", "hasło", "jelsz",
+    "heslo", "adgangskode", "passord", "salasana", "пароль", "パスワード", "密码", "密碼", "口令", "비밀번호",
+)  # fmt: skip
 
 
 def confirm_encoded_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
@@ -993,6 +1012,8 @@ SECRET_RULES: tuple[Rule, ...] = (
     # gated by its literal: `key(?:_base)?` in ASSIGNMENT_HINT made every line's scan slower (mix 90 -> 79 MB/s)
     Rule("assignment-key-base", "SECRET", _KEY_BASE_PATTERN, ("key_base", "key-base", "keybase"), caseless=True,
          priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=_KEY_BASE_HINT),
+    Rule("assignment-foreign-password", "PASSWORD", _FOREIGN_ASSIGNMENT_PATTERN, _FOREIGN_KEYWORDS, caseless=True,
+         priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=_OTHER_LANGUAGE_WORDS),
     Rule("assignment-escaped-quote", "SECRET", ESCAPED_ASSIGNMENT_PATTERN, ("\\u0022", "\\u0027"), caseless=True,
          priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=ESCAPED_ASSIGNMENT_HINT),
     # The same assignments with their quotes HTML-escaped (a JSON body shown in an HTML page or an XML
