@@ -414,8 +414,15 @@ def test_sweep_removes_crash_leftovers_only(tmp_path: Path) -> None:
     keep.write_bytes(b"keep")
     (tmp_path / f"{FALLBACK_NAME_PREFIX}link").symlink_to(keep)
     (tmp_path / f"{FALLBACK_NAME_PREFIX}dir").mkdir()
+    with_data = tmp_path / f"{FALLBACK_NAME_PREFIX}{'ef' * 16}"
+    with_data.write_bytes(b"not ours: a leftover is always empty")
+    foreign = tmp_path / f"{FALLBACK_NAME_PREFIX}{'01' * 16}"
+    if os.geteuid() == 0:  # only root can make a file another user's
+        foreign.write_bytes(b"")
+        os.chown(foreign, 12345, -1)
     assert sweep_stale_files(tmp_path) == 1
-    assert not stale.exists() and keep.read_bytes() == b"keep"
+    assert not stale.exists() and keep.read_bytes() == b"keep" and with_data.exists()
+    assert foreign.exists() == (os.geteuid() == 0)
     assert (tmp_path / f"{FALLBACK_NAME_PREFIX}link").is_symlink() and (
         tmp_path / f"{FALLBACK_NAME_PREFIX}dir"
     ).is_dir()

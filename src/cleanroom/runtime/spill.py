@@ -559,8 +559,9 @@ def sweep_stale_files(directory: Path) -> int:
     Such a name exists only between the fallback's `open(O_EXCL)` and its `unlink` (no byte is written
     before the unlink), so a leftover is an empty file of a process that died in between. Run at start-up
     (the batch store does); a spill being created meanwhile by another process finds its name gone and
-    carries on (its descriptor holds the inode). Symlinks and directories of that name are left alone.
-    Returns how many entries were removed."""
+    carries on (its descriptor holds the inode). Only empty regular files of this user go: symlinks,
+    directories, files with data and other users' files of that name are left alone (a shared directory,
+    or a server run as root, must not delete what is not its own). Returns how many entries were removed."""
     removed = 0
     try:
         entries = list(os.scandir(directory))
@@ -570,7 +571,8 @@ def sweep_stale_files(directory: Path) -> int:
         if not entry.name.startswith(FALLBACK_NAME_PREFIX):
             continue
         try:
-            if not entry.is_file(follow_symlinks=False):
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_size or info.st_uid != os.geteuid():
                 continue
             os.unlink(entry.path)
             removed += 1
