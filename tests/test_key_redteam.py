@@ -294,13 +294,6 @@ def test_a_request_queued_behind_a_slow_one_is_refused_after_the_revoke(server: 
     assert results["queued"] == (403, "tenant_revoked")
 
 
-@pytest.mark.xfail(
-    reason="the API key is checked once, at admission: a request queued behind a slow one before `keys revoke "
-    "--credential` returns is still decrypted and answered after it (fix: RequestOpener._checked in "
-    "runtime/session.py re-checks the credential against the fresh registry record, as the keyring does for "
-    "tenant and system scope)",
-    strict=False,
-)
 def test_a_request_queued_behind_a_slow_one_is_refused_after_a_credential_revoke(server: ServerHandle) -> None:
     signals: Path = server.signals  # type: ignore[attr-defined]
     slow, victim = server.create_tenant("slow2"), server.create_tenant("queued2")

@@ -105,6 +105,21 @@ MAX_CREDENTIAL_LIFETIME_S = 100 * 365 * 86_400.0
 PRINTABLE_LABEL = r"^[^\x00-\x1f\x7f]+$"  # labels end up in the CLI's listings and in logs: no control characters
 
 
+def check_credential(record: Document, credential_id: str) -> None:
+    """Raise unless the tenant `record` holds credential `credential_id`, unrevoked and unexpired.
+
+    Run at admission (`authenticate`) and again when a queued request is opened: a credential revoked
+    while its request waited stops it there, as a revoked tenant does (DESIGN §2, invariant 6: the next request)."""
+    credential = next((c for c in record.get("credentials", []) if c["id"] == credential_id), None)
+    if credential is None:
+        raise CredentialRevoked("this API key no longer exists")
+    if credential.get("revoked"):
+        raise CredentialRevoked("this API key has been revoked")
+    expires_at = credential.get("expires_at")
+    if expires_at is not None and expires_at < time.time():
+        raise CredentialExpired("this API key has expired")
+
+
 def validate_weight(weight: float) -> None:
     if not 0 < weight <= 1000:
         raise BadRequest("weight must be in (0, 1000]", code="invalid_weight")
@@ -316,12 +331,7 @@ class TenantService:
             raise Unauthenticated("API key is not recognised")
         tenant_id, credential_id = found
         record = self.registry.tenant(tenant_id)
-        credential = next(c for c in record["credentials"] if c["id"] == credential_id)
-        if credential.get("revoked"):
-            raise CredentialRevoked("this API key has been revoked")
-        expires_at = credential.get("expires_at")
-        if expires_at is not None and expires_at < time.time():
-            raise CredentialExpired("this API key has expired")
+        check_credential(record, credential_id)
         if record.get("revoked"):
             raise TenantRevoked(f"tenant {record['name']!r} is revoked")
         if source is not None:

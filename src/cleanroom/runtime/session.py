@@ -36,7 +36,7 @@ from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.models import Model, ModelRegistry, RequestScope
 from cleanroom.runtime.replay import ReplayCache
 from cleanroom.scrubbers.base import Scrubber, ScrubGate, ScrubPolicy, ScrubReport
-from cleanroom.tenants import Principal
+from cleanroom.tenants import Principal, check_credential
 
 log = logging.getLogger("cleanroom.runtime")
 
@@ -305,6 +305,9 @@ class RequestOpener:
         for this call, remember it against replay, and return the decryption record to write."""
         parsed = parse_request(body)
         tenant = self.registry.tenant(call.principal.tenant_id)
+        # Checked at admission, and again here: a credential revoked while its request was queued stops it
+        # before anything is decrypted, as a revoked tenant or master key does (the keyring below).
+        check_credential(tenant, call.principal.credential_id)
         private_key = self.keyring.hpke_private_key(tenant, parsed.key_id)
         with ExitStack() as own:
             opened = own.enter_context(open_request_key(parsed, private_key))
