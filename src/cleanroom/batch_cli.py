@@ -21,6 +21,7 @@ import binascii
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -72,12 +73,36 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         with open(args.input, "rb") as source:
             items = _read_items(source, args.format)
-    with _client(args, args.url) as client:
-        handle = BatchClient(client).submit(args.model, items)
-    with handle:
-        handle.save(args.ticket)
+    # The ticket is the only key to the results: its path is claimed before the job exists, so a path that
+    # cannot be written (or an earlier job's ticket, which would be overwritten) loses nothing.
+    ticket_fd = _claim_ticket(Path(args.ticket), overwrite=args.overwrite_ticket)
+    try:
+        with _client(args, args.url) as client:
+            handle = BatchClient(client).submit(args.model, items)
+    except BaseException:
+        os.close(ticket_fd)
+        Path(args.ticket).unlink(missing_ok=True)
+        raise
+    with handle, os.fdopen(ticket_fd, "w", encoding="utf-8") as ticket:
+        json.dump(handle.to_ticket(), ticket)
+        ticket.write("\n")
         print(json.dumps({"batch_id": handle.batch_id, "items": len(items), "ticket": str(args.ticket)}))
     return 0
+
+
+def _claim_ticket(path: Path, *, overwrite: bool) -> int:
+    """Open the ticket file (mode 0600, never through a symlink) before submitting; refuse an existing one
+    unless `overwrite`: it may be the only key to an earlier job's results."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        return os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise SystemExit(
+            f"cleanroom batch submit: {path} exists (an earlier job's ticket?); choose another --ticket "
+            "or pass --overwrite-ticket"
+        ) from None
+    except OSError as exc:
+        raise SystemExit(f"cleanroom batch submit: cannot write the ticket {path}: {exc.strerror}") from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -97,10 +122,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from cleanroom.batch_client import BatchClient
 
     handle, url = _handle_and_url(args)
-    with handle, _client(args, url) as client:
-        results = BatchClient(client).fetch(handle)
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115 - stdout or a file
+    # Fetching shreds the job on the server: the results file is made (beside --out, mode 0600: it holds
+    # plaintext) before the download, and renamed into place only once complete. A bad --out loses nothing.
+    partial = _partial_results_file(Path(args.out)) if args.out else None
+    out: TextIO = os.fdopen(partial[0], "w", encoding="utf-8") if partial else sys.stdout
     try:
+        with handle, _client(args, url) as client:
+            results = BatchClient(client).fetch(handle)
         for i, result in enumerate(results):
             line: dict[str, Any] = {"index": i, "ok": result.ok}
             if result.ok:
@@ -108,12 +136,27 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             else:
                 line["error"] = result.error_code
             out.write(json.dumps(line) + "\n")
-    finally:
-        if out is not sys.stdout:
+        if partial:
+            out.flush()
+            os.fsync(out.fileno())
             out.close()
+            os.replace(partial[1], args.out)
+    except BaseException:
+        if partial:
+            out.close()
+            Path(partial[1]).unlink(missing_ok=True)
+        raise
     if not args.keep_ticket:
         Path(args.ticket).unlink(missing_ok=True)  # the job is shredded: the ticket opens nothing any more
     return 0 if all(r.ok for r in results) else 3
+
+
+def _partial_results_file(out: Path) -> tuple[int, str]:
+    """A private temporary file beside `out` (same filesystem, so the final rename is atomic)."""
+    try:
+        return tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    except OSError as exc:
+        raise SystemExit(f"cleanroom batch fetch: cannot write results beside {out}: {exc.strerror}") from None
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -150,6 +193,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     submit.add_argument("--input", default=None, help="items, one per line (default: stdin)")
     submit.add_argument("--format", choices=("jsonl", "base64"), default="jsonl")
     submit.add_argument("--ticket", type=Path, required=True, help="where to write the ticket (mode 0600)")
+    submit.add_argument(
+        "--overwrite-ticket", action="store_true", help="replace an existing ticket file (it may be another job's key)"
+    )
     submit.set_defaults(func=cmd_submit)
 
     status = sub.add_parser("status", help="a batch job's progress")

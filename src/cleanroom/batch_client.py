@@ -64,6 +64,8 @@ class BatchHandle:
 
     @classmethod
     def from_ticket(cls, ticket: dict[str, Any]) -> BatchHandle:
+        if not isinstance(ticket, dict):
+            raise ValueError("not a cleanroom batch ticket (not a JSON object)")
         try:
             if ticket.get("v") != TICKET_VERSION:
                 raise ValueError("unknown ticket version")
