@@ -9,6 +9,7 @@ EFBIG from RLIMIT_FSIZE, and kill -9 mid-job with the spill directory and descri
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -34,7 +35,7 @@ from cleanroom.client import Client, ClientError
 from cleanroom.config import Settings
 from cleanroom.crypto.deferred import DeferredResponseKey
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from cleanroom.errors import DecryptionFailed, InvalidPayload, InvalidSealedMessage
+from cleanroom.errors import CleanroomError, DecryptionFailed, InvalidPayload, InvalidSealedMessage
 from cleanroom.runtime.batch_format import decode_results, encode_batch, index_batch, results_header
 from cleanroom.runtime.batch_jobs import JobState, lane_of
 from cleanroom.runtime.spill import SpillIO
@@ -326,6 +327,32 @@ def test_inproc_status_is_counts_only(inproc: App) -> None:
 
 def hold_files(tmp: Path) -> tuple[Path, Path]:
     return tmp / "holding", tmp / "release"
+
+
+def test_inproc_two_cancels_at_once_answer_200_then_410(inproc: App, tmp_path: Path) -> None:
+    """The second of two simultaneous cancels (or a cancel racing the TTL) finds the job being ended: 410,
+    not a second 200 while the first still awaits the driver."""
+    holding, release = hold_files(tmp_path)
+    alice = inproc.batches("alice")
+    item = save({"input": torch.arange(10, dtype=torch.float32)})
+    with alice.submit("hold", [item] * 6) as handle:
+        until(holding.exists)
+        tenant_id = inproc.tenants["alice"].tenant_id
+
+        async def both() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    inproc.store.cancel(tenant_id, handle.batch_id),
+                    inproc.store.cancel(tenant_id, handle.batch_id),
+                    return_exceptions=True,
+                )
+            )
+
+        first, second = inproc.http.portal.call(both)  # type: ignore[union-attr]
+        release.touch()
+    assert getattr(first, "state", None) is JobState.CANCELLED, first
+    assert isinstance(second, CleanroomError) and (second.status, second.code) == (410, "batch_cancelled")
+    assert inproc.store.stats()["cancelled"] == 1
 
 
 def test_inproc_cancel_mid_chunk_shreds_at_once(inproc: App, tmp_path: Path) -> None:

@@ -72,6 +72,9 @@ class BatchJob:
     lock: threading.Lock = field(default_factory=threading.Lock)
     driver: asyncio.Task[None] | None = None
     shredded_at: float | None = None  # the store's clock
+    # Set, before any await, by whoever starts ending the job (cancel, expiry, failure): a second cancel
+    # arriving while the first still awaits the driver is answered 410, not a second 200.
+    ending: JobState | None = None
 
     @property
     def active(self) -> bool:

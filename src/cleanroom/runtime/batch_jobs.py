@@ -189,7 +189,7 @@ class BatchJobStore:
     async def cancel(self, tenant_id: str, batch_id: str) -> BatchJob:
         """Stop the job (a running chunk finishes and is discarded) and shred it; a fetch under way is cut."""
         job = await self.get(tenant_id, batch_id)
-        if job.state in SHREDDED:
+        if job.state in SHREDDED or job.ending is not None:
             raise _gone(job)
         await self._end(job, JobState.CANCELLED)
         return job
@@ -343,6 +343,9 @@ class BatchJobStore:
 
     # --- shredding -----------------------------------------------------------------------------------
     async def _end(self, job: BatchJob, state: JobState, error_code: str | None = None) -> None:
+        if job.ending is not None:
+            return  # another cancel, expiry or failure is ending it already
+        job.ending = state
         driver = job.driver
         if driver is not None and not driver.done() and driver is not asyncio.current_task():
             driver.cancel()
@@ -403,9 +406,8 @@ def _gone(job: BatchJob) -> CleanroomError:
         JobState.RETRIEVED: "its results were already fetched",
         JobState.FAILED: f"it failed ({job.error_code or 'unknown'})",
     }
-    return BatchGone(
-        f"the batch's data is shredded: {reasons.get(job.state, job.state.value)}", code=f"batch_{job.state.value}"
-    )
+    state = job.state if job.state in SHREDDED else (job.ending or job.state)  # being shredded: say how
+    return BatchGone(f"the batch's data is shredded: {reasons.get(state, state.value)}", code=f"batch_{state.value}")
 
 
 __all__ = ["BatchChunkRunner", "BatchJob", "BatchJobStore", "BatchLimits", "ChunkItem", "JobState", "lane_of"]
