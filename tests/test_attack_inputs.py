@@ -24,6 +24,7 @@ import pytest
 
 from cleanroom.batch_client import BatchClient
 from cleanroom.cli import main
+from cleanroom.client import ClientError
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from support.hardening import admin_create_tenant, json_error, open_socket, read_response, server_errors_in_log
 from support.server import REPO, server_env, start_server
@@ -416,3 +417,28 @@ def test_server_log_is_clean_after_the_attacks(server: Any) -> None:
     log = server.log_path.read_text(errors="replace")
     assert not server_errors_in_log(server.log_path)
     assert json.dumps(server.tenants["alpha"]["api_key"])[1:-1] not in log
+
+
+def test_a_registry_broken_while_serving_is_503_until_fixed(server: Any) -> None:
+    """tenants.json edited by hand into invalid JSON while the server runs: requests are refused with a
+    503 naming the problem (was: 500 internal_error on every request while /readyz said ready), /readyz
+    takes the server out of rotation, and service resumes once the file is fixed. Last in the module: its
+    503s are meant, and the log check above must not see them."""
+    registry = Path(server.data_dir) / "tenants.json"
+    good = registry.read_bytes()
+    with server.client("alpha") as client:
+        client.public_key()  # fetched while the registry is good
+        try:
+            for broken in (good[: len(good) // 2], b"[]", b'{"version": 1}'):
+                registry.write_bytes(broken)
+                with pytest.raises(ClientError) as refused:
+                    client.infer("echo", b"x")
+                assert (refused.value.status, refused.value.code) == (503, "registry_unreadable"), broken
+                with server.http() as http:
+                    ready = http.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["error"]["code"] == "registry_unreadable"
+        finally:
+            registry.write_bytes(good)
+        assert client.infer("echo", b"back") == b"back"
+    with server.http() as http:
+        assert http.get("/readyz").status_code == 200

@@ -156,6 +156,13 @@ class DeviceQuarantined(ServiceUnavailable):
     code = "device_quarantined"
 
 
+class RegistryUnreadable(ServiceUnavailable):
+    """`tenants.json` cannot be read or parsed (edited by hand, truncated): no request is authenticated
+    against a registry that may have lost a revocation, until it is fixed (fail closed)."""
+
+    code = "registry_unreadable"
+
+
 class KeyError_(CleanroomError):
     """A key could not be used: disabled, destroyed, below the minimum version, or the wrong one."""
 

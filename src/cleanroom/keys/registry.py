@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cleanroom.errors import BadRequest, Conflict, UnknownTenant
+from cleanroom.errors import BadRequest, Conflict, RegistryUnreadable, UnknownTenant
 from cleanroom.storage import atomic_write_json, file_lock, read_json
 
 TENANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -56,9 +56,25 @@ class Registry:
             stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
             if not force and stamp == self._stamp:
                 return False
-            self._doc, self._stamp = read_json(self.path), stamp
+            self._doc, self._stamp = self._read(), stamp
             self.generation += 1
             return True
+
+    def _read(self) -> Document:
+        """The document on disk, or RegistryUnreadable (503). The last good one is not kept serving: the
+        broken file may be the one that revoked a credential. The stamp is not advanced, so the next
+        request reads again and service resumes as soon as the file is fixed."""
+        try:
+            doc = read_json(self.path)
+        except (ValueError, UnicodeDecodeError):
+            raise RegistryUnreadable(
+                f"{self.path} is not valid JSON (corrupt or truncated?): requests are refused until it is fixed"
+            ) from None
+        except OSError as exc:
+            raise RegistryUnreadable(f"{self.path} cannot be read: {exc.strerror}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), dict):
+            raise RegistryUnreadable(f"{self.path} may be corrupt: expected a JSON object with a `tenants` object")
+        return doc
 
     def snapshot(self) -> Document:
         with self._mutex:

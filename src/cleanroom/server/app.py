@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from cleanroom import __version__
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, UnsupportedMediaType
+from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, RegistryUnreadable, UnsupportedMediaType
 from cleanroom.runtime.batch_runner import SealedItem
 from cleanroom.runtime.session import CallContext
 from cleanroom.server.auth import authenticate_tenant, require_admin, single_header
@@ -231,6 +231,10 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/readyz")
     @app.head("/readyz", include_in_schema=False)  # load balancers probe with HEAD
     async def readyz() -> JSONResponse:
+        try:
+            services.registry.refresh()
+        except RegistryUnreadable as exc:  # every request would be refused: take this server out of rotation
+            return JSONResponse({"status": "not_ready", "error": {"code": exc.code, "message": str(exc)}}, 503)
         ready: dict[str, Any] = {
             "status": "ready",
             "models": services.models.names(),
