@@ -1,8 +1,10 @@
 """How CLI commands reach a data dir: through the running server's admin API, or directly when none runs.
 
-`DATA_DIR/server.json` names the running server's URL and pid; the admin token is in a 0600 file beside it.
-Acting through the server makes changes take effect at once (caches purged in the process that holds
-them); with no server, the same `TenantService` code edits the registry under its file lock.
+`DATA_DIR/server.json` names the running process's pid and where its admin API listens: the `url` of
+`cleanroom serve`, or the `admin_socket` (a 0600 Unix socket in the data dir) of an app running the ASGI
+middleware; the admin token is in a 0600 file beside it. Acting through that process makes changes take
+effect at once (caches purged in the process that holds them); with none running, the same
+`TenantService` code edits the registry under its file lock.
 """
 
 from __future__ import annotations
@@ -54,11 +56,21 @@ class AdminAPI:
 
     def __init__(self, state: dict[str, Any]) -> None:
         token = Path(state["admin_token_file"]).read_text(encoding="ascii").strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        admin_socket = state.get("admin_socket")
+        if admin_socket:  # an app with the ASGI middleware: plain HTTP on a 0600 socket in the 0700 data dir
+            self._http = httpx.Client(
+                base_url="http://cleanroom-admin",
+                transport=httpx.HTTPTransport(uds=str(admin_socket)),
+                timeout=60,
+                headers=headers,
+            )
+            return
         self._http = httpx.Client(
             base_url=state["url"],
             verify=admin_tls_context(state.get("tls_cert")),
             timeout=60,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -17,8 +17,13 @@ of the app's answer is sent. `audit_durable_before_app=True` waits for durabilit
 Pure ASGI (no `BaseHTTPMiddleware`): configuration is checked in `__init__`, `__call__` adds one await on
 the sealed path and none elsewhere. What it cannot do: the app receives its body as `bytes` (ASGI's type)
 and builds its answer in its own memory; those copies are the app's, freed when the request ends and wiped
-by the hardened allocator when the server runs under `cleanroom exec`. Tenants are managed with
-`cleanroom tenant create --data-dir DIR` (the middleware re-reads the registry when it changes).
+by the hardened allocator when the server runs under `cleanroom exec`.
+
+Tenants and keys are managed with `cleanroom tenant ...` and `cleanroom keys ...` given the same
+`--data-dir`, while the app runs: a middleware that builds its own Services serves the admin API (only
+that) on the Unix socket `DATA_DIR/admin.sock` (0600) and names it in `DATA_DIR/server.json`, so those
+commands act in this process, which holds the audit log and the key caches: a revocation refuses the very
+next request. `admin_socket=False` turns that off; `close()` stops it and closes what the middleware built.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from cleanroom.errors import (
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
 from cleanroom.runtime.session import CallContext, OpenedRequest, clear_exception_frames
+from cleanroom.server.admin import AdminSocketPathTooLong, AdminSocketServer, refuse_if_served
 from cleanroom.server.services import Services, build_services
 
 Scope = MutableMapping[str, Any]
@@ -66,6 +72,7 @@ class CleanroomMiddleware:
         services: Services | None = None,
         inner_content_type: str | None = "application/json",
         audit_durable_before_app: bool = False,
+        admin_socket: bool = True,
     ) -> None:
         if settings is None:
             settings = Settings(data_dir=Path(data_dir)) if data_dir is not None else Settings()
@@ -83,11 +90,31 @@ class CleanroomMiddleware:
         # decryption, durable before the answer leaves). True: durable before the app sees the plaintext,
         # for apps that send data out of the process themselves; costs one fdatasync wait per request.
         self.audit_durable_before_app = audit_durable_before_app
-        self.services = services or build_services(settings, models=ModelRegistry({}))
-        if services is None:
+        self._owns_services = services is None
+        self._admin: AdminSocketServer | None = None
+        if services is not None:
+            self.services = services  # the caller's: it manages them (and serves any admin API itself)
+            return
+        if admin_socket:
+            refuse_if_served(settings.data_dir)  # a clear refusal, before the audit log's lock says less
+        self.services = build_services(settings, models=ModelRegistry({}))
+        try:
             # Core dumps off and not dumpable inside the host server's process (`cleanroom exec` cannot
             # carry dumpability across execve; the allocator settings it does carry).
             apply_process_hardening(disable_core_dumps=settings.disable_core_dumps, not_dumpable=settings.not_dumpable)
+            if admin_socket:
+                self._admin = start_admin_socket(self.services)
+        except BaseException:
+            self.services.close()  # the audit log's lock is not kept by a middleware that never existed
+            raise
+
+    def close(self) -> None:
+        """Stop the admin socket (its socket file and server.json go, if still ours) and close the Services
+        this middleware built (audit log, KMS). Services passed in are the caller's to close. Idempotent."""
+        if self._admin is not None:
+            self._admin.close()
+        if self._owns_services:
+            self.services.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,6 +214,15 @@ class CleanroomMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": bytes(sealed), "more_body": False})
+
+
+def start_admin_socket(services: Services) -> AdminSocketServer | None:
+    """The admin API on DATA_DIR/admin.sock, or None (logged) where the path is too long for a socket."""
+    try:
+        return AdminSocketServer(services)
+    except AdminSocketPathTooLong as exc:
+        log.warning("cleanroom: no admin socket (%s); `tenant` and `keys` commands need the app stopped", exc)
+        return None
 
 
 async def wait_durable(request: OpenedRequest) -> None:

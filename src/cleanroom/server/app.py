@@ -8,66 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError
 
 from cleanroom import __version__
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, RegistryUnreadable, UnsupportedMediaType
 from cleanroom.runtime.batch_runner import SealedItem
 from cleanroom.runtime.session import CallContext
-from cleanroom.server.auth import authenticate_tenant, require_admin, single_header
+from cleanroom.server.auth import authenticate_tenant, single_header
 from cleanroom.server.errors import install_error_handlers
 from cleanroom.server.mtls import check_client_identity
 from cleanroom.server.services import Services
-from cleanroom.tenants import MAX_CREDENTIAL_LIFETIME_S, PRINTABLE_LABEL
 
 log = logging.getLogger("cleanroom.server")
-BodyT = TypeVar("BodyT", bound=BaseModel)
-
-
-# Admin bodies are small JSON documents; anything larger is refused (413) before it is read whole.
-ADMIN_BODY_LIMIT_BYTES = 64 * 1024
-
-
-class CreateTenantBody(BaseModel):
-    name: str = Field(min_length=1, max_length=63)
-    weight: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False)
-    allow: list[str] = Field(default_factory=list, max_length=256)
-
-
-class UpdateTenantBody(BaseModel):
-    weight: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
-    allow: list[str] | None = Field(None, max_length=256)
-
-
-class AddCredentialBody(BaseModel):
-    label: str = Field("default", min_length=1, max_length=64, pattern=PRINTABLE_LABEL)
-    expires_in_s: float | None = Field(None, gt=0, le=MAX_CREDENTIAL_LIFETIME_S, allow_inf_nan=False)
-
-
-async def admin_body(request: Request, model: type[BodyT]) -> BodyT:
-    """An admin route's JSON body, read only after the caller proved the admin token (FastAPI's own body
-    parameters are read and parsed before the handler runs: any client could make the server buffer and
-    parse an unbounded JSON document without a token)."""
-    raw = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
-    if not raw:
-        raise RequestValidationError([{"loc": ("body",), "msg": "Field required", "type": "missing"}])
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error.get("loc", ()))} for error in exc.errors(include_url=False)]
-        ) from None
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:
@@ -253,70 +213,11 @@ def create_app(services: Services) -> FastAPI:
         metrics.locked_bytes.set(stats.locked_bytes)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # --- admin API: used by `cleanroom tenant ...` when this server runs on the data dir -----------
-    @app.post("/v1/admin/tenants", status_code=201)
-    async def admin_create_tenant(request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        body = await admin_body(request, CreateTenantBody)
-        created = await asyncio.to_thread(services.tenants.create, body.name, weight=body.weight, allow=body.allow)
-        return JSONResponse(created.to_json(), status_code=201)
+    # --- admin API: used by `cleanroom tenant ...` and `cleanroom keys ...` when this server runs on the data
+    # dir (server/admin.py; the ASGI middleware serves the same routes on DATA_DIR/admin.sock)
+    from cleanroom.server.admin import install_admin_routes
 
-    @app.patch("/v1/admin/tenants/{name_or_id}")
-    async def admin_update_tenant(name_or_id: str, request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        body = await admin_body(request, UpdateTenantBody)
-        updated = await asyncio.to_thread(services.tenants.update, name_or_id, weight=body.weight, allow=body.allow)
-        return JSONResponse(updated)
-
-    @app.get("/v1/admin/tenants/{name_or_id}/keys")
-    async def admin_list_credentials(name_or_id: str, request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        return JSONResponse({"credentials": services.tenants.list_credentials(name_or_id)})
-
-    @app.post("/v1/admin/tenants/{name_or_id}/keys", status_code=201)
-    async def admin_add_credential(name_or_id: str, request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        body = await admin_body(request, AddCredentialBody)
-        created = await asyncio.to_thread(
-            services.tenants.add_credential, name_or_id, label=body.label, expires_in_s=body.expires_in_s
-        )
-        return JSONResponse(created.to_json(), status_code=201)
-
-    @app.delete("/v1/admin/tenants/{name_or_id}/keys/{credential_id}")
-    async def admin_revoke_credential(name_or_id: str, credential_id: str, request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        result = await asyncio.to_thread(services.tenants.revoke_credential, name_or_id, credential_id)
-        return JSONResponse(result)
-
-    @app.get("/v1/admin/tenants")
-    async def admin_list_tenants(request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        return JSONResponse({"tenants": services.tenants.list_tenants()})
-
-    @app.delete("/v1/admin/tenants/{name_or_id}")
-    async def admin_delete_tenant(name_or_id: str, request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        tenant_id = await asyncio.to_thread(services.tenants.delete, name_or_id)
-        services.scheduler.forget(tenant_id)  # scheduling state and metric series go with the tenant
-        metrics.forget_tenant(tenant_id)
-        weights.pop(tenant_id, None)
-        return JSONResponse({"deleted": tenant_id})
-
-    @app.post("/v1/admin/keys/{action}")
-    async def admin_keys(action: str, request: Request) -> JSONResponse:
-        require_admin(request, services.admin_token)
-        from cleanroom.admin_client import rotation_policy
-        from cleanroom.keys.commands import key_action
-
-        raw = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
-        try:
-            body = json.loads(raw) if raw else {}
-        except (ValueError, RecursionError):
-            raise BadRequest("admin key actions take a JSON body", code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise BadRequest("admin key actions take a JSON object", code="invalid_json")
-        result = await asyncio.to_thread(key_action, services.keys, action, body, rotation_policy(settings))
-        return JSONResponse(result)
+    install_admin_routes(app, services, on_tenant_deleted=lambda tenant_id: weights.pop(tenant_id, None))
 
     from cleanroom.server.openapi import install_openapi  # public schema: docs/openapi.json (server/openapi.py)
 

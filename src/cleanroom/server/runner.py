@@ -6,10 +6,7 @@ sees at a glance what this host can and cannot promise.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import signal
 import socket
 from pathlib import Path
@@ -20,9 +17,8 @@ from cleanroom.config import Settings
 from cleanroom.errors import ConfigurationError
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.memory.secure_buffer import SecureBuffer
-from cleanroom.server.services import Services, build_services
+from cleanroom.server.services import Services, build_services, publish_server_state, withdraw_server_state
 from cleanroom.server.tls import CertificateReloader, dev_certificate, server_tls_context
-from cleanroom.storage import atomic_write_json
 
 if TYPE_CHECKING:  # limits imports uvicorn's httptools protocol: only `serve` needs it, not `doctor`
     from cleanroom.server.limits import ConnectionLimits
@@ -176,7 +172,6 @@ def run_server(settings: Settings) -> int:
     server = uvicorn.Server(config)
     exit_after_drain = GracefulExit()
     exit_after_drain.install()
-    state_file = Path(settings.data_dir) / "server.json"
 
     original_startup = server.startup
 
@@ -187,15 +182,7 @@ def run_server(settings: Settings) -> int:
             for sock in srv.sockets:
                 port = sock.getsockname()[1]
         url = server_url(settings, port, files is not None)
-        atomic_write_json(
-            state_file,
-            {
-                "url": url,
-                "pid": os.getpid(),
-                "tls_cert": str(files[0]) if files else None,
-                "admin_token_file": str(Path(settings.data_dir) / "admin.token"),
-            },
-        )
+        publish_server_state(settings.data_dir, url=url, tls_cert=str(files[0]) if files else None)
         log.info("cleanroom: listening on %s", url)
 
     server.startup = startup  # type: ignore[method-assign]  # write server.json once the port is known
@@ -209,8 +196,6 @@ def run_server(settings: Settings) -> int:
     try:
         server.run()
     finally:
-        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
-            if json.loads(state_file.read_text()).get("pid") == os.getpid():
-                state_file.unlink()
+        withdraw_server_state(settings.data_dir)
         services.close()
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import secrets
@@ -36,7 +38,7 @@ from cleanroom.runtime.torch_threads import limit_torch_threads
 from cleanroom.scrubbers.base import Scrubber, ScrubPolicy, ScrubReport
 from cleanroom.scrubbers.cpu import CpuScrubber
 from cleanroom.server.metrics import ServerMetrics
-from cleanroom.storage import atomic_write_bytes, ensure_private_dir
+from cleanroom.storage import atomic_write_bytes, atomic_write_json, ensure_private_dir
 from cleanroom.tenants import TenantService
 
 if TYPE_CHECKING:
@@ -49,12 +51,39 @@ def open_kms(settings: Settings) -> KMS:
     return kms_from_settings(settings)
 
 
+def admin_token_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "admin.token"
+
+
 def admin_token(data_dir: Path) -> str:
     """The admin API token, created once in a 0600 file; the CLI reads it to act on a running server."""
-    path = Path(data_dir) / "admin.token"
+    path = admin_token_path(data_dir)
     if not path.exists():
         atomic_write_bytes(path, secrets.token_urlsafe(32).encode("ascii"))
     return path.read_text(encoding="ascii").strip()
+
+
+def server_state_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "server.json"
+
+
+def publish_server_state(data_dir: Path, **where: Any) -> dict[str, Any]:
+    """Write DATA_DIR/server.json (atomically, 0600) so that `tenant` and `keys` commands on this data dir act
+    through this process (`admin_client.running_server`): its pid, the admin token's file, and where its
+    admin API listens (`url` and `tls_cert` for `cleanroom serve`, `admin_socket` for the ASGI middleware)."""
+    state = {"pid": os.getpid(), "admin_token_file": str(admin_token_path(data_dir)), **where}
+    atomic_write_json(server_state_path(data_dir), state)
+    return state
+
+
+def withdraw_server_state(data_dir: Path, published: Mapping[str, Any] | None = None) -> None:
+    """Remove server.json if this process wrote it (and, given `published`, if it is still that document):
+    a file written since by another server on the data dir is left alone."""
+    path = server_state_path(data_dir)
+    with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+        current = json.loads(path.read_text())
+        if current.get("pid") == os.getpid() and (published is None or current == dict(published)):
+            path.unlink()
 
 
 def business_hours(spec: str) -> Any:
