@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cleanroom.client import Client, ClientError
+from cleanroom.client import Client, ClientError, UnexpectedResponse, read_bounded
 from cleanroom.crypto.deferred import DeferredResponseKey, ResponseContext
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.runtime.batch_format import ItemResult, decode_results, encode_batch
@@ -123,8 +123,12 @@ class BatchClient:
                             raise
                         self.client._public_key = self.client.fetch_public_key()
                         continue
+                    try:
+                        batch_id = str(response.json()["batch_id"])
+                    except (ValueError, KeyError, TypeError, RecursionError):
+                        raise UnexpectedResponse(response.status_code, "no batch id in the answer") from None
                     key = DeferredResponseKey.from_sealed(sealed)
-                    return BatchHandle(batch_id=str(response.json()["batch_id"]), response_key=key, url=self.client.url)
+                    return BatchHandle(batch_id=batch_id, response_key=key, url=self.client.url)
                 finally:
                     sealed.close()  # the content key: zeroed once the response key is derived
             raise AssertionError("unreachable")
@@ -148,13 +152,13 @@ class BatchClient:
 
     def fetch(self, handle: BatchHandle) -> list[ItemResult]:
         """Download and open the results (the server shreds the job once they are sent)."""
-        body = bytearray()
+        deadline = time.monotonic() + self.client.timeout_s
         with self._http().stream("GET", f"{BATCHES_PATH}/{handle.batch_id}/results", headers=self._auth()) as r:
-            if r.status_code >= 400:
-                r.read()
-                self._raise_for_error(r)
-            for chunk in r.iter_bytes():
-                body += chunk
+            self._raise_for_error(r)
+            if not 200 <= r.status_code < 300:
+                raise UnexpectedResponse(r.status_code, "unexpected HTTP status (redirects are not followed)")
+            # Bounded like every other answer: a hostile server cannot make the client buffer without end.
+            body = read_bounded(r, self.client.max_response_bytes, deadline)
         return handle.open_results(body)
 
     def cancel(self, batch_id: str) -> dict[str, Any]:

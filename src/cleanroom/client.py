@@ -14,7 +14,10 @@ from the pinned key to the new one (`keys.public_key.follow_pin`). The pin then 
 
 from __future__ import annotations
 
+import json
+import re
 import ssl
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,14 +28,46 @@ from cleanroom.crypto.sealed import CONTENT_TYPE, SealedRequest, seal_request
 from cleanroom.keys.public_key import PREFIX, KeyPinMismatch, TenantPublicKey, follow_pin
 
 _STALE_KEY_CODES = frozenset({"key_expired", "unknown_key_id"})
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# An error or key document is small; a server or proxy that sends more is not answering what we asked.
+MAX_DOCUMENT_BYTES = 64 * 1024
+MAX_ERROR_MESSAGE_CHARS = 500
+_CODE_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+_UNSAFE_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # what a sealed request can carry (wire-format.md)
+_PUBLIC_KEY_SUITE = "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"
+
+
+def _safe_text(text: str, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:
+    """Server-chosen text made safe to log: bounded, one line, no terminal or bidi control characters."""
+    cut = text[: limit + 1]
+    cleaned = _UNSAFE_CHARS_RE.sub("?", cut[:limit])
+    return cleaned + "..." if len(cut) > limit else cleaned
 
 
 class ClientError(Exception):
-    """The server refused a request; `status` and `code` are the server's."""
+    """The server refused a request; `status` and `code` are the server's.
+
+    `message` is the server's text, cut to 500 characters with control characters replaced (safe to log);
+    a `code` that is not a plain lowercase identifier is reported as `http_error`.
+    """
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        code = code if _CODE_RE.match(code) else "http_error"
+        message = _safe_text(message)
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+
+
+class UnexpectedResponse(ClientError):
+    """The server (or something on the way) answered with something that is not a valid answer.
+
+    A redirect, a success without a sealed body, a body over the client's size limit, a response that
+    ends too late, a malformed public-key document. Nothing of it is returned as the model's answer.
+    """
+
+    def __init__(self, status: int, message: str, code: str = "unexpected_response") -> None:
+        super().__init__(status, code, message)
 
 
 def load_public_key(value: str | Path) -> TenantPublicKey:
@@ -41,10 +76,47 @@ def load_public_key(value: str | Path) -> TenantPublicKey:
     if not text.startswith("cleanroom-pk:") and Path(text).exists():
         text = Path(text).read_text(encoding="utf-8").strip()
         if text.startswith("{"):
-            import json
-
             text = str(json.loads(text)["public_key"])
     return TenantPublicKey.parse(text)
+
+
+def read_bounded(response: httpx.Response, limit_bytes: int, deadline: float | None) -> bytes:
+    """The body of a streamed `response`, refused past `limit_bytes` or past `deadline` (monotonic)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit_bytes:
+        raise UnexpectedResponse(response.status_code, f"answer over {limit_bytes} bytes", "response_too_large")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit_bytes:
+            raise UnexpectedResponse(response.status_code, f"answer over {limit_bytes} bytes", "response_too_large")
+        if deadline is not None and time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the answer did not arrive within timeout_s")
+    return bytes(body)
+
+
+def _parse_public_key_document(status: int, body: bytes) -> tuple[TenantPublicKey, list[Any]]:
+    """`GET /v1/tenants/self/public-key`'s answer, checked as docs/wire-format.md says before any sealing.
+
+    `fingerprint` is not compared: whoever forges a document sets it to match, and the pin (not this
+    field) is what protects a client; tests/test_key_pinning.py swaps keys without updating it.
+    """
+    try:
+        document: Any = json.loads(body)
+        current = TenantPublicKey.parse(str(document["public_key"]))
+        consistent = (
+            document.get("tenant_id") == current.tenant_id
+            and document.get("key_id") == current.key_id
+            and document.get("suite") == _PUBLIC_KEY_SUITE
+            and _KEY_ID_RE.match(current.key_id) is not None
+            and isinstance(document.get("chain", []), list)
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise UnexpectedResponse(status, "malformed public-key document", "invalid_public_key") from None
+    if not consistent:
+        raise UnexpectedResponse(status, "public-key document contradicts its token", "invalid_public_key")
+    chain: list[Any] = document.get("chain", [])
+    return current, chain
 
 
 class Client:
@@ -57,11 +129,22 @@ class Client:
         verify: bool | str | Path | ssl.SSLContext = True,
         timeout_s: float = 120.0,
         pin: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        """`timeout_s` bounds each network wait and also the whole download of one answer (a server that
+        trickles bytes cannot hold a call open for ever); `max_response_bytes` bounds the sealed answer
+        read into memory (larger answers raise `UnexpectedResponse` with code `response_too_large`).
+        Redirects are never followed: the API key goes only to `url`."""
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
         self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
         if isinstance(verify, str | Path) and not isinstance(verify, bool):
             verify = ssl.create_default_context(cafile=str(verify))
-        self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s)
+        # follow_redirects=False (httpx's default, stated so it stays): a 3xx is an error, and the
+        # Authorization header never travels to another host.
+        self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s, follow_redirects=False)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         if isinstance(public_key, TenantPublicKey) or public_key is None:
             self._public_key = public_key
@@ -84,12 +167,15 @@ class Client:
 
     def fetch_public_key(self) -> TenantPublicKey:
         """The server's current key; for a pinned client, only if it chains back to the pin."""
-        response = self._http.get("/v1/tenants/self/public-key", headers=self._auth)
-        self._raise_for_error(response)
-        document = response.json()
-        current = TenantPublicKey.parse(document["public_key"])
+        status, body = self._request("GET", "/v1/tenants/self/public-key", MAX_DOCUMENT_BYTES, json_body=True)
+        current, chain = _parse_public_key_document(status, body)
+        unpinned = self.pinned_fingerprint is None  # a pinned client: follow_pin decides, below
+        if unpinned and self._public_key is not None and current.tenant_id != self._public_key.tenant_id:
+            # Even an unpinned client knows which tenant it has been sealing to: another tenant's key is
+            # a swap (the server checks tenant ids too, but the payload would already be sealed to it).
+            raise KeyPinMismatch("the server offered a key of another tenant")
         if self.pinned_fingerprint is not None:
-            current = follow_pin(self.pinned_fingerprint, current, document.get("chain", []))
+            current = follow_pin(self.pinned_fingerprint, current, chain)
             self.pinned_fingerprint = current.fingerprint()
         return current
 
@@ -123,19 +209,53 @@ class Client:
         raise AssertionError("unreachable")
 
     def _send(self, path: str, sealed: SealedRequest) -> bytes:
-        response = self._http.post(path, content=sealed.body, headers={**self._auth, "Content-Type": CONTENT_TYPE})
-        self._raise_for_error(response)
-        return sealed.open_response(response.content)
+        headers = {**self._auth, "Content-Type": CONTENT_TYPE}
+        _, body = self._request("POST", path, self.max_response_bytes, content=sealed.body, headers=headers)
+        return sealed.open_response(body)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        limit_bytes: int,
+        *,
+        json_body: bool = False,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """One call; returns (status, body) of a 2xx answer of the expected type, read within the limits."""
+        deadline = time.monotonic() + self.timeout_s
+        with self._http.stream(method, path, content=content, headers=headers or self._auth) as response:
+            if response.status_code >= 400:
+                self._raise_for_error(response)
+            if not 200 <= response.status_code < 300:
+                location = " (a redirect; not followed)" if response.is_redirect else ""
+                raise UnexpectedResponse(response.status_code, f"unexpected HTTP status{location}")
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            wanted = "application/json" if json_body else CONTENT_TYPE
+            if media_type != wanted:
+                raise UnexpectedResponse(response.status_code, f"the answer is not {wanted}")
+            return response.status_code, read_bounded(response, limit_bytes, deadline)
 
     @staticmethod
     def _raise_for_error(response: httpx.Response) -> None:
         if response.status_code < 400:
             return
+        if not response.is_stream_consumed:
+            try:
+                raw = read_bounded(response, MAX_DOCUMENT_BYTES, None)
+            except UnexpectedResponse:
+                raise ClientError(response.status_code, "http_error", "error body over 64 KiB (not read)") from None
+        else:
+            raw = response.content[:MAX_DOCUMENT_BYTES]
         try:
-            error: Any = response.json()["error"]
+            error: Any = json.loads(raw)["error"]
             code, message = str(error["code"]), str(error["message"])
-        except (ValueError, KeyError, TypeError):
-            code, message = "http_error", response.text[:200]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            if response.headers.get("content-type", "").split(";")[0].strip().lower() == CONTENT_TYPE:
+                code, message = "http_error", "sealed error answer (not opened)"
+            else:
+                code, message = "http_error", raw[:200].decode("utf-8", "replace")
         raise ClientError(response.status_code, code, message)
 
     def close(self) -> None:

@@ -79,7 +79,11 @@ def follow_pin(pinned_fingerprint: str, current: TenantPublicKey, chain: Sequenc
         return current
     by_id: dict[str, tuple[TenantPublicKey, dict[str, Any]]] = {}
     for entry in chain:
-        key = TenantPublicKey.parse(str(entry["public_key"]))
+        try:
+            key = TenantPublicKey.parse(str(entry["public_key"]))
+        except (ValueError, KeyError, TypeError):
+            # A server-chosen document: a malformed entry is a refusal, never a stray library exception.
+            raise KeyPinMismatch("the key chain holds a malformed entry") from None
         if key.tenant_id != current.tenant_id or key.key_id != entry.get("key_id"):
             raise KeyPinMismatch("the key chain mixes tenants or mislabels a key")
         by_id[key.key_id] = (key, entry)
