@@ -26,19 +26,21 @@ from cleanroom.batch_client import BatchClient
 from cleanroom.cli import main
 from cleanroom.client import ClientError
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from support.hardening import admin_create_tenant, json_error, open_socket, read_response, server_errors_in_log
+from support.hardening import (
+    json_error,
+    open_socket,
+    read_response,
+    server_errors_in_log,
+    serving_tenants,
+)
 from support.server import REPO, server_env, start_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     handle = start_server(tmp_path_factory.mktemp("attack") / "data", "--models", "echo")
-    try:
-        admin_create_tenant(handle, "alpha")
-        admin_create_tenant(handle, "beta")
+    with serving_tenants(handle, "alpha", "beta"):
         yield handle
-    finally:
-        handle.stop()
 
 
 def raw_exchange(server: Any, head_lines: list[str], body: bytes = b"", timeout_s: float = 10) -> Any:

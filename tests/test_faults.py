@@ -33,6 +33,7 @@ from support.hardening import (
     scope_echo_app,
     send_sealed,
     server_errors_in_log,
+    serving_tenants,
     slow_app_gate,
     vanish,
 )
@@ -131,12 +132,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         env=server_env(CLEANROOM_HEADER_TIMEOUT_S="2", TMPDIR=str(base), CLEANROOM_TEST_SIGNAL_DIR=str(signals)),
     )
     handle.signal_dir = signals  # type: ignore[attr-defined]
-    try:
-        admin_create_tenant(handle, "alpha")
-        admin_create_tenant(handle, "beta")
+    with serving_tenants(handle, "alpha", "beta"):
         yield handle
-    finally:
-        handle.stop()
 
 
 def test_slowloris_does_not_stop_the_server_answering_others(server: Any) -> None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cleanroom.crypto.sealed import CONTENT_TYPE
-from support.hardening import admin_create_tenant, open_socket, read_response, server_errors_in_log
+from support.hardening import open_socket, read_response, server_errors_in_log, serving_tenants
 from support.server import start_server
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "openapi.json").read_text())
@@ -32,12 +32,8 @@ FUZZ_SETTINGS = settings(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     handle = start_server(tmp_path_factory.mktemp("fuzz") / "data", "--models", "echo")
-    try:
-        admin_create_tenant(handle, "alpha")
-        admin_create_tenant(handle, "beta")
+    with serving_tenants(handle, "alpha", "beta"):
         yield handle
-    finally:
-        handle.stop()
 
 
 def assert_sound(response: httpx.Response) -> None:

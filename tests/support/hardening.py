@@ -222,3 +222,14 @@ def vanish(sock: socket.socket) -> None:
     """Close with a TCP reset, as a crashed client or a dropped network path looks to the server."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+@contextmanager
+def serving_tenants(handle: Any, *tenants: str) -> Iterator[Any]:
+    """A started server with `tenants` created through its admin API; stopped on exit, whatever happens."""
+    try:
+        for tenant in tenants:
+            admin_create_tenant(handle, tenant)
+        yield handle
+    finally:
+        handle.stop()
