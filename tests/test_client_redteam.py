@@ -446,7 +446,7 @@ class SlowServer:
         with connection:
             connection.settimeout(5)
             try:
-                connection.recv(1 << 20)
+                read_whole_request(connection)  # closing with unread bytes would be a TCP reset, not the case
                 script(connection)
             except OSError:
                 pass
@@ -457,8 +457,31 @@ class SlowServer:
         self.thread.join(timeout=5)
 
 
+def read_whole_request(connection: socket.socket) -> None:
+    """The request's head and its Content-Length body, however the client's writes were split."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            return
+        body += chunk
+
+
 def silent(connection: socket.socket) -> None:
-    connection.recv(1)  # until the client gives up and closes
+    # Read whatever else the client sends (its body may arrive after the first recv) until it gives up and
+    # closes: returning early would close with unread data, a TCP reset instead of the client's timeout.
+    while connection.recv(1 << 16):
+        pass
 
 
 def trickle(stop: threading.Event) -> Callable[[socket.socket], None]:
