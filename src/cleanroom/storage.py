@@ -51,6 +51,13 @@ def atomic_write_json(path: Path, document: Any, *, mode: int = PRIVATE_FILE_MOD
     atomic_write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8"), mode=mode)
 
 
+def change_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a reload that a file changed under us. Size and ctime too, not only mtime and inode: an
+    atomic replace may reuse a freed inode within one coarse mtime tick, and a missed reload of the
+    registry or the key file would be a missed revocation."""
+    return (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
+
+
 def read_json(path: Path) -> Any:
     with open(path, "rb") as handle:
         return json.load(handle)

@@ -26,16 +26,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.errors import ConfigurationError, DecryptionFailed, KeyError_, SystemSealed
 from cleanroom.keys.kms import KeyDescription, WrappedKey
-from cleanroom.storage import atomic_write_json, file_lock, read_json
+from cleanroom.storage import atomic_write_json, change_stamp, file_lock, read_json
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
-
-
-def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
-    # Size and ctime too: an atomic replace may reuse a freed inode within one coarse mtime tick.
-    return (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
 
 
 def _checked_document(path: Path, st: os.stat_result, *, check_mode: bool) -> dict[str, Any]:
@@ -96,13 +91,13 @@ class LocalKMS:
         except FileNotFoundError:
             self._doc, self._stamp = {"keys": {}}, None
             return
-        stamp = _stamp(st)
+        stamp = change_stamp(st)
         if force or stamp != self._stamp:
             self._doc, self._stamp = _checked_document(self._path, st, check_mode=force), stamp
 
     def _save(self) -> None:
         atomic_write_json(self._path, self._doc)
-        self._stamp = _stamp(os.stat(self._path))
+        self._stamp = change_stamp(os.stat(self._path))
 
     def _key(self, key_name: str) -> dict[str, Any]:
         self._reload()

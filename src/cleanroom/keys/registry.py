@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.errors import BadRequest, Conflict, RegistryUnreadable, UnknownTenant
-from cleanroom.storage import atomic_write_json, file_lock, read_json
+from cleanroom.storage import atomic_write_json, change_stamp, file_lock, read_json
 
 TENANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Document = dict[str, Any]
@@ -53,7 +53,7 @@ class Registry:
                 return True
             # Size and ctime too: an atomic replace may reuse a freed inode within one coarse mtime tick,
             # and a missed reload is a missed revocation.
-            stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
+            stamp = change_stamp(st)
             if not force and stamp == self._stamp:
                 return False
             self._doc, self._stamp = self._read(), stamp
@@ -88,7 +88,7 @@ class Registry:
             result = change(self._doc)
             atomic_write_json(self.path, self._doc)
             st = os.stat(self.path)
-            self._stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
+            self._stamp = change_stamp(st)
             self.generation += 1
             return result
 
