@@ -261,9 +261,20 @@ class CleanroomReplica:
         self, model: str, api_key: str, body: bytes, source: str | None = None
     ) -> tuple[int, bytes]:
         """For `DeploymentHandle` callers: (200, sealed response) or (4xx/5xx, JSON error body); never
-        raises across Ray (an exception's text could quote payload bytes)."""
+        raises across Ray (an exception's text could quote payload bytes). Arguments come from any caller
+        holding the handle: checked here as the HTTP route checks its request (types, size), 4xx not 500."""
         try:
-            return 200, await self._run(model, api_key, body, source)
+            if not isinstance(model, str):
+                raise NotFound("the model name must be a string")
+            if not isinstance(api_key, str):
+                raise Unauthenticated("the API key must be a string (`cr_...`)")
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise BadRequest("the sealed request must be bytes", code="invalid_body")
+            if len(body) > self.settings.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"the sealed request is larger than the {self.settings.max_body_bytes}-byte limit"
+                )
+            return 200, await self._run(model, api_key, bytes(body), source if isinstance(source, str) else None)
         except Exception as exc:
             status, document = self._error(exc)
             del exc

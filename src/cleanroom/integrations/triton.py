@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cleanroom.config import Settings
-from cleanroom.errors import BadRequest, CleanroomError, Forbidden, Unauthenticated
+from cleanroom.errors import BadRequest, CleanroomError, Forbidden, PayloadTooLarge, Unauthenticated
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.session import CallContext
 
@@ -188,7 +188,13 @@ class CleanroomTritonModel:
                 f"{self.input_name!r} must be a BYTES tensor with exactly one element: the sealed request",
                 code="invalid_input",
             )
-        return bytes(array.reshape(-1)[0])
+        element: bytes = array.reshape(-1)[0]
+        # The limit of `cleanroom serve` and the middleware (413): Triton's gRPC carries up to 2 GiB, and
+        # the payload would be decrypted into locked memory.
+        limit_bytes = self.services.settings.max_body_bytes
+        if len(element) > limit_bytes:
+            raise PayloadTooLarge(f"the sealed request is larger than the {limit_bytes}-byte limit")
+        return bytes(element)
 
     def finalize(self) -> None:
         services = getattr(self, "services", None)
