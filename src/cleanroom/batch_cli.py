@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 
 def _client(args: argparse.Namespace, url: str) -> Any:
+    from cleanroom.cli import public_key_arg
     from cleanroom.client import Client
 
     api_key = args.api_key or os.environ.get("CLEANROOM_API_KEY")
@@ -35,7 +36,7 @@ def _client(args: argparse.Namespace, url: str) -> Any:
     return Client(
         url,
         api_key=api_key,
-        public_key=getattr(args, "public_key", None),
+        public_key=public_key_arg(getattr(args, "public_key", None)),
         pin=getattr(args, "pin", None),
         verify=args.cacert or True,
     )

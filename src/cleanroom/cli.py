@@ -31,7 +31,12 @@ _PLUGIN_MODULES = (
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     from cleanroom.config import Settings
+    from cleanroom.errors import ConfigurationError
 
+    config_path = os.environ.get("CLEANROOM_CONFIG")
+    if config_path and not Path(config_path).is_file():
+        # pydantic-settings reads a missing TOML file as empty: every setting in it would be dropped unseen.
+        raise ConfigurationError(f"CLEANROOM_CONFIG names {config_path}, which is not a file")
     values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if getattr(args, "data_dir", None) is not None:
         values["data_dir"] = args.data_dir
@@ -96,6 +101,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_client_cert=client_cert,
         torch_threads=args.torch_threads,
     )
+    from cleanroom.admin_client import running_server
+
+    running = running_server(settings.data_dir)
+    if running is not None and int(running["pid"]) != os.getpid():  # after the re-exec the pid is ours
+        where = running.get("url") or running.get("admin_socket")
+        print(
+            f"cleanroom: a server (pid {running['pid']}, {where}) already uses {settings.data_dir}: stop it "
+            "or give another --data-dir",
+            file=sys.stderr,
+        )
+        return 1
     if settings.torch_threads is not None:  # before the re-exec: the environment carries it to OpenMP
         from cleanroom.runtime.torch_threads import limit_torch_threads
 
@@ -245,12 +261,38 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(f"cleanroom: --cacert {args.cacert}: no such file", file=sys.stderr)
         return 2
     verify: Any = args.cacert if args.cacert else True
+    public_key = public_key_arg(args.public_key)
     payload = sys.stdin.buffer.read()
-    with Client(args.url, api_key=args.api_key, public_key=args.public_key, verify=verify, pin=args.pin) as client:
+    with Client(args.url, api_key=args.api_key, public_key=public_key, verify=verify, pin=args.pin) as client:
         result = client.infer(args.model, payload)
     sys.stdout.buffer.write(result)
     sys.stdout.buffer.flush()
     return 0
+
+
+def public_key_arg(value: str | None) -> Any:
+    """`--public-key`: a token, or a file holding one (or `tenant create --json` output); a clear exit 2
+    for anything else, rather than a parser's message about whatever the path's text happened to be."""
+    if value is None:
+        return None
+    from cleanroom.client import load_public_key
+
+    try:
+        return load_public_key(value)
+    except (OSError, ValueError, KeyError, TypeError):
+        what = (
+            "not a valid public-key token"
+            if value.startswith("cleanroom-pk:")
+            else "no such file"
+            if not Path(value).exists()
+            else "the file holds no public-key token"
+        )
+        print(
+            f"cleanroom: --public-key {value}: {what}; give a public-key token (cleanroom-pk:v1:...) or a file "
+            "holding one, such as the output of `cleanroom tenant create --json`",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
 
 
 # --- exec ------------------------------------------------------------------------------------------
@@ -407,13 +449,24 @@ def describe_failure(exc: BaseException) -> str:
     """One line for an error no command turned into a `CleanroomError`: a file that cannot be read or
     parsed, a server that cannot be reached, a bad value. Never a traceback (CLEANROOM_DEBUG=1 shows it);
     the text is redacted, since a library's message may quote what it was given."""
+    import re
+    import tomllib
+
     import httpx
+    from pydantic_settings import SettingsError
 
     if isinstance(exc, httpx.HTTPError):
         where = ""
         with contextlib.suppress(RuntimeError):  # .request is unset on some errors
             where = f" {exc.request.url.copy_with(query=None)}"
         text = f"cannot reach{where}: {type(exc).__name__}: {exc}"
+    elif isinstance(exc, SettingsError):
+        # e.g. CLEANROOM_MODELS=echo: list and dict settings are JSON in the environment
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = f"CLEANROOM_{match.group(1).upper()}" if match else "a CLEANROOM_* variable"
+        text = f"cannot parse {name}: list and dict settings take JSON, e.g. CLEANROOM_MODELS='[\"echo\"]'"
+    elif isinstance(exc, tomllib.TOMLDecodeError):
+        text = f"CLEANROOM_CONFIG={os.environ.get('CLEANROOM_CONFIG')} is not valid TOML: {exc}"
     elif isinstance(exc, json.JSONDecodeError):
         path = _failing_path(exc)
         text = f"{path or 'a file'} is not valid JSON ({exc.msg}, line {exc.lineno}): corrupt or truncated?"
