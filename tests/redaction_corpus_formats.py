@@ -21,14 +21,13 @@ copied. Policy (docs/logging.md): IP addresses are PII (127.0.0.1 and 0.0.0.0 ar
 cookie's value is sensitive, its name and attributes are not labelled either way.
 """
 
-# ruff: noqa: E501  (test data: long literal tokens and log lines)
+# ruff: noqa: E501, RUF001  (test data: long literal tokens and log lines; full-width commas in Chinese text)
 
 from __future__ import annotations
 
 import base64
 import json
 import random
-import uuid
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -194,7 +193,10 @@ def n_date(rng: random.Random) -> Frag:
 
 
 def n_ts(rng: random.Random) -> Frag:
-    return (f"2026-11-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 3)}Z", "~date")
+    return (
+        f"2026-11-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 3)}Z",
+        "~date",
+    )
 
 
 def n_memaddr(rng: random.Random) -> Frag:
@@ -236,8 +238,24 @@ def n_ua(rng: random.Random) -> str:
 
 def n_any(rng: random.Random) -> Frag:
     return rng.choice(
-        [n_uuid, n_sha, n_trace, n_span, n_digest, n_version, n_date, n_duration, n_bytes, n_path, n_url,
-         n_luhn_bad, n_isbn, n_pod, n_memaddr, n_account]  # fmt: skip
+        [
+            n_uuid,
+            n_sha,
+            n_trace,
+            n_span,
+            n_digest,
+            n_version,
+            n_date,
+            n_duration,
+            n_bytes,
+            n_path,
+            n_url,
+            n_luhn_bad,
+            n_isbn,
+            n_pod,
+            n_memaddr,
+            n_account,
+        ]
     )(rng)
 
 
@@ -252,15 +270,33 @@ def _jq(value: str) -> str:
 def f_access_log(rng: random.Random) -> Sample:
     """nginx/Apache combined: client, ident, user, [time], "request", status, bytes, "referer", "agent"."""
     method = rng.choice(["GET", "POST", "GET", "PUT"])
-    head: list[Frag] = [ip(rng), " - - [", (f"29/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000", "~date"), f'] "{method} ']
+    head: list[Frag] = [
+        ip(rng),
+        " - - [",
+        (f"29/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000", "~date"),
+        f'] "{method} ',
+    ]
     k = rng.randrange(8)
     if k == 0:
         qk = rng.choice(["access_token", "api_key", "apikey", "token", "auth_token", "client_secret", "key"])
         req: list[Frag] = [f"/api/v2/export?{qk}=", any_secret(rng), "&format=csv&request_id=", n_uuid(rng)]
     elif k == 1:
-        req = ["/login?user=", (quote(p_email(rng), safe=""), "email"), "&password=", (quote(t_password(rng), safe=""), "password"), "&next=%2Fdashboard"]
+        req = [
+            "/login?user=",
+            (quote(p_email(rng), safe=""), "email"),
+            "&password=",
+            (quote(t_password(rng), safe=""), "password"),
+            "&next=%2Fdashboard",
+        ]
     elif k == 2:
-        req = ["/track?email=", (quote(p_email(rng), safe=""), "email"), "&phone=", (quote(p_phone_intl(rng), safe=""), "phone"), "&v=", n_version(rng)]
+        req = [
+            "/track?email=",
+            (quote(p_email(rng), safe=""), "email"),
+            "&phone=",
+            (quote(p_phone_intl(rng), safe=""), "phone"),
+            "&v=",
+            n_version(rng),
+        ]
     elif k == 3:
         req = ["/static/js/app.", (_r(rng, HEX, 20), "~content_hash"), ".js?v=", n_sha(rng)]
     elif k == 4:
@@ -268,10 +304,26 @@ def f_access_log(rng: random.Random) -> Sample:
     elif k == 5:
         req = ["/api/orders/", n_luhn_bad(rng), "/items?page=2&size=50"]
     elif k == 6:
-        req = ["/hooks/slack?token=", (_mixed(rng, ALNUM, 24), "secret"), "&team=T0", _r(rng, "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", 8)]
+        req = [
+            "/hooks/slack?token=",
+            (_mixed(rng, ALNUM, 24), "secret"),
+            "&team=T0",
+            _r(rng, "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", 8),
+        ]
     else:
-        req = ["/download/report-", (f"2026-11-{rng.randrange(1, 29):02d}", "~date"), ".pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=", aws_id(rng), "%2F20261129%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=", (_r(rng, HEX, 64), "url_signature")]
-    tail: list[Frag] = [f' HTTP/1.1" {n_status(rng)} ', n_bytes(rng) if rng.random() < 0.3 else str(rng.randrange(100, 90000)), ' "']
+        req = [
+            "/download/report-",
+            (f"2026-11-{rng.randrange(1, 29):02d}", "~date"),
+            ".pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=",
+            aws_id(rng),
+            "%2F20261129%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=",
+            (_r(rng, HEX, 64), "url_signature"),
+        ]
+    tail: list[Frag] = [
+        f' HTTP/1.1" {n_status(rng)} ',
+        n_bytes(rng) if rng.random() < 0.3 else str(rng.randrange(100, 90000)),
+        ' "',
+    ]
     r = rng.randrange(3)
     ref: list[Frag]
     if r == 0:
@@ -282,15 +334,31 @@ def f_access_log(rng: random.Random) -> Sample:
         ref = [n_url(rng)]
     end: list[Frag] = [f'" "{n_ua(rng)}"']
     if rng.random() < 0.4:
-        end += [" rt=", f"{rng.random():.3f}", " uct=", f"{rng.random():.3f}", " upstream=", ipv4(rng), f":{n_port(rng)}"]
+        end += [
+            " rt=",
+            f"{rng.random():.3f}",
+            " uct=",
+            f"{rng.random():.3f}",
+            " upstream=",
+            ipv4(rng),
+            f":{n_port(rng)}",
+        ]
     return mk(*head, *req, *tail, *ref, *end)
 
 
 def f_apache_error(rng: random.Random) -> Sample:
     return mk(
-        "[", (f"Sun Nov 29 {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 6)} 2026", "~date"),
-        f"] [proxy:error] [pid {rng.randrange(1000, 99999)}:tid {rng.randrange(10**14, 10**15)}] [client ", ip(rng), f":{n_port(rng)}] AH01114: HTTP: failed to make connection to backend: ",
-        ipv4(rng), ", referer: https://shop.example.com/checkout?email=", (quote(p_email(rng), safe="@"), "email"),
+        "[",
+        (
+            f"Sun Nov 29 {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 6)} 2026",
+            "~date",
+        ),
+        f"] [proxy:error] [pid {rng.randrange(1000, 99999)}:tid {rng.randrange(10**14, 10**15)}] [client ",
+        ip(rng),
+        f":{n_port(rng)}] AH01114: HTTP: failed to make connection to backend: ",
+        ipv4(rng),
+        ", referer: https://shop.example.com/checkout?email=",
+        (quote(p_email(rng), safe="@"), "email"),
     )
 
 
@@ -298,29 +366,106 @@ def f_structlog(rng: random.Random) -> Sample:
     k = rng.randrange(5)
     base: list[Frag] = ['{"event": "']
     if k == 0:
-        body: list[Frag] = ['login failed", "user_email": "', email(rng), '", "password": "', (_jq(t_password(rng)), "password"), '", "attempt": 3']
+        body: list[Frag] = [
+            'login failed", "user_email": "',
+            email(rng),
+            '", "password": "',
+            (_jq(t_password(rng)), "password"),
+            '", "attempt": 3',
+        ]
     elif k == 1:
-        body = ['calling upstream", "url": "', n_url(rng), '", "headers": {"Authorization": "Bearer ', any_secret(rng), '", "Accept": "application/json"}']
+        body = [
+            'calling upstream", "url": "',
+            n_url(rng),
+            '", "headers": {"Authorization": "Bearer ',
+            any_secret(rng),
+            '", "Accept": "application/json"}',
+        ]
     elif k == 2:
-        body = ['payment captured", "card": "', card(rng), '", "amount_cents": ', str(rng.randrange(100, 99999)), ', "order_id": "', n_luhn_bad(rng), '"']
+        body = [
+            'payment captured", "card": "',
+            card(rng),
+            '", "amount_cents": ',
+            str(rng.randrange(100, 99999)),
+            ', "order_id": "',
+            n_luhn_bad(rng),
+            '"',
+        ]
     elif k == 3:
-        body = ['profile updated", "changes": {"phone": ["', phone(rng), '", "', phone(rng), '"], "ssn": "', ssn(rng), '"}']
+        body = [
+            'profile updated", "changes": {"phone": ["',
+            phone(rng),
+            '", "',
+            phone(rng),
+            '"], "ssn": "',
+            ssn(rng),
+            '"}',
+        ]
     else:
-        body = ['settings loaded", "config": {"database_url": "postgresql://app:', (v_url_password(rng), "password"), '@', rng.choice(["db", "pg-0.pg.svc"]), ':5432/app", "secret_key": "', secret(rng), '", "debug": false}']
-    tail: list[Frag] = [', "logger": "app.auth", "level": "', rng.choice(["info", "warning", "error"]), '", "timestamp": "', n_ts(rng), '", "request_id": "', n_uuid(rng), '"}']
+        body = [
+            'settings loaded", "config": {"database_url": "postgresql://app:',
+            (v_url_password(rng), "password"),
+            "@",
+            rng.choice(["db", "pg-0.pg.svc"]),
+            ':5432/app", "secret_key": "',
+            secret(rng),
+            '", "debug": false}',
+        ]
+    tail: list[Frag] = [
+        ', "logger": "app.auth", "level": "',
+        rng.choice(["info", "warning", "error"]),
+        '", "timestamp": "',
+        n_ts(rng),
+        '", "request_id": "',
+        n_uuid(rng),
+        '"}',
+    ]
     return mk(*base, *body, *tail)
 
 
 def f_pino(rng: random.Random) -> Sample:
     host = n_pod(rng)
-    head: list[Frag] = ['{"level":', rng.choice(["30", "40", "50"]), ',"time":', (str(1764300000000 + rng.randrange(10**9)), "~date"), f',"pid":{rng.randrange(1, 65000)},"hostname":"', host, '",']
+    head: list[Frag] = [
+        '{"level":',
+        rng.choice(["30", "40", "50"]),
+        ',"time":',
+        (str(1764300000000 + rng.randrange(10**9)), "~date"),
+        f',"pid":{rng.randrange(1, 65000)},"hostname":"',
+        host,
+        '",',
+    ]
     k = rng.randrange(4)
     if k == 0:
-        body: list[Frag] = ['"req":{"id":', str(rng.randrange(1, 9999)), ',"method":"POST","url":"/api/login","headers":{"host":"api.example.com","authorization":"Bearer ', jwt(rng), '","cookie":"sid=', (v_cookie(rng), "cookie"), '"},"remoteAddress":"', ip(rng), '","remotePort":', n_port(rng), '},"msg":"request completed","responseTime":', str(rng.randrange(1, 900))]
+        body: list[Frag] = [
+            '"req":{"id":',
+            str(rng.randrange(1, 9999)),
+            ',"method":"POST","url":"/api/login","headers":{"host":"api.example.com","authorization":"Bearer ',
+            jwt(rng),
+            '","cookie":"sid=',
+            (v_cookie(rng), "cookie"),
+            '"},"remoteAddress":"',
+            ip(rng),
+            '","remotePort":',
+            n_port(rng),
+            '},"msg":"request completed","responseTime":',
+            str(rng.randrange(1, 900)),
+        ]
     elif k == 1:
-        body = ['"req":{"method":"GET","url":"/v1/items","headers":{"x-api-key":"', any_secret(rng), '","user-agent":"', n_ua(rng), '"}},"res":{"statusCode":', n_status(rng), '},"msg":"request completed"']
+        body = [
+            '"req":{"method":"GET","url":"/v1/items","headers":{"x-api-key":"',
+            any_secret(rng),
+            '","user-agent":"',
+            n_ua(rng),
+            '"}},"res":{"statusCode":',
+            n_status(rng),
+            '},"msg":"request completed"',
+        ]
     elif k == 2:
-        body = ['"err":{"type":"Error","message":"getaddrinfo ENOTFOUND cache","stack":"Error: getaddrinfo ENOTFOUND cache\\n    at GetAddrInfoReqWrap.onlookup (node:dns:109:26)"},"msg":"redis url redis://default:', (v_url_password(rng), "password"), '@cache:6379/0 unreachable"']
+        body = [
+            '"err":{"type":"Error","message":"getaddrinfo ENOTFOUND cache","stack":"Error: getaddrinfo ENOTFOUND cache\\n    at GetAddrInfoReqWrap.onlookup (node:dns:109:26)"},"msg":"redis url redis://default:',
+            (v_url_password(rng), "password"),
+            '@cache:6379/0 unreachable"',
+        ]
     else:
         body = ['"user":{"id":"', n_uuid(rng), '","email":"', email(rng), '","ip":"', ip(rng), '"},"msg":"signup"']
     return mk(*head, *body, "}")
@@ -331,14 +476,54 @@ def f_zap(rng: random.Random) -> Sample:
         k = rng.randrange(3)
         body: list[Frag]
         if k == 0:
-            body = ['"msg":"connecting","dsn":"postgres://', rng.choice(["app", "svc_ro"]), ":", (v_url_password(rng), "password"), '@db.internal:5432/orders?sslmode=require"']
+            body = [
+                '"msg":"connecting","dsn":"postgres://',
+                rng.choice(["app", "svc_ro"]),
+                ":",
+                (v_url_password(rng), "password"),
+                '@db.internal:5432/orders?sslmode=require"',
+            ]
         elif k == 1:
             body = ['"msg":"token refreshed","access_token":"', any_secret(rng), '","expires_in":3600']
         else:
-            body = ['"msg":"peer connected","peer":"', ip(rng), '","bytes":', str(rng.randrange(10**6)), ',"image":"', n_digest(rng), '"']
-        return mk('{"level":"', rng.choice(["info", "debug", "error"]), '","ts":', (f"{1764300000 + rng.randrange(10**6)}.{_r(rng, DIGITS, 7)}", "~date"), ',"caller":"server/handler.go:', str(rng.randrange(10, 999)), '",', *body, ',"trace_id":"', n_trace(rng), '","span_id":"', n_span(rng), '"}')
+            body = [
+                '"msg":"peer connected","peer":"',
+                ip(rng),
+                '","bytes":',
+                str(rng.randrange(10**6)),
+                ',"image":"',
+                n_digest(rng),
+                '"',
+            ]
+        return mk(
+            '{"level":"',
+            rng.choice(["info", "debug", "error"]),
+            '","ts":',
+            (f"{1764300000 + rng.randrange(10**6)}.{_r(rng, DIGITS, 7)}", "~date"),
+            ',"caller":"server/handler.go:',
+            str(rng.randrange(10, 999)),
+            '",',
+            *body,
+            ',"trace_id":"',
+            n_trace(rng),
+            '","span_id":"',
+            n_span(rng),
+            '"}',
+        )
     # development console encoder: tab separated, fields as JSON
-    return mk(n_ts(rng), "\tERROR\tgrpc/auth.go:", str(rng.randrange(10, 400)), "\tauthentication failed\t", '{"client_ip": "', ip(rng), '", "api_key": "', any_secret(rng), '", "latency": "', n_duration(rng), '"}')
+    return mk(
+        n_ts(rng),
+        "\tERROR\tgrpc/auth.go:",
+        str(rng.randrange(10, 400)),
+        "\tauthentication failed\t",
+        '{"client_ip": "',
+        ip(rng),
+        '", "api_key": "',
+        any_secret(rng),
+        '", "latency": "',
+        n_duration(rng),
+        '"}',
+    )
 
 
 def f_logrus(rng: random.Random) -> Sample:
@@ -347,9 +532,23 @@ def f_logrus(rng: random.Random) -> Sample:
     if k == 0:
         return mk(*head, 'msg="auth failed" api_key=', any_secret(rng), " user=", email(rng), " remote=", ip(rng))
     if k == 1:
-        return mk(*head, 'msg="db connect" password=', bare_password(rng), " host=db.internal port=5432 took=", n_duration(rng))
+        return mk(
+            *head,
+            'msg="db connect" password=',
+            bare_password(rng),
+            " host=db.internal port=5432 took=",
+            n_duration(rng),
+        )
     if k == 2:
-        return mk(*head, 'msg="webhook delivered" url="https://hooks.example.net/', _r(rng, LOWER, 6), '" status=200 id=', n_uuid(rng), " bytes=", n_bytes(rng))
+        return mk(
+            *head,
+            'msg="webhook delivered" url="https://hooks.example.net/',
+            _r(rng, LOWER, 6),
+            '" status=200 id=',
+            n_uuid(rng),
+            " bytes=",
+            n_bytes(rng),
+        )
     return mk(*head, 'msg="customer updated" phone="', phone(rng), '" iban="', iban(rng), '" order=', n_luhn_bad(rng))
 
 
@@ -357,36 +556,146 @@ def f_serilog(rng: random.Random) -> Sample:
     if rng.random() < 0.6:
         k = rng.randrange(3)
         if k == 0:
-            return mk('{"@t":"', n_ts(rng), '","@mt":"User {Email} signed in from {ClientIp}","@l":"Information","Email":"', email(rng), '","ClientIp":"', ip(rng), '","SourceContext":"Acme.Web.AccountController","RequestId":"', (f"0HN{_r(rng, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', 9)}:0000000{rng.randrange(1, 9)}", "~request_id"), '"}')
+            return mk(
+                '{"@t":"',
+                n_ts(rng),
+                '","@mt":"User {Email} signed in from {ClientIp}","@l":"Information","Email":"',
+                email(rng),
+                '","ClientIp":"',
+                ip(rng),
+                '","SourceContext":"Acme.Web.AccountController","RequestId":"',
+                (
+                    f"0HN{_r(rng, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', 9)}:0000000{rng.randrange(1, 9)}",
+                    "~request_id",
+                ),
+                '"}',
+            )
         if k == 1:
-            return mk('{"@t":"', n_ts(rng), '","@mt":"Opening {ConnectionString}","ConnectionString":"Server=tcp:acme.database.windows.net,1433;Initial Catalog=orders;User ID=app;Password=', bare_password(rng), ';Encrypt=True;"}')
-        return mk('{"@t":"', n_ts(rng), '","@mt":"Charged {Card} for {Amount}","@l":"Warning","Card":"', card(rng), '","Amount":', str(rng.randrange(1, 9999)), ',"TraceId":"', n_trace(rng), '","SpanId":"', n_span(rng), '"}')
-    return mk("[", (f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}", "~date"), " ERR] Login for ", email(rng), " failed; ApiKey=", any_secret(rng), " (elapsed ", n_duration(rng), ")")
+            return mk(
+                '{"@t":"',
+                n_ts(rng),
+                '","@mt":"Opening {ConnectionString}","ConnectionString":"Server=tcp:acme.database.windows.net,1433;Initial Catalog=orders;User ID=app;Password=',
+                bare_password(rng),
+                ';Encrypt=True;"}',
+            )
+        return mk(
+            '{"@t":"',
+            n_ts(rng),
+            '","@mt":"Charged {Card} for {Amount}","@l":"Warning","Card":"',
+            card(rng),
+            '","Amount":',
+            str(rng.randrange(1, 9999)),
+            ',"TraceId":"',
+            n_trace(rng),
+            '","SpanId":"',
+            n_span(rng),
+            '"}',
+        )
+    return mk(
+        "[",
+        (f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}", "~date"),
+        " ERR] Login for ",
+        email(rng),
+        " failed; ApiKey=",
+        any_secret(rng),
+        " (elapsed ",
+        n_duration(rng),
+        ")",
+    )
 
 
 def f_logstash(rng: random.Random) -> Sample:
-    return mk('{"@timestamp":"', n_ts(rng), '","@version":"1","message":"', rng.choice(["order placed by ", "password reset requested by "]), email(rng), '","host":{"name":"', n_pod(rng), '","ip":["', ipv4(rng), '","', ipv6(rng), '"]},"fields":{"auth_token":"', secret(rng), '","build":"', n_sha(rng), '"},"tags":["_grokparsefailure"]}')
+    return mk(
+        '{"@timestamp":"',
+        n_ts(rng),
+        '","@version":"1","message":"',
+        rng.choice(["order placed by ", "password reset requested by "]),
+        email(rng),
+        '","host":{"name":"',
+        n_pod(rng),
+        '","ip":["',
+        ipv4(rng),
+        '","',
+        ipv6(rng),
+        '"]},"fields":{"auth_token":"',
+        secret(rng),
+        '","build":"',
+        n_sha(rng),
+        '"},"tags":["_grokparsefailure"]}',
+    )
 
 
 def f_syslog(rng: random.Random) -> Sample:
     pri = rng.choice(["<34>1", "<165>1", "<86>1", "<13>1"])
     k = rng.randrange(4)
-    head: list[Frag] = [pri, " ", n_ts(rng), " ", rng.choice(["web-01.example.com", "bastion", "mymachine.example.com"]), " "]
+    head: list[Frag] = [
+        pri,
+        " ",
+        n_ts(rng),
+        " ",
+        rng.choice(["web-01.example.com", "bastion", "mymachine.example.com"]),
+        " ",
+    ]
     if k == 0:
-        return mk(*head, f"sshd {rng.randrange(100, 65000)} - - Accepted publickey for deploy from ", ip(rng), f" port {n_port(rng)} ssh2: ED25519 ", n_fingerprint(rng))
+        return mk(
+            *head,
+            f"sshd {rng.randrange(100, 65000)} - - Accepted publickey for deploy from ",
+            ip(rng),
+            f" port {n_port(rng)} ssh2: ED25519 ",
+            n_fingerprint(rng),
+        )
     if k == 1:
-        return mk(*head, f'app {rng.randrange(100, 65000)} ID47 [exampleSDID@32473 iut="3" eventSource="Application" user="', email(rng), '" password="', (_jq(t_password(rng)).replace("]", "").replace('"', ""), "password"), '"] login attempt from ', ip(rng))
+        return mk(
+            *head,
+            f'app {rng.randrange(100, 65000)} ID47 [exampleSDID@32473 iut="3" eventSource="Application" user="',
+            email(rng),
+            '" password="',
+            (_jq(t_password(rng)).replace("]", "").replace('"', ""), "password"),
+            '"] login attempt from ',
+            ip(rng),
+        )
     if k == 2:
-        return mk(*head, f'billing {rng.randrange(100, 65000)} - [meta sequenceId="{rng.randrange(1, 10**6)}" traceId="', n_trace(rng), '"] refund to ', iban(rng), " ok, ref=", n_luhn_bad(rng))
-    return mk(*head, f"sudo - - - deploy : TTY=pts/0 ; PWD=/home/deploy ; USER=root ; COMMAND=/usr/bin/docker login -u ci -p ", bare_password(rng), " registry.example.com")
+        return mk(
+            *head,
+            f'billing {rng.randrange(100, 65000)} - [meta sequenceId="{rng.randrange(1, 10**6)}" traceId="',
+            n_trace(rng),
+            '"] refund to ',
+            iban(rng),
+            " ok, ref=",
+            n_luhn_bad(rng),
+        )
+    return mk(
+        *head,
+        "sudo - - - deploy : TTY=pts/0 ; PWD=/home/deploy ; USER=root ; COMMAND=/usr/bin/docker login -u ci -p ",
+        bare_password(rng),
+        " registry.example.com",
+    )
 
 
 def f_k8s(rng: random.Random) -> Sample:
     k = rng.randrange(8)
     if k == 0:
-        return mk(f"{rng.randrange(1, 59)}m  Warning  Failed  pod/", n_pod(rng), '  Failed to pull image "registry.example.com/api@', n_digest(rng), '": unauthorized: authentication required')
+        return mk(
+            f"{rng.randrange(1, 59)}m  Warning  Failed  pod/",
+            n_pod(rng),
+            '  Failed to pull image "registry.example.com/api@',
+            n_digest(rng),
+            '": unauthorized: authentication required',
+        )
     if k == 1:
-        return mk(f"{rng.randrange(1, 59)}s  Normal  Pulled  pod/", n_pod(rng), '  Successfully pulled image "ghcr.io/acme/api:', n_version(rng), '" in ', n_duration(rng), " (", n_duration(rng), " including waiting). Image size: ", (str(rng.randrange(10**7, 10**9)), "~bytes"), " bytes.")
+        return mk(
+            f"{rng.randrange(1, 59)}s  Normal  Pulled  pod/",
+            n_pod(rng),
+            '  Successfully pulled image "ghcr.io/acme/api:',
+            n_version(rng),
+            '" in ',
+            n_duration(rng),
+            " (",
+            n_duration(rng),
+            " including waiting). Image size: ",
+            (str(rng.randrange(10**7, 10**9)), "~bytes"),
+            " bytes.",
+        )
     if k == 2:
         key = rng.choice(["DB_PASSWORD", "POSTGRES_PASSWORD", "ADMIN_PASS", "SMTP_PASSWORD"])
         return mk(f"      {key}:".ljust(28), bare_password(rng))
@@ -394,7 +703,9 @@ def f_k8s(rng: random.Random) -> Sample:
         key = rng.choice(["API_TOKEN", "STRIPE_SECRET_KEY", "GITHUB_TOKEN", "OPENAI_API_KEY", "HF_TOKEN"])
         return mk(f"      {key}:".ljust(28), any_secret(rng))
     if k == 4:
-        return mk("      API_TOKEN:                 <set to the key 'token' in secret 'api-credentials'>  Optional: false")
+        return mk(
+            "      API_TOKEN:                 <set to the key 'token' in secret 'api-credentials'>  Optional: false"
+        )
     if k == 5:
         return mk("    Container ID:   containerd://", (_r(rng, HEX, 64), "~container_id"))
     if k == 6:
@@ -404,33 +715,121 @@ def f_k8s(rng: random.Random) -> Sample:
 
 def f_database(rng: random.Random) -> Sample:
     k = rng.randrange(7)
-    pg: list[Frag] = [(f"2026-11-{rng.randrange(1, 29):02d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 3)} UTC", "~date"), f" [{rng.randrange(100, 99999)}] "]
+    pg: list[Frag] = [
+        (
+            f"2026-11-{rng.randrange(1, 29):02d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 3)} UTC",
+            "~date",
+        ),
+        f" [{rng.randrange(100, 99999)}] ",
+    ]
     if k == 0:
         return mk(*pg, "app@orders LOG:  connection received: host=", ip(rng), f" port={n_port(rng)}")
     if k == 1:
-        return mk(*pg, "postgres@postgres LOG:  statement: ALTER ROLE app WITH LOGIN PASSWORD '", bare_password(rng), "' VALID UNTIL '2027-01-01'")
+        return mk(
+            *pg,
+            "postgres@postgres LOG:  statement: ALTER ROLE app WITH LOGIN PASSWORD '",
+            bare_password(rng),
+            "' VALID UNTIL '2027-01-01'",
+        )
     if k == 2:
-        return mk(*pg, "ERROR:  could not connect to server: dsn=host=db port=5432 user=app password=", bare_password(rng), " dbname=orders sslmode=require")
+        return mk(
+            *pg,
+            "ERROR:  could not connect to server: dsn=host=db port=5432 user=app password=",
+            bare_password(rng),
+            " dbname=orders sslmode=require",
+        )
     if k == 3:
-        return mk((f"2026-11-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 6)}Z", "~date"), f" {rng.randrange(1, 999)} [Warning] [MY-010055] [Server] IP address '", ipv4(rng), "' could not be resolved: Name or service not known")
+        return mk(
+            (
+                f"2026-11-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 6)}Z",
+                "~date",
+            ),
+            f" {rng.randrange(1, 999)} [Warning] [MY-010055] [Server] IP address '",
+            ipv4(rng),
+            "' could not be resolved: Name or service not known",
+        )
     if k == 4:
-        return mk("jdbc:mysql://mysql.internal:3306/shop?user=shop&password=", (quote(t_password(rng), safe="!*-._~"), "password"), "&useSSL=true")
+        return mk(
+            "jdbc:mysql://mysql.internal:3306/shop?user=shop&password=",
+            (quote(t_password(rng), safe="!*-._~"), "password"),
+            "&useSSL=true",
+        )
     if k == 5:
-        return mk("MongoServerSelectionError: connect to mongodb+srv://svc:", (v_url_password(rng), "password"), "@cluster0.", _r(rng, LOWER + DIGITS, 5), ".mongodb.net/prod?retryWrites=true timed out after ", n_duration(rng))
-    return mk(*pg, "LOG:  duration: ", n_duration(rng), "  execute <unnamed>: SELECT * FROM users WHERE email = '", email(rng), "' AND id = ", n_luhn_bad(rng))
+        return mk(
+            "MongoServerSelectionError: connect to mongodb+srv://svc:",
+            (v_url_password(rng), "password"),
+            "@cluster0.",
+            _r(rng, LOWER + DIGITS, 5),
+            ".mongodb.net/prod?retryWrites=true timed out after ",
+            n_duration(rng),
+        )
+    return mk(
+        *pg,
+        "LOG:  duration: ",
+        n_duration(rng),
+        "  execute <unnamed>: SELECT * FROM users WHERE email = '",
+        email(rng),
+        "' AND id = ",
+        n_luhn_bad(rng),
+    )
 
 
 def f_cloud_audit(rng: random.Random) -> Sample:
     if rng.random() < 0.55:
         k = rng.randrange(2)
-        ident: list[Frag] = ['{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"', (rng.choice(["AIDA", "AROA"]) + _r(rng, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 17), "~aws_unique_id"), '","arn":"arn:aws:iam::', n_account(rng), ':user/deploy","accountId":"', n_account(rng), '","accessKeyId":"', aws_id(rng), '"},"eventTime":"', (f"2026-11-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z", "~date"), '","eventSource":"sts.amazonaws.com","eventName":"GetSessionToken","sourceIPAddress":"', ip(rng), '","userAgent":"', n_ua(rng), '",']
+        ident: list[Frag] = [
+            '{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"',
+            (rng.choice(["AIDA", "AROA"]) + _r(rng, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 17), "~aws_unique_id"),
+            '","arn":"arn:aws:iam::',
+            n_account(rng),
+            ':user/deploy","accountId":"',
+            n_account(rng),
+            '","accessKeyId":"',
+            aws_id(rng),
+            '"},"eventTime":"',
+            (
+                f"2026-11-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z",
+                "~date",
+            ),
+            '","eventSource":"sts.amazonaws.com","eventName":"GetSessionToken","sourceIPAddress":"',
+            ip(rng),
+            '","userAgent":"',
+            n_ua(rng),
+            '",',
+        ]
         if k == 0:
-            body: list[Frag] = ['"responseElements":{"credentials":{"accessKeyId":"', aws_id(rng), '","secretAccessKey":"', aws_secret(rng), '","sessionToken":"', (base64.b64encode(rng.randbytes(rng.choice([120, 240]))).decode(), "secret"), '","expiration":"Nov 29, 2026, 11:00:00 PM"}},']
+            body: list[Frag] = [
+                '"responseElements":{"credentials":{"accessKeyId":"',
+                aws_id(rng),
+                '","secretAccessKey":"',
+                aws_secret(rng),
+                '","sessionToken":"',
+                (base64.b64encode(rng.randbytes(rng.choice([120, 240]))).decode(), "secret"),
+                '","expiration":"Nov 29, 2026, 11:00:00 PM"}},',
+            ]
         else:
-            body = ['"requestParameters":{"bucketName":"acme-logs","key":"exports/', n_uuid(rng), '.csv"},"responseElements":null,']
+            body = [
+                '"requestParameters":{"bucketName":"acme-logs","key":"exports/',
+                n_uuid(rng),
+                '.csv"},"responseElements":null,',
+            ]
         return mk(*ident, *body, '"requestID":"', n_uuid(rng), '","eventID":"', n_uuid(rng), '"}')
     sa = f"{rng.choice(['deployer', 'ci-runner', 'etl'])}@{rng.choice(['acme-prod', 'shop-staging-4471'])}.iam.gserviceaccount.com"
-    return mk('{"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","authenticationInfo":{"principalEmail":"', email(rng), '","serviceAccountDelegationInfo":[{"firstPartyPrincipal":{"principalEmail":"', (sa, "email"), '"}}]},"requestMetadata":{"callerIp":"', ip(rng), '","callerSuppliedUserAgent":"google-cloud-sdk gcloud/502.0.0"},"methodName":"google.iam.admin.v1.CreateServiceAccountKey"},"insertId":"', (_r(rng, LOWER + DIGITS, 12), "~insert_id"), '","timestamp":"', n_ts(rng), '","receiveTimestamp":"', n_ts(rng), '"}')
+    return mk(
+        '{"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","authenticationInfo":{"principalEmail":"',
+        email(rng),
+        '","serviceAccountDelegationInfo":[{"firstPartyPrincipal":{"principalEmail":"',
+        (sa, "email"),
+        '"}}]},"requestMetadata":{"callerIp":"',
+        ip(rng),
+        '","callerSuppliedUserAgent":"google-cloud-sdk gcloud/502.0.0"},"methodName":"google.iam.admin.v1.CreateServiceAccountKey"},"insertId":"',
+        (_r(rng, LOWER + DIGITS, 12), "~insert_id"),
+        '","timestamp":"',
+        n_ts(rng),
+        '","receiveTimestamp":"',
+        n_ts(rng),
+        '"}',
+    )
 
 
 def f_curl(rng: random.Random) -> Sample:
@@ -438,9 +837,12 @@ def f_curl(rng: random.Random) -> Sample:
     if k == 0:
         return mk("*   Trying ", ipv4(rng), f":{rng.choice(['443', '80', '8443'])}...")
     if k == 1:
-        return mk("* Connected to api.example.com (", ip(rng), f") port 443 (#0)")
+        return mk("* Connected to api.example.com (", ip(rng), ") port 443 (#0)")
     if k == 2:
-        return mk(rng.choice(["> authorization: Bearer ", "> Authorization: Bearer ", "> AUTHORIZATION: bearer "]), any_secret(rng))
+        return mk(
+            rng.choice(["> authorization: Bearer ", "> Authorization: Bearer ", "> AUTHORIZATION: bearer "]),
+            any_secret(rng),
+        )
     if k == 3:
         user, pw = rng.choice(["ci", "admin", "jane"]), t_password(rng, quoted=False)
         b = base64.b64encode(f"{user}:{pw}".encode()).decode()
@@ -448,38 +850,77 @@ def f_curl(rng: random.Random) -> Sample:
     if k == 4:
         return mk(rng.choice(["> X-Api-Key: ", "> x-api-key: ", "> X-API-KEY: ", "> x-auth-token: "]), any_secret(rng))
     if k == 5:
-        return mk("< set-cookie: __Host-session=", (v_cookie(rng), "cookie"), "; Path=/; Secure; HttpOnly; SameSite=Lax")
+        return mk(
+            "< set-cookie: __Host-session=", (v_cookie(rng), "cookie"), "; Path=/; Secure; HttpOnly; SameSite=Lax"
+        )
     if k == 6:
         return mk("< x-request-id: ", n_uuid(rng), "\r")
-    return mk("< date: ", (f"Sun, {rng.randrange(1, 29):02d} Nov 2026 {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} GMT", "~date"))
+    return mk(
+        "< date: ",
+        (
+            f"Sun, {rng.randrange(1, 29):02d} Nov 2026 {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} GMT",
+            "~date",
+        ),
+    )
 
 
 def f_headers(rng: random.Random) -> Sample:
     """Header dumps as frameworks print them: dict reprs, `Name: value` lists, mixed case."""
     k = rng.randrange(4)
     if k == 0:
-        return mk("request headers: {'host': 'api.example.com', 'authorization': 'Bearer ", any_secret(rng), "', 'x-forwarded-for': '", ip(rng), "', 'x-request-id': '", n_uuid(rng), "'}")
+        return mk(
+            "request headers: {'host': 'api.example.com', 'authorization': 'Bearer ",
+            any_secret(rng),
+            "', 'x-forwarded-for': '",
+            ip(rng),
+            "', 'x-request-id': '",
+            n_uuid(rng),
+            "'}",
+        )
     if k == 1:
-        return mk("Headers: Cookie: _ga=", ("GA1.2." + str(rng.randrange(10**9, 10**10)) + "." + str(rng.randrange(1700000000, 1770000000)), "cookie"), "; session=", (v_cookie(rng), "cookie"))
+        return mk(
+            "Headers: Cookie: _ga=",
+            ("GA1.2." + str(rng.randrange(10**9, 10**10)) + "." + str(rng.randrange(1700000000, 1770000000)), "cookie"),
+            "; session=",
+            (v_cookie(rng), "cookie"),
+        )
     if k == 2:
-        return mk('headers=map[Accept:[*/*] Authorization:[Bearer ', jwt(rng), '] X-Forwarded-For:[', ipv4(rng), ']]')
-    return mk("X-Api-Key=", any_secret(rng), " X-Trace-Id=", n_trace(rng), " Content-Length=", str(rng.randrange(10, 9999)))
+        return mk("headers=map[Accept:[*/*] Authorization:[Bearer ", jwt(rng), "] X-Forwarded-For:[", ipv4(rng), "]]")
+    return mk(
+        "X-Api-Key=", any_secret(rng), " X-Trace-Id=", n_trace(rng), " Content-Length=", str(rng.randrange(10, 9999))
+    )
 
 
 def f_py_locals(rng: random.Random) -> Sample:
     k = rng.randrange(7)
     if k == 0:
-        return mk('  File "/srv/app/.venv/lib/python3.12/site-packages/psycopg/connection.py", line ', str(rng.randrange(10, 999)), ", in connect")
+        return mk(
+            '  File "/srv/app/.venv/lib/python3.12/site-packages/psycopg/connection.py", line ',
+            str(rng.randrange(10, 999)),
+            ", in connect",
+        )
     if k == 1:
         return mk("    password   = '", password(rng), "'")
     if k == 2:
         return mk("    api_key    = '", any_secret(rng), "'")
     if k == 3:
-        return mk("    user       = {'id': ", str(rng.randrange(1, 10**6)), ", 'email': '", email(rng), "', 'phone': '", phone(rng), "'}")
+        return mk(
+            "    user       = {'id': ",
+            str(rng.randrange(1, 10**6)),
+            ", 'email': '",
+            email(rng),
+            "', 'phone': '",
+            phone(rng),
+            "'}",
+        )
     if k == 4:
         return mk("    self       = <app.clients.PaymentClient object at ", n_memaddr(rng), ">")
     if k == 5:
-        return mk("psycopg.OperationalError: connection failed: FATAL:  password authentication failed for user \"app\" (dsn='postgresql://app:", (v_url_password(rng), "password"), "@db:5432/app')")
+        return mk(
+            'psycopg.OperationalError: connection failed: FATAL:  password authentication failed for user "app" (dsn=\'postgresql://app:',
+            (v_url_password(rng), "password"),
+            "@db:5432/app')",
+        )
     return mk("    headers    = {'Authorization': 'Token ", secret(rng), "', 'X-Request-Id': '", n_uuid(rng), "'}")
 
 
@@ -488,14 +929,31 @@ def f_java(rng: random.Random) -> Sample:
     if k == 0:
         return mk("java.sql.SQLException: Access denied for user 'shop'@'", ipv4(rng), "' (using password: YES)")
     if k == 1:
-        return mk("Caused by: org.springframework.boot.context.properties.bind.BindException: Failed to bind properties under 'spring.datasource.password' to java.lang.String: Property: spring.datasource.password Value: \"", (t_password(rng).replace('"', ""), "password"), '" Origin: System Environment Property "SPRING_DATASOURCE_PASSWORD"')
+        return mk(
+            "Caused by: org.springframework.boot.context.properties.bind.BindException: Failed to bind properties under 'spring.datasource.password' to java.lang.String: Property: spring.datasource.password Value: \"",
+            (t_password(rng).replace('"', ""), "password"),
+            '" Origin: System Environment Property "SPRING_DATASOURCE_PASSWORD"',
+        )
     if k == 2:
-        return mk("com.stripe.exception.AuthenticationException: Invalid API Key provided: ", ("sk_live_" + "*" * 20 + _r(rng, ALNUM, 4), "~masked"), "; code: api_key_invalid; request-id: req_", (_r(rng, ALNUM, 14), "~request_id"))
+        return mk(
+            "com.stripe.exception.AuthenticationException: Invalid API Key provided: ",
+            ("sk_live_" + "*" * 20 + _r(rng, ALNUM, 4), "~masked"),
+            "; code: api_key_invalid; request-id: req_",
+            (_r(rng, ALNUM, 14), "~request_id"),
+        )
     if k == 3:
         return mk("java.lang.IllegalArgumentException: invalid IBAN ", iban(rng), " for customer ", n_uuid(rng))
     if k == 4:
-        return mk("\tat com.acme.billing.CardService.charge(CardService.java:", str(rng.randrange(10, 999)), ") ~[billing-", n_version(rng), ".jar:na]")
-    return mk("javax.mail.AuthenticationFailedException: 535 5.7.8 credentials rejected for ", email(rng), " from ", ip(rng))
+        return mk(
+            "\tat com.acme.billing.CardService.charge(CardService.java:",
+            str(rng.randrange(10, 999)),
+            ") ~[billing-",
+            n_version(rng),
+            ".jar:na]",
+        )
+    return mk(
+        "javax.mail.AuthenticationFailedException: 535 5.7.8 credentials rejected for ", email(rng), " from ", ip(rng)
+    )
 
 
 def f_config(rng: random.Random) -> Sample:
@@ -507,17 +965,31 @@ def f_config(rng: random.Random) -> Sample:
     if k == 2:
         return mk("export AWS_ACCESS_KEY_ID=", aws_id(rng))
     if k == 3:
-        return mk("docker run -d -e POSTGRES_PASSWORD=", bare_password(rng), " -e API_KEY=", any_secret(rng), " -p 5432:5432 postgres@", n_digest(rng))
+        return mk(
+            "docker run -d -e POSTGRES_PASSWORD=",
+            bare_password(rng),
+            " -e API_KEY=",
+            any_secret(rng),
+            " -p 5432:5432 postgres@",
+            n_digest(rng),
+        )
     if k == 4:
-        return mk("  password: \"", (t_password(rng).replace('"', "").replace("\\", ""), "password"), "\"")
+        return mk('  password: "', (t_password(rng).replace('"', "").replace("\\", ""), "password"), '"')
     if k == 5:
         return mk("  client_secret: ", secret(rng))
     if k == 6:
-        return mk("api_key = \"", any_secret(rng), "\"")
+        return mk('api_key = "', any_secret(rng), '"')
     if k == 7:
         return mk("password = ", bare_password(rng))
     if k == 8:
-        return mk("SENTRY_DSN=https://", (_r(rng, HEX, 32), "secret"), "@o", str(rng.randrange(10**5, 10**6)), ".ingest.sentry.io/", str(rng.randrange(10**6, 10**7)))
+        return mk(
+            "SENTRY_DSN=https://",
+            (_r(rng, HEX, 32), "secret"),
+            "@o",
+            str(rng.randrange(10**5, 10**6)),
+            ".ingest.sentry.io/",
+            str(rng.randrange(10**6, 10**7)),
+        )
     if k == 9:
         return mk("image: ghcr.io/acme/api:", n_version(rng), "  # digest ", n_digest(rng))
     if k == 10:
@@ -527,8 +999,34 @@ def f_config(rng: random.Random) -> Sample:
 
 def f_csv(rng: random.Random) -> Sample:
     if rng.random() < 0.7:
-        return mk(str(rng.randrange(1, 10**6)), ",", rng.choice(["Jane Doe", "Wei Zhang", "Olga Ivanova"]), ",", email(rng), ",", (p_phone_nanp(rng).replace(",", ""), "phone"), ",", card(rng), ",", n_ts(rng), ",", n_luhn_bad(rng))
-    return mk('"', n_uuid(rng), '","', ssn(rng), '","', iban(rng), '","', ipv4(rng), '","', (f"{rng.randrange(1, 999)}.{rng.randrange(100):02d}", "~amount"), '"')
+        return mk(
+            str(rng.randrange(1, 10**6)),
+            ",",
+            rng.choice(["Jane Doe", "Wei Zhang", "Olga Ivanova"]),
+            ",",
+            email(rng),
+            ",",
+            (p_phone_nanp(rng).replace(",", ""), "phone"),
+            ",",
+            card(rng),
+            ",",
+            n_ts(rng),
+            ",",
+            n_luhn_bad(rng),
+        )
+    return mk(
+        '"',
+        n_uuid(rng),
+        '","',
+        ssn(rng),
+        '","',
+        iban(rng),
+        '","',
+        ipv4(rng),
+        '","',
+        (f"{rng.randrange(1, 999)}.{rng.randrange(100):02d}", "~amount"),
+        '"',
+    )
 
 
 def f_quoting(rng: random.Random) -> Sample:
@@ -542,7 +1040,13 @@ def f_quoting(rng: random.Random) -> Sample:
         pw = json.loads(body)["password"]
         esc = json.dumps(body)[1:-1]
         at = esc.index(_jq(_jq(pw)))
-        return mk('{"msg":"upstream body","body":"', esc[:at], (_jq(_jq(pw)), "password"), esc[at + len(_jq(_jq(pw))) :], '","status":401}')
+        return mk(
+            '{"msg":"upstream body","body":"',
+            esc[:at],
+            (_jq(_jq(pw)), "password"),
+            esc[at + len(_jq(_jq(pw))) :],
+            '","status":401}',
+        )
     if k == 3:
         body = json.dumps({"user": "ci", "password": t_password(rng), "host": "db"}).encode()
         return mk("X-Config: ", (base64.b64encode(body).decode(), "password"))
@@ -550,7 +1054,7 @@ def f_quoting(rng: random.Random) -> Sample:
         return mk("password: `", (t_password(rng).replace("`", ""), "password"), "`")
     if k == 5:
         return mk("msg='auth' token='", any_secret(rng), "' trace='", n_trace(rng), "'")
-    return mk("{\\\"email\\\":\\\"", email(rng), "\\\",\\\"ip\\\":\\\"", ipv4(rng), "\\\"}")
+    return mk('{\\"email\\":\\"', email(rng), '\\",\\"ip\\":\\"', ipv4(rng), '\\"}')
 
 
 def f_foreign(rng: random.Random) -> Sample:
@@ -558,7 +1062,9 @@ def f_foreign(rng: random.Random) -> Sample:
     if k == 0:
         return mk("Benutzer ", email(rng), " hat sich angemeldet, Passwort: ", bare_password(rng))
     if k == 1:
-        return mk("用户 ", email(rng), " 登录失败，手机号 ", (p_phone_intl(rng), "phone"), "，密码=", bare_password(rng))
+        return mk(
+            "用户 ", email(rng), " 登录失败，手机号 ", (p_phone_intl(rng), "phone"), "，密码=", bare_password(rng)
+        )
     if k == 2:
         return mk("Échec de connexion pour ", email(rng), " depuis ", ip(rng), " : mot de passe=", bare_password(rng))
     if k == 3:
@@ -571,16 +1077,41 @@ def f_foreign(rng: random.Random) -> Sample:
 def f_pem(rng: random.Random) -> Sample:
     kind = rng.choice(PEM_KINDS)
     body = "\\n".join(pem_body(rng))
-    return mk('{"level":"debug","msg":"loaded key","key":"-----BEGIN ', kind, "-----\\n", (body, "private_key"), "\\n-----END ", kind, '-----\\n","kid":"', n_span(rng), '"}')
+    return mk(
+        '{"level":"debug","msg":"loaded key","key":"-----BEGIN ',
+        kind,
+        "-----\\n",
+        (body, "private_key"),
+        "\\n-----END ",
+        kind,
+        '-----\\n","kid":"',
+        n_span(rng),
+        '"}',
+    )
 
 
 def f_negative(rng: random.Random) -> Sample:
     """Look-alike-only lines in the same formats."""
     k = rng.randrange(8)
     if k == 0:
-        return mk('{"level":"info","msg":"deploy finished","commit":"', n_sha(rng), '","image":"', n_digest(rng), '","version":"', n_version(rng), '","took":"', n_duration(rng), '","pod":"', n_pod(rng), '"}')
+        return mk(
+            '{"level":"info","msg":"deploy finished","commit":"',
+            n_sha(rng),
+            '","image":"',
+            n_digest(rng),
+            '","version":"',
+            n_version(rng),
+            '","took":"',
+            n_duration(rng),
+            '","pod":"',
+            n_pod(rng),
+            '"}',
+        )
     if k == 1:
-        return mk("127.0.0.1 - - [29/Nov/2026:10:00:00 +0000] \"GET /healthz HTTP/1.1\" 200 2 \"-\" \"kube-probe/1.31\" request_id=", n_uuid(rng))
+        return mk(
+            '127.0.0.1 - - [29/Nov/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.31" request_id=',
+            n_uuid(rng),
+        )
     if k == 2:
         return mk(n_date(rng), " INFO wrote ", n_bytes(rng), " to ", n_path(rng), " in ", n_duration(rng))
     if k == 3:

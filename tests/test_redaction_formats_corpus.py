@@ -102,7 +102,10 @@ def test_formats_prefilter_backends_agree(backend: str) -> None:
 # Leftovers pinned one by one: (line, what must go, what must stay)
 PINNED = [
     # a 19-digit grouped number whose first 16 digits pass Luhn is not a card (the whole run is the number)
-    ("ref 4539 1488 0343 6467 123 booked", [], ["4539 1488 0343 6467 123"]),
+    ("ref 4539 1488 0343 6467 124 booked", [], ["4539 1488 0343 6467 124"]),
+    ("ref 4539-1488-0343-6467-124 booked", [], ["4539-1488-0343-6467-124"]),
+    # ...while a 16-digit card followed by a short separate number is still the card
+    ("card 4539 1488 0343 6467 12 items", ["4539 1488 0343 6467"], []),
     # zero-padded dotted quads are IPv4 (inet_aton and many loggers print them; see docs/logging.md)
     ("client=010.001.002.003 refused", ["010.001.002.003"], []),
 ]

@@ -39,6 +39,9 @@ def _digits(s: str) -> str:
 _WORD_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
+_ID_KEY_BEFORE = re.compile(r"(?:id|account|acct|number|no|ref)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?$", re.IGNORECASE)
+
+
 def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
     start = span[0]
@@ -50,9 +53,16 @@ def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
         # (1.4 -> 5.2 us per line holding a long number, measured)
     if value.startswith("00") and start >= 1 and text[start - 1] == ":":
         return None  # `arn:aws:iam::009238840501:role/x`: an account id, not `00` + a country code
+    if value.startswith("00") and value.isdigit() and _ID_KEY_BEFORE.search(text, max(0, start - 24), start):
+        return None  # `"accountId":"005026290701"`: a zero-padded id, not `00` + a country code
     digits = _digits(value.replace("(0)", ""))
     low, high = (10, 15) if value.startswith("00") else (8, 15)
     return span if low <= len(digits) <= high else None
+
+
+def _confirm_phone_encoded(text: str, m: re.Match[str], span: Span) -> Span | None:
+    digits = _digits(text[span[0] : span[1]].lower().replace("%20", " ").replace("%2b", "+"))
+    return span if 8 <= len(digits) <= 15 else None
 
 
 def _continues_grouped_id(text: str, start: int) -> bool:
@@ -80,13 +90,15 @@ def _confirm_card(text: str, m: re.Match[str], span: Span) -> Span | None:
     if value.isdigit() and _COUNTER_KEY.search(text, max(0, start - 16), start):
         return None
     # A grouped number may have taken one more short group (`4111 1111 1111 1111 12 items`): drop trailing
-    # groups until the digits fit an issuer's length, as long as at least 13 digits remain.
+    # groups until the digits fit an issuer's length, as long as at least 13 digits remain. Not a 3-digit
+    # group after 4-4-4-4: that is the 19-digit layout (UnionPay, Maestro), one number whose Luhn check
+    # failed; its first 16 digits pass Luhn one time in ten and are no card of their own.
     while True:
         digits = _digits(value)
         if v.card_iin_ok(digits) and v.luhn_ok(digits):
             return (start, start + len(value))
         cut = max(value.rfind(" "), value.rfind("-"))
-        if cut < 0 or len(digits) <= 13:
+        if cut < 0 or len(digits) <= 13 or (len(digits) == 19 and len(value) - cut - 1 == 3):
             return None
         value = value[:cut]
 
@@ -200,6 +212,8 @@ def _after_product_token(text: str, start: int) -> bool:
         i -= 1
     if i == start - 1 or not text[i].isalpha():
         return False
+    if any(c.isdigit() or c == "." for c in text[i : start - 1]):
+        return False  # a host name (`worker-3/10.0.1.23`, kubectl's `Node: ip-10-0-1-23.ec2.internal/10.0.1.23`)
     return i == 0 or text[i - 1] in " \t(\"'[;,"
 
 
@@ -225,8 +239,13 @@ def _ends_colon_hex_run(text: str, colon: int) -> bool:
 
 def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
-    for octet in value.split("."):
-        if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0"):
+    octets = value.split(".")
+    # Zero-padded octets are an address only in the fixed-width form (`010.001.002.003`, printf `%03d`,
+    # some firewall and Windows logs): all four three digits. A mixed padding (`1.02.3.04`) is a version
+    # or a section number. docs/logging.md states this.
+    padded = all(len(octet) == 3 for octet in octets)
+    for octet in octets:
+        if int(octet) > 255 or (len(octet) > 1 and octet[0] == "0" and not padded):
             return None
     # after `key:` (`ip:10.0.0.5`, Go's `{LocalAddr:10.0.0.5:80}`) it is an address; after `::ffff:` the
     # tail of an IPv6 one (that rule's)
@@ -335,6 +354,10 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("email-percent-encoded", "EMAIL",
          r"%40(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])",
          ("%40",), priority=40, confirm=_confirm_email, widen=_widen_email),
+    # `phone=%2B44%2020%207946%200958` in a query string or form body: `+` and spaces percent-encoded
+    Rule("phone-percent-encoded", "PHONE",
+         r"%2b[1-9]\d{0,2}(?:(?:%20|[.-])?\d{1,5}){2,6}(?![0-9a-z_])", ("%2b",), caseless=True, priority=40,
+         confirm=_confirm_phone_encoded, left_guard=_ALNUM + "%"),
     Rule("phone-nanp", "PHONE",
          r"(?:(?:\+1|001|1)[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
          r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD),
@@ -399,5 +422,7 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("ipv6", "IPV6",
          rf"(?:(?:{_H}{{1,4}}:){{7}}{_H}{{1,4}}|(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{0,6}})?::"
          rf"(?:(?:{_H}{{1,4}}:){{0,6}}(?:\d{{1,3}}(?:\.\d{{1,3}}){{3}}|{_H}{{1,4}}))?)(?:%[A-Za-z0-9_.-]+)?"
-         r"(?![\w:]|\.\w)", priority=40, confirm=_confirm_ipv6, left_guard="."),
+         # Apache's `[client 2001:db8::1:52341]` appends the port with a bare colon: after a 5-digit group, a
+         # full 8 groups or an IPv4 tail, `:` and 4-5 digits cannot be part of the address, so it ends there
+         r"(?:(?=:\d{4,5}(?![\w:.]))|(?![\w:]|\.\w))", priority=40, confirm=_confirm_ipv6, left_guard="."),
 )  # fmt: skip

@@ -359,6 +359,16 @@ def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None
     return span
 
 
+def _confirm_userinfo_token(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """A URL's user-info that is a key, not a user name: 32+ hex digits, or mixed case with digits."""
+    value = _group_text(text, span)
+    if len(value) >= 32 and _HEX_RE.fullmatch(value) and not value.isdigit():
+        return span
+    if not (any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)):
+        return None
+    return span if v.entropy_at_least(value, 3.5) and not _readable_base64(value) else None
+
+
 def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
     return span if v.basic_credentials_ok(_group_text(text, span)) else None
 
@@ -629,6 +639,10 @@ def _confirm_cli_user(text: str, m: re.Match[str], span: Span) -> Span | None:
     return span if on_http_line else None
 
 
+def _label_set_to(m: re.Match[str]) -> str:
+    return assignment_label(m.group("k"))
+
+
 def _label_flag(m: re.Match[str]) -> str:
     return assignment_label(m.group("k"))
 
@@ -682,6 +696,8 @@ _VALUE = (
     # possessive (a 930-character JSON-escaped PEM fails in 10 us instead of 28). Same spans both: a `"`
     # never sits where a unit starts, so giving back a unit never helps
     r"|\"(?P<v2>[^\"\\\r\n]{1,512}+(?=\")|(?:[^\"\\\r\n]|\\.){1,512}+)\"|'(?P<v3>[^'\r\n]{1,512})'"
+    # backticks: Markdown-rendered messages, chat-ops bots, Go struct tags (`password: `hunter2``)
+    r"|`(?P<v6>[^`\r\n]{1,512})`"
     r"|\\u00(?:22|27)(?P<v5>[^\"'\\\r\n]{1,512})\\u00(?:22|27)"
     # unquoted: up to whitespace, a quote, `,` `;` a closing bracket, or `&` that starts the next `key=`;
     # possessive (no backtracking, 4x faster than a bounded group repeat) and unbounded, so nothing of a
@@ -696,6 +712,7 @@ ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>
 # A rule of its own: an optional escape in ASSIGNMENT_HINT made every line's Hyperscan scan 0.3 us slower
 # (start-of-match tracking); this one is gated by the escape literal and searched only where it occurs.
 _NAME_VALUE_ANCHOR = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,"
+_KEY_VALUE_WORD_ANCHOR = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]+value(?:\\?[\"'])?[ \t]*[:=]"
 ESCAPED_ASSIGNMENT_HINT = r"\\u00(?:22|27)[ \t]*(?:=>|:=|[:=])"
 ESCAPED_ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")\\u00(?:22|27)[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
 _KEY_BASE_HINT = r"key[_-]?base(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])"
@@ -954,6 +971,12 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:set-)?cookie(?:\\?[\"'])?[ \t]*:[ \t]*(?:\\?[\"'])?(?P<v>[^\r\n\"'\\]+)",
          ("cookie",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_WD,
          anchor=r"(?:set-)?cookie"),
+    # A credential as the whole user-info of a URL, with no password after it: Sentry DSNs
+    # (`https://<32 hex>@o1.ingest.sentry.io/2`), `https://<token>@host/repo.git` clones. Only a value that
+    # looks random (a 32+ hex key, or mixed case and digits), so `ssh://git@host` and names stay
+    Rule("url-userinfo-token", "SECRET",
+         r"://(?P<v>[A-Za-z0-9_-]{20,128})@(?=[A-Za-z0-9])", ("://",), priority=65,
+         confirm=_confirm_userinfo_token),
     Rule("url-password", "PASSWORD",
          r"://[^\s:/?#@\"'<>\[\]]{0,128}:(?P<v>[^\s/?#\"'<>]{1,256})@(?=[^\s/?#@\"'<>])", ("://",),
          priority=70, confirm=_confirm_not_placeholder),
@@ -1000,7 +1023,7 @@ SECRET_RULES: tuple[Rule, ...] = (
     # --password-stdin`, a token in a URL path or an argv list): the lowest priority, so any rule with a
     # label of its own wins
     Rule("random-token", "RANDOM_TOKEN", r"[A-Za-z0-9_-]{32,512}+(?![A-Za-z0-9_+=]|\.[A-Za-z0-9])", (),
-         priority=20, confirm=confirm_random_token, left_guard=TOK + "_+=.@%-", starts_of=random_token_starts,
+         priority=20, confirm=confirm_random_token, left_guard=TOK + "_+.@%-", starts_of=random_token_starts,
          # the prefilter gate is the capital pair the confirm step requires: `[A-Za-z0-9_-]{32}` fired on
          # every UUID and hex id (a clean line 1.7 -> 5.8 us) and a length bound on a capital cost every
          # line's scan 0.3-0.7 us; this one ~0.07 us, and no clean line without CamelCase reaches the rule
@@ -1034,6 +1057,13 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:\"(?P<v>[^\"\r\n]{4,128})\"|'(?P<v2>[^'\r\n]{4,128})'|(?P<v3>[^\s\"']{4,128}))",
          ("password", "passphrase", "passwd"), caseless=True, priority=55, confirm=confirm_prose_password,
          left_guard=_W, hint=r"(?:password|passphrase|passwd)[ \t]+(?:is|was)"),
+    # `set `API_KEY` to `x``, `changed DB_PASSWORD to "x"`: a secret-named key set to a value in prose
+    # (chat-ops bots, CI summaries, audit messages); the same value test as above
+    Rule("secret-set-to", "SECRET",
+         r"(?P<k>pass(?:word|wd|phrase)|secret|api[_-]?key|apikey|token)[`\"']?[ \t]+to[ \t]+"
+         r"(?:`(?P<v>[^`\r\n]{4,256})`|\"(?P<v2>[^\"\r\n]{4,256})\"|'(?P<v4>[^'\r\n]{4,256})'|(?P<v3>[^\s\"'`]{4,256}))",
+         ("to",), caseless=True, priority=55, confirm=confirm_prose_password, label_of=_label_set_to,
+         left_guard=TOK, hint=r"(?:password|passwd|passphrase|secret|api[_-]?key|apikey|token)[`\"']?[ \t]+to[ \t]"),
     # HTTP Digest, OAuth 1.0, Hawk: every parameter goes (a Digest `response` hash can be cracked offline
     # back to the password; OAuth's consumer key and signature are credentials)
     Rule("authorization-digest", "AUTHORIZATION",
@@ -1067,6 +1097,20 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))",
          ("redis-cli",), priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
          hint=r"redis-cli[ \t]"),
+    # Container registry logins take the password as `-p`/`--password` (`docker login -u ci -p x reg`), and
+    # `sshpass -p x ssh host`; `--password-stdin` takes none
+    Rule("login-password-flag", "PASSWORD",
+         r"(?:(?:docker|podman|buildah|skopeo|nerdctl|oras|helm[ \t]+registry)[ \t]+login(?:[ \t][^\n]{0,200}?)?"
+         r"[ \t](?:-p|--password)(?:=|[ \t]+)|sshpass[ \t]+-p[ \t]*)"
+         r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))",
+         ("login", "sshpass"), priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
+         hint=r"(?:docker|podman|buildah|skopeo|nerdctl|oras|registry)[ \t]+login|sshpass[ \t]+-p"),
+    # `Property: spring.datasource.password Value: "x"` (Spring Boot's bind errors), `DB_PASSWORD value: x`:
+    # a key, then the word `value` and a separator
+    Rule("key-then-value-word", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]+value(?:\\?[\"'])?[ \t]*(?P<sep>[:=])[ \t]*" + _VALUE,
+         ("value",), caseless=True, priority=60, confirm=confirm_assignment, widen=widen_unquoted_value,
+         hint=_KEY_VALUE_WORD_ANCHOR, anchor=_KEY_VALUE_WORD_ANCHOR),
     # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
     Rule("sql-password", "PASSWORD",
          r"(?:password|identified[ \t]+by)[ \t]+(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
