@@ -5,6 +5,10 @@ Sealing already protects payloads end to end (a TLS-terminating proxy sees only 
 and metadata ride in headers, so the transport is TLS 1.3 with no fallback. TLS 1.3 has no static-RSA or
 static-DH key exchange, but OpenSSL 3 also offers finite-field DHE groups (ffdhe2048…) by default; we limit
 the groups to elliptic-curve ones (`DEFAULT_GROUPS`), see `restrict_key_exchange_groups` for how.
+
+A certificate is checked before it is loaded, at start-up and on every SIGHUP reload: a private key file
+others can read is refused (group-readable is logged), and so is a certificate that has expired or is not
+yet valid — every client would refuse it, so it is a start-up error rather than an outage of handshakes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import ctypes
 import datetime
 import ipaddress
 import logging
+import os
 import signal
 import ssl
 import threading
@@ -149,7 +154,43 @@ def server_tls_context(
     return context
 
 
+def check_private_key_mode(key_file: Path) -> None:
+    """Refuse a TLS private key file that others may read; warn when its group may (e.g. Debian's ssl-cert
+    group, a deliberate choice). A missing file is left to `load_cert_chain` to report."""
+    try:
+        mode = os.stat(key_file).st_mode
+    except OSError:
+        return
+    if mode & 0o007:
+        raise ConfigurationError(
+            f"TLS private key {key_file} has mode {mode & 0o777:04o}: others can read it; chmod 600 it (and treat "
+            "the key as leaked if anyone else could read it). Kubernetes: mount the secret with defaultMode 0400"
+        )
+    if mode & 0o070:
+        log.warning("cleanroom: TLS private key %s has mode %04o: its group can read it", key_file, mode & 0o777)
+
+
+def check_certificate_dates(cert_file: Path, now: datetime.datetime | None = None) -> None:
+    """Refuse a leaf certificate that has expired or is not valid yet (what every client would refuse)."""
+    try:
+        leaf = x509.load_pem_x509_certificates(Path(cert_file).read_bytes())[0]
+    except (OSError, ValueError, IndexError):
+        return  # unreadable or not PEM: load_cert_chain says why
+    now = now or datetime.datetime.now(datetime.UTC)
+    if leaf.not_valid_after_utc <= now:
+        raise ConfigurationError(
+            f"TLS certificate {cert_file} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; install a new one"
+        )
+    if leaf.not_valid_before_utc > now:
+        raise ConfigurationError(
+            f"TLS certificate {cert_file} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            "(check this host's clock, or wait)"
+        )
+
+
 def load_certificate(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+    check_private_key_mode(key_file)
+    check_certificate_dates(cert_file)
     try:
         context.load_cert_chain(str(cert_file), str(key_file))
     except (OSError, ssl.SSLError) as exc:
@@ -190,11 +231,16 @@ class CertificateReloader:
 
 
 def dev_certificate(data_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
-    """A P-384 self-signed certificate for local use, created once in DATA_DIR/tls/."""
+    """A P-384 self-signed certificate for local use, created in DATA_DIR/tls/ and again once it has expired
+    (or expires within a day): an old data dir must not keep serving a dead certificate."""
     tls_dir = ensure_private_dir(Path(data_dir) / "tls")
     cert_path, key_path = tls_dir / "dev-cert.pem", tls_dir / "dev-key.pem"
     if cert_path.exists() and key_path.exists():
-        return cert_path, key_path
+        try:
+            check_certificate_dates(cert_path, datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1))
+            return cert_path, key_path
+        except ConfigurationError:
+            log.warning("cleanroom: the dev certificate in %s expires within a day; made a new one", tls_dir)
     key = ec.generate_private_key(ec.SECP384R1())
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]
     for host in {*hosts, "127.0.0.1", "::1"}:
