@@ -744,3 +744,66 @@ def test_exec_overrides_a_callers_attempt_to_undo_the_wiping() -> None:
 def test_exec_keeps_the_commands_own_double_dash() -> None:
     probe = run_exec("--", sys.executable, "-c", "import sys; print(sys.argv[1:])", "--", "x")
     assert probe.stdout.strip() == b"['--', 'x']"
+
+
+# --- ASGI: the same, through a real uvicorn ----------------------------------------------------------
+@pytest.mark.parametrize("http_impl", ["h11", "httptools"])
+def test_through_uvicorn_no_body_status_websocket_and_method(stack: Stack, http_impl: str) -> None:
+    """What the in-process driver cannot show: a 204 with the sealed body broke on the wire (h11: 'Too
+    much data for declared Content-Length'; the client saw a cut connection); the websocket refusal is the
+    handshake's 403; a sealed body under another method is 405."""
+    import threading
+
+    import httpx
+    import uvicorn
+    from starlette.responses import Response
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from services import free_port
+
+    async def created(request: Request) -> Response:
+        await request.body()
+        return Response(status_code=204)
+
+    async def echo_socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    inner = Starlette(
+        routes=[
+            Route("/v1/created", created, methods=["POST", "DELETE"]),
+            WebSocketRoute("/v1/ws", echo_socket),
+            WebSocketRoute("/open/ws", echo_socket),
+        ]
+    )
+    port = free_port()
+    config = uvicorn.Config(stack.middleware(inner), host="127.0.0.1", port=port, http=http_impl, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            thread.join(0.05)
+        assert server.started
+        base = f"http://127.0.0.1:{port}"
+        with Client(base, api_key=stack.api_key, public_key=stack.client.public_key().token()) as client:
+            assert client.call("/v1/created", b"{}") == b""
+        sealed = stack.seal("/v1/created", b"{}")
+        headers = {"Authorization": f"Bearer {stack.api_key}", "Content-Type": CONTENT_TYPE}
+        deleted = httpx.request("DELETE", f"{base}/v1/created", content=sealed.body, headers=headers, timeout=10)
+        assert deleted.status_code == 405 and deleted.json()["error"]["code"] == "method_not_allowed"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}/v1/ws", open_timeout=10).close()
+        assert refused.value.response.status_code == 403
+        with connect(f"ws://127.0.0.1:{port}/open/ws", open_timeout=10) as socket:
+            socket.send("hello")
+            assert socket.recv(timeout=10) == "hello"
+    finally:
+        server.should_exit = True
+        thread.join(10)
