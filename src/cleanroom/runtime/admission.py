@@ -56,7 +56,7 @@ class TenantLimits:
     queue_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_queued < 1 or self.max_in_flight < 1:
+        if not (self.max_queued >= 1 and self.max_in_flight >= 1):  # NaN compared false: no limit at all
             raise ValueError("max_queued and max_in_flight must be at least 1")
         if self.rate_per_s is not None and not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)):
             raise ValueError("rate_per_s must be a positive number or None")
@@ -185,10 +185,13 @@ def queue_timeout_error(model: str, waited_s: float, limit_s: float) -> RequestT
 
 
 def clamp_retry(seconds: float, maximum_s: float) -> float:
-    """A Retry-After worth sending: at least 0.1 s (the header rounds up to 1), at most `maximum_s`."""
+    """A Retry-After worth sending: at least 0.1 s, at most `maximum_s`, and above 1 s a whole number of
+    seconds rounded up. `CleanroomError.headers()` rounds to the nearest second (at least 1): a wait of
+    1.4 s went out as `Retry-After: 1`, and a client that obeyed it was refused again."""
     if not math.isfinite(seconds):
         return maximum_s
-    return min(maximum_s, max(0.1, seconds))
+    value = min(maximum_s, max(0.1, seconds))
+    return float(math.ceil(value)) if value > 1.0 else value
 
 
 __all__ = [

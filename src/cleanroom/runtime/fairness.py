@@ -65,10 +65,11 @@ class Choice:
     stayed_for_switch: bool = False  # True when stickiness, not the counters, picked the current tenant
 
 
-def lifted_counter(counter: float, backlogged_counters: Iterable[float], floor: float) -> float:
-    """The counter of a tenant that just became backlogged: no lower than the least backlogged one's."""
+def lifted_counter(counter: float, backlogged_counters: Iterable[float], floor: float, *, lead: float = 0.0) -> float:
+    """The counter of a tenant that just became backlogged: no lower than the least backlogged one's (less
+    `lead`, the most it may keep of a lead it had, in virtual seconds)."""
     lowest = min(backlogged_counters, default=None)
-    return max(counter, floor if lowest is None else lowest)
+    return max(counter, (floor if lowest is None else lowest) - lead)
 
 
 def choose_fair(

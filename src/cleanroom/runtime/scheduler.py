@@ -133,6 +133,30 @@ def _discard_when_prepared(job: Future[_Outcome], preparing: Future[_Prepared]) 
         preparing.add_done_callback(lambda f: None if f.cancelled() else _discard(f.result()))
 
 
+def _as_exception(exc: BaseException) -> Exception:
+    """What a submitter may be given: an `Exception`. A runner that raises or returns `SystemExit`,
+    `KeyboardInterrupt` or `CancelledError` must not stop the event loop or look like a disconnect."""
+    if isinstance(exc, Exception):
+        return exc
+    error = RuntimeError(f"the runner raised {type(exc).__name__}")
+    error.__cause__ = exc
+    return error
+
+
+def _checked_results(results: Any, n: int) -> list[Any] | Exception:
+    """On the worker thread: the runner's answer as one result (or `Exception`) per item, or the error that
+    fails the whole batch when it is not a sequence of `n` results (None, a number, a generator of another
+    length). Checked here, where the batch's time is measured, so a broken runner is charged for it and
+    its submitters are answered (a `len()` of a generator on the event loop left them waiting forever)."""
+    try:
+        out = list(results)
+    except Exception:
+        return RuntimeError(f"the runner returned {type(results).__name__}, not a sequence of {n} results")
+    if len(out) != n:
+        return RuntimeError(f"the runner returned {len(out)} results for {n} items")
+    return [_as_exception(r) if isinstance(r, BaseException) else r for r in out]
+
+
 def _scrubbed_bytes(result: int | ScrubOutcome | None) -> int | None:
     if result is None or isinstance(result, int):
         return result
@@ -269,9 +293,9 @@ class Scheduler:
 
     def set_weight(self, tenant_id: str, weight: float) -> None:
         """Change a tenant's fair-share weight at run time (from the next charge on)."""
-        self._core.set_weight(tenant_id, weight)
+        effective = self._core.set_weight(tenant_id, weight)
         if self.metrics is not None:
-            self.metrics.weight.labels(tenant_id=tenant_id).set(weight)
+            self.metrics.weight.labels(tenant_id=tenant_id).set(effective)
 
     def forget(self, tenant_id: str) -> None:
         """A tenant was deleted: drop its scheduling state and metric series (its queued or running
@@ -335,7 +359,9 @@ class Scheduler:
         assert self._loop is not None and self._idle is not None
         now = self._clock()
         for request in self._core.expire(now):
-            limit = self._core.tenant(request.tenant_id).limits.queue_timeout_s
+            # Its own limit, not the tenant's state: expiring may have dropped a deleted tenant's state,
+            # and `tenant()` would have brought it back (with its metric series) for good.
+            limit = request.deadline - request.enqueued_at
             self._reject_queued(
                 request, queue_timeout_error(request.model, now - request.enqueued_at, limit), REASON_QUEUE_TIMEOUT
             )
@@ -388,7 +414,7 @@ class Scheduler:
         try:
             outcome = job.result()
         except BaseException as exc:  # _run_batch catches what the runner raises; this is the executor's
-            outcome = _Outcome(exc, 0.0, ran=True)
+            outcome = _Outcome(_as_exception(exc), 0.0, ran=True)
         self._finish(batch, outcome)
 
     def _preparer(self, device: str) -> ThreadPoolExecutor:
@@ -404,8 +430,8 @@ class Scheduler:
         prepare = cast(Any, batch.runner).prepare
         try:
             prepared: PreparedBatch[Any] | BaseException = prepare(batch.device, batch.tenant_id, batch.items)
-        except Exception as exc:
-            prepared = exc
+        except BaseException as exc:
+            prepared = _as_exception(exc)
         return _Prepared(prepared, self._clock() - started)
 
     def _run_batch(self, batch: Batch, preparing: Future[_Prepared] | None = None) -> _Outcome:
@@ -429,19 +455,21 @@ class Scheduler:
                 scrub_bytes = _scrubbed_bytes(
                     self._on_tenant_switch(batch.device, batch.previous_tenant, batch.tenant_id)
                 )
-            except Exception as exc:
+            except BaseException as exc:
                 # Fail closed: the new tenant must not run on a device that may hold the old one's data.
                 self._worker_free_at[batch.device] = self._clock()
-                return _Outcome(exc, 0.0, ran=False, scrub_s=self._worker_free_at[batch.device] - started)
+                return _Outcome(
+                    _as_exception(exc), 0.0, ran=False, scrub_s=self._worker_free_at[batch.device] - started
+                )
             scrub_s = self._clock() - started
         if batch.prepares:
             return self._run_prepared(batch, self._prepare(batch), idle_before_s, scrub_s, scrub_bytes)
         started = self._clock()
         results: Sequence[Any] | BaseException
         try:
-            results = batch.runner.run(batch.device, batch.tenant_id, batch.items)
-        except Exception as exc:
-            results = exc
+            results = _checked_results(batch.runner.run(batch.device, batch.tenant_id, batch.items), len(batch.items))
+        except BaseException as exc:
+            results = _as_exception(exc)
         ended = self._worker_free_at[batch.device] = self._clock()
         self._note_ran(batch, results)
         return _Outcome(results, ended - started, True, scrub_s, scrub_bytes, idle_before_s, ended_at=ended)
@@ -456,9 +484,9 @@ class Scheduler:
             results = prepared.batch
         else:
             try:
-                results = prepared.batch.run()
-            except Exception as exc:
-                results = exc
+                results = _checked_results(prepared.batch.run(), len(batch.requests))
+            except BaseException as exc:
+                results = _as_exception(exc)
             finally:
                 prepared.batch.discard()  # a no-op after `run`, unless `run` broke its contract
         ended = self._worker_free_at[batch.device] = self._clock()

@@ -12,6 +12,11 @@ Policy = Literal["fair", "fifo"]
 
 # A tenant served less than this fraction of its fair share lately is light: stickiness never makes it wait.
 LIGHT_SHARE = 0.5
+# Weights are clamped into [MIN_WEIGHT, MAX_WEIGHT] (the admin API takes up to 1000): a charge is
+# `seconds / weight`, and a weight of 5e-324 made it infinite, the counter inf - inf = NaN after one batch,
+# and a NaN counter wins or loses every comparison (that tenant had the device to itself).
+MIN_WEIGHT = 1e-3
+MAX_WEIGHT = 1e3
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,19 @@ class SchedulerConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number > 0")
-        if self.max_total_queued < 1:
+        if not self.max_total_queued >= 1:  # (NaN is not < 1 either, and would have meant no limit)
             raise ValueError("max_total_queued must be at least 1")
+        if not MIN_WEIGHT <= self.default_weight <= MAX_WEIGHT:
+            raise ValueError(f"default_weight must be within [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}]")
 
 
 def check_weight(weight: float) -> float:
+    """The weight to use: a finite number > 0 (else ValueError), clamped into [MIN_WEIGHT, MAX_WEIGHT].
+    Clamped, not refused: the server applies the registry's weight on a tenant's request, where a refusal
+    would fail every request of that tenant."""
     if not (weight > 0 and math.isfinite(weight)):
         raise ValueError(f"a tenant weight must be a finite number > 0, not {weight!r}")
-    return float(weight)
+    return min(MAX_WEIGHT, max(MIN_WEIGHT, float(weight)))
 
 
-__all__ = ["LIGHT_SHARE", "Policy", "SchedulerConfig", "check_weight"]
+__all__ = ["LIGHT_SHARE", "MAX_WEIGHT", "MIN_WEIGHT", "Policy", "SchedulerConfig", "check_weight"]

@@ -75,6 +75,7 @@ class TenantState:
     limits: TenantLimits
     bucket: TokenBucket | None
     counter: float = 0.0  # virtual service: sum of service_s / weight (VTC)
+    estimated: float = 0.0  # the part of `counter` that is dispatch estimates of batches not yet measured
     queued: int = 0
     running: int = 0
     service_s: float = 0.0  # measured service received, for metrics and tests
@@ -198,9 +199,12 @@ class SchedulerCore:
             return True
         return False
 
-    def set_weight(self, tenant_id: str, weight: float) -> None:
-        """Takes effect on the next charge; the counter already earned is kept (it is in virtual seconds)."""
-        self.tenant(tenant_id).weight = check_weight(weight)
+    def set_weight(self, tenant_id: str, weight: float) -> float:
+        """Takes effect on the next charge; the counter already earned is kept (it is in virtual seconds).
+        Returns the weight in use (clamped, scheduler_config.check_weight)."""
+        effective = check_weight(weight)
+        self.tenant(tenant_id).weight = effective
+        return effective
 
     def set_limits(self, tenant_id: str, limits: TenantLimits, now: float) -> None:
         """New limits apply to the next admission; requests already admitted stay."""
@@ -215,7 +219,6 @@ class SchedulerCore:
             raise shutting_down_error()
         if all(d.quarantined for d in self.devices.values()):
             raise no_device_error()
-        state = self.tenant(tenant_id, now)
         cfg = self.config
         usable = self._usable_devices()
         check_global(
@@ -224,6 +227,8 @@ class SchedulerCore:
             self.total_queued * self.costs.estimate(model, 1) / usable,
             cfg.retry_after_max_s,
         )
+        # Only now: an overloaded scheduler refused a flood of made-up tenant ids and kept a state for each.
+        state = self.tenant(tenant_id, now)
         check_tenant(
             tenant_id,
             state.limits,
@@ -257,13 +262,26 @@ class SchedulerCore:
                 previous = state.regroup_s
                 state.regroup_s = regroup if previous is None else previous + COMEBACK_ALPHA * (regroup - previous)
                 self.last_regroup_s = regroup
-        if state.queued == 0 and state.running == 0 and now - state.idle_since > cfg.idle_grace_s:
+        if state.queued == 0 and state.running == 0:
             # Becoming active after a real idle period: no credit for the idle time. Running counts as
-            # active, and so does a gap shorter than the grace: a closed-loop tenant's clients resubmit a
-            # moment after their batch answers, and lifting it then would take away the lead its counter
-            # rightly has (measured: 38/62 instead of 50/50 for two equal tenants).
-            others = (t.counter for t in self.tenants.values() if (t.queued or t.running) and t is not state)
-            state.counter = lifted_counter(state.counter, others, self._floor)
+            # active, and a gap shorter than the grace keeps a lead of about one batch: a closed-loop
+            # tenant's clients resubmit a moment after their batch answers, and lifting it then would take
+            # away the lead its counter rightly has (measured: 38/62 instead of 50/50 for two equal tenants).
+            # No more than that: a tenant that trickles one cheap request every grace period is never idle
+            # for long, and kept its whole lead; a minute of that banked ~50 s of credit, and its flood then
+            # had the device to itself for those 50 s (tests/test_scheduler_redteam.py).
+            others = [t for t in self.tenants.values() if (t.queued or t.running) and t is not state]
+            lead = 0.0
+            if now - state.idle_since <= cfg.idle_grace_s:
+                lowest = min(others, key=lambda t: t.counter, default=state)
+                batch_s = max(cfg.fairness_bound_s, state.batch_s or 0.0, lowest.batch_s or 0.0)
+                lead = batch_s / min(state.weight, lowest.weight)
+            # Lifted to the others' measured service, not to their estimates in flight: lifted to a counter
+            # that held the running batch's estimate, a newcomer tied the heavy tenant once that batch
+            # measured what it was estimated at, lost the tie to its older request, and waited a second
+            # heavy batch (0.5 s behind requests of 0.3 s; tests/test_scheduler_redteam.py).
+            measured = (t.counter - t.estimated for t in others)
+            state.counter = lifted_counter(state.counter, measured, self._floor, lead=lead)
         request = QueuedRequest(
             next(self._seq), tenant_id, model, item, runner, now, now + state.limits.queue_timeout_s
         )
@@ -320,9 +338,12 @@ class SchedulerCore:
                 while queue:
                     request = queue.popleft()
                     request.state = "cancelled"
+                    request.item = None
                     out.append(request)
             state.queued = 0
         self.total_queued = 0
+        for state in list(self.tenants.values()):
+            self._drop_if_forgotten(state)
         return out
 
     # --- dispatch ------------------------------------------------------------------------------------
@@ -509,6 +530,7 @@ class SchedulerCore:
         estimate = self.costs.estimate(model, n)
         charged = estimate / state.weight
         state.counter += charged
+        state.estimated += charged
         previous = device.current_tenant
         switch = previous is not None and previous != state.tenant_id
         device.current_tenant = state.tenant_id
@@ -696,6 +718,7 @@ class SchedulerCore:
         n = len(batch.requests)
         state.running -= n
         self.total_running -= n
+        state.estimated = state.estimated - batch.charged_virtual if state.running else 0.0  # (no float drift)
         if state.queued == 0 and state.running == 0:
             state.idle_since = now
             if ran:
@@ -709,6 +732,10 @@ class SchedulerCore:
             device.sticky_since = None
             self._drop_if_forgotten(state)
             return
+        if not (service_s >= 0 and math.isfinite(service_s)):
+            # An injected clock that went backwards (or a NaN) would credit the tenant, or poison its
+            # counter for good: charge what was estimated instead.
+            service_s = batch.estimated_s
         state.counter += service_s / state.weight - batch.charged_virtual
         state.service_s += service_s
         state.recent_service_s = self._recent_use(state, now) * self.config.shared_window_s + service_s

@@ -98,6 +98,8 @@ class Simulation:
     now: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
     batches: list[BatchRecord] = field(default_factory=list)
+    # tenant -> its batches cost this many times `cost(model, n)`: requests dearer than the model's estimate
+    tenant_cost_factor: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.core = SchedulerCore(self.config, self.devices)
@@ -209,7 +211,7 @@ class Simulation:
 
     def _start(self, batch: Batch) -> None:
         scrub = self.scrub_s if batch.needs_scrub else 0.0
-        service = self.cost(batch.model, len(batch.requests))
+        service = self.cost(batch.model, len(batch.requests)) * self.tenant_cost_factor.get(batch.tenant_id, 1.0)
         runner = batch.runner
         prepare = runner.prepare_per_item_s * len(batch.requests) if isinstance(runner, SimRunner) else 0.0
         prepares = isinstance(runner, SimRunner) and runner.prepare_per_item_s > 0
