@@ -445,6 +445,34 @@ def test_restore_leaves_the_parent_directory_mode_alone(data: Path, tmp_path: Pa
     assert stat.S_IMODE(data.parent.stat().st_mode) == 0o755
 
 
+def test_restore_through_a_symlinked_data_dir_keeps_the_link(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.crbk"
+    create_backup(data, out, LocalKMS(data))
+    link = tmp_path / "current"
+    link.symlink_to(data)
+    report = restore_backup(out, link, LocalKMS(data), MASTER)
+    assert link.is_symlink() and link.resolve() == data.resolve()
+    assert (link / "tenants.json").exists() and (link / "kms" / "master-keys.json").exists()
+    assert Path(report["previous"]).parent == data.parent and not Path(report["previous"]).is_symlink()
+
+
+def test_create_failing_midway_leaves_no_partial_and_the_previous_backup(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "b.crbk"
+    create_backup(data, out, LocalKMS(data))
+    previous = out.read_bytes()
+
+    def full(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(backup._SealingWriter, "finish", full)
+    with pytest.raises(OSError, match="No space"):
+        create_backup(data, out, LocalKMS(data))
+    assert out.read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.crbk", "site"]
+
+
 # --- 3. what `create` writes, and where -------------------------------------------------------------------
 def test_backup_file_is_0600_even_under_a_permissive_umask(data: Path, tmp_path: Path) -> None:
     old = os.umask(0)

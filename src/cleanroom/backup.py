@@ -337,10 +337,10 @@ def _server_is_running(data_dir: Path) -> bool:
 
 def restore_backup(path: Path, data_dir: Path, kms: KMS, master_key_name: str) -> dict[str, Any]:
     """Restore `path` into `data_dir`; verified in a staging dir first, swapped in only if it all checks."""
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).resolve()  # a symlinked data dir: swap where it points, keep the link
     if _server_is_running(data_dir):
         raise Conflict("a server is running on this data dir; stop it before restoring", code="server_running")
-    parent = data_dir.resolve().parent
+    parent = data_dir.parent
     parent.mkdir(parents=True, exist_ok=True)  # never chmod it: it is not ours (e.g. /var/lib)
     stage = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=parent))  # 0700
     try:
