@@ -108,6 +108,14 @@ PINNED = [
     ("card 4539 1488 0343 6467 12 items", ["4539 1488 0343 6467"], []),
     # zero-padded dotted quads are IPv4 (inet_aton and many loggers print them; see docs/logging.md)
     ("client=010.001.002.003 refused", ["010.001.002.003"], []),
+    ("release 1.02.3.04 built", [], ["1.02.3.04"]),  # mixed zero padding: a version
+    # the new rules' look-alikes
+    ("git clone ssh://git@github.com/acme/api.git", [], ["git@github.com"]),
+    ("set token to expire in 3600s", [], ["expire"]),
+    ("docker login -u ci --password-stdin registry.example.com", [], ["--password-stdin registry.example.com"]),
+    ("ua=Mozilla/5.0 Chrome/120.0.0.0 Safari/537.36", [], ["Chrome/120.0.0.0"]),
+    ('{"accountId":"005026290701"}', [], ["005026290701"]),
+    ("mac 00:1a:2b:3c:4d:5e:6f:70:81 ok", [], ["00:1a:2b:3c:4d:5e:6f:70:81"]),
 ]
 
 
