@@ -285,7 +285,33 @@ def test_vault_backup_key_rotation_and_revocation(bao: Any, tmp_path: Path) -> N
 
 
 # --- 2. hostile members in a correctly sealed backup ------------------------------------------------------
+def cve_2025_4517_chain(ups: int) -> Callable[[tarfile.TarFile], None]:
+    """The symlink chain that beats `tarfile`'s "data" filter before Python 3.11.13/3.12.11/3.13.4: the
+    filter's `realpath` gives up past PATH_MAX and stays lexical, while the kernel follows the short links.
+    `escape` then points `ups` levels above the extraction dir, and `escape/pwned.txt` is written there."""
+
+    def entry(name: str, kind: bytes, linkname: str = "", size: int = 0) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.size, info.mode = kind, linkname, size, 0o755
+        return info
+
+    def add(archive: tarfile.TarFile) -> None:
+        long_dir, steps, path = "d" * 247, "abcdefghijklmnop", ""
+        for step in steps:
+            archive.addfile(entry(os.path.join(path, long_dir), tarfile.DIRTYPE))
+            archive.addfile(entry(os.path.join(path, step), tarfile.SYMTYPE, long_dir))
+            path = os.path.join(path, long_dir)
+        link = os.path.join(*steps, "l" * 254)
+        archive.addfile(entry(link, tarfile.SYMTYPE, "/".join([".."] * len(steps))))
+        archive.addfile(entry("escape", tarfile.SYMTYPE, link + "/.." * ups))
+        payload = b"written outside the staging dir\n"
+        archive.addfile(entry("escape/pwned.txt", tarfile.REGTYPE, size=len(payload)), io.BytesIO(payload))
+
+    return add
+
+
 HOSTILE = {
+    "cve-2025-4517-chain": cve_2025_4517_chain(ups=2),
     "dotdot": member("../escaped"),
     "dotdot-deep": member("audit/../../escaped"),
     "absolute": member("/tmp/cleanroom-redteam-absolute"),
@@ -312,6 +338,7 @@ def test_hostile_member_is_refused(data: Path, tmp_path: Path, name: str) -> Non
     refused(hostile, data)
     assert not (data.parent / "escaped").exists() and not (data.parent.parent / "escaped").exists()
     assert not Path("/tmp/cleanroom-redteam-absolute").exists()
+    assert not list(tmp_path.rglob("pwned.txt"))
 
 
 def test_genuine_members_are_restored_private(data: Path, tmp_path: Path) -> None:
