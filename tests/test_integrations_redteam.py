@@ -280,6 +280,11 @@ def test_the_query_string_is_bound_to_the_sealed_request(stack: Stack) -> None:
     again = stack.seal("/v1/transfer?dry_run=true", b'{"amount": 3}')
     stripped = drive(app, http_scope("/v1/transfer", api_key=stack.api_key), again.body)
     assert stripped.status == 400 and stripped.error_code() == "context_mismatch" and len(seen.calls) == 1
+    # An encoded '?' moves the query into the path ("/v1/transfer%3Fdry_run=true" decodes to the string the
+    # client sealed): the app would route "/v1/transfer?dry_run=true" as a path, without the query.
+    moved_in = stack.seal("/v1/transfer?dry_run=true", b'{"amount": 4}')
+    encoded = drive(app, http_scope("/v1/transfer?dry_run=true", api_key=stack.api_key), moved_in.body)
+    assert encoded.status == 400 and encoded.error_code() == "context_mismatch" and len(seen.calls) == 1
 
 
 def test_a_mount_or_root_path_does_not_unprotect_the_app(stack: Stack) -> None:

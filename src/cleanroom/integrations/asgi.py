@@ -44,6 +44,7 @@ from cleanroom.config import Settings
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import (
     CleanroomError,
+    ContextMismatch,
     InvalidPayload,
     PayloadTooLarge,
     RequestTimeout,
@@ -269,8 +270,13 @@ def route_path(scope: Scope) -> str:
 def sealed_path(scope: Scope) -> str:
     """What the sealed request must have been sealed for: the full path and, when there is one, the query
     string (`Client.call("/v1/x?a=1", ...)`), so that a proxy can neither add nor strip a query."""
+    path = str(scope["path"])
+    if "?" in path:
+        # An encoded '?' (%3F) in the path: "/v1/x%3Fa=1" decodes to what a request sealed for path "/v1/x"
+        # and query "a=1" binds, and the app would route it elsewhere. `Client.call` never sends one.
+        raise ContextMismatch("a path holding an encoded '?' cannot be bound to a sealed request")
     query = bytes(scope.get("query_string") or b"").decode("latin-1")
-    return f"{scope['path']}?{query}" if query else str(scope["path"])
+    return f"{path}?{query}" if query else path
 
 
 def start_admin_socket(services: Services) -> AdminSocketServer | None:
