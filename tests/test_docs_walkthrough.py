@@ -239,3 +239,46 @@ def test_spill_snippet_runs(tmp_path: Path) -> None:
     exec(compile(snippet, "spill.md", "exec"), namespace)
     assert bytes(received) == b"".join(chunks)
     assert list(tmp_path.iterdir()) == []  # nameless files: nothing left behind
+
+
+def _admin_state(tmp_path: Path, url: str, tls_cert: str | None) -> dict[str, Any]:
+    token = tmp_path / "admin.token"
+    token.write_text("t" * 40)
+    return {"admin_token_file": str(token), "pid": os.getpid(), "url": url, "tls_cert": tls_cert}
+
+
+def test_admin_cli_names_a_relative_server_certificate(tmp_path: Path) -> None:
+    """`serve --tls-cert F` with a relative F, then `tenant`/`keys` from another directory (hardening.md)."""
+    from cleanroom.admin_client import AdminAPI
+    from cleanroom.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="start it with an absolute --tls-cert"):
+        AdminAPI(_admin_state(tmp_path, "https://127.0.0.1:1", "pki/server.pem"))
+
+
+def test_admin_cli_hints_at_client_certificates_when_the_server_hangs_up(tmp_path: Path) -> None:
+    """A server with --client-cert-required drops a CLI without CLEANROOM_ADMIN_CLIENT_CERT: say so."""
+    import socket
+    import threading
+
+    from cleanroom.admin_client import AdminAPI
+    from cleanroom.errors import CleanroomError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    api = AdminAPI(_admin_state(tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}", None))
+    try:
+        with pytest.raises(CleanroomError, match="CLEANROOM_ADMIN_CLIENT_CERT") as caught:
+            api.request("GET", "/v1/admin/tenants")
+        assert caught.value.code == "admin_unreachable"
+    finally:
+        api.close()
+        listener.close()
+        thread.join(timeout=5)

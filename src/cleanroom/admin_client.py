@@ -41,8 +41,16 @@ def admin_tls_context(server_cert: str | None) -> Any:
     """
     import ssl
 
+    from cleanroom.errors import ConfigurationError
+
     if not server_cert:
         return True
+    if not Path(server_cert).is_file():
+        # server.json keeps --tls-cert as it was given: a relative path only resolves in the server's cwd
+        raise ConfigurationError(
+            f"the running server's certificate {server_cert} (named in server.json) is not readable from here: "
+            "run this command in the directory the server was started from, or start it with an absolute --tls-cert"
+        )
     context = ssl.create_default_context(cafile=server_cert)
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     client_cert = os.environ.get("CLEANROOM_ADMIN_CLIENT_CERT")
@@ -56,6 +64,7 @@ class AdminAPI:
 
     def __init__(self, state: dict[str, Any]) -> None:
         token = Path(state["admin_token_file"]).read_text(encoding="ascii").strip()
+        self._presents_client_cert = bool(os.environ.get("CLEANROOM_ADMIN_CLIENT_CERT"))
         headers = {"Authorization": f"Bearer {token}"}
         admin_socket = state.get("admin_socket")
         if admin_socket:  # an app with the ASGI middleware: plain HTTP on a 0600 socket in the 0700 data dir
@@ -74,7 +83,19 @@ class AdminAPI:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError) as failure:
+            alert = "CERTIFICATE_REQUIRED" in str(failure).upper()
+            if self._presents_client_cert or (isinstance(failure, httpx.ConnectError) and not alert):
+                raise
+            # A server with --client-cert-required drops the handshake of a client without a certificate;
+            # httpx then reports only a disconnect, which says nothing about the cure.
+            raise CleanroomError(
+                f"the server on this data dir ({self._http.base_url}) closed the connection: if it requires client "
+                "certificates, set CLEANROOM_ADMIN_CLIENT_CERT and CLEANROOM_ADMIN_CLIENT_KEY",
+                code="admin_unreachable",
+            ) from None
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
