@@ -411,6 +411,36 @@ def test_a_runner_that_breaks_its_contract_answers_every_submitter_and_is_charge
 
 
 @dataclass
+class Misconfigured:
+    max_batch_size: Any = 4
+    max_batch_delay_ms: Any = None
+
+    def run(self, device: str, tenant_id: str, items: Sequence[Any]) -> list[Any]:
+        return list(items)
+
+
+@pytest.mark.parametrize(
+    ("max_batch_size", "max_batch_delay_ms"), [(4, "soon"), (4, math.inf), (None, None), (math.nan, None)]
+)
+def test_a_misconfigured_runner_fails_its_own_submitter_not_the_scheduler(
+    max_batch_size: Any, max_batch_delay_ms: Any
+) -> None:
+    """FIXED. `max_batch_delay_ms = "soon"` was first read by the dispatcher; its exception made the
+    dispatcher fail closed, and every tenant's requests were answered 503 from then on. The runner's
+    numbers are now checked at admission: its submitter gets a ValueError, everyone else is served."""
+
+    async def main() -> None:
+        async with Scheduler(SchedulerConfig(), ["cpu:0"]) as scheduler:
+            bad = Misconfigured(max_batch_size, max_batch_delay_ms)
+            with pytest.raises(ValueError, match="max_batch"):
+                await scheduler.submit("evil", "m", 1, runner=bad)
+            assert await scheduler.submit("good", "m", 2, runner=Misconfigured()) == 2
+            books_balanced(scheduler._core)
+
+    run(main())
+
+
+@dataclass
 class Gate:
     """A runner that holds the device until released; records what it ran."""
 

@@ -114,6 +114,23 @@ def batch_delay_s(runner: BatchRunner[Any, Any], default_ms: float) -> float:
     return max(0.0, float(default_ms if override is None else override)) / 1000.0
 
 
+def check_runner(runner: BatchRunner[Any, Any], default_delay_ms: float) -> None:
+    """ValueError unless the runner's `max_batch_size` and `max_batch_delay_ms` are usable numbers.
+
+    Checked at admission, so that a broken runner fails its own submitter: read first by the dispatcher,
+    `max_batch_delay_ms = "soon"` raised there, and a dispatcher that fails refuses all work (every
+    tenant's requests answered 503 for good)."""
+    try:
+        batch_limit(runner)
+        delay_s = batch_delay_s(runner, default_delay_ms)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(
+            f"runner {type(runner).__name__}: max_batch_size and max_batch_delay_ms must be numbers ({exc})"
+        ) from None
+    if not math.isfinite(delay_s):
+        raise ValueError(f"runner {type(runner).__name__}: max_batch_delay_ms must be finite")
+
+
 class ArrivalGap:
     """Exponentially weighted mean gap between arrivals of one (tenant, model); None until two arrived."""
 
@@ -254,6 +271,7 @@ __all__ = [
     "QueuedRequest",
     "batch_delay_s",
     "batch_limit",
+    "check_runner",
     "lookahead_window",
     "prepares_ahead",
     "ready_at",

@@ -38,6 +38,7 @@ from cleanroom.runtime.batching import (
     BatchRunner,
     QueuedRequest,
     batch_limit,
+    check_runner,
     lookahead_window,
     prepares_ahead,
     ready_at,
@@ -220,6 +221,7 @@ class SchedulerCore:
         if all(d.quarantined for d in self.devices.values()):
             raise no_device_error()
         cfg = self.config
+        check_runner(runner, cfg.max_batch_delay_ms)
         usable = self._usable_devices()
         check_global(
             self.total_queued,
