@@ -1125,12 +1125,304 @@ def f_negative(rng: random.Random) -> Sample:
     return mk("    Image ID:       docker-pullable://registry.example.com/api@", n_digest(rng))
 
 
+def f_nginx_error(rng: random.Random) -> Sample:
+    """nginx error log: `client:`, `request:`, `upstream:`, `referrer:` fields after the message."""
+    return mk(
+        (
+            f"2026/11/{rng.randrange(1, 29):02d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}",
+            "~date",
+        ),
+        f" [error] {rng.randrange(1, 99)}#{rng.randrange(1, 99)}: *{rng.randrange(1, 10**6)} upstream timed out (110: Connection timed out) while reading response header from upstream, client: ",
+        ip(rng),
+        ', server: api.example.com, request: "GET /v1/report?access_token=',
+        any_secret(rng),
+        ' HTTP/1.1", upstream: "http://',
+        ipv4(rng),
+        f':{n_port(rng)}/v1/report", host: "api.example.com"',
+    )
+
+
+def f_envoy(rng: random.Random) -> Sample:
+    k = rng.randrange(3)
+    if k == 0:
+        xff = [ip(rng), ", ", ipv4(rng)]
+        return mk(
+            '{"start_time":"',
+            n_ts(rng),
+            '","method":"GET","path":"/v1/items","response_code":',
+            n_status(rng),
+            ',"duration":',
+            str(rng.randrange(1, 900)),
+            ',"x_forwarded_for":"',
+            *xff,
+            '","request_id":"',
+            n_uuid(rng),
+            '","upstream_host":"',
+            ipv4(rng),
+            f':{n_port(rng)}","authority":"api.example.com"}}',
+        )
+    if k == 1:
+        # Envoy debug header dumps: `'name', 'value'` pairs
+        return mk(
+            "[debug][http] [source/common/http/conn_manager_impl.cc:",
+            str(rng.randrange(100, 2000)),
+            "] request headers complete (end_stream=false):\\n':authority', 'api.example.com'\\n'authorization', 'Bearer ",
+            any_secret(rng),
+            "'\\n'x-request-id', '",
+            n_uuid(rng),
+            "'",
+        )
+    # HAProxy with captured request headers {host|authorization}
+    return mk(
+        ipv4(rng),
+        f":{n_port(rng)} [",
+        (
+            f"29/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{_r(rng, DIGITS, 3)}",
+            "~date",
+        ),
+        "] fe_https~ be_api/api1 0/0/1/12/13 200 512 - - ---- 1/1/0/0/0 0/0 {api.example.com|Bearer ",
+        jwt(rng),
+        '} "GET /v1/me HTTP/1.1"',
+    )
+
+
+def f_journald(rng: random.Random) -> Sample:
+    k = rng.randrange(3)
+    if k == 0:
+        return mk(
+            '{"__REALTIME_TIMESTAMP":"',
+            (str(1764300000000000 + rng.randrange(10**12)), "~date"),
+            '","_HOSTNAME":"',
+            n_pod(rng),
+            '","SYSLOG_IDENTIFIER":"sshd","_PID":"',
+            str(rng.randrange(100, 65000)),
+            '","MESSAGE":"Failed password for invalid user admin from ',
+            ip(rng),
+            f' port {n_port(rng)} ssh2","_BOOT_ID":"',
+            (_r(rng, HEX, 32), "~boot_id"),
+            '"}',
+        )
+    if k == 1:
+        return mk(
+            (
+                f"Nov {rng.randrange(1, 29):2d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}",
+                "~date",
+            ),
+            f" mail postfix/smtp[{rng.randrange(100, 65000)}]: ",
+            (_r(rng, "0123456789ABCDEF", 10), "~queue_id"),
+            ": to=<",
+            email(rng),
+            ">, relay=mx.example.net[",
+            ipv4(rng),
+            "]:25, delay=",
+            f"{rng.random() * 5:.2f}",
+            ", dsn=2.0.0, status=sent (250 2.0.0 OK)",
+        )
+    return mk(
+        (
+            f"Nov {rng.randrange(1, 29):2d} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}",
+            "~date",
+        ),
+        " bastion sshd[",
+        str(rng.randrange(100, 65000)),
+        "]: Accepted password for deploy from ",
+        ip(rng),
+        f" port {n_port(rng)} ssh2",
+    )
+
+
+def f_mongodb(rng: random.Random) -> Sample:
+    return mk(
+        '{"t":{"$date":"',
+        n_ts(rng),
+        '"},"s":"I","c":"NETWORK","id":22943,"ctx":"listener","msg":"Connection accepted","attr":{"remote":"',
+        ip(rng) if rng.random() < 0.5 else ipv4(rng),
+        f':{n_port(rng)}","uuid":{{"$uuid":"',
+        n_uuid(rng),
+        '"},"connectionId":',
+        str(rng.randrange(1, 99999)),
+        ',"connectionCount":',
+        str(rng.randrange(1, 500)),
+        "}}",
+    )
+
+
+def f_struct_dumps(rng: random.Random) -> Sample:
+    """Objects printed by their language's default formatter."""
+    k = rng.randrange(7)
+    if k == 0:  # Go %+v
+        return mk(
+            "config: &{Host:db.internal Port:5432 User:app Password:",
+            bare_password(rng),
+            " SSLMode:require Timeout:",
+            n_duration(rng),
+            "}",
+        )
+    if k == 1:  # Java Lombok toString
+        return mk(
+            "Saving User(id=",
+            str(rng.randrange(1, 10**6)),
+            ", email=",
+            email(rng),
+            ", phone=",
+            (p_phone_intl(rng), "phone"),
+            ", password=",
+            bare_password(rng),
+            ")",
+        )
+    if k == 2:  # Ruby hash / Rails params
+        return mk(
+            'Parameters: {"user"=>{"email"=>"',
+            email(rng),
+            '", "password"=>"',
+            (t_password(rng).replace('"', "").replace("\\", ""), "password"),
+            '", "remember_me"=>"1"}, "commit"=>"Log in"}',
+        )
+    if k == 3:  # Rails with the filter on: masks survive
+        return mk(
+            'Parameters: {"user"=>{"email"=>"',
+            email(rng),
+            '", "password"=>"',
+            ("[FILTERED]", "~masked"),
+            '"}, "authenticity_token"=>"[FILTERED]"}',
+        )
+    if k == 4:  # PHP array
+        return mk(
+            "array (\\n  'driver' => 'mysql',\\n  'host' => '",
+            ipv4(rng),
+            "',\\n  'password' => '",
+            (t_password(rng).replace("'", "").replace("\\", ""), "password"),
+            "',\\n)",
+        )
+    if k == 5:  # Python dataclass repr with pydantic SecretStr
+        return mk(
+            "Settings(db_url='postgresql://app:",
+            (v_url_password(rng), "password"),
+            "@db:5432/app', api_key=SecretStr('",
+            ("**********", "~masked"),
+            "'), debug=False, build='",
+            n_sha(rng),
+            "')",
+        )
+    # Kafka client config dump
+    return mk(
+        '\tsasl.jaas.config = org.apache.kafka.common.security.plain.PlainLoginModule required username="svc-orders" password="',
+        (t_password(rng).replace('"', "").replace("\\", ""), "password"),
+        '";',
+    )
+
+
+def f_urls_misc(rng: random.Random) -> Sample:
+    k = rng.randrange(6)
+    if k == 0:
+        return mk(
+            "amqp://orders:",
+            (v_url_password(rng), "password"),
+            "@rabbitmq.internal:5672/%2F connection established in ",
+            n_duration(rng),
+        )
+    if k == 1:
+        return mk("connecting to rediss://:", (v_url_password(rng), "password"), "@cache.example.com:6380/0")
+    if k == 2:
+        return mk(
+            "DefaultEndpointsProtocol=https;AccountName=acmelogs;AccountKey=",
+            (base64.b64encode(rng.randbytes(64)).decode(), "secret"),
+            ";EndpointSuffix=core.windows.net",
+        )
+    if k == 3:  # OAuth PKCE: the challenge and the state are random but not credentials
+        return mk(
+            "GET /authorize?response_type=code&client_id=",
+            n_uuid(rng),
+            "&code_challenge=",
+            (_mixed(rng, ALNUM + "-_", 43), "~pkce_challenge"),
+            "&code_challenge_method=S256&state=",
+            (_mixed(rng, ALNUM + "-_", 43), "~oauth_state"),
+        )
+    if k == 4:
+        return mk(
+            "git credential fill: protocol=https host=github.com username=x-access-token password=", provider(rng)
+        )
+    return mk(
+        "LDAP bind as cn=admin,dc=example,dc=com with password=",
+        bare_password(rng),
+        " to ldaps://",
+        ipv4(rng),
+        ":636 failed",
+    )
+
+
+def f_hard_negatives(rng: random.Random) -> Sample:
+    """Numbers and ids that sit where PII does."""
+    k = rng.randrange(6)
+    if k == 0:
+        return mk(
+            "REPORT RequestId: ",
+            n_uuid(rng),
+            "\tDuration: ",
+            (f"{rng.randrange(1, 9999)}.{rng.randrange(100):02d} ms", "~duration"),
+            "\tBilled Duration: ",
+            (f"{rng.randrange(1, 9999)} ms", "~duration"),
+            "\tMemory Size: 512 MB\tMax Memory Used: ",
+            (f"{rng.randrange(50, 512)} MB", "~bytes"),
+        )
+    if k == 1:
+        return mk(
+            'ETag: "',
+            (_r(rng, HEX, 32), "~etag"),
+            '" Content-Length: ',
+            (str(rng.randrange(10**6, 10**10)), "~bytes"),
+            " Last-Modified: ",
+            (
+                f"Sun, {rng.randrange(1, 29):02d} Nov 2026 {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} GMT",
+                "~date",
+            ),
+        )
+    if k == 2:
+        return mk(
+            "X-Amzn-Trace-Id: Root=1-",
+            (_r(rng, HEX, 8) + "-" + _r(rng, HEX, 24), "~trace_id"),
+            ";Parent=",
+            n_span(rng),
+            ";Sampled=1",
+        )
+    if k == 3:
+        return mk(
+            "gc pause ",
+            n_duration(rng),
+            " heap ",
+            (f"{rng.randrange(100, 999)}MB->{rng.randrange(10, 99)}MB({rng.randrange(1000, 4096)}MB)", "~bytes"),
+            " pid=",
+            str(rng.randrange(1000, 4194304)),
+            " seq=",
+            (str(rng.randrange(10**12, 10**15)), "~sequence"),
+        )
+    if k == 4:
+        return mk(
+            "mac=",
+            (":".join(_r(rng, HEX, 2) for _ in range(6)), "~mac"),
+            " serial=",
+            (_r(rng, "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", 12), "~serial"),
+            " fw=",
+            n_version(rng),
+        )
+    return mk(
+        "tracking ",
+        (f"1Z{_r(rng, 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789', 6)}{_r(rng, DIGITS, 10)}", "~tracking_no"),
+        " order ",
+        n_luhn_bad(rng),
+        " isbn ",
+        n_isbn(rng),
+    )
+
+
 FAMILIES: dict[str, Callable[[random.Random], Sample]] = {
     "access_log": f_access_log, "apache_error": f_apache_error, "structlog": f_structlog, "pino": f_pino, "zap": f_zap,
     "logrus": f_logrus, "serilog": f_serilog, "logstash": f_logstash, "syslog": f_syslog, "k8s": f_k8s,
     "database": f_database, "cloud_audit": f_cloud_audit, "curl": f_curl, "headers": f_headers,
     "py_locals": f_py_locals, "java": f_java, "config": f_config, "csv": f_csv, "quoting": f_quoting,
-    "foreign": f_foreign, "pem": f_pem, "negative": f_negative,
+    "foreign": f_foreign, "pem": f_pem, "negative": f_negative, "nginx_error": f_nginx_error, "envoy": f_envoy,
+    "journald": f_journald, "mongodb": f_mongodb, "struct_dumps": f_struct_dumps, "urls_misc": f_urls_misc,
+    "hard_negatives": f_hard_negatives,
 }  # fmt: skip
 WEIGHTS = {"access_log": 3, "negative": 3, "config": 2, "k8s": 2, "curl": 2}
 

@@ -263,7 +263,9 @@ _WORDLIKE_RUN = re.compile(r"[a-z]{4,}|[A-Z][a-z]{3,}")
 # Keys and prefixes after which a random-looking string is an id or a digest, not a credential
 _ID_BEFORE = re.compile(
     r"(?:\bid|[_-]id|ids|uid|guid|hash|digest|checksum|etag|nonce|integrity|fingerprint|version|revision|commit|"
-    r"request|trace|span|correlation|x-amz-id-2|x-amz-cf-id)[\"']?[ \t]*[:=]?[ \t]*[\"']?$|"
+    # OAuth's `state` and PKCE's `code_challenge` (RFC 7636 §4.2, a SHA-256 of the verifier) are random by
+    # design and grant nothing; a pagination `cursor` is an opaque position
+    r"request|trace|span|correlation|x-amz-id-2|x-amz-cf-id|challenge|state|cursor)[\"']?[ \t]*[:=]?[ \t]*[\"']?$|"
     r"(?:sha\d*|md5|h1|blake2b?|xxh\d*)[-:]$",
     re.IGNORECASE,
 )
@@ -551,8 +553,19 @@ def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = Fa
     return (span[0], span[1], "GENERIC_SECRET")
 
 
+# A value that is a call wrapping the secret: pydantic's `SecretStr('**********')`, `Secret("x")`
+_CALL_OPEN = re.compile(r"[A-Za-z_][\w.]*\(")
+_CALL_ARG = re.compile(r"b?(?:'[^'\r\n]*'|\"[^\"\r\n]*\"|[^\s()'\"]*)\)")
+_CALL_VALUE = re.compile(r"[A-Za-z_][\w.]*\(b?(?P<q>['\"]?)(?P<arg>[^'\"()\r\n]*)(?P=q)\)")
+
+
 def widen_unquoted_value(text: str, m: re.Match[str], span: Span) -> Span:
-    """An unquoted assignment value that stopped at a closing bracket or `&`, through to its real end."""
+    """An unquoted assignment value that stopped at a closing bracket or `&`, through to its real end; a
+    value that opens a call (`SecretStr(`) through its quoted argument and `)`."""
+    if m.group("v4") is not None and _CALL_OPEN.fullmatch(text, span[0], span[1]):
+        call = _CALL_ARG.match(text, span[1])
+        if call:
+            return (span[0], call.end())
     if m.group("v4") is not None and span[1] < len(text) and text[span[1]] in _EXTENDERS:
         key_start = _key_start(text, m.start("k"))
         # `&name=` ends the value of a query-string or form parameter (`?password=x&next=1`); after an
@@ -574,6 +587,9 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     value = _group_text(text, span)
     if is_placeholder(value):
         return None
+    call = _CALL_VALUE.fullmatch(value)
+    if call is not None and is_placeholder(call.group("arg")):
+        return None  # `api_key=SecretStr('**********')`: the wrapper already masks it
     keyword = text[kw_start:kw_end]
     prev = text[kw_start - 1] if kw_start > 0 else " "
     if (
