@@ -19,8 +19,10 @@ frame must chain to `chain_head`); they let `AuditLog` resume without re-reading
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,14 +224,19 @@ class CheckpointFileScan:
     lines: list[CheckpointLine]
     torn_tail_offset: int | None  # start of an unterminated last line (crash mid-append), if any
     size: int
+    torn_tail: bytes = b""  # its bytes, up to a hole the file may end in (a hole reads as zeros)
 
 
 def scan_checkpoint_file(path: Path) -> CheckpointFileScan:
-    """Read every line; a last line without its newline is a torn append, not a finding by itself."""
+    """Read every line; a last line without its newline is a torn append, not a finding by itself.
+
+    The file is read up to its first hole (`read_until_hole`): what follows a hole is not read, and is a
+    malformed line if it holds data (the log never leaves a hole)."""
     try:
-        data = path.read_bytes()
+        read = read_until_hole(path)
     except FileNotFoundError:
         return CheckpointFileScan([], None, 0)
+    data = read.data
     lines: list[CheckpointLine] = []
     offset = 0
     line_no = 0
@@ -254,7 +261,11 @@ def scan_checkpoint_file(path: Path) -> CheckpointFileScan:
             except CheckpointFormatError as exc:
                 lines.append(CheckpointLine(line_no, offset, None, str(exc)))
         offset = end + 1
-    return CheckpointFileScan(lines, torn, len(data))
+    if read.data_after_hole is not None:
+        lines.append(CheckpointLine(line_no + 1, len(data), None, f"data after a hole at byte {len(data)}"))
+    elif read.size > len(data) and torn is None:
+        torn = len(data)  # nothing but a hole after the last line: the zeros a crash can leave
+    return CheckpointFileScan(lines, torn, read.size, b"" if torn is None else data[torn:])
 
 
 def read_last_checkpoint(path: Path) -> tuple[CheckpointLine | None, int | None]:
@@ -263,13 +274,14 @@ def read_last_checkpoint(path: Path) -> tuple[CheckpointLine | None, int | None]
     Opening the log must not cost O(checkpoints): a year of 60-second checkpoints is ~500k lines.
     """
     try:
-        size = path.stat().st_size
+        fd = open_regular(path)
     except FileNotFoundError:
         return None, None
-    if size == 0:
-        return None, None
-    span = min(size, 2 * _MAX_LINE_BYTES + 2)
-    with path.open("rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return None, None
+        span = min(size, 2 * _MAX_LINE_BYTES + 2)
         fh.seek(size - span)
         chunk = fh.read(span)
     base = size - span
@@ -295,6 +307,80 @@ def read_last_checkpoint(path: Path) -> tuple[CheckpointLine | None, int | None]
     except CheckpointFormatError as exc:
         return CheckpointLine(0, offset, None, str(exc)), torn
     return CheckpointLine(0, offset, checkpoint), torn
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+    """`os.open` for the audit directory's files: a FIFO, device or directory put in place of one is an
+    OSError, never a hang (O_NONBLOCK: opening a FIFO does not wait for its other end; it has no effect
+    on regular files)."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    """The whole of a regular file (see `open_regular`)."""
+    with os.fdopen(open_regular(path), "rb") as fh:
+        return fh.read()
+
+
+def data_extent(fd: int) -> tuple[int, int, int | None]:
+    """(size, end of the first run of data, where data starts again after that hole or None).
+
+    The writer only appends, so its files have no holes; a crash can leave an unwritten (zero) tail.
+    A sparse file of any apparent size costs an attacker nothing, so readers stop at the first hole
+    instead of reading (or searching) terabytes of zeros. Only a file with fewer blocks than its size
+    is asked (SEEK_HOLE); a file system without hole reporting answers "no hole"."""
+    st = os.fstat(fd)
+    size = st.st_size
+    if st.st_blocks * 512 >= size:
+        return size, size, None
+    try:
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+    except OSError:
+        return size, size, None
+    if hole >= size:
+        return size, size, None
+    try:
+        after = os.lseek(fd, hole, os.SEEK_DATA)
+    except OSError:  # ENXIO: nothing but the hole up to the end of the file
+        return size, hole, None
+    return size, hole, after if after < size else None
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """A file read up to its first hole (`data_extent`): `size` is the file's size; `data_after_hole`
+    says the file goes on with data after a hole, which the audit log never leaves."""
+
+    data: bytes
+    size: int
+    data_after_hole: int | None
+
+
+def read_until_hole(path: Path) -> FileBytes:
+    """Read a regular file up to its first hole, without mapping it: a writer may truncate it meanwhile
+    (a rolled back batch), which would be a SIGBUS for a reader of a mapping."""
+    fd = open_regular(path)
+    try:
+        size, end, after = data_extent(fd)
+        chunks = []
+        position = 0
+        while position < end:
+            chunk = os.pread(fd, min(end - position, 1 << 24), position)
+            if not chunk:  # cut short meanwhile: what was read is what is there
+                size, after = position, None
+                break
+            chunks.append(chunk)
+            position += len(chunk)
+    finally:
+        os.close(fd)
+    return FileBytes(b"".join(chunks), size, after)
 
 
 def write_fully(fd: int, data: bytes) -> None:
@@ -328,4 +414,4 @@ def save_checkpoint(checkpoint: Checkpoint, out: Path) -> None:
 
 
 def load_saved_checkpoint(path: Path) -> Checkpoint:
-    return Checkpoint.loads(path.read_bytes())
+    return Checkpoint.loads(read_regular(path))

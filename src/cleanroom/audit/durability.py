@@ -205,6 +205,14 @@ class Durability:
             if self._error is None and end > self.durable:
                 self.durable = end
 
+    def truncated(self, end: int) -> None:
+        """Caller holds the role: the segment was cut back to the records below `end` (a failed batch
+        rolled back). A rotation inside that batch may already have reported some of its records synced;
+        they no longer exist, and the next records to take their sequence numbers are not durable."""
+        with self._mutex:
+            self.durable = min(self.durable, end)
+            self.written = min(self.written, end)
+
     def fail(self, error: AuditUnavailable) -> None:
         """Caller holds the role: a sync failed; nothing not yet durable will ever be."""
         with self._mutex:

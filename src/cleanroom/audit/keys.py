@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import fsync_directory, public_key_id, write_fully
+from cleanroom.audit.checkpoints import fsync_directory, public_key_id, read_regular, write_fully
 from cleanroom.errors import ConfigurationError
 from cleanroom.keys.kms import KMS, WrappedKey
 
@@ -134,9 +134,11 @@ def _publish(path: Path, data: bytes) -> bool:
 def _read_document(audit_dir: Path) -> dict[str, Any]:
     path = Path(audit_dir) / KEYS_FILE
     try:
-        document = json.loads(path.read_text("ascii"))
+        document = json.loads(read_regular(path).decode("ascii"))
     except FileNotFoundError as exc:
         raise ConfigurationError(f"no audit keys at {path}: the audit log was never created here") from exc
+    except OSError as exc:  # a directory or FIFO in its place: an error, never a traceback or a hang
+        raise ConfigurationError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not valid JSON") from exc
     if not isinstance(document, dict) or document.get("version") != 1:

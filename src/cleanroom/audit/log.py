@@ -44,6 +44,7 @@ from cleanroom.audit.checkpoints import (
     CHECKPOINTS_FILE,
     ZERO_DIGEST,
     Checkpoint,
+    open_regular,
     require_p384,
     sign_checkpoint,
     write_fully,
@@ -66,6 +67,16 @@ logger = logging.getLogger("cleanroom.audit")
 
 FsyncPolicy = Literal["always", "group", "none"]
 DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _encode(event: AuditEvent) -> bytes:
+    """The record's plaintext; an event that cannot be written (over 64 KiB once encoded, or a string
+    with a lone surrogate, which UTF-8 cannot hold) fails closed like any other audit failure, with the
+    error the request path maps to 503, never a bare ValueError."""
+    try:
+        return event.to_json_bytes()
+    except ValueError as exc:  # UnicodeEncodeError included
+        raise AuditUnavailable(f"audit event rejected: {exc}") from exc
 
 
 class AuditLog:
@@ -116,12 +127,14 @@ class AuditLog:
         self._written = 0
         self._cp_fd = -1
         self._lock_fd = -1
+        self._dir_lock_fd = -1
         self.repairs: list[Repair] = []
         self._last_cp: Checkpoint | None = None
         self._last_cp_mono = time.monotonic()
         try:
             self._open()
         except BaseException:
+            self._closed = True  # never opened: nothing for __del__ to warn about
             self._release_files()
             self._wipe_keys()
             raise
@@ -184,7 +197,7 @@ class AuditLog:
         this thread once, when the record is durable (commit.py)."""
         if not isinstance(event, AuditEvent):
             raise TypeError("append takes an AuditEvent")
-        slot = Slot((event.to_json_bytes(),), durable=True)
+        slot = Slot((_encode(event),), durable=True)
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
@@ -198,7 +211,7 @@ class AuditLog:
         if the record could not be written."""
         if not isinstance(event, AuditEvent):
             raise TypeError("append takes an AuditEvent")
-        slot = Slot((event.to_json_bytes(),))
+        slot = Slot((_encode(event),))
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
@@ -215,7 +228,7 @@ class AuditLog:
             raise TypeError("append_many takes AuditEvents")
         if not events:
             return range(0)
-        slot = Slot(tuple(event.to_json_bytes() for event in events), durable=True)
+        slot = Slot(tuple(_encode(event) for event in events), durable=True)
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
@@ -234,7 +247,7 @@ class AuditLog:
             raise TypeError("append_many_ahead takes AuditEvents")
         if not events:
             return AuditTicket(self._durability, 0, 0)
-        slot = Slot(tuple(event.to_json_bytes() for event in events))
+        slot = Slot(tuple(_encode(event) for event in events))
         self._submit(slot)
         if slot.error is not None:
             raise slot.error
@@ -395,6 +408,9 @@ class AuditLog:
 
     def _rollback(self, before: LogState, created: list[int]) -> None:
         with self._durability.exclusive():
+            # A rotation inside the failed batch synced the old segment and reported the batch's records in
+            # it durable; they are about to be cut off, and new records will reuse their numbers.
+            self._durability.truncated(before.seq)
             try:
                 # Cuts the failed batch off (records written before it stay) and fsyncs what is left.
                 self._segments.roll_back(created, before.segment, before.segment_size)
@@ -497,6 +513,16 @@ class AuditLog:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise AuditUnavailable(f"audit log {self.directory} is in use by another process") from exc
+        # The directory itself is locked too: deleting `.lock` (by hand, or a clean-up of *.lock files)
+        # would otherwise let a second writer in, and two writers interleave records with the same
+        # numbers. Best effort: a file system that cannot lock a directory keeps the `.lock` lock alone.
+        self._dir_lock_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(self._dir_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise AuditUnavailable(f"audit log {self.directory} is in use by another process") from exc
+        except OSError as exc:
+            logger.warning("audit log: cannot lock the directory %s (%s)", self.directory, exc.strerror)
         recovered = recover_log(self.directory, self._audit_key, self._signing_key.public_key())
         self.repairs = recovered.repairs
         self._last_cp = recovered.last_checkpoint
@@ -514,13 +540,16 @@ class AuditLog:
         covered = 0 if self._last_cp is None else self._last_cp.tree_size
         self._durability.reset(written=self._state.seq, durable=covered)
         self._segments.open(self._state.segment)
-        self._cp_fd = os.open(self.directory / CHECKPOINTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            self._cp_fd = open_regular(self.directory / CHECKPOINTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except OSError as exc:
+            raise AuditUnavailable(f"{CHECKPOINTS_FILE} cannot be opened for appending: {exc.strerror}") from exc
 
     def _release_files(self) -> None:
         segments: SegmentWriter | None = getattr(self, "_segments", None)
         if segments is not None:
             segments.close()
-        for name in ("_cp_fd", "_lock_fd"):
+        for name in ("_cp_fd", "_lock_fd", "_dir_lock_fd"):
             fd = getattr(self, name)
             if fd >= 0:
                 with contextlib.suppress(OSError):

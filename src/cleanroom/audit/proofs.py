@@ -65,9 +65,9 @@ class InclusionProof:
             path = tuple(bytes.fromhex(str(h)) for h in data["path"])
             if any(len(h) != 32 for h in path) or len(path) > 64:
                 raise ValueError("bad path")
-            return cls(
-                seq=int(data["seq"]),
-                segment_index=int(data["segment_index"]),
+            proof = cls(
+                seq=_bounded_int(data["seq"], 1 << 64),
+                segment_index=_bounded_int(data["segment_index"], 1 << 32),
                 frame=base64.b64decode(str(data["frame"]), validate=True),
                 record_key=base64.b64decode(str(data["record_key"]), validate=True),
                 path=path,
@@ -75,10 +75,23 @@ class InclusionProof:
             )
         except (KeyError, TypeError, ValueError, CheckpointFormatError) as exc:
             raise ProofError(f"malformed proof: {exc}") from exc
+        # The unsigned copies of what the proof is about must agree with it: a proof that claims one tree
+        # size or leaf and proves another would mislead whoever reads the JSON.
+        if "tree_size" in data and data["tree_size"] != proof.checkpoint.tree_size:
+            raise ProofError("malformed proof: tree_size differs from the signed checkpoint's")
+        if "leaf_hash" in data and data["leaf_hash"] != leaf_hash(proof.frame).hex():
+            raise ProofError("malformed proof: leaf_hash is not the hash of the frame")
+        return proof
 
     @property
     def path_bytes(self) -> int:
         return 32 * len(self.path)
+
+
+def _bounded_int(value: Any, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+        raise ValueError(f"expected an integer in [0, {limit})")
+    return value
 
 
 def prove(
@@ -123,6 +136,8 @@ def prove(
 def verify_proof(proof: InclusionProof, public_key: ec.EllipticCurvePublicKey) -> AuditEvent:
     """Check a proof with the audit public key alone; return the proven record. Raises ProofError."""
     cp = proof.checkpoint
+    if not (0 <= proof.seq < 1 << 64 and 0 <= proof.segment_index < 1 << 32):
+        raise ProofError("the proof's sequence number or segment index is out of range")
     if not cp.signature_valid(public_key):
         raise ProofError("the checkpoint's signature does not verify under the audit public key")
     try:

@@ -280,7 +280,12 @@ class AuditEvent:
             raise ValueError("audit record plaintext is not JSON") from exc
         if not isinstance(parsed, dict):
             raise ValueError("audit record plaintext is not a JSON object")
-        return cls.from_dict(parsed)
+        event = cls.from_dict(parsed)
+        # One encoding per event, as for checkpoint lines: duplicate keys (which JSON parsers resolve
+        # differently), reordered fields or other spellings would let one record read two ways.
+        if event.to_json_bytes() != data:
+            raise ValueError("audit record plaintext is not in canonical form")
+        return event
 
     def display_dict(self, seq: int | None = None) -> dict[str, Any]:
         """For `audit show --json`: the core fields always present (null when unset), time as ISO 8601."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, read_last_checkpoint
+from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, data_extent, open_regular, read_last_checkpoint
 from cleanroom.audit.merkle import CompactTree, chain_genesis, chain_next, leaf_hash
 from cleanroom.audit.records import (
     SEGMENT_HEADER_LEN,
@@ -28,7 +28,14 @@ from cleanroom.audit.records import (
     parse_frame_header,
     parse_segment_header,
 )
-from cleanroom.audit.segments import Damage, Frame, list_segments, scan_frames, segment_name
+from cleanroom.audit.segments import (
+    Damage,
+    Frame,
+    list_segments,
+    scan_frames,
+    segment_name,
+    with_hole_tail,
+)
 from cleanroom.errors import AuditUnavailable
 
 logger = logging.getLogger("cleanroom.audit")
@@ -92,7 +99,12 @@ def recover_log(directory: Path, audit_key: bytes | bytearray, public_key: ec.El
     """Caller holds the writer lock. Raises AuditUnavailable naming what is wrong and where."""
     repairs: list[Repair] = []
     cp_path = directory / CHECKPOINTS_FILE
-    line, torn_offset = read_last_checkpoint(cp_path)
+    try:
+        line, torn_offset = read_last_checkpoint(cp_path)
+    except OSError as exc:
+        raise AuditUnavailable(
+            f"{CHECKPOINTS_FILE} cannot be read ({exc.strerror or exc}); run `cleanroom audit verify`"
+        ) from exc
     if torn_offset is not None:
         repairs.append(_truncate(cp_path, torn_offset, "unterminated checkpoint line (crash mid-append)"))
     cp: Checkpoint | None = None
@@ -126,10 +138,21 @@ def recover_log(directory: Path, audit_key: bytes | bytearray, public_key: ec.El
     cipher = RecordCipher(audit_key, log_id)
     try:
         state = _resume_point(directory, cp, log_id, len(segments))
-        _replay_tail(directory, cipher, state, len(segments), repairs)
+        newest_ref = _replay_tail(directory, cipher, state, len(segments), repairs)
     except BaseException:
         cipher.close()
         raise
+    existing = 0 if cp is None else cp.index + 1
+    if newest_ref > existing:
+        # A record counts the checkpoints that existed when it was written. Fewer now means checkpoints
+        # were deleted: signing a fresh chain over the records would hide it once its indices catch up.
+        cipher.close()
+        raise AuditUnavailable(
+            f"audit record {state.seq - 1} was written after checkpoint #{newest_ref - 1}, but the newest "
+            f"checkpoint in {CHECKPOINTS_FILE} is "
+            + ("none" if cp is None else f"#{cp.index}")
+            + ": checkpoints were deleted; run `cleanroom audit verify`"
+        )
     return Recovered(cipher, state, cp, repairs)
 
 
@@ -181,13 +204,13 @@ def _check_checkpoint_tail(directory: Path, cp: Checkpoint, state: LogState) -> 
         )
 
 
-def _replay_tail(
-    directory: Path, cipher: RecordCipher, state: LogState, last_index: int, repairs: list[Repair]
-) -> None:
-    """Authenticate every record after the resume point, advancing `state`; repair a torn last record."""
+def _replay_tail(directory: Path, cipher: RecordCipher, state: LogState, last_index: int, repairs: list[Repair]) -> int:
+    """Authenticate every record after the resume point, advancing `state`; repair a torn last record.
+    Returns the largest checkpoint reference among those records (0 if none)."""
+    newest_ref = 0
     for index in range(state.segment, last_index + 1):
         with mapped(directory / segment_name(index)) as data:
-            items, size = _scan_segment(data, index, state, cipher)
+            items, size = _scan_segment(directory, data, index, state, cipher)
         for position, item in enumerate(items):
             if (
                 isinstance(item, Frame)
@@ -195,6 +218,7 @@ def _replay_tail(
                 and item.header.seq == state.seq
                 and item.header.prev_chain == state.chain
             ):
+                newest_ref = max(newest_ref, item.header.checkpoint_ref)
                 record_hash = leaf_hash(item.raw)
                 state.chain = chain_next(state.chain, record_hash)
                 state.tree.append(record_hash)
@@ -217,10 +241,11 @@ def _replay_tail(
                 )
             reason = item.reason if isinstance(item, Damage) else "last record does not authenticate"
             repairs.append(_truncate(directory / segment_name(index), item.offset, reason))
+    return newest_ref
 
 
 def _scan_segment(
-    data: bytes | mmap.mmap, index: int, state: LogState, cipher: RecordCipher
+    directory: Path, data: bytes | mmap.mmap, index: int, state: LogState, cipher: RecordCipher
 ) -> tuple[list[Frame | Damage], int]:
     """Check segment `index`'s header and list what follows the resume point (only that part is read)."""
     try:
@@ -232,8 +257,19 @@ def _scan_segment(
     start = state.segment_size if index == state.segment else SEGMENT_HEADER_LEN
     if len(data) < start:
         raise AuditUnavailable(f"audit segment {index} is shorter than the latest checkpoint says")
+    fd = open_regular(directory / segment_name(index))
+    try:
+        _, data_end, data_after = data_extent(fd)
+    finally:
+        os.close(fd)
+    if data_after is not None or data_end < start:
+        # The writer only appends: a hole with data after it, or inside signed records, was made on purpose.
+        raise AuditUnavailable(
+            f"audit segment {index} has a hole at offset {data_end} that no crash leaves; run `cleanroom audit verify`"
+        )
     state.segment, state.segment_size = index, start
-    return list(scan_frames(data, start, index, cipher)), len(data)
+    frames = scan_frames(data, start, index, cipher, end=data_end)
+    return list(with_hole_tail(frames, data_end, len(data))), len(data)
 
 
 def _truncate(path: Path, offset: int, reason: str) -> Repair:

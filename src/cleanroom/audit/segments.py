@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cleanroom.audit.checkpoints import fsync_directory, write_fully
 from cleanroom.audit.records import (
+    FRAME_HEADER_LEN,
     FRAME_MAGIC,
     FrameHeader,
     RecordCipher,
@@ -75,14 +76,16 @@ Buffer = bytes | mmap.mmap
 
 
 def _try_frame(
-    data: Buffer, offset: int, cipher: RecordCipher | None, segment_index: int
+    data: Buffer, offset: int, cipher: RecordCipher | None, segment_index: int, limit: int
 ) -> tuple[Frame | None, str, FrameHeader | None]:
+    if limit - offset < FRAME_HEADER_LEN:
+        return None, "frame header cut short", None
     try:
         header = parse_frame_header(data, offset)
     except RecordFormatError as exc:
         return None, str(exc), None
     end = offset + header.frame_len
-    if end > len(data):
+    if end > limit:
         return None, f"frame of {header.frame_len} bytes runs past the end of the file", header
     raw = data[offset:end]
     if cipher is None:
@@ -94,37 +97,38 @@ def _try_frame(
     return Frame(offset, raw, header, True, plaintext), "", header
 
 
-def _next_valid(data: Buffer, start: int, cipher: RecordCipher | None, segment_index: int) -> Frame | None:
-    pos = data.find(FRAME_MAGIC, start)
+def _next_valid(data: Buffer, start: int, cipher: RecordCipher | None, segment_index: int, limit: int) -> Frame | None:
+    pos = data.find(FRAME_MAGIC, start, limit)
     while pos >= 0:
-        frame, _, _ = _try_frame(data, pos, cipher, segment_index)
+        frame, _, _ = _try_frame(data, pos, cipher, segment_index, limit)
         if frame is not None and frame.authentic is not False:
             return frame
-        pos = data.find(FRAME_MAGIC, pos + 1)
+        pos = data.find(FRAME_MAGIC, pos + 1, limit)
     return None
 
 
 def scan_frames(
-    data: Buffer, start: int, segment_index: int, cipher: RecordCipher | None = None
+    data: Buffer, start: int, segment_index: int, cipher: RecordCipher | None = None, end: int | None = None
 ) -> Iterator[Frame | Damage]:
-    """Yield frames and damaged regions covering data[start:] in order, without gaps."""
+    """Yield frames and damaged regions covering data[start:end] in order, without gaps."""
+    limit = len(data) if end is None else min(end, len(data))
     offset = start
-    while offset < len(data):
-        frame, reason, header = _try_frame(data, offset, cipher, segment_index)
+    while offset < limit:
+        frame, reason, header = _try_frame(data, offset, cipher, segment_index, limit)
         if frame is not None and frame.authentic is not False:
             yield frame
             offset = frame.end
             continue
-        following = _next_valid(data, offset + 1, cipher, segment_index)
+        following = _next_valid(data, offset + 1, cipher, segment_index, limit)
         ends_cleanly = frame is not None and (
-            (following is None and frame.end == len(data)) or (following is not None and following.offset == frame.end)
+            (following is None and frame.end == limit) or (following is not None and following.offset == frame.end)
         )
         if frame is not None and ends_cleanly:
             # Framing is intact, only the contents fail: a modified (or forged) record.
             yield frame
             offset = frame.end
             continue
-        stop = len(data) if following is None else following.offset
+        stop = limit if following is None else following.offset
         yield Damage(
             offset=offset,
             length=stop - offset,
@@ -133,6 +137,26 @@ def scan_frames(
             to_eof=following is None,
         )
         offset = stop
+
+
+def with_hole_tail(items: Iterator[Frame | Damage], data_end: int, size: int) -> Iterator[Frame | Damage]:
+    """`scan_frames` items of data[:data_end], then the file's unread rest [data_end, size) as damage running
+    to the end of the file (merged with a damaged region that already ran to data_end)."""
+    last: Frame | Damage | None = None
+    for item in items:
+        if last is not None:
+            yield last
+        last = item
+    if data_end >= size:
+        if last is not None:
+            yield last
+        return
+    if isinstance(last, Damage) and last.end == data_end:
+        yield Damage(last.offset, size - last.offset, last.reason, last.claimed_seq, to_eof=True)
+        return
+    if last is not None:
+        yield last
+    yield Damage(data_end, size - data_end, f"{size - data_end} bytes of holes (never written)", None, to_eof=True)
 
 
 class SegmentWriter:
@@ -188,6 +212,10 @@ class SegmentWriter:
                 self.close()
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / segment_name(segment)).unlink()
+        if created:
+            # Persist the removal: after a power loss a resurrected segment would hold a first_seq that
+            # the records written since then reuse, and the log would refuse to open.
+            fsync_directory(self.directory)
         if self.index != index or self.fd < 0:
             self.open(index)
         os.ftruncate(self.fd, size)

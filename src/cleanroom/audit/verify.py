@@ -13,9 +13,13 @@ Checks, in one streaming pass (memory O(log n), plus 32 bytes per record with `s
 Finding kinds. Warnings (the log is still intact): torn_tail (a crash artefact after the newest
 checkpoint), unsigned_tail (records after the newest checkpoint). Errors: record_corrupt, record_deleted,
 record_inserted, records_swapped, record_malformed, chain_broken, tail_truncated, segment_missing,
-segment_replaced, checkpoint_forged, checkpoint_malformed, checkpoint_foreign, checkpoint_chain_broken,
-checkpoint_missing, checkpoint_mismatch, checkpoint_position_mismatch, saved_checkpoint_invalid,
-inconsistent_with_saved, audit_dir_missing.
+segment_replaced, segment_unreadable, segment_sparse, checkpoint_forged, checkpoint_malformed,
+checkpoint_foreign, checkpoint_chain_broken, checkpoint_missing, checkpoint_rewritten, checkpoint_mismatch,
+checkpoint_position_mismatch, checkpoints_unreadable, saved_checkpoint_invalid, inconsistent_with_saved,
+audit_dir_missing.
+
+Files are read as regular files only, never mapped (a writer may truncate them meanwhile) and only up to
+their first hole: a FIFO or a terabyte-sized sparse file is a finding, not a hang or a MemoryError.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from cleanroom.audit.checkpoints import (
     CheckpointFormatError,
     load_saved_checkpoint,
     public_key_id,
+    read_until_hole,
     scan_checkpoint_file,
 )
 from cleanroom.audit.merkle import MerkleTree, verify_consistency
@@ -41,7 +46,7 @@ from cleanroom.audit.records import (
     parse_segment_header,
 )
 from cleanroom.audit.report import Finding, VerifyReport
-from cleanroom.audit.segments import list_segments, scan_frames
+from cleanroom.audit.segments import list_segments, scan_frames, with_hole_tail
 from cleanroom.audit.verify_records import Item, RecordChecker
 
 __all__ = ["Finding", "VerifyReport", "verify"]
@@ -50,9 +55,14 @@ __all__ = ["Finding", "VerifyReport", "verify"]
 def _check_checkpoints(
     report: VerifyReport, directory: Path, public_key: ec.EllipticCurvePublicKey
 ) -> list[Checkpoint]:
-    scan = scan_checkpoint_file(directory / CHECKPOINTS_FILE)
+    try:
+        scan = scan_checkpoint_file(directory / CHECKPOINTS_FILE)
+    except (OSError, MemoryError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "too large to read"
+        report.add("checkpoints_unreadable", f"{CHECKPOINTS_FILE} cannot be read: {reason}")
+        return []
     if scan.torn_tail_offset is not None:
-        tail = (directory / CHECKPOINTS_FILE).read_bytes()[scan.torn_tail_offset :].rstrip(b"\x00")
+        tail = scan.torn_tail.rstrip(b"\x00")
         if all(0x20 <= byte < 0x7F for byte in tail):
             report.add(
                 "torn_tail",
@@ -150,7 +160,9 @@ def verify(
     targets = [(cp.tree_size, f"#{cp.index}", cp) for cp in checkpoints if cp.tree_size > 0]
     if saved is not None and saved.tree_size > 0:
         targets.append((saved.tree_size, "saved", saved))
-    checker = RecordChecker(report, log_id, targets, newest_size, keep_leaves=saved is not None)
+    checker = RecordChecker(
+        report, log_id, targets, newest_size, keep_leaves=saved is not None, checkpoints=checkpoints
+    )
     with RecordCipher(audit_key, log_id) as cipher:
         _scan_segments(report, directory, segments, cipher, checker, newest)
     checker.finish()
@@ -245,7 +257,13 @@ def _scan_segments(
         if path is None:
             report.add("segment_missing", "segment file is missing", segment=index)
             continue
-        data = path.read_bytes()
+        try:
+            segment = read_until_hole(path)
+        except (OSError, MemoryError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "too large to read"
+            report.add("segment_unreadable", f"{path.name} cannot be read: {reason}", segment=index)
+            continue
+        data = segment.data
         try:
             header = cipher.check_segment_header(data[:SEGMENT_HEADER_LEN])
         except RecordFormatError as exc:
@@ -254,6 +272,15 @@ def _scan_segments(
         if header.segment_index != index:
             report.add("segment_replaced", f"{path.name} holds segment {header.segment_index}", segment=index)
             continue
+        if segment.data_after_hole is not None:
+            report.add(
+                "segment_sparse",
+                f"{path.name} has a hole at offset {len(data)} and data again at offset "
+                f"{segment.data_after_hole}: the writer never leaves one; nothing after the hole was read",
+                segment=index,
+                offset=len(data),
+            )
         is_last = index == max(present)
-        for item in scan_frames(data, SEGMENT_HEADER_LEN, index, cipher):
+        frames = scan_frames(data, SEGMENT_HEADER_LEN, index, cipher)
+        for item in with_hole_tail(frames, len(data), segment.size):
             checker.feed(Item(index, is_last, item))

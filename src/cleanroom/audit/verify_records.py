@@ -48,8 +48,14 @@ class RecordChecker:
         targets: list[tuple[int, str, Checkpoint]],
         newest_size: int,
         keep_leaves: bool,
+        checkpoints: list[Checkpoint] | None = None,
     ) -> None:
         self.report = report
+        # Every record counts the checkpoints that existed when it was written: #ref-1 signed at most the
+        # records before it, #ref (written later) at least the record itself. A chain signed afresh after
+        # the old one was deleted breaks that even when every index is present again.
+        self.by_index = {cp.index: cp for cp in checkpoints or ()}
+        self.rewritten = False
         self.expected = 0
         self.chain: bytes | None = chain_genesis(log_id)
         self.pending: deque[Item] = deque()
@@ -172,8 +178,31 @@ class RecordChecker:
                 seq=frame.header.seq,
             )
         self.report.records += 1
+        if self.by_index and not self.rewritten:
+            self._check_reference(item.segment, frame)
         if frame.header.checkpoint_ref > self.max_ref:
             self.max_ref, self.max_ref_at = frame.header.checkpoint_ref, (item.segment, frame.offset, frame.header.seq)
+
+    def _check_reference(self, segment: int, frame: Frame) -> None:
+        seq, ref = frame.header.seq, frame.header.checkpoint_ref
+        before = self.by_index.get(ref - 1) if ref else None
+        after = self.by_index.get(ref)
+        if before is not None and before.tree_size > seq:
+            problem = f"checkpoint #{before.index}, which existed when it was written, signs {before.tree_size} records"
+        elif after is not None and after.tree_size <= seq:
+            problem = f"checkpoint #{after.index}, written after it, signs only {after.tree_size} records"
+        else:
+            return
+        self.rewritten = True
+        self.report.add(
+            "checkpoint_rewritten",
+            f"record {seq} does not fit the checkpoint chain: {problem} "
+            "(the checkpoints were deleted and a new chain signed over the records)",
+            segment=segment,
+            offset=frame.offset,
+            seq=seq,
+            checkpoint=ref if after is not None and before is None else ref - 1,
+        )
 
     def _process(self) -> None:
         item = self.pending.popleft()
