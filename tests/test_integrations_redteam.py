@@ -644,6 +644,48 @@ def test_triton_refuses_an_oversized_sealed_input_before_any_key_work(triton_mod
     )
 
 
+def test_triton_client_helper_reports_a_hostile_answer_as_invalid_response() -> None:
+    """`decode_infer_response` parses what the server (or a proxy) sends: every malformed frame is a typed
+    `BadRequest`, not a ValueError / AttributeError / TypeError escaping into the caller."""
+    from cleanroom.errors import BadRequest
+    from cleanroom.integrations.triton import decode_infer_response
+
+    def framed(document: Any, tail: bytes = b"") -> tuple[bytes, dict[str, str]]:
+        head = json.dumps(document).encode()
+        return head + tail, {"Inference-Header-Content-Length": str(len(head))}
+
+    element = (3).to_bytes(4, "little") + b"abc"
+    ok = {"outputs": [{"name": "SEALED_RESPONSE", "parameters": {"binary_data_size": 7}}]}
+    assert decode_infer_response(*framed(ok, element)) == b"abc"
+    hostile: list[tuple[bytes, dict[str, str]]] = [
+        (b"{}", {"Inference-Header-Content-Length": "two"}),
+        (b"not json at all", {}),
+        (b"\xff\xfe", {}),
+        framed([1, 2, 3]),
+        framed({"outputs": "SEALED_RESPONSE"}),
+        framed({"outputs": [["SEALED_RESPONSE"]]}),
+        framed({"outputs": [{"name": "SEALED_RESPONSE", "parameters": ["binary_data_size"]}]}, element),
+        framed({"outputs": [{"name": "SEALED_RESPONSE", "parameters": {"binary_data_size": "x"}}]}, element),
+        framed({"outputs": [{"name": "SEALED_RESPONSE", "parameters": {"binary_data_size": None}}]}, element),
+        framed({"outputs": [{"name": "SEALED_RESPONSE", "parameters": {"binary_data_size": 10**9}}]}, element),
+        framed(
+            {
+                "outputs": [
+                    {"name": "OTHER", "parameters": {"binary_data_size": -60}},
+                    {"name": "SEALED_RESPONSE", "parameters": {"binary_data_size": 7}},
+                ]
+            },
+            element,
+        ),
+        framed({"outputs": [{"name": "SEALED_RESPONSE"}]}),
+        (b"[" * 100_000, {}),
+    ]
+    for content, headers in hostile:
+        with pytest.raises(BadRequest) as info:
+            decode_infer_response(content, headers)
+        assert info.value.code == "invalid_response", content[:60]
+
+
 # --- Ray Serve (the replica body, no cluster) --------------------------------------------------------
 @pytest.fixture
 def replica(tmp_path: Path) -> Iterator[Any]:

@@ -237,7 +237,17 @@ def encode_infer_request(
 def decode_infer_response(
     content: bytes, headers: Mapping[str, str], *, output_name: str = CleanroomTritonModel.output_name
 ) -> bytes:
-    """The sealed response from a successful Triton answer (open it with `SealedRequest.open_response`)."""
+    """The sealed response from a successful Triton answer (open it with `SealedRequest.open_response`).
+
+    Whatever the server (or a proxy) sent, a malformed answer is a `BadRequest` (`invalid_response`), never
+    another exception: the sealed response inside is authenticated when it is opened, the framing is not."""
+    try:
+        return _decode_infer_response(content, headers, output_name)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # JSON, int(), a list for a dict
+        raise BadRequest(f"malformed Triton response ({type(exc).__name__})", code="invalid_response") from None
+
+
+def _decode_infer_response(content: bytes, headers: Mapping[str, str], output_name: str) -> bytes:
     length = int(headers.get(HEADER_LENGTH) or len(content))
     if not 0 < length <= len(content):
         raise BadRequest("malformed Triton response: bad inference header length", code="invalid_response")
@@ -245,6 +255,8 @@ def decode_infer_response(
     offset = length
     for output in document.get("outputs", []):
         size = int(output.get("parameters", {}).get("binary_data_size", 0))
+        if not 0 <= size <= len(content) - offset:  # a negative size would move back into the JSON header
+            raise BadRequest("malformed Triton response: bad binary_data_size", code="invalid_response")
         if output.get("name") == output_name:
             data = content[offset : offset + size]
             declared = int.from_bytes(data[:4], "little") if len(data) >= 4 else -1
