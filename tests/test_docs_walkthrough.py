@@ -282,3 +282,14 @@ def test_admin_cli_hints_at_client_certificates_when_the_server_hangs_up(tmp_pat
         api.close()
         listener.close()
         thread.join(timeout=5)
+
+
+def test_tenant_command_while_a_server_starts_says_so(shared_server: Any) -> None:
+    """`cleanroom serve ... &` then at once `cleanroom tenant create` (README): before the server publishes
+    server.json the command falls back to the data dir, whose audit log the server already holds."""
+    from cleanroom.admin_client import local_tenant_service
+    from cleanroom.config import Settings
+    from cleanroom.errors import AuditUnavailable
+
+    with pytest.raises(AuditUnavailable, match="if a server is starting there, retry once it listens"):
+        local_tenant_service(Settings(data_dir=shared_server.data_dir))

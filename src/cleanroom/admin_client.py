@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from cleanroom.config import Settings
-from cleanroom.errors import CleanroomError
+from cleanroom.errors import AuditUnavailable, CleanroomError
 
 
 def running_server(data_dir: Path) -> dict[str, Any] | None:
@@ -129,7 +129,17 @@ def local_tenant_service(settings: Settings) -> Any:
     # Key operations done without a server are on the same audit record as the server's.
     from cleanroom.server.services import AuditLogSink
 
-    audit = AuditLogSink(Path(settings.data_dir), kms, keyring.master_key_name, settings)
+    try:
+        audit = AuditLogSink(Path(settings.data_dir), kms, keyring.master_key_name, settings)
+    except AuditUnavailable as exc:
+        if "in use by another process" not in exc.message:
+            raise
+        # No live server.json, yet a process holds the audit log: a server still starting (it publishes
+        # server.json once it listens), or an app embedding cleanroom without an admin socket.
+        raise AuditUnavailable(
+            f"{exc.message}, but no running server is published in {settings.data_dir}/server.json: if a "
+            "server is starting there, retry once it listens"
+        ) from None
     atexit.register(audit.close)  # writes the closing checkpoint when the command ends
     service.audit = keyring.audit = audit
     return service
