@@ -441,6 +441,64 @@ def test_record_json_in_any_but_the_canonical_form_is_malformed(tmp_path: Path, 
     assert [seq for seq, _ in read_events(directory, keys[0])] == [0, 2]
 
 
+def test_one_far_segment_name_costs_one_finding(log_dir: Path, keys: Keys) -> None:
+    """An empty `segment-01000000.log`: verify reported each of the 999,996 names before it as a missing
+    segment, one finding (and one loop turn) each; `segment-99999999.log` made it run for minutes and
+    gigabytes."""
+    (log_dir / segment_name(1_000_000)).touch()
+    report = _check(log_dir, keys)
+    assert len(report.findings) < 10, f"{len(report.findings)} findings"
+    missing = _finding(report, "segment_missing")
+    assert missing.segment == 4 and "4..999999" in missing.message
+    assert _finding(report, "segment_replaced").segment == 1_000_000
+    with pytest.raises(AuditUnavailable, match="not contiguous"):
+        _open_writer(log_dir, keys)
+
+
+@pytest.fixture
+def cli_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data dir with audit keys wrapped by the local KMS, as `cleanroom audit …` finds it."""
+    from cleanroom.audit.keys import load_or_create_audit_keys
+    from cleanroom.keys.local import LocalKMS
+
+    monkeypatch.delenv("CLEANROOM_KMS", raising=False)
+    monkeypatch.delenv("CLEANROOM_CONFIG", raising=False)
+    kms = LocalKMS(tmp_path)
+    with (
+        load_or_create_audit_keys(tmp_path / "audit", kms, "cleanroom-master") as keys,
+        AuditLog(tmp_path / "audit", keys.audit_key, keys.require_signing_key(), fsync="none") as log,
+    ):
+        for i in range(6):
+            log.append(_event(i))
+    kms.close()
+    return tmp_path
+
+
+@pytest.mark.parametrize("damage", ["checkpoints-dir", "sparse-segment"])
+def test_show_prove_and_checkpoint_commands_never_raise(
+    cli_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """`audit show`, `prove` and `checkpoint` (and the alert monitor's warm-up at start, through
+    `read_events`) raised IsADirectoryError or MemoryError."""
+    audit = cli_data_dir / "audit"
+    if damage == "checkpoints-dir":
+        (audit / CHECKPOINTS_FILE).unlink()
+        (audit / CHECKPOINTS_FILE).mkdir()
+    else:
+        _sparse(audit / segment_name(2), 1 << 40)
+    data_dir = ["--data-dir", str(cli_data_dir)]
+    assert _run_cli(["audit", "show", "--json", *data_dir]) == 0
+    shown = [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()]
+    assert shown == list(range(6))
+    out = tmp_path / "cp.json"
+    expected = 2 if damage == "checkpoints-dir" else 0
+    assert _run_cli(["audit", "prove", "3", "--out", str(out), *data_dir]) == expected
+    assert _run_cli(["audit", "checkpoint", "--out", str(out), *data_dir]) == expected
+    assert _run_cli(["audit", "verify", *data_dir]) == 1
+    if damage == "checkpoints-dir":
+        assert "cannot be read" in capsys.readouterr().err
+
+
 # =========================================================================== detected already
 def _sample(length: int, count: int) -> list[int]:
     step = max(1, length // count)

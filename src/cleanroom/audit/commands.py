@@ -197,8 +197,11 @@ def cmd_checkpoint(args: argparse.Namespace, kms_factory: KMSFactory | None = No
         keys = _keys(args, kms_factory)
     except CleanroomError as exc:
         return _fail(exc.message)
-    with keys:
-        checkpoint = latest_checkpoint(_data_dir(args) / "audit", keys.public_key)
+    try:
+        with keys:
+            checkpoint = latest_checkpoint(_data_dir(args) / "audit", keys.public_key)
+    except OSError as exc:
+        return _fail(f"checkpoints.jsonl cannot be read: {exc.strerror}; run `cleanroom audit verify`")
     if checkpoint is None:
         return _fail("no valid checkpoint in the audit log yet")
     save_checkpoint(checkpoint, Path(args.out))

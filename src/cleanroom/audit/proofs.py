@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import Checkpoint, CheckpointFormatError
+from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, CheckpointFormatError
 from cleanroom.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from cleanroom.audit.reader import iter_frames, latest_checkpoint
 from cleanroom.audit.records import (
@@ -98,7 +98,10 @@ def prove(
     directory: Path, audit_key: bytes | bytearray, seq: int, public_key: ec.EllipticCurvePublicKey | None = None
 ) -> InclusionProof:
     """Inclusion proof of record `seq` against the newest checkpoint that covers it."""
-    checkpoint = latest_checkpoint(directory, public_key)
+    try:
+        checkpoint = latest_checkpoint(directory, public_key)
+    except OSError as exc:
+        raise ProofError(f"{CHECKPOINTS_FILE} cannot be read ({exc.strerror}); run `cleanroom audit verify`") from exc
     if checkpoint is None:
         raise ProofError("the audit log has no checkpoint yet")
     if not 0 <= seq < checkpoint.tree_size:

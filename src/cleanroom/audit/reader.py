@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, scan_checkpoint_file
+from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, read_until_hole, scan_checkpoint_file
 from cleanroom.audit.records import (
     SEGMENT_HEADER_LEN,
     AuditEvent,
@@ -36,7 +36,11 @@ def latest_checkpoint(directory: Path, public_key: ec.EllipticCurvePublicKey | N
 
 
 def log_id_of(directory: Path) -> bytes | None:
-    cp = latest_checkpoint(directory)
+    try:
+        cp = latest_checkpoint(directory)
+    except OSError as exc:  # not a regular file: fall back to the segments, `verify` names it
+        logger.warning("audit: %s cannot be read (%s); run `cleanroom audit verify`", CHECKPOINTS_FILE, exc.strerror)
+        cp = None
     if cp is not None:
         return cp.log_id
     for _, path in list_segments(Path(directory)):
@@ -57,7 +61,12 @@ class LocatedFrame:
 def iter_frames(directory: Path, cipher: RecordCipher | None = None) -> Iterator[LocatedFrame]:
     """Well-framed records in file order (authenticated when a cipher is given). Damage is skipped."""
     for index, path in list_segments(Path(directory)):
-        data = path.read_bytes()
+        try:
+            # Up to the first hole: a sparse terabyte is neither read nor searched (`read_until_hole`).
+            data = read_until_hole(path).data
+        except OSError as exc:
+            logger.warning("audit: skipping %s: %s (run `cleanroom audit verify`)", path.name, exc.strerror)
+            continue
         if cipher is not None:
             try:
                 cipher.check_segment_header(data[:SEGMENT_HEADER_LEN])

@@ -252,11 +252,21 @@ def _scan_segments(
     present = dict(segments)
     last_index = max([*present, newest.segment_index if newest else 0, 0])
     report.segments = len(segments)
-    for index in range(1, last_index + 1):
-        path = present.get(index)
+    newest_present = max(present, default=0)
+    previous = 0
+    # Missing segments are reported as runs: an empty `segment-99999999.log` must not cost a finding (and a
+    # loop turn) for each of the 99,999,998 names before it.
+    for index, path in [*sorted(present.items()), (last_index + 1, None)]:
+        if index > previous + 1:
+            first, last = previous + 1, index - 1
+            report.add(
+                "segment_missing",
+                "segment file is missing" if first == last else f"segment files {first}..{last} are missing",
+                segment=first,
+            )
+        previous = index
         if path is None:
-            report.add("segment_missing", "segment file is missing", segment=index)
-            continue
+            break
         try:
             segment = read_until_hole(path)
         except (OSError, MemoryError) as exc:
@@ -280,7 +290,7 @@ def _scan_segments(
                 segment=index,
                 offset=len(data),
             )
-        is_last = index == max(present)
+        is_last = index == newest_present
         frames = scan_frames(data, SEGMENT_HEADER_LEN, index, cipher)
         for item in with_hole_tail(frames, len(data), segment.size):
             checker.feed(Item(index, is_last, item))
