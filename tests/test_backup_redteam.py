@@ -332,6 +332,15 @@ HOSTILE = {
 }
 
 
+def test_an_audit_log_without_its_keys_is_refused(data: Path, tmp_path: Path) -> None:
+    """Leaving out audit/keys.json must not turn the audit check off (the log would restore unverified)."""
+    (data / "audit" / "keys.json").rename(tmp_path / "keys.json")
+    stripped = genuine_tar(data, lambda _a: None)
+    (tmp_path / "keys.json").rename(data / "audit" / "keys.json")
+    error = refused(seal(stripped, tmp_path / "stripped.crbk", LocalKMS(data)), data)
+    assert error.code == "backup_audit_invalid"
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_member_is_refused(data: Path, tmp_path: Path, name: str) -> None:
     hostile = seal(genuine_tar(data, HOSTILE[name]), tmp_path / "hostile.crbk", LocalKMS(data))

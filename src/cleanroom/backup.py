@@ -285,6 +285,11 @@ def verify_restored(stage: Path, kms: KMS, master_key_name: str) -> dict[str, An
 def verify_audit(audit_dir: Path, kms: KMS, master_key_name: str) -> int:
     """The restored audit log must verify intact (hash chain, Merkle tree, signed checkpoints)."""
     if not (audit_dir / "keys.json").exists():
+        if audit_dir.is_dir() and any(audit_dir.iterdir()):  # a log whose keys were left out cannot verify
+            raise BackupError(
+                "the backup holds an audit log without its keys (audit/keys.json): it cannot be verified",
+                code="backup_audit_invalid",
+            )
         return 0
     from cleanroom.audit.keys import load_audit_keys
     from cleanroom.audit.verify import verify
