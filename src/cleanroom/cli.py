@@ -321,15 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve model endpoints")
     add_data_dir(serve)
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8443; 0 picks a free one)")
     serve.add_argument("--models", default=None, help="built-in models, comma-separated (echo,minilm)")
     serve.add_argument("--model", action="append", metavar="NAME=MODULE:FACTORY", help="a user model")
     tls = serve.add_mutually_exclusive_group()
     tls.add_argument("--dev-tls", action="store_true", help="self-signed P-384 certificate (default)")
     tls.add_argument("--no-tls", action="store_true", help="plain HTTP, loopback hosts only")
-    tls.add_argument("--tls-cert", type=Path, default=None)
-    serve.add_argument("--tls-key", type=Path, default=None)
+    tls.add_argument("--tls-cert", type=Path, default=None, help="certificate chain (PEM; with --tls-key)")
+    serve.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
     serve.add_argument("--client-ca", type=Path, default=None, help="CA that signs client certificates (mTLS)")
     mtls = serve.add_mutually_exclusive_group()
     mtls.add_argument("--client-cert-required", action="store_true", help="refuse clients without a certificate")
@@ -351,9 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant_command", required=True)
     create = tenant.add_parser("create", help="create a tenant; prints its API key once")
     create.add_argument("name")
-    create.add_argument("--weight", type=positive_finite, default=1.0)
+    create.add_argument("--weight", type=positive_finite, default=1.0, help="scheduler share (default 1)")
     create.add_argument("--allow", nargs="+", metavar="CIDR", help="accept requests only from these networks")
-    for p, func in ((create, cmd_tenant_create), (tenant.add_parser("list"), cmd_tenant_list)):
+    listing = tenant.add_parser("list", help="tenants, their weights and API key ids (never the keys)")
+    for p, func in ((create, cmd_tenant_create), (listing, cmd_tenant_list)):
         add_data_dir(p)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
@@ -368,11 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     update.set_defaults(func=cmd_tenant_update)
 
     keys = tenant.add_parser("keys", help="a tenant's API keys").add_subparsers(dest="keys_command", required=True)
-    keys_list = keys.add_parser("list")
+    keys_list = keys.add_parser("list", help="the tenant's API keys: ids, labels, expiry, last use")
     keys_add = keys.add_parser("add", help="a new API key for the tenant (shown once)")
     keys_add.add_argument("--label", default="default")
     keys_add.add_argument("--expires-in-days", type=positive_finite, default=None)
-    keys_revoke = keys.add_parser("revoke")
+    keys_revoke = keys.add_parser("revoke", help="revoke one API key by its id (ck_...)")
     for p in (keys_list, keys_add, keys_revoke):
         p.add_argument("name")
         add_data_dir(p)
@@ -380,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_tenant_keys)
     keys_revoke.add_argument("credential_id")
 
-    delete = tenant.add_parser("delete")
+    delete = tenant.add_parser("delete", help="delete a tenant and its keys")
     delete.add_argument("name")
     add_data_dir(delete)
     delete.add_argument("--json", action="store_true")
@@ -388,8 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     infer = sub.add_parser("infer", help="seal stdin, send it to MODEL, write the answer to stdout")
     infer.add_argument("model")
-    infer.add_argument("--url", required=True)
-    infer.add_argument("--api-key", required=True)
+    infer.add_argument("--url", required=True, help="the server, e.g. https://127.0.0.1:8443")
+    infer.add_argument("--api-key", required=True, help="the tenant's API key (cr_...)")
     infer.add_argument("--public-key", default=None, help="public-key token or file (pins the key)")
     infer.add_argument(
         "--pin", default=None, help="SHA-256 fingerprint of the tenant key to accept (see tenant create)"
@@ -398,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.set_defaults(func=cmd_infer)
 
     execp = sub.add_parser("exec", help="run COMMAND with cleanroom's process hardening")
-    execp.add_argument("--perturb-byte", type=perturb_byte, default=0xA5)
+    execp.add_argument(
+        "--perturb-byte", type=perturb_byte, default=0xA5, help="fill byte for freed memory, 1..255 (default 0xA5)"
+    )
     execp.add_argument("command", nargs=argparse.REMAINDER)
     execp.set_defaults(func=cmd_exec)
 
