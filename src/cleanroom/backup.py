@@ -331,13 +331,15 @@ def _server_is_running(data_dir: Path) -> bool:
         pid = int(json.loads((data_dir / "server.json").read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
+    if pid <= 0:  # 0 and negatives name process groups, never one server
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return pid > 0
+    return True
 
 
 def restore_backup(path: Path, data_dir: Path, kms: KMS, master_key_name: str) -> dict[str, Any]:
