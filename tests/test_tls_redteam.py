@@ -190,6 +190,22 @@ def test_private_key_its_group_can_read_is_loaded_with_a_warning(
     assert "its group can read it" in caplog.text
 
 
+def test_an_encrypted_private_key_is_a_clear_error_not_a_password_prompt(pki: PKI, tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(
+        pki.server.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"correct horse"),
+        )
+    )
+    key.chmod(0o600)
+    with pytest.raises(ConfigurationError, match="is encrypted"):
+        server_tls_context(pki.server.cert_path, key)
+    context = server_tls_context(pki.server.cert_path, pki.server.key_path)
+    assert CertificateReloader(context, pki.server.cert_path, key).reload() is False
+
+
 def test_reload_refuses_an_expired_certificate_or_a_readable_key(pki: PKI, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     shutil.copy(pki.server.cert_path, cert)

@@ -191,8 +191,17 @@ def check_certificate_dates(cert_file: Path, now: datetime.datetime | None = Non
 def load_certificate(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
     check_private_key_mode(key_file)
     check_certificate_dates(cert_file)
+
+    def no_password() -> bytes:
+        # Without a callback OpenSSL prompts on the terminal: start-up, or a SIGHUP reload on the event
+        # loop, would hang waiting for someone to type.
+        raise ConfigurationError(
+            f"TLS private key {key_file} is encrypted; cleanroom does not prompt for key passwords "
+            "(store it unencrypted, 0600: `openssl pkey -in KEY -out KEY.plain`)"
+        )
+
     try:
-        context.load_cert_chain(str(cert_file), str(key_file))
+        context.load_cert_chain(str(cert_file), str(key_file), password=no_password)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(f"cannot load TLS certificate {cert_file} / key {key_file}: {exc}") from exc
 
@@ -216,7 +225,7 @@ class CertificateReloader:
         with self._lock:
             scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             try:
-                scratch.load_cert_chain(str(self.cert_file), str(self.key_file))
+                load_certificate(scratch, self.cert_file, self.key_file)
                 load_certificate(self.context, self.cert_file, self.key_file)
             except (OSError, ssl.SSLError, ConfigurationError) as exc:
                 log.error("cleanroom: certificate reload refused, still serving the previous one: %s", exc)
