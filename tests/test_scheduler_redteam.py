@@ -624,6 +624,45 @@ def test_a_deleted_tenants_queued_request_timing_out_does_not_bring_the_tenant_b
     run(main())
 
 
+def test_a_late_request_of_a_deleted_tenant_does_not_bring_its_state_back_for_good() -> None:
+    """FIXED. The server authenticates a request, then reads its body: a tenant deleted meanwhile had its
+    idle state dropped at once, and the late request (and the weight sync before it) created a new state
+    that nothing would ever drop, with its metric series. Deleted ids are remembered (the last 4096): a
+    late request is served or refused, then its state and series go."""
+
+    async def main() -> None:
+        registry = CollectorRegistry()
+        gate = Gate()
+        gate.event.set()
+        config = SchedulerConfig(max_total_queued=1)
+        async with Scheduler(config, ["cpu:0"], SchedulerMetrics.create(registry)) as scheduler:
+            assert await scheduler.submit("ghost", "m", 1, runner=gate) == 1
+            scheduler.forget("ghost")
+            assert "ghost" not in scheduler.stats()[0]  # idle: dropped at once
+            scheduler.set_weight("ghost", 2.0)  # the late request's weight sync ...
+            assert await scheduler.submit("ghost", "m", 2, runner=gate) == 2  # ... and the request: served
+            gate.event.clear()  # now a late request refused as overloaded
+            holder = asyncio.ensure_future(scheduler.submit("x", "m", 3, runner=gate))
+            await until(lambda: gate.ran[-1:] == [3])
+            queued = asyncio.ensure_future(scheduler.submit("x", "m", 4, runner=gate))
+            await until(lambda: scheduler._core.queued_of("x") == 1)
+            with pytest.raises(ServiceUnavailable):
+                await scheduler.submit("ghost", "m", 5, runner=gate)
+            gate.event.set()
+            assert await holder == 3 and await queued == 4
+            await asyncio.sleep(0.02)
+            assert "ghost" not in scheduler.stats()[0]
+            series = [
+                sample.name
+                for family in registry.collect()
+                for sample in family.samples
+                if sample.labels.get("tenant_id") == "ghost"
+            ]
+            assert series == []
+
+    run(main())
+
+
 # --- everything at once, with a clock that jumps about ------------------------------------------------------
 def _requests(c: SchedulerCore) -> Iterator[QueuedRequest]:
     for t in c.tenants.values():

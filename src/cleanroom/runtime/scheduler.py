@@ -270,6 +270,9 @@ class Scheduler:
             request = self._core.admit(tenant_id, model, item, runner, self._clock())
         except CleanroomError as exc:
             self._count_reject(tenant_id, exc.code)
+            if self._core.is_forgotten(tenant_id):
+                self._dirty.add(tenant_id)  # a deleted tenant's late request: its series go at the next pass
+                self._kick()
             raise
         if self.metrics is not None:
             if self._core.last_comeback_s is not None:
@@ -294,7 +297,7 @@ class Scheduler:
     def set_weight(self, tenant_id: str, weight: float) -> None:
         """Change a tenant's fair-share weight at run time (from the next charge on)."""
         effective = self._core.set_weight(tenant_id, weight)
-        if self.metrics is not None:
+        if self.metrics is not None and tenant_id in self._core.tenants:  # (not for a deleted tenant)
             self.metrics.weight.labels(tenant_id=tenant_id).set(effective)
 
     def forget(self, tenant_id: str) -> None:

@@ -68,6 +68,11 @@ RUN_END_EMPTY_LATE = "empty_not_back"  # not back within the expected comeback
 RUN_END_EMPTY_HOLD_ENDED = "empty_hold_ended"  # the device waited; the hold ended first
 RUN_END_FIFO = "fifo"
 
+# How many deleted tenant ids the core remembers (`forget`), so that a request of a deleted tenant admitted
+# after its state was dropped (authenticated before the deletion, body still uploading) does not bring the
+# state back for good. Tenant ids are random (keys/registry.py), never reused.
+FORGOTTEN_MEMORY = 4096
+
 
 @dataclass
 class TenantState:
@@ -169,6 +174,7 @@ class SchedulerCore:
         # after the tenant's work ran out) and the regroup (last of its previous batch's clients back).
         self.last_comeback_s: float | None = None
         self.last_regroup_s: float | None = None
+        self._forgotten_ids: dict[str, None] = {}  # deleted tenants, oldest first (FORGOTTEN_MEMORY)
 
     # --- tenants -------------------------------------------------------------------------------------
     def tenant(self, tenant_id: str, now: float = 0.0) -> TenantState:
@@ -177,13 +183,22 @@ class SchedulerCore:
         if state is None:
             limits = self.config.default_limits
             state = TenantState(tenant_id, self.config.default_weight, limits, bucket_for(limits, now))
+            state.forgotten = tenant_id in self._forgotten_ids  # a late request of a deleted tenant
             self.tenants[tenant_id] = state
         return state
+
+    def is_forgotten(self, tenant_id: str) -> bool:
+        """Whether the tenant was deleted (`forget`) and its state is gone or goes with its last request."""
+        state = self.tenants.get(tenant_id)
+        return state.forgotten if state is not None else tenant_id in self._forgotten_ids
 
     def forget(self, tenant_id: str) -> bool:
         """Drop a deleted tenant's state (counter, weight, limits, statistics) so tenant churn does not grow
         the scheduler; with work still queued or running, at the moment the last of it is done.
         True when it is gone now."""
+        self._forgotten_ids[tenant_id] = None
+        if len(self._forgotten_ids) > FORGOTTEN_MEMORY:
+            del self._forgotten_ids[next(iter(self._forgotten_ids))]
         state = self.tenants.get(tenant_id)
         if state is None:
             return True
@@ -204,11 +219,14 @@ class SchedulerCore:
         """Takes effect on the next charge; the counter already earned is kept (it is in virtual seconds).
         Returns the weight in use (clamped, scheduler_config.check_weight)."""
         effective = check_weight(weight)
-        self.tenant(tenant_id).weight = effective
+        if tenant_id in self.tenants or not self.is_forgotten(tenant_id):  # (no state for a deleted tenant)
+            self.tenant(tenant_id).weight = effective
         return effective
 
     def set_limits(self, tenant_id: str, limits: TenantLimits, now: float) -> None:
         """New limits apply to the next admission; requests already admitted stay."""
+        if tenant_id not in self.tenants and self.is_forgotten(tenant_id):
+            return  # (no state for a deleted tenant)
         state = self.tenant(tenant_id, now)
         state.bucket = bucket_for(limits, now, state.bucket)
         state.limits = limits
