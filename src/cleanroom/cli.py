@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = running.get("url") or running.get("admin_socket")
         print(
             f"cleanroom: a server (pid {running['pid']}, {where}) already uses {settings.data_dir}: stop it "
-            "or give another --data-dir",
+            "or give another --data-dir (if that pid is no cleanroom process, remove the stale server.json)",
             file=sys.stderr,
         )
         return 1
