@@ -1415,6 +1415,85 @@ def f_hard_negatives(rng: random.Random) -> Sample:
     )
 
 
+def f_more_headers(rng: random.Random) -> Sample:
+    """Vendor credential headers, proxies' client-address headers, tracking parameters in referers."""
+    k = rng.randrange(8)
+    if k == 0:
+        name = rng.choice(["PRIVATE-TOKEN", "X-Vault-Token", "X-Goog-Api-Key", "X-Auth-Token", "Api-Key"])
+        return mk(f"> {name}: ", any_secret(rng))
+    if k == 1:
+        return mk("< Ocp-Apim-Subscription-Key: ", (_r(rng, HEX, 32), "secret"))
+    if k == 2:
+        return mk("X-Forwarded-For: ", ip(rng), ", ", ipv4(rng), ", ", ipv4(rng))
+    if k == 3:
+        return mk('Forwarded: for="[', ipv6(rng), f']:{n_port(rng)}";proto=https;by=', ipv4(rng))
+    if k == 4:  # tracking parameters are click ids, not credentials
+        return mk(
+            ipv4(rng),
+            " - - [",
+            (f"29/Nov/2026:{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d} +0000", "~date"),
+            '] "GET /landing?utm_source=google&gclid=',
+            ("Cj0KCQiA" + _mixed(rng, ALNUM + "-_", 80), "~click_id"),
+            ' HTTP/1.1" 200 1234 "https://www.facebook.com/?fbclid=',
+            ("IwAR" + _mixed(rng, ALNUM + "-_", 56), "~click_id"),
+            '" "',
+            n_ua(rng),
+            '"',
+        )
+    if k == 5:
+        return mk(
+            '{"type": "service_account", "project_id": "acme-prod", "private_key_id": "',
+            (_r(rng, HEX, 40), "~key_id"),
+            '", "client_email": "',
+            (f"deployer@acme-prod-{rng.randrange(1000, 9999)}.iam.gserviceaccount.com", "email"),
+            '", "client_id": "',
+            (_r(rng, DIGITS, 21), "~client_id"),
+            '"}',
+        )
+    if k == 6:
+        return mk(
+            '{"auths":{"registry.example.com":{"auth":"',
+            (base64.b64encode(f"ci:{t_password(rng, quoted=False)}".encode()).decode(), "secret"),
+            '"}}}',
+        )
+    return mk(
+        "PS> $cred = New-Object PSCredential('admin', (ConvertTo-SecureString '",
+        (t_password(rng).replace("'", ""), "password"),
+        "' -AsPlainText -Force))",
+    )
+
+
+def f_keyed_pii(rng: random.Random) -> Sample:
+    k = rng.randrange(5)
+    if k == 0:
+        return mk(
+            '{"msisdn":"',
+            (rng.choice(["44", "49", "33", "1"]) + _r(rng, DIGITS, 10), "phone"),
+            '","operator":"',
+            rng.choice(["vodafone", "o2", "orange"]),
+            '"}',
+        )
+    if k == 1:
+        return mk(
+            "<Cdtr><Nm>Jane Doe</Nm></Cdtr><CdtrAcct><Id><IBAN>",
+            (p_iban(rng).replace(" ", ""), "iban"),
+            "</IBAN></Id></CdtrAcct>",
+        )
+    if k == 2:
+        digits = p_card(rng).replace(" ", "").replace("-", "")
+        return mk(
+            "card_number=",
+            (digits, "credit_card"),
+            " exp=",
+            f"{rng.randrange(1, 13):02d}/{rng.randrange(27, 33)}",
+            " txn=",
+            n_uuid(rng),
+        )
+    if k == 3:
+        return mk('"phoneNumber":"', (p_phone_nanp(rng), "phone"), '","countryCode":"US","verified":true')
+    return mk("Cookie: access_token=", jwt(rng), "; theme=dark")
+
+
 FAMILIES: dict[str, Callable[[random.Random], Sample]] = {
     "access_log": f_access_log, "apache_error": f_apache_error, "structlog": f_structlog, "pino": f_pino, "zap": f_zap,
     "logrus": f_logrus, "serilog": f_serilog, "logstash": f_logstash, "syslog": f_syslog, "k8s": f_k8s,
@@ -1422,7 +1501,7 @@ FAMILIES: dict[str, Callable[[random.Random], Sample]] = {
     "py_locals": f_py_locals, "java": f_java, "config": f_config, "csv": f_csv, "quoting": f_quoting,
     "foreign": f_foreign, "pem": f_pem, "negative": f_negative, "nginx_error": f_nginx_error, "envoy": f_envoy,
     "journald": f_journald, "mongodb": f_mongodb, "struct_dumps": f_struct_dumps, "urls_misc": f_urls_misc,
-    "hard_negatives": f_hard_negatives,
+    "hard_negatives": f_hard_negatives, "more_headers": f_more_headers, "keyed_pii": f_keyed_pii,
 }  # fmt: skip
 WEIGHTS = {"access_log": 3, "negative": 3, "config": 2, "k8s": 2, "curl": 2}
 

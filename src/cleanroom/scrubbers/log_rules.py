@@ -264,8 +264,10 @@ _WORDLIKE_RUN = re.compile(r"[a-z]{4,}|[A-Z][a-z]{3,}")
 _ID_BEFORE = re.compile(
     r"(?:\bid|[_-]id|ids|uid|guid|hash|digest|checksum|etag|nonce|integrity|fingerprint|version|revision|commit|"
     # OAuth's `state` and PKCE's `code_challenge` (RFC 7636 §4.2, a SHA-256 of the verifier) are random by
-    # design and grant nothing; a pagination `cursor` is an opaque position
-    r"request|trace|span|correlation|x-amz-id-2|x-amz-cf-id|challenge|state|cursor)[\"']?[ \t]*[:=]?[ \t]*[\"']?$|"
+    # design and grant nothing; a pagination `cursor` is an opaque position; ad click ids (`gclid`, `fbclid`,
+    # `msclkid`) are ids
+    r"request|trace|span|correlation|x-amz-id-2|x-amz-cf-id|challenge|state|cursor|clid|clkid)"
+    r"[\"']?[ \t]*[:=]?[ \t]*[\"']?$|"
     r"(?:sha\d*|md5|h1|blake2b?|xxh\d*)[-:]$",
     re.IGNORECASE,
 )
@@ -1121,6 +1123,12 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))",
          ("login", "sshpass"), priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
          hint=r"(?:docker|podman|buildah|skopeo|nerdctl|oras|registry)[ \t]+login|sshpass[ \t]+-p"),
+    # PowerShell (script block logging, transcripts): `ConvertTo-SecureString 'p' -AsPlainText -Force` (not a
+    # `$variable`)
+    Rule("powershell-securestring", "PASSWORD",
+         r"convertto-securestring(?:[ \t]+-(?:asplaintext|force))*[ \t]+(?:-string[ \t]+)?"
+         r"(?:'(?P<v>[^'\r\n]{1,256})'|\"(?P<v2>[^\"\r\n]{1,256})\"|(?P<v3>[^\s'\"()$-][^\s'\"()]{0,255}))",
+         ("convertto-securestring",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_WD),
     # `Property: spring.datasource.password Value: "x"` (Spring Boot's bind errors), `DB_PASSWORD value: x`:
     # a key, then the word `value` and a separator
     Rule("key-then-value-word", "SECRET",
