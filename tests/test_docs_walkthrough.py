@@ -293,3 +293,11 @@ def test_tenant_command_while_a_server_starts_says_so(shared_server: Any) -> Non
 
     with pytest.raises(AuditUnavailable, match="if a server is starting there, retry once it listens"):
         local_tenant_service(Settings(data_dir=shared_server.data_dir))
+
+
+@pytest.mark.parametrize("pid", [0, -1, None, "x"])
+def test_a_damaged_server_json_is_no_running_server(tmp_path: Path, pid: Any) -> None:
+    from cleanroom.admin_client import running_server
+
+    (tmp_path / "server.json").write_text(json.dumps({"pid": pid, "url": "https://127.0.0.1:1"}))
+    assert running_server(tmp_path) is None

@@ -26,8 +26,11 @@ def running_server(data_dir: Path) -> dict[str, Any] | None:
     path = Path(data_dir) / "server.json"
     try:
         state: dict[str, Any] = json.loads(path.read_text())
-        os.kill(int(state["pid"]), 0)
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, PermissionError):
+        pid = int(state["pid"])
+        if pid <= 0:  # kill(0) and kill(-1) signal groups: a damaged file must not count as a live server
+            return None
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ProcessLookupError, PermissionError):
         return None
     return state
 
