@@ -256,6 +256,15 @@ def test_checkpoints_file_replaced_by_a_fifo(log_dir: Path, keys: Keys) -> None:
     assert isinstance(outcome, AuditUnavailable), outcome
 
 
+def test_saved_checkpoint_that_is_a_fifo(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
+    """`verify --since-checkpoint F` with F a FIFO blocked forever."""
+    anchor = tmp_path / "anchor.json"
+    os.mkfifo(anchor)
+    report = _within(20, lambda: _check(log_dir, keys, since_checkpoint=anchor), _release_fifo(anchor))
+    assert isinstance(report, VerifyReport)
+    assert "not a regular file" in _finding(report, "saved_checkpoint_invalid").message
+
+
 @pytest.mark.parametrize("kind", ["directory", "fifo"])
 def test_keys_file_replaced_by_a_directory_is_a_clean_cli_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
@@ -452,6 +461,46 @@ def test_record_json_in_any_but_the_canonical_form_is_malformed(tmp_path: Path, 
     finding = _finding(_check(directory, keys), "record_malformed")
     assert finding.seq == 1 and finding.segment == 1
     assert [seq for seq, _ in read_events(directory, keys[0])] == [0, 2]
+
+
+def test_planted_temp_symlink_cannot_make_the_writer_overwrite_a_file(
+    log_dir: Path, keys: Keys, tmp_path: Path
+) -> None:
+    """`segment-00000004.log.tmp` planted as a symlink to a file the server may write (the local KMS's key
+    store, say): at the next rotation the writer opened it with O_TRUNC, truncated the file and wrote the
+    new segment into it (then renamed the link into place)."""
+    victim = tmp_path / "kms-master-key"
+    victim.write_bytes(b"master key material\n" * 50)
+    (log_dir / (segment_name(4) + ".tmp")).symlink_to(victim)
+    with _open_writer(log_dir, keys) as log:
+        for i in range(30):  # enough to fill segment 3 and rotate
+            log.append(_event(RECORDS + i))
+    assert victim.read_bytes() == b"master key material\n" * 50
+    assert (log_dir / segment_name(4)).is_file() and not (log_dir / segment_name(4)).is_symlink()
+    assert _check(log_dir, keys).ok
+
+
+def test_symlinked_checkpoints_file_is_refused_by_the_writer(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
+    """checkpoints.jsonl as a symlink: the writer appended its checkpoints to the file it named, and cut that
+    file's unterminated last line off as a "torn checkpoint line"."""
+    victim = tmp_path / "notes.txt"
+    victim.write_bytes(b"first line\nan unterminated last line")
+    (log_dir / CHECKPOINTS_FILE).unlink()
+    (log_dir / CHECKPOINTS_FILE).symlink_to(victim)
+    with pytest.raises(AuditUnavailable, match="symbolic link"):
+        _open_writer(log_dir, keys)
+    assert victim.read_bytes() == b"first line\nan unterminated last line"
+
+
+def test_symlinked_last_segment_is_refused_by_the_writer(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
+    """The last segment moved elsewhere and symlinked back: its contents are genuine (verify accepts them),
+    but the writer does not append through a link; it said so with a bare OSError at most."""
+    moved = tmp_path / "elsewhere.log"
+    shutil.move(log_dir / segment_name(3), moved)
+    (log_dir / segment_name(3)).symlink_to(moved)
+    assert _check(log_dir, keys).ok
+    with pytest.raises(AuditUnavailable, match="cannot be opened for appending"):
+        _open_writer(log_dir, keys)
 
 
 def test_one_far_segment_name_costs_one_finding(log_dir: Path, keys: Keys) -> None:

@@ -272,9 +272,10 @@ def read_last_checkpoint(path: Path) -> tuple[CheckpointLine | None, int | None]
     """The last complete line and the offset of a torn (unterminated) tail, reading only the file's end.
 
     Opening the log must not cost O(checkpoints): a year of 60-second checkpoints is ~500k lines.
+    Used by the writer, which may truncate a torn line: a symlink is refused (`open_regular`).
     """
     try:
-        fd = open_regular(path)
+        fd = open_regular(path, follow=False)
     except FileNotFoundError:
         return None, None
     with os.fdopen(fd, "rb") as fh:
@@ -309,11 +310,13 @@ def read_last_checkpoint(path: Path) -> tuple[CheckpointLine | None, int | None]
     return CheckpointLine(0, offset, checkpoint), torn
 
 
-def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600, *, follow: bool = True) -> int:
     """`os.open` for the audit directory's files: a FIFO, device or directory put in place of one is an
     OSError, never a hang (O_NONBLOCK: opening a FIFO does not wait for its other end; it has no effect
-    on regular files)."""
-    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    on regular files). `follow=False` (the writer: it appends to and truncates what it opens) refuses a
+    symlink (ELOOP): one planted in the data dir would point the writer at any file it may write."""
+    nofollow = 0 if follow else os.O_NOFOLLOW
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | nofollow, mode)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))

@@ -508,7 +508,10 @@ class AuditLog:
     # ------------------------------------------------------------------ open and recovery
     def _open(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lock_fd = open_regular(self.directory / ".lock", os.O_RDWR | os.O_CREAT, follow=False)
+        except OSError as exc:
+            raise AuditUnavailable(f"audit lock file cannot be opened: {exc.strerror}") from exc
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -539,9 +542,17 @@ class AuditLog:
         # checkpoint written at open syncs them.
         covered = 0 if self._last_cp is None else self._last_cp.tree_size
         self._durability.reset(written=self._state.seq, durable=covered)
-        self._segments.open(self._state.segment)
         try:
-            self._cp_fd = open_regular(self.directory / CHECKPOINTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._segments.open(self._state.segment)
+        except OSError as exc:  # a symlink or other non-regular file in place of the segment
+            raise AuditUnavailable(
+                f"audit segment {self._state.segment} cannot be opened for appending ({exc.strerror}); "
+                "run `cleanroom audit verify`"
+            ) from exc
+        try:
+            self._cp_fd = open_regular(
+                self.directory / CHECKPOINTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, follow=False
+            )
         except OSError as exc:
             raise AuditUnavailable(f"{CHECKPOINTS_FILE} cannot be opened for appending: {exc.strerror}") from exc
 

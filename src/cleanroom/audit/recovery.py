@@ -274,7 +274,7 @@ def _scan_segment(
 
 def _truncate(path: Path, offset: int, reason: str) -> Repair:
     size = path.stat().st_size
-    fd = os.open(path, os.O_WRONLY)
+    fd = open_regular(path, os.O_WRONLY, follow=False)
     try:
         os.ftruncate(fd, offset)
         os.fsync(fd)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cleanroom.audit.checkpoints import fsync_directory, write_fully
+from cleanroom.audit.checkpoints import fsync_directory, open_regular, write_fully
 from cleanroom.audit.records import (
     FRAME_HEADER_LEN,
     FRAME_MAGIC,
@@ -177,7 +177,11 @@ class SegmentWriter:
     def create(self, index: int, first_seq: int) -> None:
         path = self.directory / segment_name(index)
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A stale temp file (a crash mid-rotation) is removed, never opened: O_EXCL | O_NOFOLLOW, so a
+        # symlink planted under this name cannot make the writer truncate and fill the file it names.
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             write_fully(fd, self._cipher.make_segment_header(index, first_seq))
             os.fsync(fd)
@@ -188,7 +192,7 @@ class SegmentWriter:
 
     def open(self, index: int) -> None:
         self.close()
-        self.fd = os.open(self.directory / segment_name(index), os.O_WRONLY | os.O_APPEND)
+        self.fd = open_regular(self.directory / segment_name(index), os.O_WRONLY | os.O_APPEND, follow=False)
         self.index = index
 
     def rotate_to(self, index: int, first_seq: int) -> None:
