@@ -325,6 +325,36 @@ def test_path_tricks_do_not_reach_a_protected_handler(stack: Stack) -> None:
     assert handled == []
 
 
+def test_the_vllm_example_seals_every_route_but_its_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example listed vLLM's prompt-carrying routes and missed `/v2/rerank` (vLLM serves `/rerank`,
+    `/v1/rerank` and `/v2/rerank`): plaintext documents went to it from anyone. Now only probes are open."""
+    from examples.vllm.cleanroom_vllm import VLLMCleanroomMiddleware
+
+    monkeypatch.setenv("CLEANROOM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLEANROOM_NOT_DUMPABLE", "false")
+    handled: list[str] = []
+
+    async def route(request: Request) -> JSONResponse:
+        handled.append(request.url.path)
+        await request.body()
+        return JSONResponse({"ok": True})
+
+    paths = ("/v2/rerank", "/v1/chat/completions", "/health", "/metrics", "/version", "/docs", "/generate")
+    app = VLLMCleanroomMiddleware(Starlette(routes=[Route(p, route, methods=["GET", "POST"]) for p in paths]))
+    try:
+        api_key = app.services.tenants.create("shop").api_key
+        for path in ("/v2/rerank", "/v1/chat/completions", "/generate"):
+            body = b'{"query": "plaintext", "documents": ["secret"]}'
+            answer = drive(app, http_scope(path, api_key=api_key, sealed=False), body)
+            assert answer.status == 415, path
+        assert drive(app, http_scope("/docs", method="GET")).status == 405
+        for probe in ("/health", "/metrics", "/version"):
+            assert drive(app, http_scope(probe, method="GET", sealed=False)).status == 200
+        assert handled == ["/health", "/metrics", "/version"]
+    finally:
+        app.close()
+
+
 # --- ASGI: what the app sends back -----------------------------------------------------------------
 def test_the_apps_response_headers_do_not_travel_in_clear(stack: Stack) -> None:
     """Headers are not sealed: an app header derived from the payload (a Location, a cookie, an id) would

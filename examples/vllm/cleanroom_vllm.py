@@ -7,8 +7,10 @@
     python examples/vllm/client.py http://127.0.0.1:8000 shop.json "Summarise: ..."
 
 vLLM calls `app.add_middleware(cls)` with no arguments, so this subclass fixes its configuration: the data
-dir from $CLEANROOM_DATA_DIR, and the routes that carry prompts or outputs sealed; health, metrics and
-version stay open for probes. Streaming (`"stream": true`) still works but arrives as one sealed message.
+dir from $CLEANROOM_DATA_DIR, and every route sealed except the probes (health, metrics, version). Sealing
+by default matters: a list of vLLM's prompt-carrying routes missed `/v2/rerank` (Cohere's API), which then
+took plaintext from anyone, and would miss whatever route vLLM adds next. Streaming (`"stream": true`)
+still works but arrives as one sealed message.
 """
 
 from __future__ import annotations
@@ -17,20 +19,10 @@ from typing import Any
 
 from cleanroom.integrations.asgi import CleanroomMiddleware
 
-# Every route of vLLM's server that takes or returns tenant text or tokens.
-SEALED_PATHS = (
-    "/v1/",
-    "/tokenize",
-    "/detokenize",
-    "/pooling",
-    "/classify",
-    "/score",
-    "/rerank",
-    "/invocations",
-    "/inference",
-)
+# The only routes left open: probes, which carry no tenant data. Everything else is sealed.
+OPEN_PATHS = ("/health", "/metrics", "/version")
 
 
 class VLLMCleanroomMiddleware(CleanroomMiddleware):
     def __init__(self, app: Any) -> None:
-        super().__init__(app, protected_paths=SEALED_PATHS)
+        super().__init__(app, protected_paths=("/",), open_paths=OPEN_PATHS)

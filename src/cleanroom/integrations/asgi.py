@@ -8,7 +8,8 @@ sealed back to the client (`Client.call(path, payload)` on the other side). Requ
 get 415, methods other than POST 405 (the sealed request binds the path and query, not the method), and a
 websocket on a protected path is closed before the app sees it (its frames cannot be sealed); lifespan and
 unprotected paths pass straight through. A path is protected when the path the app routes on (below
-`root_path`: a `Mount`, `--root-path`) or the full path starts with a protected prefix. Only the status and
+`root_path`: a `Mount`, `--root-path`) or the full path starts with a protected prefix, and is not exactly
+one of `open_paths` (probes; seal "/" and open those rather than list the routes to seal). Only the status and
 the sealed body leave: the app's response headers would travel in clear and are dropped. The tenant's
 public key is served at `GET /v1/tenants/self/public-key`, as by `cleanroom serve`.
 
@@ -87,6 +88,7 @@ class CleanroomMiddleware:
         data_dir: str | Path | None = None,
         settings: Settings | None = None,
         protected_paths: Sequence[str] = ("/",),
+        open_paths: Sequence[str] = (),
         services: Services | None = None,
         inner_content_type: str | None = "application/json",
         audit_durable_before_app: bool = False,
@@ -98,9 +100,14 @@ class CleanroomMiddleware:
             settings = settings.model_copy(update={"data_dir": Path(data_dir)})
         if not protected_paths or not all(p.startswith("/") for p in protected_paths):
             raise ValueError("protected_paths must be non-empty path prefixes starting with '/'")
+        if not all(p.startswith("/") for p in open_paths):
+            raise ValueError("open_paths must be exact paths starting with '/'")
         self.app = app
         self.settings = settings
         self.protected_paths = tuple(protected_paths)
+        # Exact paths exempt from protection (probes), so that everything else can be protected with "/":
+        # a list of sealed prefixes misses the routes it does not know (vLLM's `/v2/rerank`, routes to come).
+        self.open_paths = frozenset(open_paths)
         # The outer Content-Type is the sealed media type; the app needs one for the opened body (FastAPI
         # >= 0.115 refuses to parse a JSON body model without it: 422 on every pydantic-bodied route).
         self.inner_content_type = inner_content_type
@@ -135,8 +142,12 @@ class CleanroomMiddleware:
             self.services.close()
 
     def _protects(self, scope: Scope) -> bool:
-        """Whether the path is protected: the path the app routes on or the full one (see `route_path`)."""
-        return route_path(scope).startswith(self.protected_paths) or scope["path"].startswith(self.protected_paths)
+        """Whether the path is protected: the path the app routes on or the full one (see `route_path`),
+        unless it is exactly one of `open_paths`."""
+        routed, full = route_path(scope), scope["path"]
+        if routed in self.open_paths or full in self.open_paths:
+            return False
+        return routed.startswith(self.protected_paths) or full.startswith(self.protected_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self._protects(scope):
