@@ -74,12 +74,14 @@ def cli_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess
     from cleanroom.cli import main
 
     capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as exc:  # argparse and SystemExit("message")
-        code = exc.code if isinstance(exc.code, int) else 1
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
+    with open(os.devnull, "rb") as devnull, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdin", io.TextIOWrapper(devnull))  # `infer` reads its payload from stdin
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse and SystemExit("message")
+            code = exc.code if isinstance(exc.code, int) else 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(list(args), code, captured.out.encode(), captured.err.encode())
 
@@ -114,19 +116,23 @@ def test_bad_toml_config_names_the_file(
     assert f"CLEANROOM_CONFIG={config} is not valid TOML" in line
 
 
-def test_public_key_that_is_neither_token_nor_file(shared_server: Any, tmp_path: Path) -> None:
+def test_public_key_that_is_neither_token_nor_file(
+    shared_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     api_key = shared_server.tenants["alpha"]["api_key"]
     common = ("--url", shared_server.url, "--api-key", api_key, "--cacert", shared_server.cert)
-    missing = run_cli("infer", "echo", *common, "--public-key", str(tmp_path / "nope.json"), input=b"x")
+    missing = cli_in_process(capsys, "infer", "echo", *common, "--public-key", str(tmp_path / "nope.json"))
     assert "no such file" in one_line_error(missing) and missing.returncode == 2
     other = tmp_path / "other.json"
     other.write_text('{"not": "a key"}')
-    wrong = run_cli("infer", "echo", *common, "--public-key", str(other), input=b"x")
+    wrong = cli_in_process(capsys, "infer", "echo", *common, "--public-key", str(other))
     assert "holds no public-key token" in one_line_error(wrong) and wrong.returncode == 2
-    ticket = tmp_path / "job.ticket"
-    batch = run_cli(
-        "batch", "submit", "echo", *common, "--public-key", "cleanroom-pk:v1:bad", "--ticket", str(ticket), input=b"x\n"
-    )
+    items, ticket = tmp_path / "items.jsonl", tmp_path / "job.ticket"
+    items.write_text("x\n")
+    batch = cli_in_process(
+        capsys, "batch", "submit", "echo", *common, "--public-key", "cleanroom-pk:v1:bad",
+        "--input", str(items), "--ticket", str(ticket),
+    )  # fmt: skip
     assert "not a valid public-key token" in one_line_error(batch)
     assert not ticket.exists()
 
@@ -155,19 +161,12 @@ def test_user_mistakes_are_one_line(shared_server: Any, tmp_path: Path, capsys: 
         (("bench", "scrub", "--device", "tpu"), "--device must be"),
     ]
     for args, expected in cases:
-        if args[0] == "infer":  # reads stdin after its checks
-            with open(os.devnull, "rb") as devnull, pytest.MonkeyPatch.context() as patch:
-                patch.setattr(sys, "stdin", io.TextIOWrapper(devnull))
-                result = cli_in_process(capsys, *args)
-        else:
-            result = cli_in_process(capsys, *args)
-        assert expected in one_line_error(result), args
-    # serve re-executes itself: these run as users run them
-    for args, expected in [
-        (("serve", "--port", "99999", "--data-dir", missing_dir), "invalid setting port (CLEANROOM_PORT)"),
-        (("serve", "--host", "0.0.0.0", "--no-tls", "--data-dir", missing_dir), "--no-tls is refused"),
-    ]:
-        assert expected in one_line_error(run_cli(*args)), args
+        assert expected in one_line_error(cli_in_process(capsys, *args)), args
+    # a bad setting stops `serve` before it re-executes itself; the loopback check runs after, in a new process
+    port = cli_in_process(capsys, "serve", "--port", "99999", "--data-dir", missing_dir)
+    assert "invalid setting port (CLEANROOM_PORT)" in one_line_error(port)
+    public = run_cli("serve", "--host", "0.0.0.0", "--no-tls", "--data-dir", missing_dir)
+    assert "--no-tls is refused" in one_line_error(public)
 
 
 def _settings_table(doc: str, heading: str, name_column: int = 0) -> dict[str, str]:
