@@ -94,6 +94,23 @@ def test_a_tenant_trickling_inside_the_idle_grace_banks_no_credit() -> None:
     assert waits and max(waits) < 0.25  # the victim waits for a batch or two, not for the banked credit
 
 
+@pytest.mark.parametrize("devices", [1, 2])
+def test_a_tenant_never_quite_idle_banks_no_credit_either(devices: int) -> None:
+    """FIXED (the same cap as the trickle). Two clients that resubmit 1 ms after each answer keep the
+    tenant nearly always queued or running, and every gap under the grace: it was never lifted, used under
+    half of the device, and its lag became credit (its flood then had the device to itself: victim 0.4 %
+    of it for two seconds). Now the victim keeps half from the first moment."""
+    sim = simulation(devices=devices)
+    sim.model("m", 8)
+    sim.closed_loop("victim", "m", 16)
+    sim.closed_loop("sneak", "m", 2, think_s=0.001, stop_s=10.0)
+    sim.closed_loop("sneak", "m", 32, start_s=10.0)
+    sim.run(11.5)
+    assert share(sim.service_s(0.0, 10.0), "sneak") < 0.5  # under its fair half: it could have banked
+    for start in (10.0, 10.5, 11.0):
+        assert share(sim.service_s(start, start + 0.5), "victim") >= 0.45
+
+
 @pytest.mark.parametrize(("devices", "batch_size"), [(1, 1), (1, 8), (4, 1), (4, 8)])
 def test_requests_far_dearer_than_the_models_estimate_are_charged_in_full(devices: int, batch_size: int) -> None:
     """Held. A tenant whose requests cost 50x the model's estimate (the estimate is per model, learnt
