@@ -1080,7 +1080,8 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("secret-set-to", "SECRET",
          r"(?P<k>pass(?:word|wd|phrase)|secret|api[_-]?key|apikey|token)[`\"']?[ \t]+to[ \t]+"
          r"(?:`(?P<v>[^`\r\n]{4,256})`|\"(?P<v2>[^\"\r\n]{4,256})\"|'(?P<v4>[^'\r\n]{4,256})'|(?P<v3>[^\s\"'`]{4,256}))",
-         ("to",), caseless=True, priority=55, confirm=confirm_prose_password, label_of=_label_set_to,
+         ("pass", "secret", "api", "token"), caseless=True, priority=55, confirm=confirm_prose_password,
+         label_of=_label_set_to,
          left_guard=TOK, hint=r"(?:password|passwd|passphrase|secret|api[_-]?key|apikey|token)[`\"']?[ \t]+to[ \t]"),
     # HTTP Digest, OAuth 1.0, Hawk: every parameter goes (a Digest `response` hash can be cracked offline
     # back to the password; OAuth's consumer key and signature are credentials)
