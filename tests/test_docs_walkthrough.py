@@ -158,6 +158,7 @@ def test_user_mistakes_are_one_line(shared_server: Any, tmp_path: Path, capsys: 
             "401 unauthenticated",
         ),
         (("keys", "revoke", "--tenant", "nobody", "--data-dir", str(shared_server.data_dir)), "unknown_tenant"),
+        (("infer", "echo", "--url", shared_server.url, "--api-key", "", "--cacert", shared_server.cert), "--api-key"),
         (("bench", "scrub", "--device", "tpu"), "--device must be"),
     ]
     for args, expected in cases:

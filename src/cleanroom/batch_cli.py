@@ -27,12 +27,13 @@ from typing import Any, TextIO
 
 
 def _client(args: argparse.Namespace, url: str) -> Any:
-    from cleanroom.cli import public_key_arg
+    from cleanroom.cli import check_api_key_arg, public_key_arg
     from cleanroom.client import Client
 
     api_key = args.api_key or os.environ.get("CLEANROOM_API_KEY")
     if not api_key:
         raise SystemExit("cleanroom batch: give --api-key or set CLEANROOM_API_KEY")
+    check_api_key_arg(api_key)
     return Client(
         url,
         api_key=api_key,

@@ -261,6 +261,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(f"cleanroom: --cacert {args.cacert}: no such file", file=sys.stderr)
         return 2
     verify: Any = args.cacert if args.cacert else True
+    check_api_key_arg(args.api_key)
     public_key = public_key_arg(args.public_key)
     payload = sys.stdin.buffer.read()
     with Client(args.url, api_key=args.api_key, public_key=public_key, verify=verify, pin=args.pin) as client:
@@ -268,6 +269,14 @@ def cmd_infer(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(result)
     sys.stdout.buffer.flush()
     return 0
+
+
+def check_api_key_arg(value: str) -> None:
+    """An empty `--api-key` (an unset shell variable) or one with whitespace cannot go in a header; httpx
+    would refuse it only after connecting, as an 'Illegal header value' that reads like a network fault."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        print("cleanroom: --api-key is empty or holds whitespace: give the tenant's API key (cr_...)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def public_key_arg(value: str | None) -> Any:
