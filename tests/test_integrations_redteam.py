@@ -355,6 +355,27 @@ def test_the_vllm_example_seals_every_route_but_its_probes(tmp_path: Path, monke
         app.close()
 
 
+def test_a_middleware_outside_cleanroom_exec_or_under_a_preloaded_allocator_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app's copies of the plaintext are wiped only by `cleanroom exec`'s allocator; started without it
+    (or with jemalloc preloaded over it), the middleware served silently. Now it warns at start-up."""
+    import logging
+
+    from cleanroom.integrations.asgi import allocator_problems
+    from cleanroom.memory.hardening import hardened_environ
+
+    assert allocator_problems(hardened_environ({})) == []
+    preloaded = allocator_problems(hardened_environ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2 libfoo.so"}))
+    assert len(preloaded) == 1 and "libjemalloc.so.2" in preloaded[0] and "libfoo" not in preloaded[0]
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.setenv("CLEANROOM_NOT_DUMPABLE", "false")
+    with caplog.at_level(logging.WARNING, logger="cleanroom.asgi"):
+        app = CleanroomMiddleware(recording_app(Seen()), data_dir=tmp_path / "data", admin_socket=False)
+        app.close()
+    assert any("cleanroom exec" in r.getMessage() for r in caplog.records if r.name == "cleanroom.asgi")
+
+
 # --- ASGI: what the app sends back -----------------------------------------------------------------
 def test_the_apps_response_headers_do_not_travel_in_clear(stack: Stack) -> None:
     """Headers are not sealed: an app header derived from the payload (a Location, a cookie, an id) would
@@ -775,6 +796,47 @@ def test_ray_replica_hostile_handle_arguments_are_4xx(replica: Any) -> None:
         client.close()
 
 
+def test_ray_replica_http_route_hostile_requests_are_4xx(replica: Any) -> None:
+    """The replica's HTTP route (what Serve's proxy hands it), called with hostile requests in process."""
+    from starlette.requests import Request as StarletteRequest
+
+    created = replica.services.tenants.create("shop")
+    client = Client("http://unused", api_key=created.api_key, public_key=created.public_key)
+    good = client.seal_request("echo", b"hello").body
+    client.close()
+
+    def call(path: str, body: bytes, *, method: str = "POST", **headers: str) -> tuple[int, str]:
+        scope = http_scope(path, method=method, api_key=created.api_key)
+        names = {k.replace("_", "-").lower(): v for k, v in headers.items()}
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k.decode() not in names]
+        scope["headers"] += [(k.encode(), v.encode()) for k, v in names.items()]
+        pieces: list[Message] = [
+            {"type": "http.request", "body": body[i : i + 1000], "more_body": i + 1000 < len(body)}
+            for i in range(0, max(len(body), 1), 1000)
+        ]
+        pieces.append({"type": "http.disconnect"})
+
+        async def receive() -> Message:
+            return pieces.pop(0) if len(pieces) > 1 else pieces[0]
+
+        response = asyncio.run(replica(StarletteRequest(scope, receive)))
+        document = json.loads(bytes(response.body)) if response.status_code != 200 else {}
+        return response.status_code, document.get("error", {}).get("code", "")
+
+    infer = "/v1/models/echo/infer"
+    assert call(infer, good, content_length="99999999999") == (413, "payload_too_large")
+    assert call(infer, good + b"x" * 5000, content_length="-1") == (413, "payload_too_large")
+    assert call(infer, good, content_type="application/json") == (415, "unsupported_media_type")
+    assert call(infer, good, method="GET")[0] == 404
+    assert call("/v1/models/../infer", good)[0] == 404
+    assert call("/v1/models/echo/infer/../../x", good)[0] == 404
+    assert call("/v1/models/nope/infer", good) == (404, "unknown_model")
+    assert call(infer, good, authorization="Basic c2hvcDpzaG9w") == (401, "unauthenticated")
+    assert call(infer, good)[0] == 200  # none of the refusals above used up its request id
+    assert call(infer, good) == (400, "replayed_request")
+    assert replica.stats()["errors_by_code"].get("internal_error", 0) == 0
+
+
 # --- cleanroom exec ----------------------------------------------------------------------------------
 LD_SO = Path("/lib64/ld-linux-x86-64.so.2")
 
@@ -871,6 +933,7 @@ def test_through_uvicorn_no_body_status_websocket_and_method(stack: Stack, http_
         base = f"http://127.0.0.1:{port}"
         with Client(base, api_key=stack.api_key, public_key=stack.client.public_key().token()) as client:
             assert client.call("/v1/created", b"{}") == b""
+            assert client.call("/v1/created?dry_run=1&note=a%20b", b"{}") == b""  # a sealed query, as sent
         sealed = stack.seal("/v1/created", b"{}")
         headers = {"Authorization": f"Bearer {stack.api_key}", "Content-Type": CONTENT_TYPE}
         deleted = httpx.request("DELETE", f"{base}/v1/created", content=sealed.body, headers=headers, timeout=10)
