@@ -7,7 +7,10 @@ Messages help the caller fix the problem; they never contain key material or pay
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+MAX_RETRY_AFTER_S = 3600  # a Retry-After beyond an hour is not advice a client can act on
 
 
 class CleanroomError(Exception):
@@ -28,9 +31,13 @@ class CleanroomError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
     def headers(self) -> dict[str, str]:
+        """`Retry-After` in whole seconds, rounded **up**: a client that waits what it is told must find the
+        reason gone (1.4 s rounded to nearest went out as 1, and the obedient retry was refused again)."""
         if self.retry_after_s is None:
             return {}
-        return {"Retry-After": str(max(1, round(self.retry_after_s)))}
+        seconds = self.retry_after_s
+        whole = math.ceil(seconds) if math.isfinite(seconds) else MAX_RETRY_AFTER_S
+        return {"Retry-After": str(min(MAX_RETRY_AFTER_S, max(1, whole)))}
 
 
 class BadRequest(CleanroomError):
