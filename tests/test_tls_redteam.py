@@ -1,6 +1,7 @@
 """The TLS and mTLS setup, attacked: client certificates that are expired, not yet valid, for the wrong
 purpose or signed by a leaf; server certificates that are expired, not yet valid, or do not match their key;
-private keys others can read; a TLS 1.2 client; and `--no-tls` on every spelling of a non-loopback host.
+private keys anybody can write (refused) or read (a warning); a TLS 1.2 client; and `--no-tls` on every
+spelling of a non-loopback host.
 
 Startup problems must be one clear `configuration_error`, never a traceback; the in-process listener
 (`support.hardening.ThreadServer`) keeps this file fast."""
@@ -170,13 +171,26 @@ def test_certificate_and_key_that_do_not_match_are_a_startup_error(pki: PKI) -> 
         server_tls_context(pki.server.cert_path, pki.clients["good"].key_path)
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o604, 0o606], ids=lambda m: f"{m:04o}")
-def test_private_key_others_can_read_is_refused(pki: PKI, tmp_path: Path, mode: int) -> None:
+@pytest.mark.parametrize("mode", [0o602, 0o606, 0o666], ids=lambda m: f"{m:04o}")
+def test_private_key_anybody_can_write_is_refused(pki: PKI, tmp_path: Path, mode: int) -> None:
     key = tmp_path / "key.pem"
     shutil.copy(pki.server.key_path, key)
     key.chmod(mode)
-    with pytest.raises(ConfigurationError, match="others can read it"):
+    with pytest.raises(ConfigurationError, match="anybody can replace it"):
         server_tls_context(pki.server.cert_path, key)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o444], ids=lambda m: f"{m:04o}")
+def test_private_key_others_can_read_is_loaded_with_a_warning_naming_the_fix(
+    pki: PKI, tmp_path: Path, mode: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kubernetes secret volumes default to 0644: refusing would turn a default deployment into an outage."""
+    key = tmp_path / "key.pem"
+    shutil.copy(pki.server.key_path, key)
+    key.chmod(mode)
+    with caplog.at_level(logging.WARNING, logger="cleanroom.server"):
+        server_tls_context(pki.server.cert_path, key)
+    assert "everybody on this host can read it" in caplog.text and "chmod 600" in caplog.text
 
 
 def test_private_key_its_group_can_read_is_loaded_with_a_warning(
@@ -206,7 +220,7 @@ def test_an_encrypted_private_key_is_a_clear_error_not_a_password_prompt(pki: PK
     assert CertificateReloader(context, pki.server.cert_path, key).reload() is False
 
 
-def test_reload_refuses_an_expired_certificate_or_a_readable_key(pki: PKI, tmp_path: Path) -> None:
+def test_reload_refuses_an_expired_certificate_or_a_writable_key(pki: PKI, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     shutil.copy(pki.server.cert_path, cert)
     shutil.copy(pki.server.key_path, key)
@@ -217,7 +231,7 @@ def test_reload_refuses_an_expired_certificate_or_a_readable_key(pki: PKI, tmp_p
     assert reloader.reload() is False
     shutil.copy(pki.server.cert_path, cert)
     shutil.copy(pki.server.key_path, key)
-    key.chmod(0o644)
+    key.chmod(0o646)
     assert reloader.reload() is False
     key.chmod(0o600)
     assert reloader.reload() is True

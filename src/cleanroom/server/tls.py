@@ -7,8 +7,9 @@ static-DH key exchange, but OpenSSL 3 also offers finite-field DHE groups (ffdhe
 the groups to elliptic-curve ones (`DEFAULT_GROUPS`), see `restrict_key_exchange_groups` for how.
 
 A certificate is checked before it is loaded, at start-up and on every SIGHUP reload: a private key file
-others can read is refused (group-readable is logged), and so is a certificate that has expired or is not
-yet valid — every client would refuse it, so it is a start-up error rather than an outage of handshakes.
+others or its group can read is logged (one anybody can write is refused), and a certificate that has
+expired or is not yet valid is refused — every client would refuse it, so it is a start-up error rather
+than an outage of handshakes.
 """
 
 from __future__ import annotations
@@ -155,19 +156,28 @@ def server_tls_context(
 
 
 def check_private_key_mode(key_file: Path) -> None:
-    """Refuse a TLS private key file that others may read; warn when its group may (e.g. Debian's ssl-cert
-    group, a deliberate choice). A missing file is left to `load_cert_chain` to report."""
+    """Warn when a TLS private key file is readable by others or its group; refuse one anybody may write
+    (anybody could swap in a key of their own). A readable key is not refused: Kubernetes secret volumes and
+    many provisioning tools write 0644 by default, and a server that will not start over it is an outage,
+    not a fix; the start-up line says what to do. A missing file is left to `load_cert_chain` to report."""
     try:
         mode = os.stat(key_file).st_mode
     except OSError:
         return
-    if mode & 0o007:
+    if mode & 0o002:
         raise ConfigurationError(
-            f"TLS private key {key_file} has mode {mode & 0o777:04o}: others can read it; chmod 600 it (and treat "
-            "the key as leaked if anyone else could read it). Kubernetes: mount the secret with defaultMode 0400"
+            f"TLS private key {key_file} has mode {mode & 0o777:04o}: anybody can replace it; chmod 600 it "
+            "and treat the key as compromised"
         )
-    if mode & 0o070:
-        log.warning("cleanroom: TLS private key %s has mode %04o: its group can read it", key_file, mode & 0o777)
+    if mode & 0o044:
+        who = "everybody on this host" if mode & 0o004 else "its group"
+        log.warning(
+            "cleanroom: TLS private key %s has mode %04o: %s can read it; chmod 600 it "
+            "(Kubernetes: mount the secret with defaultMode 0400)",
+            key_file,
+            mode & 0o777,
+            who,
+        )
 
 
 def check_certificate_dates(cert_file: Path, now: datetime.datetime | None = None) -> None:
