@@ -503,6 +503,35 @@ def test_symlinked_last_segment_is_refused_by_the_writer(log_dir: Path, keys: Ke
         _open_writer(log_dir, keys)
 
 
+def _replace_with_copy(path: Path) -> None:
+    copy = path.with_name("copy.tmp")
+    copy.write_bytes(path.read_bytes())
+    os.replace(copy, path)
+
+
+@pytest.mark.parametrize("name", [segment_name(1), CHECKPOINTS_FILE])
+def test_file_replaced_under_a_running_writer_fails_closed(tmp_path: Path, keys: Keys, name: str) -> None:
+    """A copy renamed over the segment (or checkpoints.jsonl) while the writer runs: the writer went on
+    writing into the unlinked file, acknowledging records (and checkpoints) as durable that were gone at
+    the next open. Now the first fdatasync (or checkpoint) after it breaks the log."""
+    directory = tmp_path / "audit"
+    log = AuditLog(directory, *keys, fsync="group", checkpoint_every_records=10**6, checkpoint_every_s=3600)
+    try:
+        for i in range(3):
+            log.append(_event(i))
+        _replace_with_copy(directory / name)
+        with pytest.raises(AuditUnavailable, match="replaced or removed"):
+            log.append(_event(3))
+            log.checkpoint_now()
+        with pytest.raises(AuditUnavailable, match="unusable"):
+            log.append(_event(4))
+    finally:
+        log.close()
+    with _open_writer(directory, keys) as log:
+        assert log.size >= 3
+    assert _check(directory, keys).ok
+
+
 def test_one_far_segment_name_costs_one_finding(log_dir: Path, keys: Keys) -> None:
     """An empty `segment-01000000.log`: verify reported each of the 999,996 names before it as a missing
     segment, one finding (and one loop turn) each; `segment-99999999.log` made it run for minutes and

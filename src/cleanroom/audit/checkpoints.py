@@ -326,6 +326,19 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600, *, fol
     return fd
 
 
+def require_in_place(fd: int, path: Path) -> None:
+    """OSError (ESTALE) unless `fd` is still the file at `path`: a file renamed over, or removed from
+    under, an open log takes every later write with it, and records acknowledged as durable would be
+    gone at the next open."""
+    held = os.fstat(fd)
+    try:
+        there = os.lstat(path)
+    except FileNotFoundError:
+        there = None
+    if held.st_nlink == 0 or there is None or (there.st_dev, there.st_ino) != (held.st_dev, held.st_ino):
+        raise OSError(errno.ESTALE, f"{path.name} was replaced or removed while the log had it open")
+
+
 def read_regular(path: Path) -> bytes:
     """The whole of a regular file (see `open_regular`)."""
     with os.fdopen(open_regular(path), "rb") as fh:

@@ -45,6 +45,7 @@ from cleanroom.audit.checkpoints import (
     ZERO_DIGEST,
     Checkpoint,
     open_regular,
+    require_in_place,
     require_p384,
     sign_checkpoint,
     write_fully,
@@ -462,6 +463,14 @@ class AuditLog:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._cp_fd, size_before)
             raise
+        try:
+            require_in_place(self._cp_fd, self.directory / CHECKPOINTS_FILE)
+        except OSError as exc:
+            # Checkpoints written to a file no longer in the directory are lost: stop, as for a failed fsync.
+            self._broken = str(exc.strerror)
+            error = AuditUnavailable(f"the audit log is unusable until reopened: {exc.strerror}")
+            self._durability.fail(error)
+            raise error from exc
         self._last_cp = checkpoint
         self._last_cp_mono = time.monotonic()
         return checkpoint

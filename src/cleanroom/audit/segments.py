@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cleanroom.audit.checkpoints import fsync_directory, open_regular, write_fully
+from cleanroom.audit.checkpoints import fsync_directory, open_regular, require_in_place, write_fully
 from cleanroom.audit.records import (
     FRAME_HEADER_LEN,
     FRAME_MAGIC,
@@ -205,9 +205,11 @@ class SegmentWriter:
         write_fully(self.fd, data)
 
     def sync(self) -> None:
-        """fdatasync; an OSError here must not be retried (the caller marks the log broken)."""
+        """fdatasync, then check that the file synced is still the segment in the directory (two stat
+        calls per fdatasync); an OSError here must not be retried (the caller marks the log broken)."""
         os.fdatasync(self.fd)
         self.unsynced = False
+        require_in_place(self.fd, self.directory / segment_name(self.index))
 
     def roll_back(self, created: list[int], index: int, size: int) -> None:
         """Undo a failed batch: remove segments it created, cut segment `index` back to `size` bytes."""
