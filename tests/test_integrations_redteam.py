@@ -362,7 +362,7 @@ def test_a_middleware_outside_cleanroom_exec_or_under_a_preloaded_allocator_says
     (or with jemalloc preloaded over it), the middleware served silently. Now it warns at start-up."""
     import logging
 
-    from cleanroom.integrations.asgi import allocator_problems
+    from cleanroom.integrations.workers import allocator_problems
     from cleanroom.memory.hardening import hardened_environ
 
     assert allocator_problems(hardened_environ({})) == []

@@ -5,8 +5,10 @@
         uvicorn --factory examples.fastapi_app.app:create_app --host 127.0.0.1 --port 8080
     python examples/fastapi_app/client.py http://127.0.0.1:8080 shop.json "I loved it"
 
-`/v1/...` takes sealed requests only (`Client.call`); `/healthz` stays open. The app code is unchanged:
-it reads JSON and returns JSON; the middleware opens the request before it and seals its answer after.
+Every route takes sealed requests only (`Client.call`); `/healthz` alone stays open, for probes. Sealing
+everything and opening the probes, rather than listing the routes to seal, also covers the routes nobody
+listed. The app code is unchanged: it reads JSON and returns JSON; the middleware opens the request before
+it and seals its answer after.
 """
 
 from __future__ import annotations
@@ -39,4 +41,4 @@ def build_app() -> FastAPI:
 
 def create_app(data_dir: str | Path | None = None) -> CleanroomMiddleware:
     """The wrapped app (`uvicorn --factory`); `data_dir` defaults to $CLEANROOM_DATA_DIR."""
-    return CleanroomMiddleware(build_app(), data_dir=data_dir, protected_paths=("/v1/",))
+    return CleanroomMiddleware(build_app(), data_dir=data_dir, protected_paths=("/",), open_paths=("/healthz",))

@@ -36,8 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,8 @@ from cleanroom.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from cleanroom.memory.hardening import allocator_hardened, apply_process_hardening
+from cleanroom.integrations.workers import allocator_problems
+from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
 from cleanroom.runtime.session import CallContext, OpenedRequest, clear_exception_frames
 from cleanroom.server.admin import AdminSocketPathTooLong, AdminSocketServer, refuse_if_served
@@ -270,27 +270,6 @@ class CleanroomMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": bytes(sealed), "more_body": False})
-
-
-_PRELOADED_ALLOCATOR = re.compile(r"(malloc|hoard)", re.IGNORECASE)  # jemalloc, tcmalloc, mimalloc, ...
-
-
-def allocator_problems(environ: Mapping[str, str]) -> list[str]:
-    """Why the app's own copies of the plaintext (its `bytes`, its JSON) may outlive the request in this
-    process: the interpreter did not start with the wiping allocator, or a preloaded allocator replaces it."""
-    problems = []
-    if not allocator_hardened(environ):
-        problems.append(
-            "the allocator does not wipe freed memory (run the server under `cleanroom exec -- ...`): "
-            "the app's copies of request plaintext stay in memory after the request"
-        )
-    preloaded = [p for p in environ.get("LD_PRELOAD", "").replace(":", " ").split() if _PRELOADED_ALLOCATOR.search(p)]
-    if preloaded:
-        problems.append(
-            f"LD_PRELOAD replaces glibc's malloc ({', '.join(os.path.basename(p) for p in preloaded)}): "
-            "`cleanroom exec`'s wiping does not apply to it"
-        )
-    return problems
 
 
 def route_path(scope: Scope) -> str:
