@@ -695,6 +695,58 @@ def test_triton_refuses_an_oversized_sealed_input_before_any_key_work(triton_mod
     )
 
 
+def test_triton_user_models_that_answer_wrong_or_raise_are_triton_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user model (`cleanroom_user_model`) that returns no tensors, a string or a list, or raises with the
+    plaintext in its message: a 422 Triton error without the plaintext, never a crash of `execute`."""
+    import torch
+    from safetensors.torch import save
+
+    from cleanroom.integrations.triton import CleanroomTritonModel
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", FAKE_PB_UTILS)
+    monkeypatch.setenv("CLEANROOM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLEANROOM_NOT_DUMPABLE", "false")
+    models = {}
+    for name, factory in (("wrong", "wrong_type_factory"), ("raises", "raise_message_factory")):
+        model = CleanroomTritonModel()
+        config = {
+            "name": name,
+            "parameters": {"cleanroom_user_model": {"string_value": f"support.failure_models:{factory}"}},
+        }
+        model.initialize({"model_config": json.dumps(config), "model_name": name, "model_instance_name": name})
+        models[name] = model
+    try:
+        created = models["wrong"].services.tenants.create("shop")
+        marker = "crmark-" + os.urandom(6).hex()
+        client = Client("http://unused", api_key=created.api_key, public_key=created.public_key)
+
+        def payload(kind: str) -> bytes:
+            text = f"{'.' * 40}{marker}{'.' * 40}".encode()
+            u8 = {"input": torch.frombuffer(bytearray(text), dtype=torch.uint8)}
+            u8["kind"] = torch.frombuffer(bytearray(kind.encode()), dtype=torch.uint8)
+            return save(u8)
+
+        key = {"cleanroom_api_key": created.api_key}
+        kinds = ("tensor", "str", "list", "mixed", "none")
+        requests = [
+            FakeRequest({"SEALED_REQUEST": one(client.seal_request("wrong", payload(k)).body)}, key) for k in kinds
+        ]
+        for model_name, batch in (("wrong", requests), ("raises", None)):
+            if batch is None:
+                batch = [FakeRequest({"SEALED_REQUEST": one(client.seal_request("raises", payload("x")).body)}, key)]
+            for response in models[model_name].execute(batch):
+                assert response.error is not None and response.output_tensors == []
+                assert response.error.code == "INVALID_ARG" and marker not in response.error.message
+                code = json.loads(response.error.message)["error"]["code"]
+                assert code == ("invalid_payload" if model_name == "wrong" else "model_rejected_input")
+        client.close()
+    finally:
+        for model in models.values():
+            model.finalize()
+
+
 def test_triton_client_helper_reports_a_hostile_answer_as_invalid_response() -> None:
     """`decode_infer_response` parses what the server (or a proxy) sends: every malformed frame is a typed
     `BadRequest`, not a ValueError / AttributeError / TypeError escaping into the caller."""
