@@ -391,6 +391,32 @@ def test_inproc_revoked_tenant_stops_its_jobs(inproc: App, tmp_path: Path) -> No
         assert caught.value.status == 403  # and a revoked tenant cannot reach the routes at all
 
 
+def test_inproc_deleting_a_tenant_shreds_its_jobs_and_forgets_its_lane(inproc: App, tmp_path: Path) -> None:
+    """A finished job waiting to be fetched and a running one both go at the delete: nobody can fetch them
+    any more, so keeping them until the TTL only keeps decryptable results around. Bob's job is untouched."""
+    holding, release = hold_files(tmp_path)
+    alice_id = inproc.tenants["alice"].tenant_id
+    finished = inproc.batches("alice").submit("echo", [tensor_item(1.0)])
+    finished_job = inproc.store._jobs[finished.batch_id]
+    until(lambda: finished_job.state is JobState.SUCCEEDED)
+    bobs = inproc.batches("bob").submit("echo", [tensor_item(2.0)])
+    with inproc.batches("alice").submit("hold", [save({"input": torch.ones(3)})] * 6) as handle:
+        until(holding.exists)
+        running = inproc.store._jobs[handle.batch_id]
+        assert lane_of(alice_id) in inproc.services.scheduler.stats()[0]
+        answer = inproc.http.delete(
+            "/v1/admin/tenants/alice", headers={"Authorization": f"Bearer {inproc.services.admin_token}"}
+        )
+        assert answer.status_code == 200, answer.text
+        release.touch()
+        for job in (finished_job, running):
+            assert job.state is JobState.FAILED and job.error_code == "tenant_deleted"
+        until(lambda: lane_of(alice_id) not in inproc.services.scheduler.stats()[0])
+    bob_job = inproc.store._jobs[bobs.batch_id]
+    until(lambda: bob_job.state is JobState.SUCCEEDED)
+    assert len(inproc.batches("bob").fetch(bobs)) == 1
+
+
 def test_inproc_limits(inproc: App, tmp_path: Path) -> None:
     _, release = hold_files(tmp_path)
     alice = inproc.batches("alice")

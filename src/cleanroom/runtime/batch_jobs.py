@@ -194,6 +194,18 @@ class BatchJobStore:
         await self._end(job, JobState.CANCELLED)
         return job
 
+    async def forget_tenant(self, tenant_id: str) -> int:
+        """A tenant was deleted: shred every job of its own at once — running, queued, or finished and waiting
+        to be fetched (nobody can fetch it any more) — and drop its batch lane's scheduling state and metric
+        series. Returns how many jobs were ended; their tombstones say `tenant_deleted`."""
+        ended = 0
+        for job in [j for j in self._jobs.values() if j.tenant_id == tenant_id]:
+            if job.state not in SHREDDED and job.ending is None:
+                await self._end(job, JobState.FAILED, "tenant_deleted")
+                ended += 1
+        self.scheduler.forget(lane_of(tenant_id))
+        return ended
+
     async def open_results(self, tenant_id: str, batch_id: str) -> tuple[int, AsyncIterator[bytes]]:
         """A finished job's sealed results: (size in bytes, the pieces). 404, 409 not ready, 410 shredded.
 

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import contextlib
 import errno
+import inspect
 import json
 import logging
 import os
@@ -130,7 +131,9 @@ def install_admin_routes(
         services.scheduler.forget(tenant_id)  # scheduling state and metric series go with the tenant
         metrics.forget_tenant(tenant_id)
         if on_tenant_deleted is not None:
-            on_tenant_deleted(tenant_id)
+            done = on_tenant_deleted(tenant_id)
+            if inspect.isawaitable(done):  # e.g. the batch store shredding the tenant's jobs
+                await done
         return JSONResponse({"deleted": tenant_id})
 
     @app.post("/v1/admin/keys/{action}")

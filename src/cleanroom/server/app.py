@@ -217,7 +217,13 @@ def create_app(services: Services) -> FastAPI:
     # dir (server/admin.py; the ASGI middleware serves the same routes on DATA_DIR/admin.sock)
     from cleanroom.server.admin import install_admin_routes
 
-    install_admin_routes(app, services, on_tenant_deleted=lambda tenant_id: weights.pop(tenant_id, None))
+    async def tenant_deleted(tenant_id: str) -> None:
+        weights.pop(tenant_id, None)
+        batches = services.extras.get("batches")
+        if batches is not None:  # its jobs go now: nobody can fetch them any more
+            await batches.forget_tenant(tenant_id)
+
+    install_admin_routes(app, services, on_tenant_deleted=tenant_deleted)
 
     from cleanroom.server.openapi import install_openapi  # public schema: docs/openapi.json (server/openapi.py)
 
