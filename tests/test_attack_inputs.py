@@ -359,19 +359,29 @@ def test_perturb_byte_accepts_hex() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "expected"),
+    ("argv", "expected", "status"),
     [
-        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x"], "cannot reach https://127.0.0.1:1/"),
-        (["--url", "not-a-url", "--api-key", "cr_x"], "cannot reach"),
-        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--pin", "zz"], "64 hex digits"),
-        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--public-key", "garbage"], "cleanroom-pk:v1:"),
+        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x"], "cannot reach https://127.0.0.1:1/", 1),
+        (["--url", "not-a-url", "--api-key", "cr_x"], "cannot reach", 1),
+        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--pin", "zz"], "64 hex digits", 1),
+        # A flag value that is unusable on its face is a usage error (exit 2), before anything is sent.
+        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--public-key", "garbage"], "cleanroom-pk:v1:", 2),
+        (["--url", "https://127.0.0.1:1", "--api-key", " "], "--api-key is empty", 2),
     ],
 )
 def test_infer_failures_are_one_line(
-    argv: list[str], expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    argv: list[str],
+    expected: str,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(sys, "stdin", open(os.devnull))
-    assert main(["infer", "echo", *argv]) == 1
+    try:
+        code = main(["infer", "echo", *argv])
+    except SystemExit as exited:
+        code = exited.code
+    assert code == status
     err = capsys.readouterr().err.strip()
     assert err.startswith("cleanroom: ") and expected in err and "\n" not in err, err
     assert "cr_x" not in err

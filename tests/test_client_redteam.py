@@ -516,3 +516,11 @@ def test_slow_or_partial_answers_fail_in_bounded_time(case: str) -> None:
     finally:
         stop.set()
         server.close()
+
+
+@pytest.mark.parametrize("api_key", ["", " ", "cr_abc def", "cr_abc\n", "\t"])
+def test_an_unusable_api_key_is_refused_when_the_client_is_made(api_key: str) -> None:
+    """An unset shell variable gives "": refused at once, naming the problem, not after connecting as
+    httpx's 'Illegal header value' (which reads like a network fault)."""
+    with pytest.raises(ValueError, match="api_key is empty or holds whitespace"):
+        Client("https://127.0.0.1:1", api_key=api_key)

@@ -301,3 +301,20 @@ def test_a_damaged_server_json_is_no_running_server(tmp_path: Path, pid: Any) ->
 
     (tmp_path / "server.json").write_text(json.dumps({"pid": pid, "url": "https://127.0.0.1:1"}))
     assert running_server(tmp_path) is None
+
+
+def test_serve_records_an_absolute_certificate_path_for_the_admin_cli(tmp_path: Path) -> None:
+    """`serve --tls-cert F` with a relative F: server.json names the file absolutely, so `tenant`/`keys` run
+    from any directory find the certificate to check the server against."""
+    from cleanroom.server.tls import dev_certificate
+    from support.server import REPO, start_server
+
+    cert, key = dev_certificate(tmp_path / "pki", ["127.0.0.1"])
+    relative_cert, relative_key = os.path.relpath(cert, REPO), os.path.relpath(key, REPO)
+    assert not Path(relative_cert).is_absolute()
+    server = start_server(tmp_path / "data", "--models", "echo", "--tls-cert", relative_cert, "--tls-key", relative_key)
+    try:
+        assert server.cert is not None and Path(server.cert).is_absolute()
+        assert Path(server.cert).samefile(cert)
+    finally:
+        server.stop()

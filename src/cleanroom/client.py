@@ -137,6 +137,9 @@ class Client:
         Redirects are never followed: the API key goes only to `url`."""
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be positive")
+        if not isinstance(api_key, str) or not api_key or any(c.isspace() or not c.isprintable() for c in api_key):
+            # Caught here, not by httpx after connecting as an 'Illegal header value' (an unset variable).
+            raise ValueError("api_key is empty or holds whitespace: give the tenant's API key (cr_...)")
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes

@@ -157,7 +157,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         scope = parser.add_mutually_exclusive_group(required=True)
         scope.add_argument("--credential", metavar="ID", help="one API key (its id, e.g. ck_...)")
         scope.add_argument("--tenant", metavar="NAME_OR_ID")
-        scope.add_argument("--system", action="store_true", help="the master key: every request refused")
+        scope.add_argument(
+            "--system",
+            action="store_true",
+            help="the master key: revoke refuses every request; restore serves them again",
+        )
 
     rotate = common(actions.add_parser("rotate", help="rotate the master key, a tenant key or a tenant HPKE key"))
     scope = rotate.add_mutually_exclusive_group(required=True)

@@ -182,7 +182,7 @@ def run_server(settings: Settings) -> int:
             for sock in srv.sockets:
                 port = sock.getsockname()[1]
         url = server_url(settings, port, files is not None)
-        publish_server_state(settings.data_dir, url=url, tls_cert=str(files[0]) if files else None)
+        publish_server_state(settings.data_dir, url=url, tls_cert=str(Path(files[0]).resolve()) if files else None)
         log.info("cleanroom: listening on %s", url)
 
     server.startup = startup  # type: ignore[method-assign]  # write server.json once the port is known
