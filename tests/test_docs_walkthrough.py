@@ -303,6 +303,22 @@ def test_a_damaged_server_json_is_no_running_server(tmp_path: Path, pid: Any) ->
     assert running_server(tmp_path) is None
 
 
+def test_a_server_of_another_user_is_a_running_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill(pid, 0) answers EPERM for a live process we may not signal: that server is running, and the
+    tenant/keys commands must not edit its data dir behind it. A pid that is gone is no server."""
+    import cleanroom.admin_client as admin_client
+
+    (tmp_path / "server.json").write_text(json.dumps({"pid": 4242, "url": "https://127.0.0.1:1"}))
+
+    def kill(pid: int, sig: int, error: type[OSError] = PermissionError) -> None:
+        raise error(1, "not permitted")
+
+    monkeypatch.setattr(admin_client.os, "kill", kill)
+    assert admin_client.running_server(tmp_path) == {"pid": 4242, "url": "https://127.0.0.1:1"}
+    monkeypatch.setattr(admin_client.os, "kill", lambda pid, sig: kill(pid, sig, ProcessLookupError))
+    assert admin_client.running_server(tmp_path) is None
+
+
 def test_serve_records_an_absolute_certificate_path_for_the_admin_cli(tmp_path: Path) -> None:
     """`serve --tls-cert F` with a relative F: server.json names the file absolutely, so `tenant`/`keys` run
     from any directory find the certificate to check the server against."""

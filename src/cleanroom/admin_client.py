@@ -29,9 +29,16 @@ def running_server(data_dir: Path) -> dict[str, Any] | None:
         pid = int(state["pid"])
         if pid <= 0:  # kill(0) and kill(-1) signal groups: a damaged file must not count as a live server
             return None
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, KeyError, TypeError, ProcessLookupError, PermissionError):
+    except (FileNotFoundError, PermissionError, ValueError, KeyError, TypeError):
         return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        # The process lives but is another user's: a server we may not signal is still a server, and the
+        # CLI must not edit the data dir under it (its admin API then says what we may not do).
+        return state
     return state
 
 
