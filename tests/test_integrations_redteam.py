@@ -977,7 +977,7 @@ def test_through_uvicorn_no_body_status_websocket_and_method(stack: Stack, http_
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        for _ in range(200):
+        for _ in range(600):  # up to 30 s on a busy box
             if server.started:
                 break
             thread.join(0.05)
