@@ -158,3 +158,11 @@ def test_doctor_reports_the_hardening_serve_gets(tmp_path: Path) -> None:
     os.chmod(leaky, 0o755)
     bad = run_cli("doctor", "--data-dir", str(leaky), "--json", "--no-kms")
     assert bad.returncode == 1 and "readable by others" in json.loads(bad.stdout)["problems"][0]
+
+
+def test_doctor_table_says_when_the_data_dir_and_master_key_do_not_exist_yet(tmp_path: Path) -> None:
+    """An "ok" for a data dir that is not there would read as a checked KMS: the table says what it means."""
+    result = run_cli("doctor", "--data-dir", str(tmp_path / "not-yet"))
+    assert result.returncode == 0, result.stderr.decode()
+    text = " ".join(result.stdout.decode().split())
+    assert "(not created yet)" in text and "no master key yet" in text

@@ -60,6 +60,12 @@ def data_dir_report(data_dir: Path) -> dict[str, Any]:
     return {"path": str(data_dir), "exists": data_dir.exists(), "problems": problems}
 
 
+def kms_row(kms: dict[str, Any]) -> str:
+    """The KMS line of the table: backend, status, and the note that qualifies an "ok" (no key yet)."""
+    row = f"{kms['backend']}: {kms.get('status', 'not probed')}"
+    return f"{row} ({kms['note']})" if kms.get("note") else row
+
+
 def kms_report(settings: Any) -> dict[str, Any]:
     from cleanroom.errors import CleanroomError
     from cleanroom.keys.factory import master_key_name
@@ -109,8 +115,8 @@ def print_report(report: dict[str, Any]) -> None:
         ("mlock", report["mlock"]),
         ("device", device["kind"] + "".join(f"  {g['name']}" for g in device["gpus"])),
         ("confidential computing", str(device.get("confidential_computing"))),
-        ("KMS", f"{report['kms']['backend']}: {report['kms'].get('status', 'not probed')}"),
-        ("data dir", report["data_dir"]["path"]),
+        ("KMS", kms_row(report["kms"])),
+        ("data dir", report["data_dir"]["path"] + ("" if report["data_dir"]["exists"] else " (not created yet)")),
     ]
     for name, value in rows:
         table.add_row(name, value)
