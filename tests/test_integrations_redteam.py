@@ -928,13 +928,28 @@ def test_exec_overrides_a_callers_attempt_to_undo_the_wiping() -> None:
     assert probe.stdout.strip() == b"malloc"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py cmd_exec drops every '--' from COMMAND, not only the separator (reported to the lead)",
-)
 def test_exec_keeps_the_commands_own_double_dash() -> None:
     probe = run_exec("--", sys.executable, "-c", "import sys; print(sys.argv[1:])", "--", "x")
     assert probe.stdout.strip() == b"['--', 'x']"
+
+
+def test_exec_of_a_file_that_may_not_run_is_126_like_a_shell(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o644)
+    result = run_exec("--", str(script))
+    assert result.returncode == 126 and b"not executable" in result.stderr and b"ran" not in result.stdout
+
+
+def test_exec_warns_when_ld_preload_replaces_the_allocator() -> None:
+    """The wiping is glibc's: under a preloaded jemalloc/tcmalloc it does not happen, and exec says so
+    (the preload need not exist: the warning is about the setting, and the dynamic loader only warns)."""
+    env = {**server_env(), "LD_PRELOAD": "/nonexistent/libjemalloc.so.2"}
+    result = run_exec("--", sys.executable, "-c", "print('ok')", env=env)
+    assert result.returncode == 0 and result.stdout.strip() == b"ok"
+    assert b"LD_PRELOAD replaces glibc's malloc (libjemalloc.so.2)" in result.stderr
+    clean = run_exec("--", sys.executable, "-c", "print('ok')")
+    assert b"LD_PRELOAD" not in clean.stderr
 
 
 # --- ASGI: the same, through a real uvicorn ----------------------------------------------------------

@@ -306,12 +306,20 @@ def public_key_arg(value: str | None) -> Any:
 
 # --- exec ------------------------------------------------------------------------------------------
 def cmd_exec(args: argparse.Namespace) -> int:
-    from cleanroom.memory.hardening import apply_process_hardening, exec_hardened
+    from cleanroom.memory.hardening import apply_process_hardening, exec_hardened, preloaded_allocators
 
-    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
+    # Only the separator goes: a `--` inside COMMAND is the command's own (`python -c ... -- x`).
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("cleanroom exec: give the command after --", file=sys.stderr)
         return 2
+    preloaded = preloaded_allocators()
+    if preloaded:
+        print(
+            f"cleanroom exec: warning: LD_PRELOAD replaces glibc's malloc ({', '.join(preloaded)}); the freed-memory "
+            "wiping applies to glibc's malloc only, so the command's freed plaintext may stay in memory",
+            file=sys.stderr,
+        )
     # RLIMIT_CORE=0 survives execve and the allocator settings travel in the environment; dumpability
     # does not (the kernel resets it on exec), so embedded cleanroom code (the ASGI middleware, the Ray
     # and Triton integrations) turns it off again inside the target process.
@@ -321,6 +329,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"cleanroom exec: command not found: {command[0]}", file=sys.stderr)
         return 127
+    except PermissionError:  # a file that is there but may not be run: 126, as a shell answers
+        print(f"cleanroom exec: not executable: {command[0]}", file=sys.stderr)
+        return 126
 
 
 def build_parser() -> argparse.ArgumentParser:

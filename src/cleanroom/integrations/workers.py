@@ -8,7 +8,6 @@ hierarchy (the KMS), but an audit log has exactly one writer: each worker writes
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from cleanroom.config import Settings
 from cleanroom.errors import AuditUnavailable
-from cleanroom.memory.hardening import allocator_hardened
+from cleanroom.memory.hardening import allocator_hardened, preloaded_allocators
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.server.services import AuditLogSink, Services, build_services
 
@@ -37,9 +36,6 @@ def python_allocator() -> str:
         return "unknown"
 
 
-_PRELOADED_ALLOCATOR = re.compile(r"(malloc|hoard)", re.IGNORECASE)  # jemalloc, tcmalloc, mimalloc, ...
-
-
 def allocator_problems(environ: Mapping[str, str]) -> list[str]:
     """Why the app's own copies of the plaintext (its `bytes`, its JSON) may outlive the request in this
     process: the interpreter did not start with the wiping allocator, or a preloaded allocator replaces it."""
@@ -49,10 +45,10 @@ def allocator_problems(environ: Mapping[str, str]) -> list[str]:
             "the allocator does not wipe freed memory (run the server under `cleanroom exec -- ...`): "
             "the app's copies of request plaintext stay in memory after the request"
         )
-    preloaded = [p for p in environ.get("LD_PRELOAD", "").replace(":", " ").split() if _PRELOADED_ALLOCATOR.search(p)]
+    preloaded = preloaded_allocators(environ)
     if preloaded:
         problems.append(
-            f"LD_PRELOAD replaces glibc's malloc ({', '.join(os.path.basename(p) for p in preloaded)}): "
+            f"LD_PRELOAD replaces glibc's malloc ({', '.join(preloaded)}): "
             "`cleanroom exec`'s wiping does not apply to it"
         )
     return problems

@@ -21,6 +21,7 @@ e.g. on a host where THP compaction stalls are a concern).
 from __future__ import annotations
 
 import os
+import re
 import resource
 import sys
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,16 @@ def allocator_hardened(env: Mapping[str, str] = os.environ) -> bool:
         and "glibc.malloc.perturb=" in tunables
         and "glibc.malloc.tcache_count=0" in tunables
     )
+
+
+_PRELOADED_ALLOCATOR = re.compile(r"(malloc|hoard)", re.IGNORECASE)  # jemalloc, tcmalloc, mimalloc, ...
+
+
+def preloaded_allocators(env: Mapping[str, str] = os.environ) -> list[str]:
+    """Allocators `LD_PRELOAD` puts in place of glibc's malloc: the perturb/tcache wiping of the hardened
+    environment is glibc's, so it does not apply to them."""
+    entries = env.get("LD_PRELOAD", "").replace(":", " ").split()
+    return [os.path.basename(entry) for entry in entries if _PRELOADED_ALLOCATOR.search(os.path.basename(entry))]
 
 
 def exec_hardened(argv: Sequence[str], perturb_byte: int = 0xA5) -> NoReturn:
