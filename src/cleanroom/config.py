@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     alert_business_hours: dict[str, str] = Field(
         default_factory=dict,
-        description='tenant id or name -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"',
+        description='tenant id (t_..., not its name) -> "Area/City:START-END" (Mon-Fri), e.g. "Europe/Berlin:8-18"',
     )
     alert_default_business_hours: str | None = Field(None, description='"Area/City:START-END" for every other tenant')
 
