@@ -179,7 +179,7 @@ def _settings_table(doc: str, heading: str, name_column: int = 0) -> dict[str, s
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) >= 3 + name_column and cells[name_column].startswith("`"):
-            rows[cells[name_column].strip("`").lower()] = cells[name_column + 1]
+            rows[cells[name_column].strip("`").lower().removeprefix("cleanroom_")] = cells[name_column + 1]
     return rows
 
 
@@ -197,15 +197,16 @@ def test_documented_defaults_match_settings() -> None:
     batches = _settings_table("batches.md", "## Settings")
     limits = _settings_table("hardening.md", "| limit | setting", name_column=1)
     assert len(batches) >= 8 and len(limits) >= 6
-    for name, default in batches.items():
+    for setting, default in batches.items():
+        name = setting
         if name == "spill_dir":
             assert fields[name].default is None  # DATA_DIR/spill
             continue
         assert float(fields[name].default) == _as_number(default), name
     for setting, default in limits.items():
-        name = setting.lower()
-        if name in fields:
-            assert float(fields[name].default) == _as_number(default), name
+        name = setting
+        assert name in fields, f"hardening.md names {setting}, which is no setting"  # never skipped silently
+        assert float(fields[name].default) == _as_number(default), name
     keys_md = " ".join((REPO / "docs" / "keys.md").read_text().split())
     assert "(`CLEANROOM_KEY_CACHE_TTL_S`, default 30 s" in keys_md and fields["key_cache_ttl_s"].default == 30.0
     assert "(default 3600 s; 0 turns it off)" in keys_md and fields["rewrap_interval_s"].default == 3600
