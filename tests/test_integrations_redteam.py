@@ -19,7 +19,6 @@ import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -36,6 +35,7 @@ from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.integrations.asgi import CleanroomMiddleware
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.server.services import Services, build_services
+from support.fake_triton import FAKE_PB_UTILS, FakeRequest, one
 from support.server import REPO, server_env
 
 Message = dict[str, Any]
@@ -591,51 +591,6 @@ def test_an_oversized_body_is_refused_before_it_is_read_whole(stack: Stack) -> N
 
 
 # --- Triton --------------------------------------------------------------------------------------------
-class FakeTensor:
-    def __init__(self, name: str, array: Any) -> None:
-        self.name, self.array = name, array
-
-    def as_numpy(self) -> Any:
-        return self.array
-
-
-class FakeResponse:
-    def __init__(self, output_tensors: list[FakeTensor], error: Any = None) -> None:
-        self.output_tensors, self.error = output_tensors, error
-
-
-class FakeError:
-    INVALID_ARG, NOT_FOUND, UNAVAILABLE, INTERNAL = "INVALID_ARG", "NOT_FOUND", "UNAVAILABLE", "INTERNAL"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        self.message, self.code = message, code
-
-
-class FakeRequest:
-    def __init__(self, tensors: dict[str, Any], parameters: Any) -> None:
-        self.tensors, self._parameters = tensors, parameters
-
-    def parameters(self) -> Any:
-        return self._parameters if isinstance(self._parameters, str | bytes) else json.dumps(self._parameters)
-
-
-def _get_input(request: FakeRequest, name: str) -> Any:
-    if name == "EXPLODE" or "raise" in request.tensors:
-        raise RuntimeError("the stub failed")
-    return FakeTensor(name, request.tensors[name]) if name in request.tensors else None
-
-
-FAKE_PB_UTILS = SimpleNamespace(
-    Tensor=FakeTensor, InferenceResponse=FakeResponse, TritonError=FakeError, get_input_tensor_by_name=_get_input
-)
-
-
-def one(value: Any) -> Any:
-    array = np.empty(1, dtype=np.object_)
-    array[0] = value
-    return array
-
-
 @pytest.fixture
 def triton_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, Client]]:
     from cleanroom.integrations.triton import CleanroomTritonModel

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -42,6 +41,7 @@ from cleanroom.integrations.triton import (
     encode_infer_request,
 )
 from services import free_port
+from support.fake_triton import FAKE_PB_UTILS, FakeRequest, one
 from support.memscan import encodings, scan_process
 from support.server import REPO
 
@@ -298,50 +298,6 @@ def test_no_plaintext_left_in_triton_or_its_stubs(triton: Triton) -> None:
 
 
 # --- fake pb_utils: no server -----------------------------------------------------------------------
-class FakeTensor:
-    def __init__(self, name: str, array: Any) -> None:
-        self.name, self.array = name, array
-
-    def as_numpy(self) -> Any:
-        return self.array
-
-
-class FakeResponse:
-    def __init__(self, output_tensors: list[FakeTensor], error: Any = None) -> None:
-        self.output_tensors, self.error = output_tensors, error
-
-
-class FakeError:
-    INVALID_ARG, NOT_FOUND, UNAVAILABLE, INTERNAL = "INVALID_ARG", "NOT_FOUND", "UNAVAILABLE", "INTERNAL"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        self.message, self.code = message, code
-
-
-class FakeRequest:
-    def __init__(self, tensors: dict[str, Any], parameters: dict[str, Any]) -> None:
-        self.tensors, self._parameters = tensors, parameters
-
-    def parameters(self) -> str:
-        return json.dumps(self._parameters)
-
-
-FAKE_PB_UTILS = SimpleNamespace(
-    Tensor=FakeTensor,
-    InferenceResponse=FakeResponse,
-    TritonError=FakeError,
-    get_input_tensor_by_name=lambda request, name: (
-        FakeTensor(name, request.tensors[name]) if name in request.tensors else None
-    ),
-)
-
-
-def one(body: bytes) -> Any:
-    array = np.empty(1, dtype=np.object_)
-    array[0] = body
-    return array
-
-
 @pytest.fixture
 def fake_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
