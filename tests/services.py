@@ -172,6 +172,14 @@ class OpenBao:
             stop_process(self.proc)
             self.proc = None
 
+    def __enter__(self) -> OpenBao:
+        """`with OpenBao(dir) as bao:` starts it (failing with its log if it cannot) and stops it by pid."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def kill(self) -> None:
         """An outage: SIGKILL, no graceful shutdown."""
         if self.proc is not None and self.proc.poll() is None:

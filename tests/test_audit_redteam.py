@@ -36,10 +36,10 @@ from cleanroom.audit.proofs import InclusionProof, ProofError, prove, verify_pro
 from cleanroom.audit.reader import read_events
 from cleanroom.audit.records import FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, TAG_LEN, AuditEvent
 from cleanroom.audit.segments import Frame, list_segments, scan_frames, segment_name
-from cleanroom.audit.verify import VerifyReport, verify
+from cleanroom.audit.verify import VerifyReport
 from cleanroom.errors import AuditUnavailable
+from support.audit_checks import Keys, check_log, expect_finding
 
-Keys = tuple[bytearray, ec.EllipticCurvePrivateKey]
 # The smallest segment the writer accepts: about 38 of the records below per segment.
 SEGMENT_MAX = SEGMENT_HEADER_LEN + FRAME_HEADER_LEN + TAG_LEN + 64 * 1024
 RECORDS = 100
@@ -81,17 +81,6 @@ def log_dir(pristine: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "audit"
     shutil.copytree(pristine, copy)
     return copy
-
-
-def _check(directory: Path, keys: Keys, **kwargs: object) -> VerifyReport:
-    return verify(directory, keys[0], keys[1].public_key(), **kwargs)  # type: ignore[arg-type]
-
-
-def _finding(report: VerifyReport, kind: str):  # type: ignore[no-untyped-def]
-    matches = [f for f in report.findings if f.kind == kind]
-    assert matches, f"expected {kind}; got:\n{report.summary()}"
-    assert not report.ok
-    return matches[0]
 
 
 def _frames(path: Path) -> list[Frame]:
@@ -164,7 +153,7 @@ def test_failed_rotation_does_not_report_the_rolled_back_records_durable(tmp_pat
         assert log.size == count + 1
     finally:
         log.close()
-    report = _check(directory, keys)
+    report = check_log(directory, keys)
     assert report.ok and report.records == count + 1, report.summary()
 
 
@@ -233,9 +222,9 @@ def test_checkpoints_file_replaced_by_a_directory(log_dir: Path, keys: Keys, kin
         (log_dir / CHECKPOINTS_FILE).mkdir()
     else:
         (log_dir / CHECKPOINTS_FILE).symlink_to("/dev/null")
-    report = _check(log_dir, keys)
-    assert "not a regular file" in _finding(report, "checkpoints_unreadable").message
-    _finding(report, "checkpoint_missing")
+    report = check_log(log_dir, keys)
+    assert "not a regular file" in expect_finding(report, "checkpoints_unreadable").message
+    expect_finding(report, "checkpoint_missing")
     with pytest.raises(AuditUnavailable, match=r"checkpoints\.jsonl cannot be read"):
         _open_writer(log_dir, keys)
 
@@ -246,9 +235,9 @@ def test_checkpoints_file_replaced_by_a_fifo(log_dir: Path, keys: Keys) -> None:
     path = log_dir / CHECKPOINTS_FILE
     path.unlink()
     os.mkfifo(path)
-    report = _within(20, lambda: _check(log_dir, keys), _release_fifo(path))
+    report = _within(20, lambda: check_log(log_dir, keys), _release_fifo(path))
     assert isinstance(report, VerifyReport)
-    _finding(report, "checkpoints_unreadable")
+    expect_finding(report, "checkpoints_unreadable")
     outcome = _within(20, lambda: _open_writer(log_dir, keys), _release_fifo(path))
     if isinstance(outcome, AuditLog):
         outcome.close()
@@ -260,9 +249,9 @@ def test_saved_checkpoint_that_is_a_fifo(log_dir: Path, keys: Keys, tmp_path: Pa
     """`verify --since-checkpoint F` with F a FIFO blocked forever."""
     anchor = tmp_path / "anchor.json"
     os.mkfifo(anchor)
-    report = _within(20, lambda: _check(log_dir, keys, since_checkpoint=anchor), _release_fifo(anchor))
+    report = _within(20, lambda: check_log(log_dir, keys, since_checkpoint=anchor), _release_fifo(anchor))
     assert isinstance(report, VerifyReport)
-    assert "not a regular file" in _finding(report, "saved_checkpoint_invalid").message
+    assert "not a regular file" in expect_finding(report, "saved_checkpoint_invalid").message
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo"])
@@ -291,8 +280,8 @@ def _sparse(path: Path, size: int) -> None:
 def test_huge_sparse_segment_is_named_without_reading_it(log_dir: Path, keys: Keys) -> None:
     """A 1 TiB sparse file costs nothing on disk; verify read it whole (MemoryError, a traceback)."""
     _sparse(log_dir / segment_name(4), 1 << 40)
-    report = _check(log_dir, keys)
-    assert _finding(report, "segment_replaced").segment == 4
+    report = check_log(log_dir, keys)
+    assert expect_finding(report, "segment_replaced").segment == 4
     assert report.records == RECORDS
 
 
@@ -303,7 +292,7 @@ def test_sparse_tail_on_the_last_segment_is_a_torn_tail(log_dir: Path, keys: Key
     last = log_dir / segment_name(3)
     size = last.stat().st_size
     _sparse(last, 1 << 40)
-    report = _check(log_dir, keys)
+    report = check_log(log_dir, keys)
     assert report.ok and "torn_tail" in report.kinds(), report.summary()
     code = (
         "import os, sys\n"
@@ -325,7 +314,7 @@ def test_sparse_tail_on_the_last_segment_is_a_torn_tail(log_dir: Path, keys: Key
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [str(size), str((1 << 40) - size)]
     assert size < last.stat().st_size < size + 4096  # cut back, then the audit.tail_repaired record
-    report = _check(log_dir, keys)
+    report = check_log(log_dir, keys)
     assert report.ok and report.findings == [], report.summary()
     repaired = [event for _, event in read_events(log_dir, keys[0])][-1]
     assert repaired.event == "audit.tail_repaired" and repaired.details["bytes_removed"] == (1 << 40) - size
@@ -341,7 +330,7 @@ def test_hole_followed_by_data_is_named(log_dir: Path, keys: Keys) -> None:
         fh.seek(cut + (1 << 30))
         fh.write(data[cut:])
     assert os.stat(path).st_blocks * 512 < path.stat().st_size
-    finding = _finding(_check(log_dir, keys), "segment_sparse")
+    finding = expect_finding(check_log(log_dir, keys), "segment_sparse")
     assert finding.segment == 2 and cut <= finding.offset < cut + 65536  # where the hole begins (a block)
 
 
@@ -349,7 +338,7 @@ def test_deleted_checkpoints_are_not_signed_over_by_the_writer(log_dir: Path, ke
     """checkpoints.jsonl deleted: verify says checkpoint_missing, but the writer opened, signed a new chain
     from #0 and, once its indices caught up with the records' references, the log verified as intact."""
     (log_dir / CHECKPOINTS_FILE).unlink()
-    _finding(_check(log_dir, keys), "checkpoint_missing")
+    expect_finding(check_log(log_dir, keys), "checkpoint_missing")
     with pytest.raises(AuditUnavailable, match="checkpoints were deleted"):
         _open_writer(log_dir, keys)
 
@@ -357,7 +346,7 @@ def test_deleted_checkpoints_are_not_signed_over_by_the_writer(log_dir: Path, ke
 def test_checkpoint_file_cut_to_an_older_line_is_refused_by_the_writer(log_dir: Path, keys: Keys) -> None:
     lines = (log_dir / CHECKPOINTS_FILE).read_bytes().splitlines(keepends=True)
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines[:3]))
-    _finding(_check(log_dir, keys), "checkpoint_missing")
+    expect_finding(check_log(log_dir, keys), "checkpoint_missing")
     with pytest.raises(AuditUnavailable, match="checkpoints were deleted"):
         _open_writer(log_dir, keys)
 
@@ -367,7 +356,10 @@ def test_replayed_old_checkpoint_is_refused_by_the_writer(log_dir: Path, keys: K
     checkpoint chain from there."""
     lines = (log_dir / CHECKPOINTS_FILE).read_bytes().splitlines(keepends=True)
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines) + lines[2])
-    assert _finding(_check(log_dir, keys), "checkpoint_chain_broken").checkpoint == Checkpoint.loads(lines[2]).index
+    assert (
+        expect_finding(check_log(log_dir, keys), "checkpoint_chain_broken").checkpoint
+        == Checkpoint.loads(lines[2]).index
+    )
     with pytest.raises(AuditUnavailable, match="checkpoints were deleted"):
         _open_writer(log_dir, keys)
 
@@ -409,8 +401,8 @@ def test_checkpoint_chain_signed_afresh_is_detected(log_dir: Path, keys: Keys) -
     records' checkpoint references show that #0 did not exist before record 0 was written."""
     count = len((log_dir / CHECKPOINTS_FILE).read_bytes().splitlines())
     _sign_fresh_chain(log_dir, keys[1], count)
-    report = _check(log_dir, keys)
-    finding = _finding(report, "checkpoint_rewritten")
+    report = check_log(log_dir, keys)
+    finding = expect_finding(report, "checkpoint_rewritten")
     assert (finding.seq, finding.segment, finding.offset) == (0, 1, SEGMENT_HEADER_LEN)
 
 
@@ -433,7 +425,7 @@ def test_unencodable_event_fails_closed_as_audit_unavailable(tmp_path: Path, key
         with pytest.raises(AuditUnavailable, match="rejected"):
             make(log)
         assert log.append(_event(1)) == 1  # nothing of the rejected batch was written
-    report = _check(tmp_path / "audit", keys)
+    report = check_log(tmp_path / "audit", keys)
     assert report.ok and report.records == 2, report.summary()
 
 
@@ -458,7 +450,7 @@ def test_record_json_in_any_but_the_canonical_form_is_malformed(tmp_path: Path, 
         log._submit(slot)
         assert slot.error is None
         log.append(_event(2))
-    finding = _finding(_check(directory, keys), "record_malformed")
+    finding = expect_finding(check_log(directory, keys), "record_malformed")
     assert finding.seq == 1 and finding.segment == 1
     assert [seq for seq, _ in read_events(directory, keys[0])] == [0, 2]
 
@@ -477,7 +469,7 @@ def test_planted_temp_symlink_cannot_make_the_writer_overwrite_a_file(
             log.append(_event(RECORDS + i))
     assert victim.read_bytes() == b"master key material\n" * 50
     assert (log_dir / segment_name(4)).is_file() and not (log_dir / segment_name(4)).is_symlink()
-    assert _check(log_dir, keys).ok
+    assert check_log(log_dir, keys).ok
 
 
 def test_symlinked_checkpoints_file_is_refused_by_the_writer(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
@@ -498,7 +490,7 @@ def test_symlinked_last_segment_is_refused_by_the_writer(log_dir: Path, keys: Ke
     moved = tmp_path / "elsewhere.log"
     shutil.move(log_dir / segment_name(3), moved)
     (log_dir / segment_name(3)).symlink_to(moved)
-    assert _check(log_dir, keys).ok
+    assert check_log(log_dir, keys).ok
     with pytest.raises(AuditUnavailable, match="cannot be opened for appending"):
         _open_writer(log_dir, keys)
 
@@ -529,7 +521,7 @@ def test_file_replaced_under_a_running_writer_fails_closed(tmp_path: Path, keys:
         log.close()
     with _open_writer(directory, keys) as log:
         assert log.size >= 3
-    assert _check(directory, keys).ok
+    assert check_log(directory, keys).ok
 
 
 def test_one_far_segment_name_costs_one_finding(log_dir: Path, keys: Keys) -> None:
@@ -537,11 +529,11 @@ def test_one_far_segment_name_costs_one_finding(log_dir: Path, keys: Keys) -> No
     segment, one finding (and one loop turn) each; `segment-99999999.log` made it run for minutes and
     gigabytes."""
     (log_dir / segment_name(1_000_000)).touch()
-    report = _check(log_dir, keys)
+    report = check_log(log_dir, keys)
     assert len(report.findings) < 10, f"{len(report.findings)} findings"
-    missing = _finding(report, "segment_missing")
+    missing = expect_finding(report, "segment_missing")
     assert missing.segment == 4 and "4..999999" in missing.message
-    assert _finding(report, "segment_replaced").segment == 1_000_000
+    assert expect_finding(report, "segment_replaced").segment == 1_000_000
     with pytest.raises(AuditUnavailable, match="not contiguous"):
         _open_writer(log_dir, keys)
 
@@ -607,7 +599,7 @@ def test_flip_one_byte_anywhere_in_a_segment(log_dir: Path, keys: Keys, index: i
         mutated = bytearray(original)
         mutated[position] ^= 0x20
         path.write_bytes(bytes(mutated))
-        report = _check(log_dir, keys)
+        report = check_log(log_dir, keys)
         if report.ok or not {f.segment for f in report.findings if f.severity == "error"} & {index}:
             missed.append(position)
     path.write_bytes(original)
@@ -621,7 +613,7 @@ def test_cut_a_middle_segment_at_every_boundary_and_mid_record(log_dir: Path, ke
     cuts = sorted({f.offset for f in frames} | {f.offset + 50 for f in frames[::3]} | {f.end - 1 for f in frames[1::3]})
     for length in [0, 10, SEGMENT_HEADER_LEN, *cuts]:
         path.write_bytes(original[:length])
-        report = _check(log_dir, keys)
+        report = check_log(log_dir, keys)
         assert not report.ok, f"segment 2 cut to {length} bytes went unnoticed"
         named = {
             f.segment for f in report.findings if f.kind in ("record_deleted", "record_corrupt", "segment_replaced")
@@ -638,12 +630,12 @@ def test_cut_the_last_segment_below_the_newest_checkpoint(log_dir: Path, keys: K
     frames = _frames(path)
     for length in sorted({f.offset for f in frames} | {f.offset + 120 for f in frames}):
         path.write_bytes(original[:length])
-        report = _check(log_dir, keys)
+        report = check_log(log_dir, keys)
         assert "tail_truncated" in report.kinds() and not report.ok, report.summary()
         with pytest.raises(AuditUnavailable, match=r"truncated|no longer matches|verify"):
             _open_writer(log_dir, keys)
     path.write_bytes(original)
-    assert _check(log_dir, keys).ok
+    assert check_log(log_dir, keys).ok
 
 
 def test_segments_renamed_into_each_others_place(log_dir: Path, keys: Keys) -> None:
@@ -651,7 +643,7 @@ def test_segments_renamed_into_each_others_place(log_dir: Path, keys: Keys) -> N
     two.rename(log_dir / "swap")
     three.rename(two)
     (log_dir / "swap").rename(three)
-    report = _check(log_dir, keys)
+    report = check_log(log_dir, keys)
     assert {f.segment for f in report.findings if f.kind == "segment_replaced"} == {2, 3}, report.summary()
     with pytest.raises(AuditUnavailable, match="verify"):
         _open_writer(log_dir, keys)
@@ -659,7 +651,7 @@ def test_segments_renamed_into_each_others_place(log_dir: Path, keys: Keys) -> N
 
 def test_last_segment_duplicated_as_a_new_one(log_dir: Path, keys: Keys) -> None:
     shutil.copyfile(log_dir / segment_name(3), log_dir / segment_name(4))
-    assert _finding(_check(log_dir, keys), "segment_replaced").segment == 4
+    assert expect_finding(check_log(log_dir, keys), "segment_replaced").segment == 4
     with pytest.raises(AuditUnavailable, match="out of place"):
         _open_writer(log_dir, keys)
 
@@ -667,7 +659,7 @@ def test_last_segment_duplicated_as_a_new_one(log_dir: Path, keys: Keys) -> None
 def test_segment_symlinked_to_another_segment(log_dir: Path, keys: Keys) -> None:
     (log_dir / segment_name(2)).unlink()
     (log_dir / segment_name(2)).symlink_to(log_dir / segment_name(1))
-    finding = _finding(_check(log_dir, keys), "segment_replaced")
+    finding = expect_finding(check_log(log_dir, keys), "segment_replaced")
     assert finding.segment == 2 and "holds segment 1" in finding.message
 
 
@@ -675,9 +667,9 @@ def test_segment_replaced_by_a_fifo(log_dir: Path, keys: Keys) -> None:
     path = log_dir / segment_name(3)
     path.unlink()
     os.mkfifo(path)
-    report = _within(20, lambda: _check(log_dir, keys), _release_fifo(path))
+    report = _within(20, lambda: check_log(log_dir, keys), _release_fifo(path))
     assert isinstance(report, VerifyReport)
-    assert _finding(report, "segment_missing").segment == 3
+    assert expect_finding(report, "segment_missing").segment == 3
     outcome = _within(20, lambda: _open_writer(log_dir, keys), _release_fifo(path))
     assert isinstance(outcome, AuditUnavailable), outcome
 
@@ -695,7 +687,7 @@ def test_record_moved_from_another_tenants_log_at_the_same_position(log_dir: Pat
     data = bytearray((log_dir / segment_name(2)).read_bytes())
     data[victim.offset : victim.end] = donor.raw
     (log_dir / segment_name(2)).write_bytes(bytes(data))
-    finding = _finding(_check(log_dir, keys), "record_corrupt")
+    finding = expect_finding(check_log(log_dir, keys), "record_corrupt")
     assert (finding.segment, finding.offset, finding.seq) == (2, victim.offset, victim.header.seq)
 
 
@@ -717,8 +709,8 @@ def test_rollback_of_segments_and_checkpoints_together_needs_a_saved_checkpoint(
     for index in range(older.segment_index + 1, 4):
         (log_dir / segment_name(index)).unlink()
     os.truncate(log_dir / segment_name(older.segment_index), older.segment_offset)
-    assert _check(log_dir, keys).ok  # on its own, an older log
-    finding = _finding(_check(log_dir, keys, since_checkpoint=anchor), "tail_truncated")
+    assert check_log(log_dir, keys).ok  # on its own, an older log
+    finding = expect_finding(check_log(log_dir, keys, since_checkpoint=anchor), "tail_truncated")
     assert finding.seq == older.tree_size
 
 
@@ -813,7 +805,7 @@ def test_second_writer_in_another_process_is_refused(log_dir: Path, keys: Keys, 
         child.stdout.close()
     with _open_writer(log_dir, keys) as log:
         assert log.append(_event(RECORDS)) == RECORDS
-    assert _check(log_dir, keys).ok
+    assert check_log(log_dir, keys).ok
 
 
 def test_deleted_lock_file_does_not_let_a_second_writer_in(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
@@ -837,7 +829,7 @@ def test_deleted_lock_file_does_not_let_a_second_writer_in(log_dir: Path, keys: 
         child.stdin.close()
         assert child.wait(60) == 0
         child.stdout.close()
-    assert _check(log_dir, keys).ok
+    assert check_log(log_dir, keys).ok
 
 
 def test_kill_9_at_random_points_loses_no_acknowledged_record(tmp_path: Path, keys: Keys) -> None:
@@ -856,11 +848,11 @@ def test_kill_9_at_random_points_loses_no_acknowledged_record(tmp_path: Path, ke
         child.wait(30)
         child.stdout.close()
         child.stdin.close()  # type: ignore[union-attr]
-        report = _check(directory, keys)
+        report = check_log(directory, keys)
         assert report.ok, f"round {round_no}: {report.summary()}"
         with _open_writer(directory, keys) as log:  # repairs a torn tail if the kill left one
             assert log.size >= acknowledged + 1
-        report = _check(directory, keys)
+        report = check_log(directory, keys)
         assert report.ok and report.findings == [], report.summary()
     assert len(list_segments(directory)) >= 3
 
@@ -884,7 +876,7 @@ def test_disk_full_in_another_process_fails_closed_and_recovers(tmp_path: Path, 
     acked, refused, checkpoint = child.stdout.split()
     assert int(refused) > 0 and int(acked) < 40
     assert checkpoint in ("written", "refused")
-    report = _check(directory, keys)
+    report = check_log(directory, keys)
     assert report.ok and report.records == 5 + int(acked) + 1, report.summary()
     with _open_writer(directory, keys) as log:
         assert log.size == 5 + int(acked) + 1

@@ -16,9 +16,8 @@ from cleanroom.audit.merkle import CompactTree
 from cleanroom.audit.reader import latest_checkpoint
 from cleanroom.audit.records import SEGMENT_HEADER_LEN, AuditEvent
 from cleanroom.audit.segments import Frame, list_segments, scan_frames, segment_name
-from cleanroom.audit.verify import VerifyReport, verify
+from support.audit_checks import Keys, check_log, expect_finding
 
-Keys = tuple[bytearray, ec.EllipticCurvePrivateKey]
 SEGMENT_MAX = SEGMENT_HEADER_LEN + 70 * 1024
 
 
@@ -66,19 +65,8 @@ def _segment(directory: Path, index: int) -> Path:
     return directory / segment_name(index)
 
 
-def _check(directory: Path, keys: Keys, **kwargs: object) -> VerifyReport:
-    return verify(directory, keys[0], keys[1].public_key(), **kwargs)  # type: ignore[arg-type]
-
-
-def _finding(report: VerifyReport, kind: str):  # type: ignore[no-untyped-def]
-    matches = [f for f in report.findings if f.kind == kind]
-    assert matches, f"expected {kind}; got:\n{report.summary()}"
-    assert not report.ok
-    return matches[0]
-
-
 def test_pristine_log_is_intact(log_dir: Path, keys: Keys) -> None:
-    report = _check(log_dir, keys)
+    report = check_log(log_dir, keys)
     assert report.ok and report.findings == [], report.summary()
     assert report.records == 520 and report.uncovered_records == 0
     assert report.latest_checkpoint is not None and report.latest_checkpoint.tree_size == 520
@@ -93,9 +81,9 @@ def test_flipped_byte_is_named_with_its_record(log_dir: Path, keys: Keys, where:
     position = target.offset + (where if where >= 0 else len(target.raw) + where)
     data[position] ^= 0x01
     path.write_bytes(bytes(data))
-    finding = _finding(_check(log_dir, keys), "record_corrupt")
+    finding = expect_finding(check_log(log_dir, keys), "record_corrupt")
     assert (finding.segment, finding.offset, finding.seq) == (2, target.offset, target.header.seq)
-    assert "checkpoint_mismatch" in _check(log_dir, keys).kinds() or where in (0, 3)
+    assert "checkpoint_mismatch" in check_log(log_dir, keys).kinds() or where in (0, 3)
 
 
 def test_deleted_record(log_dir: Path, keys: Keys) -> None:
@@ -104,7 +92,7 @@ def test_deleted_record(log_dir: Path, keys: Keys) -> None:
     victim = frames[10]
     data = path.read_bytes()
     path.write_bytes(data[: victim.offset] + data[victim.end :])
-    finding = _finding(_check(log_dir, keys), "record_deleted")
+    finding = expect_finding(check_log(log_dir, keys), "record_deleted")
     assert finding.seq == victim.header.seq and finding.segment == 2 and finding.offset == victim.offset
     assert "1 record(s)" in finding.message
 
@@ -114,7 +102,7 @@ def test_deleted_first_record_of_a_segment(log_dir: Path, keys: Keys) -> None:
     first = _frames(path)[0]
     data = path.read_bytes()
     path.write_bytes(data[: first.offset] + data[first.end :])
-    assert _finding(_check(log_dir, keys), "record_deleted").seq == first.header.seq
+    assert expect_finding(check_log(log_dir, keys), "record_deleted").seq == first.header.seq
 
 
 def test_inserted_duplicate_record(log_dir: Path, keys: Keys) -> None:
@@ -123,7 +111,7 @@ def test_inserted_duplicate_record(log_dir: Path, keys: Keys) -> None:
     data = path.read_bytes()
     copy_of, after = frames[5], frames[9]
     path.write_bytes(data[: after.end] + copy_of.raw + data[after.end :])
-    finding = _finding(_check(log_dir, keys), "record_inserted")
+    finding = expect_finding(check_log(log_dir, keys), "record_inserted")
     assert finding.seq == copy_of.header.seq and finding.offset == after.end and finding.segment == 2
 
 
@@ -137,9 +125,9 @@ def test_inserted_forged_record(log_dir: Path, keys: Keys) -> None:
     forged[8:16] = frames[21].raw[8:16]
     forged[100:140] = os.urandom(40)
     path.write_bytes(data[: template.end] + bytes(forged) + data[template.end :])
-    finding = _finding(_check(log_dir, keys), "record_inserted")
+    finding = expect_finding(check_log(log_dir, keys), "record_inserted")
     assert finding.offset == template.end and finding.segment == 1
-    assert "record_corrupt" not in _check(log_dir, keys).kinds()
+    assert "record_corrupt" not in check_log(log_dir, keys).kinds()
 
 
 def test_inserted_record_from_another_segment(log_dir: Path, keys: Keys) -> None:
@@ -148,7 +136,7 @@ def test_inserted_record_from_another_segment(log_dir: Path, keys: Keys) -> None
     frames = _frames(path)
     data = path.read_bytes()
     path.write_bytes(data[: frames[4].end] + foreign.raw + data[frames[4].end :])
-    finding = _finding(_check(log_dir, keys), "record_inserted")
+    finding = expect_finding(check_log(log_dir, keys), "record_inserted")
     assert finding.offset == frames[4].end
 
 
@@ -160,8 +148,8 @@ def test_swapped_records(log_dir: Path, keys: Keys, distance: int) -> None:
     data = path.read_bytes()
     middle = data[a.end : b.offset]
     path.write_bytes(data[: a.offset] + b.raw + middle + a.raw + data[b.end :])
-    report = _check(log_dir, keys)
-    _finding(report, "records_swapped")
+    report = check_log(log_dir, keys)
+    expect_finding(report, "records_swapped")
     swapped = {f.seq for f in report.findings if f.kind == "records_swapped"}
     assert a.header.seq in swapped and all(f.segment == 2 for f in report.findings if f.kind == "records_swapped")
     assert "record_deleted" not in report.kinds() and "record_inserted" not in report.kinds()
@@ -173,28 +161,28 @@ def test_truncated_tail(log_dir: Path, keys: Keys) -> None:
     frames = _frames(last)
     cut = frames[-3]
     os.truncate(last, cut.offset)
-    finding = _finding(_check(log_dir, keys), "tail_truncated")
+    finding = expect_finding(check_log(log_dir, keys), "tail_truncated")
     assert finding.seq == cut.header.seq and "last 3" in finding.message
 
 
 def test_deleted_last_segment(log_dir: Path, keys: Keys) -> None:
     index, last = list_segments(log_dir)[-1]
     last.unlink()
-    report = _check(log_dir, keys)
-    assert _finding(report, "segment_missing").segment == index
-    _finding(report, "tail_truncated")
+    report = check_log(log_dir, keys)
+    assert expect_finding(report, "segment_missing").segment == index
+    expect_finding(report, "tail_truncated")
 
 
 def test_deleted_middle_segment(log_dir: Path, keys: Keys) -> None:
     _segment(log_dir, 2).unlink()
-    report = _check(log_dir, keys)
-    assert _finding(report, "segment_missing").segment == 2
-    assert _finding(report, "record_deleted").segment == 3
+    report = check_log(log_dir, keys)
+    assert expect_finding(report, "segment_missing").segment == 2
+    assert expect_finding(report, "record_deleted").segment == 3
 
 
 def test_segment_replaced_by_another_segment(log_dir: Path, keys: Keys) -> None:
     shutil.copyfile(_segment(log_dir, 1), _segment(log_dir, 2))
-    finding = _finding(_check(log_dir, keys), "segment_replaced")
+    finding = expect_finding(check_log(log_dir, keys), "segment_replaced")
     assert finding.segment == 2 and "holds segment 1" in finding.message
 
 
@@ -204,14 +192,14 @@ def test_segment_replaced_from_another_log_with_the_same_keys(log_dir: Path, key
         for i in range(300):
             log.append(_event(i))
     shutil.copyfile(_segment(other, 2), _segment(log_dir, 2))
-    finding = _finding(_check(log_dir, keys), "segment_replaced")
+    finding = expect_finding(check_log(log_dir, keys), "segment_replaced")
     assert finding.segment == 2 and "another audit log" in finding.message
 
 
 def test_segment_replaced_by_garbage(log_dir: Path, keys: Keys) -> None:
     path = _segment(log_dir, 3)
     path.write_bytes(os.urandom(path.stat().st_size))
-    assert _finding(_check(log_dir, keys), "segment_replaced").segment == 3
+    assert expect_finding(check_log(log_dir, keys), "segment_replaced").segment == 3
 
 
 def _checkpoint_lines(directory: Path) -> list[bytes]:
@@ -224,7 +212,7 @@ def test_forged_checkpoint_edited_fields(log_dir: Path, keys: Keys) -> None:
     edited = Checkpoint(**{**cp.__dict__, "tree_size": cp.tree_size - 5})
     lines[-1] = (edited.dumps() + "\n").encode()
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines))
-    assert _finding(_check(log_dir, keys), "checkpoint_forged").checkpoint == cp.index
+    assert expect_finding(check_log(log_dir, keys), "checkpoint_forged").checkpoint == cp.index
 
 
 def test_forged_checkpoint_signed_by_another_key(log_dir: Path, keys: Keys) -> None:
@@ -244,13 +232,13 @@ def test_forged_checkpoint_signed_by_another_key(log_dir: Path, keys: Keys) -> N
         time_ns=cp.time_ns + 1,
     )
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines) + (forged.dumps() + "\n").encode())
-    assert _finding(_check(log_dir, keys), "checkpoint_forged").checkpoint == cp.index + 1
+    assert expect_finding(check_log(log_dir, keys), "checkpoint_forged").checkpoint == cp.index + 1
 
 
 def test_deleted_tail_checkpoints_are_missed_by_later_records(log_dir: Path, keys: Keys) -> None:
     lines = _checkpoint_lines(log_dir)
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines[:-4]))
-    finding = _finding(_check(log_dir, keys), "checkpoint_missing")
+    finding = expect_finding(check_log(log_dir, keys), "checkpoint_missing")
     # The newest checkpoint is written after the last record; the one before it is the newest any
     # record has seen, so that is the one reported gone.
     assert finding.checkpoint == Checkpoint.loads(lines[-2]).index
@@ -260,14 +248,14 @@ def test_deleted_checkpoint_breaks_the_digest_chain(log_dir: Path, keys: Keys) -
     lines = _checkpoint_lines(log_dir)
     removed = Checkpoint.loads(lines[4])
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines[:4] + lines[5:]))
-    assert _finding(_check(log_dir, keys), "checkpoint_chain_broken").checkpoint == removed.index + 1
+    assert expect_finding(check_log(log_dir, keys), "checkpoint_chain_broken").checkpoint == removed.index + 1
 
 
 def test_reordered_checkpoints_break_the_digest_chain(log_dir: Path, keys: Keys) -> None:
     lines = _checkpoint_lines(log_dir)
     lines[2], lines[3] = lines[3], lines[2]
     (log_dir / CHECKPOINTS_FILE).write_bytes(b"".join(lines))
-    _finding(_check(log_dir, keys), "checkpoint_chain_broken")
+    expect_finding(check_log(log_dir, keys), "checkpoint_chain_broken")
 
 
 def test_rewritten_log_is_caught_by_a_saved_checkpoint(log_dir: Path, keys: Keys, tmp_path: Path) -> None:
@@ -277,13 +265,13 @@ def test_rewritten_log_is_caught_by_a_saved_checkpoint(log_dir: Path, keys: Keys
     cp = latest_checkpoint(log_dir, keys[1].public_key())
     assert cp is not None
     save_checkpoint(cp, saved)
-    assert _check(log_dir, keys, since_checkpoint=saved).ok
+    assert check_log(log_dir, keys, since_checkpoint=saved).ok
     shutil.rmtree(log_dir)
     with AuditLog(log_dir, *keys, segment_max_bytes=SEGMENT_MAX, fsync="none") as log:
         for i in range(600):
             log.append(_event(i) if i != 17 else AuditEvent(event="decrypt.tenant_key", tenant_id="innocent"))
-    assert _check(log_dir, keys).ok  # self-consistent on its own ...
-    report = _check(log_dir, keys, since_checkpoint=saved)
+    assert check_log(log_dir, keys).ok  # self-consistent on its own ...
+    report = check_log(log_dir, keys, since_checkpoint=saved)
     assert "inconsistent_with_saved" in report.kinds() and not report.ok, report.summary()
 
 
@@ -297,12 +285,12 @@ def test_rollback_to_an_old_copy_is_caught_by_a_saved_checkpoint(log_dir: Path, 
     cp = latest_checkpoint(log_dir, keys[1].public_key())
     assert cp is not None and cp.tree_size == 550
     save_checkpoint(cp, saved)
-    grown = _check(log_dir, keys, since_checkpoint=saved)
+    grown = check_log(log_dir, keys, since_checkpoint=saved)
     assert grown.ok and grown.consistency_proof == []
     shutil.rmtree(log_dir)
     shutil.copytree(old, log_dir)  # segments AND checkpoints rolled back together
-    assert _check(log_dir, keys).ok
-    finding = _finding(_check(log_dir, keys, since_checkpoint=saved), "tail_truncated")
+    assert check_log(log_dir, keys).ok
+    finding = expect_finding(check_log(log_dir, keys, since_checkpoint=saved), "tail_truncated")
     assert "saved checkpoint" in finding.message
 
 
@@ -314,7 +302,7 @@ def test_consistency_proof_against_an_earlier_saved_checkpoint(log_dir: Path, ke
     with AuditLog(log_dir, *keys, segment_max_bytes=SEGMENT_MAX, fsync="none") as log:
         for i in range(77):
             log.append(_event(i))
-    report = _check(log_dir, keys, since_checkpoint=saved)
+    report = check_log(log_dir, keys, since_checkpoint=saved)
     assert report.ok, report.summary()
     assert report.consistency_proof  # RFC 6962 proof from 520 to 597 leaves was produced and checked
 
@@ -324,7 +312,7 @@ def test_saved_checkpoint_that_was_tampered_is_rejected(log_dir: Path, keys: Key
     cp = latest_checkpoint(log_dir, keys[1].public_key())
     assert cp is not None
     save_checkpoint(Checkpoint(**{**cp.__dict__, "tree_size": 1}), saved)
-    _finding(_check(log_dir, keys, since_checkpoint=saved), "saved_checkpoint_invalid")
+    expect_finding(check_log(log_dir, keys, since_checkpoint=saved), "saved_checkpoint_invalid")
 
 
 # --------------------------------------------------------------------------- exhaustive mutation
@@ -343,14 +331,14 @@ def test_every_single_byte_flip_is_detected(tiny: Path, keys: Keys, tmp_path: Pa
     shutil.copytree(tiny, directory)
     path = directory / name
     original = path.read_bytes()
-    assert _check(directory, keys).ok
+    assert check_log(directory, keys).ok
     missed = []
     for position in range(len(original)):
         mask = 0x01 if position % 2 else 0x80
         mutated = bytearray(original)
         mutated[position] ^= mask
         path.write_bytes(bytes(mutated))
-        if _check(directory, keys).ok:
+        if check_log(directory, keys).ok:
             missed.append(position)
     path.write_bytes(original)
     assert missed == [], f"flips at {missed} in {name} went unnoticed"
@@ -366,7 +354,7 @@ def test_every_truncation_is_detected(tiny: Path, keys: Keys, tmp_path: Path, na
     boundaries = {i + 1 for i, byte in enumerate(original) if byte == ord("\n")} | {0}
     for length in sorted({*range(0, len(original), step), *boundaries} - {len(original)}):
         path.write_bytes(original[:length])
-        report = _check(directory, keys)
+        report = check_log(directory, keys)
         if name == CHECKPOINTS_FILE and "checkpoint_missing" not in report.kinds():
             # Cutting off checkpoints written after the last record is indistinguishable from a crash
             # before (or while) they were written: records are left unsigned, and verify says so.

@@ -243,12 +243,8 @@ def test_swapped_headers_between_two_backups_are_refused(data: Path, tmp_path: P
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from services import OpenBao
 
-    server = OpenBao(tmp_path_factory.mktemp("openbao"))
-    server.start()
-    try:
+    with OpenBao(tmp_path_factory.mktemp("openbao")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_vault_backup_key_rotation_and_revocation(bao: Any, tmp_path: Path) -> None:

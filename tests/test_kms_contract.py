@@ -24,12 +24,8 @@ BACKENDS = ["local", "vault", "pkcs11", "aws"]
 
 @pytest.fixture(scope="module")
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
-    server = OpenBao(tmp_path_factory.mktemp("contract-openbao"))
-    server.start()
-    try:
+    with OpenBao(tmp_path_factory.mktemp("contract-openbao")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

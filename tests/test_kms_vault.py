@@ -31,12 +31,8 @@ from services import OpenBao
 
 @pytest.fixture(scope="module")
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
-    server = OpenBao(tmp_path_factory.mktemp("openbao"))
-    server.start()
-    try:
+    with OpenBao(tmp_path_factory.mktemp("openbao")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
