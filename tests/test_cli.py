@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from support.server import REPO, server_env
-
-
-def run_cli(
-    *args: str, input: bytes | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "cleanroom", *args],
-        input=input,
-        capture_output=True,
-        cwd=REPO,
-        timeout=120,
-        env=env or server_env(),
-    )
+from support.server import run_cli, server_env
 
 
 def test_tenant_commands_through_the_running_server(shared_server) -> None:

@@ -15,18 +15,7 @@ from typing import Any
 
 import pytest
 
-from support.server import REPO, server_env
-
-
-def run_cli(*args: str, input: bytes = b"", **env: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "cleanroom", *args],
-        input=input,
-        capture_output=True,
-        cwd=REPO,
-        timeout=120,
-        env=server_env(**env),
-    )
+from support.server import REPO, run_cli
 
 
 def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:

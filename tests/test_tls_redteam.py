@@ -31,7 +31,7 @@ from cleanroom.errors import ConfigurationError
 from cleanroom.server.runner import tls_files
 from cleanroom.server.tls import CertificateReloader, dev_certificate, server_tls_context
 from support.hardening import ThreadServer, client_context, open_socket, request, scope_echo_app
-from support.pki import Issued, make_ca
+from support.pki import Issued, make_ca, write_issued
 from support.server import REPO
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -64,15 +64,7 @@ def leaf(
     )
     if usages is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    cert = builder.sign(issuer.key, hashes.SHA384())
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
-    return Issued(cert, key, cert_path, key_path)
+    return write_issued(directory, stem, builder.sign(issuer.key, hashes.SHA384()), key)
 
 
 def _ip(address: str) -> x509.IPAddress:

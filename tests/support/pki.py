@@ -21,7 +21,7 @@ class Issued:
     key_path: Path
 
 
-def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
+def write_issued(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -66,7 +66,7 @@ def make_ca(directory: Path, name: str) -> Issued:
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA384())
     )
-    return _write(directory, name, cert, key)
+    return write_issued(directory, name, cert, key)
 
 
 def issue(
@@ -112,4 +112,4 @@ def issue(
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return _write(directory, stem, builder.sign(ca.key, hashes.SHA384()), key)
+    return write_issued(directory, stem, builder.sign(ca.key, hashes.SHA384()), key)

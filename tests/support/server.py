@@ -79,6 +79,20 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(
+    *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m cleanroom ARGS...` from the repository root, with the test environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "cleanroom", *args],
+        input=input,
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        env=env or server_env(),
+    )
+
+
 def start_server(
     data_dir: Path,
     *args: str,
