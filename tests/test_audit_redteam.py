@@ -35,10 +35,10 @@ from cleanroom.audit.merkle import CompactTree, chain_genesis, chain_next, leaf_
 from cleanroom.audit.proofs import InclusionProof, ProofError, prove, verify_proof
 from cleanroom.audit.reader import read_events
 from cleanroom.audit.records import FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, TAG_LEN, AuditEvent
-from cleanroom.audit.segments import Frame, list_segments, scan_frames, segment_name
+from cleanroom.audit.segments import list_segments, segment_name
 from cleanroom.audit.verify import VerifyReport
 from cleanroom.errors import AuditUnavailable
-from support.audit_checks import Keys, check_log, expect_finding
+from support.audit_checks import Keys, check_log, copy_log, expect_finding, frames_of, new_keys
 
 # The smallest segment the writer accepts: about 38 of the records below per segment.
 SEGMENT_MAX = SEGMENT_HEADER_LEN + FRAME_HEADER_LEN + TAG_LEN + 64 * 1024
@@ -63,7 +63,7 @@ def _event(i: int, tenant: str = "tenant-a") -> AuditEvent:
 
 @pytest.fixture(scope="module")
 def keys() -> Keys:
-    return bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1())
+    return new_keys()
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +78,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
 
 @pytest.fixture
 def log_dir(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "audit"
-    shutil.copytree(pristine, copy)
-    return copy
-
-
-def _frames(path: Path) -> list[Frame]:
-    return [f for f in scan_frames(path.read_bytes(), SEGMENT_HEADER_LEN, 0) if isinstance(f, Frame)]
+    return copy_log(pristine, tmp_path)
 
 
 def _open_writer(directory: Path, keys: Keys, **kwargs: object) -> AuditLog:
@@ -324,7 +318,7 @@ def test_hole_followed_by_data_is_named(log_dir: Path, keys: Keys) -> None:
     """A segment rebuilt with a 1 GiB hole in the middle (the writer only appends: never a hole)."""
     path = log_dir / segment_name(2)
     data = path.read_bytes()
-    cut = _frames(path)[5].offset
+    cut = frames_of(path)[5].offset
     with path.open("wb") as fh:
         fh.write(data[:cut])
         fh.seek(cut + (1 << 30))
@@ -372,7 +366,7 @@ def _sign_fresh_chain(directory: Path, signing: ec.EllipticCurvePrivateKey, coun
     last: tuple[int, int] = (0, 0)
     end = (0, 0)
     for index, path in list_segments(directory):
-        for frame in _frames(path):
+        for frame in frames_of(path):
             record = leaf_hash(frame.raw)
             tree.append(record)
             chain = chain_next(chain, record)
@@ -609,7 +603,7 @@ def test_flip_one_byte_anywhere_in_a_segment(log_dir: Path, keys: Keys, index: i
 def test_cut_a_middle_segment_at_every_boundary_and_mid_record(log_dir: Path, keys: Keys) -> None:
     path = log_dir / segment_name(2)
     original = path.read_bytes()
-    frames = _frames(path)
+    frames = frames_of(path)
     cuts = sorted({f.offset for f in frames} | {f.offset + 50 for f in frames[::3]} | {f.end - 1 for f in frames[1::3]})
     for length in [0, 10, SEGMENT_HEADER_LEN, *cuts]:
         path.write_bytes(original[:length])
@@ -627,7 +621,7 @@ def test_cut_the_last_segment_below_the_newest_checkpoint(log_dir: Path, keys: K
     (the log was closed), so verify names a truncation and the writer refuses to open."""
     path = log_dir / segment_name(3)
     original = path.read_bytes()
-    frames = _frames(path)
+    frames = frames_of(path)
     for length in sorted({f.offset for f in frames} | {f.offset + 120 for f in frames}):
         path.write_bytes(original[:length])
         report = check_log(log_dir, keys)
@@ -681,7 +675,7 @@ def test_record_moved_from_another_tenants_log_at_the_same_position(log_dir: Pat
     with AuditLog(other, *keys, checkpoint_every_records=EVERY, segment_max_bytes=SEGMENT_MAX, fsync="none") as log:
         for i in range(RECORDS):
             log.append(_event(i, tenant="tenant-b"))
-    mine, theirs = _frames(log_dir / segment_name(2)), _frames(other / segment_name(2))
+    mine, theirs = frames_of(log_dir / segment_name(2)), frames_of(other / segment_name(2))
     victim, donor = mine[7], theirs[7]
     assert victim.header.seq == donor.header.seq and len(victim.raw) == len(donor.raw)
     data = bytearray((log_dir / segment_name(2)).read_bytes())

@@ -15,8 +15,8 @@ from cleanroom.audit.log import AuditLog
 from cleanroom.audit.merkle import CompactTree
 from cleanroom.audit.reader import latest_checkpoint
 from cleanroom.audit.records import SEGMENT_HEADER_LEN, AuditEvent
-from cleanroom.audit.segments import Frame, list_segments, scan_frames, segment_name
-from support.audit_checks import Keys, check_log, expect_finding
+from cleanroom.audit.segments import list_segments, segment_name
+from support.audit_checks import Keys, check_log, copy_log, expect_finding, frames_of, new_keys
 
 SEGMENT_MAX = SEGMENT_HEADER_LEN + 70 * 1024
 
@@ -37,7 +37,7 @@ def _event(i: int) -> AuditEvent:
 
 @pytest.fixture(scope="module")
 def keys() -> Keys:
-    return bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1())
+    return new_keys()
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
 
 @pytest.fixture
 def log_dir(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "audit"
-    shutil.copytree(pristine, copy)
-    return copy
-
-
-def _frames(path: Path) -> list[Frame]:
-    return [f for f in scan_frames(path.read_bytes(), SEGMENT_HEADER_LEN, 0) if isinstance(f, Frame)]
+    return copy_log(pristine, tmp_path)
 
 
 def _segment(directory: Path, index: int) -> Path:
@@ -75,7 +69,7 @@ def test_pristine_log_is_intact(log_dir: Path, keys: Keys) -> None:
 @pytest.mark.parametrize("where", [0, 3, 6, 12, 30, 60, 85, 95, 150, -1], ids=lambda w: f"byte{w}")
 def test_flipped_byte_is_named_with_its_record(log_dir: Path, keys: Keys, where: int) -> None:
     path = _segment(log_dir, 2)
-    frames = _frames(path)
+    frames = frames_of(path)
     target = frames[len(frames) // 2]
     data = bytearray(path.read_bytes())
     position = target.offset + (where if where >= 0 else len(target.raw) + where)
@@ -88,7 +82,7 @@ def test_flipped_byte_is_named_with_its_record(log_dir: Path, keys: Keys, where:
 
 def test_deleted_record(log_dir: Path, keys: Keys) -> None:
     path = _segment(log_dir, 2)
-    frames = _frames(path)
+    frames = frames_of(path)
     victim = frames[10]
     data = path.read_bytes()
     path.write_bytes(data[: victim.offset] + data[victim.end :])
@@ -99,7 +93,7 @@ def test_deleted_record(log_dir: Path, keys: Keys) -> None:
 
 def test_deleted_first_record_of_a_segment(log_dir: Path, keys: Keys) -> None:
     path = _segment(log_dir, 3)
-    first = _frames(path)[0]
+    first = frames_of(path)[0]
     data = path.read_bytes()
     path.write_bytes(data[: first.offset] + data[first.end :])
     assert expect_finding(check_log(log_dir, keys), "record_deleted").seq == first.header.seq
@@ -107,7 +101,7 @@ def test_deleted_first_record_of_a_segment(log_dir: Path, keys: Keys) -> None:
 
 def test_inserted_duplicate_record(log_dir: Path, keys: Keys) -> None:
     path = _segment(log_dir, 2)
-    frames = _frames(path)
+    frames = frames_of(path)
     data = path.read_bytes()
     copy_of, after = frames[5], frames[9]
     path.write_bytes(data[: after.end] + copy_of.raw + data[after.end :])
@@ -117,7 +111,7 @@ def test_inserted_duplicate_record(log_dir: Path, keys: Keys) -> None:
 
 def test_inserted_forged_record(log_dir: Path, keys: Keys) -> None:
     path = _segment(log_dir, 1)
-    frames = _frames(path)
+    frames = frames_of(path)
     data = path.read_bytes()
     # Well-formed frame shape, plausible header (next seq, right chain value), but no key to seal it.
     template = frames[20]
@@ -131,9 +125,9 @@ def test_inserted_forged_record(log_dir: Path, keys: Keys) -> None:
 
 
 def test_inserted_record_from_another_segment(log_dir: Path, keys: Keys) -> None:
-    foreign = _frames(_segment(log_dir, 1))[3]
+    foreign = frames_of(_segment(log_dir, 1))[3]
     path = _segment(log_dir, 2)
-    frames = _frames(path)
+    frames = frames_of(path)
     data = path.read_bytes()
     path.write_bytes(data[: frames[4].end] + foreign.raw + data[frames[4].end :])
     finding = expect_finding(check_log(log_dir, keys), "record_inserted")
@@ -143,7 +137,7 @@ def test_inserted_record_from_another_segment(log_dir: Path, keys: Keys) -> None
 @pytest.mark.parametrize("distance", [1, 4])
 def test_swapped_records(log_dir: Path, keys: Keys, distance: int) -> None:
     path = _segment(log_dir, 2)
-    frames = _frames(path)
+    frames = frames_of(path)
     a, b = frames[7], frames[7 + distance]
     data = path.read_bytes()
     middle = data[a.end : b.offset]
@@ -158,7 +152,7 @@ def test_swapped_records(log_dir: Path, keys: Keys, distance: int) -> None:
 def test_truncated_tail(log_dir: Path, keys: Keys) -> None:
     segments = list_segments(log_dir)
     last = segments[-1][1]
-    frames = _frames(last)
+    frames = frames_of(last)
     cut = frames[-3]
     os.truncate(last, cut.offset)
     finding = expect_finding(check_log(log_dir, keys), "tail_truncated")

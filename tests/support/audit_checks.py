@@ -1,14 +1,35 @@
-"""Verify an audit directory with a test's keys and pick out the finding a tamper test expects."""
+"""Audit-log test helpers: keys, a damageable copy of a log, its frames, and verifying it with the test's
+keys to pick out the finding a tamper test expects."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cleanroom.audit.records import SEGMENT_HEADER_LEN
+from cleanroom.audit.segments import Frame, scan_frames
 from cleanroom.audit.verify import Finding, VerifyReport, verify
 
 Keys = tuple[bytearray, ec.EllipticCurvePrivateKey]  # (audit key, checkpoint signing key)
+
+
+def new_keys() -> Keys:
+    return bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1())
+
+
+def copy_log(pristine: Path, tmp_path: Path) -> Path:
+    """A copy of a pristine audit directory for one test to damage."""
+    copy = tmp_path / "audit"
+    shutil.copytree(pristine, copy)
+    return copy
+
+
+def frames_of(path: Path) -> list[Frame]:
+    """The records of one segment file, in order (what a tamper test picks its victim from)."""
+    return [f for f in scan_frames(path.read_bytes(), SEGMENT_HEADER_LEN, 0) if isinstance(f, Frame)]
 
 
 def check_log(directory: Path, keys: Keys, **kwargs: object) -> VerifyReport:
