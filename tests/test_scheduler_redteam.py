@@ -606,6 +606,16 @@ def test_cancelling_at_each_turn_around_the_dispatch_keeps_the_books(turns: int)
     run(main())
 
 
+def series_of(registry: CollectorRegistry, tenant_id: str) -> list[str]:
+    """The metric samples labelled with this tenant: none may outlive a deleted tenant."""
+    return [
+        sample.name
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.labels.get("tenant_id") == tenant_id
+    ]
+
+
 # --- deleted tenants and metric series ----------------------------------------------------------------------
 def test_a_deleted_tenants_queued_request_timing_out_does_not_bring_the_tenant_back() -> None:
     """FIXED. The dispatcher looked up the expired request's limit with `tenant()`, which creates a state:
@@ -630,13 +640,7 @@ def test_a_deleted_tenants_queued_request_timing_out_does_not_bring_the_tenant_b
             await holder
             await asyncio.sleep(0.02)
             assert "ghost" not in scheduler.stats()[0]
-            series = [
-                sample.name
-                for family in registry.collect()
-                for sample in family.samples
-                if sample.labels.get("tenant_id") == "ghost"
-            ]
-            assert series == []
+            assert series_of(registry, "ghost") == []
 
     run(main())
 
@@ -669,13 +673,7 @@ def test_a_late_request_of_a_deleted_tenant_does_not_bring_its_state_back_for_go
             assert await holder == 3 and await queued == 4
             await asyncio.sleep(0.02)
             assert "ghost" not in scheduler.stats()[0]
-            series = [
-                sample.name
-                for family in registry.collect()
-                for sample in family.samples
-                if sample.labels.get("tenant_id") == "ghost"
-            ]
-            assert series == []
+            assert series_of(registry, "ghost") == []
 
     run(main())
 
