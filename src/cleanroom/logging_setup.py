@@ -14,9 +14,9 @@ also accepted by `uvicorn.run(log_config=...)`); the snippet is spelled out in d
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -26,7 +26,7 @@ from cleanroom.scrubbers.logs import (
     RedactingFilter,
     Redactor,
     default_redactor,
-    redact_stream,
+    redact_byte_stream,
 )
 
 REDACTED_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
@@ -164,22 +164,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "through unchanged.",
     )
     parser.add_argument("--keep-card-last4", action="store_true", help="keep the last 4 digits of payment cards")
-    parser.add_argument("--line-buffered", action="store_true", help="flush after every line (for `tail -f | ...`)")
+    parser.add_argument(
+        "--line-buffered",
+        action="store_true",
+        help="accepted for old scripts: output is always flushed as soon as it is ready",
+    )
     parser.set_defaults(func=run_redact)
 
 
 def run_redact(args: argparse.Namespace) -> int:
-    # surrogateescape on both sides: arbitrary bytes round-trip, only matches change.
-    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape", newline="")
-    stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
     redactor = Redactor(keep_card_last4=True) if getattr(args, "keep_card_last4", False) else None
+    # Every read's output is flushed at once, so --line-buffered is the default behaviour (kept for scripts).
     try:
-        redact_stream(stdin, stdout, redactor=redactor, flush_each_line=getattr(args, "line_buffered", False))
-    except BrokenPipeError:
+        interrupted = redact_byte_stream(sys.stdin.buffer, sys.stdout.buffer, redactor=redactor)
+    except BrokenPipeError:  # `cleanroom redact | head -1`: the reader left; stop quietly
+        # Point stdout at /dev/null so the interpreter's final flush does not report the broken pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return 0
-    finally:
-        stdout.detach()
-    return 0
+    except KeyboardInterrupt:  # a second Ctrl-C while the rest was being flushed
+        return 130
+    return 130 if interrupted else 0
 
 
 def main(argv: list[str] | None = None) -> int:

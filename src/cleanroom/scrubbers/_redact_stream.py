@@ -4,7 +4,12 @@ Only complete lines are redacted, so a secret split across two chunks is still o
 scanned. A line that opens a PEM private-key block is held, with the lines after it, until the END line
 (or until `max_hold_chars`), and the block is redacted as one text; the placeholder keeps the block's line
 breaks, so the output has exactly as many lines as the input. A line longer than `max_line_chars`
-without a newline is cut at whitespace, keeping `overlap_chars` back, so memory stays bounded.
+without a newline is cut at whitespace, keeping `overlap_chars` back, so memory stays bounded; the cut is
+moved past any finding that straddles it or starts just after it (a card `4111 1111 | 1111 1111`, a
+`password: | value`), so only a secret longer than the overlap can be split.
+
+ANSI escape sequences (`\x1b[31m`) are looked through: a line that holds one is also scanned with them
+removed, since `\x1b[31mAKIA...` reads as the word `mAKIA...` to the rules' left guards.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ _PEM_BEGIN_MARK = "-----BEGIN"
 _PEM_END_MARK = "-----END"
 _PEM_BODY_LINE = re.compile(r"[ \t]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]+: .*)[ \t]*\r?\n?")
 _PEM_PLACEHOLDER = "[REDACTED:PRIVATE_KEY]"
+# CSI (`\x1b[1;31m`, `\x1b[K`), OSC (`\x1b]0;title\x07`) and two-character escapes, as terminals parse them.
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+# A finding that starts this close after a long-line cut moves the cut past it: its key (`"password": "`)
+# may lie before the cut, and the value alone would not be recognised.
+_CUT_MARGIN_CHARS = 64
 
 
 class StreamingRedactor:
@@ -43,7 +53,8 @@ class StreamingRedactor:
         self._max_line = max_line_chars
         self._overlap = overlap_chars
         self._max_hold = max_hold_chars
-        self._pending = ""  # the current, incomplete line
+        self._pending: list[str] = []  # the current, incomplete line, in the pieces it came in
+        self._pending_chars = 0
         self._held: list[str] = []  # complete lines of an open PEM block
         self._held_chars = 0
         self._draining = False  # after a block was released unfinished: its remaining body lines
@@ -51,25 +62,31 @@ class StreamingRedactor:
     def feed(self, chunk: str) -> str:
         if not chunk:
             return ""
-        data = self._pending + chunk
+        nl = chunk.find("\n")
         out: list[str] = []
-        start = 0
-        while True:
-            nl = data.find("\n", start)
-            if nl < 0:
-                break
-            self._line(data[start : nl + 1], out)
+        if nl >= 0:
+            # Only the new chunk is searched and the pieces joined once: a long line fed a byte at a time
+            # (a slow pipe) costs linear, not quadratic, time.
+            self._pending.append(chunk[: nl + 1])
+            self._line("".join(self._pending), out)
             start = nl + 1
-        self._pending = data[start:]
-        if len(self._pending) > self._max_line:
+            while (nl := chunk.find("\n", start)) >= 0:
+                self._line(chunk[start : nl + 1], out)
+                start = nl + 1
+            self._pending = [chunk[start:]] if start < len(chunk) else []
+            self._pending_chars = len(chunk) - start
+        else:
+            self._pending.append(chunk)
+            self._pending_chars += len(chunk)
+        if self._pending_chars > self._max_line:
             self._cut_long_line(out)
         return "".join(out)
 
     def flush(self) -> str:
         out: list[str] = []
         if self._pending:
-            self._line(self._pending, out)
-            self._pending = ""
+            self._line("".join(self._pending), out)
+            self._pending, self._pending_chars = [], 0
         self._release(out)
         return "".join(out)
 
@@ -94,27 +111,90 @@ class StreamingRedactor:
             self._held = [line]
             self._held_chars = len(line)
             return
-        out.append(self._redactor.redact(line))
+        out.append(self._redact(line))
 
     def _release(self, out: list[str]) -> None:
         if self._held:
-            out.append(self._redactor.redact("".join(self._held)))
+            out.append(self._redact("".join(self._held)))
             self._held = []
             self._held_chars = 0
 
     def _cut_long_line(self, out: list[str]) -> None:
-        keep_from = len(self._pending) - self._overlap
-        cut = max(self._pending.rfind(" ", 0, keep_from), self._pending.rfind("\t", 0, keep_from))
-        if cut <= 0:
-            cut = keep_from
-        head, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
-        if self._held:
-            self._held.append(head)
-            self._held_chars += len(head)
-            if self._held_chars > self._max_hold:
-                self._release(out)
-        else:
-            out.append(self._redactor.redact(head))
+        pending = "".join(self._pending)
+        while len(pending) > self._max_line:
+            keep_from = len(pending) - self._overlap
+            cut = max(pending.rfind(" ", 0, keep_from), pending.rfind("\t", 0, keep_from)) + 1
+            if cut <= 0:
+                cut = keep_from
+            # The head is rendered from the findings of the whole window, so a value keeps the context on
+            # both sides of it (`"api_key": "..."` needs its closing quote) however the line was cut.
+            spans = _spans(self._redactor, pending)
+            for start, end, _ in spans:  # in order of start
+                if start > cut + _CUT_MARGIN_CHARS:
+                    break
+                if end > cut:
+                    cut = end
+            head = pending[:cut]
+            head_spans = [span for span in spans if span[1] <= cut]
+            pending = pending[cut:]
+            if self._held:
+                self._held.append(head)
+                self._held_chars += len(head)
+                if self._held_chars > self._max_hold:
+                    self._release(out)
+            else:
+                out.append(_render(head, head_spans) if head_spans else head)
+        self._pending = [pending] if pending else []
+        self._pending_chars = len(pending)
+
+    def _redact(self, text: str) -> str:
+        if "\x1b" not in text:
+            return self._redactor.redact(text)
+        return _render(text, _spans(self._redactor, text))
+
+
+_Span = tuple[int, int, str]  # start, end, placeholder
+
+
+def _spans(redactor: Redactor, text: str) -> list[_Span]:
+    """What to replace in `text`, sorted by start (spans may overlap).
+
+    A text that holds an escape sequence is read twice: as it is, and as a terminal shows it, with the
+    sequences removed (`\x1b[31mAKIA...` is the word `mAKIA...` to the rules' left guards). A finding in
+    the second reading covers the sequences inside it, so no part of a secret survives.
+    """
+    spans = [(f.start, f.end, redactor._placeholder(text, f.start, f.end, f.label)) for f in redactor.find(text)]
+    if "\x1b" in text:
+        keep: list[int] = []  # index in `text` of each character of the escape-free reading
+        pos = 0
+        for m in _ANSI_ESCAPE.finditer(text):
+            keep.extend(range(pos, m.start()))
+            pos = m.end()
+        keep.extend(range(pos, len(text)))
+        if len(keep) < len(text):
+            plain = "".join(text[i] for i in keep)
+            for f in redactor.find(plain):
+                placeholder = redactor._placeholder(plain, f.start, f.end, f.label)
+                spans.append((keep[f.start], keep[f.end - 1] + 1, placeholder))
+            spans.sort()
+    return spans
+
+
+def _render(text: str, spans: list[_Span]) -> str:
+    """`text` with each span replaced; overlapping spans merge into the first one's placeholder."""
+    parts: list[str] = []
+    pos = 0
+    for start, end, placeholder in spans:
+        if start < pos:  # overlaps the previous span: widen it, keeping its line breaks
+            if end > pos:
+                parts.append("\n" * text.count("\n", pos, end))
+                pos = end
+            continue
+        parts.append(text[pos:start])
+        parts.append(placeholder)
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _closes_block(line: str) -> bool:

@@ -6,16 +6,18 @@ Public API:
 - `RedactingFilter`: a `logging.Filter` for HANDLERS (a filter on an ancestor logger never sees propagated
   records). It formats `msg % args` itself, then clears `args`, and redacts `extra` fields, the
   exception text and `stack_info`;
-- `StreamingRedactor` / `redact_stream`: line-preserving redaction of a stream (`cleanroom redact`).
+- `StreamingRedactor` / `redact_stream` / `redact_byte_stream`: line-preserving redaction of a stream
+  (`cleanroom redact` uses the byte one).
 
 Rules live in `log_rules` (secrets) and `_redact_pii` (PII); the engine in `_redact_engine`.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from cleanroom.scrubbers._redact_engine import (
     DEFAULT_IP_ALLOWLIST,
@@ -36,6 +38,7 @@ __all__ = [
     "StreamingRedactor",
     "default_redactor",
     "redact",
+    "redact_byte_stream",
     "redact_stream",
 ]
 
@@ -43,6 +46,11 @@ __all__ = [
 def redact(text: str) -> str:
     """`text` with every secret and piece of PII replaced by `[REDACTED:<TYPE>]`."""
     return default_redactor().redact(text)
+
+
+# Read at most this much at a time: a line with no newline never sits whole in memory (the streaming
+# redactor cuts it at 1 MiB), and a pipe's data is handled as soon as it arrives.
+_READ_CHARS = 1 << 16
 
 
 def redact_stream(
@@ -54,9 +62,11 @@ def redact_stream(
     """
     stream = StreamingRedactor(redactor or default_redactor())
     lines = 0
-    for line in infile:
-        lines += 1
-        out = stream.feed(line)
+    ends_line = True
+    while piece := infile.readline(_READ_CHARS):
+        lines += piece.count("\n")
+        ends_line = piece.endswith("\n")
+        out = stream.feed(piece)
         if out:
             outfile.write(out)
             if flush_each_line:
@@ -65,7 +75,35 @@ def redact_stream(
     if rest:
         outfile.write(rest)
     outfile.flush()
-    return lines
+    return lines + (not ends_line)
+
+
+def redact_byte_stream(infile: BinaryIO, outfile: BinaryIO, *, redactor: Redactor | None = None) -> bool:
+    """`cleanroom redact`: copy bytes from `infile` to `outfile` redacted, one line out per line in.
+
+    Bytes that are not UTF-8 pass through unchanged (surrogateescape both ways; a character split across
+    reads is decoded whole). Each read takes what the pipe holds (up to 64 KiB), and its output is flushed
+    at once, so `journalctl -f | cleanroom redact` shows a line as soon as it is written, and a long file
+    costs one write per 64 KiB. Returns True when stopped by Ctrl-C: what had been read is still written,
+    redacted (a line cut short by it included); nothing passes unredacted.
+    """
+    stream = StreamingRedactor(redactor or default_redactor())
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    read = getattr(infile, "read1", infile.read)
+    interrupted = False
+    try:
+        while data := read(_READ_CHARS):
+            out = stream.feed(decoder.decode(data))
+            if out:
+                outfile.write(out.encode("utf-8", "surrogateescape"))
+                outfile.flush()
+    except KeyboardInterrupt:  # the chunk being redacted, if any, is dropped, never written unredacted
+        interrupted = True
+    rest = stream.feed(decoder.decode(b"", final=True)) + stream.flush()
+    if rest:
+        outfile.write(rest.encode("utf-8", "surrogateescape"))
+    outfile.flush()
+    return interrupted
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.

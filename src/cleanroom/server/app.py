@@ -29,6 +29,30 @@ from cleanroom.server.services import Services
 
 log = logging.getLogger("cleanroom.server")
 
+QUERY_DROPPED = "?[REDACTED:QUERY]"
+
+
+class AccessLogWithoutQuery(logging.Filter):
+    """On the `uvicorn.access` LOGGER (it runs before any handler's redacting filter formats the record):
+    the request line keeps its path and loses its query string. No route here reads a query, and a query
+    is where callers put tokens and identifiers the redactor has no pattern for (`?q=<anything>`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access record: (client, method, path?query, http_version, status)
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].partition("?")[0] + QUERY_DROPPED, *args[3:])
+        return True
+
+
+def install_log_guards() -> None:
+    """Idempotent. Query strings out of the access log; `warnings.warn` (model code, libraries) through
+    logging, so a warning reaches the redacting handlers instead of raw stderr."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogWithoutQuery) for f in access.filters):
+        access.addFilter(AccessLogWithoutQuery())
+    logging.captureWarnings(True)
+
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:
     """The request body, refusing more than `limit_bytes` before reading it all."""
@@ -134,6 +158,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.metrics = services.metrics
     install_error_handlers(app)
+    install_log_guards()
     settings = services.settings
     metrics = services.metrics
 
