@@ -41,12 +41,14 @@ class LockStats:
     buffers_open: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record_lock(self, size_bytes: int, err: int) -> None:
+    def record_lock(self, size_bytes: int, err: int | None) -> None:
+        """`err`: 0 if the buffer was locked, the errno if locking failed, None if it was not tried (locking
+        disabled): only locked bytes are counted, so `locked_bytes` returns to 0 when all are closed."""
         with self._lock:
             self.buffers_open += 1
             if err == 0:
                 self.locked_bytes += size_bytes
-            else:
+            elif err is not None:
                 self.lock_failures += 1
                 self.last_error = errno.errorcode.get(err, str(err))
 
@@ -63,6 +65,8 @@ class SecureBuffer:
     def __init__(self, size_bytes: int, *, lock: bool = True, stats: LockStats | None = None) -> None:
         if size_bytes < 0:
             raise ValueError("size_bytes must be >= 0")
+        # Two threads closing at once (a request's end and a watchdog) must not both unlock and count.
+        self._close_lock = threading.Lock()
         self.size_bytes = size_bytes
         # mmap refuses length 0; a zero-length request still gets a page so every path is the same.
         self._mapped_bytes = max(PAGE_SIZE, -(-size_bytes // PAGE_SIZE) * PAGE_SIZE)
@@ -87,7 +91,7 @@ class SecureBuffer:
             if stats is not None:
                 stats.record_lock(self._mapped_bytes, err)
         elif stats is not None:
-            stats.record_lock(self._mapped_bytes, errno.EPERM if lock else 0)
+            stats.record_lock(self._mapped_bytes, errno.EPERM if lock else None)
         self._closed = False
 
     def _advise(self) -> None:
@@ -132,7 +136,11 @@ class SecureBuffer:
             _libc.zero(self.address, self._mapped_bytes)
 
     def close(self) -> None:
-        """Zero, unlock and unmap. Safe to call twice."""
+        """Zero, unlock and unmap. Safe to call twice, and from two threads at once."""
+        with self._close_lock:
+            self._close_once()
+
+    def _close_once(self) -> None:
         if self._closed:
             return
         self._closed = True

@@ -29,13 +29,13 @@ from cleanroom.crypto.sealed import (
     open_request_key,
     parse_request,
 )
-from cleanroom.errors import AuditUnavailable, CleanroomError, ContextMismatch, InvalidPayload
+from cleanroom.errors import AuditUnavailable, CleanroomError, ContextMismatch, InvalidPayload, SecureMemoryError
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.registry import Registry
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.models import Model, ModelRegistry, RequestScope
 from cleanroom.runtime.replay import ReplayCache
-from cleanroom.scrubbers.base import Scrubber, ScrubGate, ScrubPolicy, ScrubReport
+from cleanroom.scrubbers.base import Scrubber, ScrubGate, ScrubPolicy, ScrubReport, request_storages, storage_bytes
 from cleanroom.tenants import Principal, check_credential
 
 log = logging.getLogger("cleanroom.runtime")
@@ -133,13 +133,39 @@ class CallContext:
 
 
 def zero_scope(scope: RequestScope) -> None:
-    """Zero every tensor and close every buffer the request produced (invariant 1)."""
-    # Tensors made under inference mode refuse in-place updates outside it; inside it every tensor accepts.
-    with torch.inference_mode():
-        for tensor in scope.tensors:
-            if tensor.numel():
-                tensor.zero_()
-    release_scope(scope)
+    """Zero every tensor and close every buffer the request produced (invariant 1).
+
+    Whole storages are zeroed, as the scrubber does, not `tensor.zero_()`: that raises on a quantized
+    tensor (which left every buffer of the request open, plaintext in place, until a garbage collection)
+    and only drops a sparse tensor's entries, its values keeping the plaintext. The buffers are closed
+    (zeroed) whatever happens to the tensors; a tensor that still could not be zeroed fails the request.
+    """
+    failed = 0
+    try:
+        # Tensors made under inference mode refuse in-place updates outside it; inside it every one accepts.
+        with torch.inference_mode():
+            for tensor in scope.tensors:
+                try:
+                    zero_tensor_memory(tensor)
+                except Exception:  # counted, and raised below once the buffers are closed
+                    failed += 1
+    finally:
+        release_scope(scope)
+    if failed:
+        log.error("%d tensor(s) of a request could not be zeroed", failed)
+        raise SecureMemoryError(f"{failed} tensor(s) of the request could not be zeroed")
+
+
+def zero_tensor_memory(tensor: torch.Tensor) -> None:
+    """Zero all memory behind `tensor`: its storage (a view's base too), `.grad`, sparse components, and
+    the single buffer of a nested or quantized tensor."""
+    try:
+        storages = request_storages([tensor])
+    except TypeError:  # nested, quantized: one plain storage underneath
+        storages = [tensor.untyped_storage()]
+    for storage in storages:
+        if storage.nbytes():
+            storage_bytes(storage).zero_()
 
 
 def release_scope(scope: RequestScope) -> None:
