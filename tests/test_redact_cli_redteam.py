@@ -208,6 +208,26 @@ def _expected_whole(text: str) -> str:
     return out
 
 
+def test_pem_with_crlf_line_endings_keeps_them() -> None:
+    """found: the placeholder of a CRLF block ended in bare `\n`s (one line out per line in, but the `\r`s
+    were lost)."""
+    text = "x\r\n" + PEM.replace("\n", "\r\n") + "after " + EMAIL + "\r\n"
+    for cut in range(1, len(text), 11):
+        stream = StreamingRedactor()
+        out = stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.flush()
+        assert out.count("\r\n") == text.count("\r\n") and out.count("\n") == text.count("\n"), cut
+        assert out.startswith("x\r\n[REDACTED:PRIVATE_KEY]\r\n") and out.endswith("after [REDACTED:EMAIL]\r\n")
+        assert not any(b in out for b in PEM_BODY)
+
+
+def test_ansi_coloured_card_keeps_its_own_last4_not_the_colour_digits() -> None:
+    from cleanroom.scrubbers.logs import Redactor
+
+    stream = StreamingRedactor(Redactor(keep_card_last4=True))
+    out = stream.feed("\x1b[31m4111111111111111\x1b[0m paid\n") + stream.flush()
+    assert "[REDACTED:CREDIT_CARD:1111]" in out and "4111111111111111" not in out
+
+
 def test_pem_with_escaped_newlines_in_one_line() -> None:
     line = 'k8s secret: {"tls.key": "' + PEM.replace("\n", "\\n") + '"} ' + EMAIL + "\n"
     for cut in range(1, len(line), 5):
@@ -356,3 +376,13 @@ def test_cli_line_comes_out_promptly_and_ctrl_c_flushes_redacted() -> None:
     assert b"Traceback" not in err and err == b""
     assert out == b"half a line [REDACTED:AWS_ACCESS_KEY_ID] "
     assert proc.returncode == 130
+
+
+@pytest.mark.parametrize("closed", [">&-", "<&-"])
+def test_cli_with_stdout_or_stdin_closed_says_so(closed: str) -> None:
+    """found: `unexpected AttributeError ... a file in the data dir may be corrupt` for a closed stdout."""
+    script = " ".join(f"'{a}'" for a in CLI) + f" {closed}"
+    result = subprocess.run(["sh", "-c", script], input=b"a " + EMAIL.encode() + b"\n", capture_output=True,
+                            timeout=60, cwd=REPO, env=_env())  # fmt: skip
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr == b"cleanroom: redact needs an open stdin and stdout\n"

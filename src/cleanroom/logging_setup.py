@@ -173,6 +173,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_redact(args: argparse.Namespace) -> int:
+    if sys.stdin is None or sys.stdout is None:  # `cleanroom redact >&-`: say so, not "unexpected AttributeError"
+        print("cleanroom: redact needs an open stdin and stdout", file=sys.stderr)
+        return 2
     redactor = Redactor(keep_card_last4=True) if getattr(args, "keep_card_last4", False) else None
     # Every read's output is flushed at once, so --line-buffered is the default behaviour (kept for scripts).
     try:

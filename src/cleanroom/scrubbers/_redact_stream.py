@@ -25,6 +25,7 @@ _PEM_BEGIN_MARK = "-----BEGIN"
 _PEM_END_MARK = "-----END"
 _PEM_BODY_LINE = re.compile(r"[ \t]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]+: .*)[ \t]*\r?\n?")
 _PEM_PLACEHOLDER = "[REDACTED:PRIVATE_KEY]"
+_LINE_END = re.compile(r"\r?\n")
 # CSI (`\x1b[1;31m`, `\x1b[K`), OSC (`\x1b]0;title\x07`) and two-character escapes, as terminals parse them.
 _ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 # A finding that starts this close after a long-line cut moves the cut past it: its key (`"password": "`)
@@ -115,7 +116,9 @@ class StreamingRedactor:
 
     def _release(self, out: list[str]) -> None:
         if self._held:
-            out.append(self._redact("".join(self._held)))
+            held = "".join(self._held)
+            # Rendered here, not by `redact`: the placeholder keeps the block's own line endings (`\r\n`).
+            out.append(_render(held, _spans(self._redactor, held)))
             self._held = []
             self._held_chars = 0
 
@@ -163,7 +166,7 @@ def _spans(redactor: Redactor, text: str) -> list[_Span]:
     sequences removed (`\x1b[31mAKIA...` is the word `mAKIA...` to the rules' left guards). A finding in
     the second reading covers the sequences inside it, so no part of a secret survives.
     """
-    spans = [(f.start, f.end, redactor._placeholder(text, f.start, f.end, f.label)) for f in redactor.find(text)]
+    spans = [(f.start, f.end, _placeholder(redactor, text, f.start, f.end, f.label)) for f in redactor.find(text)]
     if "\x1b" in text:
         keep: list[int] = []  # index in `text` of each character of the escape-free reading
         pos = 0
@@ -174,10 +177,19 @@ def _spans(redactor: Redactor, text: str) -> list[_Span]:
         if len(keep) < len(text):
             plain = "".join(text[i] for i in keep)
             for f in redactor.find(plain):
-                placeholder = redactor._placeholder(plain, f.start, f.end, f.label)
-                spans.append((keep[f.start], keep[f.end - 1] + 1, placeholder))
+                start, end = keep[f.start], keep[f.end - 1] + 1
+                spans.append((start, end, _placeholder(redactor, text, start, end, f.label)))
             spans.sort()
     return spans
+
+
+def _placeholder(redactor: Redactor, text: str, start: int, end: int, label: str) -> str:
+    """The engine's placeholder, ending with the span's own line breaks (`\r\n` stays `\r\n`)."""
+    value = _ANSI_ESCAPE.sub("", text[start:end])  # a card's kept digits never come from `\x1b[31m`
+    placeholder = redactor._placeholder(value, 0, len(value), label)
+    if "\n" not in placeholder:
+        return placeholder
+    return placeholder.rstrip("\n") + "".join(_LINE_END.findall(text, start, end))
 
 
 def _render(text: str, spans: list[_Span]) -> str:
@@ -187,7 +199,7 @@ def _render(text: str, spans: list[_Span]) -> str:
     for start, end, placeholder in spans:
         if start < pos:  # overlaps the previous span: widen it, keeping its line breaks
             if end > pos:
-                parts.append("\n" * text.count("\n", pos, end))
+                parts.append("".join(_LINE_END.findall(text, pos, end)))
                 pos = end
             continue
         parts.append(text[pos:start])
