@@ -24,13 +24,14 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save
 
 from cleanroom.errors import InvalidPayload, SecureMemoryError
 from cleanroom.memory.hardening import hardened_environ
 from cleanroom.memory.secure_buffer import PAGE_SIZE, SecureAllocator, SecureBuffer
 from cleanroom.runtime.models import EchoModel, RequestScope, UserModel
 from cleanroom.runtime.session import RequestOpener, run_model, zero_scope
-from cleanroom.runtime.tensors import read_safetensors
+from cleanroom.runtime.tensors import read_safetensors, write_safetensors
 from cleanroom.scrubbers.cpu import CpuScrubber
 from support.memscan import scan_process
 
@@ -413,13 +414,19 @@ def test_a_user_model_answering_with_a_quantized_tensor_leaves_no_open_buffer() 
         assert not dense.any()
 
 
-def safetensors_bytes(data: bytes) -> bytes:
-    header = json.dumps({"x": {"dtype": "U8", "shape": [len(data)], "data_offsets": [0, len(data)]}}).encode()
+def safetensors_bytes(data: bytes, width: int = 0) -> bytes:
+    """`x` (uint8 `data`) and `width` (an int64 scalar) as a safetensors blob, built by hand."""
+    end = len(data) + 8
+    specs = {
+        "width": {"dtype": "I64", "shape": [], "data_offsets": [0, 8]},
+        "x": {"dtype": "U8", "shape": [len(data)], "data_offsets": [8, end]},
+    }
+    header = json.dumps(specs).encode()
     header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + data
+    return struct.pack("<Q", len(header)) + header + struct.pack("<q", width) + data
 
 
-DROPPED_TEMPORARIES = r"""
+MODEL_IN_A_CHILD = r"""
 import json, os, sys
 import torch
 from cleanroom.memory.secure_buffer import SecureAllocator
@@ -429,7 +436,7 @@ from cleanroom.scrubbers.cpu import CpuScrubber
 allocator = SecureAllocator()
 opener = RequestOpener(registry=None, keyring=None, replay=None, allocator=allocator, audit=None,
                        scrubber=CpuScrubber())
-model = UserModel("dropper", "support.memory_models:dropper")
+model = UserModel(sys.argv[2], "support.memory_models:" + sys.argv[2])
 size = int(sys.argv[1])
 scope = RequestScope(allocator)
 payload = scope.new_buffer(size)
@@ -438,20 +445,25 @@ while done < size:  # straight from the pipe into the buffer: no heap copy of th
     done += os.readv(0, [view[done:]])
 del view
 try:
-    answer = bytes(run_model(model, payload, scope))
+    answer = run_model(model, payload, scope)
+    answer_bytes = len(answer)  # not bytes(answer): that copy would be ours, not the runtime's
+    del answer
 finally:
     opener.end_request(scope)
 opener.scrubber.between_tenant_scrub()
-print(json.dumps({"answer_bytes": len(answer)}), flush=True)
+print(json.dumps({"answer_bytes": answer_bytes}), flush=True)
 sys.stdin.readline()  # stay alive while the parent scans us
 """
 
 
-def scan_after_dropper(env: dict[str, str]) -> int:
+def scan_after_model(model: str, env: dict[str, str]) -> int:
+    """Run one request of `model` over a marker payload in a fresh child, then count the marker's copies
+    in the child's memory (the request has ended; the child waits to be scanned)."""
     marker = ("crmark" + secrets.token_hex(12)).encode()
-    payload = safetensors_bytes((marker + b"|") * (24 * 1024 // (len(marker) + 1)))
+    data = (marker + b"|") * (24 * 1024 // (len(marker) + 1))
+    payload = safetensors_bytes(data, width=len(marker))
     child = subprocess.Popen(
-        [sys.executable, "-c", DROPPED_TEMPORARIES, str(len(payload))],
+        [sys.executable, "-c", MODEL_IN_A_CHILD, str(len(payload)), model],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -471,13 +483,45 @@ def scan_after_dropper(env: dict[str, str]) -> int:
         child.wait(timeout=30)
 
 
+def unhardened() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "PYTHONMALLOC")}
+
+
 def test_temporaries_a_model_drops_are_wiped_by_the_hardened_allocator_not_by_the_scrub() -> None:
     """The end-of-request scrub reaches only what the model tracked (and the request's buffers); a copy
     the model made and dropped is freed to glibc unzeroed. The allocator hardening that `serve` re-execs
     with (DESIGN §4) is what wipes it: zero copies with it, copies left without it (the control)."""
-    plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "PYTHONMALLOC")}
-    assert scan_after_dropper(hardened_environ(plain)) == 0
-    assert scan_after_dropper(plain) > 0  # the control: the scan sees what the scrub does not reach
+    assert scan_after_model("dropper", hardened_environ(unhardened())) == 0
+    assert scan_after_model("dropper", unhardened()) > 0  # the control: the scan sees what the scrub misses
+
+
+def test_a_strided_answer_is_copied_into_its_secure_buffer_without_a_heap_copy() -> None:
+    """`write_safetensors` made a contiguous heap copy of a non-contiguous answer and freed it unzeroed:
+    in a process without the allocator hardening (embedded use, the ASGI middleware, Ray) the answer's
+    plaintext stayed in the heap after the request. Now the tensor is copied straight into the buffer."""
+    assert scan_after_model("slicer", unhardened()) == 0
+
+
+def strided_answers() -> dict[str, torch.Tensor]:
+    x = torch.arange(60, dtype=torch.float32).view(6, 10)
+    return {
+        "columns": x[:, :7],
+        "transposed": x.t(),
+        "bool": (x > 5)[:, 1:3],
+        "int8": torch.arange(9, dtype=torch.int8).view(3, 3).t(),
+        "bf16": x.to(torch.bfloat16)[::2],
+        "empty": torch.empty(0, 3),
+        "scalar": torch.tensor(5.0),
+        "f64": x.double()[1:, ::3],
+        "grad": torch.ones(4, requires_grad=True) * 2,
+    }
+
+
+@pytest.mark.parametrize("name", list(strided_answers()))
+def test_strided_answers_are_written_byte_for_byte_like_the_library(name: str) -> None:
+    tensor = strided_answers()[name]
+    with write_safetensors({name: tensor}, SecureAllocator(lock=False)) as buffer:
+        assert bytes(buffer.view()) == save({name: tensor.detach().contiguous()})
 
 
 # --- sizes --------------------------------------------------------------------------------------------

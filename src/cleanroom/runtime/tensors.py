@@ -117,8 +117,10 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], allocator: SecureAllo
         for name, tensor in ordered:
             start, end = specs[name]["data_offsets"]
             if end > start:
-                target = torch.frombuffer(view, dtype=torch.uint8, count=end - start, offset=base + start)
-                target.copy_(tensor.detach().contiguous().cpu().view(-1).view(torch.uint8))
+                # Copied straight into the buffer, whatever the layout: `.contiguous()`/`.cpu()` would make
+                # an untracked heap copy of the answer (freed unzeroed where the allocator is not hardened).
+                target = torch.frombuffer(view, dtype=tensor.dtype, count=tensor.numel(), offset=base + start)
+                target.view(tensor.shape).copy_(tensor.detach())
         del view
         return buffer
     except BaseException:
