@@ -24,6 +24,7 @@ from cleanroom.runtime.batch_runner import SealedItem
 from cleanroom.runtime.session import CallContext
 from cleanroom.server.auth import authenticate_tenant, single_header
 from cleanroom.server.errors import install_error_handlers
+from cleanroom.server.metrics import code_label
 from cleanroom.server.mtls import check_client_identity
 from cleanroom.server.services import Services
 
@@ -191,7 +192,9 @@ def create_app(services: Services) -> FastAPI:
                 ),
             )
         except CleanroomError as exc:
-            metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome=exc.code).inc()
+            metrics.requests.labels(
+                tenant_id=principal.tenant_id, model=model or path, outcome=code_label(exc.code)
+            ).inc()
             raise
         metrics.latency.labels(model=model or path).observe(time.perf_counter() - started)
         metrics.requests.labels(tenant_id=principal.tenant_id, model=model or path, outcome="ok").inc()

@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from cleanroom.errors import CleanroomError
+from cleanroom.server.metrics import code_label
 
 log = logging.getLogger("cleanroom.server")
 
@@ -46,7 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _cleanroom(request: Request, exc: CleanroomError) -> JSONResponse:
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
-            metrics.errors.labels(code=exc.code).inc()
+            metrics.errors.labels(code=code_label(exc.code)).inc()
         return error_response(exc.status, exc.code, exc.message, exc.headers())
 
     @app.exception_handler(RequestValidationError)

@@ -6,6 +6,42 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cleanroom.errors import CleanroomError
+
+# Error codes cleanroom raises with `code="..."` (the class-level ones are collected from the hierarchy).
+# Every other code is counted as "other": model code may raise a CleanroomError with a code made from its
+# input, and /metrics is unauthenticated (payload bytes as a label value, and one new series per input).
+# tests/test_observability_redteam.py checks that every `code="..."` literal in src/ is listed here.
+RAISED_CODES = frozenset(
+    """address_unknown admin_unreachable app_rejected_input backup_audit_invalid backup_bad_output
+    backup_key_unavailable backup_master_key_unavailable backup_nothing bad_admin_token client_disconnected
+    duplicate_header invalid_batch invalid_body invalid_byok_key invalid_byok_spec invalid_cidr
+    invalid_client_identity invalid_content_length invalid_expiry invalid_input invalid_json invalid_key_action
+    invalid_key_name invalid_key_size invalid_key_version invalid_label invalid_overlap invalid_public_key
+    invalid_response invalid_rotation_period invalid_tenant_name invalid_weight key_corrupt key_expired
+    key_version_retired missing_input model_rejected_input replay_cache_full request_body_timeout
+    scheduler_failed server_running spill_misconfigured tenant_exists tenant_routing_mismatch too_many_batches
+    unknown_credential unknown_key unknown_key_id unsupported_content_encoding batch_queued batch_running
+    batch_succeeded batch_failed batch_cancelled batch_expired batch_retrieved ok""".split()  # noqa: SIM905 - a word list
+)
+OTHER_CODE = "other"
+
+
+def _class_codes() -> set[str]:
+    """Walked per call (about a hundred classes): a subclass imported after start-up counts too."""
+    codes: set[str] = set()
+    pending: list[type[CleanroomError]] = [CleanroomError]
+    while pending:
+        cls = pending.pop()
+        codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return codes
+
+
+def code_label(code: str) -> str:
+    """`code` if cleanroom itself raises it, else "other": label values come from a bounded set."""
+    return code if code in RAISED_CODES or code in _class_codes() else OTHER_CODE
+
 
 @dataclass
 class ServerMetrics:
