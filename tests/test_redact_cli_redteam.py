@@ -386,3 +386,28 @@ def test_cli_with_stdout_or_stdin_closed_says_so(closed: str) -> None:
                             timeout=60, cwd=REPO, env=_env())  # fmt: skip
     assert result.returncode == 2 and result.stdout == b""
     assert result.stderr == b"cleanroom: redact needs an open stdin and stdout\n"
+
+
+def test_cli_a_begin_marker_then_silence_does_not_hold_the_stream() -> None:
+    """found: in `journalctl -f | cleanroom redact`, a line that only mentions `-----BEGIN PRIVATE KEY-----`
+    held back every line after it until 64 KiB more arrived or the input ended."""
+    proc = subprocess.Popen(CLI, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO, env=_env())  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        got = b""
+        for n, (line, limit_s) in enumerate([(b"expected -----BEGIN PRIVATE KEY----- in tls.key\n", 20.0),
+                                             (f"next {EMAIL}\n".encode(), 3.0)]):  # fmt: skip
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            deadline = time.monotonic() + limit_s
+            while got.count(b"\n") <= n and time.monotonic() < deadline:
+                ready, _, _ = select.select([proc.stdout], [], [], 0.05)
+                if ready:
+                    got += os.read(proc.stdout.fileno(), 4096)
+        assert got.count(b"\n") == 2 and got.endswith(b"next [REDACTED:EMAIL]\n"), got
+        assert got.startswith(b"expected [REDACTED:PRIVATE_KEY]")
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()

@@ -83,6 +83,22 @@ class StreamingRedactor:
             self._cut_long_line(out)
         return "".join(out)
 
+    @property
+    def holding(self) -> bool:
+        """A PEM block is held back, waiting for its END line."""
+        return bool(self._held)
+
+    def release_held(self) -> str:
+        """The held PEM block now, as when it outgrows `max_hold_chars`: redacted to the end of its body,
+        and the body lines that follow it still replaced. For a live stream gone quiet (`cleanroom redact`
+        calls it after 1 s without input), where a line that only mentions a BEGIN marker would otherwise
+        hold back everything after it."""
+        out: list[str] = []
+        if self._held:
+            self._release(out)
+            self._draining = True
+        return "".join(out)
+
     def flush(self) -> str:
         out: list[str] = []
         if self._pending:

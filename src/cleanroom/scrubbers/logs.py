@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import select
 from collections.abc import Mapping
 from typing import Any, BinaryIO, TextIO
 
@@ -51,6 +52,8 @@ def redact(text: str) -> str:
 # Read at most this much at a time: a line with no newline never sits whole in memory (the streaming
 # redactor cuts it at 1 MiB), and a pipe's data is handled as soon as it arrives.
 _READ_CHARS = 1 << 16
+# A live stream that opened a PEM block and then went quiet this long has its held lines written out.
+_HOLD_WAIT_S = 1.0
 
 
 def redact_stream(
@@ -92,8 +95,13 @@ def redact_byte_stream(infile: BinaryIO, outfile: BinaryIO, *, redactor: Redacto
     read = getattr(infile, "read1", infile.read)
     interrupted = False
     try:
-        while data := read(_READ_CHARS):
-            out = stream.feed(decoder.decode(data))
+        while True:
+            if stream.holding and not _input_within(infile, _HOLD_WAIT_S):
+                out = stream.release_held()  # a BEGIN marker, then silence: do not hold the rest back
+            elif data := read(_READ_CHARS):
+                out = stream.feed(decoder.decode(data))
+            else:
+                break
             if out:
                 outfile.write(out.encode("utf-8", "surrogateescape"))
                 outfile.flush()
@@ -104,6 +112,15 @@ def redact_byte_stream(infile: BinaryIO, outfile: BinaryIO, *, redactor: Redacto
         outfile.write(rest.encode("utf-8", "surrogateescape"))
     outfile.flush()
     return interrupted
+
+
+def _input_within(infile: BinaryIO, timeout_s: float) -> bool:
+    """More input (or its end) arrives within `timeout_s`; True for what cannot be polled (no fd)."""
+    try:
+        ready, _, _ = select.select([infile.fileno()], [], [], timeout_s)
+    except (OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return True
+    return bool(ready)
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
