@@ -405,8 +405,7 @@ def test_a_user_model_answering_with_a_quantized_tensor_leaves_no_open_buffer() 
     with pytest.raises(InvalidPayload):
         run_model(model, payload, scope)
     tracked = list(scope.tensors)
-    with pytest.raises(TypeError):  # the scrubber cannot vouch for a quantized tensor: the request fails
-        opener(allocator).end_request(scope)
+    opener(allocator).end_request(scope)  # the scrubber refuses the layout; the session zeroes it: no 500
     assert payload.closed and payload.is_zero() and scope.buffers == []
     assert allocator.stats.buffers_open == 0
     for tensor in tracked:

@@ -393,13 +393,19 @@ class RequestOpener:
             request.wait_durable()
 
     def end_request(self, scope: RequestScope) -> None:
-        """Zero and verify everything the request touched (the scrubber), then release its buffers."""
+        """Zero and verify everything the request touched (the scrubber), then release its buffers.
+
+        A tensor layout the scrubber refuses (TypeError: nested, quantized) is zeroed by `zero_scope`,
+        which handles them, instead of failing the request with a 500 that hid the model's real answer;
+        anything else the scrubber raises (a quarantine) still fails it, after the same zeroing."""
         if self.scrubber is None:
             zero_scope(scope)
             return
         report: ScrubReport | None = None
         try:
             report = self.scrubber.zero_request(scope.tensors, [b.view() for b in scope.buffers if not b.closed])
+        except TypeError as exc:
+            log.warning("request scrub could not take a tensor (%s); the session zeroes the request", exc)
         finally:
             if verified_zero(report):
                 release_scope(scope)
