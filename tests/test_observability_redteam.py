@@ -143,10 +143,15 @@ def run_attacks(server: Any) -> None:
     alpha, beta = server.tenants["alpha"]["api_key"], server.tenants["beta"]["api_key"]
     payload = (mark("payload") + " " + PAYLOAD_SECRET + " " * 48).encode()
     query = f"?token={mark('query')}&q={mark('query')}&email=x{mark('query')}"
+    expiring = server.cli(
+        "tenant", "keys", "add", "alpha", "--expires-in-days", "0.00002", "--data-dir", str(server.data_dir), "--json"
+    )
+    expires_at = time.monotonic() + 0.00002 * 86400 + 0.5
     added = server.cli("tenant", "keys", "add", "alpha", "--data-dir", str(server.data_dir), "--json")
     revoked = json.loads(added.stdout)
     server.cli("tenant", "keys", "revoke", "alpha", revoked["credential_id"], "--data-dir", str(server.data_dir))
     server.tenants["revoked"] = revoked
+    server.tenants["expired"] = json.loads(expiring.stdout)
 
     def fresh(**kw: Any) -> bytes:
         return sealed_body(server, "alpha", payload, **kw)
@@ -185,6 +190,8 @@ def run_attacks(server: Any) -> None:
         ("public_key_bad_key", "GET", "/v1/tenants/self/public-key", mark("apikey"), b""),
     ]
     with httpx.Client(base_url=server.url, timeout=60) as http:
+        time.sleep(max(0.0, expires_at - time.monotonic()))
+        cases.append(("expired_key", "POST", "/v1/models/echo/infer", server.tenants["expired"]["api_key"], fresh()))
         for place, method, path, key, body in cases:
             ANSWERS[place] = http.request(method, path + query, content=body or None, headers=hostile_headers(key))
         admin_json = {**hostile_headers(admin_token(server)), "Content-Type": "application/json"}
@@ -280,7 +287,7 @@ def test_the_statuses_are_the_documented_ones(server: Any) -> None:
     """Each error path really was reached (a marker check on the wrong path proves nothing)."""
     codes = {place: ANSWERS[place].json()["error"]["code"] for place in ANSWERS if place not in SUCCEEDS}
     assert codes["no_key"] == codes["marker_key"] == codes["shaped_key"] == "unauthenticated"
-    assert codes["revoked_key"] == "credential_revoked"
+    assert codes["revoked_key"] == "credential_revoked" and codes["expired_key"] == "credential_expired"
     assert codes["unknown_model"] == "unknown_model" and codes["unknown_model_unauthenticated"] == "unauthenticated"
     assert codes["oversized"] == "payload_too_large" and codes["tampered"] == "decryption_failed"
     assert codes["replayed"] == "replayed_request" and codes["stale"] == "stale_request"
@@ -503,6 +510,30 @@ def test_cli_errors_never_echo_the_api_key(server: Any, kind: str) -> None:
         assert result.returncode != 0
         text = result.stdout.decode() + result.stderr.decode()
         assert key not in text and not leaks(text), text
+
+
+def test_batch_jobs_say_nothing_of_their_items(server: Any) -> None:
+    """A batch's model name and items are inside the sealed batch: a batch for an unknown model is refused
+    without naming it, and items a model refuses with input-made codes leave no trace outside the sealed
+    results (status document, /metrics, cleanroom's log)."""
+    from cleanroom.batch_client import BatchClient
+    from cleanroom.client import ClientError
+
+    items = [tensors_payload(mark("payloadbatch") + f"{i} " + PAYLOAD_SECRET, "code") for i in range(3)]
+    with server.client("alpha") as client:
+        batches = BatchClient(client)
+        with pytest.raises(ClientError) as refused:
+            batches.submit(mark("batchmodel"), items)
+        assert refused.value.status == 404 and not leaks(str(refused.value))
+        with batches.submit("raiser", items) as handle:
+            status = batches.wait(handle.batch_id, timeout_s=60, poll_s=0.1)
+            results = batches.fetch(handle)
+    assert not leaks(json.dumps(status)) and PAYLOAD_SECRET not in json.dumps(status)
+    assert len(results) == 3 and not any(r.ok for r in results)
+    with httpx.Client(base_url=server.url) as http:
+        assert not leaks(http.get("/metrics").text)
+    own = [line for line, r in log_records(server) if r and str(r.get("logger")).startswith(("cleanroom", "uvicorn"))]
+    assert not [line for line in own if mark("payloadbatch") in line or mark("batchmodel") in line]
 
 
 def test_a_sealed_system_says_so_without_kms_detail(server: Any) -> None:
