@@ -26,7 +26,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from cleanroom.errors import InvalidPayload, SecureMemoryError
+from cleanroom.errors import DeviceQuarantined, InvalidPayload, SecureMemoryError
 from cleanroom.memory.hardening import hardened_environ
 from cleanroom.memory.secure_buffer import PAGE_SIZE, SecureAllocator, SecureBuffer
 from cleanroom.runtime.models import EchoModel, RequestScope, UserModel
@@ -156,6 +156,28 @@ def test_a_model_that_keeps_its_input_reads_zeros_and_never_crashes_the_server()
     assert report["first_released"] and report["second_mapped"]  # the next request replaced what it kept
     assert report["second_unmapped_at_last_reference"]
     assert report["stats"] == [0, 0]
+
+
+def test_a_model_writing_into_its_kept_input_later_is_caught_before_the_next_tenant() -> None:
+    """The kept tensor is the model's memory now; if it writes there after the request (another request's
+    data, say), the next between-tenant scrub finds the ended request's memory non-zero and fails closed.
+    Only the next one: each scrub forgets the storages it verified, so a later write goes unseen."""
+    allocator = SecureAllocator(lock=False)
+    runner = opener(allocator)
+    scope = RequestScope(allocator)
+    plaintext = safetensors_bytes(b"\x42" * 64)
+    payload = scope.new_buffer(len(plaintext))
+    payload.view()[:] = plaintext
+    run_model(UserModel("keeper", "support.memory_models:keeper"), payload, scope)
+    runner.end_request(scope)
+    from support import memory_models
+
+    kept = memory_models.KEPT.pop("tensor")
+    memory_models.KEPT.clear()
+    assert runner.scrubber is not None
+    kept[0] = 7
+    with pytest.raises(DeviceQuarantined):
+        runner.scrubber.between_tenant_scrub()
 
 
 CLOSE_RACE = r"""
