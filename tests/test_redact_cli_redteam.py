@@ -269,12 +269,23 @@ _STRADDLERS = [AKIA, "4111 1111 1111 1111", "password: Hunter2!x9q", EMAIL, '"ap
 @pytest.mark.parametrize("filler", [",", "word "])
 def test_secret_straddling_the_long_line_cut(secret: str, filler: str) -> None:
     value = secret.split()[-1].strip('"')
-    for pad in range(0, 620, 3):
+    for pad in range(0, 620, 5):
         line = filler * (5000 // len(filler) - pad) + " " + secret + " " + "y" * pad + ",," * 300 + "\n"
         stream = StreamingRedactor(max_line_chars=4096, overlap_chars=512)
         out = "".join(stream.feed(line[i : i + 1000]) for i in range(0, len(line), 1000)) + stream.flush()
         assert value not in out, pad
         assert out.count("\n") == 1 and out.endswith(",,\n")
+
+
+@pytest.mark.parametrize("sep", [" ", ","])
+def test_a_long_line_dense_with_findings_is_cut_between_them(sep: str) -> None:
+    """found: a cut at a fixed point split an email of a comma-separated run (and a first fix, moving the
+    cut past one finding after another, reached the window's end and cut the last one short there)."""
+    line = sep.join(f"user{i}@example.com" for i in range(3000)) + "\n"
+    for chunk in (97, 1000):
+        stream = StreamingRedactor(max_line_chars=4096, overlap_chars=512)
+        out = "".join(stream.feed(line[i : i + chunk]) for i in range(0, len(line), chunk)) + stream.flush()
+        assert out == redact(line), chunk
 
 
 def test_long_line_fed_a_byte_at_a_time_is_linear() -> None:

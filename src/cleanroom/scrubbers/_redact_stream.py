@@ -148,9 +148,10 @@ class StreamingRedactor:
             # The head is rendered from the findings of the whole window, so a value keeps the context on
             # both sides of it (`"api_key": "..."` needs its closing quote) however the line was cut.
             spans = _spans(self._redactor, pending)
+            open_end = len(pending) - _CUT_MARGIN_CHARS  # a finding reaching past this may go on
             for start, end, _ in spans:  # in order of start
-                if start > cut + _CUT_MARGIN_CHARS:
-                    break
+                if start > cut + _CUT_MARGIN_CHARS or (end > open_end and start >= cut):
+                    break  # (a run of findings led here: the last, maybe cut short, stays with the rest)
                 if end > cut:
                     cut = end
             head = pending[:cut]
