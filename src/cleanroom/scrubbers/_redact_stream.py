@@ -185,15 +185,16 @@ def _spans(redactor: Redactor, text: str) -> list[_Span]:
     """
     spans = [(f.start, f.end, _placeholder(redactor, text, f.start, f.end, f.label)) for f in redactor.find(text)]
     if "\x1b" in text:
-        keep: list[int] = []  # index in `text` of each character of the escape-free reading
-        pos = 0
-        for m in _ANSI_ESCAPE.finditer(text):
-            keep.extend(range(pos, m.start()))
-            pos = m.end()
-        keep.extend(range(pos, len(text)))
-        if len(keep) < len(text):
-            plain = "".join(text[i] for i in keep)
-            for f in redactor.find(plain):
+        plain = _ANSI_ESCAPE.sub("", text)
+        found = redactor.find(plain) if len(plain) < len(text) else []
+        if found:
+            keep: list[int] = []  # index in `text` of each character of `plain`
+            pos = 0
+            for m in _ANSI_ESCAPE.finditer(text):
+                keep.extend(range(pos, m.start()))
+                pos = m.end()
+            keep.extend(range(pos, len(text)))
+            for f in found:
                 start, end = keep[f.start], keep[f.end - 1] + 1
                 spans.append((start, end, _placeholder(redactor, text, start, end, f.label)))
             spans.sort()
