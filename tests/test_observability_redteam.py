@@ -33,7 +33,7 @@ CONTENT_TYPE = "application/vnd.cleanroom.sealed"
 # A secret-shaped string the redactor knows (GitHub token), carried in payloads next to the markers.
 PAYLOAD_SECRET = "ghp_" + "Zq9" * 12
 # Distinct bad names for the cardinality attack: enough that growth would show, small enough for 2 cores.
-CARDINALITY_N = int(os.environ.get("CLEANROOM_TEST_CARDINALITY_N", "1500"))
+CARDINALITY_N = int(os.environ.get("CLEANROOM_TEST_CARDINALITY_N", "1000"))
 
 
 def mark(place: str) -> str:
@@ -557,6 +557,59 @@ def test_a_sealed_system_says_so_without_kms_detail(server: Any) -> None:
     assert not [line for line in own if PAYLOAD_SECRET in line]
     with server.client("alpha") as client:
         assert client.infer("echo", b"back") == b"back"
+
+
+def test_an_unreachable_kms_is_reported_without_its_token(tmp_path: Path) -> None:
+    """A `serve` that fails fast on its KMS (DEBUG logs) names the KMS and the reason, never the token
+    (`doctor` prints the same status line)."""
+    from support.server import server_env
+
+    token = "hvs." + mark("vaulttoken")
+    env = server_env(
+        CLEANROOM_KMS="vault",
+        CLEANROOM_VAULT_ADDR="http://127.0.0.1:9",
+        CLEANROOM_VAULT_TOKEN=token,
+        CLEANROOM_LOG_LEVEL="debug",
+    )
+    serve = ["serve", "--no-tls", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / "data")]
+    result = subprocess.run(
+        [sys.executable, "-m", "cleanroom", *serve], capture_output=True, timeout=60, env=env, cwd=tmp_path
+    )
+    text = result.stdout.decode() + result.stderr.decode()
+    assert result.returncode != 0 and "kms_unavailable" in text, text[-2000:]
+    assert token not in text and not leaks(text), text[-2000:]
+
+
+def raw_answer(server: Any, request: bytes) -> tuple[int, dict[str, Any]]:
+    import socket
+
+    from support.hardening import address
+
+    with socket.create_connection(address(server.url), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_protocol_level_refusals_echo_nothing(server: Any) -> None:
+    """Answers written below the app (431, 400 malformed) and their log lines carry none of the request."""
+    big = f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {mark('bigheader')}{'A' * 20000}\r\n\r\n"
+    bad_line = f"GET /{mark('badline')} HTTP/1.1 {mark('badline')}\r\nHost: x\r\n\r\n"
+    bad_header = f"GET /healthz HTTP/1.1\r\nHost: x\r\n{mark('badheader')} \x01: y\r\n\r\n"
+    for request, status, code in (
+        (big, 431, "request_header_too_large"),
+        (bad_line, 400, "malformed_http"),
+        (bad_header, 400, "malformed_http"),
+    ):
+        answer = raw_answer(server, request.encode("latin-1"))
+        assert answer == (status, {"error": {"code": code, "message": answer[1]["error"]["message"]}})
+        assert not leaks(json.dumps(answer[1]))
+    time.sleep(0.2)
+    found = set().union(*(leaks(line) for line, _ in log_records(server)))
+    assert not found & {mark("bigheader"), mark("badline"), mark("badheader")}
 
 
 # --- the user models the server loads -----------------------------------------------------------------
