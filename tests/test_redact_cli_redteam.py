@@ -11,6 +11,7 @@ streaming class runs in-process where only the splitting does (every byte offset
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import select
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import redaction_corpus as corpus
-from cleanroom.scrubbers.logs import StreamingRedactor, redact
+from cleanroom.scrubbers.logs import RedactingFilter, StreamingRedactor, redact
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "import sys; from cleanroom.cli import main; sys.exit(main())", "redact"]
@@ -130,6 +131,12 @@ def test_ansi_escapes_around_a_secret_do_not_hide_it(line: str) -> None:
     out = stream.feed(line) + stream.flush()
     assert AKIA not in out and "[REDACTED:" in out
     assert out.count("\n") == line.count("\n") and out.count("\x1b") == line.count("\x1b")
+    # The same in `redact()` and through a logging handler's filter: a coloured log message (a dev
+    # formatter, uvicorn's `color_message`) is no hiding place either.
+    assert redact(line) == out
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, line.rstrip("\n"), None, None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == out.rstrip("\n")
 
 
 def test_cli_ansi_coloured_secret() -> None:

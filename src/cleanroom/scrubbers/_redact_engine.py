@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from cleanroom.scrubbers._redact_pii import PII_RULES
 from cleanroom.scrubbers._redact_prefilter import Prefilter, Starts, build_prefilter
+from cleanroom.scrubbers._redact_spans import render as render_spans
+from cleanroom.scrubbers._redact_spans import spans as ansi_spans
 from cleanroom.scrubbers.log_rules import SECRET_RULES, Rule
 
 DEFAULT_RULES: tuple[Rule, ...] = SECRET_RULES + PII_RULES
@@ -141,6 +143,9 @@ class Redactor:
         """`text` with every finding replaced; the same object when nothing was found."""
         if not text:
             return text
+        if "\x1b" in text:  # coloured output: also read as a terminal shows it (_redact_spans)
+            found_spans = ansi_spans(self, text)
+            return render_spans(text, found_spans) if found_spans else text
         ids, starts = self._prefilter.scan(text)
         if not ids:
             return text

@@ -17,6 +17,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from cleanroom.scrubbers._redact_spans import render as _render
+from cleanroom.scrubbers._redact_spans import spans as _spans
+
 if TYPE_CHECKING:
     from cleanroom.scrubbers._redact_engine import Redactor
 
@@ -25,9 +28,6 @@ _PEM_BEGIN_MARK = "-----BEGIN"
 _PEM_END_MARK = "-----END"
 _PEM_BODY_LINE = re.compile(r"[ \t]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]+: .*)[ \t]*\r?\n?")
 _PEM_PLACEHOLDER = "[REDACTED:PRIVATE_KEY]"
-_LINE_END = re.compile(r"\r?\n")
-# CSI (`\x1b[1;31m`, `\x1b[K`), OSC (`\x1b]0;title\x07`) and two-character escapes, as terminals parse them.
-_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 # A finding that starts this close after a long-line cut moves the cut past it: its key (`"password": "`)
 # may lie before the cut, and the value alone would not be recognised.
 _CUT_MARGIN_CHARS = 64
@@ -168,63 +168,7 @@ class StreamingRedactor:
         self._pending_chars = len(pending)
 
     def _redact(self, text: str) -> str:
-        if "\x1b" not in text:
-            return self._redactor.redact(text)
-        return _render(text, _spans(self._redactor, text))
-
-
-_Span = tuple[int, int, str]  # start, end, placeholder
-
-
-def _spans(redactor: Redactor, text: str) -> list[_Span]:
-    """What to replace in `text`, sorted by start (spans may overlap).
-
-    A text that holds an escape sequence is read twice: as it is, and as a terminal shows it, with the
-    sequences removed (`\x1b[31mAKIA...` is the word `mAKIA...` to the rules' left guards). A finding in
-    the second reading covers the sequences inside it, so no part of a secret survives.
-    """
-    spans = [(f.start, f.end, _placeholder(redactor, text, f.start, f.end, f.label)) for f in redactor.find(text)]
-    if "\x1b" in text:
-        plain = _ANSI_ESCAPE.sub("", text)
-        found = redactor.find(plain) if len(plain) < len(text) else []
-        if found:
-            keep: list[int] = []  # index in `text` of each character of `plain`
-            pos = 0
-            for m in _ANSI_ESCAPE.finditer(text):
-                keep.extend(range(pos, m.start()))
-                pos = m.end()
-            keep.extend(range(pos, len(text)))
-            for f in found:
-                start, end = keep[f.start], keep[f.end - 1] + 1
-                spans.append((start, end, _placeholder(redactor, text, start, end, f.label)))
-            spans.sort()
-    return spans
-
-
-def _placeholder(redactor: Redactor, text: str, start: int, end: int, label: str) -> str:
-    """The engine's placeholder, ending with the span's own line breaks (`\r\n` stays `\r\n`)."""
-    value = _ANSI_ESCAPE.sub("", text[start:end])  # a card's kept digits never come from `\x1b[31m`
-    placeholder = redactor._placeholder(value, 0, len(value), label)
-    if "\n" not in placeholder:
-        return placeholder
-    return placeholder.rstrip("\n") + "".join(_LINE_END.findall(text, start, end))
-
-
-def _render(text: str, spans: list[_Span]) -> str:
-    """`text` with each span replaced; overlapping spans merge into the first one's placeholder."""
-    parts: list[str] = []
-    pos = 0
-    for start, end, placeholder in spans:
-        if start < pos:  # overlaps the previous span: widen it, keeping its line breaks
-            if end > pos:
-                parts.append("".join(_LINE_END.findall(text, pos, end)))
-                pos = end
-            continue
-        parts.append(text[pos:start])
-        parts.append(placeholder)
-        pos = end
-    parts.append(text[pos:])
-    return "".join(parts)
+        return self._redactor.redact(text)  # looks through ANSI escapes itself (_redact_spans)
 
 
 def _closes_block(line: str) -> bool:
