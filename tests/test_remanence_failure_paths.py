@@ -79,7 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
         CLEANROOM_QUEUE_TIMEOUT_S="2",
         CLEANROOM_TENANT_MAX_QUEUED="3",
         CLEANROOM_MAX_TOTAL_QUEUED="5",
-        CLEANROOM_BATCH_TTL_S="4",
+        CLEANROOM_BATCH_TTL_S="12",  # long enough for a memory scan under load before a cancel or fetch
         CLEANROOM_SPILL_THRESHOLD_BYTES="65536",
         CLEANROOM_SPILL_SEGMENT_BYTES="65536",
         CLEANROOM_DRAIN_DEADLINE_S="20",
@@ -300,7 +300,7 @@ def test_batch_job_expired_mid_run_leaves_nothing(server: ServerHandle) -> None:
         batches = BatchClient(client)
         with batches.submit("gate", batch_items(marker, "job-ttl", 3, 8192)) as handle:
             wait_for((signals(server) / "holding-job-ttl").exists, "the batch chunk to run")
-            wait_for(lambda: batches.status(handle.batch_id)["status"] == "expired", "the TTL (4 s)", 15)
+            wait_for(lambda: batches.status(handle.batch_id)["status"] == "expired", "the TTL (12 s)", 40)
             (signals(server) / "release-job-ttl").touch()
     settle(server, "alpha")
     assert hits_of(server, marker) == {}
