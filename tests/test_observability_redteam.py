@@ -302,13 +302,9 @@ def test_the_statuses_are_the_documented_ones(server: Any) -> None:
     assert codes["method_marker"] == "malformed_http"  # httptools knows the methods; cleanroom never sees it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/tensors.py quotes the tensor NAME (plaintext from inside the sealed payload) in its "
-    "InvalidPayload messages, which go back unsealed; fix there (not in this change's files): name the "
-    "entry by position. See docs/threat-model.md.",
-)
 def test_a_tensor_name_from_the_payload_is_not_echoed(server: Any) -> None:
+    """runtime/tensors.py names a malformed entry by its position: its name is plaintext from inside the
+    sealed payload, and the 422's message travels unsealed."""
     body = raw_safetensors({mark("tensorname"): {"dtype": "U8", "shape": [4], "data_offsets": [0, 9]}}, b"\0" * 9)
     sealed = sealed_body(server, "alpha", body, model="chatty")
     with httpx.Client(base_url=server.url, timeout=60) as http:

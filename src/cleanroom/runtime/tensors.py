@@ -57,32 +57,36 @@ def read_safetensors(view: memoryview) -> dict[str, torch.Tensor]:
         raise InvalidPayload("safetensors header must be a JSON object")
     data = view[8 + header_len :]
     tensors: dict[str, torch.Tensor] = {}
+    position = 0
     for name, spec in header.items():
         if name == "__metadata__":
             continue
-        tensors[name] = _tensor_view(name, spec, data)
+        position += 1
+        tensors[name] = _tensor_view(f"safetensors entry #{position}", spec, data)
     return tensors
 
 
-def _tensor_view(name: str, spec: Any, data: memoryview) -> torch.Tensor:
+def _tensor_view(entry: str, spec: Any, data: memoryview) -> torch.Tensor:
+    """One entry as a view of `data`. Errors name the entry by its position (`entry`), never by its name:
+    the name is plaintext from inside the sealed payload, and error bodies travel unsealed."""
     try:
         dtype = _DTYPES[spec["dtype"]]
         shape = [int(d) for d in spec["shape"]]
         start, end = (int(o) for o in spec["data_offsets"])
     except (KeyError, TypeError, ValueError):
-        raise InvalidPayload(f"safetensors entry {name!r} is malformed or has an unsupported dtype") from None
+        raise InvalidPayload(f"{entry} is malformed or has an unsupported dtype") from None
     count = 1
     for dim in shape:
         if dim < 0:
-            raise InvalidPayload(f"safetensors entry {name!r} has a negative dimension")
+            raise InvalidPayload(f"{entry} has a negative dimension")
         count *= dim
     itemsize = torch.empty(0, dtype=dtype).element_size()
     if not 0 <= start <= end <= len(data) or end - start != count * itemsize:
-        raise InvalidPayload(f"safetensors entry {name!r} has offsets that do not match its shape")
+        raise InvalidPayload(f"{entry} has offsets that do not match its shape")
     if count == 0:
         return torch.empty(shape, dtype=dtype)
     if start % itemsize:
-        raise InvalidPayload(f"safetensors entry {name!r} is not aligned to its element size")
+        raise InvalidPayload(f"{entry} is not aligned to its element size")
     import warnings
 
     with warnings.catch_warnings():
@@ -96,9 +100,11 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], allocator: SecureAllo
     specs: dict[str, Any] = {}
     offset = 0
     ordered = sorted(tensors.items(), key=lambda kv: (-_alignment(kv[1]), kv[0]))
-    for name, tensor in ordered:
-        if tensor.dtype not in _NAMES:
-            raise InvalidPayload(f"output tensor {name!r} has unsupported dtype {tensor.dtype}")
+    for position, (name, tensor) in enumerate(ordered, start=1):
+        if tensor.dtype not in _NAMES:  # by position: a model may name its outputs after its inputs' names
+            raise InvalidPayload(
+                f"output tensor #{position} (in safetensors order) has unsupported dtype {tensor.dtype}"
+            )
         size = tensor.numel() * tensor.element_size()
         specs[name] = {
             "dtype": _NAMES[tensor.dtype],
