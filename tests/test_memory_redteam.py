@@ -104,7 +104,7 @@ answer, first = request(keeper, save({"x": secret}))
 assert secret.numpy().tobytes() in answer  # the model did see (and echo) the plaintext
 gc.collect()
 first_mapped = mapped(first)
-kept = memory_models.KEPT
+kept = dict(memory_models.KEPT)  # the first request's references: the next request replaces the entries
 zero_now = {k: not np.frombuffer(v, dtype=np.uint8).any() if k == "view" else not bool(np.asarray(v).any())
             for k, v in kept.items()}
 
