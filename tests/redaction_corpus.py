@@ -39,6 +39,27 @@ class Sample:
     negatives: list[tuple[int, int, str]] = field(default_factory=list)
 
 
+def check_labels(samples: list[Sample]) -> None:
+    """Spans are well-formed: inside the line, non-empty, positives never overlapping negatives."""
+    for sample in samples:
+        for start, end, _ in sample.positives + sample.negatives:
+            assert 0 <= start < end <= len(sample.line), sample.line
+        for ps, pe, _ in sample.positives:
+            assert not any(ns < pe and ps < ne for ns, ne, _ in sample.negatives), sample.line
+
+
+def check_redacted(samples: list[Sample], redact: Callable[[str], str]) -> None:
+    """Beyond span coverage: no positive value survives in the output, every look-alike does verbatim, and
+    the number of lines is unchanged (multi-line PEM blocks)."""
+    for sample in samples:
+        out = redact(sample.line)
+        for start, end, kind in sample.positives:
+            assert sample.line[start:end] not in out, f"{kind} survived: {out!r}"
+        for start, end, kind in sample.negatives:
+            assert sample.line[start:end] in out, f"{kind} was altered: {sample.line!r} -> {out!r}"
+        assert out.count("\n") == sample.line.count("\n")
+
+
 class _Builder:
     """Builds one line from literal text and labelled fragments, tracking their spans."""
 
