@@ -14,9 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import safetensors.torch
+import torch
 
 from cleanroom.logging_setup import JsonFormatter, install_redaction, logging_config
-from cleanroom.scrubbers.logs import RedactingFilter
+from cleanroom.scrubbers.logs import RedactingFilter, redact
+from cleanroom.scrubbers.stdio import RedactingTextStream, restore_standard_streams
 
 SECRET = "ghp_" + "Ab1" * 12
 EMAIL = "alice.smith@example.com"
@@ -87,6 +90,7 @@ def clean_logging() -> Iterator[None]:
     }
     last = logging.lastResort
     yield
+    restore_standard_streams()
     for n, (handlers, level, propagate) in saved.items():
         lg = logging.getLogger(n)
         lg.handlers[:] = handlers
@@ -118,6 +122,63 @@ def test_install_redaction_on_handlers(clean_logging: None) -> None:
     assert "k3y-abc" not in root_buf.getvalue()
 
 
+def test_install_redaction_wraps_stdout_and_stderr_but_not_the_log_handlers(
+    clean_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    install_redaction("info", json_logs=False)
+    install_redaction("info", json_logs=False)  # idempotent: one wrapper each, not a chain
+    assert isinstance(sys.stdout, RedactingTextStream) and not isinstance(sys.stdout.target, RedactingTextStream)
+    assert isinstance(sys.stderr, RedactingTextStream) and not isinstance(sys.stderr.target, RedactingTextStream)
+    for handler in logging.getLogger().handlers:
+        assert not isinstance(getattr(handler, "stream", None), RedactingTextStream), "log lines scanned twice"
+    print("user", EMAIL, "token", SECRET)
+    print("held partial", SECRET, end="", flush=True)
+    sys.stderr.write(f"warning: {SECRET}\n")
+    out, err = capsys.readouterr()
+    assert "user [REDACTED:EMAIL] token [REDACTED:" in out and "warning: [REDACTED:" in err, (out, err)
+    assert "held partial" not in out  # a partial line is held, even across flush()
+    restore_standard_streams()  # releases what was held
+    assert sys.stdout is not None and not isinstance(sys.stdout, RedactingTextStream)
+    rest, _ = capsys.readouterr()
+    assert rest == "held partial [REDACTED:GITHUB_TOKEN]", rest
+    assert SECRET not in out + err + rest
+
+
+def test_redacting_stream_scans_whole_lines_whatever_the_writes() -> None:
+    target = io.StringIO()
+    stream = RedactingTextStream(target)
+    line = f"user {EMAIL} token {SECRET} password=hunter2-Pa55 card 4111 1111 1111 1111\n"
+    for i in range(len(line)):  # one character per write: no piece of a secret is scanned alone
+        stream.write(line[i])
+    stream.buffer.write(f"bytes {SECRET} \xff\n".encode("latin-1"))  # not UTF-8: escaped, still redacted
+    stream.writelines(["-----BEGIN PRIVATE KEY-----\n", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"])
+    stream.flush()
+    assert "MIIEvQ" not in target.getvalue()  # a PEM block is held to its END line
+    stream.write("-----END PRIVATE KEY-----\nlast words " + SECRET)
+    stream.close()
+    text = target.getvalue()
+    assert text.startswith(redact(line)), text
+    assert SECRET not in text and EMAIL not in text and "hunter2" not in text and "MIIEvQ" not in text, text
+    assert "bytes [REDACTED:" in text and "last words [REDACTED:" in text, text
+    assert text.count("\n") == 5
+    with pytest.raises(ValueError):
+        stream.write("after close")
+    with pytest.raises(TypeError):
+        stream.write(b"bytes to a text stream")  # type: ignore[arg-type]
+
+
+def test_redacting_twice_changes_nothing() -> None:
+    """A handler someone adds later on the wrapped `sys.stderr` redacts a line, then the stream scans it
+    again: placeholders must survive a second pass unchanged."""
+    from redaction_corpus import generate
+
+    for sample in generate(seed=3, per_type=20, per_negative=10):
+        once = redact(sample.line)
+        assert redact(once) == once, (sample.line, once)
+
+
 def test_logging_config_dict_works(clean_logging: None) -> None:
     import logging.config
 
@@ -135,8 +196,8 @@ def test_server_logs_carry_no_secret(tmp_path: Path) -> None:
     """A real `cleanroom serve`: secrets in headers, query strings and error paths never reach its log."""
     from support.server import server_env, start_server
 
-    server = start_server(tmp_path / "data", "--models", "echo", tls=False,
-                          env=server_env(CLEANROOM_LOG_LEVEL="debug"))  # fmt: skip
+    server = start_server(tmp_path / "data", "--models", "echo", "--model", "chatty=support.hold_model:chatty_factory",
+                          tls=False, env=server_env(CLEANROOM_LOG_LEVEL="debug"))  # fmt: skip
     secrets = [SECRET, EMAIL, "hunter2-Pa55", "sk-ant-api03-" + "x" * 93 + "AA"]
     try:
         api_key = server.create_tenant("alpha")["api_key"]
@@ -148,9 +209,16 @@ def test_server_logs_carry_no_secret(tmp_path: Path) -> None:
             http.post("/v1/models/echo/infer", content=b"x", headers={"Authorization": f"Bearer {SECRET}"})
             http.get(f"/v1/nope?password=hunter2-Pa55&email={EMAIL}&token={SECRET}")
             http.get("/healthz", headers={"Cookie": f"session={SECRET}"})
+        # A model that prints what it was given (stdout, stderr in pieces, the binary buffer, a thread's
+        # traceback): the secrets in its input reach the log only redacted.
+        said = f"token {SECRET} mail {EMAIL} password=hunter2-Pa55".encode()
+        payload = safetensors.torch.save({"input": torch.tensor(list(said), dtype=torch.uint8)})
+        assert server.client("alpha").infer("chatty", payload)
     finally:
         server.stop()
     log = server.log_path.read_text(errors="replace")
+    assert "model saw: token [REDACTED:" in log and "raw token [REDACTED:" in log, log[-3000:]
+    assert "RuntimeError: cannot handle token [REDACTED:" in log, log[-3000:]
     assert "/v1/models/echo/infer" in log, f"no access log lines were written:\n{log[-2000:]}"
     for secret in secrets:
         assert secret not in log, f"{secret[:8]}... leaked into the server log"

@@ -28,6 +28,7 @@ from cleanroom.scrubbers.logs import (
     default_redactor,
     redact_byte_stream,
 )
+from cleanroom.scrubbers.stdio import redact_standard_streams
 
 REDACTED_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -119,11 +120,14 @@ def install_redaction(
     *,
     redactor: Redactor | None = None,
     stream: TextIO | None = None,
+    redact_stdio: bool = True,
 ) -> None:
     """Put a `RedactingFilter` and a redacting formatter on every handler of the runtime's loggers.
 
     Idempotent. Handlers that already carry a `RedactingFilter` keep it; a logger that would otherwise
-    fall through to `logging.lastResort` gets a handler of its own.
+    fall through to `logging.lastResort` gets a handler of its own. With `redact_stdio` (the default),
+    `sys.stdout` and `sys.stderr` are then replaced by redacting streams, so what a model prints is
+    redacted too (`cleanroom.scrubbers.stdio`); the log handlers keep the original streams.
     """
     lvl = _level(level)
     redactor = redactor or default_redactor()
@@ -143,6 +147,8 @@ def install_redaction(
             _protect(handler, flt, formatter)
     if logging.lastResort is not None:
         _protect(logging.lastResort, flt, formatter)
+    if redact_stdio:
+        redact_standard_streams(redactor)
 
 
 def _protect(handler: logging.Handler, flt: RedactingFilter, formatter: logging.Formatter) -> None:

@@ -40,3 +40,29 @@ def picky_factory():  # type: ignore[no-untyped-def]
         return {"y": inputs["x"] + 1}
 
     return run
+
+
+def chatty_factory():  # type: ignore[no-untyped-def]
+    """Prints its input (as text) every way a careless model might: print, stderr in pieces, the binary
+    buffer, and an uncaught exception in a thread of its own (printed by `threading.excepthook`)."""
+    import sys
+    import threading
+
+    def run(inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        text = bytes(inputs["input"].tolist()).decode()
+        print("model saw:", text)
+        sys.stderr.write("model debug: ")
+        sys.stderr.write(text[: len(text) // 2])
+        sys.stderr.write(text[len(text) // 2 :] + "\n")
+        sys.stdout.buffer.write(b"raw " + text.encode() + b"\n")
+        sys.stdout.flush()
+
+        def fail() -> None:
+            raise RuntimeError(f"cannot handle {text}")
+
+        worker = threading.Thread(target=fail)
+        worker.start()
+        worker.join()
+        return {"output": inputs["input"].clone()}
+
+    return run
