@@ -119,3 +119,22 @@ def test_a_shared_batch_cost_factor_below_one_is_refused(monkeypatch: pytest.Mon
     monkeypatch.setenv("CLEANROOM_SHARED_BATCH_COST_FACTOR", "0.5")
     with pytest.raises(ValueError, match="shared_batch_cost_factor"):
         Settings()
+
+
+def test_a_models_own_error_message_is_redacted_and_bounded() -> None:
+    """The 422 body of a model's InvalidPayload travels outside the sealed envelope: no secret or PII from
+    the input, and not the whole input either."""
+    from cleanroom.runtime.session import MAX_MODEL_MESSAGE_CHARS, ModelErrors
+
+    class Named:
+        name = "picky"
+
+    secret, email = "ghp_" + "Zq9" * 12, "carol.jones@example.org"
+    guard = ModelErrors(Named())  # type: ignore[arg-type]
+    with guard:
+        raise InvalidPayload(f"cannot use {email} with token {secret}: " + "x" * 5000, code="picky_input")
+    error = guard.failure()
+    assert error.code == "picky_input" and error.status == 422
+    body = str(error.to_body())
+    assert secret not in body and email not in body and "[REDACTED:EMAIL]" in error.message, body
+    assert len(error.message) <= MAX_MODEL_MESSAGE_CHARS and str(error) == error.message

@@ -36,6 +36,7 @@ from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.models import Model, ModelRegistry, RequestScope
 from cleanroom.runtime.replay import ReplayCache
 from cleanroom.scrubbers.base import Scrubber, ScrubGate, ScrubPolicy, ScrubReport, request_storages, storage_bytes
+from cleanroom.scrubbers.logs import redact
 from cleanroom.tenants import Principal, check_credential
 
 log = logging.getLogger("cleanroom.runtime")
@@ -467,7 +468,8 @@ class ModelErrors:
     `UnicodeDecodeError.object`), a traceback holds frames whose locals are plaintext, and Python sets
     `__context__` on any exception raised while another is handled (`raise ... from None` only hides it).
     Kept alive by a reference cycle, such a chain outlived the request until a garbage collection.
-    A CleanroomError from model code (e.g. InvalidPayload) is kept, stripped of its traceback and chain.
+    A CleanroomError from model code (e.g. InvalidPayload) is kept, stripped of its traceback and chain,
+    its message redacted and bounded (`public_model_message`).
     """
 
     def __init__(self, model: Model) -> None:
@@ -482,6 +484,8 @@ class ModelErrors:
             return False  # no error, or KeyboardInterrupt/SystemExit: not ours to translate
         if isinstance(exc, CleanroomError):
             self.error = strip_exception(exc)
+            self.error.message = public_model_message(exc.message)
+            self.error.args = (self.error.message,)
         else:
             name = type(exc).__name__
             clear_exception_frames(exc)
@@ -495,6 +499,23 @@ class ModelErrors:
         """The exception to raise after the `with` block (outside any handler, so it chains to nothing)."""
         assert self.error is not None, "the guarded block neither returned nor raised"
         return self.error
+
+
+# A model's own error message goes back unsealed (the JSON error body), so it is kept short.
+MAX_MODEL_MESSAGE_CHARS = 300
+
+
+def public_model_message(message: str) -> str:
+    """A model's error message as it may leave the process: redacted and bounded.
+
+    The JSON error body travels outside the sealed envelope (a TLS-terminating proxy reads it), and model
+    authors write messages like `f"cannot parse {text!r}"`. Secret and PII patterns are redacted, and the
+    rest is cut at `MAX_MODEL_MESSAGE_CHARS`, so a message cannot carry the whole input out.
+    """
+    text = redact(str(message))
+    if len(text) > MAX_MODEL_MESSAGE_CHARS:
+        text = text[: MAX_MODEL_MESSAGE_CHARS - 1] + "…"
+    return text
 
 
 def clear_exception_frames(exc: BaseException) -> None:
