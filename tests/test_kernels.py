@@ -184,8 +184,12 @@ class _FakeCuda:
         self.allocations: list[Any] = []
         fake = self
 
+        self.oom = False
+
         class Memory:
             def __init__(self, size: int) -> None:
+                if fake.oom:
+                    raise MemoryError("cudaErrorMemoryAllocation (fake)")
                 self.buf = (ctypes.c_char * size)()
                 self.ptr = ctypes.addressof(self.buf)
                 self.size = size
@@ -237,6 +241,9 @@ class _FakeKernel:
         self.log.append((self.name, grid, block, [type(a) for a in args]))
         desc_ptr, n, _n_tiles, _shift = (int(a) for a in args[:4])
         desc = np.frombuffer((ctypes.c_uint64 * (3 * n)).from_address(desc_ptr), dtype=np.uint64).reshape(n, 3)
+        tiles = (desc[:, 1] + np.uint64((1 << _shift) - 1)) >> np.uint64(_shift)
+        if n:  # (the warm-up launches have no table)
+            assert list(desc[:, 2]) == [0, *np.cumsum(tiles)[:-1]] and _n_tiles == int(tiles.sum()), "bad table"
         views = [
             np.frombuffer((ctypes.c_uint8 * int(length)).from_address(int(addr)), dtype=np.uint8)
             for addr, length, _ in desc
@@ -297,12 +304,44 @@ def test_host_side_zero_verify_marker(emulated: Any) -> None:
     assert emulated.launches[-1][3] == [np.uint64, np.int64, np.uint64, np.uint32, np.uint64, np.uint64, np.uint64]
 
 
-def test_host_side_grows_descriptor_table(emulated: Any) -> None:
-    mem = np.ones(5000 * 16, dtype=np.uint8)
-    ranges = [(mem.ctypes.data + 16 * i, 8) for i in range(5000)]  # more than the 1024 preallocated
-    emulated.zero(ranges, 0)
-    assert emulated.count_nonzero(ranges, 0) == (0, None)
-    assert mem.reshape(5000, 16)[:, 8:].all()
+def test_host_side_many_ranges_batched_without_allocating(emulated: Any) -> None:
+    # A scrub runs when the device is full (torch caches what it freed; the driver sweep has just taken
+    # every free byte): a long free list must not cudaMalloc a bigger table. It used to (5000 ranges >
+    # the 1024 preallocated rows -> cupy.cuda.Memory mid-scrub -> OOM -> quarantine on a healthy GPU).
+    from cleanroom.kernels import DEFAULT_RANGES_PER_LAUNCH
+
+    n = 2 * DEFAULT_RANGES_PER_LAUNCH + 5
+    mem = np.ones(n * 16, dtype=np.uint8)
+    ranges = [(mem.ctypes.data + 16 * i, 8) for i in range(n)]
+    allocations = len(emulated._cupy.cuda.allocations)
+    emulated._cupy.cuda.oom = True  # any cudaMalloc from now on fails
+    assert emulated.zero(ranges, 0) == 8 * n
+    mem[16 * (n - 1)] = 9  # one byte in the last range of the last table
+    assert emulated.count_nonzero(ranges, 0) == (1, mem.ctypes.data + 16 * (n - 1))
+    assert emulated.count_marker_words(ranges, 0xFF, 9, 0) == 1
+    assert len(emulated._cupy.cuda.allocations) == allocations
+    assert mem.reshape(n, 16)[:, 8:].all() and not mem.reshape(n, 16)[:-1, :8].any()
+    launches = [(name, grid) for name, grid, *_ in emulated.launches]
+    assert [name for name, _ in launches] == ["cleanroom_zero_ranges"] * 3 + ["cleanroom_verify_ranges"] * 3 + [
+        "cleanroom_count_marker_words"
+    ] * 3
+
+
+@pytest.mark.parametrize("max_ranges", [1, 2, 3, 7, 100])
+def test_descriptor_batches_cover_the_same_tiles(max_ranges: int) -> None:
+    from cleanroom.kernels import descriptor_batches
+
+    rng = np.random.default_rng(max_ranges)
+    starts, lengths = rng.integers(1, 1 << 40, 20) * 4096, rng.integers(0, 5 << 20, 20)
+    ranges = [(int(a), int(n)) for a, n in zip(starts, lengths, strict=True)]
+    desc, n_tiles = build_descriptors(ranges, 16)
+    batches = descriptor_batches(ranges, 16, max_ranges)
+    assert all(1 <= b.shape[0] <= max_ranges and int(b[0, 2]) == 0 for b, _ in batches)
+    assert np.array_equal(np.concatenate([b[:, :2] for b, _ in batches]), desc[:, :2])
+    assert sum(t for _, t in batches) == n_tiles
+    for b, tiles in batches:  # each table's prefix column and tile count agree with its own lengths
+        counts = (b[:, 1] + np.uint64((1 << 16) - 1)) >> np.uint64(16)
+        assert list(b[:, 2]) == [0, *np.cumsum(counts)[:-1]] and tiles == int(counts.sum())
 
 
 def test_host_side_empty_ranges_launch_nothing(emulated: Any) -> None:

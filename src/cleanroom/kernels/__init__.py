@@ -33,6 +33,10 @@ KERNEL_NAMES = (ZERO_KERNEL, VERIFY_KERNEL, MARKER_KERNEL)
 # 1 MiB tiles: an 8 GiB free list is ~8k tiles, enough to keep 132 SMs busy without a long tail.
 DEFAULT_TILE_SHIFT = 20
 NVRTC_OPTIONS = ("-std=c++17",)
+# Descriptor rows per launch. The table is allocated once, when the kernels load: a scrub must never call
+# cudaMalloc, because the device is often full then (torch caches what it freed; the driver sweep has just
+# taken every free byte). Longer free lists go in several launches on the same stream. 8192 rows = 192 KiB.
+DEFAULT_RANGES_PER_LAUNCH = 8192
 _U64_MAX = (1 << 64) - 1
 
 Ranges = Sequence[tuple[int, int]] | npt.NDArray[np.uint64]
@@ -130,6 +134,24 @@ def build_descriptors(ranges: Ranges, tile_shift: int = DEFAULT_TILE_SHIFT) -> t
     return desc, int(prefix[-1])
 
 
+def descriptor_batches(
+    ranges: Ranges, tile_shift: int = DEFAULT_TILE_SHIFT, max_ranges: int = DEFAULT_RANGES_PER_LAUNCH
+) -> list[tuple[npt.NDArray[np.uint64], int]]:
+    """`build_descriptors` cut into tables of at most `max_ranges` rows, each with its own tile count and
+    its prefix column rebased to 0 (what one launch over a fixed-size device table needs)."""
+    if max_ranges < 1:
+        raise ValueError("max_ranges must be positive")
+    desc, n_tiles = build_descriptors(ranges, tile_shift)
+    out: list[tuple[npt.NDArray[np.uint64], int]] = []
+    for i in range(0, desc.shape[0], max_ranges):
+        part = desc[i : i + max_ranges].copy()
+        first = int(part[0, 2])
+        end = int(desc[i + max_ranges, 2]) if i + max_ranges < desc.shape[0] else n_tiles
+        part[:, 2] -= np.uint64(first)
+        out.append((part, end - first))
+    return out
+
+
 class _StreamHandle:
     """A raw `cudaStream_t` exposed through the CUDA stream protocol (``__cuda_stream__``)."""
 
@@ -157,7 +179,10 @@ class ScrubKernels:
         threads: int = 512,
         blocks_per_sm: int = 4,
         tile_shift: int = DEFAULT_TILE_SHIFT,
+        max_ranges_per_launch: int = DEFAULT_RANGES_PER_LAUNCH,
     ) -> None:
+        if max_ranges_per_launch < 1:
+            raise ValueError("max_ranges_per_launch must be positive")
         if threads % 32 or not 32 <= threads <= 1024:
             raise ValueError("threads must be a multiple of 32 between 32 and 1024")
         if blocks_per_sm < 1 or sm_count < 1:
@@ -170,8 +195,8 @@ class ScrubKernels:
         self.max_blocks = sm_count * blocks_per_sm
         self.tile_shift = tile_shift
         self._fn = {name: module.get_function(name) for name in KERNEL_NAMES}
-        # Allocated up front: the driver sweep launches after it has taken all free device memory.
-        self._desc_capacity = 1024
+        # Allocated up front and never grown (see DEFAULT_RANGES_PER_LAUNCH).
+        self._desc_capacity = max_ranges_per_launch
         with cupy.cuda.Device(device_index):
             self._desc_mem: Any = cupy.cuda.Memory(self._desc_capacity * 24)
             self._out_mem = cupy.cuda.Memory(16)
@@ -206,21 +231,23 @@ class ScrubKernels:
             raise KernelError(f"could not load the scrub kernels on cuda:{device_index}: {exc}") from exc
 
     # --- launches ---------------------------------------------------------------------------------
-    def _upload(self, ranges: Ranges, stream: Any) -> tuple[int, int]:
-        desc, n_tiles = build_descriptors(ranges, self.tile_shift)
-        n = desc.shape[0]
-        if n == 0:
-            return 0, 0
-        if n > self._desc_capacity:
-            capacity = max(1024, 1 << (n - 1).bit_length())
-            stream.synchronize()  # an earlier launch may still read the old table we are about to free
-            with self._cupy.cuda.Device(self.device_index):
-                self._desc_mem = self._cupy.cuda.Memory(capacity * 24)
-            self._desc_capacity = capacity
+    def _batches(self, ranges: Ranges) -> list[tuple[npt.NDArray[np.uint64], int]]:
+        return descriptor_batches(ranges, self.tile_shift, self._desc_capacity)
+
+    def _upload(self, desc: npt.NDArray[np.uint64], stream: Any) -> None:
+        """Copy one descriptor table into the device table, ordered on `stream` after every earlier
+        launch there (which may still read the previous table)."""
         rt = self._cupy.cuda.runtime
         # Pageable source: the copy is staged before memcpyAsync returns, so `desc` may be dropped.
         rt.memcpyAsync(self._desc_mem.ptr, desc.ctypes.data, desc.nbytes, rt.memcpyHostToDevice, stream.ptr)
-        return n, n_tiles
+
+    def _run(self, name: str, ranges: Ranges, stream: Any, *extra: Any) -> int:
+        """Launch `name` over `ranges`, one launch per descriptor table; returns the number of launches."""
+        batches = self._batches(ranges)
+        for desc, n_tiles in batches:
+            self._upload(desc, stream)
+            self._launch(name, desc.shape[0], n_tiles, stream, *extra)
+        return len(batches)
 
     def _launch(self, name: str, n: int, n_tiles: int, stream: Any, *extra: Any) -> None:
         grid = max(1, min(n_tiles, self.max_blocks))
@@ -254,42 +281,46 @@ class ScrubKernels:
         Asynchronous: the caller synchronizes (or verifies, which does) before relying on the zeros.
         """
         stream = self._stream(stream_ptr)
-        n, n_tiles = self._upload(ranges, stream)
-        if n:
-            self._launch(ZERO_KERNEL, n, n_tiles, stream)
-        return int(np.asarray(ranges, dtype=np.uint64).reshape(-1, 2)[:, 1].sum()) if n else 0
+        if not self._run(ZERO_KERNEL, ranges, stream):
+            return 0
+        return int(np.asarray(ranges, dtype=np.uint64).reshape(-1, 2)[:, 1].sum())
 
     def count_nonzero(self, ranges: Ranges, stream_ptr: int) -> tuple[int, int | None]:
         """(non-zero bytes, lowest non-zero address seen or None) over `ranges`; waits for the result."""
         stream = self._stream(stream_ptr)
-        n, n_tiles = self._upload(ranges, stream)
-        if not n:
+        batches = self._batches(ranges)
+        if not batches:
             return 0, None
-        self._reset_out(stream, 0xFF)
-        self._launch(VERIFY_KERNEL, n, n_tiles, stream, np.uint64(self._out_mem.ptr))
+        self._reset_out(stream, 0xFF)  # once: every launch adds to the same counters
+        for desc, n_tiles in batches:
+            self._upload(desc, stream)
+            self._launch(VERIFY_KERNEL, desc.shape[0], n_tiles, stream, np.uint64(self._out_mem.ptr))
         count, first_bad = self._read_out(stream)
         return count, (None if first_bad == _U64_MAX else first_bad)
 
     def count_marker_words(self, ranges: Ranges, mask: int, pattern: int, stream_ptr: int) -> int:
         """Aligned 64-bit words with ``word & mask == pattern`` over `ranges`; waits for the result."""
         stream = self._stream(stream_ptr)
-        n, n_tiles = self._upload(ranges, stream)
-        if not n:
+        batches = self._batches(ranges)
+        if not batches:
             return 0
         self._reset_out(stream, 0)
-        self._launch(
-            MARKER_KERNEL, n, n_tiles, stream, np.uint64(mask), np.uint64(pattern), np.uint64(self._out_mem.ptr)
-        )
+        out = np.uint64(self._out_mem.ptr)
+        for desc, n_tiles in batches:
+            self._upload(desc, stream)
+            self._launch(MARKER_KERNEL, desc.shape[0], n_tiles, stream, np.uint64(mask), np.uint64(pattern), out)
         return self._read_out(stream)[0]
 
 
 __all__ = [
+    "DEFAULT_RANGES_PER_LAUNCH",
     "DEFAULT_TILE_SHIFT",
     "KERNEL_NAMES",
     "KernelError",
     "ScrubKernels",
     "build_descriptors",
     "compile_offline",
+    "descriptor_batches",
     "kernel_source",
     "nvrtc_version",
     "resource_usage",
