@@ -393,3 +393,66 @@ def test_pinned_cached_free_bytes_both_stats_layouts() -> None:
     assert pinned_cached_free_bytes(old) == (4096, None)
     left, note = pinned_cached_free_bytes({})
     assert left == 0 and note and "cannot confirm" in note
+
+
+# --- CUDA errors during a scrub fail closed (503 device_quarantined), never a raw RuntimeError (500) ------
+CUDA_ERROR = "CUDA error: an illegal memory access was encountered"
+
+
+def _raise_cuda_error(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError(CUDA_ERROR)
+
+
+def test_cuda_error_entering_the_device_quarantines(fake_gpu: FakeDevice) -> None:
+    # After a sticky CUDA error every CUDA call raises, entering torch.cuda.device(i) included; that call
+    # used to sit outside the scrub's fail-closed handler and escaped as a RuntimeError.
+    import sys
+
+    from cleanroom.errors import DeviceQuarantined
+    from cleanroom.scrubbers.gpu import GpuScrubber
+
+    alerts: list[Any] = []
+    s = GpuScrubber("cuda:0", kernels=FakeKernels(fake_gpu), on_quarantine=alerts.append)  # type: ignore[arg-type]
+    sys.modules["torch"].cuda.device = _raise_cuda_error
+    with pytest.raises(DeviceQuarantined, match="illegal memory access"):
+        s.between_tenant_scrub()
+    assert s.quarantined and len(alerts) == 1
+    with pytest.raises(DeviceQuarantined):
+        s.between_tenant_scrub()
+
+
+def test_kernel_launch_error_quarantines(fake_gpu: FakeDevice) -> None:
+    from cleanroom.errors import DeviceQuarantined
+    from cleanroom.scrubbers.gpu import GpuScrubber
+
+    fake_gpu.tenant_frees_segment(2 * MiB, 0xAB)
+    kernels = FakeKernels(fake_gpu)
+    kernels.zero = _raise_cuda_error  # type: ignore[method-assign]
+    s = GpuScrubber("cuda:0", kernels=kernels)  # type: ignore[arg-type]
+    with pytest.raises(DeviceQuarantined, match="RuntimeError"):
+        s.between_tenant_scrub()
+    assert s.quarantined
+
+
+def test_cuda_error_zeroing_a_request_quarantines(fake_gpu: FakeDevice, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import cleanroom.scrubbers.base as base
+    from cleanroom.errors import DeviceQuarantined
+    from cleanroom.scrubbers.gpu import GpuScrubber
+
+    def storages(tensors: Any) -> list[str]:
+        if any(not isinstance(t, str) for t in tensors):
+            raise TypeError("cannot zero a tensor with layout torch.jagged")
+        return ["storage"]
+
+    view = SimpleNamespace(device=SimpleNamespace(type="cuda"), zero_=_raise_cuda_error, numel=lambda: 16)
+    monkeypatch.setattr(base, "request_storages", storages)
+    monkeypatch.setattr(base, "storage_bytes", lambda storage: view)
+    s = GpuScrubber("cuda:0", kernels=FakeKernels(fake_gpu))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # a tensor that cannot be zeroed is the caller's error, not the device's
+        s.zero_request([object()])  # type: ignore[list-item]
+    assert not s.quarantined
+    with pytest.raises(DeviceQuarantined, match="request zeroing raised RuntimeError"):
+        s.zero_request(["a cuda tensor"])  # type: ignore[list-item]
+    assert s.quarantined

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +48,8 @@ from cleanroom.scrubbers.snapshot import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
     from cleanroom.kernels import ScrubKernels
 
 _SWEEP_MIN_CHUNK = 2 << 20
@@ -216,21 +219,40 @@ class GpuScrubber(ScrubberBase):
             return torch.cuda.memory_snapshot()  # type: ignore[no-untyped-call]
 
     def between_tenant_scrub(self) -> ScrubReport:
-        import torch
-
         from cleanroom.errors import DeviceQuarantined
 
         self._check_usable()
-        self._check_backend()
-        with self.lock, torch.cuda.device(self.index):
+        with self.lock:
             try:
-                return self._scrub_locked()
+                import torch
+
+                self._check_backend()
+                # Inside the try: entering the device context is a CUDA call too, and on a device that hit
+                # a sticky error (an illegal address in the model's kernels, an Xid) it raises.
+                with torch.cuda.device(self.index):
+                    return self._scrub_locked()
             except DeviceQuarantined:
                 raise
             except Exception as exc:  # a scrub that did not finish leaves the device in an unknown state
                 self._fail_closed(
                     ScrubReport(self.device, "between_tenant"), f"scrub raised {type(exc).__name__}: {exc}"
                 )
+
+    def zero_request(self, tensors: Iterable[torch.Tensor] = (), buffers: Iterable[Any] = ()) -> ScrubReport:
+        """`ScrubberBase.zero_request`, failing closed on a CUDA error: a device whose zeroing or read-back
+        raised holds the request's plaintext in an unknown state (503 ``device_quarantined``, not a 500).
+        A `TypeError` (a tensor layout or buffer that cannot be zeroed) is the caller's and propagates."""
+        from cleanroom.errors import DeviceQuarantined
+
+        self._check_usable()
+        try:
+            return super().zero_request(tensors, buffers)
+        except (DeviceQuarantined, TypeError):
+            raise
+        except Exception as exc:
+            self._fail_closed(
+                ScrubReport(self.device, "request"), f"request zeroing raised {type(exc).__name__}: {exc}"
+            )
 
     def _scrub_locked(self) -> ScrubReport:
         import torch
