@@ -122,3 +122,21 @@ def test_parse_size_rejects(text: str) -> None:
 
 def test_human_size() -> None:
     assert [human_size(n) for n in (512, 1 << 10, 3 << 20, 8 << 30, 1000)] == ["512", "1K", "3M", "8G", "1000"]
+
+
+def test_cli_without_rich_prints_a_plain_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The stock CUDA image check.sh runs on may lack rich: the command used to die with ImportError there
+    # (bench step failed after nothing was measured).
+    for name in ("rich", "rich.console", "rich.progress", "rich.table"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "scrub", "--device", "cpu", "--sizes", "64K", "--patterns", "contiguous", "--repeats", "1"]
+    assert main([*argv, "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "scrub bench" in captured.out and "leaked bytes" in captured.out and "[1/1] 64K contiguous" in captured.err
+    assert json.loads(out.read_text())["leaked_bytes"] == 0
+    assert main([*argv, "--plot", str(tmp_path / "x.png")]) == 2
+    assert "pip install 'cleanroom[plot]'" in capsys.readouterr().err

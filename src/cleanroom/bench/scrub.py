@@ -341,61 +341,90 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+_COLUMNS = (
+    "size",
+    "pattern",
+    "ranges",
+    "scrub GB/s",
+    "verify GB/s",
+    "{base} GB/s",
+    "scrub/base",
+    "copy GB/s",
+    "switch ms",
+    "leaked bytes",
+)
+
+
+def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    base = "memset" if result["baseline"] == "cuda_memset" else "np memset"
+    header = [c.format(base=base) for c in _COLUMNS]
+    rows = []
+    for r in result["rows"]:
+        copy = r["copy_bytes_per_s"]
+        rows.append(
+            [
+                human_size(r["size_bytes"]),
+                r["pattern"],
+                str(r["ranges"]),
+                f"{r['scrub_bytes_per_s'] / 1e9:.1f}",
+                f"{r['verify_bytes_per_s'] / 1e9:.1f}",
+                f"{r['baseline_bytes_per_s'] / 1e9:.1f}",
+                f"{r['scrub_vs_baseline']:.2f}",
+                "-" if copy is None else f"{copy / 1e9:.1f}",
+                f"{r['switch_latency_s'] * 1e3:.2f}",
+                str(r["leaked_bytes"]),
+            ]
+        )
+    return header, rows
+
+
 def _table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
+    header, rows = _table_rows(result)
     table = Table(title=f"scrub bench: {result['device_name']} ({result['device']})")
-    base = "memset" if result["baseline"] == "cuda_memset" else "np memset"
-    for col in (
-        "size",
-        "pattern",
-        "ranges",
-        "scrub\nGB/s",
-        "verify\nGB/s",
-        f"{base}\nGB/s",
-        "scrub/\nbase",
-        "copy\nGB/s",
-        "switch\nms",
-        "leaked\nbytes",
-    ):
-        table.add_column(col, justify="right", no_wrap=True)
-    for r in result["rows"]:
-        copy = r["copy_bytes_per_s"]
-        table.add_row(
-            human_size(r["size_bytes"]),
-            r["pattern"],
-            str(r["ranges"]),
-            f"{r['scrub_bytes_per_s'] / 1e9:.1f}",
-            f"{r['verify_bytes_per_s'] / 1e9:.1f}",
-            f"{r['baseline_bytes_per_s'] / 1e9:.1f}",
-            f"{r['scrub_vs_baseline']:.2f}",
-            "-" if copy is None else f"{copy / 1e9:.1f}",
-            f"{r['switch_latency_s'] * 1e3:.2f}",
-            f"[{'red' if r['leaked_bytes'] else 'green'}]{r['leaked_bytes']}",
-        )
+    for col in header:
+        table.add_column("\n".join(col.rsplit(" ", 1)), justify="right", no_wrap=True)
+    for row in rows:
+        leaked = row[-1]
+        table.add_row(*row[:-1], f"[{'red' if leaked != '0' else 'green'}]{leaked}")
     return table
 
 
-def cmd_bench_scrub(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def plain_table(result: dict[str, Any]) -> str:
+    """The result table as plain text, for hosts without `rich` (a stock CUDA image may lack it)."""
+    header, rows = _table_rows(result)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(header)]
+    lines = [f"scrub bench: {result['device_name']} ({result['device']})"]
+    lines += ["  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in [header, *rows]]
+    return "\n".join(lines)
 
-    from cleanroom.errors import DeviceQuarantined
 
-    err = Console(stderr=True)
+class _PlainConsole:
+    """What `cmd_bench_scrub` uses of rich's Console and Progress, as plain lines on stderr."""
+
+    def print(self, text: Any) -> None:
+        print(re.sub(r"\[/?(?:red|green)\]", "", str(text)), file=sys.stderr)
+
+
+def _run_with_progress(args: argparse.Namespace, sizes: list[int] | None, patterns: list[str], n_rows: int) -> Any:
     try:
-        sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else None
-        patterns = [p.strip() for p in args.patterns.split(",")]
-        n_rows = len(sizes or DEFAULT_SIZES[resolve_device(args.device).split(":")[0]]) * len(patterns)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:  # bare GPU image: one line per finished row instead of a bar
+        done = [0]
+
+        def on_plain_row(row: Row) -> None:
+            done[0] += 1
+            print(f"[{done[0]}/{n_rows}] {human_size(row.size_bytes)} {row.pattern}", file=sys.stderr, flush=True)
+
+        return run_bench(args.device, sizes, patterns, args.repeats, args.seed, on_plain_row)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
-        console=err,
+        console=Console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task("scrub bench", total=n_rows)
@@ -403,13 +432,36 @@ def cmd_bench_scrub(args: argparse.Namespace) -> int:
         def on_row(row: Row) -> None:
             progress.update(task, advance=1, description=f"{human_size(row.size_bytes)} {row.pattern}")
 
-        try:
-            result = run_bench(args.device, sizes, patterns, args.repeats, args.seed, on_row)
-        except (ValueError, DeviceQuarantined) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            return 1 if isinstance(exc, DeviceQuarantined) else 2
+        return run_bench(args.device, sizes, patterns, args.repeats, args.seed, on_row)
+
+
+def cmd_bench_scrub(args: argparse.Namespace) -> int:
+    from cleanroom.errors import DeviceQuarantined
+
+    try:
+        from rich.console import Console
+
+        err: Any = Console(stderr=True)
+        has_rich = True
+    except ImportError:
+        err, has_rich = _PlainConsole(), False
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else None
+        patterns = [p.strip() for p in args.patterns.split(",")]
+        n_rows = len(sizes or DEFAULT_SIZES[resolve_device(args.device).split(":")[0]]) * len(patterns)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    try:
+        result = _run_with_progress(args, sizes, patterns, n_rows)
+    except (ValueError, DeviceQuarantined) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1 if isinstance(exc, DeviceQuarantined) else 2
     result["args"] = {k: getattr(args, k) for k in ("device", "sizes", "patterns", "repeats", "seed")}
-    Console(width=None if sys.stdout.isatty() else 140).print(_table(result))  # logs: no squeezed columns
+    if not has_rich:
+        print(plain_table(result))
+    else:
+        Console(width=None if sys.stdout.isatty() else 140).print(_table(result))  # logs: no squeezed columns
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.plot:
