@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ import torch
 from support.server import REPO
 
 
-def run_check(out: Path, device: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_check(out: Path, device: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """check.sh with tiny sizes and no end-to-end step; returns the process and its check.json."""
     # CHECK_WHEELS points at an empty folder: wheels fetched for a GPU run stay out of this CPU test.
-    env = {**os.environ, "OUT": str(out), "CHECK_DEVICE": device, "CHECK_SIZES": "1M", "CHECK_E2E": "0"}
+    env = {**os.environ, "OUT": str(out), "CHECK_DEVICE": device, "CHECK_SIZES": "1M", "CHECK_E2E": "0", **extra}
     env |= {"PYTHON": sys.executable, "CHECK_WHEELS": str(out / "no-wheels")}
     command = ["bash", "benchmarks/gpu/check.sh"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -47,3 +48,14 @@ def test_check_script_fails_when_a_step_fails(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout[-3000:]
     assert "CHECK FAILED" in done.stdout
     assert summary["steps"]["bench"] != 0
+
+
+def test_check_script_stays_within_its_time_budget(tmp_path: Path) -> None:
+    # DESIGN §6: under 5 minutes on the device. The step timeouts used to add up to 10 minutes; now every
+    # step gets min(its cap, what is left of CHECK_BUDGET_S), and a step with under 10 s left is not started.
+    t0 = time.monotonic()
+    done, summary = run_check(tmp_path, "cpu", CHECK_BUDGET_S="12")
+    assert time.monotonic() - t0 < 60
+    assert done.returncode == 1 and "CHECK FAILED" in done.stdout, done.stdout[-3000:]
+    assert summary["steps"]["bench"] == 124 and summary["steps"]["gpu_tests"] == 124
+    assert "budget is spent" in done.stdout
