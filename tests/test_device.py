@@ -167,3 +167,20 @@ def test_mig_device_matched_by_its_own_uuid() -> None:
     (gpu,) = report.gpus
     assert gpu.uuid == mig_uuid and gpu.mig_enabled is True and gpu.ecc_enabled is True
     assert gpu.free_memory_bytes == 34_000_000_000
+
+
+def test_one_gpu_nvml_cannot_open_does_not_hide_the_others() -> None:
+    # nvmlDeviceGetHandleByIndex raises for a GPU outside the container's cgroup (NoPermission) or one
+    # that fell off the bus (GpuIsLost); that used to discard NVML's facts for every GPU.
+    nvml = fake_nvml()
+
+    def handle(i: int) -> int:
+        if i == 0:
+            raise NVMLNotSupported("Insufficient Permissions")
+        return i
+
+    nvml.nvmlDeviceGetHandleByIndex = handle
+    report = discover(torch_module=fake_torch(), nvml_loader=lambda: nvml)
+    (gpu,) = report.gpus
+    assert report.nvml == "ok" and gpu.uuid == UUID0 and gpu.ecc_enabled is True and gpu.mig_enabled is False
+    assert nvml.calls == ["init", "shutdown"]

@@ -155,7 +155,11 @@ def _nvml_devices(nvml: Any) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for i in range(int(nvml.nvmlDeviceGetCount())):
-        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        # One GPU NVML cannot open (NVML_ERROR_NO_PERMISSION outside this container's cgroup, GPU_IS_LOST
+        # after an Xid) must not hide the others: it is left out, its torch device shows unknown fields.
+        h = _nvml_call(nvml.nvmlDeviceGetHandleByIndex, i)
+        if h is None:
+            continue
         uuid = _text(_nvml_call(nvml.nvmlDeviceGetUUID, h))
         mem = _nvml_call(nvml.nvmlDeviceGetMemoryInfo, h)
         ecc = _nvml_call(nvml.nvmlDeviceGetEccMode, h)
