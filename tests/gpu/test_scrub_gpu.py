@@ -99,6 +99,66 @@ def test_marker_search(kernels: Any) -> None:
     assert n == len(range(0, 4 * MiB // 8, 1000))
 
 
+def test_more_ranges_than_one_descriptor_table(kernels: Any) -> None:
+    import torch
+
+    from cleanroom.kernels import DEFAULT_RANGES_PER_LAUNCH
+
+    n = 2 * DEFAULT_RANGES_PER_LAUNCH + 3  # three launches per call
+    buf = torch.full((n * 64,), 0x5A, dtype=torch.uint8, device="cuda")
+    ranges = [(buf.data_ptr() + 64 * i + 1, 33) for i in range(n)]  # unaligned heads and tails
+    assert kernels.zero(ranges, _stream()) == 33 * n
+    rows = buf.view(n, 64)
+    assert int(rows[:, 1:34].count_nonzero()) == 0
+    assert bool(rows[:, 0].eq(0x5A).all()) and bool(rows[:, 34:].eq(0x5A).all())
+    planted = buf.data_ptr() + 64 * (n - 1) + 20  # in the last table's last range
+    buf[64 * (n - 1) + 20] = 1
+    count, first = kernels.count_nonzero(ranges, _stream())
+    assert count == 1 and first is not None and 0 <= planted - first < 16  # the 16-byte word holding it
+
+
+def test_range_over_4gib_with_unaligned_ends(kernels: Any) -> None:
+    import torch
+
+    size = (5 << 30) + 64
+    buf = torch.full((size,), 0x3C, dtype=torch.uint8, device="cuda")
+    start, length = 7, (5 << 30) + 9  # u64 tile offsets past 4 GiB; 9-byte last tile
+    kernels.zero([(buf.data_ptr() + start, length)], _stream())
+    assert kernels.count_nonzero([(buf.data_ptr() + start, length)], _stream()) == (0, None)
+    assert int(buf[:start].eq(0x3C).sum()) == start
+    assert int(buf[start + length :].eq(0x3C).sum()) == size - start - length
+    buf[start + length - 1] = 2
+    assert kernels.count_nonzero([(buf.data_ptr() + start, length)], _stream())[0] == 1
+    del buf
+    torch.cuda.empty_cache()
+
+
+def test_scrub_on_a_full_device_with_a_long_free_list() -> None:
+    # The scrub runs when the device is full. It used to cudaMalloc a bigger descriptor table for a free
+    # list over 1024 ranges: OOM there quarantined a healthy device.
+    import torch
+
+    from cleanroom.kernels import DEFAULT_RANGES_PER_LAUNCH
+
+    s = _scrubber(policy=ScrubPolicy(release_cached=False))
+    small = [torch.full((512,), 0x42, dtype=torch.uint8, device="cuda") for _ in range(3 * DEFAULT_RANGES_PER_LAUNCH)]
+    del small[::2]  # ~12k freed 512-byte blocks between live ones: as many separate free ranges
+    hog: list[Any] = []
+    try:
+        for chunk in (1 << 30, 2 << 20):
+            try:
+                while True:
+                    hog.append(torch.empty(chunk, dtype=torch.uint8, device="cuda"))
+            except torch.OutOfMemoryError:
+                pass
+        report = s.between_tenant_scrub()
+        assert report.clean and report.ranges > DEFAULT_RANGES_PER_LAUNCH and not s.quarantined
+    finally:
+        del hog, small
+        torch.cuda.empty_cache()
+    s.between_tenant_scrub()  # what went back to the driver unscrubbed is swept
+
+
 def _scrubber(**kw: Any) -> Any:
     from cleanroom.scrubbers.gpu import GpuScrubber
 
@@ -187,7 +247,9 @@ def test_cupy_allocations_go_through_torch_and_get_scrubbed() -> None:
 
     from cleanroom.scrubbers.gpu import cupy_routed_through_torch
 
-    s = _scrubber()
+    # release_cached=False: the freed block stays cached, so it must be among the scrubbed free ranges (with
+    # empty_cache its segment could be released and the check below would hold vacuously).
+    s = _scrubber(policy=ScrubPolicy(release_cached=False))
     assert cupy_routed_through_torch()
     before = torch.cuda.memory_allocated()
     a = cupy.full((4 * MiB,), 0x77, dtype=cupy.uint8)
@@ -199,7 +261,7 @@ def test_cupy_allocations_go_through_torch_and_get_scrubbed() -> None:
     from cleanroom.kernels import ScrubKernels
 
     free = _free_ranges()
-    assert any(addr <= ptr < addr + n for addr, n in free) or not free
+    assert any(addr <= ptr < addr + n for addr, n in free)
     assert ScrubKernels.load(0).count_nonzero(free, _stream())[0] == 0
 
 
