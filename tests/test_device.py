@@ -184,3 +184,18 @@ def test_one_gpu_nvml_cannot_open_does_not_hide_the_others() -> None:
     (gpu,) = report.gpus
     assert report.nvml == "ok" and gpu.uuid == UUID0 and gpu.ecc_enabled is True and gpu.mig_enabled is False
     assert nvml.calls == ["init", "shutdown"]
+
+
+def test_torch_device_query_errors_become_a_note() -> None:
+    # After a sticky CUDA error every torch.cuda query raises; discover() runs at server start and in
+    # /readyz and doctor, and used to let that RuntimeError out.
+    torch = fake_torch()
+
+    def broken(i: int) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    torch.cuda.get_device_properties = broken
+    report = discover(torch_module=torch, nvml_loader=lambda: fake_nvml())
+    assert report.kind == "cuda" and report.gpus == () and report.allocator_backend is None
+    assert not report.scrub_supported and any("illegal memory access" in n for n in report.notes)
+    json.dumps(report.to_dict())

@@ -212,6 +212,32 @@ def _torch_uuid_keys(uuid: Any) -> list[str]:
     return [f"GPU-{text}", f"MIG-{text}"]
 
 
+def _torch_gpus(torch: Any, nv: dict[str, dict[str, Any]]) -> list[GpuInfo]:
+    gpus: list[GpuInfo] = []
+    for i in range(int(torch.cuda.device_count())):
+        props = torch.cuda.get_device_properties(i)
+        uuid = getattr(props, "uuid", None)
+        keys = [] if uuid is None else _torch_uuid_keys(uuid)
+        # Match by UUID (indices differ under CUDA_VISIBLE_DEVICES; MIG devices have their own); by
+        # position only without one.
+        uuid_s = next((k for k in keys if k in nv), keys[0] if keys else None)
+        facts = nv.get(uuid_s, {}) if uuid_s else nv.get(f"#{i}", {})
+        gpus.append(
+            GpuInfo(
+                index=i,
+                name=str(props.name),
+                uuid=uuid_s or facts.get("uuid"),
+                total_memory_bytes=int(props.total_memory),
+                free_memory_bytes=facts.get("free"),
+                compute_capability=(int(props.major), int(props.minor)),
+                multiprocessors=int(getattr(props, "multi_processor_count", 0)) or None,
+                ecc_enabled=facts.get("ecc"),
+                mig_enabled=facts.get("mig"),
+            )
+        )
+    return gpus
+
+
 def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None = _import_nvml) -> DeviceReport:
     """Describe this host's devices. Pass `nvml_loader=None` to skip NVML entirely."""
     torch = torch_module if torch_module is not None else _import_torch()
@@ -241,40 +267,26 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
 
     gpus: list[GpuInfo] = []
     backend = None
-    cuda_ok = torch is not None and bool(torch.cuda.is_available())
-    if cuda_ok:
-        backend = str(torch.cuda.get_allocator_backend())
-        for i in range(int(torch.cuda.device_count())):
-            props = torch.cuda.get_device_properties(i)
-            uuid = getattr(props, "uuid", None)
-            keys = [] if uuid is None else _torch_uuid_keys(uuid)
-            # Match by UUID (indices differ under CUDA_VISIBLE_DEVICES; MIG devices have their own); by
-            # position only without one.
-            uuid_s = next((k for k in keys if k in nv), keys[0] if keys else None)
-            facts = nv.get(uuid_s, {}) if uuid_s else nv.get(f"#{i}", {})
-            gpus.append(
-                GpuInfo(
-                    index=i,
-                    name=str(props.name),
-                    uuid=uuid_s or facts.get("uuid"),
-                    total_memory_bytes=int(props.total_memory),
-                    free_memory_bytes=facts.get("free"),
-                    compute_capability=(int(props.major), int(props.minor)),
-                    multiprocessors=int(getattr(props, "multi_processor_count", 0)) or None,
-                    ecc_enabled=facts.get("ecc"),
-                    mig_enabled=facts.get("mig"),
-                )
-            )
-        if backend != "native":
-            notes.append(f"allocator backend {backend!r}: the GPU scrub needs 'native'")
-    elif nv:
-        notes.append("NVML sees GPUs but torch has no CUDA: requests run on the CPU fallback")
+    cuda_ok = False
+    try:
+        cuda_ok = torch is not None and bool(torch.cuda.is_available())
+        if cuda_ok:
+            backend = str(torch.cuda.get_allocator_backend())
+            gpus = _torch_gpus(torch, nv)
+            if backend != "native":
+                notes.append(f"allocator backend {backend!r}: the GPU scrub needs 'native'")
+        elif nv:
+            notes.append("NVML sees GPUs but torch has no CUDA: requests run on the CPU fallback")
+    except Exception as exc:  # a device in a sticky CUDA error state raises from every query
+        # kind stays "cuda" when torch said CUDA is there, with no backend: scrub_supported is False
+        gpus, backend = [], None
+        notes.append(f"torch could not query its CUDA devices: {type(exc).__name__}: {exc}")
     if torch is None:
         notes.append("torch is not installed")
     if cc is not None and cc.enabled and cc.dev_tools_mode:
         notes.append("confidential computing is on in dev-tools mode: not a production attestation state")
     return DeviceReport(
-        kind="cuda" if gpus else "cpu",
+        kind="cuda" if gpus or cuda_ok else "cpu",
         gpus=tuple(gpus),
         cpu=describe_cpu(),
         torch_version=None if torch is None else str(torch.__version__),
