@@ -201,6 +201,7 @@ class ScrubKernels:
             self._desc_mem: Any = cupy.cuda.Memory(self._desc_capacity * 24)
             self._out_mem = cupy.cuda.Memory(16)
         self._out_host = np.zeros(2, dtype=np.uint64)
+        self._host_tables: list[tuple[npt.NDArray[np.uint64], int]] = []
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -232,7 +233,11 @@ class ScrubKernels:
 
     # --- launches ---------------------------------------------------------------------------------
     def _batches(self, ranges: Ranges) -> list[tuple[npt.NDArray[np.uint64], int]]:
-        return descriptor_batches(ranges, self.tile_shift, self._desc_capacity)
+        batches = descriptor_batches(ranges, self.tile_shift, self._desc_capacity)
+        # CUDA stages a pageable memcpyAsync source before returning, but `zero` returns before its
+        # launches ran: the host tables stay referenced until the next call, which costs nothing.
+        self._host_tables = batches
+        return batches
 
     def _upload(self, desc: npt.NDArray[np.uint64], stream: Any) -> None:
         """Copy one descriptor table into the device table, ordered on `stream` after every earlier

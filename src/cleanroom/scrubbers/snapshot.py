@@ -10,7 +10,9 @@ a list of segments, each ``{"device", "address", "total_size", "allocated_size",
 each block ``{"address", "size", "requested_size", "state", "frames"}`` in address order, with state
 ``active_allocated`` (a live tensor), ``active_pending_free`` (freed, but a stream recorded on it may still
 use it: NOT free yet) or ``inactive`` (free, cached, handed out as is). An expandable segment is reported
-as one segment per contiguous mapped range; a segment whose head is unmapped has no blocks.
+as one segment per contiguous mapped range: torch starts a segment only at a mapped block and stops at
+the first unmapped one, so unmapped address space (which would fault the device if written) never
+appears here. A segment with no blocks is still accepted.
 """
 
 from __future__ import annotations
