@@ -51,8 +51,10 @@ within 60 "$PY" -c "import cupy; print('cupy', cupy.__version__, 'cuda runtime',
   || echo "cupy missing or broken: the GPU scrub cannot run (GpuScrubber raises ConfigurationError; the gpu tests fail)"
 
 WHEELS="${CHECK_WHEELS:-benchmarks/gpu/wheels}"  # CHECK_WHEELS: another folder (the CPU smoke test points it at an empty one)
-# Test tools the image may already have (with plugins built for its pytest): installed only if missing.
-KEEP_IF_PRESENT=" pytest pluggy iniconfig packaging pygments hypothesis sortedcontainers "
+# Test tools the image may already have (with plugins built for its pytest), and the e2e step's common
+# libraries (wheel-file names, underscores): installed only if missing, never over the image's own.
+KEEP_IF_PRESENT=" pytest pluggy iniconfig packaging pygments hypothesis sortedcontainers httpx httpcore h11 anyio idna \
+certifi prometheus_client safetensors click uvloop rich markdown_it_py mdurl numpy "
 wheels_rc=skipped
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
   step "installing wheels from $WHEELS (--no-index)"

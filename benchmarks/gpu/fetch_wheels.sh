@@ -3,10 +3,11 @@
 # on the stock GPU image (Python 3.12, torch, CuPy, no cryptography/FastAPI/pydantic), into
 # benchmarks/gpu/wheels/ (git-ignored). Versions are the ones this checkout's .venv runs with, so the GPU
 # host runs what CI tested (typing-extensions too: pydantic needs a newer one than the image may have).
-# The image already has numpy, torch, httpx, h11, anyio, click, uvloop, rich,
-# prometheus-client, safetensors, transformers and tokenizers; those are not fetched. Also fetched:
-# nvidia-ml-py (the device report's NVML, confidential-computing state) and the test tools (pytest and
-# hypothesis with their dependencies; check.sh installs those only where the image lacks them).
+# Also fetched: what the end-to-end step imports that a stock CUDA image (torch + cupy) usually lacks
+# (httpx and its stack, prometheus-client, safetensors, click, uvloop, rich), nvidia-ml-py (the device
+# report's NVML, confidential-computing state) and the test tools (pytest and hypothesis with their
+# dependencies). check.sh installs the ones in its KEEP_IF_PRESENT list only where the image lacks them,
+# so an image's own versions are never replaced.
 #
 #   bash benchmarks/gpu/fetch_wheels.sh        # then carry benchmarks/gpu/wheels to the GPU host
 #
@@ -20,6 +21,7 @@ PY_VERSION="${GPU_PY_VERSION:-3.12}"
 NAMES=(cryptography cffi pycparser fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv
        annotated-types typing-inspection uvicorn httptools argon2-cffi argon2-cffi-bindings hyperscan
        pyahocorasick opentelemetry-api typing-extensions nvidia-ml-py
+       httpx httpcore h11 anyio idna certifi prometheus-client safetensors click uvloop rich markdown-it-py mdurl
        pytest pluggy iniconfig packaging pygments hypothesis sortedcontainers)
 
 "$VENV_PY" -c 'import sys' 2>/dev/null || { echo "no $VENV_PY: run make test first (it creates .venv)" >&2; exit 1; }
