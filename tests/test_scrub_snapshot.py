@@ -456,3 +456,33 @@ def test_cuda_error_zeroing_a_request_quarantines(fake_gpu: FakeDevice, monkeypa
     with pytest.raises(DeviceQuarantined, match="request zeroing raised RuntimeError"):
         s.zero_request(["a cuda tensor"])  # type: ignore[list-item]
     assert s.quarantined
+
+
+def test_failed_driver_sweep_frees_what_it_took(fake_gpu: FakeDevice) -> None:
+    # The sweep takes every free byte; a launch error there quarantines, and the chunks must still be
+    # freed rather than kept alive by the traceback the DeviceQuarantined carries.
+    from cleanroom.errors import DeviceQuarantined
+    from cleanroom.scrubbers.gpu import GpuScrubber
+
+    dev = fake_gpu
+    dev.tenant_frees_segment(4 * MiB, 0xAB)
+    dev.empty_cache()  # released unscrubbed: the next scrub sweeps
+    kernels = FakeKernels(dev)
+    real_zero = kernels.zero
+
+    def zero(ranges: Any, stream_ptr: int) -> int:
+        if sum(int(n) for _, n in ranges) >= 32 * MiB:  # the sweep's ranges, not the free list's
+            raise RuntimeError(CUDA_ERROR)
+        return real_zero(ranges, stream_ptr)
+
+    kernels.zero = zero  # type: ignore[method-assign]
+    s = GpuScrubber("cuda:0", kernels=kernels)  # type: ignore[arg-type]
+    with pytest.raises(DeviceQuarantined) as caught:
+        s.between_tenant_scrub()
+    frames = []
+    tb = caught.value.__context__.__traceback__ if caught.value.__context__ else None
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    held = [v for f in frames for v in f.f_locals.values() if isinstance(v, list) and v and hasattr(v[0], "ptr")]
+    assert not held  # no frame of the traceback still holds the sweep's chunks (cudaFree'd)

@@ -405,15 +405,19 @@ class GpuScrubber(ScrubberBase):
         chunks: list[Any] = []
         size = 1 << 30
         with cupy.cuda.Device(self.index):
-            while size >= _SWEEP_MIN_CHUNK:
-                try:
-                    chunks.append(cupy.cuda.Memory(size))  # raw cudaMalloc: outside every pool
-                except (cupy.cuda.runtime.CUDARuntimeError, cupy.cuda.memory.OutOfMemoryError):
-                    size //= 2
-            ranges = [(int(c.ptr), int(c.size)) for c in chunks]
-            swept = self.kernels.zero(ranges, stream)
-            nonzero, _ = self.kernels.count_nonzero(ranges, stream)
-            chunks.clear()  # cudaFree each chunk: zeroed pages go back to the driver
+            try:
+                while size >= _SWEEP_MIN_CHUNK:
+                    try:
+                        chunks.append(cupy.cuda.Memory(size))  # raw cudaMalloc: outside every pool
+                    except (cupy.cuda.runtime.CUDARuntimeError, cupy.cuda.memory.OutOfMemoryError):
+                        size //= 2
+                ranges = [(int(c.ptr), int(c.size)) for c in chunks]
+                swept = self.kernels.zero(ranges, stream)
+                nonzero, _ = self.kernels.count_nonzero(ranges, stream)
+            finally:
+                # cudaFree each chunk, also when a launch raised: the traceback the quarantine keeps
+                # (DeviceQuarantined.__context__) must not pin every byte of the device.
+                chunks.clear()
         return swept, nonzero
 
 
