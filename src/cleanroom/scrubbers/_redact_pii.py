@@ -55,6 +55,17 @@ def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
         return None  # `arn:aws:iam::009238840501:role/x`: an account id, not `00` + a country code
     if value.startswith("00") and value.isdigit() and _ID_KEY_BEFORE.search(text, max(0, start - 24), start):
         return None  # `"accountId":"005026290701"`: a zero-padded id, not `00` + a country code
+    if (
+        value.startswith("00")
+        and value.isdigit()
+        and (
+            (start >= 1 and text[start - 1] == "/")
+            or (text[span[1] : span[1] + 1] == "." and text[span[1] + 1 : span[1] + 2].isalpha())
+        )
+    ):
+        # a zero-padded id as a path segment (`/runs/0060791735`) or a host label
+        # (`001506389885.dkr.ecr.us-east-1.amazonaws.com`, an AWS account id), not `00` + a country code
+        return None
     digits = _digits(value.replace("(0)", ""))
     low, high = (10, 15) if value.startswith("00") else (8, 15)
     return span if low <= len(digits) <= high else None
@@ -194,7 +205,30 @@ def _confirm_email(text: str, m: re.Match[str], span: Span) -> Span | None:
         return None
     if text[start:at] == "git" and text[end : end + 1] == ":":
         return None  # scp-style `git@github.com:org/repo.git`
+    if start >= 1 and text[start - 1] == "/" and _ORACLE_USER_BEFORE.search(text, max(0, start - 160), start):
+        return None  # `jdbc:oracle:thin:scott/tiger@db:1521:ORCL`: a password and a host, not a mailbox
+    if _UUID_LOCAL.fullmatch(text, start, at):
+        return None  # `<1d51fe35-…@mx.example.com>`: a generated id (Message-ID, bounce address), no one's mailbox
+    if _in_message_id(text, start):
+        return None  # `Message-ID: <CAF=x1@mail.gmail.com>`, `In-Reply-To:`, `References:`: RFC 5322 §3.6.4 ids
     return (start, end)
+
+
+def _in_message_id(text: str, start: int) -> bool:
+    """The address-like text opens a `<…>` (its id may hold `=`, `$`, which end a local part) that follows
+    a Message-ID, In-Reply-To or References key."""
+    lt = text.rfind("<", max(0, start - _LOCAL_PART_MAX), start)
+    if lt < 0 or any(c in text[lt + 1 : start] for c in " \t\n>,;\"'"):
+        return False
+    return _MESSAGE_ID_KEY.search(text, max(0, lt - 200), lt) is not None
+
+
+_ORACLE_USER_BEFORE = re.compile(
+    r"(?:oracle:(?:thin|oci8?):|sqlplus(?:[ \t]+-[A-Za-z]+)*[ \t]+|userid=)[\"']?[\w$#.]{1,128}/$", re.I
+)
+_UUID_LOCAL = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# the id list of `References:` may hold several `<…>` before this one
+_MESSAGE_ID_KEY = re.compile(r"(?:message-?id|in-reply-to|references|msg-?id)\\?[\"']?[ \t]*[:=][^\n]*$", re.IGNORECASE)
 
 
 _PRODUCT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")

@@ -80,7 +80,9 @@ _PLACEHOLDER_VALUES = frozenset(
     [
         "null", "none", "nil", "undefined", "true", "false", "yes", "no", "on", "off", "required",
         "optional", "redacted", "hidden", "masked", "secret", "password", "*", "**", "***",
-        "****", "*****", "******", "n/a", "na", "empty", "unset", "default"
+        "****", "*****", "******", "n/a", "na", "empty", "unset", "default",
+        # the literal password GitHub documents for a token sent as the user (`https://<token>:x-oauth-basic@`)
+        "x-oauth-basic"
     ]
 )  # fmt: skip
 # YAML block scalar indicators (`key: |`, `key: >-`): the value follows on the next lines
@@ -103,6 +105,18 @@ _MASK_WORD_RE = re.compile(
 )
 
 
+# A YAML tag standing where the value would be: Ansible Vault (`password: !vault |`, the ciphertext follows),
+# CloudFormation intrinsics (`MasterUserPassword: !Ref DbPassword`, `!Sub '{{resolve:…}}'`), Home
+# Assistant's `!secret wifi_password`, `!env_var`, `!include`: a reference, never the value itself
+_YAML_TAG_RE = re.compile(
+    r"!(?:vault|ref|sub|getatt|importvalue|findinmap|join|select|split|base64|cidr|getazs|if|equals|not|and|or|"
+    r"condition|transform|secret|env_var|env|include|reference|unsafe)"
+)
+# A Go composite literal opening where the value would be (`"x-api-key":[]string{"…"}`, `map[string]string{`):
+# the value is the quoted element after it (see `_go_composite_element`)
+_GO_COMPOSITE_RE = re.compile(r"(?:\[\]|map\[[\w.*]*\])[\w.*]+(?:[ \t]*\{)?")
+
+
 def is_placeholder(value: str) -> bool:
     """Values that are not secrets: empty, null-ish, booleans, masks, templates, our own placeholder."""
     value = value.strip()
@@ -117,6 +131,8 @@ def is_placeholder(value: str) -> bool:
         return True  # `private_key: |`: the value is on the lines below (a PEM there has its own rule)
     if low[0] in "[(<{" and (not low.strip("[({<") or _MASK_WORD_RE.fullmatch(low)):
         return True  # a mask word, or only the opening bracket of a nested value (`"accessKey":{`)
+    if low[0] == "!" and _YAML_TAG_RE.fullmatch(low):
+        return True
     return _TEMPLATE_RE.fullmatch(value) is not None
 
 
@@ -397,6 +413,9 @@ _TIER_A = re.compile(
     re.IGNORECASE,
 )
 _SHORT_KEYS = frozenset(("pass", "pwd", "secret"))
+# Keys that name where a secret is kept, not the secret: Helm charts' `existingSecret: pg-auth`,
+# `existingPasswordSecret`, `auth.existingSecret` (the name of a Kubernetes Secret object)
+_REFERENCE_KEY = re.compile(r"existing[_-]?(?:[a-z]+[_-]?)?secret$", re.IGNORECASE)
 _GRAPHQL_TYPE = re.compile(r"\[?[A-Z][A-Za-z0-9_]*!?\]?!?")
 
 
@@ -428,6 +447,8 @@ def _looks_like_id_or_data(value: str) -> bool:
 @functools.lru_cache(maxsize=4096)  # key names repeat (password, api_key, token); bounded for odd input
 def _tier(low_key: str) -> str | None:
     """'A' (any value is a secret), 'B' (generic: only random-looking values) or None (not a secret key)."""
+    if _REFERENCE_KEY.search(low_key):
+        return None
     if _TIER_A.search(low_key):
         return "A"
     if _TIER_B_KEY.search(low_key):
@@ -479,7 +500,7 @@ def _unquoted_end(text: str, key_start: int, start: int, end: int, through_amp: 
         at_boundary = (
             not nxt
             or nxt in _TOKEN_END
-            or (nxt == "\\" and after in ("n", "r", "t"))  # an escaped line break
+            or (nxt == "\\" and after in ("n", "r", "t", '"', "'"))  # an escaped line break or quote (JSON in JSON)
             or (nxt in ".:!?" and (not after or after.isspace()))  # the end of a sentence
         )
         value = text[start:pos]
@@ -592,6 +613,10 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     call = _CALL_VALUE.fullmatch(value)
     if call is not None and is_placeholder(call.group("arg")):
         return None  # `api_key=SecretStr('**********')`: the wrapper already masks it
+    if _CALL_KWARG_OPEN.fullmatch(value):
+        return None  # `credentials: Credentials(access_key='…'`: an object's repr, its fields are judged one by one
+    if value[:1] in "[m" and _GO_COMPOSITE_RE.fullmatch(value):
+        return _go_composite_element(text, low_key, tier, span[1])
     keyword = text[kw_start:kw_end]
     prev = text[kw_start - 1] if kw_start > 0 else " "
     if (
@@ -611,6 +636,18 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     if after_space and m.group("sep") == "=" and m.group("v4") is not None and _NEXT_FIELD.match(value):
         return None  # `password= next_key=1`: the value is empty and the next field follows
     return _judge(text, low_key, tier, span, checked=True)
+
+
+_CALL_KWARG_OPEN = re.compile(r"[A-Za-z_][\w.]*\([A-Za-z_]\w*[=:]")
+_GO_ELEMENT = re.compile(r"[ \t]*\{?[ \t]*\"([^\"\\\r\n]{1,512})\"")
+
+
+def _go_composite_element(text: str, low_key: str, tier: str, end: int) -> LabelledSpan | None:
+    """`"x-api-key":[]string{"v"}` (Go's `%#v` of gRPC metadata or http.Header): judge the first element."""
+    m = _GO_ELEMENT.match(text, end)
+    if m is None:
+        return None
+    return _judge(text, low_key, tier, m.span(1))
 
 
 def label_for_field(key: str, value: str) -> str | None:
@@ -655,6 +692,50 @@ def _confirm_cli_user(text: str, m: re.Match[str], span: Span) -> Span | None:
     line_end = len(text) if line_end < 0 else line_end
     on_http_line = _HTTP_CLIENT.search(text, line_start, m.start()) or _HTTP_CLIENT.search(text, span[1], line_end)
     return span if on_http_line else None
+
+
+_JAAS_LINE = re.compile(r"[ \t]*user_[A-Za-z0-9_.-]{1,64}=\"[^\"\r\n]*\"[ \t]*;?[ \t]*(?:\r?\n|$)")
+
+
+def _confirm_jaas_user(text: str, m: re.Match[str], span: Span) -> Span | None:
+    if is_placeholder(_group_text(text, span)):
+        return None
+    if text.rfind("LoginModule", 0, m.start()) >= 0:
+        return span
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    return span if _JAAS_LINE.match(text, line_start) else None
+
+
+def _confirm_random_password_result(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """The nearest Terraform `random_*` resource before the value is a `random_password` (a
+    `random_integer` or `random_uuid` has a `result` too, and it is no secret)."""
+    kind = text.rfind("random_", 0, m.start())
+    if kind < 0 or not text.startswith("random_password", kind) or is_placeholder(_group_text(text, span)):
+        return None
+    return span
+
+
+# The password flag's case per tool (the rule runs on lowercased text): OpenLDAP's `-w p` (`-W` prompts),
+# sqlcmd/bcp `-P p` (`-p` prints statistics), MongoDB, rabbitmqadmin and `az login` `-p p`
+_TOOL_FLAG = (("ldap", "-w"), ("sqlcmd", "-P"), ("bcp", "-P"))
+
+
+def _confirm_tool_flag(text: str, m: re.Match[str], span: Span) -> Span | None:
+    flag = text.rfind("-", m.start(), span[0])
+    if flag < 0:
+        return None
+    tool = text[m.start() : m.start() + 6].lower()
+    want = next((f for name, f in _TOOL_FLAG if tool.startswith(name)), "-p")
+    if text[flag : flag + 2] != want:
+        return None
+    return _confirm_tool_argument(text, m, span)
+
+
+def _confirm_tool_argument(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = _group_text(text, span)
+    if is_placeholder(value) or value.startswith("-"):
+        return None  # `rabbitmqctl add_user svc --pre-hashed-password`: a flag, not the password
+    return span
 
 
 def _label_set_to(m: re.Match[str]) -> str:
@@ -729,7 +810,9 @@ ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>
 # The same with the key's closing quote written `\u0022`/`\u0027` (System.Text.Json output nested in JSON).
 # A rule of its own: an optional escape in ASSIGNMENT_HINT made every line's Hyperscan scan 0.3 us slower
 # (start-of-match tracking); this one is gated by the escape literal and searched only where it occurs.
-_NAME_VALUE_ANCHOR = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,"
+# `, value` on one line, or the next line of a YAML list item (`- name: DB_PASSWORD` / `  value: p`, the
+# Kubernetes env of `kubectl get deploy -o yaml`)
+_NAME_VALUE_ANCHOR = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?:,|\r?\n)"
 _KEY_VALUE_WORD_ANCHOR = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]+value(?:\\?[\"'])?[ \t]*[:=]"
 ESCAPED_ASSIGNMENT_HINT = r"\\u00(?:22|27)[ \t]*(?:=>|:=|[:=])"
 ESCAPED_ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")\\u00(?:22|27)[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
@@ -796,6 +879,10 @@ def _provider(
 # Patterns start with their literal prefix (so `re` finds candidates with a fast literal search) and keep
 # the "not inside a longer word" check as `left_guard`, which the engine applies: a leading lookbehind
 # would cost 3-5x on every line that reaches the rule (measured, CPython 3.11).
+# A password argument: quoted, or a shell word
+_ARG_VALUE = r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))"
+_SMB_TOOLS = r"smbclient|rpcclient|smbmap|smbcacls|net[ \t]+(?:rpc|ads)"
+
 SECRET_RULES: tuple[Rule, ...] = (
     # ---- private keys ------------------------------------------------------------------------------------
     Rule(
@@ -998,6 +1085,24 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("url-password", "PASSWORD",
          r"://[^\s:/?#@\"'<>\[\]]{0,128}:(?P<v>[^\s/?#\"'<>]{1,256})@(?=[^\s/?#@\"'<>])", ("://",),
          priority=70, confirm=_confirm_not_placeholder),
+    # Oracle connect strings put the password after a slash: `jdbc:oracle:thin:app/p@//host:1521/ORCL`,
+    # `sqlplus -s scott/tiger@orcl`, `expdp userid=system/p@db`
+    Rule("oracle-connect-password", "PASSWORD",
+         r"(?:jdbc:oracle:(?:thin|oci8?):|sqlplus(?:[ \t]+-[A-Za-z]+)*[ \t]+|userid=)"
+         r"[\"']?[A-Za-z0-9_$#.]{1,128}/(?P<v>[^\s/@\"']{1,256})@",
+         ("oracle:thin:", "oracle:oci", "sqlplus", "userid="), caseless=True, priority=70,
+         confirm=_confirm_not_placeholder, left_guard=_W,
+         hint=r"(?:oracle:(?:thin|oci8?):|sqlplus[ \t]|userid=)[^\n]*/[^\n]*@"),
+    # Kafka JAAS `PlainLoginModule required username="u" password="p" user_alice="p2";`: every
+    # `user_<name>` is a user's password (in the same text as the LoginModule, or a line of a JAAS file
+    # holding nothing else)
+    Rule("jaas-user-password", "PASSWORD", r"user_[A-Za-z0-9_.-]{1,64}=\"(?P<v>[^\"\r\n]{1,256})\"", ("user_",),
+         priority=60, confirm=_confirm_jaas_user, left_guard=_WD, hint=r"user_[A-Za-z0-9_.-]{1,64}=\""),
+    # Terraform state: a `random_password` resource's `"result"` is the generated password (sensitive in
+    # state, printed by `terraform show -json` and state dumps)
+    Rule("terraform-random-password", "PASSWORD", r"\"result\"[ \t]*:[ \t]*\"(?P<v>[^\"\\\r\n]{1,512})\"",
+         ("\"result\"",), priority=60, confirm=_confirm_random_password_result,
+         hint=r"random_password[\s\S]*\"result\"[ \t]*:"),
     # Signed URLs: the signature (and a session token) grants access until it expires; S3 SigV4
     # `X-Amz-Signature`, GCS V4 `X-Goog-Signature`, CloudFront `Signature=`, `X-Amz-Security-Token`
     Rule("url-signature", "URL_SIGNATURE",
@@ -1099,7 +1204,7 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?P<k>" + _ASSIGN_KEYS + r")(?:[ \t][^<>\r\n]{0,512})?>(?P<v>[^<>\r\n]{1,512})</", ("</",), caseless=True,
          priority=60, confirm=confirm_xml_element, hint=r"(?:" + _ASSIGN_KEYS + r")(?:[ \t][^<>\n]*)?>"),
     Rule("name-value-pair", "SECRET",
-         r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*,[ \t]*(?:\\?[\"'])?value(?:\\?[\"'])?[ \t]*"
+         r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?:,|\r?\n)[ \t]*(?:\\?[\"'])?value(?:\\?[\"'])?[ \t]*"
          r"(?P<sep>[:=])[ \t]*"
          + _VALUE, ("value",), caseless=True, priority=60, confirm=confirm_name_value, widen=widen_unquoted_value,
          hint=_NAME_VALUE_ANCHOR, anchor=_NAME_VALUE_ANCHOR),
@@ -1124,6 +1229,45 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))",
          ("login", "sshpass"), priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
          hint=r"(?:docker|podman|buildah|skopeo|nerdctl|oras|registry)[ \t]+login|sshpass[ \t]+-p"),
+    # Tools that take a password as a short flag or a positional argument, from shell history and CI logs:
+    # Java `keytool -storepass p -keypass p` (not `-storepass:env VAR`), OpenLDAP `ldapsearch -w p`, `az login
+    # -p`, MongoDB and SQL Server clients (`mongosh -u u -p p`, `sqlcmd -P p`), `rabbitmqctl add_user u p`,
+    # `htpasswd -b file u p` / `-nb u p`, Samba's `-U user%p`, `echo p | docker login --password-stdin`
+    Rule("java-keytool-password", "PASSWORD",
+         r"-(?:src|dest|new)?(?:store|key)pass[ \t]+" + _ARG_VALUE,
+         ("storepass", "keypass"), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
+         hint=r"(?:store|key)pass[ \t]"),
+    Rule("tool-password-flag", "PASSWORD",
+         r"(?:ldap[a-z]*[ \t](?:[^\n]{0,200}?[ \t])?-w|(?:mongo(?:sh|dump|restore|export|import|stat|top)?|"
+         r"sqlcmd|bcp|rabbitmqadmin)[ \t](?:[^\n]{0,200}?[ \t])?-p|az[ \t]+login[ \t](?:[^\n]{0,200}?[ \t])?-p)"
+         r"[ \t]+" + _ARG_VALUE,
+         ("ldap", "mongo", "sqlcmd", "bcp", "rabbitmqadmin", "az login"), caseless=True, priority=60,
+         confirm=_confirm_tool_flag, left_guard=_WD,
+         hint=r"(?:ldap[a-z]*|mongo[a-z]*|sqlcmd|bcp|rabbitmqadmin|az[ \t]+login)[ \t][^\n]*-[pw][ \t]"),
+    Rule("tool-password-argument", "PASSWORD",
+         r"(?:rabbitmqctl(?:[ \t]+-[^\s]+)*[ \t]+(?:add_user|change_password)[ \t]+[^\s]+[ \t]+"
+         # `-nb user p` (to stdout) or `-b file user p`
+         r"|htpasswd[ \t]+(?:-(?=[a-z]*n)(?=[a-z]*b)[a-z]+|-(?![a-z]*n)(?=[a-z]*b)[a-z]+[ \t]+[^\s-][^\s]*)[ \t]+"
+         r"[^\s-][^\s]*[ \t]+"
+         r"|(?:" + _SMB_TOOLS + r")[ \t][^\n]{0,200}?(?:-u|--user(?:=|[ \t]))[ \t]*[\"']?[^\s%\"']+%)"
+         + _ARG_VALUE,
+         ("rabbitmqctl", "htpasswd", "smbclient", "rpcclient", "smbmap", "smbcacls", "net rpc", "net ads"),
+         caseless=True, priority=60, confirm=_confirm_tool_argument, left_guard=_WD,
+         hint=r"rabbitmqctl[^\n]*(?:add_user|change_password)|htpasswd[ \t]+-|(?:" + _SMB_TOOLS
+         + r")[ \t][^\n]*%"),
+    Rule("password-stdin-echo", "PASSWORD",
+         r"(?:echo(?:[ \t]+-[ne]+)?|printf(?:[ \t]+['\"]?%s['\"]?)?)[ \t]+"
+         + _ARG_VALUE + r"[ \t]*\|[^\n|]{0,200}?--password-stdin",
+         ("password-stdin",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_WD,
+         hint=r"(?:echo|printf)[ \t][^\n]*\|[^\n]*--password-stdin"),
+    # AWS: a SecureString parameter's `"Value"` (`aws ssm get-parameter --with-decryption`) and a secret's
+    # `"SecretString"` (`aws secretsmanager get-secret-value`) are the secret itself
+    Rule("aws-secure-value", "SECRET",
+         r"\"type\"[ \t]*:[ \t]*\"securestring\"[^{}\n]{0,300}?\"value\"[ \t]*:[ \t]*"
+         r"\"(?P<v>[^\"\\\r\n]{1,4096})\""
+         r"|\"secretstring\"[ \t]*:[ \t]*\"(?P<v2>[^\"\\\r\n]{1,4096})\"",
+         ("securestring", "secretstring"), caseless=True, priority=60, confirm=_confirm_not_placeholder,
+         hint=r"\"(?:type\"[ \t]*:[ \t]*\"securestring|secretstring)\""),
     # PowerShell (script block logging, transcripts): `ConvertTo-SecureString 'p' -AsPlainText -Force` (not a
     # `$variable`)
     Rule("powershell-securestring", "PASSWORD",
