@@ -112,6 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    refusal = listen_problem(settings)
+    if refusal is not None:
+        print(f"cleanroom: {refusal}", file=sys.stderr)
+        return 1
     if settings.torch_threads is not None:  # before the re-exec: the environment carries it to OpenMP
         from cleanroom.runtime.torch_threads import limit_torch_threads
 
@@ -122,6 +126,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cleanroom.server.runner import run_server
 
     return run_server(settings)
+
+
+def listen_problem(settings: Any) -> str | None:
+    """Why `serve` cannot listen where it was told, checked before any model loads (and before the
+    re-exec): plain HTTP off loopback, or an address that cannot be bound (a port in use, a privileged
+    port, an address this host does not have). None when it can."""
+    import errno
+    import socket
+
+    from cleanroom.config import loopback_problem
+
+    if settings.tls_mode == "off":
+        problem = loopback_problem(settings.host)
+        if problem is not None:
+            return f"--no-tls is refused on {settings.host!r}: plain HTTP only on loopback ({problem})"
+    where = f"{settings.host}:{settings.port}" if ":" not in settings.host else f"[{settings.host}]:{settings.port}"
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot listen on {where}: the host does not resolve ({exc})"
+    for family, kind, proto, _name, address in infos:
+        # As the server will bind (asyncio's create_server): SO_REUSEADDR, IPv6 sockets v6-only.
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                why = {
+                    errno.EADDRINUSE: "the port is already in use (another server? give another --port)",
+                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                    errno.EADDRNOTAVAIL: "this host has no such address (give one of its own, or 0.0.0.0)",
+                }.get(exc.errno or 0, exc.strerror or str(exc))
+                return f"cannot listen on {where}: {why}"
+    return None
 
 
 def install_logging(settings: Any) -> None:
@@ -257,18 +297,39 @@ def cmd_tenant_keys(args: argparse.Namespace) -> int:
 def cmd_infer(args: argparse.Namespace) -> int:
     from cleanroom.client import Client
 
-    if args.cacert and not Path(args.cacert).is_file():
+    if args.cacert and not Path(args.cacert).exists():
         print(f"cleanroom: --cacert {args.cacert}: no such file", file=sys.stderr)
         return 2
     verify: Any = args.cacert if args.cacert else True
+    check_url_arg(args.url)
     check_api_key_arg(args.api_key)
     public_key = public_key_arg(args.public_key)
+    try:  # an unusable --cacert (not PEM) or --pin is a usage error, found before stdin is read
+        client = Client(args.url, api_key=args.api_key, public_key=public_key, verify=verify, pin=args.pin)
+    except ValueError as exc:
+        print(f"cleanroom: {exc}", file=sys.stderr)
+        return 2
     payload = sys.stdin.buffer.read()
-    with Client(args.url, api_key=args.api_key, public_key=public_key, verify=verify, pin=args.pin) as client:
+    with client:
         result = client.infer(args.model, payload)
     sys.stdout.buffer.write(result)
     sys.stdout.buffer.flush()
     return 0
+
+
+def check_url_arg(value: str) -> None:
+    """`--url`: an http(s) URL with a host, refused as a usage error (exit 2) before stdin is read, not
+    reported as an unreachable server."""
+    import httpx
+
+    try:
+        url = httpx.URL(value)
+        usable = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        usable = False
+    if not usable:
+        print(f"cleanroom: --url {value!r} is not an http(s) URL such as https://127.0.0.1:8443", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def check_api_key_arg(value: str) -> None:
@@ -334,8 +395,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return 126
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), as every other error of the command:
+    `cleanroom infer: the following arguments are required: --url (see cleanroom infer --help)`.
+    Subcommand parsers, the plugins' included, are made from this class too."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cleanroom", description="GPU-aware secure inference runtime")
+    parser = OneLineErrorParser(prog="cleanroom", description="GPU-aware secure inference runtime")
     parser.add_argument("--version", action="version", version=f"cleanroom {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

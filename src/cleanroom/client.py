@@ -80,6 +80,21 @@ def load_public_key(value: str | Path) -> TenantPublicKey:
     return TenantPublicKey.parse(text)
 
 
+def _ca_context(verify: str | Path) -> ssl.SSLContext:
+    """`verify=PATH`: a CA bundle file or a CA directory (c_rehash layout), as httpx and requests take it;
+    a path that is neither is a ValueError naming it, not an OSError without a file name."""
+    path = Path(verify)
+    try:
+        if path.is_dir():
+            return ssl.create_default_context(capath=str(path))
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        why = "no such file" if not path.exists() else f"not a PEM CA bundle ({exc})"
+        raise ValueError(
+            f"verify={str(verify)!r}: {why}; give a CA bundle (PEM), a CA directory, True or False"
+        ) from None
+
+
 def read_bounded(response: httpx.Response, limit_bytes: int, deadline: float | None) -> bytes:
     """The body of a streamed `response`, refused past `limit_bytes` or past `deadline` (monotonic)."""
     declared = response.headers.get("content-length", "")
@@ -123,10 +138,10 @@ class Client:
     def __init__(
         self,
         url: str,
-        *,
         api_key: str,
         public_key: str | Path | TenantPublicKey | None = None,
         verify: bool | str | Path | ssl.SSLContext = True,
+        *,
         timeout_s: float = 120.0,
         pin: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -134,7 +149,10 @@ class Client:
         """`timeout_s` bounds each network wait and also the whole download of one answer (a server that
         trickles bytes cannot hold a call open for ever); `max_response_bytes` bounds the sealed answer
         read into memory (larger answers raise `UnexpectedResponse` with code `response_too_large`).
-        Redirects are never followed: the API key goes only to `url`."""
+        Redirects are never followed: the API key goes only to `url`.
+
+        `verify`, as in httpx and requests: True (the system's CAs), False (no check: tests only), the path
+        of a CA bundle (PEM) or of a directory of hashed CA certificates, or an `ssl.SSLContext`."""
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be positive")
         if not isinstance(api_key, str) or not api_key or any(c.isspace() or not c.isprintable() for c in api_key):
@@ -144,7 +162,7 @@ class Client:
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         if isinstance(verify, str | Path) and not isinstance(verify, bool):
-            verify = ssl.create_default_context(cafile=str(verify))
+            verify = _ca_context(verify)
         # follow_redirects=False (httpx's default, stated so it stays): a 3xx is an error, and the
         # Authorization header never travels to another host.
         self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s, follow_redirects=False)

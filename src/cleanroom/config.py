@@ -198,10 +198,37 @@ class Settings(BaseSettings):
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and `localhost`: the only hosts `--no-tls` may listen on."""
-    if host == "localhost":
-        return True
+    """True for 127.0.0.0/8 and ::1, and for a name (`localhost`) that resolves only to such addresses: the
+    only hosts `--no-tls` may listen on. A name is resolved, never trusted by its spelling: an /etc/hosts
+    that maps `localhost` elsewhere would otherwise put plain HTTP on a public interface."""
+    return loopback_problem(host) is None
+
+
+def loopback_problem(host: str) -> str | None:
+    """None when `host` is a loopback address or a name that resolves only to loopback addresses;
+    otherwise why not, in words for an error message."""
+    literal = host.strip("[]")
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(literal)
     except ValueError:
-        return False
+        pass
+    else:
+        return None if address.is_loopback else f"{host} is not a loopback address"
+    resolved = resolve_host(host)
+    if not resolved:
+        return f"{host} does not resolve"
+    public = sorted({a for a in resolved if not ipaddress.ip_address(a.split("%")[0]).is_loopback})
+    if public:
+        return f"{host} resolves to {', '.join(public)}, not only to loopback addresses (check /etc/hosts)"
+    return None
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address `host` resolves to for listening (what the server would bind); [] if none."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
