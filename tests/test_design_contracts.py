@@ -83,7 +83,9 @@ def test_no_tls_on_localhost_resolves_the_name(monkeypatch: pytest.MonkeyPatch) 
     assert not is_loopback_host("localhost")
     assert "10.0.0.5" in (loopback_problem("localhost") or "")
     assert is_loopback_host("127.0.0.1") and not is_loopback_host("0.0.0.0")
-    assert not is_loopback_host("no-such-host.invalid")
+    # docs/operations.md: any other name, and short forms, are refused whatever they resolve to
+    assert not is_loopback_host("127.1") and not is_loopback_host("ip6-localhost")
+    assert not is_loopback_host("::ffff:127.0.0.1")
 
 
 def test_serve_no_tls_on_a_localhost_that_resolves_elsewhere(tmp_path: Path) -> None:

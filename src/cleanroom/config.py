@@ -198,28 +198,28 @@ class Settings(BaseSettings):
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8 and ::1, and for a name (`localhost`) that resolves only to such addresses: the
-    only hosts `--no-tls` may listen on. A name is resolved, never trusted by its spelling: an /etc/hosts
-    that maps `localhost` elsewhere would otherwise put plain HTTP on a public interface."""
+    """True for 127.0.0.0/8 and ::1 literals, and for `localhost` when it resolves only to such addresses:
+    the only hosts `--no-tls` may listen on (docs/operations.md). `localhost` is resolved, not trusted by
+    its spelling: an /etc/hosts that maps it elsewhere would put plain HTTP on another interface."""
     return loopback_problem(host) is None
 
 
 def loopback_problem(host: str) -> str | None:
-    """None when `host` is a loopback address or a name that resolves only to loopback addresses;
-    otherwise why not, in words for an error message."""
-    literal = host.strip("[]")
+    """None when `host` may carry plain HTTP (see `is_loopback_host`); otherwise why not, in words."""
     try:
-        address = ipaddress.ip_address(literal)
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         pass
     else:
         return None if address.is_loopback else f"{host} is not a loopback address"
+    if host != "localhost":  # other names (and short forms such as 127.1) are refused, whatever they resolve to
+        return f"{host} is not a loopback literal (127.0.0.0/8, ::1 or localhost)"
     resolved = resolve_host(host)
     if not resolved:
         return f"{host} does not resolve"
-    public = sorted({a for a in resolved if not ipaddress.ip_address(a.split("%")[0]).is_loopback})
-    if public:
-        return f"{host} resolves to {', '.join(public)}, not only to loopback addresses (check /etc/hosts)"
+    elsewhere = sorted({a for a in resolved if not ipaddress.ip_address(a.split("%")[0]).is_loopback})
+    if elsewhere:
+        return f"{host} resolves to {', '.join(elsewhere)}, not only to loopback addresses (check /etc/hosts)"
     return None
 
 
