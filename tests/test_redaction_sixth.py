@@ -140,6 +140,19 @@ PINNED = [
     ('{"ARN": "arn:aws:secretsmanager:x", "SecretString": "Sm-Plain-8"}', ["Sm-Plain-8"], []),
     # Kubernetes env in YAML: `- name: X_PASSWORD` then `value: p` on the next line
     ("- name: REDIS_PASSWORD\n  value: Rd-Pw-3\n- name: LOG_LEVEL\n  value: debug", ["Rd-Pw-3"], ["debug"]),
+    # a secret's name under `key` and its value under `value` (Ansible loop items, dict2items, AWS tags)
+    ("ok: [web1] => (item={'key': 'DB_PASS', 'value': 'Xk9-pw-11'})", ["Xk9-pw-11"], []),
+    (
+        '{"Key": "api_token", "Value": "Tk-Val-ue-99abc"}, {"Key": "Name", "Value": "web-1"}',
+        ["Tk-Val-ue-99abc"],
+        ["web-1"],
+    ),
+    # Ansible's `no_log` mask is not a value
+    (
+        'changed: [db1] => {"password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}',
+        [],
+        ["VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"],
+    ),
     # Go `%#v` of gRPC metadata / http.Header: the element of `[]string{...}`, not the type
     (
         'metadata.MD{"x-api-key":[]string{"k3yVALUEabc123DEF456ghi789"}, "x-request-id":[]string{"r-1"}}',

@@ -82,7 +82,9 @@ _PLACEHOLDER_VALUES = frozenset(
         "optional", "redacted", "hidden", "masked", "secret", "password", "*", "**", "***",
         "****", "*****", "******", "n/a", "na", "empty", "unset", "default",
         # the literal password GitHub documents for a token sent as the user (`https://<token>:x-oauth-basic@`)
-        "x-oauth-basic"
+        "x-oauth-basic",
+        # what Ansible prints in place of a `no_log` module parameter
+        "value_specified_in_no_log_parameter"
     ]
 )  # fmt: skip
 # YAML block scalar indicators (`key: |`, `key: >-`): the value follows on the next lines
@@ -537,7 +539,8 @@ def confirm_xml_element(text: str, m: re.Match[str], span: Span) -> LabelledSpan
     return _judge(text, low_key, tier, span)
 
 
-_NAME_FIELD = re.compile(r"name\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?$", re.IGNORECASE)
+# `name` (k8s env, ECS) or `key` (Ansible `item={'key': 'DB_PASS', 'value': …}`, dict2items, AWS tags)
+_NAME_FIELD = re.compile(r"(?:name|key)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?$", re.IGNORECASE)
 
 
 def confirm_name_value(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
