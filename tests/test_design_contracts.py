@@ -120,6 +120,7 @@ def test_serve_no_tls_on_a_localhost_that_resolves_elsewhere(tmp_path: Path) -> 
         (("tenant", "create"), "the following arguments are required: name"),
         (("bench", "scrub", "--json"), "expected one argument"),
         (("no-such-command",), "invalid choice"),
+        (("tenant",), "required: {create,list,update,keys,delete}"),
     ],
 )
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], expected: str) -> None:
@@ -127,9 +128,16 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], args: tup
     assert expected in line and "--help" in line
 
 
-def test_infer_with_a_url_that_is_no_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    result = cli_in_process(capsys, "infer", "echo", "--url", "127.0.0.1:8443", "--api-key", "cr_" + "A" * 36)
+def test_infer_with_a_url_that_is_no_url_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    key = ("--api-key", "cr_" + "A" * 36)
+    result = cli_in_process(capsys, "infer", "echo", "--url", "127.0.0.1:8443", *key)
     assert "is not an http(s) URL" in one_line_error(result, 2)
+    items, ticket = tmp_path / "items.jsonl", tmp_path / "job.ticket"
+    items.write_text("x\n")
+    batch = cli_in_process(
+        capsys, "batch", "submit", "echo", "--url", "ftp://h", *key, "--input", str(items), "--ticket", str(ticket)
+    )
+    assert "is not an http(s) URL" in one_line_error(batch, 2) and not ticket.exists()
 
 
 # --- infer: stdin to stdout, binary-safe -----------------------------------------------------------

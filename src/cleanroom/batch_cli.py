@@ -27,9 +27,10 @@ from typing import Any, TextIO
 
 
 def _client(args: argparse.Namespace, url: str) -> Any:
-    from cleanroom.cli import check_api_key_arg, public_key_arg
+    from cleanroom.cli import check_api_key_arg, check_url_arg, public_key_arg
     from cleanroom.client import Client
 
+    check_url_arg(url)
     api_key = args.api_key or os.environ.get("CLEANROOM_API_KEY")
     if not api_key:
         raise SystemExit("cleanroom batch: give --api-key or set CLEANROOM_API_KEY")

@@ -401,6 +401,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
     Subcommand parsers, the plugins' included, are made from this class too."""
 
     def error(self, message: str) -> Any:
+        for action in self._actions:  # `required: tenant_command` names a variable; say what may go there
+            if isinstance(action, argparse._SubParsersAction) and action.dest and action.choices:
+                message = message.replace(action.dest, "{" + ",".join(action.choices) + "}")
         self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
