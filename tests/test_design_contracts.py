@@ -65,6 +65,19 @@ def test_serve_on_a_port_in_use_is_one_cleanroom_line(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "server.json").exists()
 
 
+def test_tls_key_with_no_tls_is_a_usage_error(tmp_path: Path) -> None:
+    """`--no-tls --tls-key K` used to serve plain HTTP and drop the key without a word."""
+    with socket.socket() as taken:  # should the refusal regress, the server cannot start and hang the test
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for flag in ("--no-tls", "--dev-tls"):
+            result = run_cli(
+                "serve", "--data-dir", str(tmp_path / "d"), "--port", port, flag, "--tls-key", str(tmp_path / "k.pem")
+            )
+            assert f"--tls-key goes with --tls-cert, not with {flag}" in one_line_error(result, 2)
+
+
 def test_no_tls_on_localhost_resolves_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """`localhost` is loopback only if it resolves to loopback: a hostile /etc/hosts can map it anywhere."""
     from cleanroom.config import is_loopback_host, loopback_problem

@@ -76,6 +76,10 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from cleanroom.memory.hardening import allocator_hardened, reexec_self_hardened
 
+    if args.tls_key and (args.no_tls or args.dev_tls):  # else silently ignored (--no-tls) or a confusing pair error
+        other = "--no-tls" if args.no_tls else "--dev-tls"
+        print(f"cleanroom: --tls-key goes with --tls-cert, not with {other}", file=sys.stderr)
+        return 2
     tls_mode = "off" if args.no_tls else "files" if args.tls_cert or args.tls_key else "dev" if args.dev_tls else None
     user_models: dict[str, str] = {}
     builtin: list[str] | None = None
