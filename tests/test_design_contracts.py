@@ -65,6 +65,16 @@ def test_serve_on_a_port_in_use_is_one_cleanroom_line(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "server.json").exists()
 
 
+def test_serve_takes_an_ipv6_host_in_brackets(tmp_path: Path) -> None:
+    """`--host [::1]` (docs/operations.md) was handed to the socket with its brackets: it did not resolve."""
+    from cleanroom.config import Settings
+
+    settings = Settings(data_dir=tmp_path, host="[::1]")
+    assert settings.host == "::1" and settings.host_is_loopback
+    with pytest.raises(ValueError, match="not an IPv6 address"):
+        Settings(data_dir=tmp_path, host="[127.0.0.1]")
+
+
 def test_tls_key_with_no_tls_is_a_usage_error(tmp_path: Path) -> None:
     """`--no-tls --tls-key K` used to serve plain HTTP and drop the key without a word."""
     with socket.socket() as taken:  # should the refusal regress, the server cannot start and hang the test

@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     def _host_not_empty(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("host must not be empty")
+        if value.startswith("[") and value.endswith("]"):  # `[::1]`, as in a URL: the socket wants `::1`
+            try:
+                return str(ipaddress.IPv6Address(value[1:-1]))
+            except ValueError:
+                raise ValueError(f"{value} is not an IPv6 address in brackets") from None
         return value
 
     @classmethod
