@@ -190,6 +190,14 @@ def test_infer_refusal_is_one_line_exit_1(shared_server: Any, capsys: pytest.Cap
     assert line.startswith("cleanroom: 404 unknown_model:")
 
 
+def test_infer_against_an_untrusted_certificate_says_to_give_cacert(
+    shared_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _infer_args(shared_server)[:-2]  # no --cacert: the dev certificate is self-signed
+    line = one_line_error(cli_in_process(capsys, *args, stdin=b"x"), 1)
+    assert "CERTIFICATE_VERIFY_FAILED" in line and "--cacert DATA_DIR/tls/dev-cert.pem" in line
+
+
 # --- tenant: by name or id, --json keys -----------------------------------------------------------
 def test_tenant_delete_takes_the_id_that_create_printed(shared_server: Any, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = str(shared_server.data_dir)

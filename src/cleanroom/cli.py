@@ -560,6 +560,11 @@ def describe_failure(exc: BaseException) -> str:
         with contextlib.suppress(RuntimeError):  # .request is unset on some errors
             where = f" {exc.request.url.copy_with(query=None)}"
         text = f"cannot reach{where}: {type(exc).__name__}: {exc}"
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            text += (
+                " (the server's certificate is not trusted: for the dev certificate give"
+                " --cacert DATA_DIR/tls/dev-cert.pem)"
+            )
     elif isinstance(exc, SettingsError):
         # e.g. CLEANROOM_MODELS=echo: list and dict settings are JSON in the environment
         match = re.search(r'field "(\w+)"', str(exc))

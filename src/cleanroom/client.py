@@ -209,7 +209,10 @@ class Client:
         return self._sealed_post(f"/v1/models/{model}/infer", model, "", payload)
 
     def call(self, path: str, payload: bytes | memoryview) -> bytes:
-        """A sealed POST to any path (apps behind the ASGI middleware)."""
+        """A sealed POST to any path of an app behind the ASGI middleware; the request is bound to `path`.
+
+        The built-in server's model routes bind a request to its model instead: call them with `.infer`
+        (`.call("/v1/models/echo/infer", ...)` is answered 400 `context_mismatch`)."""
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
         return self._sealed_post(path, "", path, payload)
