@@ -204,7 +204,8 @@ def test_tenant_delete_takes_the_id_that_create_printed(shared_server: Any, caps
     created = cli_in_process(capsys, "tenant", "create", "contract-by-id", "--data-dir", data_dir, "--json")
     assert created.returncode == 0, created.stderr
     document = json.loads(created.stdout)
-    assert {"tenant_id", "api_key", "public_key"} <= set(document)
+    # DESIGN §5's three keys, and the three README adds (a key added here is a contract change: say so there)
+    assert set(document) == {"tenant_id", "api_key", "public_key", "name", "key_id", "fingerprint"}
     deleted = cli_in_process(capsys, "tenant", "delete", document["tenant_id"], "--data-dir", data_dir, "--json")
     assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": document["tenant_id"]}
     again = cli_in_process(capsys, "tenant", "delete", document["tenant_id"], "--data-dir", data_dir)
