@@ -20,6 +20,7 @@ request at a time), the strictest baseline. Both ratios are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -30,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,6 +61,15 @@ def interleaved_medians(variants: dict[str, Callable[[], object]], repeats: int,
     return {name: statistics.median(samples) for name, samples in times.items()}
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def workloads() -> list[tuple[str, str, bytes]]:
     sentence = "Confidential inference keeps every tenant's text sealed from the client to the model."
     return [
@@ -67,6 +78,90 @@ def workloads() -> list[tuple[str, str, bytes]]:
         ("minilm batch 1", "minilm", json.dumps({"inputs": [sentence]}).encode()),
         ("minilm batch 32", "minilm", json.dumps({"inputs": [f"{sentence} #{i}" for i in range(32)]}).encode()),
     ]
+
+
+def measure(
+    args: argparse.Namespace,
+    server: Any,
+    plain_alloc: Any,
+    port: int,
+    bare: subprocess.Popen[bytes],
+    in_process: Callable[[str, bytes], None],
+) -> list[dict[str, Any]]:
+    from cleanroom.client import Client
+
+    tenant = server.create_tenant("bench")
+    bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            bare_http.post("/echo", content=b"x")
+            break
+        except httpx.TransportError:
+            if bare.poll() is not None:
+                raise SystemExit(f"benchmarks/bare_server.py exited with {bare.returncode}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    client = Client(server.url, api_key=tenant["api_key"])
+    extra: dict[str, Callable[[], object]] = {}
+    if plain_alloc is not None:
+        client_plain_alloc = Client(plain_alloc.url, api_key=plain_alloc.create_tenant("bench")["api_key"])
+    rows = []
+    wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    for label, model, payload in workloads():
+        if wanted and not any(w in label for w in wanted):
+            continue
+        medians = interleaved_medians(
+            {
+                "in_process": lambda: in_process(model, payload),
+                "bare": lambda: bare_http.post(f"/{model}", content=payload).raise_for_status(),
+                "bare_inline": lambda: bare_http.post(f"/inline/{model}", content=payload).raise_for_status(),
+                "sealed": lambda: client.infer(model, payload),
+                **(
+                    {"sealed_unhardened_allocator": lambda: client_plain_alloc.infer(model, payload)}
+                    if plain_alloc is not None
+                    else extra
+                ),
+            },
+            args.repeats,
+        )
+        t_in, t_bare, t_inline, t_sealed = (medians[k] for k in ("in_process", "bare", "bare_inline", "sealed"))
+        rows.append(
+            {
+                "workload": label,
+                "in_process_s": t_in,
+                "bare_fastapi_s": t_bare,
+                "bare_fastapi_inline_s": t_inline,
+                "sealed_s": t_sealed,
+                "sealed_over_bare": t_sealed / t_bare,
+                "sealed_over_bare_inline": t_sealed / t_inline,
+                "sealed_over_in_process": t_sealed / t_in,
+                "torch_threads": args.torch_threads,
+                "load_average_1m": os.getloadavg()[0],
+            }
+        )
+        print(
+            f"{label:<16} in-process {t_in * 1e3:8.2f} ms  bare {t_bare * 1e3:8.2f} ms  "
+            f"bare inline {t_inline * 1e3:8.2f} ms  sealed {t_sealed * 1e3:8.2f} ms  "
+            f"sealed/bare {t_sealed / t_bare:5.2f}x  sealed/bare-inline {t_sealed / t_inline:5.2f}x  "
+            f"sealed/in-process {t_sealed / t_in:6.2f}x",
+            flush=True,
+        )
+        if "sealed_unhardened_allocator" in medians:
+            t_plain_alloc = medians["sealed_unhardened_allocator"]
+            rows[-1].update(
+                sealed_unhardened_allocator_s=t_plain_alloc,
+                sealed_unhardened_allocator_over_bare=t_plain_alloc / t_bare,
+            )
+            print(
+                f"{'':<16} sealed without allocator hardening {t_plain_alloc * 1e3:8.2f} ms  "
+                f"({t_plain_alloc / t_bare:5.2f}x bare)",
+                flush=True,
+            )
+    client.close()
+    bare_http.close()
+    return rows
 
 
 def main() -> None:
@@ -103,7 +198,6 @@ def main() -> None:
 
     torch.set_num_threads(args.torch_threads)
 
-    from cleanroom.client import Client
     from cleanroom.memory.secure_buffer import SecureAllocator
     from cleanroom.runtime.models import EchoModel, MiniLMModel, RequestScope
     from cleanroom.runtime.session import zero_scope
@@ -121,98 +215,27 @@ def main() -> None:
         finally:
             zero_scope(scope)
 
-    port = free_port()
-    bare = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)], env=server_env())
-    tmp = Path(tempfile.mkdtemp(prefix="cleanroom-bench-"))
-    env = server_env(CLEANROOM_ALLOCATOR_HARDENING="false") if args.no_allocator_hardening else None
-    server = start_server(tmp / "data", "--models", "echo,minilm", tls=False, env=env)
-    plain_alloc = (
-        start_server(
-            tmp / "data-unhardened",
-            "--models",
-            "echo,minilm",
-            tls=False,
-            env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false"),
+    with contextlib.ExitStack() as stack:  # servers stopped and their data dirs removed, also on errors
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cleanroom-bench-")))
+        port = free_port()
+        bare = subprocess.Popen(
+            [sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)], env=server_env()
         )
-        if args.split_allocator
-        else None
-    )
-    try:
-        tenant = server.create_tenant("bench")
-        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                bare_http.post("/echo", content=b"x")
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        client = Client(server.url, api_key=tenant["api_key"])
-        extra: dict[str, Callable[[], object]] = {}
-        if plain_alloc is not None:
-            client_plain_alloc = Client(plain_alloc.url, api_key=plain_alloc.create_tenant("bench")["api_key"])
-        rows = []
-        wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
-        for label, model, payload in workloads():
-            if wanted and not any(w in label for w in wanted):
-                continue
-            medians = interleaved_medians(
-                {
-                    "in_process": lambda: in_process(model, payload),
-                    "bare": lambda: bare_http.post(f"/{model}", content=payload).raise_for_status(),
-                    "bare_inline": lambda: bare_http.post(f"/inline/{model}", content=payload).raise_for_status(),
-                    "sealed": lambda: client.infer(model, payload),
-                    **(
-                        {"sealed_unhardened_allocator": lambda: client_plain_alloc.infer(model, payload)}
-                        if plain_alloc is not None
-                        else extra
-                    ),
-                },
-                args.repeats,
+        stack.callback(_stop, bare)
+        env = server_env(CLEANROOM_ALLOCATOR_HARDENING="false") if args.no_allocator_hardening else None
+        server = start_server(tmp / "data", "--models", "echo,minilm", tls=False, env=env)
+        stack.callback(server.stop)
+        plain_alloc = None
+        if args.split_allocator:
+            plain_alloc = start_server(
+                tmp / "data-unhardened",
+                "--models",
+                "echo,minilm",
+                tls=False,
+                env=server_env(CLEANROOM_ALLOCATOR_HARDENING="false"),
             )
-            t_in, t_bare, t_inline, t_sealed = (medians[k] for k in ("in_process", "bare", "bare_inline", "sealed"))
-            rows.append(
-                {
-                    "workload": label,
-                    "in_process_s": t_in,
-                    "bare_fastapi_s": t_bare,
-                    "bare_fastapi_inline_s": t_inline,
-                    "sealed_s": t_sealed,
-                    "sealed_over_bare": t_sealed / t_bare,
-                    "sealed_over_bare_inline": t_sealed / t_inline,
-                    "sealed_over_in_process": t_sealed / t_in,
-                    "torch_threads": args.torch_threads,
-                    "load_average_1m": os.getloadavg()[0],
-                }
-            )
-            print(
-                f"{label:<16} in-process {t_in * 1e3:8.2f} ms  bare {t_bare * 1e3:8.2f} ms  "
-                f"bare inline {t_inline * 1e3:8.2f} ms  sealed {t_sealed * 1e3:8.2f} ms  "
-                f"sealed/bare {t_sealed / t_bare:5.2f}x  sealed/bare-inline {t_sealed / t_inline:5.2f}x  "
-                f"sealed/in-process {t_sealed / t_in:6.2f}x",
-                flush=True,
-            )
-            if "sealed_unhardened_allocator" in medians:
-                t_plain_alloc = medians["sealed_unhardened_allocator"]
-                rows[-1].update(
-                    sealed_unhardened_allocator_s=t_plain_alloc,
-                    sealed_unhardened_allocator_over_bare=t_plain_alloc / t_bare,
-                )
-                print(
-                    f"{'':<16} sealed without allocator hardening {t_plain_alloc * 1e3:8.2f} ms  "
-                    f"({t_plain_alloc / t_bare:5.2f}x bare)",
-                    flush=True,
-                )
-        client.close()
-        bare_http.close()
-    finally:
-        server.stop()
-        if plain_alloc is not None:
-            plain_alloc.stop()
-        bare.terminate()
-        bare.wait()
+            stack.callback(plain_alloc.stop)
+        rows = measure(args, server, plain_alloc, port, bare, in_process)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -2,11 +2,13 @@
 protocol: limits, timeouts, TLS extension; security headers; disconnect guard), for `run.py layers`.
 
     python benchmarks/load/layers_server.py PORT plain|hardened [CERT KEY]
+
+With CERT and KEY (PEM files) it serves TLS 1.3 as `cleanroom serve` does. It serves until terminated.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import uvicorn
@@ -21,12 +23,20 @@ async def echo(request: Request) -> Response:
 
 
 def main() -> None:
-    port, mode = int(sys.argv[1]), sys.argv[2]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("port", type=int, help="port on 127.0.0.1")
+    parser.add_argument("mode", choices=["plain", "hardened"], help="stock uvicorn, or cleanroom's transport layers")
+    parser.add_argument("cert", nargs="?", type=Path, help="TLS certificate (PEM); with KEY: serve TLS")
+    parser.add_argument("key", nargs="?", type=Path, help="TLS private key (PEM)")
+    args = parser.parse_args()
+    if (args.cert is None) != (args.key is None):
+        parser.error("CERT and KEY go together")
+    port, mode = args.port, args.mode
     context = None
-    if len(sys.argv) > 4:
+    if args.cert is not None:
         from cleanroom.server.tls import server_tls_context
 
-        context = server_tls_context(Path(sys.argv[3]), Path(sys.argv[4]))
+        context = server_tls_context(args.cert, args.key)
     factory = (lambda _config, _default: context) if context is not None else None
     if mode == "hardened":
         from cleanroom.server.limits import ConnectionLimits, harden_asgi, hardened_protocol
