@@ -87,6 +87,41 @@ def test_status_reports_age_against_policy(stack) -> None:
     assert master_row["rotation_due"] is False
 
 
+def test_rotating_a_credential_issues_a_new_key_and_revokes_the_old(stack) -> None:
+    from cleanroom.errors import BadRequest, NotFound, Unauthenticated
+    from cleanroom.keys.commands import key_action
+
+    service, _keyring, _registry, manager, _kms = stack
+    created = service.create("acme")
+    extra = service.add_credential("acme", label="ci", expires_in_s=3600)
+    old_id = extra.credential_id
+    rotated = key_action(manager, "rotate", {"scope": "credential", "target": old_id}, RotationPolicy(), service)
+    assert rotated["replaced"] == old_id and rotated["credential_id"] != old_id
+    assert rotated["label"] == "ci" and rotated["tenant_id"] == created.tenant_id
+    assert rotated["expires_at"] is not None and 3500 < rotated["expires_at"] - time.time() <= 3600  # same lifetime
+    assert service.authenticate(rotated["api_key"]).tenant_id == created.tenant_id
+    with pytest.raises(Unauthenticated):
+        service.authenticate(extra.api_key)
+    assert service.authenticate(created.api_key).tenant_id == created.tenant_id  # the tenant's other key stays
+    with pytest.raises(BadRequest) as info:  # the old one again: already revoked, nothing issued
+        key_action(manager, "rotate", {"scope": "credential", "target": old_id}, RotationPolicy(), service)
+    assert info.value.code == "credential_already_revoked"
+    with pytest.raises(NotFound):
+        service.rotate_credential("ck_nosuchcredential")
+    assert len(service.list_credentials("acme")) == 3  # default, the old ci key (revoked), its replacement
+
+
+def test_keys_rotate_takes_the_scopes_design_names() -> None:
+    from cleanroom.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["keys", "rotate", "--system"]).master is True  # DESIGN §5: system scope
+    assert parser.parse_args(["keys", "rotate", "--master"]).master is True
+    assert parser.parse_args(["keys", "rotate", "--credential", "ck_x"]).credential == "ck_x"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["keys", "rotate", "--credential", "ck_x", "--tenant", "t"])  # one scope at a time
+
+
 def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", "--models", "echo", tls=False)
     data = str(server.data_dir)
@@ -106,6 +141,20 @@ def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
         assert two.infer("echo", b"b") == b"b"
         server.cli("keys", "restore", "--credential", credential_id, "--data-dir", data)
         assert one.infer("echo", b"a") == b"a"
+
+        # credential rotation through the admin API: the new key works at once, the old one is 401
+        out = server.cli("keys", "rotate", "--credential", credential_id, "--data-dir", data, "--json").stdout
+        rotated = json.loads(out)
+        assert rotated["replaced"] == credential_id
+        with pytest.raises(ClientError) as info:
+            one.infer("echo", b"a")
+        assert (info.value.status, info.value.code) == (401, "credential_revoked")
+        one.close()
+        server.tenants["one"]["api_key"] = rotated["api_key"]
+        one = server.client("one")
+        assert one.infer("echo", b"a") == b"a"
+        refused = server.cli("keys", "rotate", "--system", "--hpke", "--data-dir", data, check=False)
+        assert refused.returncode == 2 and b"--tenant" in refused.stderr  # --hpke used to be ignored: a master rotation
 
         # tenant scope: 403 on the very next request (its key was cached), others fine
         server.cli("keys", "revoke", "--tenant", "one", "--data-dir", data)

@@ -252,6 +252,48 @@ class TenantService:
         self._record("key.revoke", tenant_id=tenant_id, principal=credential_id, purpose="api-key")
         return {"tenant_id": tenant_id, "credential_id": credential_id, "revoked": True}
 
+    def rotate_credential(self, credential_id: str) -> dict[str, Any]:
+        """A new API key in place of `credential_id`: same tenant, label and lifetime, the old one revoked,
+        in one registry update (a crash leaves the old key working or both changes made, never neither key).
+
+        `keys rotate --credential ID` (DESIGN §5 names the credential scope for rotate too). The new key is
+        shown once, like `tenant keys add`; the old one is refused (401 `credential_revoked`) on the next
+        request. A revoked or expired credential is not rotated: issue a fresh one with `tenant keys add`.
+        """
+        tenant_id, old = self._find_credential(credential_id)
+        if old.get("revoked"):
+            raise BadRequest(
+                f"credential {credential_id!r} is revoked; add a new one instead", code="credential_already_revoked"
+            )
+        expires_at = old.get("expires_at")
+        lifetime_s = None if expires_at is None else float(expires_at) - float(old.get("created_at") or time.time())
+        if expires_at is not None and float(expires_at) <= time.time():
+            raise BadRequest(
+                f"credential {credential_id!r} has expired; add a new one instead", code="credential_expired"
+            )
+        api_key, credential = self._new_credential(old["label"], lifetime_s if lifetime_s and lifetime_s > 0 else None)
+
+        def swap(doc: Document) -> None:
+            credentials = doc["tenants"][tenant_id]["credentials"]
+            current = next((c for c in credentials if c["id"] == credential_id), None)
+            if current is None or current.get("revoked"):  # changed since we looked: do nothing
+                raise NotFound(f"no active credential {credential_id!r}", code="unknown_credential")
+            current["revoked"] = True
+            credentials.append(credential)
+
+        self.registry.update(swap)
+        self._record("key.create", tenant_id=tenant_id, principal=credential["id"], purpose="api-key")
+        self._record("key.revoke", tenant_id=tenant_id, principal=credential_id, purpose="api-key")
+        created = CreatedCredential(tenant_id, credential["id"], old["label"], api_key, credential["expires_at"])
+        return {**created.to_json(), "replaced": credential_id}
+
+    def _find_credential(self, credential_id: str) -> tuple[str, Document]:
+        for tenant_id, tenant in self.registry.tenants().items():
+            for credential in tenant.get("credentials", []):
+                if credential["id"] == credential_id:
+                    return tenant_id, credential
+        raise NotFound(f"no credential with id {credential_id!r}", code="unknown_credential")
+
     def _record(self, event: str, **fields: Any) -> None:
         """Key operations and admin actions go on the audit record (DESIGN §2.5), when one is attached."""
         if self.audit is not None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 ACTIONS = ("revoke", "restore", "rotate", "retire", "byok", "status")
 
 
-def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> dict[str, Any]:
-    """Dispatch one key action to a KeyManager; shared by the admin API and the CLI's local path."""
+def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any, tenants: Any = None) -> dict[str, Any]:
+    """Dispatch one key action to a KeyManager (API keys to the TenantService `tenants`, which holds the
+    pepper they are hashed with); shared by the admin API and the CLI's local path."""
     from cleanroom.errors import BadRequest
 
     scope = body.get("scope")
@@ -30,7 +32,9 @@ def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any) -> 
         if scope == "system":
             return manager.set_system_sealed(flag)  # type: ignore[no-any-return]
     elif action == "rotate":
-        if scope == "master":
+        if scope == "credential" and target and tenants is not None:
+            return tenants.rotate_credential(str(target))  # type: ignore[no-any-return]
+        if scope in ("master", "system"):
             return manager.rotate_master_key()  # type: ignore[no-any-return]
         if scope == "tenant" and target:
             return manager.rotate_tenant_key(str(target))  # type: ignore[no-any-return]
@@ -100,9 +104,14 @@ def _customer_vault_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_key_command(args: argparse.Namespace) -> int:
-    from cleanroom.admin_client import AdminAPI, local_key_manager, running_server
+    from cleanroom.admin_client import AdminAPI, local_key_manager, local_tenant_service, running_server
     from cleanroom.cli import settings_from_args
 
+    if getattr(args, "hpke", False) and not getattr(args, "tenant", None):  # it used to be ignored silently
+        print(
+            "cleanroom keys rotate: --hpke rotates a tenant's HPKE key pair: give --tenant NAME_OR_ID", file=sys.stderr
+        )
+        return 2
     settings = settings_from_args(args)
     body = _body_from_args(args)
     state = running_server(settings.data_dir)
@@ -114,7 +123,8 @@ def run_key_command(args: argparse.Namespace) -> int:
             api.close()
     else:
         manager, policy = local_key_manager(settings)
-        result = key_action(manager, args.key_action, body, policy)
+        tenants = local_tenant_service(settings) if body.get("scope") == "credential" else None
+        result = key_action(manager, args.key_action, body, policy, tenants)
     if args.json or args.key_action != "status":
         print(json.dumps(result, indent=None if args.json else 2))
     else:
@@ -163,10 +173,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help="the master key: revoke refuses every request; restore serves them again",
         )
 
-    rotate = common(actions.add_parser("rotate", help="rotate the master key, a tenant key or a tenant HPKE key"))
+    rotate = common(
+        actions.add_parser("rotate", help="rotate the master key, a tenant key or HPKE key pair, or an API key")
+    )
     scope = rotate.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--master", action="store_true")
-    scope.add_argument("--tenant", metavar="NAME_OR_ID")
+    scope.add_argument("--credential", metavar="ID", help="one API key: a new key is shown once, the old one revoked")
+    scope.add_argument("--tenant", metavar="NAME_OR_ID", help="the tenant's data key (with --hpke: its HPKE key pair)")
+    scope.add_argument("--system", "--master", dest="master", action="store_true", help="the master key")
     rotate.add_argument("--hpke", action="store_true", help="rotate the tenant's HPKE key pair instead")
     rotate.add_argument(
         "--overlap-s",

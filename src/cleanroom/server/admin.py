@@ -149,7 +149,9 @@ def install_admin_routes(
             raise BadRequest("admin key actions take a JSON body", code="invalid_json") from None
         if not isinstance(body, dict):
             raise BadRequest("admin key actions take a JSON object", code="invalid_json")
-        result = await asyncio.to_thread(key_action, services.keys, action, body, rotation_policy(settings))
+        result = await asyncio.to_thread(
+            key_action, services.keys, action, body, rotation_policy(settings), services.tenants
+        )
         return JSONResponse(result)
 
 
