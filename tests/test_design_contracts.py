@@ -65,6 +65,29 @@ def test_serve_on_a_port_in_use_is_one_cleanroom_line(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "server.json").exists()
 
 
+def test_a_port_taken_after_the_early_check_is_still_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another process binds the port while the models load: uvicorn then fails its own bind (exit 3);
+    serve explains it as the early check does."""
+    from cleanroom.cli import UVICORN_STARTUP_FAILURE, run_explaining_bind_failures
+    from cleanroom.config import Settings
+
+    def uvicorn_failing_to_bind(_settings: Any) -> int:
+        raise SystemExit(UVICORN_STARTUP_FAILURE)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(data_dir=tmp_path, port=port, tls_mode="off")
+        assert run_explaining_bind_failures(settings, uvicorn_failing_to_bind) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "already in use" in err, err
+    with pytest.raises(SystemExit):  # any other exit (a failed lifespan, SIGTERM's) is left alone
+        run_explaining_bind_failures(settings, uvicorn_failing_to_bind)  # the port is free again: not ours
+
+
 def test_serve_takes_an_ipv6_host_in_brackets(tmp_path: Path) -> None:
     """`--host [::1]` (docs/operations.md) was handed to the socket with its brackets: it did not resolve."""
     from cleanroom.config import Settings

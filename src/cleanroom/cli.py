@@ -129,7 +129,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     install_logging(settings)
     from cleanroom.server.runner import run_server
 
-    return run_server(settings)
+    return run_explaining_bind_failures(settings, run_server)
+
+
+# uvicorn's exit status when it cannot start (`uvicorn.config.STARTUP_FAILURE`), e.g. a failed bind.
+UVICORN_STARTUP_FAILURE = 3
+
+
+def run_explaining_bind_failures(settings: Any, run: Any) -> int:
+    """`run(settings)`, but a bind that fails after `listen_problem` passed (another process took the port
+    while the models loaded) ends like the early check: one line naming host:port, exit 1 — not uvicorn's
+    bare `[Errno 98]` and exit 3."""
+    try:
+        return int(run(settings))
+    except SystemExit as exc:
+        if exc.code == UVICORN_STARTUP_FAILURE and (problem := listen_problem(settings)) is not None:
+            print(f"cleanroom: {problem}", file=sys.stderr)
+            return 1
+        raise
 
 
 def listen_problem(settings: Any) -> str | None:
