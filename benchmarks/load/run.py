@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.hardening import admin_create_tenant
 from support.load import LoadReport, bare_echo_call, run_load, sealed_echo_call
-from support.server import start_server
+from support.server import server_env, start_server
 
 
 def free_port() -> int:
@@ -59,9 +59,11 @@ def row(label: str, report: LoadReport) -> dict[str, Any]:
 def compare(clients: int, duration_s: float, payload_bytes: int) -> list[dict[str, Any]]:
     rows = []
     port = free_port()
-    bare = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port)])
+    bare = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "bare_server.py"), str(port), "--models", "echo"], env=server_env()
+    )
     try:
-        _wait_bare(port)
+        _wait_bare(port, process=bare)
         report = run_load(
             lambda _i: bare_echo_call(f"http://127.0.0.1:{port}", payload_bytes),
             clients=clients,
@@ -73,8 +75,8 @@ def compare(clients: int, duration_s: float, payload_bytes: int) -> list[dict[st
         bare.terminate()
         bare.wait(30)
     for label, tls in (("hardened", False), ("hardened+tls", True)):
-        tmp = Path(tempfile.mkdtemp(prefix="cleanroom-load-"))
-        server = start_server(tmp / "data", "--models", "echo", tls=tls)
+        tmp = tempfile.TemporaryDirectory(prefix="cleanroom-load-")  # data dir, TLS key, server log
+        server = start_server(Path(tmp.name) / "data", "--models", "echo", tls=tls)
         try:
             key = admin_create_tenant(server, "bench")["api_key"]
             verify: Any = server.cert if tls else True
@@ -88,13 +90,15 @@ def compare(clients: int, duration_s: float, payload_bytes: int) -> list[dict[st
             rows.append(row(label, report))
         finally:
             server.stop()
+            tmp.cleanup()
     base = rows[0]["requests_per_s"] or 1
     for r in rows:
         r["throughput_vs_bare"] = round(r["requests_per_s"] / base, 3)
+    print("throughput vs bare: " + ", ".join(f"{r['server']} {r['throughput_vs_bare']:.2f}x" for r in rows[1:]))
     return rows
 
 
-def _wait_bare(port: int, url: str | None = None) -> None:
+def _wait_bare(port: int, url: str | None = None, process: subprocess.Popen[bytes] | None = None) -> None:
     import httpx
 
     deadline = time.monotonic() + 120
@@ -103,15 +107,31 @@ def _wait_bare(port: int, url: str | None = None) -> None:
             httpx.post(f"{url or f'http://127.0.0.1:{port}'}/echo", content=b"x", timeout=5, verify=False)
             return
         except httpx.TransportError:
+            if process is not None and process.poll() is not None:
+                raise SystemExit(f"the baseline server exited with {process.returncode}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
 
 def layers(clients: int, duration_s: float, payload_bytes: int, rounds: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="cleanroom-layers-") as tmp:  # the TLS key
+        rows = _layers(Path(tmp), clients, duration_s, payload_bytes, rounds)
+    by_label = {r["server"]: r["requests_per_s"] for r in rows}
+    for round_ in range(rounds):
+        ratios = []
+        for transport in ("", "+tls"):
+            plain = by_label[f"plain{transport} r{round_ + 1}"] or float("nan")
+            hardened = by_label[f"hardened{transport} r{round_ + 1}"]
+            ratios.append(f"{'TLS 1.3' if transport else 'HTTP'} {hardened / plain:.2f}x")
+        print(f"round {round_ + 1}, hardened layers' throughput vs stock uvicorn: {', '.join(ratios)}")
+    return rows
+
+
+def _layers(tmp: Path, clients: int, duration_s: float, payload_bytes: int, rounds: int) -> list[dict[str, Any]]:
     from cleanroom.server.tls import dev_certificate
 
-    cert, key = dev_certificate(Path(tempfile.mkdtemp(prefix="cleanroom-layers-")), ["127.0.0.1"])
+    cert, key = dev_certificate(tmp, ["127.0.0.1"])
     rows = []
     for round_ in range(rounds):
         for tls in (False, True):
@@ -123,7 +143,7 @@ def layers(clients: int, duration_s: float, payload_bytes: int, rounds: int) -> 
                 )
                 url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
                 try:
-                    _wait_bare(port, url)
+                    _wait_bare(port, url, process)
                     verify: Any = str(cert) if tls else True
                     report = run_load(
                         lambda _i, url=url, verify=verify: bare_echo_call(url, payload_bytes, verify),
@@ -139,7 +159,11 @@ def layers(clients: int, duration_s: float, payload_bytes: int, rounds: int) -> 
 
 
 def soak(clients: int, tenants: int, duration_s: float, payload_bytes: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="cleanroom-soak-"))
+    with tempfile.TemporaryDirectory(prefix="cleanroom-soak-") as tmp:  # data dir, TLS key, server log
+        return _soak(Path(tmp), clients, tenants, duration_s, payload_bytes)
+
+
+def _soak(tmp: Path, clients: int, tenants: int, duration_s: float, payload_bytes: int) -> dict[str, Any]:
     server = start_server(tmp / "data", "--models", "echo")
     try:
         keys = [admin_create_tenant(server, f"soak{i}")["api_key"] for i in range(tenants)]
@@ -153,23 +177,28 @@ def soak(clients: int, tenants: int, duration_s: float, payload_bytes: int) -> d
         summary = row("hardened+tls", report)
         summary["tenants"] = tenants
         summary["rss_mib_timeline"] = [(round(t, 1), round(r / 2**20, 1)) for t, r in report.rss_samples]
-        print(f"RSS growth after warm-up (30%): {summary['rss_growth_after_warmup']:.2%}")
+        growth = summary["rss_growth_after_warmup"]
+        print(
+            f"RSS growth after warm-up (30%): {growth:.2%}"
+            if growth is not None and growth == growth  # None or NaN: fewer than 4 samples after warm-up
+            else "RSS growth after warm-up: too few samples (run for 6 s or more)"
+        )
         return summary
     finally:
         server.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
-    c = sub.add_parser("compare")
+    c = sub.add_parser("compare", help="bare uvicorn vs cleanroom serve, plain HTTP and TLS")
     c.add_argument("--clients", type=int, default=16)
     c.add_argument("--duration", type=float, default=15)
-    s = sub.add_parser("soak")
+    s = sub.add_parser("soak", help="hardened+tls under many tenants, RSS sampled")
     s.add_argument("--clients", type=int, default=64)
     s.add_argument("--tenants", type=int, default=8)
     s.add_argument("--duration", type=float, default=60)
-    la = sub.add_parser("layers")
+    la = sub.add_parser("layers", help="what the transport hardening alone costs")
     la.add_argument("--clients", type=int, default=16)
     la.add_argument("--duration", type=float, default=10)
     la.add_argument("--rounds", type=int, default=2)

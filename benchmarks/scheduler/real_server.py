@@ -399,23 +399,35 @@ def batching(tmp: Path, max_batch: str, seconds: float, clients: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     parser.add_argument("--clients-per-tenant", type=int, default=4, help="scenario 2, 8 tenants")
-    parser.add_argument("--only", default="light,switches,batching")
+    parser.add_argument(
+        "--only", default="light,switches,batching", help="comma-separated scenarios: light, switches, batching"
+    )
     parser.add_argument(
         "--torch-threads", default="1", help="OMP_NUM_THREADS for the server ('default': torch's own, one per core)"
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    only = set(args.only.split(","))
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if not only or only - {"light", "switches", "batching"}:
+        parser.error(f"--only takes light, switches, batching (got {args.only!r})")
+    if args.seconds <= 0 or args.clients_per_tenant < 1:
+        parser.error("--seconds must be > 0 and --clients-per-tenant >= 1")
     global TORCH_THREADS
     TORCH_THREADS = None if args.torch_threads == "default" else args.torch_threads
     print(
         f"server torch threads: {args.torch_threads}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         flush=True,
     )
-    tmp = Path(tempfile.mkdtemp(prefix="cleanroom-sched-bench-"))
+    with tempfile.TemporaryDirectory(prefix="cleanroom-sched-bench-") as tmp:  # servers' data dirs and logs
+        results = run_scenarios(Path(tmp), args, only)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def run_scenarios(tmp: Path, args: argparse.Namespace, only: set[str]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {"light": {}, "switches": {}, "batching": {}}
     if "light" in only:
         for policy in ("fair", "fifo"):
@@ -451,8 +463,7 @@ def main() -> None:
             results["batching"]["grouped"]["requests_per_s"] / results["batching"]["one per forward"]["requests_per_s"]
         )
         print(f"  batching speed-up: {speedup:.2f}x (goal >= 3x)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":
