@@ -259,6 +259,26 @@ def test_client_arguments_as_section_5_writes_them(shared_server: Any) -> None:
         assert sealed.open_response(answer.content) == b"sent by the caller"
 
 
+def test_client_call_reaches_a_model_route_bound_to_that_route_only(shared_server: Any) -> None:
+    """§5: `.call(path, payload)` is a sealed POST to any path; on a model route it binds the route's path.
+    A request sealed to one model's path does not open on another model's route."""
+    from cleanroom.client import Client, ClientError
+
+    tenant = shared_server.tenants["alpha"]
+    with Client(shared_server.url, api_key=tenant["api_key"], verify=shared_server.cert) as client:
+        assert client.call("/v1/models/echo/infer", b"\x00by path") == b"\x00by path"
+        sealed = client.seal_request("", b"moved", path="/v1/models/double/infer")
+        try:
+            with pytest.raises(ClientError) as info:
+                client._send("/v1/models/echo/infer", sealed)
+        finally:
+            sealed.close()
+        assert (info.value.status, info.value.code) == (400, "context_mismatch")
+        with pytest.raises(ClientError) as info:
+            client.call("/v1/models/echo/infer/", b"x")  # not the route's own path: refused, not rebound
+        assert info.value.status in (404, 405)
+
+
 def client_context(cert: str) -> Any:
     import ssl
 

@@ -211,8 +211,8 @@ class Client:
     def call(self, path: str, payload: bytes | memoryview) -> bytes:
         """A sealed POST to any path of an app behind the ASGI middleware; the request is bound to `path`.
 
-        The built-in server's model routes bind a request to its model instead: call them with `.infer`
-        (`.call("/v1/models/echo/infer", ...)` is answered 400 `context_mismatch`)."""
+        The built-in server's model routes take it too (`.call("/v1/models/echo/infer", ...)` is `.infer("echo",
+        ...)` bound to the route's path instead of the model's name)."""
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
         return self._sealed_post(path, "", path, payload)

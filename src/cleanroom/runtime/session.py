@@ -133,6 +133,19 @@ class CallContext:
     source: str = ""
 
 
+# The model route of DESIGN §5; a request sealed to this path (`Client.call`) is bound to the model too.
+MODEL_ROUTE = "/v1/models/{model}/infer"
+
+
+def sealed_for_this_call(model: str, path: str, call: CallContext) -> bool:
+    """The request's sealed binding names this call: the same model and path, or — for a model route —
+    no model and that route's own path (`Client.call("/v1/models/echo/infer", ...)`, DESIGN §5's "sealed
+    POST to any path"). Both name exactly one model, so neither opens anywhere else."""
+    if model == call.model and path == call.path:
+        return True
+    return bool(call.model) and not call.path and not model and path == MODEL_ROUTE.format(model=call.model)
+
+
 def zero_scope(scope: RequestScope) -> None:
     """Zero every tensor and close every buffer the request produced (invariant 1).
 
@@ -341,7 +354,7 @@ class RequestOpener:
             meta = opened.metadata
             if meta.tenant_id != call.principal.tenant_id:
                 raise ContextMismatch("the request was sealed for another tenant than the API key's")
-            if meta.model != call.model or meta.path != call.path:
+            if not sealed_for_this_call(meta.model, meta.path, call):
                 raise ContextMismatch("the request was sealed for another model or path than the one called")
             self.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
             event = {
