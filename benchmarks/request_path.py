@@ -192,6 +192,8 @@ def main() -> None:
         "others: the allocator's share of the overhead, measured in the same run",
     )
     args = parser.parse_args()
+    if args.repeats < 1 or args.torch_threads < 1:
+        parser.error("--repeats and --torch-threads must be >= 1")
     threads = str(args.torch_threads)
     os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # inherited by both servers
     import torch

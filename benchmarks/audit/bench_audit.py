@@ -375,6 +375,10 @@ def main() -> None:
         "--cpu", type=int, default=None, help="pin the process to this CPU: shows what cross-CPU thread wake-ups cost"
     )
     args = parser.parse_args()
+    if args.repeat < 1 or args.records < 2:
+        parser.error("--repeat must be >= 1 and --records >= 2")
+    if args.append_only and args.skip_append:
+        parser.error("--append-only and --skip-append leave nothing to run")
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     keys = (bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1()))

@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=8000)
     parser.add_argument("--each", action="store_true", help="one record_ahead per request")
     args = parser.parse_args()
+    if args.records < 8:
+        parser.error("--records must be >= 8 (one batch of 8)")
     keys = (bytearray(os.urandom(32)), ec.generate_private_key(ec.SECP384R1()))
     base = Path(tempfile.mkdtemp(prefix="cleanroom-audit-split-"))
     n = args.records - args.records % 8

@@ -122,6 +122,8 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.requests < 1 or args.concurrency < 0:
+        parser.error("--requests must be >= 1 and --concurrency >= 0")
 
     from cleanroom.client import Client
     from cleanroom.config import Settings

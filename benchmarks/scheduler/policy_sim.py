@@ -162,7 +162,9 @@ def switch_scenario(cm: CostModel, requests: int, duration_s: float, seed: int) 
                     "load": load,
                     "fifo": fifo,
                     "fair": fair,
-                    "ratio": fair["switches_per_1000"] / fifo["switches_per_1000"],
+                    "ratio": fair["switches_per_1000"] / fifo["switches_per_1000"]
+                    if fifo["switches_per_1000"]
+                    else float("nan"),  # too few requests for FIFO to switch at all
                 }
             )
     return rows
@@ -191,6 +193,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
+    if args.duration <= 0 or args.requests < 1:
+        parser.error("--duration must be > 0 and --requests >= 1")
     defaults = SchedulerConfig()
     print(
         f"scheduler defaults: fairness_bound_s={defaults.fairness_bound_s} latency_bound_s={defaults.latency_bound_s}"

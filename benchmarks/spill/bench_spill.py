@@ -158,6 +158,8 @@ def main() -> None:
     )
     parser.add_argument("--deadline-s", type=float, default=300.0)
     args = parser.parse_args()
+    if args.size_mib < 1 or args.repeats < 1:
+        parser.error("--size-mib and --repeats must be >= 1")
     data = memoryview(os.urandom(args.size_mib << 20))
     mb = data.nbytes / 1e6
     load_before = os.getloadavg()
