@@ -27,8 +27,8 @@ def best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--json", default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args()
     key = AESGCM.generate_key(bit_length=256)
     aead = AESGCM(key)

@@ -165,9 +165,9 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=30, help="interleaved rounds per workload (median)")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument(
         "--workloads",
         default="",
