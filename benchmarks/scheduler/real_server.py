@@ -321,8 +321,12 @@ def serve(tmp: Path, name: str, tenants: list[str], **settings: str) -> ServerHa
     if TORCH_THREADS is not None:
         env["OMP_NUM_THREADS"] = TORCH_THREADS
     server = start_server(tmp / name, "--models", "minilm", tls=False, env=env)
-    for tenant in tenants:
-        server.create_tenant(tenant)
+    try:
+        for tenant in tenants:
+            server.create_tenant(tenant)
+    except BaseException:
+        server.stop()  # not left serving (from a data dir about to be removed)
+        raise
     return server
 
 
