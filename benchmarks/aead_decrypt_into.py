@@ -1,6 +1,8 @@
 """Decrypt-into-buffer throughput vs plain `AESGCM.decrypt`, measured in one run (goal >= 0.9x).
 
-python benchmarks/aead_decrypt_into.py [--json out.json]
+    .venv/bin/python benchmarks/aead_decrypt_into.py [--json out.json]
+
+Printed per size (1 MiB, 64 MiB): both throughputs and their ratio, medians of 50 / 7 runs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The baseline: the same models behind a bare FastAPI endpoint, no sealing, no hardening.
 
-    python benchmarks/bare_server.py PORT [--models echo,minilm] [--access-log]
+    .venv/bin/python benchmarks/bare_server.py PORT [--models echo,minilm] [--access-log]
 
 Two routes, so that the comparison can be made like with like:
 - `POST /{model}` runs the model on a worker thread (`anyio.to_thread`, what a FastAPI `def` route does),

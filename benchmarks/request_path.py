@@ -1,7 +1,7 @@
 """Secure request overhead: the full sealed path over HTTP vs the same model in-process and behind a
 bare FastAPI endpoint, in one run. Goal: sealed <= 1.10x bare FastAPI for minilm.
 
-    python benchmarks/request_path.py [--repeats N] [--torch-threads N] [--workloads minilm] [--json out.json]
+    .venv/bin/python benchmarks/request_path.py [--repeats N] [--torch-threads N] [--workloads minilm] [--json out.json]
 
 Like with like: both servers run as subprocesses on loopback over plain HTTP (TLS costs the same on both
 sides and is not what is measured), uvicorn with httptools and the same event loop, the same models built

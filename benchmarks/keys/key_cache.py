@@ -1,6 +1,6 @@
 """KMS calls per request and the latency the key cache saves, cache on vs off, in one run.
 
-    python benchmarks/keys/key_cache.py [--requests 400] [--tenants 4] [--kms-latency-ms 2.0]
+    .venv/bin/python benchmarks/keys/key_cache.py [--requests 400] [--tenants 4] [--kms-latency-ms 2.0]
 
 The KMS is the local one wrapped with a fixed round-trip delay (a remote KMS costs a network round trip
 per unwrap; 2 ms is a same-region Vault/KMS call). Goal: <= 1 KMS call per tenant per TTL with the cache.

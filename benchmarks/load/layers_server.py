@@ -1,7 +1,7 @@
 """A FastAPI echo endpoint served either by stock uvicorn or with cleanroom's transport layers (hardened
 protocol: limits, timeouts, TLS extension; security headers; disconnect guard), for `run.py layers`.
 
-    python benchmarks/load/layers_server.py PORT plain|hardened [CERT KEY]
+    .venv/bin/python benchmarks/load/layers_server.py PORT plain|hardened [CERT KEY]
 
 With CERT and KEY (PEM files) it serves TLS 1.3 as `cleanroom serve` does. It serves until terminated.
 """

@@ -1,8 +1,8 @@
 """Load benchmarks for the hardened server.
 
-    python benchmarks/load/run.py compare [--clients 16] [--duration 15] [--json out.json]
-    python benchmarks/load/run.py soak    [--clients 64] [--tenants 8] [--duration 60] [--json out.json]
-    python benchmarks/load/run.py layers  [--clients 16] [--duration 10] [--rounds 2]
+    .venv/bin/python benchmarks/load/run.py compare [--clients 16] [--duration 15] [--json out.json]
+    .venv/bin/python benchmarks/load/run.py soak    [--clients 64] [--tenants 8] [--duration 60] [--json out.json]
+    .venv/bin/python benchmarks/load/run.py layers  [--clients 16] [--duration 10] [--rounds 2]
 
 `compare` runs, one after the other in the same invocation, the same closed-loop load (N clients sending
 2 KiB echo requests back to back) against:

@@ -1,6 +1,7 @@
 """The scheduler measured through the real server with `minilm`, each result beside its baseline.
 
-    python benchmarks/scheduler/real_server.py [--seconds 10] [--only light,switches,batching] [--json out.json]
+    .venv/bin/python benchmarks/scheduler/real_server.py [--seconds 10] [--only light,switches,batching]
+        [--clients-per-tenant 4] [--torch-threads 1] [--json out.json]
 
 1. Light tenant's p99 while a heavy tenant floods with 16 concurrent clients, over its p99 alone
    (fair scheduler, goal <= 2x; FIFO printed beside it). The light tenant sends open-loop Poisson arrivals,

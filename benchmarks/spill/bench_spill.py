@@ -1,7 +1,7 @@
 """SpillFile write and read throughput against raw AES-GCM and a plain file, all in one run.
 
-    python benchmarks/spill/bench_spill.py [--size-mib 64] [--dir DIR] [--repeats 5] [--json out.json]
-                                           [--max-other-cpu 0.05] [--deadline-s 300]
+    .venv/bin/python benchmarks/spill/bench_spill.py [--size-mib 64] [--dir DIR] [--repeats 5] [--json out.json]
+                                                    [--max-other-cpu 0.05] [--deadline-s 300]
 
 For each segment size (64 KiB, 256 KiB, 1 MiB) and the same random bytes, written in 1 MiB chunks and read
 back into one reusable 1 MiB buffer, three runners, each timed in three phases:
