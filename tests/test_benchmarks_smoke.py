@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,50 +41,6 @@ RUNS: dict[str, list[str]] = {
 WRITES_JSON = {"aead", "policy_sim", "spill", "redaction", "audit"}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path, Path | None]]:
-    """All of them at once (each is a few CPU seconds at most), each with its own empty TMPDIR."""
-    base = tmp_path_factory.mktemp("bench-smoke")
-    started = {}
-    for name, argv in RUNS.items():
-        tmp = base / f"{name}-tmp"
-        tmp.mkdir()
-        out = base / f"{name}.json" if name in WRITES_JSON else None
-        env = {**os.environ, "TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        command = [sys.executable, *argv, *(["--json", str(out)] if out else [])]
-        started[name] = (
-            subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
-            tmp,
-            out,
-        )
-    results = {}
-    for name, (process, tmp, out) in started.items():
-        output, _ = process.communicate(timeout=120)
-        results[name] = (process.returncode, output.decode(errors="replace"), tmp, out)
-    return results
-
-
-@pytest.mark.parametrize("name", sorted(RUNS))
-def test_quick_benchmark_runs_and_cleans_up(runs: dict[str, tuple[int, str, Path, Path | None]], name: str) -> None:
-    returncode, output, tmp, out = runs[name]
-    assert returncode == 0, output[-3000:]
-    # Nothing left behind: data dirs hold tenant keys and admin tokens.
-    assert sorted(p.name for p in tmp.iterdir()) == [], output[-1000:]
-    if out is not None:
-        assert json.loads(out.read_text()), f"{name} wrote an empty --json"
-    if name == "redaction":
-        # --no-baselines skips the only in-run baseline (detect-secrets, scrubadub): throughput only.
-        assert "MB/s" in output and "RedactingFilter" in output
-    elif name == "audit":
-        assert "w-a 1 dev b8 +2ms model" in output and "goal" in output  # absolute goal: <= 50 us/record
-    else:
-        assert RATIO.search(output), output[-2000:]
-    if name == "key_cache":
-        # Unwraps, not every KMS call, per tenant per TTL: the number docs/keys.md quotes.
-        assert "2 unwraps for 4 requests of 2 tenants (1.00 per tenant per TTL)" in output, output
-
-
-# --- cited commands ------------------------------------------------------------------------------------------
 PARSERS = textwrap.dedent(
     """
     import argparse, json, runpy, sys
@@ -121,16 +78,79 @@ PARSERS = textwrap.dedent(
 )
 
 
+Started = dict[str, tuple[subprocess.Popen[bytes], Path | None, Path | None]]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 @pytest.fixture(scope="module")
-def parsers() -> dict[str, dict[str, Any] | None]:
-    """Each script's argparse parser, as main() builds it (parse_args intercepted: nothing runs)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
+    """Every subprocess of this file at once (each a few CPU seconds at most); each benchmark gets its own
+    empty TMPDIR."""
+    base = tmp_path_factory.mktemp("bench-smoke")
+    processes: Started = {}
+    for name, argv in RUNS.items():
+        tmp = base / f"{name}-tmp"
+        tmp.mkdir()
+        out = base / f"{name}.json" if name in WRITES_JSON else None
+        command = [sys.executable, *argv, *(["--json", str(out)] if out else [])]
+        process = subprocess.Popen(
+            command, cwd=REPO, env={**ENV, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        processes[name] = (process, tmp, out)
     paths = [str(p.relative_to(REPO)) for p in SCRIPTS]
-    result = subprocess.run(
-        [sys.executable, "-c", PARSERS, *paths], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    process = subprocess.Popen(
+        [sys.executable, "-c", PARSERS, *paths], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    found: dict[str, dict[str, Any] | None] = json.loads(result.stdout.strip().splitlines()[-1])
+    processes[PARSERS_RUN] = (process, None, None)
+    yield processes
+    for process, _, _ in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+PARSERS_RUN = "(argparse parsers)"
+
+
+@pytest.fixture(scope="module")
+def runs(started: Started) -> dict[str, tuple[int, str, Path, Path | None]]:
+    results = {}
+    for name in RUNS:
+        process, tmp, out = started[name]
+        output, _ = process.communicate(timeout=120)
+        assert tmp is not None
+        results[name] = (process.returncode, output.decode(errors="replace"), tmp, out)
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_quick_benchmark_runs_and_cleans_up(runs: dict[str, tuple[int, str, Path, Path | None]], name: str) -> None:
+    returncode, output, tmp, out = runs[name]
+    assert returncode == 0, output[-3000:]
+    # Nothing left behind: data dirs hold tenant keys and admin tokens.
+    assert sorted(p.name for p in tmp.iterdir()) == [], output[-1000:]
+    if out is not None:
+        assert json.loads(out.read_text()), f"{name} wrote an empty --json"
+    if name == "redaction":
+        # --no-baselines skips the only in-run baseline (detect-secrets, scrubadub): throughput only.
+        assert "MB/s" in output and "RedactingFilter" in output
+    elif name == "audit":
+        assert "w-a 1 dev b8 +2ms model" in output and "goal" in output  # absolute goal: <= 50 us/record
+    else:
+        assert RATIO.search(output), output[-2000:]
+    if name == "key_cache":
+        # Unwraps, not every KMS call, per tenant per TTL: the number docs/keys.md quotes.
+        assert "2 unwraps for 4 requests of 2 tenants (1.00 per tenant per TTL)" in output, output
+
+
+# --- cited commands ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def parsers(started: Started) -> dict[str, dict[str, Any] | None]:
+    """Each script's argparse parser, as main() builds it (parse_args intercepted: nothing runs)."""
+    process = started[PARSERS_RUN][0]
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode(errors="replace")[-3000:]
+    found: dict[str, dict[str, Any] | None] = json.loads(stdout.decode().strip().splitlines()[-1])
     return found
 
 
