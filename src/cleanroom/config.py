@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     replay_window_s: float = Field(300.0, gt=0)
     replay_cache_max_entries: int = Field(1_000_000, gt=0)
+    replay_shared: bool = Field(
+        True,
+        description="claim request ids in DATA_DIR/replay, shared by every process serving the data dir "
+        "(workers, replicas) and kept across restarts; false: this process's memory only, and a captured "
+        "request can be replayed once to each other process",
+    )
     request_timeout_s: float = Field(120.0, gt=0)
     max_minilm_inputs: int = Field(256, gt=0)
 

@@ -29,6 +29,12 @@ Tenants and keys are managed with `cleanroom tenant ...` and `cleanroom keys ...
 that) on the Unix socket `DATA_DIR/admin.sock` (0600) and names it in `DATA_DIR/server.json`, so those
 commands act in this process, which holds the audit log and the key caches: a revocation refuses the very
 next request. `admin_socket=False` turns that off; `close()` stops it and closes what the middleware built.
+
+Several worker processes on one data dir (`uvicorn --workers N`, gunicorn): give each a unique
+`worker_id=` (`f"web-{os.getpid()}"`). Each writes its own audit log under `DATA_DIR/workers/<id>/`
+(`integrations.workers`), serves no admin socket, and claims request ids in the replay cache shared by
+every process on the data dir (`runtime.replay_shared`), so a captured request replayed to another worker
+is refused as it would be by the same one.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from cleanroom.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
-from cleanroom.integrations.workers import allocator_problems
+from cleanroom.integrations.workers import allocator_problems, build_worker_services
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
 from cleanroom.runtime.session import CallContext, OpenedRequest, clear_exception_frames
@@ -95,6 +101,7 @@ class CleanroomMiddleware:
         inner_content_type: str | None = "application/json",
         audit_durable_before_app: bool = False,
         admin_socket: bool = True,
+        worker_id: str | None = None,
     ) -> None:
         if settings is None:
             settings = Settings(data_dir=Path(data_dir)) if data_dir is not None else Settings()
@@ -120,11 +127,19 @@ class CleanroomMiddleware:
         self._owns_services = services is None
         self._admin: AdminSocketServer | None = None
         if services is not None:
+            if worker_id is not None:
+                raise ValueError("worker_id applies only to services the middleware builds")
             self.services = services  # the caller's: it manages them (and serves any admin API itself)
             return
-        if admin_socket:
-            refuse_if_served(settings.data_dir)  # a clear refusal, before the audit log's lock says less
-        self.services = build_services(settings, models=ModelRegistry({}))
+        if worker_id is not None:
+            # One of several processes on the data dir (`uvicorn --workers N`): its own audit log under
+            # DATA_DIR/workers/<id>/, the shared replay cache; no admin socket (one per data dir).
+            admin_socket = False
+            self.services = build_worker_services(settings, worker_id, models=ModelRegistry({}))
+        else:
+            if admin_socket:
+                refuse_if_served(settings.data_dir)  # a clear refusal, before the audit log's lock says less
+            self.services = build_services(settings, models=ModelRegistry({}))
         try:
             # Core dumps off and not dumpable inside the host server's process (`cleanroom exec` cannot
             # carry dumpability across execve; the allocator settings it does carry).

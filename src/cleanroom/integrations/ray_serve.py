@@ -21,11 +21,13 @@ switches, so fewer between-tenant scrubs. The header is only a routing hint: a r
 the tenant of its API key, and a hint naming another tenant is refused (400 `tenant_routing_mismatch`).
 
 Shared state: replicas share the key hierarchy through a real KMS (`CLEANROOM_KMS=vault` and OpenBao or
-Vault) and the tenant registry through a shared data dir. Each replica writes its own audit log under
-`DATA_DIR/workers/<replica id>/audit/` (an audit log has one writer; `integrations.workers`). Not shared:
-the replay cache (each replica remembers only the request ids it saw), so a captured sealed request can be
-replayed once to each other replica; its answer is sealed to the original client, but the decryption
-happens (and is audited).
+Vault), the tenant registry through a shared data dir, and the replay cache in it (`DATA_DIR/replay/`,
+`runtime.replay_shared`): the first replica to accept a request id claims it there, and the same sealed
+request sent to any other replica is refused (400 `replayed_request`), as one replica refuses its own.
+Replicas on several hosts need the data dir on a filesystem with atomic exclusive create (NFSv3 or later)
+and clocks within a minute of each other. `replay_shared=False` keeps each replica's ids in its own memory
+(a captured request can then be replayed once to each other replica). Each replica writes its own audit
+log under `DATA_DIR/workers/<replica id>/audit/` (an audit log has one writer; `integrations.workers`).
 
 Hardening: `cleanroom exec` cannot wrap a Ray worker, so `replica_runtime_env` puts the allocator settings
 into the replica's `runtime_env` (Ray sets them before the worker's interpreter starts) and each replica

@@ -1,7 +1,9 @@
 """Several cleanroom runtimes over one data dir: Ray Serve replicas, Triton model instances.
 
-They share the tenant registry (`DATA_DIR/tenants.json`, written under an inter-process lock) and the key
-hierarchy (the KMS), but an audit log has exactly one writer: each worker writes its own, under
+They share the tenant registry (`DATA_DIR/tenants.json`, written under an inter-process lock), the key
+hierarchy (the KMS) and the replay cache (`DATA_DIR/replay/`, `runtime.replay_shared`: a request id
+accepted by one worker is refused by every other; `replay_shared`, on by default), but an audit log has
+exactly one writer: each worker writes its own, under
 `DATA_DIR/workers/<worker id>/audit/`, verified like the main one
 (`cleanroom audit verify --data-dir DATA_DIR/workers/<worker id>`).
 """

@@ -3,6 +3,8 @@
 Each request carries a random 128-bit id and a timestamp inside its HPKE-authenticated metadata. The server
 refuses timestamps further than `window_s` from its clock, and remembers every accepted (tenant, id) for
 2 x window_s, so a captured request can be replayed neither inside the window (seen) nor after it (stale).
+This cache is one process's memory; `replay_shared.SharedReplayCache` extends it to every process that
+serves a data dir (workers, replicas) and to restarts.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class ReplayCache:
                     "replay cache is full; retry shortly", code="replay_cache_full", retry_after_s=self.window_s / 10
                 )
             self._seen[key] = now + 2 * self.window_s
+
+    def forget(self, tenant_id: str, request_id: bytes) -> None:
+        """Give back an id remembered by a check whose request was then refused before anything was opened
+        (the shared cache could not record it): the client's retry of the same body is not a replay."""
+        with self._mutex:
+            self._seen.pop((tenant_id, request_id), None)
 
     def _expire(self, now: float) -> None:
         while self._seen:

@@ -29,7 +29,7 @@ from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.admission import TenantLimits
 from cleanroom.runtime.batch_runner import SealedBatchRunner
 from cleanroom.runtime.models import ModelRegistry
-from cleanroom.runtime.replay import ReplayCache
+from cleanroom.runtime.replay_shared import build_replay_cache
 from cleanroom.runtime.scheduler import Scheduler, cpu_devices
 from cleanroom.runtime.scheduler_core import SchedulerConfig
 from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
@@ -289,7 +289,9 @@ def build_services(
         keyring=keyring,
         allocator=allocator,
         audit=audit_sink,
-        replay=ReplayCache(settings.replay_window_s, settings.replay_cache_max_entries),
+        replay=build_replay_cache(
+            data_dir, settings.replay_window_s, settings.replay_cache_max_entries, shared=settings.replay_shared
+        ),
         scrubber=scrubber,
     )
     runtime = Runtime(opener=opener, models=models, policy=policy)
