@@ -62,7 +62,8 @@ BACKUP_KEY_NAME = "cleanroom-backup"
 KEY_CONTEXT = b"cleanroom/backup-key/v1"
 SEGMENT_SIZE_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 64 * 1024
-EXCLUDED = {"kms", "server.json", ".tenants.lock"}
+# `replay/`: request-id claims only meaningful for the live replay window (and possibly millions of files).
+EXCLUDED = {"kms", "server.json", ".tenants.lock", "replay"}
 
 
 class BackupError(BadRequest):

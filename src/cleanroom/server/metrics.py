@@ -15,6 +15,7 @@ from cleanroom.errors import CleanroomError
 RAISED_CODES = frozenset(
     """address_unknown admin_unreachable app_rejected_input backup_audit_invalid backup_bad_output
     backup_key_unavailable backup_master_key_unavailable backup_nothing bad_admin_token client_disconnected
+    credential_already_revoked credential_expired
     duplicate_header invalid_batch invalid_body invalid_byok_key invalid_byok_spec invalid_cidr
     invalid_client_identity invalid_content_length invalid_expiry invalid_input invalid_json invalid_key_action
     invalid_key_name invalid_key_size invalid_key_version invalid_label invalid_overlap invalid_public_key
