@@ -74,6 +74,38 @@ def test_system_seal_and_restore(stack) -> None:
     assert keyring.hpke_private_key(registry.tenant("acme"), created.key_id) is not None
 
 
+class RemoteLikeKMS:
+    """The local KMS seen as a remote one (Vault, AWS, an HSM): no cheap `check_usable` per request."""
+
+    def __init__(self, inner: LocalKMS) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        if name == "check_usable":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_system_seal_reaches_every_process_on_the_data_dir_at_once(data_dir: Path) -> None:
+    """Two replicas over one data dir and a remote KMS: `keys revoke --system` run by one (or by the CLI)
+    used to leave the other opening requests with its cached key until the cache TTL ran out."""
+    kms = LocalKMS(data_dir)
+    owner = Keyring(Registry(data_dir), kms)
+    owner.ensure_master_key()
+    created = TenantService(owner.registry, owner).create("acme")
+    replica_registry = Registry(data_dir)
+    replica = Keyring(replica_registry, RemoteLikeKMS(kms), ttl_s=3600)  # type: ignore[arg-type]
+    assert replica.hpke_private_key(replica_registry.tenant("acme"), created.key_id) is not None  # now cached
+    manager = KeyManager(owner.registry, owner)
+    manager.set_system_sealed(True)
+    with pytest.raises(SystemSealed):
+        replica.hpke_private_key(replica_registry.tenant("acme"), created.key_id)
+    assert not replica._cache, "the other process's cached keys were kept"
+    manager.set_system_sealed(False)
+    assert not replica.sealed
+    assert replica.hpke_private_key(replica_registry.tenant("acme"), created.key_id) is not None
+
+
 def test_status_reports_age_against_policy(stack) -> None:
     service, keyring, registry, manager, kms = stack
     service.create("acme")

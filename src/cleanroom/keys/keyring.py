@@ -65,6 +65,10 @@ def decode_public_key(encoded: str) -> ec.EllipticCurvePublicKey:
         raise KeyError_(f"malformed tenant public key: {exc}", code="invalid_public_key") from None
 
 
+# Registry key recording a system-scope revocation for every process on the data dir.
+SYSTEM_SEALED_META = "system_sealed"
+
+
 @dataclass
 class _CacheEntry:
     expires_at: float
@@ -89,18 +93,26 @@ class Keyring:
         self._cache: OrderedDict[tuple[str, str], _CacheEntry] = OrderedDict()
         self._mutex = threading.Lock()
         self.kms_calls = 0
-        self.sealed = False
+        self._sealed_here = False
         self.audit: Any = None  # an AuditSink; set by the server so every key unwrap is on record first
         self.customer_kms = CustomerKMSResolver(kms, master_key_name)  # bring-your-own-key layers
         self.kms_fail_fast = FailFast(clock=clock)  # keys/backoff.py: a hanging KMS must not hold the devices
 
+    @property
+    def sealed(self) -> bool:
+        """System-scope revocation is in force: sealed in this process, or recorded in the registry by
+        whichever process ran `keys revoke --system` (another replica or worker on the data dir, or the CLI
+        beside them). The registry is re-read when its file changed (one stat), so every process refuses on
+        its very next request, whatever its KMS can tell it and however long its cached keys would live."""
+        return self._sealed_here or bool(self.registry.meta(SYSTEM_SEALED_META))
+
     def seal(self) -> None:
         """System-scope revocation in this process: purge every cached key, refuse every unwrap."""
-        self.sealed = True
+        self._sealed_here = True
         self.purge()
 
     def unseal(self) -> None:
-        self.sealed = False
+        self._sealed_here = False
 
     # --- provisioning -----------------------------------------------------------------------------
     def ensure_master_key(self) -> None:
@@ -236,6 +248,7 @@ class Keyring:
         CLI without a server, next to the ASGI middleware), kept opening requests for up to one TTL."""
         tenant_id = tenant["tenant_id"]
         if self.sealed:
+            self.purge()  # sealed by another process: drop what this one still holds
             raise SystemSealed(
                 "the master key is revoked; every request is refused until `cleanroom keys restore --system`",
                 retry_after_s=60,

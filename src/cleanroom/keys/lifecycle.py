@@ -28,6 +28,7 @@ from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
 from cleanroom.errors import BadRequest, DecryptionFailed, NotFound
 from cleanroom.keys.customer_kms import ByokSpec, credential_context, describe_layer, public_view
 from cleanroom.keys.keyring import (
+    SYSTEM_SEALED_META,
     Keyring,
     decode_public_key,
     hpke_private_aad,
@@ -98,12 +99,23 @@ class KeyManager:
         return {"tenant_id": tenant_id, "revoked": revoked}
 
     def set_system_sealed(self, sealed: bool) -> dict[str, Any]:
-        """Disable (or re-enable) the master key in the KMS and seal the keyring in this process."""
+        """Disable (or re-enable) the master key in the KMS and seal the keyring in this process, and record
+        the seal in the registry, so every other process on the data dir refuses on its next request too
+        (a remote KMS's disable does not reach keys they already unwrapped and cached)."""
+
+        def record(doc: Document) -> None:
+            if sealed:
+                doc[SYSTEM_SEALED_META] = True
+            else:
+                doc.pop(SYSTEM_SEALED_META, None)
+
         if sealed:
             self.keyring.seal()
+            self.registry.update(record)  # first: the other processes stop at once
             self.kms.disable(self.keyring.master_key_name)
         else:
             self.kms.enable(self.keyring.master_key_name)
+            self.registry.update(record)
             self.keyring.unseal()
         self._record("key.revoke" if sealed else "key.restore", scope="system", key_id=self.keyring.master_key_name)
         return {"system_sealed": sealed}
