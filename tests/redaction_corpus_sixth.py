@@ -29,7 +29,8 @@ import random
 import string
 from collections.abc import Callable
 
-from redaction_corpus import Sample, b62_crc32
+from redaction_corpus import Sample, _luhn_complete, b62_crc32
+from redaction_corpus import _luhn_ok as luhn_ok
 from redaction_corpus_unseen import Frag, mk
 
 LOWER = string.ascii_lowercase
@@ -250,24 +251,6 @@ def phone(rng: R) -> str:
         f"+61 4{r(rng, DIGITS, 2)} {r(rng, DIGITS, 3)} {r(rng, DIGITS, 3)}", f"+5511 9{r(rng, DIGITS, 4)}-{r(rng, DIGITS, 4)}",
     ]  # fmt: skip
     return rng.choice(forms)
-
-
-def _luhn_complete(rng: R, prefix: str, length: int) -> str:
-    digits = prefix + r(rng, DIGITS, length - len(prefix) - 1)
-    for check in DIGITS:
-        if luhn_ok(digits + check):
-            return digits + check
-    raise AssertionError("unreachable")
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 def _group(digits: str, sep: str) -> str:
