@@ -805,15 +805,9 @@ def f_hostnames(rng: R) -> Sample:
     dashed = "-".join(octs)
     kind = rng.randrange(4)
     if kind == 0:
-        return mk(
-            f"{ts_syslog(rng)} ip-",
-            (dashed, "ipv4"),
-            " kubelet[",
-            (str(rng.randrange(100, 9999)), "~pid"),
-            "]: node ip-",
-            (dashed, "ipv4"),
-            ".ec2.internal ready",
-        )
+        # EC2's private DNS name is the node's own host name, kept (as the other corpora keep it); its address is not
+        return mk(f"{ts_syslog(rng)} ", (f"ip-{dashed}", "~ec2_hostname"), " kubelet[", (str(rng.randrange(100, 9999)), "~pid"), "]: node ",
+                  (f"ip-{dashed}.ec2.internal", "~ec2_hostname"), " ready, InternalIP ", (".".join(octs), "ipv4"))  # fmt: skip
     if kind == 1:
         pub = ipv4(rng).split(".")
         return mk("resolved ec2-", ("-".join(pub), "ipv4"), ".compute-1.amazonaws.com to ", (".".join(pub), "ipv4"))

@@ -22,7 +22,7 @@ _FILE_TLDS = frozenset(
     ]
 )  # fmt: skip
 _VERSION_CONTEXT = re.compile(
-    r"\b(?:version|ver|release|build|revision|firmware|fw|sdk)[\s:=\"'_-]*$|(?:==|~=|<=|>=|\^)$", re.I
+    r"\b(?:version|ver|release|build|revision|firmware|fw|sdk|oid)[\s:=\"'_-]*$|(?:==|~=|<=|>=|\^)$", re.I
 )
 
 
@@ -39,7 +39,11 @@ def _digits(s: str) -> str:
 _WORD_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-_ID_KEY_BEFORE = re.compile(r"(?:id|account|acct|number|no|ref)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?$", re.IGNORECASE)
+# (also amounts: ISO 8583 field 4 `<field id="4" value="005968213618"/>` is a zero-padded amount)
+_ID_KEY_BEFORE = re.compile(
+    r"(?:id|account|acct|number|no|ref|value|amount|amt|total|balance)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?$",
+    re.IGNORECASE,
+)
 
 
 def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -71,6 +75,35 @@ def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
     return span if low <= len(digits) <= high else None
 
 
+def _confirm_phone_nanp(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """`415 555 0123` separated by spaces only is a phone number unless it is three columns of a row of
+    numbers (an ALB log's `200 200 749 7084`: status codes and byte counts): another number right before
+    it or after it, one space away."""
+    start, end = span
+    value = text[start:end]
+    spaced = value[:1].isdigit() and value[3:4] == " " and value[7:8] == " "
+    if spaced and (
+        (start >= 2 and text[start - 1] == " " and text[start - 2].isdigit())
+        or (text[end : end + 1] == " " and text[end + 1 : end + 2].isdigit())
+    ):
+        return None
+    return span
+
+
+def _confirm_card_percent_encoded(text: str, m: re.Match[str], span: Span) -> Span | None:
+    digits = text[span[0] : span[1]].replace("%20", "").replace("+", "")
+    return span if v.card_iin_ok(digits) and v.luhn_ok(digits) else None
+
+
+def _confirm_nanp_percent_encoded(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """Only what the plain NANP rule cannot read: a number with an encoded space or bracket."""
+    value = text[span[0] : span[1]].lower()
+    if "%20" not in value and "%28" not in value:
+        return None
+    digits = _digits(value.replace("%20", "").replace("%28", "").replace("%29", "").replace("%2b", ""))
+    return span if len(digits) in (10, 11) else None
+
+
 def _confirm_phone_encoded(text: str, m: re.Match[str], span: Span) -> Span | None:
     digits = _digits(text[span[0] : span[1]].lower().replace("%20", " ").replace("%2b", "+"))
     return span if 8 <= len(digits) <= 15 else None
@@ -93,12 +126,25 @@ _COUNTER_KEY = re.compile(r"(?:\b|_)(?:pid|tid|thread(?:[_ ]?id)?|inode|offset|s
                           re.IGNORECASE)  # fmt: skip
 
 
+# Keys whose numbers are product codes (EAN-13/GTIN-14/UPC barcodes pass Luhn one time in ten and start
+# with the digits of an issuer) or the 64-bit ids of network flows and log records (Suricata `flow_id`),
+# never cards. Also in JSON and XML attribute form (`"flow_id":4227…`, `ean="400…"`).
+_NOT_A_CARD_KEY = re.compile(
+    r"(?:\b|_)(?:ean(?:13|8)?|gtin(?:14|13|12)?|upc(?:[_-]?a)?|isbn(?:13)?|barcode|sku|"
+    r"(?:flow|session|conn|connection|event|record|correlation)[_ .-]?id)"
+    r"\\?[\"']?[ \t]*[:=#>]?[ \t]*\\?[\"']?$",
+    re.IGNORECASE,
+)
+
+
 def _confirm_card(text: str, m: re.Match[str], span: Span) -> Span | None:
     start, end = span
     value = text[start:end]
     if _continues_grouped_id(text, start):
         return None
-    if value.isdigit() and _COUNTER_KEY.search(text, max(0, start - 16), start):
+    if value.isdigit() and (
+        _COUNTER_KEY.search(text, max(0, start - 16), start) or _NOT_A_CARD_KEY.search(text, max(0, start - 24), start)
+    ):
         return None
     # A grouped number may have taken one more short group (`4111 1111 1111 1111 12 items`): drop trailing
     # groups until the digits fit an issuer's length, as long as at least 13 digits remain. Not a 3-digit
@@ -211,6 +257,8 @@ def _confirm_email(text: str, m: re.Match[str], span: Span) -> Span | None:
         return None  # `<1d51fe35-…@mx.example.com>`: a generated id (Message-ID, bounce address), no one's mailbox
     if _in_message_id(text, start):
         return None  # `Message-ID: <CAF=x1@mail.gmail.com>`, `In-Reply-To:`, `References:`: RFC 5322 §3.6.4 ids
+    if _CALL_ID_KEY.search(text, max(0, start - 24), start):
+        return None  # SIP `Call-ID: a84b4c76e66710@pc33.example.com` (RFC 3261 §20.8): a dialog id, no mailbox
     return (start, end)
 
 
@@ -228,6 +276,8 @@ _ORACLE_USER_BEFORE = re.compile(
 )
 _UUID_LOCAL = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # the id list of `References:` may hold several `<…>` before this one
+# SIP's `Call-ID:` header (and `callid=`/`"call_id":` in PBX logs) right before the address-like text
+_CALL_ID_KEY = re.compile(r"call[_-]?id\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?<?$", re.IGNORECASE)
 _MESSAGE_ID_KEY = re.compile(r"(?:message-?id|in-reply-to|references|msg-?id)\\?[\"']?[ \t]*[:=][^\n]*$", re.IGNORECASE)
 
 
@@ -269,6 +319,22 @@ def _ends_colon_hex_run(text: str, colon: int) -> bool:
     if j == colon:
         return False  # no hex before the colon: a key (`addr:`)
     return not (j > 0 and text[j - 1] in _WORD_ASCII)
+
+
+_HOST_REST = re.compile(r"(?:\.[A-Za-z0-9-]{1,63}){1,8}")
+_INTERNAL_DOMAIN = re.compile(r"\.(?:internal|local|localdomain|lan|intranet|corp|home\.arpa)$", re.IGNORECASE)
+
+
+def _confirm_dashed_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
+    if m.group("p").startswith("ip-"):
+        return None  # EC2's private DNS name (`ip-10-0-1-23.ec2.internal`): the node's own host name
+    domain = _HOST_REST.match(text, span[1])
+    if domain is not None and _INTERNAL_DOMAIN.search(domain.group()):
+        return None  # `10-0-3-7.ec2.internal`, `….svc.cluster.local`: a private host's name, not a client's
+    octets = text[span[0] : span[1]].split("-")
+    if len(octets) != 4 or any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets):
+        return None
+    return span
 
 
 def _confirm_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -390,18 +456,20 @@ PII_RULES: tuple[Rule, ...] = (
          ("%40",), priority=40, confirm=_confirm_email, widen=_widen_email),
     # `phone=%2B44%2020%207946%200958` in a query string or form body: `+` and spaces percent-encoded
     Rule("phone-percent-encoded", "PHONE",
-         r"%2b[1-9]\d{0,2}(?:(?:%20|[.-])?\d{1,5}){2,6}(?![0-9a-z_])", ("%2b",), caseless=True, priority=40,
+         r"%2b[1-9]\d{0,2}(?:(?:%20|[.-])?(?:\(0\)|%280%29))?(?:(?:%20|[.-])?\d{1,5}){2,6}(?![0-9a-z_])",
+         ("%2b",), caseless=True, priority=40,
          confirm=_confirm_phone_encoded, left_guard=_ALNUM + "%"),
     Rule("phone-nanp", "PHONE",
          r"(?:(?:\+1|001|1)[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
-         r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD),
+         r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD,
+         confirm=_confirm_phone_nanp),
     Rule("phone-international", "PHONE",
          r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
          priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
     Rule("phone-after-key", "PHONE",
          # right after the key (`phone: x`, `"mobile": "x"`), or a few words on and after `to`/`at`/`on`
          # (`sms gateway: delivered to x`, `call me at x`)
-         _PHONE_KEYS + r"(?:\.?[ \t]*(?:\\?[\"'])?[ \t]*(?:[:=]|is|#)?[ \t]*(?:\\?[\"'])?[ \t]*"
+         _PHONE_KEYS + r"(?:\.?[ \t]*(?:\\?[\"'])?[ \t]*(?:[:=>]|is|#)?[ \t]*(?:\\?[\"'])?[ \t]*"
          r"|(?:[ \t:]+[a-z]+){0,3}[ \t]+(?:to|at|on)[ \t]+)"
          r"(?P<v>\+?\(?\d[\d \t()./-]{5,24}\d)(?![\d])",
          ("phone", "tel", "mobile", "cell", "fax", "msisdn", "whatsapp", "sms", "number"), caseless=True,
@@ -435,7 +503,7 @@ PII_RULES: tuple[Rule, ...] = (
          r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.+-]\d)" + _SSN_GROUPS + r"(?![\w]|[.-]\d)",
          priority=45, confirm=_confirm_ssn),
     Rule("us-ssn-context", "SSN",
-         r"(?:ssn|social[_ -]?security(?:[_ -]?(?:number|no))?)(?:\\?[\"'])?[ \t]*[:=#]?[ \t]*(?:\\?[\"'])?"
+         r"(?:ssn|social[_ -]?security)(?:[_ -]?(?:number|num|no|nr))?(?:\\?[\"'])?[ \t]*#?[:=]?[ \t]*(?:\\?[\"'])?"
          r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn,
          anchor=r"(?:ssn|social)"),
     Rule("iban", "IBAN",
@@ -459,4 +527,55 @@ PII_RULES: tuple[Rule, ...] = (
          # Apache's `[client 2001:db8::1:52341]` appends the port with a bare colon: after a 5-digit group, a
          # full 8 groups or an IPv4 tail, `:` and 4-5 digits cannot be part of the address, so it ends there
          r"(?:(?=:\d{4,5}(?![\w:.]))|(?![\w:]|\.\w))", priority=40, confirm=_confirm_ipv6, left_guard="."),
+    # Cards in a query string or form body with `%20` or `+` between the groups (`?card=4111%201111%20…`,
+    # `card=4111+1111+1111+1111`)
+    Rule("payment-card-percent-encoded", "CREDIT_CARD",
+         r"\d{4}(?:%20|\+)(?:\d{4}(?:%20|\+)\d{4}(?:%20|\+)\d{4}(?:(?:%20|\+)\d{1,3})?|\d{6}(?:%20|\+)\d{4,5})"
+         r"(?![A-Za-z0-9])", ("%20", "+"),
+         priority=45, confirm=_confirm_card_percent_encoded, left_guard=_NUM_GUARD),
+    # A NANP number in a query string: `phone=(415)%20555-0123`, `%28415%29%20555%200123`
+    Rule("phone-nanp-percent-encoded", "PHONE",
+         r"(?:(?:%2b)?1(?:%20|[.-]))?(?:\(\d{3}\)|%28\d{3}%29|\d{3})(?:%20|[.-])?\d{3}(?:%20|[.-])\d{4}(?![0-9a-z_]|[.-]\d)",
+         ("%20", "%28"), caseless=True, priority=40, confirm=_confirm_nanp_percent_encoded, left_guard=_NUM_GUARD,
+         # the value holds `%20` or `%28` (confirm): a hint without them fired on every dashed number
+         hint=r"%28[0-9]{3}%29|[0-9)]%20[0-9(%]"),
+    # Magnetic-stripe track 1 (`%B4111…^DOE/JANE^2812…?`) in POS and terminal logs: the PAN after `%B`
+    Rule("payment-card-track1", "CREDIT_CARD", r"%B(?P<v>\d{12,19})\^", ("%b",), priority=45,
+         confirm=_confirm_card_dotted),
+    # HL7 v2 (`|`-separated segments): PID-19 is the patient's SSN, written without separators; an XTN
+    # phone (PID-13/14, NK1-5) in components `^PRN^PH^^1^415^5550123` (use, equipment, -, country, area,
+    # local number) has no phone shape of its own
+    Rule("hl7-pid-ssn", "SSN",
+         r"PID\|(?:[^|\r\n]*\|){18}(?P<v>\d{3}-?\d{2}-?\d{4})(?=[|^~\r\n]|\\r|$)", ("pid|",), priority=45,
+         confirm=_confirm_ssn, hint=r"PID\|"),
+    Rule("hl7-xtn-phone", "PHONE",
+         r"\^(?:prn|orn|wpn|vhn|asn|emr|bpn|prs)\^(?:ph|cp|fx|md|bp|sat)?\^[^|^~\r\n]*\^"
+         r"(?P<v>(?:\d{1,3})?\^\d{2,5}\^\d{4,10})(?!\d)",
+         ("^prn^", "^orn^", "^wpn^", "^vhn^", "^asn^", "^emr^", "^bpn^", "^prs^"), caseless=True, priority=40,
+         hint=r"\^(?:prn|orn|wpn|vhn|asn|emr|bpn|prs)\^"),
+    # SWIFT MT940 `:86:` subfields: `?31` (the counterparty's account) then the IBAN, no space after the code
+    Rule("iban-mt940-subfield", "IBAN", r"\?3[0-9](?P<v>[A-Z]{2}\d{2}[A-Z0-9]{11,30})(?![A-Za-z0-9])", ("?3",),
+         priority=45, confirm=_confirm_iban, hint=r"\?3[0-9][A-Z]{2}[0-9]{2}"),
+    # A reverse-DNS name of one IPv6 address (`b.a.9.8.7.6.5.0.…8.b.d.0.1.0.0.2.ip6.arpa`, all 32 nibbles;
+    # a shorter name is a zone, a network)
+    Rule("ipv6-reverse-dns", "IPV6", r"(?<![0-9a-z.])(?P<v>(?:[0-9a-f]\.){31}[0-9a-f])\.ip6\.arpa",
+         ("ip6.arpa",), caseless=True, priority=40),
+    # tcpdump/pf print `address.port`: `10.0.0.1.51234 > 10.0.0.2.22: Flags [S]`, `fe80::1.546 > ff02::1:2.547:`
+    Rule("ipv4-dot-port", "IPV4",
+         r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?=\.\d{1,5}(?: > |: ))", (" > ",), priority=40,
+         confirm=_confirm_ipv4, hint=r"[0-9](?:\.[0-9]{1,5}){4}(?: > |: )"),
+    Rule("ipv6-dot-port", "IPV6",
+         rf"(?<![\w:.])(?:(?:{_H}{{1,4}}:){{7}}{_H}{{1,4}}|(?:{_H}{{1,4}}(?::{_H}{{1,4}}){{0,6}})?::"
+         rf"(?:(?:{_H}{{1,4}}:){{0,6}}{_H}{{1,4}})?)(?=\.\d{{1,5}}(?: > |: ))", (" > ",), priority=40,
+         confirm=_confirm_ipv6, hint=r":[0-9A-Fa-f]{0,4}\.[0-9]{1,5}(?: > |: )"),
+    # An address inside a reverse-DNS name, written with dashes as a host label before its domain: EC2's
+    # public `ec2-54-12-34-56.compute-1.amazonaws.com`, ISPs' subscriber names (`c-73-15-22-101.hsd1…`,
+    # `pool-71-105-12-9.…`, `81-2-3-4.static.isp.net`: a `Received:` header's or an access log's client)
+    # and wildcard DNS (`10-0-1-23.sslip.io`); the dotted `10.0.1.23.nip.io` is the plain IPv4 rule's. Not
+    # EC2's private DNS name `ip-10-0-1-23…`: it is the node's own host name, in every syslog line's prefix,
+    # and names a private address (docs/logging.md, "Seventh corpus")
+    Rule("ipv4-in-hostname", "IPV4",
+         r"(?<![0-9a-z_.-])(?P<p>(?:[a-z][a-z0-9]{0,15}-){0,2})(?P<v>\d{1,3}-\d{1,3}-\d{1,3}-\d{1,3})(?=\.[a-z])",
+         caseless=True, priority=40, confirm=_confirm_dashed_ipv4,
+         hint=r"[0-9]{1,3}-[0-9]{1,3}-[0-9]{1,3}-[0-9]{1,3}\.[A-Za-z]"),
 )  # fmt: skip
