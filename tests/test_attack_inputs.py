@@ -362,9 +362,9 @@ def test_perturb_byte_accepts_hex() -> None:
     ("argv", "expected", "status"),
     [
         (["--url", "https://127.0.0.1:1", "--api-key", "cr_x"], "cannot reach https://127.0.0.1:1/", 1),
-        (["--url", "not-a-url", "--api-key", "cr_x"], "cannot reach", 1),
-        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--pin", "zz"], "64 hex digits", 1),
         # A flag value that is unusable on its face is a usage error (exit 2), before anything is sent.
+        (["--url", "not-a-url", "--api-key", "cr_x"], "not an http(s) URL", 2),
+        (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--pin", "zz"], "64 hex digits", 2),
         (["--url", "https://127.0.0.1:1", "--api-key", "cr_x", "--public-key", "garbage"], "cleanroom-pk:v1:", 2),
         (["--url", "https://127.0.0.1:1", "--api-key", " "], "--api-key is empty", 2),
     ],
