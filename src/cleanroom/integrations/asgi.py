@@ -39,12 +39,10 @@ is refused as it would be by the same one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -54,11 +52,10 @@ from cleanroom.errors import (
     CleanroomError,
     ContextMismatch,
     InvalidPayload,
-    PayloadTooLarge,
     RequestTimeout,
-    Unauthenticated,
     UnsupportedMediaType,
 )
+from cleanroom.integrations.asgi_messages import Message, Receive, Scope, Send, bearer, header, read_body, send_json
 from cleanroom.integrations.workers import allocator_problems, build_worker_services
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
@@ -66,10 +63,6 @@ from cleanroom.runtime.session import CallContext, OpenedRequest, clear_exceptio
 from cleanroom.server.admin import AdminSocketPathTooLong, AdminSocketServer, refuse_if_served
 from cleanroom.server.services import Services, build_services
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PUBLIC_KEY_PATH = "/v1/tenants/self/public-key"
 INLINE_SEAL_MAX_BYTES = 256 * 1024  # larger answers are sealed on a worker thread, off the event loop
@@ -403,41 +396,3 @@ async def run_app(
         log.warning("the app raised %s on a sealed request", failed)
         raise InvalidPayload(f"the app could not process this input ({failed})", code="app_rejected_input")
     return status, headers, chunks
-
-
-def header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return ""
-
-
-def bearer(scope: Scope) -> str:
-    scheme, _, token = header(scope, b"authorization").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("send the API key as `Authorization: Bearer cr_...`")
-    return token.strip()
-
-
-async def read_body(receive: Receive, limit_bytes: int) -> bytes:
-    # One growing buffer, not a list of the pieces: a body trickled in 2-byte messages peaked at ~60x its
-    # size as a list of `bytes` objects (measured with tracemalloc; gigabytes for a 64 MiB body), ~2x now.
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise CleanroomError("client disconnected", code="client_disconnected")
-        chunk = message.get("body", b"")
-        if len(body) + len(chunk) > limit_bytes:
-            raise PayloadTooLarge(f"request body is larger than the {limit_bytes}-byte limit")
-        body += chunk
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-async def send_json(send: Send, status: int, document: Any, extra_headers: dict[str, str] | None = None) -> None:
-    body = json.dumps(document).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

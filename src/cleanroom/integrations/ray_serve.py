@@ -409,7 +409,7 @@ def _bearer(value: str) -> str:
 
 
 async def _read_body(request: Request, limit_bytes: int) -> bytes:
-    from cleanroom.integrations.asgi import read_body
+    from cleanroom.integrations.asgi_messages import read_body
 
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit_bytes:
