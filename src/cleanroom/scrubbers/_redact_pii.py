@@ -49,6 +49,8 @@ _ID_KEY_BEFORE = re.compile(
 def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = text[span[0] : span[1]]
     start = span[0]
+    if value.isdigit() and _SEED_OR_SERIAL_KEY.search(text, max(0, start - 24), start):
+        return None  # `serial 0070248003182`, `seed=0049…`: not `00` + a country code
     if value.startswith("00") and start >= 2 and text[start - 1] in " -" and text[start - 2].isdigit():
         return None  # `7485 0085 4257`: one more group of a longer number (an account, a reference)
     if span[1] < len(text) and text[span[1]] in _WORD_ASCII:
@@ -126,6 +128,15 @@ _COUNTER_KEY = re.compile(r"(?:\b|_)(?:pid|tid|thread(?:[_ ]?id)?|inode|offset|s
                           re.IGNORECASE)  # fmt: skip
 
 
+# Keys whose numbers are random seeds or hardware serial numbers, never cards or phones: `seed=…`,
+# `torch.manual_seed(…)`, TGI's `seed: Some(…)`, `'seed': …`, nvidia-smi/DCGM `serial 1320321009546` (a
+# 64-bit seed has 19-20 digits, Luhn-valid one time in ten, often with an issuer's first digits)
+_SEED_OR_SERIAL_KEY = re.compile(
+    r"(?:\b|_)(?:seed|serial(?:[_ -]?(?:no|num|number))?)\\?[\"']?[ \t]*(?:[:=#(]|:[ \t]*Some\()?[ \t]*\\?[\"']?$",
+    re.IGNORECASE,
+)
+
+
 # Keys whose numbers are product codes (EAN-13/GTIN-14/UPC barcodes pass Luhn one time in ten and start
 # with the digits of an issuer) or the 64-bit ids of network flows and log records (Suricata `flow_id`),
 # never cards. Also in JSON and XML attribute form (`"flow_id":4227…`, `ean="400…"`).
@@ -143,7 +154,9 @@ def _confirm_card(text: str, m: re.Match[str], span: Span) -> Span | None:
     if _continues_grouped_id(text, start):
         return None
     if value.isdigit() and (
-        _COUNTER_KEY.search(text, max(0, start - 16), start) or _NOT_A_CARD_KEY.search(text, max(0, start - 24), start)
+        _COUNTER_KEY.search(text, max(0, start - 16), start)
+        or _NOT_A_CARD_KEY.search(text, max(0, start - 24), start)
+        or _SEED_OR_SERIAL_KEY.search(text, max(0, start - 24), start)
     ):
         return None
     # A grouped number may have taken one more short group (`4111 1111 1111 1111 12 items`): drop trailing

@@ -345,6 +345,14 @@ def random_token_starts(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# The typed ids of LLM APIs: a lowercase object type, then `_`/`-`, then a random body (Anthropic
+# `msgbatch_01…`, `toolu_01…`; OpenAI `chatcmpl-…`, `file-…`, `asst_…`, `ftjob-…`, `ftckpt_…`): ids, not keys
+_LLM_ID_PREFIX = re.compile(
+    r"(?:chatcmpl|cmpl|msg|msgbatch|toolu|srvtoolu|req|file|asst|thread|run|step|batch|ftjob|ftckpt|ft|org|proj|"
+    r"call|resp|vs|modr|embd|compl)[-_]"
+)
+
+
 def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None:
     """A string of 32+ characters with no key and no known prefix is a credential when it looks random:
     upper case, lower case and digits, no run of word-like letters (`AbstractProxyFactoryBean2` is a name),
@@ -375,6 +383,8 @@ def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None
     while word > lo and text[word - 1] in _BASE64_CHARS:
         word -= 1
     if word < start and _DIGEST_PREFIX.match(text, word, start):
+        return None
+    if _LLM_ID_PREFIX.match(text, word) and (word == 0 or not text[word - 1].isalnum()):
         return None
     if _ID_BEFORE.search(text, max(0, word - 24), word):
         return None
@@ -411,6 +421,10 @@ _TIER_A = re.compile(
     r"pass(?:word|wd|phrase)?s?|pwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
     r"secret[_-]?key(?:[_-]?base)?|"
     r"(?:auth|access|refresh|session|id|bearer|api|secret|private|personal[_-]?access|oauth|bot|deploy)[_-]?token|"
+    # an AI provider's name then `key` (`OPENAI_KEY`, `AZURE_OPENAI_KEY`, `ANTHROPIC_KEY`): the provider's
+    # API key, whatever it looks like (Azure OpenAI's are 32 hex digits, which a generic `*_key` reads as an id)
+    r"(?:openai|anthropic|claude|cohere|mistral|groq|gemini|perplexity|pplx|together|fireworks|deepseek|xai|grok|"
+    r"replicate|openrouter|voyage|jina|elevenlabs|deepgram|assemblyai|pinecone|wandb|comet)[_-]?key|"
     r"authtoken|credentials?)$",
     re.IGNORECASE,
 )
@@ -618,7 +632,9 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         return None  # `api_key=SecretStr('**********')`: the wrapper already masks it
     if _CALL_KWARG_OPEN.fullmatch(value):
         return None  # `credentials: Credentials(access_key='…'`: an object's repr, its fields are judged one by one
-    if value[:1] in "[m" and _GO_COMPOSITE_RE.fullmatch(value):
+    if (value[:1] in "[m" and _GO_COMPOSITE_RE.fullmatch(value)) or value == "Slice([":
+        # (`Slice([`: the OpenTelemetry collector's debug exporter prints a header attribute as
+        # `http.request.header.api-key: Slice(["v"])`)
         return _go_composite_element(text, low_key, tier, span[1])
     keyword = text[kw_start:kw_end]
     prev = text[kw_start - 1] if kw_start > 0 else " "
