@@ -46,7 +46,19 @@ import random
 import string
 
 from redaction_corpus import Sample
-from redaction_corpus_seventh import email, iban, ipv4, ipv6, luhn_bad, masked_pan, pan, phone, ssn_dashed, uuid4
+from redaction_corpus_seventh import (
+    email,
+    iban,
+    ipv4,
+    ipv6,
+    luhn_bad,
+    luhn_ok,
+    masked_pan,
+    pan,
+    phone,
+    ssn_dashed,
+    uuid4,
+)
 from redaction_corpus_unseen import Frag, mk
 
 DIGITS = string.digits
@@ -676,7 +688,7 @@ def f_traceback(rng: R) -> Sample:
                   "    api_key = '", (openai_key(rng), "openai_key"), "'\n    model = '", (rng.choice(API_MODELS), "~model_name"), "'\n    user_email = '", (email(rng), "email"), "'")  # fmt: skip
     if k == 1:
         tk, kind = token(rng)
-        return mk("│ ", rng.choice(["api_key", "token", "self.api_key", "key"]), " = '", (tk, kind), "'", " " * rng.randrange(1, 8), "│\n│ base_url = 'https://api.groq.com/openai/v1' │\n│ request_id = '",
+        return mk("│ ", rng.choice(["api_key", "self.api_key"] if all(c in HEX for c in tk) else ["api_key", "token", "self.api_key", "key"]), " = '", (tk, kind), "'", " " * rng.randrange(1, 8), "│\n│ base_url = 'https://api.groq.com/openai/v1' │\n│ request_id = '",
                   (req_id(rng), "~request_id"), "' │")  # fmt: skip
     if k == 2:
         return mk("anthropic.AuthenticationError: Error code: 401 - {'type': 'error', 'error': {'type': 'authentication_error', 'message': 'invalid x-api-key'}, 'request_id': '",
@@ -851,12 +863,94 @@ def f_negative(rng: R) -> Sample:
               " checkpoint ", (f"ftckpt_{mixed(rng, ALNUM, 24)}", "~openai_id"))  # fmt: skip
 
 
+CJK_LEAD = [  # JSON escapes (ensure_ascii), as written in the log
+    r"\u30ab\u30fc\u30c9\u306f",
+    r"\u756a\u53f7\u306f",
+    r"\u53e3\u5ea7\uff1a",
+    r"\u6211\u7684\u90ae\u7bb1\u662f",
+    r"\uc8fc\uc18c\ub294",
+]
+CJK_TAIL = [r"\u3067\u3059", r"\u3002", r"\uff0c\u8c22\u8c22", r"\uc785\ub2c8\ub2e4"]
+NAME_PARTS = ["paraphrase", "multilingual", "MiniLM", "L12", "v2", "Instruct", "chat", "GGUF", "Q4", "K", "M", "AWQ", "GPTQ",
+              "int4", "8B", "70B", "Coder", "Lite", "base", "uncased", "finetuned", "sst2", "distil", "roberta", "large", "xl"]  # fmt: skip
+
+
+def f_extra(rng: R) -> Sample:
+    """Shapes found on the second pass: JSON-escaped CJK text with no space before the value, keys with no
+    prefix after a CLI or SDK call, Triton's JSON model configuration, Vertex AI resource names, model
+    repo names made of many parts, NCCL interface addresses."""
+    k = rng.randrange(9)
+    if k == 0:
+        kind = rng.choice(["credit_card", "ssn", "iban", "ipv4", "email"])
+        value = {"credit_card": lambda: pan(rng, "  "), "ssn": lambda: ssn_dashed(rng), "iban": lambda: iban(rng),
+                 "ipv4": lambda: ipv4(rng), "email": lambda: email(rng)}[kind]()  # fmt: skip
+        return mk('{"role":"user","content":"', rng.choice(CJK_LEAD), (value, kind), rng.choice(CJK_TAIL), '"}')
+    if k == 1:
+        return mk(rng.choice(["Retrying with key ", "fireworks: using ", "api_base=https://api.fireworks.ai/inference/v1 key "]),
+                  ("fw_" + mixed(rng, ALNUM, 24), "fireworks_key"), rng.choice([" ok", "", " (attempt 2)"]))  # fmt: skip
+    if k == 2:
+        key = hexs(rng, 40)
+        return rng.choice([
+            mk("$ wandb login ", rng.choice(["", "--relogin ", "--host=https://wandb.acme.internal "]), (key, "wandb_key")),
+            mk("In [2]: wandb.login(", rng.choice(["", "relogin=True, "]), "key=\"", (key, "wandb_key"), "\")"),
+            mk("KAGGLE_USERNAME=jdoe KAGGLE_KEY=", (hexs(rng, 32), "kaggle_key")),
+        ])  # fmt: skip
+    if k == 3:
+        tk = rng.choice(
+            [(mixed(rng, ALNUM, 24), "api_key"), (hf_token(rng), "huggingface_token"), (openai_key(rng), "openai_key")]
+        )
+        name = {"api_key": "api_key", "huggingface_token": "HF_TOKEN", "openai_key": "OPENAI_API_KEY"}[tk[1]]
+        return mk('I1129 ', hms(rng), '.123456 1 backend_model.cc:692] "TRITONBACKEND_ModelInitialize: vllm_model (version 1)" config: {"name":"vllm_model","backend":"python","max_batch_size":0,"parameters":{"',
+                  name, '":{"string_value":"', tk, '"},"REPORT_CUSTOM_METRICS":{"string_value":"yes"}},"instance_group":[{"kind":"KIND_MODEL"}]}')  # fmt: skip
+    if k == 4:
+        rid = rng.choice(["4539578763621486123", str(rng.randrange(10**18, 10**19)), luhn_complete16(rng)])
+        return mk("google.api_core: deployed model to ", (f"projects/{rng.randrange(10**11, 10**12)}/locations/us-central1/endpoints/{rid}", "~resource_name"),
+                  " endpoint_id=", (rid, "~resource_id"), " operation ", (f"projects/{rng.randrange(10**11, 10**12)}/locations/us-central1/operations/{rng.randrange(10**18, 10**19)}", "~resource_name"))  # fmt: skip
+    if k == 5:
+        name = "-".join(rng.choice(NAME_PARTS) for _ in range(rng.randrange(5, 9)))
+        return mk(
+            "Loading ",
+            (
+                f"{rng.choice(['sentence-transformers', 'TheBloke', 'cross-encoder', 'bartowski'])}/{name}",
+                "~model_name",
+            ),
+            " from cache",
+        )
+    if k == 6:
+        return mk(pod(rng, "trainer"), ":", str(rng.randrange(10, 999)), ":", str(rng.randrange(10, 999)), " [", str(rng.randrange(8)), "] NCCL INFO NET/Socket : Using [0]eth0:",
+                  (ipv4(rng), "ipv4"), "<0> [1]ib0:", (ipv4(rng), "ipv4"), "<0>")  # fmt: skip
+    if k == 7:
+        return mk(
+            "MASTER_ADDR=",
+            (ipv4(rng), "ipv4"),
+            " MASTER_PORT=29500 WORLD_SIZE=",
+            str(rng.choice([8, 16, 64])),
+            " init_method=tcp://",
+            (ipv4(rng), "ipv4"),
+            ":23456 seed=",
+            (seed(rng), "~seed"),
+        )
+    return mk(
+        "nvidia-smi -q: Serial Number : ",
+        (r(rng, DIGITS, 13), "~gpu_serial"),
+        " GPU UUID : ",
+        (gpu_uuid(rng), "~gpu_uuid"),
+        " Bus Id : ",
+        (pci_bus(rng), "~pci_bus_id"),
+    )
+
+
+def luhn_complete16(rng: R) -> str:
+    body = rng.choice("3456") + r(rng, DIGITS, 14)
+    return next(body + c for c in DIGITS if luhn_ok(body + c))
+
+
 FAMILIES = {
     "vllm": f_vllm, "tgi": f_tgi, "triton": f_triton, "ray": f_ray, "torchserve": f_torchserve, "bentoml": f_bentoml, "sdk": f_sdk,
     "bodies": f_bodies, "notebook": f_notebook, "trackers": f_trackers, "login": f_login, "env": f_env, "traceback": f_traceback,
-    "pydantic": f_pydantic, "otel": f_otel, "k8s": f_k8s, "gpu": f_gpu, "gcp_sa": f_gcp_sa, "negative": f_negative,
+    "pydantic": f_pydantic, "otel": f_otel, "k8s": f_k8s, "gpu": f_gpu, "gcp_sa": f_gcp_sa, "negative": f_negative, "extra": f_extra,
 }  # fmt: skip
-WEIGHTS = {"sdk": 4, "env": 4, "bodies": 3, "negative": 4, "vllm": 2, "trackers": 2}
+WEIGHTS = {"sdk": 4, "env": 4, "bodies": 3, "negative": 4, "vllm": 2, "trackers": 2, "extra": 4}
 
 
 def generate(seed: int = 8088, lines: int = 3000) -> list[Sample]:

@@ -7,6 +7,8 @@ other corpora: every type at recall and precision >= 99.5%, every look-alike kin
 Run with `-s` to see the per-type table.
 """
 
+# ruff: noqa: E501  (pinned log lines)
+
 from __future__ import annotations
 
 import pytest
@@ -79,13 +81,13 @@ def test_eighth_covers_every_type_and_look_alike(samples: dict[int, list[corpus.
     assert {"openai_key", "anthropic_key", "huggingface_token", "groq_key", "replicate_token", "perplexity_key",
             "fireworks_key", "deepseek_key", "xai_key", "langsmith_key", "pinecone_key", "databricks_token",
             "together_key", "cohere_key", "mistral_key", "wandb_key", "azure_openai_key", "comet_key", "neptune_token",
-            "api_key", "aws_key_id", "aws_secret", "aws_session_token", "private_key", "email", "phone",
+            "api_key", "kaggle_key", "aws_key_id", "aws_secret", "aws_session_token", "private_key", "email", "phone",
             "credit_card", "ssn", "iban", "ipv4", "ipv6"} <= eighth.all_types(lines)  # fmt: skip
     assert {"model_name", "revision", "shard", "sha256", "request_id", "message_id", "openai_id", "token_count",
             "gpu_uuid", "pci_bus_id", "cuda_version", "driver_version", "token_ids", "embedding", "seed", "sk_word",
             "trace_id", "span_id", "pod_name", "docker_digest", "git_sha", "mlflow_run_id", "wandb_run_id",
             "placeholder", "redacted", "masked_key", "masked_card", "luhn_invalid", "template", "etag", "run_id",
-            "ec2_hostname", "unspecified", "loopback"} <= eighth.negative_kinds(lines)  # fmt: skip
+            "ec2_hostname", "unspecified", "loopback", "resource_id", "resource_name", "gpu_serial"} <= eighth.negative_kinds(lines)  # fmt: skip
 
 
 def test_eighth_is_deterministic() -> None:
@@ -130,7 +132,31 @@ PINNED = [
     ("-> chatcmpl-9pLkQ2xYz8RtUvWq3AbCdEfGhIjK", [], ["chatcmpl-9pLkQ2xYz8RtUvWq3AbCdEfGhIjK"]),
     ("echo Xk9mP2qR7tY4wZ8vB3nC6jH1fD5sA0gLe | docker login --password-stdin", ["Xk9mP2qR7tY4wZ8vB3nC6jH1fD5sA0gLe"], []),
     ("xmsgbatch_01HkcTjaV5uDC8jWR4ZsDV8dQ9 sent", ["xmsgbatch_01HkcTjaV5uDC8jWR4ZsDV8dQ9"], []),
-]
+    # JSON-escaped CJK text (ensure_ascii): a value right after a `\uXXXX` escape of any block
+    (r'{"content":"\u756a\u53f7\u306f4539578763621486\u3067\u3059"}', ["4539578763621486"], []),
+    (r'{"content":"\uacc4\uc88c GB82WEST12345698765432\uc785\ub2c8\ub2e4"}', ["GB82WEST12345698765432"], []),
+    (r'{"content":"\u793e\u4fdd219-09-9999\u3002 ip\u306f203.0.113.9"}', ["219-09-9999", "203.0.113.9"], []),
+    (r'{"content":"caf\u00e9s 4111111111111111"}', ["4111111111111111"], []),
+    # Fireworks keys (24 characters: under the random-token rule's 32); `fw_` words stay
+    ("fireworks client key=fw_3ZkQp9XbL2mN8vR4tY7wC1dF", ["fw_3ZkQp9XbL2mN8vR4tY7wC1dF"], []),
+    ("Authorization: fw_8hJ2kL5mN1pQ4rS7tU0vW3xY ok", ["fw_8hJ2kL5mN1pQ4rS7tU0vW3xY"], []),
+    ("fw_version=2.3.1 fw_update_available=true", [], ["fw_version=2.3.1", "fw_update_available=true"]),
+    # Weights & Biases and Kaggle keys: hex with no prefix, named by the command or the provider
+    ("!wandb login --relogin 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b", ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"], []),
+    ("wandb.login(key='local-9f86d081884c7d659a2feaa0c55ad015a3bf4f1b')", ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"], []),
+    ("export KAGGLE_KEY=d41d8cd98f00b204e9800998ecf8427e", ["d41d8cd98f00b204e9800998ecf8427e"], []),
+    ("git commit 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b (wandb logged)", [], ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"]),
+    # Triton prints a model's configuration as JSON: parameters are `{"NAME":{"string_value":"v"}}`
+    ('config: {"parameters":{"OPENAI_API_KEY":{"string_value":"Zk9mP2qR7tY4wZ8vB3nC6jH1"}}}', ["Zk9mP2qR7tY4wZ8vB3nC6jH1"], []),
+    ('config: {"parameters":{"tokenizer":{"string_value":"Zk9mP2qR7tY4wZ8vB3nC6jH1"}}}', [], ["Zk9mP2qR7tY4wZ8vB3nC6jH1"]),
+    # Vertex AI resource ids are not cards
+    ("projects/123456789012/locations/europe-west4/endpoints/4539578763621486123", [], ["4539578763621486123"]),
+    ('{"deployedModelId": "4539578763621486", "model_id": "4111111111111111"}', [], ["4539578763621486", "4111111111111111"]),
+    # model repo names made of many parts are names, not random tokens
+    ("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", [], ["paraphrase-multilingual-MiniLM-L12-v2"]),
+    ("bartowski/Qwen2-VL-72B-Instruct-abliterated-GGUF-Q4_K_M", [], ["Qwen2-VL-72B-Instruct-abliterated-GGUF-Q4_K_M"]),
+    ("token=Xk9m-P2qR7tY4-wZ8vB3nC6jH-1fD5sA0gLe", ["Xk9m-P2qR7tY4-wZ8vB3nC6jH-1fD5sA0gLe"], []),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("line", "gone", "kept"), PINNED)

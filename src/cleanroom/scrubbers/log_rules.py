@@ -353,6 +353,17 @@ _LLM_ID_PREFIX = re.compile(
 )
 
 
+_NAME_PART = re.compile(r"[A-Za-z]+[0-9]{0,3}|[A-Za-z0-9]{1,4}")
+
+
+def _is_name_of_parts(value: str) -> bool:
+    """A name joined from 3+ parts that are each a word (with up to 3 digits after it) or at most 4
+    characters (model repos `paraphrase-multilingual-MiniLM-L12-v2`, `Qwen2-VL-72B-Instruct-GGUF-Q4_K_M`):
+    random base64url has parts longer than 4 with letters and digits mixed."""
+    parts = value.replace("_", "-").split("-")
+    return len(parts) >= 3 and all(_NAME_PART.fullmatch(p) for p in parts)
+
+
 def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None:
     """A string of 32+ characters with no key and no known prefix is a credential when it looks random:
     upper case, lower case and digits, no run of word-like letters (`AbstractProxyFactoryBean2` is a name),
@@ -374,6 +385,8 @@ def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None
     # cache directories `models--org--all-MiniLM-L6-v2`) from half
     wordlike = sum(len(w) for w in _WORDLIKE_RUN.findall(value))
     if wordlike * 4 >= len(value) * 3 or ("--" in value and wordlike * 2 >= len(value)):
+        return None
+    if _is_name_of_parts(value):
         return None
     if not v.entropy_at_least(value, 3.8) or _readable_base64(value):
         return None
@@ -424,7 +437,7 @@ _TIER_A = re.compile(
     # an AI provider's name then `key` (`OPENAI_KEY`, `AZURE_OPENAI_KEY`, `ANTHROPIC_KEY`): the provider's
     # API key, whatever it looks like (Azure OpenAI's are 32 hex digits, which a generic `*_key` reads as an id)
     r"(?:openai|anthropic|claude|cohere|mistral|groq|gemini|perplexity|pplx|together|fireworks|deepseek|xai|grok|"
-    r"replicate|openrouter|voyage|jina|elevenlabs|deepgram|assemblyai|pinecone|wandb|comet)[_-]?key|"
+    r"replicate|openrouter|voyage|jina|elevenlabs|deepgram|assemblyai|pinecone|wandb|comet|kaggle)[_-]?key|"
     r"authtoken|credentials?)$",
     re.IGNORECASE,
 )
@@ -625,6 +638,9 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     if tier is None:
         return None
     value = _group_text(text, span)
+    if value == "{" and _STRING_VALUE.match(text, span[1]):
+        # Triton's model configuration as JSON: `"parameters":{"api_key":{"string_value":"v"}}`
+        return _judge(text, low_key, tier, _STRING_VALUE.match(text, span[1]).span(1))  # type: ignore[union-attr]
     if is_placeholder(value):
         return None
     call = _CALL_VALUE.fullmatch(value)
@@ -658,6 +674,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
 
 
 _CALL_KWARG_OPEN = re.compile(r"[A-Za-z_][\w.]*\([A-Za-z_]\w*[=:]")
+_STRING_VALUE = re.compile(r"[ \t]*\\?\"string_value\\?\"[ \t]*:[ \t]*\\?\"([^\"\\\r\n]{1,512})\\?\"")
 _GO_ELEMENT = re.compile(r"[ \t]*\{?[ \t]*\"([^\"\\\r\n]{1,512})\"")
 
 
@@ -1008,6 +1025,15 @@ SECRET_RULES: tuple[Rule, ...] = (
     _provider("shippo-token", "SHIPPO_TOKEN", r"shippo_(?:live|test)_[a-f0-9]{40}", "shippo_"),
     _provider("linear-oauth", "LINEAR_API_KEY", r"lin_oauth_[a-f0-9]{64}", "lin_oauth_"),
     _provider("xai-api-key", "XAI_API_KEY", r"xai-[A-Za-z0-9]{70,90}+(?![A-Za-z0-9])", "xai-", guard=_WD),
+    # Fireworks AI `fw_` + 24 base62 (too short for the random-token rule's 32)
+    _provider("fireworks-api-key", "FIREWORKS_API_KEY", r"fw_[A-Za-z0-9]{20,40}+(?![A-Za-z0-9_])", "fw_",
+              confirm=_confirm_random),
+    # Weights & Biases keys are 40 hex digits (`local-` + 40 on a self-hosted server) with no prefix: after
+    # `wandb login [--relogin] KEY` and in `wandb.login(key="KEY")` (notebooks)
+    Rule("wandb-login", "WANDB_API_KEY",
+         r"wandb(?:[ \t]+login(?:[ \t]+--?[a-z-]+(?:=[^\s'\"]+)?){0,4}[ \t]+['\"]?"
+         r"|\.login\([^)\r\n]{0,80}?\bkey[ \t]*=[ \t]*['\"])(?P<v>(?:local-)?[a-f0-9]{40})(?![A-Za-z0-9])",
+         ("wandb",), priority=90),
     _provider("perplexity-api-key", "PERPLEXITY_API_KEY", r"pplx-[A-Za-z0-9]{40,56}+(?![A-Za-z0-9])", "pplx-",
               guard=_WD),
     _provider("rubygems-token", "RUBYGEMS_TOKEN", r"rubygems_[a-f0-9]{48}", "rubygems_"),
