@@ -879,7 +879,27 @@ def f_extra(rng: R) -> Sample:
     """Shapes found on the second pass: JSON-escaped CJK text with no space before the value, keys with no
     prefix after a CLI or SDK call, Triton's JSON model configuration, Vertex AI resource names, model
     repo names made of many parts, NCCL interface addresses."""
-    k = rng.randrange(9)
+    k = rng.randrange(12)
+    if k == 9:
+        return mk('{"id":"', (f"sess_{mixed(rng, ALNUM, 20)}", "~session_id"), '","object":"realtime.session","model":"gpt-4o-realtime-preview","client_secret":{"value":"',
+                  ("ek_" + hexs(rng, 32), "ephemeral_key"), '","expires_at":', str(rng.randrange(1_700_000_000, 1_800_000_000)), "}}")  # fmt: skip
+    if k == 10:
+        return mk(
+            rng.choice(["LANGCHAIN_API_KEY=", "langsmith: using key ", "Client(api_key='"]),
+            ("ls__" + hexs(rng, 32), "langsmith_key"),
+            rng.choice(["", "'", " (legacy)"]),
+        )
+    if k == 11:
+        name, tmpl = rng.choice([("OPENAI_API_KEY", "sk-..."), ("OPENAI_API_KEY", "sk-proj-..."), ("ANTHROPIC_API_KEY", "sk-ant-api03-..."),
+                                 ("HF_TOKEN", "hf_xxxxxxxxxxxxxxxx"), ("GROQ_API_KEY", "gsk_..."), ("PINECONE_API_KEY", "pcsk_..."),
+                                 ("LANGSMITH_API_KEY", "lsv2_pt_..."), ("OPENAI_API_KEY", "sk-xxxxxxxxxxxx")])  # fmt: skip
+        return mk(
+            rng.choice(["", "export ", "# "]),
+            name,
+            "=",
+            (tmpl, "~template"),
+            rng.choice(["", "  # replace with your key", "  # .env.example"]),
+        )
     if k == 0:
         kind = rng.choice(["credit_card", "ssn", "iban", "ipv4", "email"])
         value = {"credit_card": lambda: pan(rng, "  "), "ssn": lambda: ssn_dashed(rng), "iban": lambda: iban(rng),

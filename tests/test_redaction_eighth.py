@@ -81,13 +81,13 @@ def test_eighth_covers_every_type_and_look_alike(samples: dict[int, list[corpus.
     assert {"openai_key", "anthropic_key", "huggingface_token", "groq_key", "replicate_token", "perplexity_key",
             "fireworks_key", "deepseek_key", "xai_key", "langsmith_key", "pinecone_key", "databricks_token",
             "together_key", "cohere_key", "mistral_key", "wandb_key", "azure_openai_key", "comet_key", "neptune_token",
-            "api_key", "kaggle_key", "aws_key_id", "aws_secret", "aws_session_token", "private_key", "email", "phone",
+            "api_key", "kaggle_key", "ephemeral_key", "aws_key_id", "aws_secret", "aws_session_token", "private_key", "email", "phone",
             "credit_card", "ssn", "iban", "ipv4", "ipv6"} <= eighth.all_types(lines)  # fmt: skip
     assert {"model_name", "revision", "shard", "sha256", "request_id", "message_id", "openai_id", "token_count",
             "gpu_uuid", "pci_bus_id", "cuda_version", "driver_version", "token_ids", "embedding", "seed", "sk_word",
             "trace_id", "span_id", "pod_name", "docker_digest", "git_sha", "mlflow_run_id", "wandb_run_id",
             "placeholder", "redacted", "masked_key", "masked_card", "luhn_invalid", "template", "etag", "run_id",
-            "ec2_hostname", "unspecified", "loopback", "resource_id", "resource_name", "gpu_serial"} <= eighth.negative_kinds(lines)  # fmt: skip
+            "ec2_hostname", "unspecified", "loopback", "session_id", "resource_id", "resource_name", "gpu_serial"} <= eighth.negative_kinds(lines)  # fmt: skip
 
 
 def test_eighth_is_deterministic() -> None:
@@ -156,6 +156,16 @@ PINNED = [
     ("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", [], ["paraphrase-multilingual-MiniLM-L12-v2"]),
     ("bartowski/Qwen2-VL-72B-Instruct-abliterated-GGUF-Q4_K_M", [], ["Qwen2-VL-72B-Instruct-abliterated-GGUF-Q4_K_M"]),
     ("token=Xk9m-P2qR7tY4-wZ8vB3nC6jH-1fD5sA0gLe", ["Xk9m-P2qR7tY4-wZ8vB3nC6jH-1fD5sA0gLe"], []),
+    # a secret key whose value is one level down: `"client_secret":{"value":"ek_…"}` (OpenAI Realtime sessions)
+    ('"client_secret": {"value": "ek_68a1b2c3d4e5f60718293a4b5c6d7e8f", "expires_at": 1764422400}', ["ek_68a1b2c3d4e5f60718293a4b5c6d7e8f"], []),
+    ('"session": {"value": "abc", "expires_at": 1764422400}', [], ['"value": "abc"']),
+    # LangSmith legacy keys
+    ("langsmith key ls__9f86d081884c7d659a2feaa0c55ad015 in use", ["ls__9f86d081884c7d659a2feaa0c55ad015"], []),
+    # a provider's prefix shown with a mask is a placeholder (`.env.example`, READMEs); a real value is not
+    ("export OPENAI_API_KEY=sk-...  # replace with your key", [], ["sk-..."]),
+    ('HF_TOKEN="hf_xxxxxxxxxxxxxxxx"', [], ["hf_xxxxxxxxxxxxxxxx"]),
+    ("ANTHROPIC_API_KEY=sk-ant-api03-...", [], ["sk-ant-api03-..."]),
+    ("password=hunter2...", ["hunter2"], []),
 ]  # fmt: skip
 
 

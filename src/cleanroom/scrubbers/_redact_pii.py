@@ -484,7 +484,7 @@ PII_RULES: tuple[Rule, ...] = (
          ("%40",), priority=40, confirm=_confirm_email, widen=_widen_email),
     # `phone=%2B44%2020%207946%200958` in a query string or form body: `+` and spaces percent-encoded
     Rule("phone-percent-encoded", "PHONE",
-         r"%2b[1-9]\d{0,2}(?:(?:%20|[.-])?(?:\(0\)|%280%29))?(?:(?:%20|[.-])?\d{1,5}){2,6}(?![0-9a-z_])",
+         r"%2b[1-9]\d{0,2}(?:(?:%20|[.-])?(?:\(0\)|%280%29))?(?:(?:%20|[.-])?\d{1,5}+){2,6}+(?![0-9a-z_])",
          ("%2b",), caseless=True, priority=40,
          confirm=_confirm_phone_encoded, left_guard=_ALNUM + "%"),
     Rule("phone-nanp", "PHONE",
@@ -492,7 +492,7 @@ PII_RULES: tuple[Rule, ...] = (
          r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![0-9A-Za-z_]|[.-]\d)", priority=40, left_guard=_NUM_GUARD,
          confirm=_confirm_phone_nanp),
     Rule("phone-international", "PHONE",
-         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){2,6}(?!\d)",
+         r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}+\)?){2,6}+(?!\d)",
          priority=40, confirm=_confirm_phone_intl, left_guard=_NUM_GUARD),
     Rule("phone-after-key", "PHONE",
          # right after the key (`phone: x`, `"mobile": "x"`), or a few words on and after `to`/`at`/`on`

@@ -91,6 +91,8 @@ _PLACEHOLDER_VALUES = frozenset(
 _BLOCK_SCALARS = frozenset(("|", "|-", "|+", ">", ">-", ">+"))
 _STOPWORDS = ("example", "redacted", "placeholder", "xxxxxx", "your_", "your-", "<", "${", "{{", "%s", "%(")
 _STOPWORD_RE = re.compile("|".join(re.escape(w) for w in _STOPWORDS))
+# What `.env.example` files and READMEs of AI apps write for a key: its prefix and dots or x's
+_PREFIX_THEN_MASK = re.compile(r"[a-z][a-z0-9]{0,9}(?:[-_][a-z0-9]{1,9}){0,3}[-_](?:\.{3,}|…|x{3,}|\*{3,}|•{3,})")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
@@ -122,6 +124,8 @@ _GO_COMPOSITE_RE = re.compile(r"(?:\[\]|map\[[\w.*]*\])[\w.*]+(?:[ \t]*\{)?")
 def is_placeholder(value: str) -> bool:
     """Values that are not secrets: empty, null-ish, booleans, masks, templates, our own placeholder."""
     value = value.strip()
+    if _PREFIX_THEN_MASK.fullmatch(value.lower()):
+        return True  # `sk-...`, `hf_xxxxxxxx`, `sk-ant-api03-...`: a provider's prefix shown with a mask
     if value[-1:] in (".", ",", ";", ":", "!", "?"):
         value = value.rstrip(".,;:!?")  # `secret: null.` ends a sentence
     low = value.lower()
@@ -639,7 +643,8 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         return None
     value = _group_text(text, span)
     if value == "{" and _STRING_VALUE.match(text, span[1]):
-        # Triton's model configuration as JSON: `"parameters":{"api_key":{"string_value":"v"}}`
+        # Triton's model configuration as JSON (`"parameters":{"api_key":{"string_value":"v"}}`), OpenAI
+        # Realtime sessions (`"client_secret":{"value":"ek_…","expires_at":…}`): the value one level down
         return _judge(text, low_key, tier, _STRING_VALUE.match(text, span[1]).span(1))  # type: ignore[union-attr]
     if is_placeholder(value):
         return None
@@ -674,7 +679,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
 
 
 _CALL_KWARG_OPEN = re.compile(r"[A-Za-z_][\w.]*\([A-Za-z_]\w*[=:]")
-_STRING_VALUE = re.compile(r"[ \t]*\\?\"string_value\\?\"[ \t]*:[ \t]*\\?\"([^\"\\\r\n]{1,512})\\?\"")
+_STRING_VALUE = re.compile(r"[ \t]*\\?\"(?:string_)?value\\?\"[ \t]*:[ \t]*\\?\"([^\"\\\r\n]{1,512})\\?\"")
 _GO_ELEMENT = re.compile(r"[ \t]*\{?[ \t]*\"([^\"\\\r\n]{1,512})\"")
 
 
@@ -1075,6 +1080,8 @@ SECRET_RULES: tuple[Rule, ...] = (
     _provider("netlify-token", "NETLIFY_TOKEN", r"nfp_[A-Za-z0-9]{36}", "nfp_"),
     _provider("render-key", "RENDER_API_KEY", r"rnd_[A-Za-z0-9]{32}", "rnd_"),
     _provider("langsmith-key", "LANGSMITH_API_KEY", r"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}", "lsv2_"),
+    # LangSmith's legacy keys: `ls__` + 32 hex
+    _provider("langsmith-legacy-key", "LANGSMITH_API_KEY", r"ls__[a-f0-9]{32}+(?![A-Za-z0-9_])", "ls__"),
     _provider("pinecone-key", "PINECONE_API_KEY", r"pcsk_[A-Za-z0-9]{5,6}_[A-Za-z0-9]{60,}", "pcsk_"),
     _provider("resend-key", "RESEND_API_KEY", r"re_[A-Za-z0-9]{8}_[A-Za-z0-9]{24}(?![A-Za-z0-9_])", "re_",
               confirm=_confirm_random),
