@@ -26,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+LOWER = string.ascii_lowercase
+UPPER = string.ascii_uppercase
+DIGITS = string.digits
 ALNUM = string.ascii_letters + string.digits
 B64 = ALNUM + "+/"
 B64URL = ALNUM + "-_"
@@ -88,6 +91,14 @@ class _Builder:
 
 def _rand(rng: random.Random, alphabet: str, n: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def mixed(rng: random.Random, alphabet: str, n: int) -> str:
+    """A random string with an upper, a lower and two digits (what a random token almost always has)."""
+    while True:
+        s = _rand(rng, alphabet, n)
+        if any(c.isupper() for c in s) and any(c.islower() for c in s) and sum(c.isdigit() for c in s) >= 2:
+            return s
 
 
 def b62_crc32(data: str) -> str:

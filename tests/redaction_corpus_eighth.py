@@ -45,7 +45,8 @@ import json
 import random
 import string
 
-from redaction_corpus import Sample
+from redaction_corpus import ALNUM, B64, B64URL, DIGITS, HEX, LOWER, UPPER, Sample, mixed
+from redaction_corpus import _rand as r
 from redaction_corpus_seventh import (
     email,
     iban,
@@ -61,27 +62,8 @@ from redaction_corpus_seventh import (
 )
 from redaction_corpus_unseen import Frag, mk
 
-DIGITS = string.digits
-HEX = "0123456789abcdef"
-UPPER = string.ascii_uppercase
-LOWER = string.ascii_lowercase
-ALNUM = string.ascii_letters + DIGITS
-B64 = ALNUM + "+/"
-B64URL = ALNUM + "-_"
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 R = random.Random
-
-
-def r(rng: R, alphabet: str, n: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(n))
-
-
-def mixed(rng: R, alphabet: str, n: int) -> str:
-    """A random string with an upper, a lower and two digits (what a random token almost always has)."""
-    while True:
-        s = r(rng, alphabet, n)
-        if any(c.isupper() for c in s) and any(c.islower() for c in s) and sum(c.isdigit() for c in s) >= 2:
-            return s
 
 
 def hexs(rng: R, n: int) -> str:

@@ -32,21 +32,13 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import string
 from collections.abc import Callable
 
-from redaction_corpus import Sample
+from redaction_corpus import ALNUM, DIGITS, HEX, UPPER, Sample
+from redaction_corpus import _rand as r
 from redaction_corpus_unseen import Frag, mk
 
-DIGITS = string.digits
-HEX = "0123456789abcdef"
-UPPER = string.ascii_uppercase
-ALNUM = string.ascii_letters + DIGITS
 R = random.Random
-
-
-def r(rng: R, alphabet: str, n: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(n))
 
 
 def nz(rng: R, n: int) -> str:

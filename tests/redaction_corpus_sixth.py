@@ -26,34 +26,15 @@ import base64
 import hashlib
 import json
 import random
-import string
 from collections.abc import Callable
 
-from redaction_corpus import Sample, _luhn_complete, b62_crc32
+from redaction_corpus import ALNUM, B64, B64URL, DIGITS, HEX, LOWER, UPPER, Sample, _luhn_complete, b62_crc32, mixed
 from redaction_corpus import _luhn_ok as luhn_ok
+from redaction_corpus import _rand as r
 from redaction_corpus_unseen import Frag, mk
 
-LOWER = string.ascii_lowercase
-UPPER = string.ascii_uppercase
-DIGITS = string.digits
-ALNUM = LOWER + UPPER + DIGITS
-HEX = "0123456789abcdef"
-B64 = ALNUM + "+/"
-B64URL = ALNUM + "-_"
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 R = random.Random
-
-
-def r(rng: R, alphabet: str, n: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(n))
-
-
-def mixed(rng: R, alphabet: str, n: int) -> str:
-    """Random string with an upper, a lower and two digits (what a random token almost always has)."""
-    while True:
-        s = r(rng, alphabet, n)
-        if any(c.isupper() for c in s) and any(c.islower() for c in s) and sum(c.isdigit() for c in s) >= 2:
-            return s
 
 
 def b64(raw: bytes) -> str:
