@@ -42,6 +42,23 @@ class Sample:
     negatives: list[tuple[int, int, str]] = field(default_factory=list)
 
 
+def weighted_families(
+    families: dict[str, Callable[[random.Random], Sample]], weights: dict[str, int], seed: int, lines: int
+) -> list[Sample]:
+    """`lines` samples, each from a family drawn with its weight (1 unless given): the generators' shared loop."""
+    rng = random.Random(seed)
+    names = [n for n in families for _ in range(weights.get(n, 1))]
+    return [families[rng.choice(names)](rng) for _ in range(lines)]
+
+
+def all_types(samples: list[Sample]) -> set[str]:
+    return {kind for s in samples for _, _, kind in s.positives}
+
+
+def negative_kinds(samples: list[Sample]) -> set[str]:
+    return {kind for s in samples for _, _, kind in s.negatives}
+
+
 def check_labels(samples: list[Sample]) -> None:
     """Spans are well-formed: inside the line, non-empty, positives never overlapping negatives."""
     for sample in samples:

@@ -45,8 +45,21 @@ import json
 import random
 import string
 
-from redaction_corpus import ALNUM, B64, B64URL, DIGITS, HEX, LOWER, UPPER, Sample, mixed
+from redaction_corpus import (
+    ALNUM,
+    B64,
+    B64URL,
+    DIGITS,
+    HEX,
+    LOWER,
+    UPPER,
+    Sample,
+    mixed,
+    weighted_families,
+)
 from redaction_corpus import _rand as r
+from redaction_corpus import all_types as all_types  # re-exported: the tests call corpus.all_types
+from redaction_corpus import negative_kinds as negative_kinds
 from redaction_corpus_seventh import (
     email,
     iban,
@@ -957,14 +970,4 @@ WEIGHTS = {"sdk": 4, "env": 4, "bodies": 3, "negative": 4, "vllm": 2, "trackers"
 
 def generate(seed: int = 8088, lines: int = 3000) -> list[Sample]:
     """`lines` labelled samples (one log record each; some span several physical lines) from the formats above."""
-    rng = random.Random(seed)
-    names = [n for n in FAMILIES for _ in range(WEIGHTS.get(n, 1))]
-    return [FAMILIES[rng.choice(names)](rng) for _ in range(lines)]
-
-
-def all_types(samples: list[Sample]) -> set[str]:
-    return {kind for s in samples for _, _, kind in s.positives}
-
-
-def negative_kinds(samples: list[Sample]) -> set[str]:
-    return {kind for s in samples for _, _, kind in s.negatives}
+    return weighted_families(FAMILIES, WEIGHTS, seed, lines)

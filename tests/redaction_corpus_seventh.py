@@ -34,8 +34,10 @@ import ipaddress
 import random
 from collections.abc import Callable
 
-from redaction_corpus import ALNUM, DIGITS, HEX, UPPER, Sample
+from redaction_corpus import ALNUM, DIGITS, HEX, UPPER, Sample, weighted_families
 from redaction_corpus import _rand as r
+from redaction_corpus import all_types as all_types  # re-exported: the tests call corpus.all_types
+from redaction_corpus import negative_kinds as negative_kinds
 from redaction_corpus_unseen import Frag, mk
 
 R = random.Random
@@ -861,14 +863,4 @@ def _normalise(sample: Sample) -> Sample:
 
 def generate(seed: int = 7007, lines: int = 3000) -> list[Sample]:
     """`lines` labelled samples (one log record each; some span several physical lines)."""
-    rng = random.Random(seed)
-    names = [n for n in FAMILIES for _ in range(WEIGHTS.get(n, 1))]
-    return [_normalise(FAMILIES[rng.choice(names)](rng)) for _ in range(lines)]
-
-
-def all_types(samples: list[Sample]) -> set[str]:
-    return {kind for s in samples for _, _, kind in s.positives}
-
-
-def negative_kinds(samples: list[Sample]) -> set[str]:
-    return {kind for s in samples for _, _, kind in s.negatives}
+    return [_normalise(sample) for sample in weighted_families(FAMILIES, WEIGHTS, seed, lines)]

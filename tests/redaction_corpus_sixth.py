@@ -28,9 +28,24 @@ import json
 import random
 from collections.abc import Callable
 
-from redaction_corpus import ALNUM, B64, B64URL, DIGITS, HEX, LOWER, UPPER, Sample, _luhn_complete, b62_crc32, mixed
+from redaction_corpus import (
+    ALNUM,
+    B64,
+    B64URL,
+    DIGITS,
+    HEX,
+    LOWER,
+    UPPER,
+    Sample,
+    _luhn_complete,
+    b62_crc32,
+    mixed,
+    weighted_families,
+)
 from redaction_corpus import _luhn_ok as luhn_ok
 from redaction_corpus import _rand as r
+from redaction_corpus import all_types as all_types  # re-exported: the tests call corpus.all_types
+from redaction_corpus import negative_kinds as negative_kinds
 from redaction_corpus_unseen import Frag, mk
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -1567,14 +1582,4 @@ WEIGHTS = {"pii": 4, "negative": 3, "dsn": 2, "shell": 2, "tokens": 3}
 
 def generate(seed: int = 6066, lines: int = 3000) -> list[Sample]:
     """`lines` labelled samples (one log record each; some span several physical lines) from the formats above."""
-    rng = random.Random(seed)
-    names = [n for n in FAMILIES for _ in range(WEIGHTS.get(n, 1))]
-    return [FAMILIES[rng.choice(names)](rng) for _ in range(lines)]
-
-
-def all_types(samples: list[Sample]) -> set[str]:
-    return {kind for s in samples for _, _, kind in s.positives}
-
-
-def negative_kinds(samples: list[Sample]) -> set[str]:
-    return {kind for s in samples for _, _, kind in s.negatives}
+    return weighted_families(FAMILIES, WEIGHTS, seed, lines)
