@@ -302,6 +302,21 @@ def test_services_use_the_shared_cache_unless_turned_off(tmp_path: Path, monkeyp
         services.close()
 
 
+def test_a_single_process_middleware_keeps_ids_in_memory_unless_told(tmp_path: Path) -> None:
+    """Without worker_id one middleware holds the data dir (its audit lock): nothing to share with, and a
+    claim on disk would run on the event loop (12% of a 5 ms handler). Told explicitly, it shares."""
+    from cleanroom.runtime.replay_shared import SharedReplayCache
+
+    for shared, expected in ((None, False), (True, True)):
+        extra = {} if shared is None else {"replay_shared": shared}
+        settings = Settings(data_dir=tmp_path / f"d{shared}", not_dumpable=False, disable_core_dumps=False, **extra)
+        middleware = CleanroomMiddleware(make_app(), settings=settings, admin_socket=False)
+        try:
+            assert isinstance(middleware.services.runtime.opener.replay, SharedReplayCache) is expected
+        finally:
+            middleware.close()
+
+
 # --- end to end: two ASGI workers over one data dir -----------------------------------------------
 def make_app() -> FastAPI:
     app = FastAPI()
