@@ -40,10 +40,13 @@ on the dev VM), with no group commit to share it.
 
 Cost, measured with the in-process cache in the same run (`python -m cleanroom.runtime.replay_shared DIR`,
 20 000 fresh ids, 2-core shared dev VM, ext4): about 1 us per check in process, 16-62 us shared over three
-runs (a sha256 and one exclusive create; the spread is the shared disk). A whole sealed request through
-the middleware took about 6 ms there, with or without it (interleaved rounds; the difference was below
-the noise): under 1 %, so `cleanroom serve` uses it too (`replay_shared`, default on). A restart no longer
-forgets the window's ids, and a worker started beside it on the same data dir shares them.
+runs, 140-220 us (median) on a busier disk with an fdatasync loop beside it (a sha256 and one exclusive
+create). `cleanroom serve` makes the claim on the device's prepare/worker thread, where minilm's sealed
+latency kept its median (21.2 ms, `benchmarks/request_path.py`, alternated with the tree before), so it
+uses the shared cache (`replay_shared`, default on): a restart no longer forgets the window's ids. A single
+ASGI middleware makes it on its event loop (`benchmarks/middleware/overhead.py`: 1.37x instead of 1.26x for
+a 5 ms handler) and holds the data dir alone, so without `worker_id` it keeps the ids in memory unless
+`replay_shared` is set explicitly.
 
 Shared filesystems: the claim needs an atomic exclusive create (local filesystems, NFSv3 or later,
 CephFS) and the hosts' clocks within `clock_skew_s` (default 60 s) of each other.
