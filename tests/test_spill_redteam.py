@@ -42,7 +42,7 @@ from cleanroom.crypto.stream import (
     StreamEncryptor,
 )
 from cleanroom.errors import DecryptionFailed, InvalidPayload, InvalidSealedMessage, SpillError, SpillIntegrityError
-from cleanroom.runtime import spill as spill_module
+from cleanroom.runtime import spill_io
 from cleanroom.runtime.batch_format import decode_results, encode_batch, index_batch
 from cleanroom.runtime.spill import FALLBACK_NAME_PREFIX, SpillFile, SpillIO, sweep_stale_files
 from cleanroom.server.app import create_app
@@ -441,7 +441,7 @@ def test_fallback_survives_its_name_being_swept_between_create_and_unlink(
             real_unlink(path)  # what the other process's sweep does, just before this unlink
         real_unlink(path, *args, **kwargs)
 
-    monkeypatch.setattr(spill_module.os, "unlink", swept_first)
+    monkeypatch.setattr(spill_io.os, "unlink", swept_first)
     with spill_with(tmp_path, b"still fine", spill_io=SpillIO(use_tmpfile=False)) as spill:
         assert spill.read() == b"still fine"
     assert list(tmp_path.iterdir()) == []
