@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -291,8 +292,47 @@ class DisconnectGuard:
             return
 
 
+# RFC 3986 host [":" port]: an IP literal or a reg-name (unreserved, pct-encoded, sub-delims); may be empty.
+_HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]{0,5})?")
+
+
+def host_problem(scope: Scope) -> str | None:
+    """Why the request's Host header breaks RFC 9112 §3.2, or None. uvicorn hands all three cases to the
+    app (they were 200s): a proxy or virtual-host router in front may then act on another Host than ours."""
+    hosts = [bytes(v) for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) > 1:
+        return f"send one Host header, not {len(hosts)}"
+    if not hosts:
+        return "an HTTP/1.1 request needs a Host header" if scope.get("http_version") == "1.1" else None
+    if not _HOST_RE.fullmatch(hosts[0]):
+        return "the Host header is not a host[:port]"
+    return None
+
+
+class HostGuard:
+    """400 `invalid_host` (connection closed) where `host_problem` finds one; the request never reaches
+    the app. The MUST of RFC 9112 §3.2, for every route, probes included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = host_problem(scope) if scope["type"] == "http" else None
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        body = error_body("invalid_host", problem)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def harden_asgi(app: ASGIApp) -> ASGIApp:
     """The layers every listener wraps around the FastAPI app (outermost first)."""
     from cleanroom.server.headers import SecurityHeadersMiddleware
 
-    return DisconnectGuard(SecurityHeadersMiddleware(app))
+    return DisconnectGuard(SecurityHeadersMiddleware(HostGuard(app)))
