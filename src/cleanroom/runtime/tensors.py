@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -37,54 +38,115 @@ _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
 _NOT_JSON = object()
+# A product of dimensions this large overflows torch's int64 stride arithmetic: `torch.empty([0, 2**62,
+# 2**62])` raised RuntimeError (and [0, 2**70] TypeError) past the size check, since a zero makes count 0.
+MAX_ELEMENTS = 1 << 60
+
+
+class _HeaderRefused(Exception):
+    """Raised from inside the JSON decoder; it carries a reason and no text of the header."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):  # the later entry silently replaced the earlier one
+        raise _HeaderRefused("has a duplicate name")
+    return document
+
+
+def _no_constants(_name: str) -> Any:
+    raise _HeaderRefused("holds NaN or Infinity")
+
+
+def _parse_header(raw: memoryview) -> dict[str, Any]:
+    """The header as a JSON object, decoded as UTF-8 only (`json.loads(bytes)` also took UTF-16, UTF-32 and
+    a BOM), without duplicate names or NaN/Infinity. Every reason is ours: nothing of the header is quoted."""
+    header: Any = _NOT_JSON
+    reason = "is not valid JSON"
+    try:
+        # ValueError also covers 1e999's int sibling: a 5000-digit integer. RecursionError: deep nesting.
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
+            header = json.loads(str(raw, "utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constants)
+    except _HeaderRefused as refused:
+        reason = refused.reason
+    # Raised here, outside any handler: the decoder's exception holds the header's text.
+    if header is _NOT_JSON:
+        raise InvalidPayload(f"safetensors header {reason}")
+    if not isinstance(header, dict):
+        raise InvalidPayload("safetensors header must be a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidPayload("safetensors __metadata__ must map names to strings")
+    return header
 
 
 def read_safetensors(view: memoryview) -> dict[str, torch.Tensor]:
-    """Tensors that are views into `view` (which must stay alive and is zeroed by its owner)."""
+    """Tensors that are views into `view` (which must stay alive and is zeroed by its owner).
+
+    As strict as the `safetensors` library: integers only in shapes and offsets, and the entries' byte
+    ranges cover the data exactly, without overlaps or holes (two tensors aliasing the same bytes, or bytes
+    no tensor owns, were accepted)."""
     if len(view) < 8:
         raise InvalidPayload("safetensors payload is shorter than its 8-byte header length")
     (header_len,) = struct.unpack_from("<Q", view, 0)
     if header_len > MAX_HEADER_BYTES or 8 + header_len > len(view):
         raise InvalidPayload("safetensors header length is out of range")
-    header: Any = _NOT_JSON
-    # Raised below, outside any handler: the decoder's exception holds the header's text. RecursionError:
-    # deeply nested JSON.
-    with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
-        header = json.loads(bytes(view[8 : 8 + header_len]))
-    if header is _NOT_JSON:
-        raise InvalidPayload("safetensors header is not valid JSON")
-    if not isinstance(header, dict):
-        raise InvalidPayload("safetensors header must be a JSON object")
+    header = _parse_header(view[8 : 8 + header_len])
     data = view[8 + header_len :]
     tensors: dict[str, torch.Tensor] = {}
+    ranges: list[tuple[int, int]] = []
     position = 0
     for name, spec in header.items():
         if name == "__metadata__":
             continue
         position += 1
-        tensors[name] = _tensor_view(f"safetensors entry #{position}", spec, data)
+        tensor, start, end = _tensor_view(f"safetensors entry #{position}", spec, data)
+        tensors[name] = tensor
+        ranges.append((start, end))
+    covered = 0
+    for start, end in sorted(ranges):
+        if start != covered:
+            raise InvalidPayload("safetensors entries overlap or leave a hole in the data")
+        covered = end
+    if covered != len(data):
+        raise InvalidPayload("safetensors data is longer than its entries")
     return tensors
 
 
-def _tensor_view(entry: str, spec: Any, data: memoryview) -> torch.Tensor:
-    """One entry as a view of `data`. Errors name the entry by its position (`entry`), never by its name:
-    the name is plaintext from inside the sealed payload, and error bodies travel unsealed."""
-    try:
-        dtype = _DTYPES[spec["dtype"]]
-        shape = [int(d) for d in spec["shape"]]
-        start, end = (int(o) for o in spec["data_offsets"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidPayload(f"{entry} is malformed or has an unsupported dtype") from None
-    count = 1
-    for dim in shape:
-        if dim < 0:
-            raise InvalidPayload(f"{entry} has a negative dimension")
-        count *= dim
+def _int_list(value: Any) -> list[int] | None:
+    """`value` if it is a JSON array of integers (not booleans, floats or strings), else None. `int()` on
+    each item accepted 1.7, true and "3", and iterated a string or an object's keys as if it were a list."""
+    if isinstance(value, list) and all(type(v) is int for v in value):
+        return value
+    return None
+
+
+def _tensor_view(entry: str, spec: Any, data: memoryview) -> tuple[torch.Tensor, int, int]:
+    """One entry as a view of `data`, with its byte range. Errors name the entry by its position (`entry`),
+    never by its name: the name is plaintext from inside the sealed payload, and error bodies travel
+    unsealed."""
+    if not isinstance(spec, dict):
+        raise InvalidPayload(f"{entry} is malformed or has an unsupported dtype")
+    name = spec.get("dtype")
+    dtype = _DTYPES.get(name) if isinstance(name, str) else None
+    shape, offsets = _int_list(spec.get("shape")), _int_list(spec.get("data_offsets"))
+    if dtype is None or shape is None or offsets is None or len(offsets) != 2:
+        raise InvalidPayload(f"{entry} is malformed or has an unsupported dtype")
+    if any(dim < 0 for dim in shape):
+        raise InvalidPayload(f"{entry} has a negative dimension")
+    if math.prod(dim for dim in shape if dim) > MAX_ELEMENTS:
+        raise InvalidPayload(f"{entry} has a shape too large for any tensor")
+    count = math.prod(shape)
+    start, end = offsets
     itemsize = torch.empty(0, dtype=dtype).element_size()
     if not 0 <= start <= end <= len(data) or end - start != count * itemsize:
         raise InvalidPayload(f"{entry} has offsets that do not match its shape")
     if count == 0:
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty(shape, dtype=dtype), start, end
     if start % itemsize:
         raise InvalidPayload(f"{entry} is not aligned to its element size")
     import warnings
@@ -92,7 +154,7 @@ def _tensor_view(entry: str, spec: Any, data: memoryview) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         flat = torch.frombuffer(data, dtype=dtype, count=count, offset=start)
-    return flat.view(shape)
+    return flat.view(shape), start, end
 
 
 def write_safetensors(tensors: Mapping[str, torch.Tensor], allocator: SecureAllocator) -> SecureBuffer:
