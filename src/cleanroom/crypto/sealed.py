@@ -55,7 +55,8 @@ MAX_METADATA_BYTES = 2048
 REQUEST_ID_BYTES = 16
 HPKE_ENC_BYTES = 97  # uncompressed P-384 point
 CONTENT_TYPE = "application/vnd.cleanroom.sealed"
-_KEY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# fullmatch, never match with ^...$: "$" also matches before a trailing newline ("hk_1\n" passed the check).
+_KEY_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 SUITE = hpke.Suite(hpke.KEM.P384, hpke.KDF.HKDF_SHA384, hpke.AEAD.AES_256_GCM)
 
@@ -144,7 +145,7 @@ def parse_request(body: bytes | memoryview) -> ParsedRequest:
         key_id = bytes(view[6 : 6 + key_id_len]).decode("ascii")
     except UnicodeDecodeError:
         raise InvalidSealedMessage("sealed request key id is not ASCII") from None
-    if not _KEY_ID_RE.match(key_id):
+    if not _KEY_ID_RE.fullmatch(key_id):
         raise InvalidSealedMessage("sealed request key id has invalid characters")
     (blob_len,) = struct.unpack_from(">H", view, 6 + key_id_len)
     blob_start = 8 + key_id_len
@@ -273,7 +274,7 @@ def seal_request(
     vectors.
     """
     key_id_raw = key_id.encode("ascii")
-    if not _KEY_ID_RE.match(key_id):
+    if not _KEY_ID_RE.fullmatch(key_id):
         raise ValueError("key id must be 1..64 characters of [A-Za-z0-9._:-]")
     metadata = RequestMetadata(
         request_id=request_id or os.urandom(REQUEST_ID_BYTES),
