@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,11 @@ class EchoModel:
 _NOT_JSON = object()
 
 
+# A lone surrogate (JSON "\ud800" decodes to one). Searched for rather than found by `.encode()`, which
+# would make one more copy of the text and an exception holding all of it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class MiniLMModel:
     """all-MiniLM-L6-v2 sentence embeddings: `{"inputs": [text, ...]}` -> safetensors `embeddings` [n, 384].
 
@@ -83,6 +89,7 @@ class MiniLMModel:
     max_batch_size = 32  # requests per scheduler batch
     forward_chunk = 64  # texts per forward pass inside a batch, to bound activation memory
     max_seq_length = 256
+    max_input_chars = 1_000_000  # per request, all inputs: 2.2 s of tokenizing at worst ("a a a ..."), 1.1 s prose
 
     def __init__(self, *, max_inputs: int = 256) -> None:
         try:
@@ -117,6 +124,14 @@ class MiniLMModel:
             raise InvalidPayload('minilm takes {"inputs": ["text", ...]} with at least one string')
         if len(inputs) > self.max_inputs:
             raise InvalidPayload(f"minilm takes at most {self.max_inputs} inputs per request")
+        # The tokenizer reads every character before it truncates to 256 tokens: a 10 MB text took 42 s
+        # of CPU on the dev box, so a 64 MiB body held a worker for minutes. Bounded, and said so.
+        if sum(len(t) for t in inputs) > self.max_input_chars:
+            raise InvalidPayload(f"minilm takes at most {self.max_input_chars} characters of text per request")
+        # JSON's "\ud800" decodes to a lone surrogate, which the tokenizer refuses with a TypeError: in a
+        # scheduler batch that failed every request of the batch, not this one alone.
+        if any(_LONE_SURROGATE.search(t) for t in inputs):
+            raise InvalidPayload("minilm inputs must be valid Unicode text (no lone surrogates)")
         return inputs
 
     def embed(self, texts: list[str], scope: RequestScope) -> torch.Tensor:
