@@ -55,7 +55,17 @@ from cleanroom.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from cleanroom.integrations.asgi_messages import Message, Receive, Scope, Send, bearer, header, read_body, send_json
+from cleanroom.integrations.asgi_messages import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    bearer,
+    header,
+    read_body,
+    send_json,
+    single_header,
+)
 from cleanroom.integrations.workers import allocator_problems, build_worker_services
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.runtime.models import ModelRegistry, RequestScope
@@ -238,7 +248,7 @@ class CleanroomMiddleware:
             raise MethodNotAllowed(f"this route takes sealed requests, POSTed ({CONTENT_TYPE})")
         source = self._source(scope)
         principal = self.services.tenants.authenticate(bearer(scope), source=source)  # the API key first
-        if header(scope, b"content-type").split(";")[0].strip().lower() != CONTENT_TYPE:
+        if single_header(scope, b"content-type").split(";")[0].strip().lower() != CONTENT_TYPE:
             raise UnsupportedMediaType(f"this route takes sealed requests ({CONTENT_TYPE})")
         try:
             # The host server may have no body deadline (uvicorn has none): a client trickling its body

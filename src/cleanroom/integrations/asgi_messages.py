@@ -8,7 +8,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from cleanroom.errors import CleanroomError, PayloadTooLarge, Unauthenticated
+from cleanroom.errors import BadRequest, CleanroomError, PayloadTooLarge, Unauthenticated
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,14 +17,27 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 def header(scope: Scope, name: bytes) -> str:
+    """The first value of header `name` (lowercase), or "". Names are compared case-insensitively: servers
+    should lowercase them (ASGI spec), but a test harness or a hand-built scope may not."""
     for key, value in scope["headers"]:
-        if key == name:
+        if bytes(key).lower() == name:
             return bytes(value).decode("latin-1")
     return ""
 
 
+def single_header(scope: Scope, name: bytes) -> str:
+    """The one value of a header that must appear at most once (RFC 9110 §5.3), or "". Two Authorization
+    (or Content-Type) headers are refused, as `cleanroom serve` does: the first one used to win here, and a
+    proxy in front may act on the other one."""
+    values = [bytes(v).decode("latin-1") for k, v in scope["headers"] if bytes(k).lower() == name]
+    if len(values) > 1:
+        title = name.decode("latin-1").title()
+        raise BadRequest(f"send one {title} header, not {len(values)}", code="duplicate_header")
+    return values[0] if values else ""
+
+
 def bearer(scope: Scope) -> str:
-    scheme, _, token = header(scope, b"authorization").partition(" ")
+    scheme, _, token = single_header(scope, b"authorization").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send the API key as `Authorization: Bearer cr_...`")
     return token.strip()
