@@ -306,6 +306,21 @@ def test_fault_that_is_not_an_oserror_while_reading_zeroes_and_discards(tmp_path
     spill.close()
 
 
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_fault_that_is_not_an_oserror_opening_for_read_discards(tmp_path: Path, error: type[BaseException]) -> None:
+    """Regression: building the read side (size check, header read, decryptor) discarded the spill only on
+    SpillIntegrityError, CleanroomError or OSError; anything else (here a fault hook on the header's read)
+    escaped with the key and the descriptor alive and the spill still 'reading'."""
+    spill = spill_with(tmp_path, b"marker" * 1000, spill_io=OddFault(read_calls=0, error=error))
+    with pytest.raises(error, match="injected"):
+        spill.read()
+    assert spill._fd is None and spill._key is None
+    with pytest.raises(SpillError, match="discarded"):
+        spill.read()
+    spill.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     writes=st.lists(
