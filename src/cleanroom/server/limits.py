@@ -12,6 +12,13 @@ limits with text/plain bodies. `hardened_protocol` subclasses it and adds, per c
 | malformed HTTP                   | 400 `malformed_http`, closed                 |
 | more than N open connections     | 503 `too_many_connections`, closed           |
 | more than N requests in flight   | 503 `server_busy` with Retry-After           |
+| `Upgrade` with a chunked body     | 400 `unsupported_upgrade`, closed            |
+
+`Upgrade` (h2c from `curl --http2 http://...`, a websocket-configured proxy in front) is ignored as RFC 9110
+§7.8 allows: the request is served over HTTP/1.1 with its Content-Length body. httptools skips the body of
+any upgrade request and parses what follows as the next request: the sealed body was dropped (a misleading
+400 `invalid_sealed_message`) and, sent in a later packet, a body holding `GET /metrics HTTP/1.1` was
+answered as a second request that a proxy in front never saw (request smuggling).
 
 A closed TLS connection waits for the peer's close_notify for up to 30 s (asyncio's and uvloop's
 `ssl_shutdown_timeout`, which uvicorn does not expose); an idle client that never reads held every graceful
@@ -30,6 +37,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from cleanroom.server.headers import ABORT_EXTENSION, ASGIApp, Receive, Scope, Send, security_headers
@@ -117,6 +125,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._tls: dict[str, Any] | None = None
+        self._upgrade_body_left = 0  # body bytes of an Upgrade request httptools skipped; we read them
 
     # --- connection ----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -192,8 +201,56 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             scope.setdefault("extensions", {})[ABORT_EXTENSION] = lambda: self._abort_response(cycle)
         if self._body_timer is None and self.cycle is not None and self.cycle.more_body:
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+        if self.parser.should_upgrade():
+            self._ignore_upgrade()
+
+    # --- Upgrade: ignored, the body read by Content-Length (module docstring) ------------------------
+    def _ignore_upgrade(self) -> None:
+        headers = dict(self.headers)  # llhttp already refused duplicate or invalid framing headers
+        if b"transfer-encoding" in headers:
+            if self.cycle is not None:
+                self.cycle.disconnected = True  # the app's sends are dropped; it never sees the request body
+                self.cycle.message_event.set()
+            self._write_error_and_close(
+                400, "unsupported_upgrade", "Upgrade is not supported with a chunked body; send it without Upgrade"
+            )
+            return
+        self._upgrade_body_left = int(headers.get(b"content-length", b"0"))
+
+    def _feed_upgrade_body(self, data: bytes) -> bytes:
+        """Hand the skipped body to the request; returns what follows it (the next pipelined request)."""
+        take = data[: self._upgrade_body_left]
+        self._upgrade_body_left -= len(take)
+        if take:
+            self.on_body(take)
+        if self._upgrade_body_left == 0:
+            self.on_message_complete()
+        return data[len(take) :]
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, except for Upgrade requests: their body is read here, not dropped or parsed as HTTP."""
+        if self.transport.is_closing():
+            return
+        if self._upgrade_body_left:
+            data = self._feed_upgrade_body(data)
+            if not data:
+                return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade as upgrade:  # raised at the end of the head; the parser resumed
+            rest = data[int(upgrade.args[0]) :]
+            if self._upgrade_body_left and not self.transport.is_closing():
+                rest = self._feed_upgrade_body(rest)
+            if rest:
+                self.data_received(rest)
 
     def on_message_complete(self) -> None:
+        if self._upgrade_body_left:
+            return  # httptools skipped an Upgrade request's body: complete once it has been read
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None

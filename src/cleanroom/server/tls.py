@@ -139,6 +139,9 @@ def server_tls_context(
     # connection, which keep-alive amortises.
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_TICKET
     context.num_tickets = 0
+    # ALPN says "http/1.1" to a client that offers h2 too (httpx/curl/Go with HTTP/2 on), instead of nothing;
+    # a client that offers only h2 gets no ALPN answer (OpenSSL's no-overlap NOACK) and may fall back.
+    context.set_alpn_protocols(["http/1.1"])
     restrict_key_exchange_groups(context, groups)
     load_certificate(context, cert_file, key_file)
     if client_cert != "none":
