@@ -85,9 +85,13 @@ class AdminAPI:
                 headers=headers,
             )
             return
+        # The server of this data dir runs on this host: never through HTTP(S)_PROXY, which would see the
+        # admin token in clear on a --no-tls loopback server (and a dead proxy broke every tenant command).
+        verify = admin_tls_context(state.get("tls_cert"))
         self._http = httpx.Client(
             base_url=state["url"],
-            verify=admin_tls_context(state.get("tls_cert")),
+            verify=verify,
+            transport=httpx.HTTPTransport(verify=verify),
             timeout=60,
             headers=headers,
         )

@@ -14,6 +14,7 @@ from the pinned key to the new one (`keys.public_key.follow_pin`). The pin then 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import ssl
@@ -95,6 +96,35 @@ def _ca_context(verify: str | Path) -> ssl.SSLContext:
         ) from None
 
 
+def is_loopback_host(host: str) -> bool:
+    """localhost (and *.localhost, RFC 6761), 127.0.0.0/8, ::1 and ::ffff:127.x: this machine."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def http_client(url: str, verify: bool | ssl.SSLContext, **kwargs: Any) -> httpx.Client:
+    """An httpx client for `url` that takes HTTP(S)_PROXY/ALL_PROXY from the environment, except for a
+    server on this machine: that one is always reached directly (NO_PROXY semantics for loopback).
+
+    A proxy in the environment is fine for sealed traffic over TLS (it sees a CONNECT and ciphertext), but a
+    plain-HTTP loopback server behind HTTP_PROXY sent the API key in clear to the proxy, and a dead or SOCKS
+    proxy (ImportError without socksio) broke every call to 127.0.0.1. An explicit transport is how httpx
+    skips the environment's proxies and still honours SSL_CERT_FILE."""
+    direct = is_loopback_host(httpx.URL(url).host)
+    transport = httpx.HTTPTransport(verify=verify) if direct else None
+    try:
+        return httpx.Client(base_url=url, verify=verify, transport=transport, **kwargs)
+    except ImportError as exc:  # ALL_PROXY=socks5://... without httpx[socks]
+        raise ValueError(f"a proxy in the environment cannot be used: {exc} (or add the host to NO_PROXY)") from None
+
+
 def read_bounded(response: httpx.Response, limit_bytes: int, deadline: float | None) -> bytes:
     """The body of a streamed `response`, refused past `limit_bytes` or past `deadline` (monotonic)."""
     declared = response.headers.get("content-length", "")
@@ -164,8 +194,8 @@ class Client:
         if isinstance(verify, str | Path) and not isinstance(verify, bool):
             verify = _ca_context(verify)
         # follow_redirects=False (httpx's default, stated so it stays): a 3xx is an error, and the
-        # Authorization header never travels to another host.
-        self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s, follow_redirects=False)
+        # Authorization header never travels to another host. Proxies: see `http_client`.
+        self._http = http_client(self.url, verify, timeout=timeout_s, follow_redirects=False)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         if isinstance(public_key, TenantPublicKey) or public_key is None:
             self._public_key = public_key
