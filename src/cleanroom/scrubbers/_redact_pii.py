@@ -53,6 +53,8 @@ def _confirm_phone_intl(text: str, m: re.Match[str], span: Span) -> Span | None:
         return None  # `serial 0070248003182`, `seed=0049…`: not `00` + a country code
     if value.startswith("00") and start >= 2 and text[start - 1] in " -" and text[start - 2].isdigit():
         return None  # `7485 0085 4257`: one more group of a longer number (an account, a reference)
+    if text[span[1] : span[1] + 1] == "-" and text[span[1] + 1 : span[1] + 2].isalnum():
+        return None  # `00330-80000-00000-AA526` (a Windows product id): the dashed groups go on
     if span[1] < len(text) and text[span[1]] in _WORD_ASCII:
         return None  # `sha512:0039425972a9...`: digits that run into letters are part of a token. Checked
         # here, not as a lookahead: `(?![0-9A-Za-z_])` backtracks over every split of the digit groups
@@ -120,7 +122,8 @@ def _continues_grouped_id(text: str, start: int) -> bool:
     group = text[start - 5 : start - 1]
     if not (group.isascii() and group.isalnum()) or not any(c.isdigit() for c in group):
         return False
-    return start == 5 or not text[start - 6].isalnum()
+    # (not a timestamp's fraction: `…31.890Z 6525 7467 …` is a time, then a card)
+    return start == 5 or not (text[start - 6].isalnum() or text[start - 6] in ".:")
 
 
 # Keys whose numbers are process, thread or stream positions, never cards (`[pid 5:tid 374949614257091]`)
@@ -154,7 +157,8 @@ _RESOURCE_ID_BEFORE = re.compile(
 # never cards. Also in JSON and XML attribute form (`"flow_id":4227…`, `ean="400…"`).
 _NOT_A_CARD_KEY = re.compile(
     r"(?:\b|_)(?:ean(?:13|8)?|gtin(?:14|13|12)?|upc(?:[_-]?a)?|isbn(?:13)?|barcode|sku|"
-    r"(?:flow|session|conn|connection|event|record|correlation)[_ .-]?id)"
+    # (`trace`, `span`, `parent`: Datadog writes its 64-bit trace and span ids in decimal, `dd.trace_id=4…`)
+    r"(?:flow|session|conn|connection|event|record|correlation|trace|span|parent)[_ .-]?id)"
     r"\\?[\"']?[ \t]*[:=#>]?[ \t]*\\?[\"']?$",
     re.IGNORECASE,
 )

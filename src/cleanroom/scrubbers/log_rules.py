@@ -227,8 +227,8 @@ def _confirm_aws_secret_standalone(text: str, m: re.Match[str], span: Span) -> S
 
 def _confirm_base64_key(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = _group_text(text, span)
-    if text[max(0, span[0] - 7) : span[0]].lower().endswith(("sha512-", "sha512:", "sha512=")):
-        return None
+    if text[max(0, span[0] - 7) : span[0]].lower().endswith(("sha512-", "sha512:", "sha512=", "base64,")):
+        return None  # a digest, or inline content (`data:image/png;base64,…==`)
     return span if v.char_classes(value.rstrip("=")) >= 3 else None
 
 
@@ -290,6 +290,10 @@ _ID_BEFORE = re.compile(
     # `msclkid`) are ids
     r"request|trace|span|correlation|x-amz-id-2|x-amz-cf-id|challenge|state|cursor|clid|clkid)"
     r"[\"']?[ \t]*[:=]?[ \t]*[\"']?$|"
+    # a JWKS public key's modulus and curve points (`"n":"…"`, `"x":"…"`) and certificate chain (`"x5c":["…`)
+    r"[\"'](?:n|x|y|x5c)[\"'][ \t]*:[ \t]*\[?[ \t]*[\"']$|"
+    # inline content (`data:image/png;base64,…`), not a credential
+    r";base64,$|"
     r"(?:sha\d*|md5|h1|blake2b?|xxh\d*)[-:]$",
     re.IGNORECASE,
 )
@@ -298,6 +302,9 @@ _ID_BEFORE = re.compile(
 # Two capitals with 1-8 other token characters between: all but 4 in 100 000 random 32-character tokens
 # have such a pair (and all of 50 000 at 40 and 43 characters)
 _CAPITAL_PAIR_PATTERN = r"[A-Z][a-z0-9_-]{1,8}[A-Z]"
+# Base64 DER of a certificate: SEQUENCE of 2-byte length, then the tbsCertificate SEQUENCE (`MII?..CCA`); a
+# PKCS#1/PKCS#8 private key continues with an INTEGER instead (`MIIEvQIBADAN…`, `MIIEowIBAAKCAQEA…`)
+_CERTIFICATE_DER = re.compile(r"MII[A-Za-z0-9+/]{3}CCA")
 _CAPITAL_PAIR = re.compile(_CAPITAL_PAIR_PATTERN)
 _UPPER_PREFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
 # (no `=`: padding only ends base64, and walking back through `key=` would hide the key)
@@ -405,6 +412,8 @@ def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None
         return None
     if _ID_BEFORE.search(text, max(0, word - 24), word):
         return None
+    if _CERTIFICATE_DER.match(text, word):
+        return None  # an X.509 certificate (`<ds:X509Certificate>MIIDdzCCAl+g…`) is public
     return span
 
 
@@ -429,7 +438,7 @@ def _confirm_basic(text: str, m: re.Match[str], span: Span) -> Span | None:
 # gets non-ASCII characters as UTF-8 byte sequences (`_redact_prefilter._hs_expression`).
 _OTHER_LANGUAGE_WORDS = (
     r"passwort|kennwort|mot[ _-]?de[ _-]?passe|contrase(?:n|ñ)a|senha|wachtwoord|l(?:o|ö)senord|has(?:l|ł)o|"
-    r"jelsz(?:o|ó)|heslo|adgangskode|passord|salasana|пароль|パスワード|密码|密碼|口令|비밀번호"
+    r"jelsz(?:o|ó)|heslo|adgangskode|passord|salasana|parola|пароль|パスワード|密码|密碼|口令|비밀번호"
 )
 _OTHER_LANGUAGE_KEY = re.compile(r"(?:" + _OTHER_LANGUAGE_WORDS + r")$", re.IGNORECASE)
 # Tier A keys: the value is a secret whatever it looks like (passwords are often low-entropy).
@@ -442,6 +451,9 @@ _TIER_A = re.compile(
     # API key, whatever it looks like (Azure OpenAI's are 32 hex digits, which a generic `*_key` reads as an id)
     r"(?:openai|anthropic|claude|cohere|mistral|groq|gemini|perplexity|pplx|together|fireworks|deepseek|xai|grok|"
     r"replicate|openrouter|voyage|jina|elevenlabs|deepgram|assemblyai|pinecone|wandb|comet|kaggle)[_-]?key|"
+    # an application key (Laravel `APP_KEY`, Datadog's application key, a LoRaWAN device's `AppKey`, often
+    # 32 hex digits): the credential itself
+    r"app(?:lication)?[_-]?key|"
     r"authtoken|credentials?)$",
     re.IGNORECASE,
 )
@@ -628,7 +640,8 @@ def widen_unquoted_value(text: str, m: re.Match[str], span: Span) -> Span:
         # `&name=` ends the value of a query-string or form parameter (`?password=x&next=1`); after an
         # environment-style `KEY=` that does not follow `?`/`&`/`;` (`"POSTGRES_PASSWORD=a&b=c"`) it is
         # part of the value
-        in_query = m.group("sep") == "=" and key_start > 0 and text[key_start - 1] in "?&;"
+        # (`#`: an OAuth implicit-flow redirect carries its tokens in the fragment)
+        in_query = m.group("sep") == "=" and key_start > 0 and text[key_start - 1] in "?&;#"
         return (span[0], _unquoted_end(text, m.start("k"), span[0], span[1], not in_query))
     return span
 
@@ -670,6 +683,8 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         return None  # the shell's $PWD is a directory
     if value.isdigit() and text.startswith(" bytes", span[1]):
         return None  # `kubectl describe secret`: `password:  16 bytes` is the value's size
+    if value in ("N", "n") and text.startswith("'", span[1]):
+        return None  # T-SQL's `PASSWORD = N'p'`: `N` marks a Unicode literal, the sql-password rule takes `p`
     if prev == "$" and _GRAPHQL_TYPE.fullmatch(value):
         return None  # a GraphQL variable definition: `($password: String!)`
     after_space = text[span[0] - 1] in " \t"
@@ -761,6 +776,27 @@ def _confirm_random_password_result(text: str, m: re.Match[str], span: Span) -> 
 _TOOL_FLAG = (("ldap", "-w"), ("sqlcmd", "-P"), ("bcp", "-P"))
 
 
+def confirm_named_value(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
+    """A value whose key name sits in a group `k` of its own (a registry value name, a PHP serialized
+    string): judged like an assignment by that name."""
+    low_key = m.group("k").lower()
+    tier = _tier(low_key)
+    return None if tier is None else _judge(text, low_key, tier, span)
+
+
+# OAuth 2.0: a `code` parameter is an authorization code only in an OAuth exchange (RFC 6749 §4.1.2, §4.1.3)
+_OAUTH_CONTEXT = re.compile(r"state=|grant_type=|redirect_uri=|oauth|callback|authorize|/token", re.IGNORECASE)
+
+
+def _confirm_oauth_code(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = _group_text(text, span)
+    if is_placeholder(value) or not any(c.isdigit() for c in value) or not any(c.isalpha() for c in value):
+        return None
+    line_start = text.rfind("\n", 0, span[0]) + 1
+    line_end = text.find("\n", span[1])
+    return span if _OAUTH_CONTEXT.search(text, line_start, len(text) if line_end < 0 else line_end) else None
+
+
 def _confirm_tool_flag(text: str, m: re.Match[str], span: Span) -> Span | None:
     flag = text.rfind("-", m.start(), span[0])
     if flag < 0:
@@ -846,8 +882,10 @@ _VALUE = (
     # quote that no quoted branch could close (a value over 512 characters) is not a value of its own
     r"|(?!\\[\"'])(?P<v4>(?:[)\]}>]++(?=[^\s\"'`,;&)\]}><]))?(?:[^\s\"'`,;&)\]}><]++|<(?!/)|&(?![A-Za-z_][\w.-]*=))++))"
 )
-ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])"
-ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
+# (`]`: PHP's `print_r` writes `[password] => x`)
+# (`**`: Markdown bold, `- **Password**: x`)
+ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[\]*]{0,2}[ \t]*(?:=>|:=|[:=])"
+ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[\]*]{0,2}[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
 # The same with the key's closing quote written `\u0022`/`\u0027` (System.Text.Json output nested in JSON).
 # A rule of its own: an optional escape in ASSIGNMENT_HINT made every line's Hyperscan scan 0.3 us slower
 # (start-of-match tracking); this one is gated by the escape literal and searched only where it occurs.
@@ -865,11 +903,11 @@ _ASSIGN_KEYWORDS = (
 # `passwort=`, `contraseña:`, `パスワード` and a full-width colon (U+FF1A, CJK text): a rule of its own, gated by
 # its literals, so the main assignment rule's scan is unchanged. The key is already a whole word here.
 _FOREIGN_ASSIGNMENT_PATTERN = (
-    r"(?P<k>" + _OTHER_LANGUAGE_WORDS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=]|\uff1a)[ \t]*" + _VALUE
+    r"(?P<k>" + _OTHER_LANGUAGE_WORDS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=]|\uff1a|\uff1d)[ \t]*" + _VALUE
 )
 _FOREIGN_KEYWORDS = (
     "passwort", "kennwort", "passe", "contrase", "senha", "wachtwoord", "senord", "haslo", "hasło", "jelsz",
-    "heslo", "adgangskode", "passord", "salasana", "пароль", "パスワード", "密码", "密碼", "口令", "비밀번호",
+    "heslo", "adgangskode", "passord", "salasana", "parola", "пароль", "パスワード", "密码", "密碼", "口令", "비밀번호",
 )  # fmt: skip
 
 
@@ -1334,9 +1372,11 @@ SECRET_RULES: tuple[Rule, ...] = (
          hint=_KEY_VALUE_WORD_ANCHOR, anchor=_KEY_VALUE_WORD_ANCHOR),
     # SQL: `ALTER ROLE x PASSWORD 'p'`, `CREATE USER .. IDENTIFIED BY 'p'` (a quoted word, no spaces)
     Rule("sql-password", "PASSWORD",
-         r"(?:password|identified[ \t]+by)[ \t]+(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
-         ("password", "identified"), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_W,
-         hint=r"(?:password|identified[ \t]+by)[ \t]+['\"]"),
+         r"(?:password(?:[ \t]+for[ \t]+[^\s=]{1,128})?(?:[ \t]+|[ \t]*=[ \t]*)n?|"
+         r"identified[ \t]+(?:with[ \t]+[a-z0-9_]{1,64}[ \t]+)?by[ \t]+)"
+         r"(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
+         ("password", "identified"), caseless=True, priority=61, confirm=_confirm_not_placeholder, left_guard=_W,
+         hint=r"(?:password[^\n]{0,140}|identified[ \t]+[^\n]{0,80})['\"]"),
     # MySQL/MariaDB clients take the password glued to `-p`: `mysqldump -u app -pS3cret db`
     Rule("mysql-password", "PASSWORD",
          r"(?:mysql|mariadb)[a-z]*[ \t][^\n]{0,200}?[ \t]-p"
@@ -1356,4 +1396,82 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"-(?:u|-user|-proxy-user|-auth|U)(?:=|[ \t]+)[\"']?(?P<user>[^\s:\"']{1,128}):(?P<v>[^\s\"']{1,256})",
          ("-u ", "-u\t", "-u=", "--user", "--proxy-user", "--auth"), priority=60, confirm=_confirm_cli_user,
          left_guard=TOK + "-"),
+    # ---- client, desktop and export formats (the ninth corpus) ---------------------------------------------
+    # PHP `serialize()`: `s:8:"password";s:12:"p";` (session files, cache dumps): the string after a key's
+    Rule("php-serialized", "SECRET",
+         r"s:\d{1,4}:\"(?P<k>[A-Za-z0-9_.-]{1,64})\";s:\d{1,5}:\"(?P<v>[^\"\r\n]{1,512})\"", ('";s:',),
+         priority=60, confirm=confirm_named_value),
+    # Windows registry: `reg query` output (`    DefaultPassword    REG_SZ    p`) and `reg add … /v ApiKey /d v`
+    Rule("registry-value", "SECRET",
+         r"(?P<k>[A-Za-z0-9_.-]{1,64})[ \t]+reg_(?:sz|expand_sz|multi_sz)[ \t]+(?P<v>[^\r\n]{1,512})",
+         ("reg_sz", "reg_expand_sz", "reg_multi_sz"), caseless=True, priority=60, confirm=confirm_named_value,
+         left_guard=_WD, hint=r"[ \t]reg_(?:sz|expand_sz|multi_sz)[ \t]"),
+    Rule("registry-add", "SECRET",
+         r"reg(?:\.exe)?[ \t]+add[ \t][^\n]{0,300}?/v[ \t]+\"?(?P<k>[A-Za-z0-9_.-]{1,64})\"?[ \t][^\n]{0,120}?/d[ \t]+"
+         r"(?:\"(?P<v>[^\"\r\n]{1,512})\"|(?P<v2>[^\s\"]{1,512}))",
+         ("reg add", "reg.exe add"), caseless=True, priority=60, confirm=confirm_named_value, left_guard=_WD,
+         hint=r"reg(?:\.exe)?[ \t]+add[ \t]"),
+    # Windows command lines (Sysmon, 4688 process creation, PowerShell history): `net user u p /add`,
+    # `net use Z: \\srv\share p /user:u`, `cmdkey /pass:p`, `psexec \\host -u u -p p` (`*` prompts for it)
+    Rule("windows-cli-password", "PASSWORD",
+         r"(?:net[ \t]+user[ \t]+[^\s/]{1,128}[ \t]+|net[ \t]+use[ \t]+(?:[a-z]:[ \t]+)?\\\\[^\s]{1,256}[ \t]+|"
+         r"/pass:|psexec(?:64)?(?:\.exe)?[ \t][^\n]{0,200}?[ \t]-p[ \t]+)"
+         r"(?:\"(?P<v>[^\"\r\n]{1,256})\"|(?P<v2>[^\s\"/*][^\s\"]{0,255}))",
+         ("net user", "net use", "/pass:", "psexec"), caseless=True, priority=60, confirm=_confirm_tool_argument,
+         left_guard=_WD, hint=r"net[ \t]+use?r?[ \t]|/pass:|psexec[^\n]*[ \t]-p[ \t]"),
+    # Mosquitto clients take the password as `-P` (`-p` is the port) or `--pw`
+    Rule("mosquitto-password", "PASSWORD",
+         r"mosquitto_(?:pub|sub|rr)[ \t](?:[^\n]{0,200}?[ \t])?(?:-P|--pw)[ \t]+" + _ARG_VALUE,
+         ("mosquitto_",), priority=60, confirm=_confirm_tool_argument, left_guard=_WD,
+         hint=r"mosquitto_(?:pub|sub|rr)[ \t][^\n]*(?:-P|--pw)[ \t]"),
+    # One-time codes sent by mail or SMS: `Your verification code is 482913` grants a login
+    Rule("one-time-code", "PASSWORD",
+         r"(?:one-time[ \t]+(?:password|passcode|code)|(?:verification|security|confirmation|login|2fa|otp)[ \t]+code|"
+         r"passcode|code[ \t]+de[ \t]+v(?:e|é)rification|c(?:o|ó)digo[ \t]+de[ \t]+verificaci(?:o|ó)n)"
+         r"(?:[ \t]+is)?[ \t]*:?[ \t]*(?P<v>\d{4,8})(?![\d.,]\d)",
+         ("one-time", "code", "passcode", "código"), caseless=True, priority=55, left_guard=_W,
+         hint=r"(?:one-time|verification|security|confirmation|login|2fa|otp|passcode|de)[ \t]+"
+         r"(?:password|passcode|code|v(?:e|é)rification|verificaci(?:o|ó)n)|passcode"),
+    # Django's request `META` (debug pages, error mails): `HTTP_COOKIE = 'sessionid=…'`
+    Rule("http-cookie-meta", "COOKIE", r"http_cookie[\"']?[ \t]*(?:[:=][ \t]*)?[\"'](?P<v>[^\"'\r\n]+)",
+         ("http_cookie",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_W),
+    # Password hashes crack offline back to the password: bcrypt, argon2, Django's PBKDF2
+    Rule("password-hash", "PASSWORD_HASH",
+         r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}|\$argon2(?:id|i|d)\$v=\d{1,3}\$m=\d{1,8},t=\d{1,4},p=\d{1,4}"
+         r"\$[A-Za-z0-9+/]{8,128}\$[A-Za-z0-9+/]{16,128}|pbkdf2_sha(?:1|256|512)\$\d{1,8}\$[A-Za-z0-9./+]{1,64}"
+         r"\$[A-Za-z0-9./+]{16,128}={0,2}",
+         ("$2", "$argon2", "pbkdf2_sha"), priority=80),
+    # Firebase Cloud Messaging registration tokens (`<instance id>:APA91b…`), which address one device
+    Rule("fcm-registration-token", "FIREBASE_TOKEN", r"[A-Za-z0-9_-]{11,64}:APA91b[A-Za-z0-9_-]{100,}",
+         (":apa91b",), priority=80, left_guard=_WD),
+    # A cookie header as a name/value pair: HAR (`{"name": "Cookie", "value": "…"}`), Sentry's header list
+    # (`["Cookie","session=…"]`)
+    Rule("cookie-name-value", "COOKIE",
+         r"cookie\\?[\"'][ \t]*,[ \t]*(?:\\?[\"']value\\?[\"'][ \t]*:[ \t]*)?\\?[\"'](?P<v>[^\"'\\\r\n]+)",
+         ("cookie",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_WD,
+         hint=r"cookie\\?[\"'][ \t]*,"),
+    # A Markdown table row `| password | p |`: the cell after a secret-named one
+    Rule("markdown-table-value", "SECRET",
+         r"\|[ \t]*`?(?P<k>[A-Za-z0-9_.-]{0,48}(?:pass(?:word|wd)?|secret|key|token|pwd))`?[ \t]*\|[ \t]*`?"
+         r"(?P<v>[^|`\s][^|`\r\n]{0,511}?)`?[ \t]*\|",
+         ("pass", "secret", "key", "token", "pwd"), caseless=True, priority=60, confirm=confirm_named_value,
+         hint=r"(?:pass(?:word|wd)?|secret|key|token|pwd)`?[ \t]*\|"),
+    # Laravel's `'key' => 'base64:…'` (config/app.php) and `APP_KEY=base64:…`: 32 random bytes
+    Rule("laravel-app-key", "SECRET",
+         r"(?:app_key|key)[\"']?[ \t]*(?:=>|[:=])[ \t]*[\"']?(?P<v>base64:[A-Za-z0-9+/]{43}=)",
+         ("base64:",), caseless=True, priority=61, left_guard=_W),
+    # PHP `var_dump`: `["password"]=>` then, on the next line, `string(8) "p"`
+    Rule("php-var-dump", "SECRET",
+         r"\[\"(?P<k>[A-Za-z0-9_.-]{1,64})\"\]=>\r?\n[ \t]{0,32}string\(\d{1,5}\)[ \t]\"(?P<v>[^\"\r\n]{1,512})\"",
+         ('"]=>',), priority=60, confirm=confirm_named_value),
+    # An environment variable set by a call: PowerShell `[Environment]::SetEnvironmentVariable("NAME", "v")`,
+    # `os.environ.setdefault("NAME", "v")`, `putenv`/`setenv`: judged by the variable's name
+    Rule("setenv-call", "SECRET",
+         r"(?:setenvironmentvariable|setdefault|putenv|setenv)\([ \t]*[\"'](?P<k>[A-Za-z0-9_.-]{1,64})[\"']"
+         r"[ \t]*,[ \t]*[\"'](?P<v>[^\"'\r\n]{1,512})[\"']",
+         ("setenvironmentvariable", "setdefault", "putenv", "setenv"), caseless=True, priority=61,
+         confirm=confirm_named_value, left_guard=_W),
+    # OAuth authorization codes and PKCE verifiers in a callback URL or token request body
+    Rule("oauth-code", "OAUTH_CODE", r"[?&#](?:code|code_verifier)=(?P<v>[A-Za-z0-9._~/%-]{16,512})",
+         ("code=", "code_verifier="), priority=60, confirm=_confirm_oauth_code),
 )  # fmt: skip
