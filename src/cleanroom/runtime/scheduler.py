@@ -25,7 +25,8 @@ What it promises:
   device's preparing thread while the batch before it runs on the worker thread (never across a tenant
   switch); a batch prepared ahead that will not run is discarded (zeroed).
 The policy itself is in scheduler_core.py (state), fairness.py (who next), batching.py (what goes
-together) and admission.py (who may enter); this module is only the asyncio and thread plumbing.
+together) and admission.py (who may enter); this module is only the asyncio plumbing: the worker threads
+are scheduler_worker.py, and what goes to Prometheus is scheduler_export.py.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from cleanroom.errors import CleanroomError, DeviceQuarantined, ServiceUnavailable
 from cleanroom.runtime.admission import (
@@ -49,24 +50,16 @@ from cleanroom.runtime.admission import (
     queue_timeout_error,
     shutting_down_error,
 )
-from cleanroom.runtime.batching import BatchRunner, PreparedBatch, QueuedRequest
+from cleanroom.runtime.batching import BatchRunner, QueuedRequest
 from cleanroom.runtime.scheduler_core import Batch, SchedulerConfig, SchedulerCore
+from cleanroom.runtime.scheduler_export import SchedulerExport
 from cleanroom.runtime.scheduler_metrics import SchedulerMetrics
+from cleanroom.runtime.scheduler_worker import DeviceWorkers, Outcome, ScrubOutcome, TenantSwitchCallback, as_exception
 
 log = logging.getLogger("cleanroom.scheduler")
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class ScrubOutcome(Protocol):
-    """What a scrub callback may return instead of a byte count, e.g. `scrubbers.base.ScrubReport`."""
-
-    @property
-    def bytes_scrubbed(self) -> int: ...
-
-
-TenantSwitchCallback = Callable[[str, "str | None", str], "int | ScrubOutcome | None"]
 
 
 def cpu_devices(count: int) -> list[str]:
@@ -102,67 +95,6 @@ class DeviceStats:
     scrubs: int
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    results: Sequence[Any] | BaseException
-    service_s: float
-    ran: bool  # False: the scrub before the batch failed, so the batch never started
-    scrub_s: float = 0.0
-    scrub_bytes: int | None = None
-    idle_before_s: float | None = None  # the worker's idle time since its previous batch ended
-    prepare_s: float | None = None  # the part of service_s the runner's `prepare` took (runners that prepare)
-    ended_at: float | None = None  # when the batch ended on the worker thread
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """What `runner.prepare` gave (or raised), and how long it took."""
-
-    batch: PreparedBatch[Any] | BaseException
-    seconds: float
-
-
-def _discard(prepared: _Prepared) -> None:
-    if not isinstance(prepared.batch, BaseException):
-        prepared.batch.discard()
-
-
-def _discard_when_prepared(job: Future[_Outcome], preparing: Future[_Prepared]) -> None:
-    """The device job of a batch prepared ahead was cancelled (shutdown): release what `prepare` held."""
-    if job.cancelled():
-        preparing.add_done_callback(lambda f: None if f.cancelled() else _discard(f.result()))
-
-
-def _as_exception(exc: BaseException) -> Exception:
-    """What a submitter may be given: an `Exception`. A runner that raises or returns `SystemExit`,
-    `KeyboardInterrupt` or `CancelledError` must not stop the event loop or look like a disconnect."""
-    if isinstance(exc, Exception):
-        return exc
-    error = RuntimeError(f"the runner raised {type(exc).__name__}")
-    error.__cause__ = exc
-    return error
-
-
-def _checked_results(results: Any, n: int) -> list[Any] | Exception:
-    """On the worker thread: the runner's answer as one result (or `Exception`) per item, or the error that
-    fails the whole batch when it is not a sequence of `n` results (None, a number, a generator of another
-    length). Checked here, where the batch's time is measured, so a broken runner is charged for it and
-    its submitters are answered (a `len()` of a generator on the event loop left them waiting forever)."""
-    try:
-        out = list(results)
-    except Exception:
-        return RuntimeError(f"the runner returned {type(results).__name__}, not a sequence of {n} results")
-    if len(out) != n:
-        return RuntimeError(f"the runner returned {len(out)} results for {n} items")
-    return [_as_exception(r) if isinstance(r, BaseException) else r for r in out]
-
-
-def _scrubbed_bytes(result: int | ScrubOutcome | None) -> int | None:
-    if result is None or isinstance(result, int):
-        return result
-    return int(result.bytes_scrubbed)
-
-
 class Scheduler:
     """See the module docstring. Create it anywhere; `start` and everything after on one event loop."""
 
@@ -178,11 +110,10 @@ class Scheduler:
         self.config = config if config is not None else SchedulerConfig()
         self._core = SchedulerCore(self.config, list(devices))
         self.metrics = metrics
-        self._clock = clock  # also read on worker threads to time batches and scrubs
-        self._on_tenant_switch = on_tenant_switch
-        self._executors: dict[str, ThreadPoolExecutor] = {}
-        self._preparers: dict[str, ThreadPoolExecutor] = {}  # device -> its thread for batches prepared ahead
-        self._running: dict[Future[_Outcome], Batch] = {}
+        self._clock = clock  # the same clock times batches and scrubs on the worker threads (DeviceWorkers)
+        self._workers = DeviceWorkers(clock, on_tenant_switch)
+        self._export = SchedulerExport(metrics, self._core)
+        self._running: dict[Future[Outcome], Batch] = {}
         # The dispatcher is a callback, not a task: a pass is scheduled with `call_soon` when something
         # changed (`_kick`) or with `call_later` when the core says work becomes ready. Waking a task through
         # an Event and `wait_for` cost three turns of the event loop per request, a callback costs one.
@@ -190,13 +121,6 @@ class Scheduler:
         self._pass: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
-        self._dirty: set[str] = set()
-        self._holds_exported: dict[str, int] = {}  # device -> anticipation holds already counted in metrics
-        self._aheads_exported: dict[str, int] = {}  # device -> batches prepared ahead already counted
-        self._run_ends_exported: dict[tuple[str, str], int] = {}  # (device, reason) -> already counted
-        self._worker_free_at: dict[str, float] = {}  # device -> when its last batch ended (worker thread)
-        # device -> why no batch prepared ahead may run on it any more (worker thread; see _run_batch)
-        self._worker_refuses: dict[str, CleanroomError] = {}
         self._completed = 0  # requests answered by their own batch
         self._closed = False
 
@@ -206,8 +130,7 @@ class Scheduler:
             raise RuntimeError("a Scheduler starts once")
         self._idle = asyncio.Event()
         self._idle.set()
-        for name in self._core.devices:
-            self._executors[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cleanroom-worker-{name}")
+        self._workers.start(self._core.devices)
         self._loop = asyncio.get_running_loop()
 
     async def __aenter__(self) -> Scheduler:
@@ -243,9 +166,8 @@ class Scheduler:
             for request in batch.requests:
                 abandoned += self._answer(request, shutting_down_error())
         self._running.clear()
-        for executor in (*self._executors.values(), *self._preparers.values()):
-            executor.shutdown(wait=False, cancel_futures=True)
-        self._refresh_gauges()
+        self._workers.shutdown()
+        self._export.refresh_gauges()
         if not drained:
             log.warning(
                 "scheduler shutdown deadline passed: %d queued request(s) cancelled, %d running abandoned",
@@ -269,19 +191,15 @@ class Scheduler:
         try:
             request = self._core.admit(tenant_id, model, item, runner, self._clock())
         except CleanroomError as exc:
-            self._count_reject(tenant_id, exc.code)
+            self._export.count_reject(tenant_id, exc.code)
             if self._core.is_forgotten(tenant_id):
-                self._dirty.add(tenant_id)  # a deleted tenant's late request: its series go at the next pass
+                self._export.dirty.add(tenant_id)  # a deleted tenant's late request: its series go at the next pass
                 self._kick()
             raise
-        if self.metrics is not None:
-            if self._core.last_comeback_s is not None:
-                self.metrics.comeback_seconds.labels(kind="first").observe(self._core.last_comeback_s)
-            if self._core.last_regroup_s is not None:
-                self.metrics.comeback_seconds.labels(kind="all").observe(self._core.last_regroup_s)
+        self._export.admitted()
         future: asyncio.Future[Any] = self._loop.create_future()
         request.handle = future
-        self._dirty.add(tenant_id)
+        self._export.dirty.add(tenant_id)
         self._idle.clear()
         self._kick()
         try:
@@ -290,7 +208,7 @@ class Scheduler:
             if self._core.cancel(request):
                 if self.metrics is not None:
                     self.metrics.cancelled.labels(tenant_id=tenant_id).inc()
-                self._dirty.add(tenant_id)
+                self._export.dirty.add(tenant_id)
                 self._kick()
             raise
 
@@ -304,7 +222,7 @@ class Scheduler:
         """A tenant was deleted: drop its scheduling state and metric series (its queued or running
         requests, if any, finish or fail first; the state goes with the last of them)."""
         self._core.forget(tenant_id)
-        self._dirty.discard(tenant_id)
+        self._export.dirty.discard(tenant_id)
         if self.metrics is not None:
             self.metrics.forget_tenant(tenant_id)
 
@@ -370,7 +288,7 @@ class Scheduler:
             )
         for batch in self._core.dispatch(now):
             self._launch(batch, now)
-        self._refresh_gauges()
+        self._export.refresh_gauges()
         if self._core.idle:
             self._idle.set()
         wake = self._core.next_wake(now)
@@ -385,24 +303,15 @@ class Scheduler:
             for request in batch.requests:
                 waited.observe(now - request.enqueued_at)
             self.metrics.batch_size.labels(model=batch.model).observe(len(batch.requests))
-        preparing: Future[_Prepared] | None = None
         try:
-            if batch.ahead:
-                # Prepared on its own thread while the device finishes the batch before it (batching.py); the
-                # device job, queued behind that batch, waits for it.
-                preparing = self._preparer(batch.device).submit(self._prepare, batch)
-            job = self._executors[batch.device].submit(self._run_batch, batch, preparing)
+            job = self._workers.submit(batch)
         except BaseException as exc:  # e.g. the executor refused the job: every item must still be answered
-            if preparing is not None:
-                preparing.add_done_callback(lambda f: None if f.cancelled() else _discard(f.result()))
-            self._loop.call_soon(self._finish, batch, _Outcome(exc, 0.0, ran=False))
+            self._loop.call_soon(self._finish, batch, Outcome(exc, 0.0, ran=False))
             return
-        if preparing is not None:
-            job.add_done_callback(lambda finished: _discard_when_prepared(finished, preparing))
         self._running[job] = batch
         loop = self._loop
 
-        def on_worker_done(finished: Future[_Outcome]) -> None:  # runs on the worker thread
+        def on_worker_done(finished: Future[Outcome]) -> None:  # runs on the worker thread
             # Straight back onto the loop (one turn), not through an asyncio future chained to this one (two
             # turns, plus a task waking up to read it).
             with contextlib.suppress(RuntimeError):  # the loop is closed: shutdown answered the submitters
@@ -410,103 +319,17 @@ class Scheduler:
 
         job.add_done_callback(on_worker_done)
 
-    def _batch_done(self, job: Future[_Outcome]) -> None:
+    def _batch_done(self, job: Future[Outcome]) -> None:
         batch = self._running.pop(job, None)
         if batch is None:
             return  # abandoned at shutdown past its deadline: the submitters were answered there
         try:
             outcome = job.result()
         except BaseException as exc:  # _run_batch catches what the runner raises; this is the executor's
-            outcome = _Outcome(_as_exception(exc), 0.0, ran=True)
+            outcome = Outcome(as_exception(exc), 0.0, ran=True)
         self._finish(batch, outcome)
 
-    def _preparer(self, device: str) -> ThreadPoolExecutor:
-        executor = self._preparers.get(device)
-        if executor is None:
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cleanroom-prepare-{device}")
-            self._preparers[device] = executor
-        return executor
-
-    def _prepare(self, batch: Batch) -> _Prepared:
-        """The runner's host-side work for `batch` (batching.py `prepares_ahead`); never raises."""
-        started = self._clock()
-        prepare = cast(Any, batch.runner).prepare
-        try:
-            prepared: PreparedBatch[Any] | BaseException = prepare(batch.device, batch.tenant_id, batch.items)
-        except BaseException as exc:
-            prepared = _as_exception(exc)
-        return _Prepared(prepared, self._clock() - started)
-
-    def _run_batch(self, batch: Batch, preparing: Future[_Prepared] | None = None) -> _Outcome:
-        """On the device's worker thread: the between-tenant scrub if one is due, then the batch (prepared
-        first on this thread, or ahead by `preparing` on the device's preparing thread)."""
-        scrub_s, scrub_bytes = 0.0, None
-        free_at = self._worker_free_at.get(batch.device)  # only this device's thread reads and writes it
-        if preparing is not None:
-            prepared = preparing.result()  # the batch before it ran meanwhile; usually done already
-            if self._worker_refuses.get(batch.device) is not None:
-                # The batch before it quarantined the device: nothing more may run there (fail closed; its
-                # requests answer 503 device_quarantined, and its plaintext is zeroed unused).
-                _discard(prepared)
-                return _Outcome(self._worker_refuses[batch.device], prepared.seconds, ran=False)
-            idle_before_s = None if free_at is None else self._clock() - free_at
-            return self._run_prepared(batch, prepared, idle_before_s, 0.0, None)
-        idle_before_s = None if free_at is None else self._clock() - free_at
-        if batch.needs_scrub and self._on_tenant_switch is not None:
-            started = self._clock()
-            try:
-                scrub_bytes = _scrubbed_bytes(
-                    self._on_tenant_switch(batch.device, batch.previous_tenant, batch.tenant_id)
-                )
-            except BaseException as exc:
-                # Fail closed: the new tenant must not run on a device that may hold the old one's data.
-                self._worker_free_at[batch.device] = self._clock()
-                return _Outcome(
-                    _as_exception(exc), 0.0, ran=False, scrub_s=self._worker_free_at[batch.device] - started
-                )
-            scrub_s = self._clock() - started
-        if batch.prepares:
-            return self._run_prepared(batch, self._prepare(batch), idle_before_s, scrub_s, scrub_bytes)
-        started = self._clock()
-        results: Sequence[Any] | BaseException
-        try:
-            results = _checked_results(batch.runner.run(batch.device, batch.tenant_id, batch.items), len(batch.items))
-        except BaseException as exc:
-            results = _as_exception(exc)
-        ended = self._worker_free_at[batch.device] = self._clock()
-        self._note_ran(batch, results)
-        return _Outcome(results, ended - started, True, scrub_s, scrub_bytes, idle_before_s, ended_at=ended)
-
-    def _run_prepared(
-        self, batch: Batch, prepared: _Prepared, idle_before_s: float | None, scrub_s: float, scrub_bytes: int | None
-    ) -> _Outcome:
-        """On the device's worker thread: run a prepared batch (service = its preparation + its run)."""
-        started = self._clock()
-        results: Sequence[Any] | BaseException
-        if isinstance(prepared.batch, BaseException):
-            results = prepared.batch
-        else:
-            try:
-                results = _checked_results(prepared.batch.run(), len(batch.requests))
-            except BaseException as exc:
-                results = _as_exception(exc)
-            finally:
-                prepared.batch.discard()  # a no-op after `run`, unless `run` broke its contract
-        ended = self._worker_free_at[batch.device] = self._clock()
-        self._note_ran(batch, results)
-        service_s = prepared.seconds + ended - started
-        return _Outcome(results, service_s, True, scrub_s, scrub_bytes, idle_before_s, prepared.seconds, ended)
-
-    def _note_ran(self, batch: Batch, results: Sequence[Any] | BaseException) -> None:
-        """On the worker thread: a batch that quarantined the device fails a batch prepared behind it."""
-        if isinstance(results, DeviceQuarantined) or (
-            not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results)
-        ):
-            self._worker_refuses[batch.device] = DeviceQuarantined(
-                "the device was taken out of service before this request ran; retry"
-            )
-
-    def _finish(self, batch: Batch, outcome: _Outcome) -> None:
+    def _finish(self, batch: Batch, outcome: Outcome) -> None:
         self._core.complete(
             batch,
             outcome.service_s,
@@ -516,12 +339,12 @@ class Scheduler:
             prepare_s=outcome.prepare_s,
             ended_at=outcome.ended_at,
         )
-        self._dirty.add(batch.tenant_id)
+        self._export.dirty.add(batch.tenant_id)
         results = outcome.results
         n = len(batch.requests)
         if not isinstance(results, BaseException) and len(results) != n:
             results = RuntimeError(f"runner for model {batch.model!r} returned {len(results)} results for {n} items")
-        self._record_batch(batch, outcome)
+        self._export.record_batch(batch, outcome)
         quarantined = isinstance(results, DeviceQuarantined) or (
             not isinstance(results, BaseException) and any(isinstance(r, DeviceQuarantined) for r in results)
         )
@@ -538,26 +361,6 @@ class Scheduler:
         if quarantined:
             self._quarantine(batch.device)
         self._kick()  # after the answers, so that the submitters' turns come before the next pass
-
-    def _record_batch(self, batch: Batch, outcome: _Outcome) -> None:
-        m = self.metrics
-        if m is None:
-            return
-        tenant, device = batch.tenant_id, batch.device
-        if batch.needs_scrub and outcome.ran and outcome.scrub_bytes is not None:  # None: nothing to scrub
-            m.scrub_seconds.labels(device=device).observe(outcome.scrub_s)
-            m.scrubs.labels(device=device, tenant_id=tenant).inc()
-            m.scrub_bytes.labels(device=device, tenant_id=tenant).inc(outcome.scrub_bytes)
-        if batch.tenant_switch and outcome.ran:
-            m.tenant_switches.labels(device=device, tenant_id=tenant).inc()
-        if outcome.idle_before_s is not None:
-            m.device_idle_seconds.labels(device=device).observe(outcome.idle_before_s)
-        if outcome.ran:
-            m.service_total.labels(tenant_id=tenant).inc(outcome.service_s)
-            share = outcome.service_s / len(batch.requests)
-            served = m.service_seconds.labels(tenant_id=tenant)
-            for _ in batch.requests:
-                served.observe(share)
 
     def _quarantine(self, device: str) -> None:
         if self._core.devices[device].quarantined:
@@ -583,41 +386,9 @@ class Scheduler:
         return 1
 
     def _reject_queued(self, request: QueuedRequest, error: CleanroomError, reason: str) -> None:
-        self._count_reject(request.tenant_id, reason)
-        self._dirty.add(request.tenant_id)
+        self._export.count_reject(request.tenant_id, reason)
+        self._export.dirty.add(request.tenant_id)
         self._answer(request, error)
-
-    def _count_reject(self, tenant_id: str, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.rejects.labels(tenant_id=tenant_id, reason=reason).inc()
-
-    def _refresh_gauges(self) -> None:
-        if self.metrics is not None:
-            for tenant_id in self._dirty:
-                state = self._core.tenants.get(tenant_id)
-                if state is None:  # deleted, and its last request is done: no series may outlive it
-                    self.metrics.forget_tenant(tenant_id)
-                    continue
-                self.metrics.queue_depth.labels(tenant_id=tenant_id).set(state.queued)
-                self.metrics.in_flight.labels(tenant_id=tenant_id).set(state.queued + state.running)
-            for device in self._core.devices.values():
-                # The policy core is pure (no metrics): export what it counted since the last pass.
-                new_holds = device.holds - self._holds_exported.get(device.name, 0)
-                if new_holds > 0:
-                    self.metrics.anticipation_holds.labels(device=device.name).inc(new_holds)
-                    self._holds_exported[device.name] = device.holds
-                new_aheads = device.aheads - self._aheads_exported.get(device.name, 0)
-                if new_aheads > 0:
-                    self.metrics.prepared_ahead.labels(device=device.name).inc(new_aheads)
-                    self._aheads_exported[device.name] = device.aheads
-                for reason, count in device.run_ends.items():
-                    key = (device.name, reason)
-                    if count > self._run_ends_exported.get(key, 0):
-                        self.metrics.run_ends.labels(device=device.name, reason=reason).inc(
-                            count - self._run_ends_exported.get(key, 0)
-                        )
-                        self._run_ends_exported[key] = count
-        self._dirty.clear()
 
 
 __all__ = [
@@ -626,6 +397,7 @@ __all__ = [
     "Scheduler",
     "SchedulerConfig",
     "SchedulerMetrics",
+    "ScrubOutcome",
     "ShutdownReport",
     "TenantLimits",
     "TenantStats",
