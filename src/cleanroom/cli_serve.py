@@ -1,0 +1,171 @@
+"""`cleanroom serve`: the server's command line — flags to `Settings`, the checks made before any model loads
+(a second server on the same data dir, an address that cannot be bound, plain HTTP off loopback), the
+allocator-hardening re-exec, logging, and a bind failure told in one line.
+
+Its own module because it is the one command that starts a long-lived process, and the only one with
+pre-flight checks that must run before the re-exec and again after uvicorn fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from cleanroom.cli_common import add_data_dir, settings_from_args
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cleanroom.memory.hardening import allocator_hardened, reexec_self_hardened
+
+    if args.tls_key and (args.no_tls or args.dev_tls):  # else silently ignored (--no-tls) or a confusing pair error
+        other = "--no-tls" if args.no_tls else "--dev-tls"
+        print(f"cleanroom: --tls-key goes with --tls-cert, not with {other}", file=sys.stderr)
+        return 2
+    tls_mode = "off" if args.no_tls else "files" if args.tls_cert or args.tls_key else "dev" if args.dev_tls else None
+    user_models: dict[str, str] = {}
+    builtin: list[str] | None = None
+    if args.models is not None:
+        builtin = [m.strip() for m in args.models.split(",") if m.strip()]
+    for spec in args.model or []:
+        name, sep, target = spec.partition("=")
+        if not sep or not name or not target:
+            print(f"cleanroom: --model takes NAME=package.module:factory, got {spec!r}", file=sys.stderr)
+            return 2
+        user_models[name] = target
+    client_cert = "required" if args.client_cert_required else "optional" if args.client_cert_optional else None
+    settings = settings_from_args(
+        args,
+        host=args.host,
+        port=args.port,
+        tls_mode=tls_mode,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        models=builtin,
+        user_models=user_models or None,
+        tls_client_ca=args.client_ca,
+        tls_client_cert=client_cert,
+        torch_threads=args.torch_threads,
+    )
+    from cleanroom.admin_client import running_server
+
+    running = running_server(settings.data_dir)
+    if running is not None and int(running["pid"]) != os.getpid():  # after the re-exec the pid is ours
+        where = running.get("url") or running.get("admin_socket")
+        print(
+            f"cleanroom: a server (pid {running['pid']}, {where}) already uses {settings.data_dir}: stop it "
+            "or give another --data-dir (if that pid is no cleanroom process, remove the stale server.json)",
+            file=sys.stderr,
+        )
+        return 1
+    refusal = listen_problem(settings)
+    if refusal is not None:
+        print(f"cleanroom: {refusal}", file=sys.stderr)
+        return 1
+    if settings.torch_threads is not None:  # before the re-exec: the environment carries it to OpenMP
+        from cleanroom.runtime.torch_threads import limit_torch_threads
+
+        limit_torch_threads(settings.torch_threads)
+    if settings.allocator_hardening and not allocator_hardened() and not args.no_reexec:
+        reexec_self_hardened(settings.malloc_perturb_byte)
+    install_logging(settings)
+    from cleanroom.server.runner import run_server
+
+    return run_explaining_bind_failures(settings, run_server)
+
+
+# uvicorn's exit status when it cannot start (`uvicorn.config.STARTUP_FAILURE`), e.g. a failed bind.
+UVICORN_STARTUP_FAILURE = 3
+
+
+def run_explaining_bind_failures(settings: Any, run: Any) -> int:
+    """`run(settings)`, but a bind that fails after `listen_problem` passed (another process took the port
+    while the models loaded) ends like the early check: one line naming host:port, exit 1 — not uvicorn's
+    bare `[Errno 98]` and exit 3."""
+    try:
+        return int(run(settings))
+    except SystemExit as exc:
+        if exc.code == UVICORN_STARTUP_FAILURE and (problem := listen_problem(settings)) is not None:
+            print(f"cleanroom: {problem}", file=sys.stderr)
+            return 1
+        raise
+
+
+def listen_problem(settings: Any) -> str | None:
+    """Why `serve` cannot listen where it was told, checked before any model loads (and before the
+    re-exec): plain HTTP off loopback, or an address that cannot be bound (a port in use, a privileged
+    port, an address this host does not have). None when it can."""
+    import errno
+    import socket
+
+    from cleanroom.config import loopback_problem
+
+    if settings.tls_mode == "off":
+        problem = loopback_problem(settings.host)
+        if problem is not None:
+            return f"--no-tls is refused on {settings.host!r}: plain HTTP only on loopback ({problem})"
+    where = f"{settings.host}:{settings.port}" if ":" not in settings.host else f"[{settings.host}]:{settings.port}"
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot listen on {where}: the host does not resolve ({exc})"
+    for family, kind, proto, _name, address in infos:
+        # As the server will bind (asyncio's create_server): SO_REUSEADDR, IPv6 sockets v6-only.
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                why = {
+                    errno.EADDRINUSE: "the port is already in use (another server? give another --port)",
+                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                    errno.EADDRNOTAVAIL: "this host has no such address (give one of its own, or 0.0.0.0)",
+                }.get(exc.errno or 0, exc.strerror or str(exc))
+                return f"cannot listen on {where}: {why}"
+    return None
+
+
+def install_logging(settings: Any) -> None:
+    try:
+        from cleanroom.logging_setup import install_redaction
+    except ImportError:  # redaction module not present: plain logging (never in a release)
+        import logging
+
+        logging.basicConfig(level=settings.log_level.upper())
+        return
+    install_redaction(level=settings.log_level, json_logs=settings.log_json)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="serve model endpoints")
+    add_data_dir(serve)
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8443; 0 picks a free one)")
+    serve.add_argument("--models", default=None, help="built-in models, comma-separated (echo,minilm)")
+    serve.add_argument("--model", action="append", metavar="NAME=MODULE:FACTORY", help="a user model")
+    tls = serve.add_mutually_exclusive_group()
+    tls.add_argument("--dev-tls", action="store_true", help="self-signed P-384 certificate (default)")
+    tls.add_argument("--no-tls", action="store_true", help="plain HTTP, loopback hosts only")
+    tls.add_argument("--tls-cert", type=Path, default=None, help="certificate chain (PEM; with --tls-key)")
+    serve.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
+    serve.add_argument("--client-ca", type=Path, default=None, help="CA that signs client certificates (mTLS)")
+    mtls = serve.add_mutually_exclusive_group()
+    mtls.add_argument("--client-cert-required", action="store_true", help="refuse clients without a certificate")
+    mtls.add_argument(
+        "--client-cert-optional",
+        action="store_true",
+        help="verify a certificate when one is sent (tenants bound to one then require it)",
+    )
+    serve.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads per torch forward pass (default: one per core)",
+    )
+    serve.add_argument("--no-reexec", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(func=cmd_serve)
