@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -152,3 +153,23 @@ def test_doctor_table_says_when_the_data_dir_and_master_key_do_not_exist_yet(tmp
     assert result.returncode == 0, result.stderr.decode()
     text = " ".join(result.stdout.decode().split())
     assert "(not created yet)" in text and "no master key yet" in text
+
+
+def test_key_and_tenant_commands_do_not_load_the_model_stack(tmp_path: Path) -> None:
+    """`tenant` and `keys` commands run without a server open the keyring and the audit log, nothing else:
+    they used to import the server's services and with them torch (~1.2 s of every such command)."""
+    data_dir = str(tmp_path / "data")
+    probe = (
+        "import sys\n"
+        "from cleanroom.cli import main\n"
+        "assert not main(sys.argv[1:]), sys.argv\n"
+        "heavy = sorted(m for m in ('torch', 'fastapi', 'uvicorn', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    for command in ("tenant create solo --json", "tenant list", "keys status"):
+        argv = [*command.split(), "--data-dir", data_dir]
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=server_env(), timeout=120
+        )
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+        assert "HEAVY []" in result.stderr, (command, result.stderr[-2000:])

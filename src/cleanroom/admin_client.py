@@ -128,12 +128,12 @@ def local_tenant_service(settings: Settings) -> Any:
     """A TenantService over the data dir itself, for when no server runs there."""
     from cleanroom.keys.keyring import Keyring
     from cleanroom.keys.registry import Registry
-    from cleanroom.server.services import open_kms
+    from cleanroom.keys.factory import kms_from_settings
     from cleanroom.storage import ensure_private_dir
     from cleanroom.tenants import TenantService
 
     ensure_private_dir(Path(settings.data_dir))
-    kms = open_kms(settings)
+    kms = kms_from_settings(settings)
     registry = Registry(settings.data_dir)
     from cleanroom.keys.factory import master_key_name
 
@@ -141,7 +141,7 @@ def local_tenant_service(settings: Settings) -> Any:
     keyring.ensure_master_key()
     service = TenantService(registry, keyring)
     # Key operations done without a server are on the same audit record as the server's.
-    from cleanroom.server.services import AuditLogSink
+    from cleanroom.audit.sink import AuditLogSink
 
     try:
         audit = AuditLogSink(Path(settings.data_dir), kms, keyring.master_key_name, settings)

@@ -68,13 +68,12 @@ def kms_row(kms: dict[str, Any]) -> str:
 
 def kms_report(settings: Any) -> dict[str, Any]:
     from cleanroom.errors import CleanroomError
-    from cleanroom.keys.factory import master_key_name
-    from cleanroom.server.services import open_kms
+    from cleanroom.keys.factory import kms_from_settings, master_key_name
 
     if settings.kms == "local" and not (Path(settings.data_dir) / "kms").exists():
         return {"status": "ok", "note": "no master key yet; `serve` or `tenant create` creates it"}
     try:
-        kms = open_kms(settings)
+        kms = kms_from_settings(settings)
         description = kms.describe(master_key_name(settings))
         return {
             "status": "ok" if description.enabled else "master key disabled (system sealed)",

@@ -19,7 +19,8 @@ from cleanroom.config import Settings
 from cleanroom.errors import AuditUnavailable
 from cleanroom.memory.hardening import allocator_hardened, preloaded_allocators
 from cleanroom.runtime.models import ModelRegistry
-from cleanroom.server.services import AuditLogSink, Services, build_services
+from cleanroom.audit.sink import AuditLogSink
+from cleanroom.server.services import Services, build_services
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
