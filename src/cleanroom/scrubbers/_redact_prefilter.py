@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cleanroom.scrubbers import _redact_hs_cache as _hs_cache
 from cleanroom.scrubbers.log_rules import Rule
 
 # Rule index -> offsets where its matches may start (a superset), for rules with an `anchor`.
@@ -131,41 +133,10 @@ class HyperscanPrefilter:
         import hyperscan
 
         self._hs: Any = hyperscan
-        expressions, flags = [], []
-        som_in_main: set[int] = set()
-        anchor_exprs: list[bytes] = []
-        anchor_flags: list[int] = []
-        anchor_ids: list[int] = []
-        for i, rule in enumerate(rules):
-            expr = _hs_pattern(rule)
-            common = hyperscan.HS_FLAG_DOTALL | (hyperscan.HS_FLAG_CASELESS if rule.caseless else 0)
-            som = common | hyperscan.HS_FLAG_SOM_LEFTMOST
-            if rule.anchor is not None:
-                anchor = _hs_expression(rule.anchor)
-                if anchor == expr and _hs_compiles(hyperscan, anchor, som):
-                    expressions.append(anchor)
-                    flags.append(som)
-                    som_in_main.add(i)
-                    continue
-                if _hs_compiles(hyperscan, anchor, som):
-                    anchor_exprs.append(anchor)
-                    anchor_flags.append(som)
-                    anchor_ids.append(i)
-            base = common | hyperscan.HS_FLAG_SINGLEMATCH
-            if not _hs_compiles(hyperscan, expr, base):
-                base |= hyperscan.HS_FLAG_PREFILTER  # Hyperscan's documented superset mode
-            expressions.append(expr)
-            flags.append(base)
-        self._db = hyperscan.Database()
-        self._db.compile(expressions=expressions, ids=list(range(len(rules))), elements=len(rules), flags=flags)
-        self._som_in_main = frozenset(som_in_main)
-        self._second = frozenset(anchor_ids)
-        self._anchor_db: Any = None
-        if anchor_ids:
-            self._anchor_db = hyperscan.Database()
-            self._anchor_db.compile(
-                expressions=anchor_exprs, ids=anchor_ids, elements=len(anchor_ids), flags=anchor_flags
-            )
+        compiled = _cached_databases(hyperscan, rules)
+        self._db, self._anchor_db = compiled.db, compiled.anchor_db
+        self._som_in_main = frozenset(compiled.som_in_main)
+        self._second = frozenset(compiled.anchor_ids)
         # Scratch space is per thread (a Hyperscan requirement): a `threading.local` subclass builds it
         # on a thread's first touch, so each scan reads one attribute instead of a getattr with a default
         self._local = _Scratches(hyperscan, self._db, self._anchor_db)
@@ -214,6 +185,76 @@ class HyperscanPrefilter:
             if rule_id not in starts:
                 return None
         return starts
+
+
+@dataclass(frozen=True)
+class _Databases:
+    db: Any
+    anchor_db: Any
+    som_in_main: list[int]  # rules whose gate is their anchor: match starts come from the main scan
+    anchor_ids: list[int]  # rules whose anchors live in the second database
+
+
+def _cached_databases(hyperscan: Any, rules: Sequence[Rule]) -> _Databases:
+    """The compiled databases from the per-user cache (`_redact_hs_cache`), else compiled and cached."""
+    inputs = [[_hs_pattern(r).decode("ascii"), r.caseless, r.anchor] for r in rules]
+    key = _hs_cache.cache_key(str(getattr(hyperscan, "__version__", "?")), inputs)
+    entry = _hs_cache.load(key)
+    if entry is not None:
+        try:
+            db = hyperscan.loadb(entry["db"], hyperscan.HS_MODE_BLOCK)
+            anchor_db = None
+            if entry["anchor_db"] is not None:
+                anchor_db = hyperscan.loadb(entry["anchor_db"], hyperscan.HS_MODE_BLOCK)
+            som, anchors = [int(i) for i in entry["som_in_main"]], [int(i) for i in entry["anchor_ids"]]
+            if all(0 <= i < len(rules) for i in (*som, *anchors)) and (anchor_db is None) == (not anchors):
+                return _Databases(db, anchor_db, som, anchors)
+        except (hyperscan.error, TypeError, ValueError):
+            pass  # another build's or a damaged database: compile afresh
+    compiled = _compile_databases(hyperscan, rules)
+    _hs_cache.store(
+        key,
+        db=hyperscan.dumpb(compiled.db),
+        anchor_db=None if compiled.anchor_db is None else hyperscan.dumpb(compiled.anchor_db),
+        som_in_main=compiled.som_in_main,
+        anchor_ids=compiled.anchor_ids,
+    )
+    return compiled
+
+
+def _compile_databases(hyperscan: Any, rules: Sequence[Rule]) -> _Databases:
+    expressions, flags = [], []
+    som_in_main: list[int] = []
+    anchor_exprs: list[bytes] = []
+    anchor_flags: list[int] = []
+    anchor_ids: list[int] = []
+    for i, rule in enumerate(rules):
+        expr = _hs_pattern(rule)
+        common = hyperscan.HS_FLAG_DOTALL | (hyperscan.HS_FLAG_CASELESS if rule.caseless else 0)
+        som = common | hyperscan.HS_FLAG_SOM_LEFTMOST
+        if rule.anchor is not None:
+            anchor = _hs_expression(rule.anchor)
+            if anchor == expr and _hs_compiles(hyperscan, anchor, som):
+                expressions.append(anchor)
+                flags.append(som)
+                som_in_main.append(i)
+                continue
+            if _hs_compiles(hyperscan, anchor, som):
+                anchor_exprs.append(anchor)
+                anchor_flags.append(som)
+                anchor_ids.append(i)
+        base = common | hyperscan.HS_FLAG_SINGLEMATCH
+        if not _hs_compiles(hyperscan, expr, base):
+            base |= hyperscan.HS_FLAG_PREFILTER  # Hyperscan's documented superset mode
+        expressions.append(expr)
+        flags.append(base)
+    db = hyperscan.Database()
+    db.compile(expressions=expressions, ids=list(range(len(rules))), elements=len(rules), flags=flags)
+    anchor_db = None
+    if anchor_ids:
+        anchor_db = hyperscan.Database()
+        anchor_db.compile(expressions=anchor_exprs, ids=anchor_ids, elements=len(anchor_ids), flags=anchor_flags)
+    return _Databases(db, anchor_db, som_in_main, anchor_ids)
 
 
 class _Scratches(threading.local):
