@@ -1,7 +1,9 @@
-"""Audit events and the byte layout of one encrypted audit record.
+"""The byte layout of one encrypted audit record (a *frame*) and of a segment header, and their cipher.
 
-An `AuditEvent` is what callers hand to `AuditLog.append`: who decrypted what, when, from where. It is
-serialized as compact UTF-8 JSON and sealed into a *frame*, the unit written to a segment file.
+One job: seal an event's JSON (`records_event.AuditEvent.to_json_bytes`) into a frame, the unit written
+to a segment file, and parse and open frames and segment headers again. `AuditEvent` lives in
+`records_event` (what an event may hold and its one encoding) and is re-exported here, where most
+callers import it from.
 
 Frame layout (all integers big-endian; every length is bounds-checked before it is used to slice):
 
@@ -41,23 +43,46 @@ Segment header layout (SEGMENT_HEADER_LEN bytes at the start of every segment fi
 from __future__ import annotations
 
 import hashlib
-import json
 import mmap
 import os
-import re
 import struct
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
-DetailValue = str | int | float | bool
+from cleanroom.audit.records_event import MAX_PLAINTEXT_BYTES, AuditEvent, DetailValue, iso_time
+
+__all__ = [
+    "FRAME_HEADER_LEN",
+    "FRAME_MAGIC",
+    "FRAME_PREFIX_LEN",
+    "HASH_LEN",
+    "LOG_ID_LEN",
+    "MAX_BODY_LEN",
+    "MAX_PLAINTEXT_BYTES",
+    "MIN_BODY_LEN",
+    "NONCE_LEN",
+    "SEGMENT_HEADER_LEN",
+    "SEGMENT_MAGIC",
+    "SEGMENT_VERSION",
+    "TAG_LEN",
+    "AuditEvent",
+    "DetailValue",
+    "FrameHeader",
+    "RecordCipher",
+    "RecordFormatError",
+    "SegmentHeader",
+    "iso_time",
+    "key_commitment",
+    "open_frame_with_record_key",
+    "parse_frame_header",
+    "parse_segment_header",
+]
 
 FRAME_MAGIC = b"CRA1"
 FRAME_PREFIX_LEN = 8
@@ -66,7 +91,6 @@ TAG_LEN = 16
 NONCE_LEN = 12
 HASH_LEN = 32
 LOG_ID_LEN = 16
-MAX_PLAINTEXT_BYTES = 64 * 1024
 MIN_BODY_LEN = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + TAG_LEN
 MAX_BODY_LEN = FRAME_HEADER_LEN - FRAME_PREFIX_LEN + MAX_PLAINTEXT_BYTES + TAG_LEN
 
@@ -80,237 +104,9 @@ _RECORD_KEY_INFO = b"cleanroom-audit-v1 record"  # HKDF info prefix (the same te
 _SEGMENT_AAD = b"cleanroom-audit-v1 segment"
 _COMMIT_PREFIX = b"cleanroom-audit-v1 key-commitment"
 
-_EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_*]+)+$")
-_MAX_FIELD_CHARS = 512
-_MAX_DETAILS = 64
-_STR_FIELDS = ("tenant_id", "key_id", "purpose", "request_id", "principal", "source")
-_INT_FIELDS = ("key_version", "byte_count")
-_AS_GIVEN_FIELDS = frozenset(("event", "time", *_INT_FIELDS))  # from_fields passes these on unconverted
-_OPTIONAL_FIELDS_IN_ORDER = (*_STR_FIELDS[:2], "key_version", *_STR_FIELDS[2:], "byte_count")
-_STR_FIELD_SET = frozenset(_STR_FIELDS)
-_INT_FIELD_SET = frozenset(_INT_FIELDS)
-_VALID_EVENT_NAMES: set[str] = set()  # names that matched _EVENT_RE (a handful in practice)
-_MAX_REMEMBERED_NAMES = 1024
-# The generic encoder, for anything `_event_json` does not write itself (kept as the reference it must
-# match byte for byte: tests/test_audit_log.py).
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_NUMBER = (int, float)
-_SCALAR = (str, int, float, bool)
-# `from_fields` fills every field itself: all of them, at their defaults (time and details set per call).
-_UNSET_FIELDS: dict[str, Any] = dict.fromkeys(
-    ("event", "time", *_OPTIONAL_FIELDS_IN_ORDER, "details"),
-)
-# (name, its JSON key with the separators around it, whether it is an int) in `to_dict` order.
-_OPTIONAL_JSON_KEYS = tuple((name, f',"{name}":', name in _INT_FIELD_SET) for name in _OPTIONAL_FIELDS_IN_ORDER)
-_json_string = json.encoder.encode_basestring  # C: escapes '"', '\\' and control characters, keeps UTF-8
-_int_text = int.__repr__
-_float_text = float.__repr__
-_INFINITY = float("inf")
-
-
-def _json_number(value: int | float) -> str:
-    """What `json` writes for a number (allow_nan: NaN, Infinity)."""
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if value == _INFINITY:
-            return "Infinity"
-        if value == -_INFINITY:
-            return "-Infinity"
-        return _float_text(value)
-    return _int_text(value)
-
-
-def _event_json(event: AuditEvent) -> str:
-    """`_encode_json(event.to_dict())`, written directly: 1.9 us instead of 3.7 per record (no dict, no
-    encoder set-up per call). Only for validated events: strings, non-bool ints, scalar details."""
-    fields = event.__dict__
-    parts = ['{"event":', _json_string(event.event), ',"time":', _json_number(event.time)]
-    add = parts.append
-    for name, key, is_int in _OPTIONAL_JSON_KEYS:
-        value = fields[name]
-        if value is not None:
-            add(key)
-            add(_int_text(value) if is_int else _json_string(value))
-    details = event.details
-    if details:
-        separator = ',"details":{'
-        for key, value in details.items():
-            add(separator)
-            add(_json_string(key))
-            add(":")
-            if isinstance(value, str):
-                add(_json_string(value))
-            elif value is True:
-                add("true")
-            elif value is False:
-                add("false")
-            else:
-                add(_json_number(value))
-            separator = ","
-        add("}")
-    add("}")
-    return "".join(parts)
-
 
 class RecordFormatError(ValueError):
     """Bytes that are not a well-formed frame or segment header (damage, truncation, foreign data)."""
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One audited fact. `principal` is an API key *id*, never the key; `details` holds scalars only.
-
-    Validation happens at construction so a bad event fails in the caller, not in the writer thread.
-    """
-
-    event: str
-    time: float = field(default_factory=time.time)
-    tenant_id: str | None = None
-    key_id: str | None = None
-    key_version: int | None = None
-    purpose: str | None = None
-    request_id: str | None = None
-    principal: str | None = None
-    source: str | None = None
-    byte_count: int | None = None
-    details: Mapping[str, DetailValue] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Runs for every record written and verified (~2 us): locals, tuples for isinstance, and event
-        # names remembered once they have matched the pattern.
-        event = self.event
-        if type(event) is not str or event not in _VALID_EVENT_NAMES:
-            if not isinstance(event, str) or len(event) > 64 or not _EVENT_RE.match(event):
-                raise ValueError(f"audit event name must look like 'area.action', got {event!r:.80}")
-            if type(event) is str and len(_VALID_EVENT_NAMES) < _MAX_REMEMBERED_NAMES:
-                _VALID_EVENT_NAMES.add(event)
-        if isinstance(self.time, bool) or not isinstance(self.time, _NUMBER):
-            raise ValueError("audit event time must be seconds since the epoch")
-        fields = self.__dict__
-        for name in _STR_FIELDS:
-            value = fields[name]
-            if value is not None and (not isinstance(value, str) or len(value) > _MAX_FIELD_CHARS):
-                raise ValueError(f"audit field {name} must be a string of at most {_MAX_FIELD_CHARS} chars")
-        for name in _INT_FIELDS:
-            value = fields[name]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"audit field {name} must be a non-negative int")
-        # Freeze a private copy so a caller mutating its dict later cannot change a queued event.
-        details = dict(self.details)
-        if len(details) > _MAX_DETAILS:
-            raise ValueError(f"audit details hold at most {_MAX_DETAILS} entries")
-        for key, value in details.items():
-            if not isinstance(key, str) or len(key) > 64:
-                raise ValueError("audit detail keys must be short strings")
-            if not isinstance(value, _SCALAR):
-                raise ValueError(f"audit detail {key!r} must be str, int, float or bool")
-            if isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
-                raise ValueError(f"audit detail {key!r} is longer than {_MAX_FIELD_CHARS} chars")
-        object.__setattr__(self, "details", details)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Fields that are set, `time` as float seconds: the form sealed into a record."""
-        fields = self.__dict__
-        out: dict[str, Any] = {"event": self.event, "time": self.time}
-        for name in _OPTIONAL_FIELDS_IN_ORDER:
-            value = fields[name]
-            if value is not None:
-                out[name] = value
-        if self.details:
-            out["details"] = dict(self.details)
-        return out
-
-    def to_json_bytes(self) -> bytes:
-        data = _event_json(self).encode("utf-8")
-        if len(data) > MAX_PLAINTEXT_BYTES:
-            raise ValueError(f"audit event encodes to {len(data)} bytes; limit {MAX_PLAINTEXT_BYTES}")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
-        allowed = {"event", "time", "key_version", "byte_count", "details", *_STR_FIELDS}
-        unknown = set(data) - allowed
-        if unknown:
-            raise ValueError(f"unknown audit fields: {sorted(unknown)}")
-        details = data.get("details", {})
-        if not isinstance(details, dict):
-            raise ValueError("audit details must be an object")
-        kwargs = {k: v for k, v in data.items() if k != "details"}
-        return cls(**kwargs, details=details)
-
-    @classmethod
-    def from_fields(cls, fields: Mapping[str, Any]) -> AuditEvent:
-        """Lenient constructor for `record(mapping)` callers: known fields by name, every other scalar
-        into `details` (other values as their `str`, cut to the field limit), None dropped.
-
-        Once per request on the serve path: it fills the instance's fields itself instead of going through
-        the frozen dataclass `__init__` (one `object.__setattr__` per field, 1.3 us), then validates with
-        the same `__post_init__` as every other construction."""
-        values = _UNSET_FIELDS.copy()
-        details: dict[str, DetailValue] = dict(fields.get("details") or {})
-        for key, value in fields.items():
-            if value is None or key == "details":
-                continue
-            if key in _STR_FIELD_SET:
-                values[key] = value if type(value) is str else str(value)
-            elif key in _AS_GIVEN_FIELDS:
-                values[key] = value
-            elif isinstance(value, str):
-                details[str(key)[:64]] = value[:_MAX_FIELD_CHARS]
-            elif isinstance(value, _SCALAR):
-                details[str(key)[:64]] = value
-            else:
-                details[str(key)[:64]] = str(value)[:_MAX_FIELD_CHARS]
-        if values["event"] is None:
-            raise TypeError("an audit event needs an 'event' name")
-        if values["time"] is None:
-            values["time"] = time.time()
-        values["details"] = details
-        event = object.__new__(cls)
-        event.__dict__.update(values)
-        event.__post_init__()
-        return event
-
-    @classmethod
-    def from_json_bytes(cls, data: bytes) -> AuditEvent:
-        try:
-            parsed = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError("audit record plaintext is not JSON") from exc
-        if not isinstance(parsed, dict):
-            raise ValueError("audit record plaintext is not a JSON object")
-        event = cls.from_dict(parsed)
-        # One encoding per event, as for checkpoint lines: duplicate keys (which JSON parsers resolve
-        # differently), reordered fields or other spellings would let one record read two ways.
-        if event.to_json_bytes() != data:
-            raise ValueError("audit record plaintext is not in canonical form")
-        return event
-
-    def display_dict(self, seq: int | None = None) -> dict[str, Any]:
-        """For `audit show --json`: the core fields always present (null when unset), time as ISO 8601."""
-        out: dict[str, Any] = {}
-        if seq is not None:
-            out["seq"] = seq
-        out["time"] = iso_time(self.time)
-        out["event"] = self.event
-        for name in (
-            "tenant_id",
-            "key_id",
-            "key_version",
-            "purpose",
-            "request_id",
-            "principal",
-            "source",
-            "byte_count",
-        ):
-            out[name] = getattr(self, name)
-        out["details"] = dict(self.details)
-        return out
-
-
-def iso_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
