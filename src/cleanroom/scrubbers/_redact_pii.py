@@ -258,6 +258,13 @@ def _widen_email(text: str, m: re.Match[str], span: Span) -> Span:
         opening = text.rfind('"', lo, at - 1)
         if opening >= 0 and "\n" not in text[opening:at] and "\\" not in text[opening:at]:
             return (opening, end)
+    if start > lo and text[start - 1] == "=" and "." in text[start:at]:
+        # `=` is left out of a local part so `email=jane@x` keeps its key, but a VERP bounce address holds
+        # one (`list+jane=example.com@bounces.example.org`: the recipient after `=`, `+` tagging the local
+        # part); there the tagged part before `=` is the same address (bounded: one more match in 64 chars)
+        tagged = _UP_TO_LOCAL_PART.match(text, lo, start - 1).end()  # type: ignore[union-attr]
+        if "+" in text[tagged : start - 1]:
+            start = tagged
     if start >= 1 and text[start - 1] == "\\" and text[start : start + 1] in ("u", "U"):
         start += 5  # `\u0022jane@...`: the escape is not part of the address
     while start < at and not text[start].isalnum():
@@ -352,18 +359,23 @@ def _ends_colon_hex_run(text: str, colon: int) -> bool:
 
 
 _HOST_REST = re.compile(r"(?:\.[A-Za-z0-9-]{1,63}){1,8}")
+# Kubernetes DNS for pods: `<address, dashed>.<namespace>.pod.<cluster domain>` (the name is made from the
+# address alone; a pod's own host name is its pod name)
+_POD_DNS = re.compile(r"\.[A-Za-z0-9-]{1,63}\.pod\.", re.IGNORECASE)
 _INTERNAL_DOMAIN = re.compile(r"\.(?:internal|local|localdomain|lan|intranet|corp|home\.arpa)$", re.IGNORECASE)
 
 
 def _confirm_dashed_ipv4(text: str, m: re.Match[str], span: Span) -> Span | None:
     if m.group("p").startswith("ip-"):
         return None  # EC2's private DNS name (`ip-10-0-1-23.ec2.internal`): the node's own host name
-    domain = _HOST_REST.match(text, span[1])
-    if domain is not None and _INTERNAL_DOMAIN.search(domain.group()):
-        return None  # `10-0-3-7.ec2.internal`, `….svc.cluster.local`: a private host's name, not a client's
     octets = text[span[0] : span[1]].split("-")
     if len(octets) != 4 or any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets):
         return None
+    if _POD_DNS.match(text, span[1]):
+        return span  # a pod's DNS record (`10-0-3-7.default.pod.cluster.local`) is its address, not a host name
+    domain = _HOST_REST.match(text, span[1])
+    if domain is not None and _INTERNAL_DOMAIN.search(domain.group()):
+        return None  # `10-0-3-7.ec2.internal`, `….svc.cluster.local`: a private host's name, not a client's
     return span
 
 

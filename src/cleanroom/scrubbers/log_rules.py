@@ -698,6 +698,16 @@ _STRING_VALUE = re.compile(r"[ \t]*\\?\"(?:string_)?value\\?\"[ \t]*:[ \t]*\\?\"
 _GO_ELEMENT = re.compile(r"[ \t]*\{?[ \t]*\"([^\"\\\r\n]{1,512})\"")
 
 
+def confirm_bold_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
+    """`**Password:** p`: an assignment only when `**` opened the key, so the `**` after the colon closes it
+    (`password:** p` with no opener is the main rule's, which reads `**` as part of the value)."""
+    kw_start = m.start("k")
+    # (bounded: a window of 50 characters before the key, each try at most 50 steps)
+    if _BOLD_OPENER.search(text, max(0, kw_start - 50), kw_start) is None:
+        return None
+    return confirm_assignment(text, m, span)
+
+
 def _go_composite_element(text: str, low_key: str, tier: str, end: int) -> LabelledSpan | None:
     """`"x-api-key":[]string{"v"}` (Go's `%#v` of gRPC metadata or http.Header): judge the first element."""
     m = _GO_ELEMENT.match(text, end)
@@ -889,6 +899,14 @@ ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>=>
 # literals; `[\]*]{0,2}` in ASSIGNMENT_HINT made every clean line's Hyperscan scan ~1 us slower (2.4 -> 3.4 us)
 _BRACKETED_ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r")(?:\]|\*\*)[ \t]*(?:=>|:=|[:=])"
 _BRACKETED_ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\]|\*\*)[ \t]*(?P<sep>=>|:=|[:=])[ \t]*" + _VALUE
+# Markdown bold with the colon inside (`- **Password:** p`): the closing `**` is skipped only when the key was
+# opened with `**` (`confirm_bold_assignment`): skipping `**` after any separator swallowed real passwords that
+# start with `**` (`password: **x`, the red-team corpus)
+_BOLD_COLON_ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r"):\*\*"
+_BOLD_COLON_ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?P<sep>:)\*\*[ \t]*" + _VALUE
+# The bold opener before a key: `**` then at most 48 word characters and spaces (`**DB password:**`). Also a
+# `**` that CommonMark would read as closing an earlier bold (`**a** password:** x`): a leak costs more there
+_BOLD_OPENER = re.compile(r"\*\*[A-Za-z0-9 _.-]{0,48}$")
 # The same with the key's closing quote written `\u0022`/`\u0027` (System.Text.Json output nested in JSON).
 # A rule of its own: an optional escape in ASSIGNMENT_HINT made every line's Hyperscan scan 0.3 us slower
 # (start-of-match tracking); this one is gated by the escape literal and searched only where it occurs.
@@ -1253,6 +1271,8 @@ SECRET_RULES: tuple[Rule, ...] = (
          priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=_KEY_BASE_HINT),
     Rule("assignment-bracketed", "SECRET", _BRACKETED_ASSIGNMENT_PATTERN, ("]", "**"), caseless=True, priority=60,
          confirm=confirm_assignment, widen=widen_unquoted_value, hint=_BRACKETED_ASSIGNMENT_HINT),
+    Rule("assignment-bold-colon", "SECRET", _BOLD_COLON_ASSIGNMENT_PATTERN, (":**",), caseless=True, priority=60,
+         confirm=confirm_bold_assignment, widen=widen_unquoted_value, hint=_BOLD_COLON_ASSIGNMENT_HINT),
     Rule("assignment-foreign-password", "PASSWORD", _FOREIGN_ASSIGNMENT_PATTERN, _FOREIGN_KEYWORDS, caseless=True,
          priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=_OTHER_LANGUAGE_WORDS),
     Rule("assignment-escaped-quote", "SECRET", ESCAPED_ASSIGNMENT_PATTERN, ("\\u0022", "\\u0027"), caseless=True,
