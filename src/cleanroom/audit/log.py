@@ -24,14 +24,15 @@ pages: "fsyncgate"), so it breaks the log until it is reopened: every ticket it 
 fails, and so does every append and ticket after it; a later fsync that "succeeds" proves nothing.
 
 Only one process may write a log: an exclusive `flock` on `.lock` in the directory enforces it.
+
+Where the parts live: `log_writer` (the group commit's write stage: seal, chain, rotate, roll back),
+`log_checkpoints` (when and how checkpoints are signed and appended), `log_files` (lock, recover, open,
+release). `AuditLog` combines them (as mixins over one set of state) behind the public append API here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -40,28 +41,14 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import (
-    CHECKPOINTS_FILE,
-    ZERO_DIGEST,
-    Checkpoint,
-    open_regular,
-    require_in_place,
-    require_p384,
-    sign_checkpoint,
-    write_fully,
-)
+from cleanroom.audit.checkpoints import Checkpoint, require_p384
 from cleanroom.audit.commit import GroupCommit, Slot
 from cleanroom.audit.durability import AuditTicket, Durability
-from cleanroom.audit.merkle import chain_next, leaf_hash
-from cleanroom.audit.records import (
-    FRAME_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
-    TAG_LEN,
-    AuditEvent,
-    RecordCipher,
-)
-from cleanroom.audit.recovery import LogState, Repair, recover_log
-from cleanroom.audit.segments import SegmentWriter
+from cleanroom.audit.log_checkpoints import CheckpointSchedule
+from cleanroom.audit.log_files import LogFiles
+from cleanroom.audit.log_writer import BatchWriter
+from cleanroom.audit.records import FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, TAG_LEN, AuditEvent
+from cleanroom.audit.recovery import Repair
 from cleanroom.errors import AuditUnavailable, ConfigurationError
 
 logger = logging.getLogger("cleanroom.audit")
@@ -80,7 +67,7 @@ def _encode(event: AuditEvent) -> bytes:
         raise AuditUnavailable(f"audit event rejected: {exc}") from exc
 
 
-class AuditLog:
+class AuditLog(BatchWriter, CheckpointSchedule, LogFiles):
     """See the module docstring. `directory` is the audit directory itself (usually DATA_DIR/audit)."""
 
     def __init__(
@@ -124,7 +111,6 @@ class AuditLog:
         self._mutex = self._commit.mutex
         self._closed = False
         self._broken: str | None = None
-        self._segments: SegmentWriter  # set by _open
         self._written = 0
         self._cp_fd = -1
         self._lock_fd = -1
@@ -316,268 +302,3 @@ class AuditLog:
                 "AuditLog for %s was never closed; records after the last checkpoint are unsigned",
                 getattr(self, "directory", "?"),
             )
-
-    # ------------------------------------------------------------------ group commit
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise AuditUnavailable("the audit log is closed")
-        if self._broken is not None:
-            raise AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}")
-
-    def _submit(self, slot: Slot, closing: bool = False) -> None:
-        self._commit.submit(slot, admit=None if closing else self._check_usable)
-
-    def _records_written(self) -> None:
-        self._written = self._state.seq
-
-    def _mark_broken(self, reason: str) -> None:
-        self._broken = reason
-
-    def _write_batch(self, batch: list[Slot]) -> None:
-        """Seal, chain and hash every record of the batch, write them (one `write` per segment touched)
-        and fdatasync once. Runs in the leader thread, never concurrently with itself."""
-        if self._broken is not None:
-            # Slots queued before an fsync failed must not be reported durable by a later, "successful"
-            # fsync: the kernel may have dropped the failed batch's pages, and these records chain to it.
-            raise AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}")
-        before = self._state.copy()
-        state = self._state
-        seal, segment_max = self._cipher.seal, self._segment_max
-        checkpoint_ref = 0 if self._last_cp is None else self._last_cp.index + 1  # constant within a batch
-        seq, chain, tree_append = state.seq, state.chain, state.tree.append
-        segment, segment_size, last_record = state.segment, state.segment_size, state.last_record
-        frames: list[bytes] = []
-        chunks: list[tuple[int, int, list[bytes]]] = [(segment, seq, frames)]  # (segment, first seq, frames)
-        created: list[int] = []
-        try:
-            for slot in batch:
-                slot.seq = seq
-                for plaintext in slot.plaintexts:
-                    frame_len = FRAME_HEADER_LEN + len(plaintext) + TAG_LEN
-                    if segment_size + frame_len > segment_max and segment_size > SEGMENT_HEADER_LEN:
-                        segment += 1
-                        segment_size = SEGMENT_HEADER_LEN
-                        frames = []
-                        chunks.append((segment, seq, frames))
-                    frame = seal(seq, segment, chain, plaintext, checkpoint_ref)
-                    record_hash = leaf_hash(frame)
-                    chain = chain_next(chain, record_hash)
-                    tree_append(record_hash)
-                    last_record = (segment, segment_size)
-                    segment_size += len(frame)
-                    frames.append(frame)
-                    seq += 1
-            state.seq, state.chain = seq, chain
-            state.segment, state.segment_size, state.last_record = segment, segment_size, last_record
-            for index, first_seq, chunk in chunks:
-                if index != self._segments.index:
-                    created.append(index)
-                    self._rotate(index, first_seq)
-                if chunk:
-                    self._segments.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
-        except OSError as exc:
-            self._rollback(before, created)
-            raise AuditUnavailable(f"audit log write failed: {exc.strerror or exc}") from exc
-        except BaseException:
-            self._rollback(before, created)
-            raise
-        self._durability.wrote(seq)
-        if self._fsync == "always":
-            self._durability.sync_through(seq)
-        self._maybe_checkpoint()
-
-    def _sync_segment(self) -> None:
-        """The fdatasync behind every ticket; `Durability` runs it with the sync role held."""
-        if self._segments.fd < 0:
-            raise OSError(9, "the audit log is closed")
-        self._segments.sync()
-
-    def _rotate(self, index: int, first_seq: int) -> None:
-        """Sync the full segment (every record before `first_seq` is then durable) and start the next one;
-        the sync role is held so no fdatasync runs on the descriptor being swapped."""
-        with self._durability.exclusive():
-            try:
-                self._segments.sync()
-            except OSError as exc:
-                self._broken = f"fsync failed ({exc.strerror})"
-                error = AuditUnavailable(f"audit log fsync failed: {exc.strerror}")
-                self._durability.fail(error)
-                raise error from exc
-            self._durability.covered(first_seq)
-            self._segments.create(index, first_seq)
-            self._segments.open(index)
-
-    def _rollback(self, before: LogState, created: list[int]) -> None:
-        with self._durability.exclusive():
-            # A rotation inside the failed batch synced the old segment and reported the batch's records in
-            # it durable; they are about to be cut off, and new records will reuse their numbers.
-            self._durability.truncated(before.seq)
-            try:
-                # Cuts the failed batch off (records written before it stay) and fsyncs what is left.
-                self._segments.roll_back(created, before.segment, before.segment_size)
-            except OSError as exc:
-                self._broken = f"could not roll back a failed write ({exc.strerror})"
-                logger.error("audit log: %s", self._broken)
-                # The rollback's fsync may have taken a writeback error of earlier, written records.
-                self._durability.fail(AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}"))
-            else:
-                self._durability.covered(before.seq)
-        self._state = before
-
-    # ------------------------------------------------------------------ checkpoints
-    def _maybe_checkpoint(self) -> None:
-        last_size = -1 if self._last_cp is None else self._last_cp.tree_size
-        pending = self._state.seq - max(last_size, 0)
-        due_time = time.monotonic() - self._last_cp_mono >= self._every_s
-        if pending >= self._every_records or (pending > 0 and due_time) or last_size < 0:
-            try:
-                self._write_checkpoint()
-            except OSError as exc:
-                # Records are durable and chained; the checkpoint is retried at the next trigger.
-                logger.error("audit log: checkpoint failed (%s); will retry", exc.strerror)
-
-    def _write_checkpoint(self) -> Checkpoint:
-        """Caller holds the busy flag. Syncs covered records first, then appends and fsyncs the line."""
-        if self._broken is not None:
-            raise AuditUnavailable(f"the audit log is unusable until reopened: {self._broken}")
-        self._durability.sync_through(self._state.seq)  # every covered record durable first
-        state = self._state
-        last = self._last_cp
-        checkpoint = sign_checkpoint(
-            self._signing_key,
-            index=0 if last is None else last.index + 1,
-            log_id=self._cipher.log_id,
-            tree=state.tree,
-            chain_head=state.chain,
-            prev_digest=ZERO_DIGEST if last is None else last.digest(),
-            segment_index=state.segment,
-            segment_offset=state.segment_size,
-            last_record=state.last_record,
-            time_ns=time.time_ns(),
-        )
-        size_before = os.fstat(self._cp_fd).st_size
-        try:
-            write_fully(self._cp_fd, (checkpoint.dumps() + "\n").encode("ascii"))
-            os.fsync(self._cp_fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._cp_fd, size_before)
-            raise
-        try:
-            require_in_place(self._cp_fd, self.directory / CHECKPOINTS_FILE)
-        except OSError as exc:
-            # Checkpoints written to a file no longer in the directory are lost: stop, as for a failed fsync.
-            self._broken = str(exc.strerror)
-            error = AuditUnavailable(f"the audit log is unusable until reopened: {exc.strerror}")
-            self._durability.fail(error)
-            raise error from exc
-        self._last_cp = checkpoint
-        self._last_cp_mono = time.monotonic()
-        return checkpoint
-
-    def _checkpoint_task(self) -> Checkpoint:
-        try:
-            return self._write_checkpoint()
-        except OSError as exc:
-            raise AuditUnavailable(f"audit checkpoint could not be written: {exc.strerror}") from exc
-
-    def _final_checkpoint_task(self) -> None:
-        last = self._last_cp
-        if self._broken is None and (last is None or last.tree_size < self._state.seq):
-            try:
-                self._write_checkpoint()
-            except OSError as exc:
-                logger.error("audit log: final checkpoint failed: %s", exc.strerror)
-
-    def _timed_checkpoint_task(self) -> None:
-        last = self._last_cp
-        if (
-            self._broken is None
-            and (last is None or last.tree_size < self._state.seq)
-            and time.monotonic() - self._last_cp_mono >= self._every_s
-        ):
-            try:
-                self._write_checkpoint()
-            except (OSError, AuditUnavailable) as exc:
-                logger.error("audit log: timed checkpoint failed: %s", exc)
-
-    def _tick(self) -> None:
-        """Time-based checkpoints for records that arrived since the last one, even when appends stop."""
-        while not self._stop.wait(min(self._every_s, 5.0)):
-            last = self._last_cp  # unlocked reads: only deciding whether to queue a task
-            if last is not None and last.tree_size == self._written:
-                continue
-            if time.monotonic() - self._last_cp_mono < self._every_s:
-                continue
-            try:
-                self._submit(Slot(task=self._timed_checkpoint_task))
-            except AuditUnavailable:
-                return
-
-    # ------------------------------------------------------------------ open and recovery
-    def _open(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            self._lock_fd = open_regular(self.directory / ".lock", os.O_RDWR | os.O_CREAT, follow=False)
-        except OSError as exc:
-            raise AuditUnavailable(f"audit lock file cannot be opened: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise AuditUnavailable(f"audit log {self.directory} is in use by another process") from exc
-        # The directory itself is locked too: deleting `.lock` (by hand, or a clean-up of *.lock files)
-        # would otherwise let a second writer in, and two writers interleave records with the same
-        # numbers. Best effort: a file system that cannot lock a directory keeps the `.lock` lock alone.
-        self._dir_lock_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(self._dir_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise AuditUnavailable(f"audit log {self.directory} is in use by another process") from exc
-        except OSError as exc:
-            logger.warning("audit log: cannot lock the directory %s (%s)", self.directory, exc.strerror)
-        recovered = recover_log(self.directory, self._audit_key, self._signing_key.public_key())
-        self.repairs = recovered.repairs
-        self._last_cp = recovered.last_checkpoint
-        if recovered.cipher is None or recovered.state is None:
-            self._cipher = RecordCipher(self._audit_key, os.urandom(16))
-            self._segments = SegmentWriter(self.directory, self._cipher)
-            self._segments.create(1, 0)
-            self._state = LogState.empty(self.log_id)
-        else:
-            self._cipher, self._state = recovered.cipher, recovered.state
-            self._segments = SegmentWriter(self.directory, self._cipher)
-        self._written = self._state.seq
-        # Recovered records past the newest checkpoint may still be only in the page cache: the
-        # checkpoint written at open syncs them.
-        covered = 0 if self._last_cp is None else self._last_cp.tree_size
-        self._durability.reset(written=self._state.seq, durable=covered)
-        try:
-            self._segments.open(self._state.segment)
-        except OSError as exc:  # a symlink or other non-regular file in place of the segment
-            raise AuditUnavailable(
-                f"audit segment {self._state.segment} cannot be opened for appending ({exc.strerror}); "
-                "run `cleanroom audit verify`"
-            ) from exc
-        try:
-            self._cp_fd = open_regular(
-                self.directory / CHECKPOINTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, follow=False
-            )
-        except OSError as exc:
-            raise AuditUnavailable(f"{CHECKPOINTS_FILE} cannot be opened for appending: {exc.strerror}") from exc
-
-    def _release_files(self) -> None:
-        segments: SegmentWriter | None = getattr(self, "_segments", None)
-        if segments is not None:
-            segments.close()
-        for name in ("_cp_fd", "_lock_fd", "_dir_lock_fd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                setattr(self, name, -1)
-
-    def _wipe_keys(self) -> None:
-        self._audit_key[:] = bytes(len(self._audit_key))
-        cipher = getattr(self, "_cipher", None)
-        if cipher is not None:
-            cipher.close()
