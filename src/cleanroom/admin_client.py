@@ -126,9 +126,9 @@ class AdminAPI:
 
 def local_tenant_service(settings: Settings) -> Any:
     """A TenantService over the data dir itself, for when no server runs there."""
+    from cleanroom.keys.factory import kms_from_settings
     from cleanroom.keys.keyring import Keyring
     from cleanroom.keys.registry import Registry
-    from cleanroom.keys.factory import kms_from_settings
     from cleanroom.storage import ensure_private_dir
     from cleanroom.tenants import TenantService
 

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cleanroom.audit.sink import AuditLogSink
 from cleanroom.config import Settings
 from cleanroom.errors import AuditUnavailable
 from cleanroom.memory.hardening import allocator_hardened, preloaded_allocators
 from cleanroom.runtime.models import ModelRegistry
-from cleanroom.audit.sink import AuditLogSink
 from cleanroom.server.services import Services, build_services
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
