@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.local import LocalKMS
 from cleanroom.keys.registry import Registry
 from cleanroom.tenants import TenantService
-from support.server import server_env, start_server
+from support.server import ServerHandle, server_env, start_server
 
 
 def test_allowlist_matching_v4_v6_and_mapped() -> None:
@@ -101,43 +102,48 @@ def test_allowlist_through_the_server_with_a_trusted_proxy(tmp_path: Path) -> No
         server.stop()
 
 
-def test_forwarding_header_ignored_without_trusted_proxies(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", "--models", "echo", tls=False)
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """One default echo server (no trusted proxies) for the two tests below, each on its own tenant: a
+    server start each cost ~5 s (2 s more at load)."""
+    server = start_server(tmp_path_factory.mktemp("plain") / "data", "--models", "echo", tls=False)
     try:
-        server.create_tenant("fenced")
-        server.cli("tenant", "update", "fenced", "--allow", "198.51.100.0/24", "--data-dir", str(server.data_dir))
-        with server.client("fenced") as client:
-            client._http.headers["X-Forwarded-For"] = "198.51.100.20"
-            with pytest.raises(ClientError) as info:
-                client.infer("echo", b"spoofed")
-        assert (info.value.status, info.value.code) == (403, "address_not_allowed")
+        yield server
     finally:
         server.stop()
 
 
-def test_tenant_keys_cli(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", "--models", "echo", tls=False)
+def test_forwarding_header_ignored_without_trusted_proxies(plain_server: ServerHandle) -> None:
+    server = plain_server
+    server.create_tenant("fenced")
+    server.cli("tenant", "update", "fenced", "--allow", "198.51.100.0/24", "--data-dir", str(server.data_dir))
+    with server.client("fenced") as client:
+        client._http.headers["X-Forwarded-For"] = "198.51.100.20"
+        with pytest.raises(ClientError) as info:
+            client.infer("echo", b"spoofed")
+    assert (info.value.status, info.value.code) == (403, "address_not_allowed")
+
+
+def test_tenant_keys_cli(plain_server: ServerHandle) -> None:
+    import json
+
+    from cleanroom.client import Client
+
+    server = plain_server
     data = str(server.data_dir)
-    try:
-        server.create_tenant("acme")
-        import json
-
-        added = json.loads(
-            server.cli("tenant", "keys", "add", "acme", "--label", "second", "--json", "--data-dir", data).stdout
-        )
-        from cleanroom.client import Client
-
-        with Client(server.url, api_key=added["api_key"]) as client:
-            assert client.infer("echo", b"with the second key") == b"with the second key"
-            listed = json.loads(server.cli("tenant", "keys", "list", "acme", "--json", "--data-dir", data).stdout)
-            assert {k["label"] for k in listed} == {"default", "second"}
-            assert next(k for k in listed if k["label"] == "second")["last_used_at"] is not None
-            server.cli("tenant", "keys", "revoke", "acme", added["credential_id"], "--data-dir", data)
-            with pytest.raises(ClientError) as info:
-                client.infer("echo", b"x")
-            assert (info.value.status, info.value.code) == (401, "credential_revoked")
-    finally:
-        server.stop()
+    server.create_tenant("acme")
+    added = json.loads(
+        server.cli("tenant", "keys", "add", "acme", "--label", "second", "--json", "--data-dir", data).stdout
+    )
+    with Client(server.url, api_key=added["api_key"]) as client:
+        assert client.infer("echo", b"with the second key") == b"with the second key"
+        listed = json.loads(server.cli("tenant", "keys", "list", "acme", "--json", "--data-dir", data).stdout)
+        assert {k["label"] for k in listed} == {"default", "second"}
+        assert next(k for k in listed if k["label"] == "second")["last_used_at"] is not None
+        server.cli("tenant", "keys", "revoke", "acme", added["credential_id"], "--data-dir", data)
+        with pytest.raises(ClientError) as info:
+            client.infer("echo", b"x")
+        assert (info.value.status, info.value.code) == (401, "credential_revoked")
 
 
 def test_refused_address_is_an_audit_record(service: TenantService, memory_audit) -> None:
