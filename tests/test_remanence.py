@@ -129,3 +129,39 @@ def test_without_allocator_hardening_the_scan_finds_leftovers(tmp_path: Path) ->
         assert sum(scan_process(server.pid, encodings(marker)).values()) > 0
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("engine", ["hyperscan", "python"])
+def test_the_scanner_counts_every_copy_once_across_chunk_edges(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scanner reads memory in chunks: a marker cut by a chunk edge must be found, and found once (the
+    edge buffer holds the end of the last chunk). Checked on a file, read through the same code, with
+    1000-byte chunks and markers at every offset around the edges, against `bytes.count` of the whole."""
+    import os
+    import random
+
+    from support import memscan
+
+    if engine == "python":
+        monkeypatch.setattr(memscan, "hyperscan", None)
+    elif memscan.hyperscan is None:
+        pytest.skip("no Hyperscan on this platform: the python engine is the scanner here")
+    monkeypatch.setattr(memscan, "CHUNK", 1000)
+    needles = [n for m in ("crscanAAAA1111", "crscanBBBB2222") for n in encodings(m)]
+    rng = random.Random(7)
+    for edge_offset in range(-60, 4):
+        data = bytearray(rng.choice([b"\0", b"c", b"x"]) * 3000)
+        needle = needles[edge_offset % len(needles)]
+        at = 1000 + edge_offset
+        data[at : at + len(needle)] = needle
+        data[2000 - len(needles[0]) : 2000] = needles[0]  # one ending exactly at an edge
+        path = tmp_path / "memory.bin"
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            scan = memscan._scan_python if engine == "python" else memscan._scan_hyperscan
+            found = scan(fd, [(0, len(data), "f")], needles).get("f", 0)
+        finally:
+            os.close(fd)
+        assert found == sum(bytes(data).count(n) for n in needles) > 0, edge_offset
