@@ -9,6 +9,11 @@ Revocation scopes and what the next request sees:
 - tenant: every decryption for the tenant is refused, 403 `tenant_revoked`; other tenants unaffected;
 - system: the master key is disabled in the KMS and the keyring sealed: every request 503 `system_sealed`
   until `keys restore --system`.
+
+Where the parts live: revocation and per-tenant rotation are `KeyManager` here; `lifecycle_byok` (a
+customer's own key layer), `lifecycle_rewrap` (every wrapped key to the newest master version) and
+`lifecycle_status` (`keys status`, `RotationPolicy`) are plain functions it calls with its registry and
+keyring. Every name is importable from here as before.
 """
 
 from __future__ import annotations
@@ -17,8 +22,6 @@ import base64
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -26,38 +29,25 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleanroom.crypto.aead import NONCE_BYTES, TAG_BYTES, zero_buffer
 from cleanroom.errors import BadRequest, DecryptionFailed, NotFound
-from cleanroom.keys.customer_kms import ByokSpec, credential_context, describe_layer, public_view
-from cleanroom.keys.keyring import (
-    SYSTEM_SEALED_META,
-    Keyring,
-    decode_public_key,
-    hpke_private_aad,
-    pepper_context,
-    tenant_key_context,
-)
-from cleanroom.keys.kms import WrappedKey
+from cleanroom.keys.customer_kms import describe_layer, public_view
+from cleanroom.keys.keyring import SYSTEM_SEALED_META, Keyring, decode_public_key, hpke_private_aad
+from cleanroom.keys.lifecycle_byok import apply_byok
+from cleanroom.keys.lifecycle_rewrap import rewrap_all
+from cleanroom.keys.lifecycle_status import DAY_S, RotationPolicy, key_status
 from cleanroom.keys.public_key import TenantPublicKey, sign_endorsement
 from cleanroom.keys.registry import Document, Registry
-from cleanroom.keys.stored_keys import audit_keys_below, rewrap_audit_keys
 
-DAY_S = 86_400.0
+__all__ = ["DAY_S", "EventSink", "KeyManager", "RotationPolicy"]
 
 
 class EventSink(Protocol):
     def record(self, event: Mapping[str, Any]) -> None: ...
 
 
-@dataclass(frozen=True)
-class RotationPolicy:
-    """How old each kind of key may get before `keys status` calls it due (defaults: DESIGN/issue 5)."""
-
-    tenant_key_days: float = 91.0  # data keys quarterly
-    master_key_days: float = 365.0  # master yearly
-    credential_days: float = 91.0  # API keys quarterly
-    hpke_key_days: float = 91.0
-
-
 class KeyManager:
+    """Every key-lifecycle change for one data dir: each one a locked registry update, a cache purge and
+    an audit record (`audit`, when given)."""
+
     def __init__(
         self,
         registry: Registry,
@@ -170,66 +160,8 @@ class KeyManager:
         self, name_or_id: str, key_name: str | None = None, *, vault: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Add (or, with neither argument, remove) a customer's own key as an extra layer around every
-        tenant-key version.
-
-        `key_name`: a key in our own KMS backend. `vault`: the customer's own Vault/OpenBao Transit key —
-        `{"addr", "key", "token", "mount"?, "ca_cert"?}`; the token is stored wrapped by our master key.
-        The new layer is proven (wrap + unwrap of a random value) and every version is rewrapped before
-        anything is stored: a bad spec changes nothing."""
-        tenant = self.registry.tenant(name_or_id)
-        tenant_id = tenant["tenant_id"]
-        spec: ByokSpec | None = None
-        if vault is not None:
-            if key_name is not None:
-                raise BadRequest(
-                    "give either a key in our KMS or a customer Vault key, not both", code="invalid_byok_spec"
-                )
-            missing = [f for f in ("addr", "key", "token") if not vault.get(f)]
-            if missing:
-                raise BadRequest(f"customer Vault spec lacks {', '.join(missing)}", code="invalid_byok_spec")
-            spec = self.keyring.customer_kms.new_spec(
-                tenant_id,
-                addr=str(vault["addr"]),
-                key=str(vault["key"]),
-                token=str(vault["token"]),
-                mount=str(vault.get("mount") or "transit"),
-                ca_cert=vault.get("ca_cert") or None,
-            )
-        elif key_name is not None:
-            self.kms.describe(key_name)  # a clear error now rather than on the next request
-            spec = key_name
-        if isinstance(spec, dict):
-            self.keyring.customer_kms.probe(tenant_id, spec, tenant["name"])
-
-        def change(doc: Document) -> None:
-            record = doc["tenants"][tenant_id]
-            keys = record["tenant_keys"]
-            if _same_customer_key(keys.get("byok_key"), spec):
-                # Only the credential changes (the customer issued a new token, e.g. after revoking the old
-                # one): the wrapped versions stay as they are, and the old token need not work any more.
-                keys["byok_key"] = spec
-                return
-            rewrapped: dict[str, Any] = {}
-            for version in list(keys["versions"]):
-                if int(version) < int(keys["min_version"]):
-                    continue  # retired: never opened again, so its form does not matter
-                key = self.keyring.unwrap_tenant_key(record, int(version))
-                try:
-                    rewrapped[version] = self.keyring.wrap_tenant_key(tenant_id, key, int(version), spec)
-                finally:
-                    zero_buffer(key)
-            # Only now, with every version rewrapped, does the record change (a failure above leaves it whole).
-            keys["versions"].update(rewrapped)
-            keys["byok_key"] = spec
-
-        try:
-            self.registry.update(change)
-        except BaseException:
-            self.registry.refresh(force=True)  # drop any in-memory state of the failed change
-            raise
-        finally:
-            self.keyring.customer_kms.drop(tenant_id)
-            self.keyring.purge(tenant_id)
+        tenant-key version (`lifecycle_byok.apply_byok`: proven and rewrapped before anything is stored)."""
+        tenant_id, spec = apply_byok(self.registry, self.keyring, name_or_id, key_name, vault=vault)
         described = describe_layer(spec)
         self._record("key.byok", scope="tenant_key", tenant_id=tenant_id, key_id=described)
         return {"tenant_id": tenant_id, "byok_key": public_view(spec), "customer_key": described}
@@ -294,131 +226,10 @@ class KeyManager:
 
     def rewrap_all(self) -> int:
         """Move every wrapped tenant key, the pepper and the audit keys to the newest master version
-        (idempotent)."""
-        latest = self.kms.describe(self.keyring.master_key_name).latest_version
-        if not self._anything_below(latest):
-            return 0  # the common case for the background check: no registry write at all
-
-        def change(doc: Document) -> int:
-            count = 0
-            for tenant_id, record in doc["tenants"].items():
-                for version, wrapped_doc in record["tenant_keys"]["versions"].items():
-                    wrapped = WrappedKey.from_json(wrapped_doc)
-                    if wrapped.version < latest:
-                        context = tenant_key_context(tenant_id, int(version))
-                        record["tenant_keys"]["versions"][version] = self.kms.rewrap(wrapped, context).to_json()
-                        count += 1
-                byok = record["tenant_keys"].get("byok_key")
-                if isinstance(byok, dict) and WrappedKey.from_json(byok["token"]).version < latest:
-                    token = WrappedKey.from_json(byok["token"])  # the customer's credential we hold, wrapped
-                    byok["token"] = self.kms.rewrap(token, credential_context(tenant_id)).to_json()
-                    count += 1
-            if doc.get("pepper") is not None:
-                wrapped = WrappedKey.from_json(doc["pepper"])
-                if wrapped.version < latest:
-                    doc["pepper"] = self.kms.rewrap(wrapped, pepper_context()).to_json()
-                    count += 1
-            return count
-
-        count: int = self.registry.update(change)
-        count += rewrap_audit_keys(self._data_dir, self.kms, self.keyring.master_key_name, latest)
-        self.keyring.purge()
-        return count
-
-    @property
-    def _data_dir(self) -> Path:
-        return self.registry.path.parent
-
-    def _anything_below(self, latest: int) -> bool:
-        return self._count_below(latest) > 0
-
-    def _count_below(self, latest: int) -> int:
-        """How many stored wrapped keys a master version older than `latest` protects."""
-        doc = self.registry.snapshot()
-        wrapped = [v for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
-        wrapped += [
-            t["tenant_keys"]["byok_key"]["token"]
-            for t in doc["tenants"].values()
-            if isinstance(t["tenant_keys"].get("byok_key"), dict)
-        ]
-        if doc.get("pepper") is not None:
-            wrapped.append(doc["pepper"])
-        below = sum(1 for w in wrapped if int(w["version"]) < latest)
-        return below + audit_keys_below(self._data_dir, self.kms, self.keyring.master_key_name, latest)
+        (idempotent; `lifecycle_rewrap.rewrap_all`)."""
+        return rewrap_all(self.registry, self.keyring)
 
     # --- status -----------------------------------------------------------------------------------
     def status(self, policy: RotationPolicy) -> dict[str, Any]:
-        now = self._clock()
-        master = self.kms.describe(self.keyring.master_key_name)
-        rows: list[dict[str, Any]] = [
-            _row(
-                "master",
-                master.name,
-                master.latest_version,
-                now - master.rotated_at,
-                policy.master_key_days,
-                enabled=master.enabled,
-            )
-        ]
-        for tenant in self.registry.tenants().values():
-            keys = tenant["tenant_keys"]
-            latest = str(keys["latest_version"])
-            created = keys.get("created", {}).get(latest, tenant["created_at"])
-            rows.append(
-                _row(
-                    "tenant_key",
-                    tenant["name"],
-                    int(latest),
-                    now - created,
-                    policy.tenant_key_days,
-                    min_version=keys["min_version"],
-                    revoked=tenant.get("revoked", False),
-                    customer_key=describe_layer(keys.get("byok_key")) or None,
-                )
-            )
-            current = next(k for k in tenant["hpke_keys"] if k["key_id"] == tenant["current_key_id"])
-            rows.append(
-                _row(
-                    "hpke",
-                    f"{tenant['name']}/{current['key_id']}",
-                    None,
-                    now - current["created_at"],
-                    policy.hpke_key_days,
-                )
-            )
-            for credential in tenant.get("credentials", []):
-                rows.append(
-                    _row(
-                        "credential",
-                        f"{tenant['name']}/{credential['id']}",
-                        None,
-                        now - credential["created_at"],
-                        policy.credential_days,
-                        revoked=credential.get("revoked", False),
-                    )
-                )
-        return {
-            "keys": rows,
-            "system_sealed": not master.enabled or self.keyring.sealed,
-            # docs/keys.md §4: retire old master versions only once this is 0
-            "wrapped_below_latest_master": self._count_below(master.latest_version),
-        }
-
-
-def _same_customer_key(old: ByokSpec | None, new: ByokSpec | None) -> bool:
-    """Both specs name the same key in the same customer KMS (they may differ in credential or CA)."""
-    fields = ("kind", "addr", "mount", "key")
-    return isinstance(old, dict) and isinstance(new, dict) and all(old.get(f) == new.get(f) for f in fields)
-
-
-def _row(kind: str, name: str, version: int | None, age_s: float, max_days: float, **extra: Any) -> dict[str, Any]:
-    age_days = age_s / DAY_S
-    return {
-        "kind": kind,
-        "name": name,
-        "version": version,
-        "age_days": round(age_days, 2),
-        "policy_days": max_days,
-        "rotation_due": age_days >= max_days,
-        **extra,
-    }
+        """Every key's age against `policy` (`lifecycle_status.key_status`), as of this manager's clock."""
+        return key_status(self.registry, self.keyring, policy, self._clock())
