@@ -80,7 +80,17 @@ def refused(client: Client, payload: bytes = b"x", model: str = "echo") -> tuple
 
 
 def credential_of(server: ServerHandle, tenant: str) -> str:
-    listed = json.loads(server.cli("tenant", "list", "--data-dir", str(server.data_dir), "--json").stdout)
+    """The tenant's first credential id: what `tenant list --json` prints, from the same admin API call made
+    in-process (a lookup, not what these tests attack; the CLI start-up cost ~0.6-2 s a call)."""
+    from cleanroom.admin_client import AdminAPI, running_server
+
+    state = running_server(server.data_dir)
+    assert state is not None, "the server's admin API is not reachable"
+    api = AdminAPI(state)
+    try:
+        listed = api.request("GET", "/v1/admin/tenants")["tenants"]
+    finally:
+        api.close()
     return str(next(t for t in listed if t["name"] == tenant)["credentials"][0]["id"])
 
 
