@@ -23,6 +23,10 @@ Life of a job (docs/batches.md has the operator's view):
 Thread-safety: job data is touched by the event loop (submit, fetch, shred) and by a scheduler worker
 thread (chunks); `BatchJob.lock` guards the spills and the result table. The model runs outside the lock,
 so a cancel never waits for a forward pass; the chunk then finds its job gone and discards its answers.
+
+Where the parts live: the store here (the job table, submit, cancel, expiry, shredding);
+`batch_jobs_driver` runs a job's chunks in its lane (step 2); `batch_jobs_results` streams the sealed
+results and shreds before the tag (step 3). Both are plain functions the store calls with its state.
 """
 
 from __future__ import annotations
@@ -37,23 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cleanroom.crypto.aead import TAG_BYTES
-from cleanroom.crypto.deferred import RESPONSE_HEADER_BYTES, StreamingSealer
-from cleanroom.errors import (
-    BatchGone,
-    BatchNotReady,
-    CleanroomError,
-    RequestTimeout,
-    ServiceUnavailable,
-    SpillError,
-    TooManyRequests,
-    UnknownBatch,
-    UnknownModel,
-)
+from cleanroom.errors import BatchNotReady, TooManyRequests, UnknownBatch, UnknownModel
 from cleanroom.memory.secure_buffer import SecureAllocator
-from cleanroom.runtime.admission import TenantLimits
 from cleanroom.runtime.batch_chunks import SHREDDED, BatchChunkRunner, BatchJob, ChunkItem, JobState, lane_of
-from cleanroom.runtime.batch_format import BatchIndex, index_batch, results_header
+from cleanroom.runtime.batch_format import BatchIndex, index_batch
+from cleanroom.runtime.batch_jobs_driver import drive_job
+from cleanroom.runtime.batch_jobs_results import RESULT_PIECE_BYTES, begin_results, gone, stream_results
 from cleanroom.runtime.batch_open import SpilledRequest, open_into_spill
 from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.scheduler import Scheduler
@@ -62,8 +55,6 @@ from cleanroom.runtime.spill import SpillFile, SpillIO, sweep_stale_files
 from cleanroom.scrubbers.base import ScrubPolicy
 
 log = logging.getLogger("cleanroom.batch")
-
-RESULT_PIECE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -190,7 +181,7 @@ class BatchJobStore:
         """Stop the job (a running chunk finishes and is discarded) and shred it; a fetch under way is cut."""
         job = await self.get(tenant_id, batch_id)
         if job.state in SHREDDED or job.ending is not None:
-            raise _gone(job)
+            raise gone(job)
         await self._end(job, JobState.CANCELLED)
         return job
 
@@ -215,71 +206,26 @@ class BatchJobStore:
         """
         job = await self.get(tenant_id, batch_id)
         if job.state in SHREDDED:
-            raise _gone(job)
+            raise gone(job)
         if job.state is not JobState.SUCCEEDED:
             raise BatchNotReady(
                 f"the batch is {job.state.value}: {job.completed + job.failed} of {job.total} items done"
             )
-        sealer, table, size = await asyncio.to_thread(self._begin_results, job)
-        return size, self._stream(job, sealer, table)
+        sealer, table, size = await asyncio.to_thread(begin_results, job)
+        return size, stream_results(job, sealer, table, allocator=self.allocator, clock=self.clock)
 
     # --- running a job -------------------------------------------------------------------------------
     async def _drive(self, job: BatchJob) -> None:
-        lane = lane_of(job.tenant_id)
+        """Step 2 (`batch_jobs_driver.drive_job`) with this store's scheduler, limits and clock."""
         runner = self.runners[job.model]
-        try:
-            for start in range(0, job.total, self.limits.chunk_size):
-                if not job.active:
-                    return
-                job.state = JobState.RUNNING
-                item = ChunkItem(job, start, min(start + self.limits.chunk_size, job.total))
-                done = await self._submit_chunk(lane, job, item, runner)
-                if job.active and done != item.stop - item.start:
-                    raise RuntimeError("a batch chunk produced no results")
-            if job.active:
-                await asyncio.to_thread(self._seal_results, job)
-        except asyncio.CancelledError:
-            raise
-        except CleanroomError as exc:
-            log.warning("batch %s failed: %s", job.batch_id, exc.code)
-            await asyncio.to_thread(job.shred, JobState.FAILED, self.clock(), exc.code)
-        except Exception as exc:
-            log.error("batch %s failed unexpectedly (%s)", job.batch_id, type(exc).__name__)
-            await asyncio.to_thread(job.shred, JobState.FAILED, self.clock(), "internal_error")
-
-    async def _submit_chunk(self, lane: str, job: BatchJob, item: ChunkItem, runner: BatchChunkRunner) -> int:
-        """One chunk through the scheduler; waits out admission refusals (the job is not interactive)."""
-        while True:
-            self.scheduler.set_weight(lane, self.tenant_weight(job.tenant_id) * self.limits.lane_weight)
-            self.scheduler.set_limits(
-                lane,
-                TenantLimits(
-                    max_queued=self.limits.max_jobs_per_tenant,
-                    max_in_flight=self.limits.max_jobs_per_tenant,
-                    queue_timeout_s=self.limits.ttl_s,
-                ),
-            )
-            try:
-                done: int = await self.scheduler.submit(lane, job.model, item, runner=runner)
-                return done
-            except (TooManyRequests, RequestTimeout) as exc:
-                wait_s = exc.retry_after_s or 1.0
-            except ServiceUnavailable as exc:
-                if exc.code != "overloaded":
-                    raise
-                wait_s = exc.retry_after_s or 1.0
-            if not job.active:
-                return 0
-            await asyncio.sleep(min(5.0, max(0.05, wait_s)))
-
-    def _seal_results(self, job: BatchJob) -> None:
-        """All chunks done: seal the results spill's last segment (no more writes) and mark it fetchable."""
-        with job.lock:
-            if not job.active or job.results is None:
-                return
-            job.results.seek(0)
-            job.state = JobState.SUCCEEDED
-        log.info("batch %s finished: %d ok, %d failed", job.batch_id, job.completed, job.failed)
+        await drive_job(
+            job,
+            runner,
+            scheduler=self.scheduler,
+            limits=self.limits,
+            tenant_weight=self.tenant_weight,
+            clock=self.clock,
+        )
 
     def _check_model(self, name: str) -> None:
         """404 for a model this server does not serve, without naming it: the name comes from inside the
@@ -297,61 +243,6 @@ class BatchJobStore:
         return index_batch(
             read_at, spill.size_bytes, max_items=self.limits.max_inputs, max_item_bytes=self.limits.max_item_bytes
         )
-
-    # --- results -------------------------------------------------------------------------------------
-    def _begin_results(self, job: BatchJob) -> tuple[StreamingSealer, bytes, int]:
-        with job.lock:
-            if job.state is not JobState.SUCCEEDED or job.response_key is None or job.results is None:
-                raise _gone(job)
-            table = results_header(job.statuses, job.lengths)
-            size = RESPONSE_HEADER_BYTES + len(table) + job.results.size_bytes + TAG_BYTES
-            return job.response_key.seal_stream(), table, size
-
-    async def _stream(self, job: BatchJob, sealer: StreamingSealer, table: bytes) -> AsyncIterator[bytes]:
-        """The sealed response, piece by piece: header, the results document's ciphertext, the tag. The job
-        is shredded (retrieved) just before the tag is handed to the transport."""
-        completed = False
-        scratch = None
-        try:
-            yield sealer.header
-            out = bytearray(len(table) + 15)
-            yield bytes(out[: sealer.update_into(memoryview(table), out)])
-            scratch = self.allocator.allocate(RESULT_PIECE_BYTES)
-            position = 0
-            while piece := await asyncio.to_thread(self._encrypt_piece, job, sealer, scratch.view(), position):
-                position += len(piece)
-                yield piece
-            tag = sealer.finish()
-            completed = True
-            # Shred before the last 16 bytes go out, so a client holding the whole response knows the
-            # server's copy is gone (a connection lost in those 16 bytes loses the results: fetch is once).
-            await asyncio.to_thread(job.shred, JobState.RETRIEVED, self.clock())
-            log.info("batch %s retrieved and shredded", job.batch_id)
-            yield tag
-        finally:
-            if scratch is not None:
-                scratch.close()
-            if not completed:
-                sealer.abandon()  # an interrupted fetch: the job stays; a new fetch gives the same bytes
-
-    def _encrypt_piece(self, job: BatchJob, sealer: StreamingSealer, scratch: memoryview, position: int) -> bytes:
-        """The next piece of ciphertext (b"" at the end); the plaintext passes through `scratch` only."""
-        with job.lock:
-            if job.results is None:
-                raise _gone(job)
-            size = min(scratch.nbytes, job.results.size_bytes - position)
-            if size <= 0:
-                return b""
-            try:
-                job.results.seek(position)
-                if job.results.readinto(scratch[:size]) != size:
-                    raise SpillError("the results spill ended early")
-            except SpillError as exc:  # the spill discarded itself; the job cannot be delivered
-                job._shred_locked(JobState.FAILED, self.clock(), exc.code)
-                raise
-            out = bytearray(size + 15)
-            count = sealer.update_into(scratch[:size], out)
-            return bytes(out[:count])
 
     # --- shredding -----------------------------------------------------------------------------------
     async def _end(self, job: BatchJob, state: JobState, error_code: str | None = None) -> None:
@@ -411,15 +302,13 @@ class BatchJobStore:
         return counts
 
 
-def _gone(job: BatchJob) -> CleanroomError:
-    reasons = {
-        JobState.EXPIRED: "its time to live ran out",
-        JobState.CANCELLED: "it was cancelled",
-        JobState.RETRIEVED: "its results were already fetched",
-        JobState.FAILED: f"it failed ({job.error_code or 'unknown'})",
-    }
-    state = job.state if job.state in SHREDDED else (job.ending or job.state)  # being shredded: say how
-    return BatchGone(f"the batch's data is shredded: {reasons.get(state, state.value)}", code=f"batch_{state.value}")
-
-
-__all__ = ["BatchChunkRunner", "BatchJob", "BatchJobStore", "BatchLimits", "ChunkItem", "JobState", "lane_of"]
+__all__ = [
+    "RESULT_PIECE_BYTES",
+    "BatchChunkRunner",
+    "BatchJob",
+    "BatchJobStore",
+    "BatchLimits",
+    "ChunkItem",
+    "JobState",
+    "lane_of",
+]
