@@ -1,6 +1,7 @@
 """Misses the ninth corpus's fixes left, fixed afterwards: Markdown bold keys with the colon inside the bold
-(`**Password:** p`), VERP bounce addresses (`list+jane=example.com@bounces.example.org`), and Kubernetes
-pod DNS names that spell an address (`10-0-3-7.default.pod.cluster.local`). Each case failed on the tree
+(`**Password:** p`), an English key before a full-width separator (`password` U+FF1A `p`), VERP bounce
+addresses (`list+jane=example.com@bounces.example.org`), and Kubernetes pod DNS names that spell an address
+(`10-0-3-7.default.pod.cluster.local`). Each case failed on the tree
 before (7edfcda) where it is a miss; the kept cases pin what must not change with the fix.
 """
 
@@ -26,6 +27,12 @@ CASES = [
     ("password: **hunter2", ["**hunter2"], ["password: "]),
     ("password:**hunter2", ["**hunter2"], ["password:"]),
     ("**Note:** see the password policy", [], ["**Note:** see the password policy"]),
+    # an English key before a full-width colon or equals sign (CJK input): only foreign-word keys took them
+    ("password\uff1aHunter2zz", ["Hunter2zz"], ["password\uff1a"]),
+    ("PASSWORD\uff1dHunter2zz", ["Hunter2zz"], ["PASSWORD\uff1d"]),
+    ('"api_token"\uff1a"Zq8Lm2Np4Rs6Tv8Xy0Ab"', ["Zq8Lm2Np4Rs6Tv8Xy0Ab"], ['"api_token"\uff1a"']),
+    ("token\uff1anull", [], ["token\uff1anull"]),
+    ("keyboard\uff1aqwerty", [], ["keyboard\uff1aqwerty"]),
     # VERP bounce addresses: the tagged local part before `=` is the same address (it leaked)
     ("bounce+list-jane=example.com@mail.example.org", ["bounce+list-jane", "example.com@mail"], []),
     ("Return-Path: <owner-dev+jane.doe=example.com@lists.example.org>", ["jane.doe"], ["Return-Path: <"]),
@@ -56,7 +63,8 @@ def test_leftover(line: str, gone: list[str], kept: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "unit", ["**password:** ", "password:**", "** ** password:**", "a+b=c.d@e.fg ", "+=.@a.bc ", "1-2-3-4.a.pod."]
+    "unit",
+    ["**password:** ", "password:**", "** ** password:**", "a+b=c.d@e.fg ", "+=.@a.bc ", "1-2-3-4.a.pod.", "key\uff1a"],
 )
 def test_leftover_rules_are_bounded(unit: str) -> None:
     """Runs of the new shapes' pieces (the bold opener is searched in 50 characters before each key, the

@@ -904,6 +904,14 @@ _BRACKETED_ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?:\]|\*\*)[ \t]*(
 # start with `**` (`password: **x`, the red-team corpus)
 _BOLD_COLON_ASSIGNMENT_HINT = r"(?:" + _ASSIGN_KEYS + r"):\*\*"
 _BOLD_COLON_ASSIGNMENT_PATTERN = r"(?P<k>" + _ASSIGN_KEYS + r")(?P<sep>:)\*\*[ \t]*" + _VALUE
+# A full-width colon or equals sign (U+FF1A, U+FF1D: CJK input methods) after an English key (`password` then
+# U+FF1A then the value; the foreign-word rule below takes them after `パスワード`): gated by the two characters
+_FULL_WIDTH_SEP = "\uff1a|\uff1d"  # (the characters themselves: the prefilter turns them into UTF-8 bytes)
+# (the separators alone: a hint led by the key alternation cost the mix ~6% of its throughput)
+_FULL_WIDTH_ASSIGNMENT_HINT = _FULL_WIDTH_SEP
+_FULL_WIDTH_ASSIGNMENT_PATTERN = (
+    r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?[ \t]*(?P<sep>" + _FULL_WIDTH_SEP + r")[ \t]*" + _VALUE
+)
 # The bold opener before a key: `**` then at most 48 word characters and spaces (`**DB password:**`). Also a
 # `**` that CommonMark would read as closing an earlier bold (`**a** password:** x`): a leak costs more there
 _BOLD_OPENER = re.compile(r"\*\*[A-Za-z0-9 _.-]{0,48}$")
@@ -1271,6 +1279,8 @@ SECRET_RULES: tuple[Rule, ...] = (
          priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=_KEY_BASE_HINT),
     Rule("assignment-bracketed", "SECRET", _BRACKETED_ASSIGNMENT_PATTERN, ("]", "**"), caseless=True, priority=60,
          confirm=confirm_assignment, widen=widen_unquoted_value, hint=_BRACKETED_ASSIGNMENT_HINT),
+    Rule("assignment-full-width", "SECRET", _FULL_WIDTH_ASSIGNMENT_PATTERN, ("\uff1a", "\uff1d"), caseless=True,
+         priority=60, confirm=confirm_assignment, widen=widen_unquoted_value, hint=_FULL_WIDTH_ASSIGNMENT_HINT),
     Rule("assignment-bold-colon", "SECRET", _BOLD_COLON_ASSIGNMENT_PATTERN, (":**",), caseless=True, priority=60,
          confirm=confirm_bold_assignment, widen=widen_unquoted_value, hint=_BOLD_COLON_ASSIGNMENT_HINT),
     Rule("assignment-foreign-password", "PASSWORD", _FOREIGN_ASSIGNMENT_PATTERN, _FOREIGN_KEYWORDS, caseless=True,
