@@ -15,7 +15,14 @@ import pytest
 from cleanroom.config import Settings
 from cleanroom.crypto.deferred import DeferredResponseKey, open_payload_stream, payload_tag
 from cleanroom.crypto.sealed import open_request_key, parse_request, seal_request
-from cleanroom.errors import ContextMismatch, DecryptionFailed, InvalidSealedMessage, ReplayedRequest, SpillError
+from cleanroom.errors import (
+    ContextMismatch,
+    CredentialRevoked,
+    DecryptionFailed,
+    InvalidSealedMessage,
+    ReplayedRequest,
+    SpillError,
+)
 from cleanroom.keys.public_key import TenantPublicKey
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.batch_open import PIECE_BYTES, SpilledRequest, open_into_spill
@@ -226,3 +233,25 @@ def test_stream_helpers_agree_with_the_one_shot_formats(env: Any) -> None:
     assert key.closed
     with pytest.raises(ValueError, match="shredded"):
         key.open(expected)
+
+
+@pytest.mark.parametrize("threshold", [0, 10 << 20], ids=["in-pieces", "one-shot"])
+def test_a_credential_revoked_after_admission_opens_nothing(env: Any, threshold: int) -> None:
+    """A batch submission authenticated, then its API key revoked before it was opened: refused before any
+    record or plaintext, on both spill paths (the in-pieces path skipped the credential check)."""
+    services, audit, ctx = env
+    extra = services.tenants.add_credential("alice", label="batch")
+    call = CallContext(principal=principal_of(services, extra.api_key), model="", path=PATH, source="127.0.0.1")
+    services.tenants.revoke_credential("alice", extra.credential_id)
+    sealed = sealed_for(ctx["tenant"], b"x" * 1000)
+    with pytest.raises(CredentialRevoked):
+        open_into_spill(
+            services.runtime.opener,
+            call,
+            sealed.body,
+            threshold_bytes=threshold,
+            allocator=services.allocator,
+            new_spill=lambda: SpillFile(ctx["spill_dir"], segment_size_bytes=64 * 1024),
+        )
+    assert [e for e in audit.events if e["event"] == "decrypt.request_key"] == []
+    assert spill_fds(ctx["spill_dir"]) == []

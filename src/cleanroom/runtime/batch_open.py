@@ -27,7 +27,9 @@ from cleanroom.crypto.sealed import RequestMetadata, open_request_key, parse_req
 from cleanroom.errors import ContextMismatch
 from cleanroom.memory.secure_buffer import SecureAllocator
 from cleanroom.runtime.session import CallContext, RequestOpener
+from cleanroom.runtime.session_open import decryption_record
 from cleanroom.runtime.spill import SpillFile
+from cleanroom.tenants import check_credential
 
 PIECE_BYTES = 1 << 20
 
@@ -70,8 +72,9 @@ def open_into_spill(
                 raise
             return SpilledRequest(request.metadata, key, spill, spilled_in_pieces=False)
 
-    # The checks of RequestOpener.open, in its order (tenant, key, HPKE, context, replay, audit).
+    # The checks of RequestOpener.open, in its order (tenant, credential, key, HPKE, context, replay, audit).
     tenant = opener.registry.tenant(call.principal.tenant_id)
+    check_credential(tenant, call.principal.credential_id)
     private_key = opener.keyring.hpke_private_key(tenant, parsed.key_id)
     with open_request_key(parsed, private_key) as opened:
         meta = opened.metadata
@@ -81,20 +84,7 @@ def open_into_spill(
             raise ContextMismatch("the request was sealed for another model or path than the one called")
         opener.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
         # Invariant 5: on record before any plaintext exists.
-        opener.audit.record(
-            {
-                "event": "decrypt.request_key",
-                "tenant_id": meta.tenant_id,
-                "key_id": parsed.key_id,
-                "purpose": "request",
-                "request_id": meta.request_id.hex(),
-                "principal": call.principal.credential_id,
-                "source": call.source,
-                "byte_count": parsed.payload_size_bytes,
-                "model": call.model or call.path,
-                "spilled": True,
-            }
-        )
+        opener.audit.record({**decryption_record(parsed, meta, call), "spilled": True})
         spill = new_spill()
         scratch = allocator.allocate(PIECE_BYTES + 15)
         try:

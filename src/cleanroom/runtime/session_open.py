@@ -72,6 +72,21 @@ def sealed_for_this_call(model: str, path: str, call: CallContext) -> bool:
     return bool(call.model) and not call.path and not model and path == MODEL_ROUTE.format(model=call.model)
 
 
+def decryption_record(parsed: ParsedRequest, meta: RequestMetadata, call: CallContext) -> dict[str, Any]:
+    """The audit record of one request key's decryption (invariant 5: written before any plaintext)."""
+    return {
+        "event": "decrypt.request_key",
+        "tenant_id": meta.tenant_id,
+        "key_id": parsed.key_id,
+        "purpose": "request",
+        "request_id": meta.request_id.hex(),
+        "principal": call.principal.credential_id,
+        "source": call.source,
+        "byte_count": parsed.payload_size_bytes,
+        "model": call.model or call.path,
+    }
+
+
 @dataclass
 class OpenedRequest:
     """A request between decryption and sealing: its plaintext sits in `payload` (a SecureBuffer).
@@ -227,17 +242,7 @@ class RequestOpener:
             if not sealed_for_this_call(meta.model, meta.path, call):
                 raise ContextMismatch("the request was sealed for another model or path than the one called")
             self.replay.check_and_remember(meta.tenant_id, meta.request_id, meta.ts)
-            event = {
-                "event": "decrypt.request_key",
-                "tenant_id": meta.tenant_id,
-                "key_id": parsed.key_id,
-                "purpose": "request",
-                "request_id": meta.request_id.hex(),
-                "principal": call.principal.credential_id,
-                "source": call.source,
-                "byte_count": parsed.payload_size_bytes,
-                "model": call.model or call.path,
-            }
+            event = decryption_record(parsed, meta, call)
             stack.enter_context(own.pop_all())
         return parsed, opened, event
 
