@@ -903,7 +903,7 @@ def f_markdown(rng: R) -> Sample:
                                ("client_secret", lambda: (client_secret(rng), "client_secret")), ("token", lambda: (mixed(rng, ALNUM, 40), "oauth_token"))])  # fmt: skip
         return mk("| Key | Value |\n| --- | --- |\n| ", key, " | ", val(), " |")
     if k == 2:
-        lead = rng.choice(["- **Password**: ", "* Password: `"])
+        lead = rng.choice(["**Password:** ", "- **Password**: ", "* Password: `"])
         return mk(lead, (simple_password(rng), "password"), "`" if lead.endswith("`") else "")
     if k == 3:
         return mk("---\ntitle: Release notes\nauthor_email: ", (email(rng), "email"), "\napi_token: ", (mixed(rng, ALNUM, 40), "oauth_token"), "\ndate: ", (ts(rng)[:10], "~timestamp"),
@@ -1024,6 +1024,10 @@ def f_mail(rng: R) -> Sample:
             "\nIf you did not ask for this, ignore this mail.",
         )
     if k == 4:
+        if rng.random() < 0.5:  # a VERP bounce address: the recipient's address is inside the local part
+            return mk(
+                "Return-Path: <", (f"bounce+{hexs(rng, 12)}-{email(rng).replace('@', '=')}@mail.example.com", "email"), ">"
+            )
         return mk("Return-Path: <", (email(rng), "email"), ">\nMessage-Id: <", (uuid4(rng), "~uuid"), ".mail>")
     return mk(
         "X-Originating-IP: [",
