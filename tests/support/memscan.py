@@ -7,7 +7,7 @@ own pages ([vvar], [vsyscall]) are skipped: they are not the process's memory an
 Speed (a scan is ~1.2 GB for a server with torch and minilm, and the remanence tests run dozens): the
 needles are searched in one Hyperscan pass per chunk (all needles at once; matches across a chunk edge
 found in a small edge buffer): 4 markers x 3 encodings took 7.7 s with one `bytes.count` per
-needle over `tail + chunk` copies, ~1.5 s this way (of which ~1 s is the kernel copying the pages out).
+needle over `tail + chunk` copies, 0.9-1.0 s this way (most of it the kernel copying the pages out).
 Without Hyperscan (it is an x86-64-only dependency) the fallback counts per needle without copying
 each chunk. A scan that finds nothing proves nothing alone: every group of remanence tests has a control
 that the same scanner does find a marker held in the server.
