@@ -1026,7 +1026,9 @@ def f_mail(rng: R) -> Sample:
     if k == 4:
         if rng.random() < 0.5:  # a VERP bounce address: the recipient's address is inside the local part
             return mk(
-                "Return-Path: <", (f"bounce+{hexs(rng, 12)}-{email(rng).replace('@', '=')}@mail.example.com", "email"), ">"
+                "Return-Path: <",
+                (f"bounce+{hexs(rng, 12)}-{email(rng).replace('@', '=')}@mail.example.com", "email"),
+                ">",
             )
         return mk("Return-Path: <", (email(rng), "email"), ">\nMessage-Id: <", (uuid4(rng), "~uuid"), ".mail>")
     return mk(
