@@ -366,12 +366,19 @@ def _write_ignoring_epipe(pipe: object, data: bytes) -> None:
         pass
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_line_comes_out_promptly_and_ctrl_c_flushes_redacted() -> None:
     """`journalctl -f | cleanroom redact`: stdin stays open; each line must come out at once (it sat in an
     8 KiB stdout buffer without --line-buffered). Then Ctrl-C: the half line read so far is written
     redacted, no traceback."""
+    # Ctrl-C from a terminal reaches a process whose SIGINT is at its default. A child inherits an ignored
+    # SIGINT (a test that ran earlier in this pytest worker may leave one; so do `nohup` and `cmd &` in
+    # scripts), and Python then installs no KeyboardInterrupt handler at all: the signal would be a no-op.
     proc = subprocess.Popen(CLI, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=REPO, env=_env())  # fmt: skip
+                            cwd=REPO, env=_env(), preexec_fn=_default_sigint)  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     try:
         for n in range(3):
