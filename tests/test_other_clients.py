@@ -106,6 +106,8 @@ CURL_CASES = {
 }
 
 
+# curl is a client program, not a service these tests start: a host without it has no curl to be
+# compatible with (the Debian CI image has it; these cases ran there and here).
 @pytest.mark.skipif(CURL is None, reason="no curl binary")
 @pytest.mark.parametrize("case", sorted(CURL_CASES))
 def test_curl_round_trips(server: Any, tenant: dict[str, Any], client: Client, case: str, tmp_path: Path) -> None:
@@ -434,7 +436,7 @@ def test_a_plain_http_loopback_server_is_never_reached_through_http_proxy(monkey
 
 
 def test_ipv6_loopback_literal(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not socket.has_ipv6:
+    if not socket.has_ipv6:  # a property of the host's network stack, not a service we could start
         pytest.skip("no IPv6")
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
     try:
@@ -462,7 +464,7 @@ def test_env_proxy_is_used_for_a_remote_host_and_sees_no_api_key(monkeypatch: py
 
 
 def test_a_socks_proxy_without_socksio_is_a_value_error_naming_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    if importlib.util.find_spec("socksio") is not None:
+    if importlib.util.find_spec("socksio") is not None:  # then SOCKS works and the error cannot happen
         pytest.skip("socksio is installed: the SOCKS proxy is usable")
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
     with pytest.raises(ValueError, match="NO_PROXY"):
