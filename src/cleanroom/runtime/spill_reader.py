@@ -10,6 +10,9 @@ for another valid one, a flipped or moved segment — into `SpillIntegrityError`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from cleanroom.crypto.stream import HEADER_SIZE_BYTES, TAG_SIZE_BYTES, StreamDecryptor
 from cleanroom.errors import CleanroomError, SpillIntegrityError
 from cleanroom.runtime.spill_io import SpillIO, spill_error
@@ -96,40 +99,24 @@ class SegmentReader:
         """Read and open one segment into `target`; raises SpillIntegrityError or SpillError."""
         decryptor = self._live()
         assert self._extents is not None
-        try:
+        with _read_failures(f"spill segment {index}"):
             if not self._extents.loaded(index):
                 # Before using ciphertext that comes from the file: the size must be the one we wrote. (A
                 # segment of the extent already in memory was read, and this checked, moments ago.)
                 self._check_size()
             ciphertext = self._extents.segment(index)  # read ahead on the disk thread when in order
             decryptor.decrypt_segment_into(index, ciphertext, target)  # zeroes target on failure
-        except SpillIntegrityError:
-            raise
-        except ShortRead:
-            raise SpillIntegrityError("the spill file ended early") from None
-        except CleanroomError as exc:
-            raise SpillIntegrityError(f"spill segment {index} does not authenticate") from exc
-        except OSError as exc:
-            raise spill_error("spill read failed", exc) from exc
 
     def load_segments(self, index: int, wanted: int, target: memoryview) -> int:
         """Read and open up to `wanted` segments from `index` on (as many as lie in one extent) into the
         front of `target`; returns the plaintext bytes. Raises SpillIntegrityError or SpillError."""
         decryptor = self._live()
         assert self._extents is not None
-        try:
+        with _read_failures(f"spill segments from {index} on"):
             if not self._extents.loaded(index):
                 self._check_size()  # as in load_segment
             ciphertext, count = self._extents.segments(index, wanted)
             return decryptor.decrypt_segments_into(index, count, ciphertext, target)  # zeroes on failure
-        except SpillIntegrityError:
-            raise
-        except ShortRead:
-            raise SpillIntegrityError("the spill file ended early") from None
-        except CleanroomError as exc:
-            raise SpillIntegrityError(f"spill segments from {index} on do not authenticate") from exc
-        except OSError as exc:
-            raise spill_error("spill read failed", exc) from exc
 
     def close(self) -> None:
         """Forget the key schedule and the extent buffers (the owner stops the disk thread first)."""
@@ -153,3 +140,19 @@ class SegmentReader:
         if self._decryptor is None:
             raise ValueError("the spill reader is closed")
         return self._decryptor
+
+
+@contextmanager
+def _read_failures(what: str) -> Iterator[None]:
+    """Reading a spill back fails in two ways only: SpillIntegrityError (the file is not what was written:
+    short, or a segment that does not authenticate) or SpillError (the OS failed the read)."""
+    try:
+        yield
+    except SpillIntegrityError:
+        raise
+    except ShortRead:
+        raise SpillIntegrityError("the spill file ended early") from None
+    except CleanroomError as exc:
+        raise SpillIntegrityError(f"{what} does not authenticate") from exc
+    except OSError as exc:
+        raise spill_error("spill read failed", exc) from exc
