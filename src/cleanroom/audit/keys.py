@@ -25,7 +25,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import fsync_directory, public_key_id, read_regular, write_fully
+from cleanroom.audit.checkpoints import public_key_id
+from cleanroom.audit.fileio import fsync_directory, read_regular, write_fully
 from cleanroom.errors import ConfigurationError
 from cleanroom.keys.kms import KMS, WrappedKey
 

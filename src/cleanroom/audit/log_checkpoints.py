@@ -28,12 +28,11 @@ from cleanroom.audit.checkpoints import (
     CHECKPOINTS_FILE,
     ZERO_DIGEST,
     Checkpoint,
-    require_in_place,
     sign_checkpoint,
-    write_fully,
 )
 from cleanroom.audit.commit import Slot
 from cleanroom.audit.durability import Durability
+from cleanroom.audit.fileio import require_in_place, write_fully
 from cleanroom.audit.records import RecordCipher
 from cleanroom.audit.recovery import LogState
 from cleanroom.errors import AuditUnavailable

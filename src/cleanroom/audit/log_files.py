@@ -21,8 +21,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, open_regular
+from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint
 from cleanroom.audit.durability import Durability
+from cleanroom.audit.fileio import open_regular
 from cleanroom.audit.records import RecordCipher
 from cleanroom.audit.recovery import LogState, Repair, recover_log
 from cleanroom.audit.segments import SegmentWriter

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, read_until_hole, scan_checkpoint_file
+from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, scan_checkpoint_file
+from cleanroom.audit.fileio import read_until_hole
 from cleanroom.audit.records import (
     SEGMENT_HEADER_LEN,
     AuditEvent,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, data_extent, open_regular, read_last_checkpoint
+from cleanroom.audit.checkpoints import CHECKPOINTS_FILE, Checkpoint, read_last_checkpoint
+from cleanroom.audit.fileio import data_extent, open_regular
 from cleanroom.audit.merkle import CompactTree, chain_genesis, chain_next, leaf_hash
 from cleanroom.audit.records import (
     SEGMENT_HEADER_LEN,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cleanroom.audit.checkpoints import fsync_directory, open_regular, require_in_place, write_fully
+from cleanroom.audit.fileio import fsync_directory, open_regular, require_in_place, write_fully
 from cleanroom.audit.records import (
     FRAME_HEADER_LEN,
     FRAME_MAGIC,

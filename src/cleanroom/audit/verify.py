@@ -35,9 +35,9 @@ from cleanroom.audit.checkpoints import (
     CheckpointFormatError,
     load_saved_checkpoint,
     public_key_id,
-    read_until_hole,
     scan_checkpoint_file,
 )
+from cleanroom.audit.fileio import read_until_hole
 from cleanroom.audit.merkle import MerkleTree, verify_consistency
 from cleanroom.audit.records import (
     SEGMENT_HEADER_LEN,
