@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import cleanroom.backup as backup
+import cleanroom.backup_stream as backup_stream
 from cleanroom.backup import (
     BACKUP_KEY_NAME,
     KEY_CONTEXT,
@@ -32,8 +33,8 @@ from cleanroom.backup import (
     BackupError,
     create_backup,
     restore_backup,
-    stream_context,
 )
+from cleanroom.backup_stream import stream_context
 from cleanroom.config import Settings
 from cleanroom.crypto.aead import zero_buffer
 from cleanroom.crypto.stream import HEADER_SIZE_BYTES, TAG_SIZE_BYTES, StreamEncryptor
@@ -117,7 +118,7 @@ def seal(tar_bytes: bytes, out: Path, kms: KMS, key_name: str = BACKUP_KEY_NAME)
             data_key, context=stream_context(header), segment_size_bytes=backup.SEGMENT_SIZE_BYTES
         )
         sink.write(encryptor.header)
-        writer = backup._SealingWriter(encryptor, sink)
+        writer = backup_stream.SealingWriter(encryptor, sink)
         writer.write(tar_bytes)
         writer.finish()
     finally:
@@ -498,7 +499,7 @@ def test_create_failing_midway_leaves_no_partial_and_the_previous_backup(
     def full(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(backup._SealingWriter, "finish", full)
+    monkeypatch.setattr(backup_stream.SealingWriter, "finish", full)
     with pytest.raises(OSError, match="No space"):
         create_backup(data, out, LocalKMS(data))
     assert out.read_bytes() == previous
