@@ -32,7 +32,7 @@ from cleanroom.crypto.stream import HEADER_SIZE_BYTES, TAG_SIZE_BYTES
 from cleanroom.errors import DecryptionFailed, InvalidSealedMessage, SpillError, SpillIntegrityError
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.spill import FALLBACK_NAME_PREFIX, SpillFile, SpillIO
-from cleanroom.runtime.spill_worker import EXTENT_TARGET_BYTES
+from cleanroom.runtime.spill_extents import EXTENT_TARGET_BYTES
 
 SEG = 64 * 1024
 FULL = SEG + TAG_SIZE_BYTES

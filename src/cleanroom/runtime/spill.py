@@ -45,6 +45,7 @@ from cleanroom.crypto.stream import (
 )
 from cleanroom.errors import SpillError
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
+from cleanroom.runtime.spill_extents import ExtentWriter
 from cleanroom.runtime.spill_io import (
     FALLBACK_NAME_PREFIX,
     SpillIO,
@@ -55,7 +56,7 @@ from cleanroom.runtime.spill_io import (
     sweep_stale_files,
 )
 from cleanroom.runtime.spill_reader import SegmentReader
-from cleanroom.runtime.spill_worker import DiskWorker, ExtentWriter, pwrite_all
+from cleanroom.runtime.spill_worker import DiskWorker, pwrite_all
 
 # The public names, importable from here as before the split (three of them now live in spill_io).
 __all__ = ["FALLBACK_NAME_PREFIX", "SPILL_CONTEXT", "SpillFile", "SpillIO", "sweep_stale_files"]

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 
 from cleanroom.crypto.stream import HEADER_SIZE_BYTES, TAG_SIZE_BYTES, StreamDecryptor
 from cleanroom.errors import CleanroomError, SpillIntegrityError
+from cleanroom.runtime.spill_extents import ExtentReader
 from cleanroom.runtime.spill_io import SpillIO, spill_error
-from cleanroom.runtime.spill_worker import DiskWorker, ExtentReader, ShortRead, pread_exact
+from cleanroom.runtime.spill_worker import DiskWorker, ShortRead, pread_exact
 
 
 class SegmentReader:
