@@ -38,6 +38,7 @@ import numpy as np
 
 from cleanroom.errors import ConfigurationError
 from cleanroom.scrubbers.base import QuarantineHook, ScrubberBase, ScrubPolicy, ScrubReport
+from cleanroom.scrubbers.gpu_cupy import cupy_importable, cupy_routed_through_torch, route_cupy_through_torch
 from cleanroom.scrubbers.snapshot import (
     BLOCK_STATES,
     SnapshotFormatError,
@@ -55,31 +56,6 @@ if TYPE_CHECKING:
 _SWEEP_MIN_CHUNK = 2 << 20
 
 
-# --- CuPy ------------------------------------------------------------------------------------------
-class _TorchBlock:
-    """Owner of one caching-allocator block lent to CuPy; returns it to torch when CuPy drops it."""
-
-    __slots__ = ("ptr",)
-
-    def __init__(self, ptr: int) -> None:
-        self.ptr = ptr
-
-    def __del__(self) -> None:
-        import torch
-
-        torch.cuda.caching_allocator_delete(self.ptr)  # type: ignore[no-untyped-call]
-
-
-def _torch_backed_alloc(size: int) -> Any:
-    import cupy
-    import torch
-
-    dev = cupy.cuda.Device().id
-    ptr = torch.cuda.caching_allocator_alloc(max(size, 1), dev, torch.cuda.current_stream(dev))
-    mem = cupy.cuda.UnownedMemory(ptr, size, _TorchBlock(ptr), device_id=dev)
-    return cupy.cuda.MemoryPointer(mem, 0)
-
-
 def released_to_driver_since(baseline: tuple[int, int], now: tuple[int, int]) -> bool:
     """Whether torch may have returned memory to the driver between two readings of its counters
     ``(reserved_bytes.all.allocated, reserved_bytes.all.freed)`` (`torch.cuda.memory_stats`).
@@ -90,34 +66,6 @@ def released_to_driver_since(baseline: tuple[int, int], now: tuple[int, int]) ->
     a false positive is one driver sweep, the cost of a false negative is stale memory handed out.
     """
     return now[1] != baseline[1] or now[0] < baseline[0]
-
-
-def route_cupy_through_torch() -> None:
-    """Serve CuPy's device allocations from torch's caching allocator (process-wide).
-
-    CuPy's own pool keeps freed chunks it does not let us enumerate, and freeing them only returns stale
-    memory to the driver. Routed through torch, CuPy's memory shows up in the snapshot and is scrubbed
-    with everything else. Blocks are associated with torch's current stream at allocation time.
-    """
-    import cupy
-
-    cupy.cuda.set_allocator(_torch_backed_alloc)
-
-
-def cupy_routed_through_torch() -> bool:
-    try:
-        import cupy
-    except ImportError:
-        return False
-    return cupy.cuda.get_allocator() is _torch_backed_alloc
-
-
-def _cupy_importable() -> bool:
-    try:
-        import cupy  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def pinned_cached_free_bytes(stats: dict[str, Any]) -> tuple[int, str | None]:
@@ -180,7 +128,7 @@ class GpuScrubber(ScrubberBase):
         # Memory returned to the driver before this scrubber existed is of unknown content: the first
         # scrub sweeps the driver's free memory when `sweep_on_release` is set and anything was released.
         self._sweep_pending = False
-        if route_cupy and _cupy_importable():  # injected kernels on a host without CuPy: nothing to route
+        if route_cupy and cupy_importable():  # injected kernels on a host without CuPy: nothing to route
             self._sweep_pending = self._drop_cupy_pool()
             route_cupy_through_torch()
         torch.cuda.init()  # type: ignore[no-untyped-call]
