@@ -180,6 +180,11 @@ def _confirm_has_digit(text: str, m: re.Match[str], span: Span) -> Span | None:
     return span if any(c.isdigit() for c in _group_text(text, span)) else None
 
 
+def _confirm_digit_after_prefix(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """A digit after the 3-character prefix: `A3-XXXXXX-…` (1Password's own placeholder) is no key."""
+    return span if any(c.isdigit() for c in _group_text(text, span)[3:]) else None
+
+
 def _confirm_openai(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = _group_text(text, span)
     if value.startswith(("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-None-")) or "T3BlbkFJ" in value:
@@ -1067,10 +1072,16 @@ SECRET_RULES: tuple[Rule, ...] = (
     _provider("twilio-api-key", "TWILIO_API_KEY", r"SK[0-9a-fA-F]{32}(?![0-9A-Za-z])", "sk", guard=TOK),
     _provider("mailchimp-api-key", "MAILCHIMP_API_KEY", r"[0-9a-f]{32}-us\d{1,2}(?![0-9A-Za-z])", "-us",
               guard=TOK),
-    _provider("new-relic-key", "NEW_RELIC_KEY", r"NR(?:AK|II|AA)-[A-Z0-9]{27}(?![A-Za-z0-9])|NRJS-[a-f0-9]{19}",
+    # New Relic: user/admin keys `NRAK-`/`NRAA-` + 27 (upper case, or hex in older admin keys), browser
+    # `NRJS-`, and the 40-character ingest license key that ends in `NRAL` (Nosey Parker's examples)
+    _provider("new-relic-key", "NEW_RELIC_KEY",
+              r"NR(?:AK|II|AA)-(?:[A-Z0-9]{27}|[a-f0-9]{27})(?![A-Za-z0-9])|NRJS-[a-f0-9]{19}",
               "nrak-", "nrii-", "nraa-", "nrjs-"),
+    _provider("new-relic-license-key", "NEW_RELIC_KEY", r"[a-z0-9]{36}NRAL(?![A-Za-z0-9])", "nral", guard=TOK),
     _provider("pulumi-token", "PULUMI_TOKEN", r"pul-[a-f0-9]{40}(?![A-Za-z0-9])", "pul-", guard=_WD),
-    _provider("doppler-token", "DOPPLER_TOKEN", r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}", "dp."),
+    # a Doppler service token names its config: `dp.st.dev.<40-44>`
+    _provider("doppler-token", "DOPPLER_TOKEN",
+              r"dp\.(?:pt|st|sa|ct|scim|audit)\.(?:[a-z0-9_-]{1,32}\.)?[A-Za-z0-9]{40,44}", "dp."),
     _provider("fly-token", "FLY_TOKEN", r"(?:fo1_[A-Za-z0-9_-]{39,43}|fm[12][ar]?_[A-Za-z0-9+/=_-]{100,})", "fo1_",
               "fm1a_", "fm1r_", "fm2_"),
     _provider("supabase-token", "SUPABASE_TOKEN", r"sb(?:p|_secret)_[A-Za-z0-9_-]{32,64}+(?![A-Za-z0-9_-])", "sbp_",
@@ -1132,7 +1143,20 @@ SECRET_RULES: tuple[Rule, ...] = (
               r"pat-(?:na|eu)\d-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "pat-na", "pat-eu"),
     _provider("nuget-key", "NUGET_API_KEY", r"oy2[a-z0-9]{43}(?![a-z0-9])", "oy2", guard=TOK),
     _provider("onepassword-token", "ONEPASSWORD_TOKEN", r"ops_eyJ[A-Za-z0-9+/=_-]{100,}", "ops_eyj"),
-    _provider("sourcegraph-token", "SOURCEGRAPH_TOKEN", r"sgp_(?:[a-f0-9]{16}_)?[a-f0-9]{40}", "sgp_"),
+    _provider("sourcegraph-token", "SOURCEGRAPH_TOKEN", r"sgp_(?:[a-f0-9]{16}_|local_)?[a-f0-9]{40}", "sgp_"),
+    # 1Password account secret key (`A3-` + account id + 26 characters in dashed groups) and 42 School
+    # (intra) OAuth client secrets `s-s4t2ud-`/`s-s4t2af-` + 64 hex (gitleaks' examples)
+    _provider("onepassword-secret-key", "ONEPASSWORD_TOKEN",
+              r"A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}"
+              r"(?![A-Za-z0-9])", "a3-", guard=_WD,
+              confirm=_confirm_digit_after_prefix),
+    _provider("intra42-secret", "INTRA42_SECRET", r"s-s4t2(?:ud|af)-[a-f0-9]{64}(?![A-Za-z0-9])", "s-s4t2",
+              guard=_WD),
+    # Bundler's per-host credentials `BUNDLE_<HOST>=user:password` (`__` stands for a dot in the host:
+    # `BUNDLE_ENTERPRISE__CONTRIBSYS__COM`, Sidekiq Enterprise's gem server); `BUNDLE_PATH: vendor` has no `__`
+    Rule("bundler-credentials", "PASSWORD",
+         r"bundle_[a-z0-9_]*?__[a-z0-9_]+[\"']?[ \t]*[:=][ \t]*[\"']?[^\s:\"']{1,64}:(?P<v>[^\s\"']+)",
+         ("bundle_",), caseless=True, priority=60, left_guard=_W),
     _provider("tailscale-key", "TAILSCALE_KEY",
               r"tskey-(?:api|auth|client|scim|webhook)-[A-Za-z0-9]{6,}-[A-Za-z0-9]{20,}", "tskey-"),
     _provider("harness-token", "HARNESS_TOKEN", r"pat\.[A-Za-z0-9_-]{22}\.[a-f0-9]{24}\.[A-Za-z0-9]{20}", "pat."),
@@ -1471,12 +1495,19 @@ SECRET_RULES: tuple[Rule, ...] = (
     # Django's request `META` (debug pages, error mails): `HTTP_COOKIE = 'sessionid=…'`
     Rule("http-cookie-meta", "COOKIE", r"http_cookie[\"']?[ \t]*(?:[:=][ \t]*)?[\"'](?P<v>[^\"'\r\n]+)",
          ("http_cookie",), caseless=True, priority=60, confirm=_confirm_not_placeholder, left_guard=_W),
-    # Password hashes crack offline back to the password: bcrypt, argon2, Django's PBKDF2
+    # Password hashes crack offline back to the password: bcrypt, argon2, Django's PBKDF2; crypt(3)'s
+    # md5crypt `$1$`, sha256crypt `$5$` (22/43 characters after the salt) and sha512crypt `$6$` (86), Cisco
+    # IOS type 8/9 (`$8$`/`$9$`: 14-character salt, 43), and a Kerberos AS-REP (`$krb5asrep$23$`, what
+    # AS-REP roasting cracks). A shell's `$1$2` has no salt-and-hash body, so it stays.
     Rule("password-hash", "PASSWORD_HASH",
          r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}|\$argon2(?:id|i|d)\$v=\d{1,3}\$m=\d{1,8},t=\d{1,4},p=\d{1,4}"
          r"\$[A-Za-z0-9+/]{8,128}\$[A-Za-z0-9+/]{16,128}|pbkdf2_sha(?:1|256|512)\$\d{1,8}\$[A-Za-z0-9./+]{1,64}"
-         r"\$[A-Za-z0-9./+]{16,128}={0,2}",
-         ("$2", "$argon2", "pbkdf2_sha"), priority=80),
+         r"\$[A-Za-z0-9./+]{16,128}={0,2}"
+         r"|\$1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}(?![./A-Za-z0-9])"
+         r"|\$[56]\$(?:rounds=\d{4,9}\$)?[./A-Za-z0-9]{1,16}\$(?:[./A-Za-z0-9]{86}|[./A-Za-z0-9]{43})(?![./A-Za-z0-9])"
+         r"|\$[89]\$[./A-Za-z0-9]{14}\$[./A-Za-z0-9]{43}(?![./A-Za-z0-9])"
+         r"|\$krb5asrep\$(?:17|18|23)\$(?:[^\s$:]{1,256}:)?[a-f0-9]{24,64}\$[a-f0-9]{64,}",
+         ("$2", "$argon2", "pbkdf2_sha", "$1$", "$5$", "$6$", "$8$", "$9$", "$krb5asrep$"), priority=80),
     # Firebase Cloud Messaging registration tokens (`<instance id>:APA91b…`), which address one device
     Rule("fcm-registration-token", "FIREBASE_TOKEN", r"[A-Za-z0-9_-]{11,64}:APA91b[A-Za-z0-9_-]{100,}",
          (":apa91b",), priority=80, left_guard=_WD),
