@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cleanroom.client import Client, ClientError, UnexpectedResponse, read_bounded
+from cleanroom.client import Client, ClientError, UnexpectedResponse, network_errors, read_bounded
 from cleanroom.crypto.deferred import DeferredResponseKey, ResponseContext
 from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.runtime.batch_format import ItemResult, decode_results, encode_batch
@@ -113,9 +113,10 @@ class BatchClient:
             for attempt in (1, 2):
                 sealed = self.client.seal_request("", memoryview(document), path=BATCHES_PATH)
                 try:
-                    response = self._http().post(
-                        BATCHES_PATH, content=sealed.body, headers={**self._auth(), "Content-Type": CONTENT_TYPE}
-                    )
+                    with network_errors(self.client.url, [0]):
+                        response = self._http().post(
+                            BATCHES_PATH, content=sealed.body, headers={**self._auth(), "Content-Type": CONTENT_TYPE}
+                        )
                     try:
                         self._raise_for_error(response)
                     except ClientError as exc:
@@ -136,10 +137,10 @@ class BatchClient:
             document[:] = bytes(len(document))
 
     def status(self, batch_id: str) -> dict[str, Any]:
-        response = self._http().get(f"{BATCHES_PATH}/{batch_id}", headers=self._auth())
+        with network_errors(self.client.url, [0]):
+            response = self._http().get(f"{BATCHES_PATH}/{batch_id}", headers=self._auth())
         self._raise_for_error(response)
-        document: dict[str, Any] = response.json()
-        return document
+        return _status_document(response)
 
     def wait(self, batch_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.5) -> dict[str, Any]:
         """Poll until the job is no longer queued or running; returns its last status document."""
@@ -153,8 +154,13 @@ class BatchClient:
     def fetch(self, handle: BatchHandle) -> list[ItemResult]:
         """Download and open the results (the server shreds the job once they are sent)."""
         deadline = time.monotonic() + self.client.timeout_s
-        with self._http().stream("GET", f"{BATCHES_PATH}/{handle.batch_id}/results", headers=self._auth()) as r:
-            self._raise_for_error(r)
+        status = [0]
+        with (
+            network_errors(self.client.url, status),
+            self._http().stream("GET", f"{BATCHES_PATH}/{handle.batch_id}/results", headers=self._auth()) as r,
+        ):
+            status[0] = r.status_code
+            Client._raise_for_error(r, deadline)
             if not 200 <= r.status_code < 300:
                 raise UnexpectedResponse(r.status_code, "unexpected HTTP status (redirects are not followed)")
             # Bounded like every other answer: a hostile server cannot make the client buffer without end.
@@ -162,10 +168,10 @@ class BatchClient:
         return handle.open_results(body)
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
-        response = self._http().delete(f"{BATCHES_PATH}/{batch_id}", headers=self._auth())
+        with network_errors(self.client.url, [0]):
+            response = self._http().delete(f"{BATCHES_PATH}/{batch_id}", headers=self._auth())
         self._raise_for_error(response)
-        document: dict[str, Any] = response.json()
-        return document
+        return _status_document(response)
 
     # `Client` keeps its HTTP client and credentials private; these are the only places that reach in.
     def _http(self) -> Any:
@@ -178,3 +184,15 @@ class BatchClient:
     @staticmethod
     def _raise_for_error(response: Any) -> None:
         Client._raise_for_error(response)
+
+
+def _status_document(response: Any) -> dict[str, Any]:
+    """A batch status answer: a JSON object with a `status`; anything else (a proxy's HTML page with a 200,
+    a truncated body) is UnexpectedResponse, not a ValueError or KeyError from deep in `wait`."""
+    try:
+        document = response.json()
+        if isinstance(document, dict) and isinstance(document.get("status"), str):
+            return document
+    except (ValueError, RecursionError):
+        pass
+    raise UnexpectedResponse(response.status_code, "the answer is not a batch status document")

@@ -14,11 +14,13 @@ from the pinned key to the new one (`keys.public_key.follow_pin`). The pin then 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -69,6 +71,105 @@ class UnexpectedResponse(ClientError):
 
     def __init__(self, status: int, message: str, code: str = "unexpected_response") -> None:
         super().__init__(status, code, message)
+
+
+class ConnectionFailed(ClientError):
+    """The network failed: no complete answer came back. `status` is the HTTP status if it had arrived,
+    else 0; the httpx error is `__cause__`.
+
+    `may_have_been_processed` is what a retry decision needs. False (code `connection_failed`): the request
+    never reached the server whole — connection refused, DNS failure, TLS handshake or certificate failure,
+    a proxy's refusal, a connect timeout, a failed write. True: it was sent and the answer broke (code
+    `connection_lost`: reset, truncated, malformed) or did not come within `timeout_s` (`response_timeout`):
+    the model may have run. A retry seals a new request, so it is never refused as a replay.
+
+    Code written before this class (the network was `httpx.HTTPError`) keeps working: each instance is
+    also an instance of the httpx error it replaces (`except httpx.ConnectError` still catches a refusal).
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, may_have_been_processed: bool) -> None:
+        super().__init__(status, code, message)
+        self.may_have_been_processed = may_have_been_processed
+
+
+_COMPAT_CLASSES: dict[type[httpx.HTTPError], type[ConnectionFailed]] = {}
+# the request did not reach the server whole: it cannot have been processed
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+)
+
+
+def _connection_failed(cause: httpx.HTTPError, status: int, where: str) -> ConnectionFailed:
+    """`cause` as a ConnectionFailed that is also an instance of `type(cause)` (see the class)."""
+    kind = type(cause)
+    cls = _COMPAT_CLASSES.get(kind)
+    if cls is None:
+        namespace = {"__module__": __name__, "__qualname__": "ConnectionFailed", "__doc__": ConnectionFailed.__doc__}
+        cls = _COMPAT_CLASSES[kind] = type("ConnectionFailed", (ConnectionFailed, kind), namespace)
+    detail = _safe_text(f"{kind.__name__}: {cause}", 300)
+    if isinstance(cause, _NOT_SENT):
+        code, processed = "connection_failed", False
+        text = f"could not send the request to {where} ({detail}); it was not processed, a retry is safe"
+    elif isinstance(cause, httpx.TimeoutException):
+        code, processed = "response_timeout", True
+        text = f"no complete answer from {where} in time ({detail}); the request was sent and may have been processed"
+    else:
+        code, processed = "connection_lost", True
+        text = f"the connection to {where} broke after the request was sent ({detail}); it may have been processed"
+    error = cls(status, code, text, may_have_been_processed=processed)
+    error._request = getattr(cause, "_request", None)  # type: ignore[attr-defined]  # httpx's `.request`
+    return error
+
+
+@contextlib.contextmanager
+def network_errors(where: str, status: list[int]) -> Iterator[None]:
+    """httpx's transport failures as `ConnectionFailed` (`status[0]`: the HTTP status once it arrived)."""
+    try:
+        yield
+    except ClientError:
+        raise  # ours, ConnectionFailed included (it is an httpx error too)
+    except httpx.DecodingError as exc:  # a Content-Encoding that does not decode: the body is not an answer
+        raise UnexpectedResponse(status[0], f"the answer does not decode ({_safe_text(str(exc), 200)})") from exc
+    except httpx.RequestError as exc:
+        raise _connection_failed(exc, status[0], where) from exc
+
+
+class _TimeLeft(dict[str, float]):
+    """httpcore reads a phase's timeout from this mapping when the phase starts (pool, connect, write,
+    response head, body): answering with the time left to the call's deadline makes `timeout_s` bound the
+    call as a whole, not each wait (a server answering each phase just in time held a call 4x timeout_s)."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def get(self, key: str, default: Any = None) -> float:
+        return max(0.001, self.deadline - time.monotonic())
+
+
+def _bytes_past_the_end(response: httpx.Response) -> tuple[int, Any]:
+    """How many bytes the connection already holds past the end of `response`, and that connection.
+
+    httpcore keeps a connection whose server sent more than its Content-Length (or after its last chunk)
+    and parses the surplus as the answer to the NEXT request on it: a desync that lets whoever wrote the
+    surplus answer a later call (sealing stops a forged sealed answer, not a forged error or key document).
+    httpcore checks only the socket when it reuses a connection, not what h11 already buffered, so this
+    looks there: private attributes of httpx 0.28 / httpcore 1.0 — tests/test_client_network.py fails
+    if an upgrade moves them."""
+    stream: Any = response.stream
+    try:
+        connection = stream._stream._httpcore_stream._stream._connection
+        surplus, _closed = connection._h11_state.trailing_data
+    except AttributeError:
+        return 0, None
+    return len(surplus), connection
 
 
 def load_public_key(value: str | Path) -> TenantPublicKey:
@@ -136,7 +237,10 @@ def read_bounded(response: httpx.Response, limit_bytes: int, deadline: float | N
         if len(body) > limit_bytes:
             raise UnexpectedResponse(response.status_code, f"answer over {limit_bytes} bytes", "response_too_large")
         if deadline is not None and time.monotonic() > deadline:
-            raise httpx.ReadTimeout("the answer did not arrive within timeout_s")
+            # a trickle (a byte now and then, never a read timeout) ends here; also an httpx.ReadTimeout
+            raise _connection_failed(
+                httpx.ReadTimeout("the answer did not arrive within timeout_s"), response.status_code, "the server"
+            )
     return bytes(body)
 
 
@@ -277,27 +381,55 @@ class Client:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        """One call; returns (status, body) of a 2xx answer of the expected type, read within the limits."""
+        """One call; returns (status, body) of a 2xx answer of the expected type, read within the limits.
+
+        Network failures are `ConnectionFailed`; anything that is not a well-framed answer of the expected
+        type, `UnexpectedResponse` (with the status); never a wait much past `timeout_s`."""
         deadline = time.monotonic() + self.timeout_s
-        with self._http.stream(method, path, content=content, headers=headers or self._auth) as response:
-            if response.status_code >= 400:
-                self._raise_for_error(response)
-            if not 200 <= response.status_code < 300:
-                location = " (a redirect; not followed)" if response.is_redirect else ""
-                raise UnexpectedResponse(response.status_code, f"unexpected HTTP status{location}")
-            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            wanted = "application/json" if json_body else CONTENT_TYPE
-            if media_type != wanted:
-                raise UnexpectedResponse(response.status_code, f"the answer is not {wanted}")
-            return response.status_code, read_bounded(response, limit_bytes, deadline)
+        status, desynced = [0], None
+        extensions = {"timeout": _TimeLeft(deadline)}
+        try:
+            with (
+                network_errors(self.url, status),
+                self._http.stream(
+                    method, path, content=content, headers=headers or self._auth, extensions=extensions
+                ) as response,
+            ):
+                status[0] = response.status_code
+                if response.status_code >= 400:
+                    self._raise_for_error(response, deadline)
+                if not 200 <= response.status_code < 300:
+                    location = " (a redirect; not followed)" if response.is_redirect else ""
+                    raise UnexpectedResponse(response.status_code, f"unexpected HTTP status{location}")
+                media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                wanted = "application/json" if json_body else CONTENT_TYPE
+                if media_type != wanted:
+                    shown = _safe_text(media_type or "none", 80)
+                    raise UnexpectedResponse(response.status_code, f"the answer is {shown}, not {wanted}")
+                body = read_bounded(response, limit_bytes, deadline)
+                surplus, desynced = _bytes_past_the_end(response)
+                if not surplus:
+                    desynced = None
+                    return response.status_code, body
+                raise UnexpectedResponse(
+                    response.status_code,
+                    f"{surplus} bytes past the end of the answer (broken framing: a server or proxy bug, or "
+                    "response smuggling); the connection is dropped",
+                    "response_framing",
+                )
+        finally:
+            if desynced is not None:  # closed once the response has given it back, so the pool drops it
+                desynced.close()
 
     @staticmethod
-    def _raise_for_error(response: httpx.Response) -> None:
+    def _raise_for_error(response: httpx.Response, deadline: float | None = None) -> None:
+        """A 4xx/5xx as ClientError with the server's code; an answer that is not the server's JSON error
+        (a proxy's HTML 502, a load balancer's text) says so, with its title or first line."""
         if response.status_code < 400:
             return
         if not response.is_stream_consumed:
             try:
-                raw = read_bounded(response, MAX_DOCUMENT_BYTES, None)
+                raw = read_bounded(response, MAX_DOCUMENT_BYTES, deadline)
             except UnexpectedResponse:
                 raise ClientError(response.status_code, "http_error", "error body over 64 KiB (not read)") from None
         else:
@@ -306,10 +438,15 @@ class Client:
             error: Any = json.loads(raw)["error"]
             code, message = str(error["code"]), str(error["message"])
         except (ValueError, KeyError, TypeError, RecursionError):
-            if response.headers.get("content-type", "").split(";")[0].strip().lower() == CONTENT_TYPE:
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type == CONTENT_TYPE:
                 code, message = "http_error", "sealed error answer (not opened)"
             else:
-                code, message = "http_error", raw[:200].decode("utf-8", "replace")
+                text = raw[:4096].decode("utf-8", "replace")
+                title = re.search(r"<title[^>]*>([^<]{1,200})</title>", text, re.IGNORECASE)
+                shown = " ".join((title.group(1) if title else text[:200]).split())
+                code = "http_error"
+                message = f"not the server's JSON error ({media_type or 'no content type'}; a proxy?): {shown}"
         raise ClientError(response.status_code, code, message)
 
     def close(self) -> None:
