@@ -2,16 +2,18 @@
 
     app = CleanroomMiddleware(app, data_dir="cleanroom-data")
 
-For each protected path, a sealed POST is authenticated, opened into a SecureBuffer (every check and the
-audit record of `RequestOpener` first), handed to the app as an ordinary body, and the app's response is
-sealed back to the client (`Client.call(path, payload)` on the other side). Requests that are not sealed
-get 415, methods other than POST 405 (the sealed request binds the path and query, not the method), and a
-websocket on a protected path is closed before the app sees it (its frames cannot be sealed); lifespan and
-unprotected paths pass straight through. A path is protected when the path the app routes on (below
-`root_path`: a `Mount`, `--root-path`) or the full path starts with a protected prefix, and is not exactly
-one of `open_paths` (probes; seal "/" and open those rather than list the routes to seal). Only the status and
-the sealed body leave: the app's response headers would travel in clear and are dropped. The tenant's
-public key is served at `GET /v1/tenants/self/public-key`, as by `cleanroom serve`.
+For each protected path, a sealed POST is authenticated, opened into a SecureBuffer (every check and the audit
+record of `RequestOpener` first), handed to the app as an ordinary body, and the app's response is sealed back
+to the client (`Client.call(path, payload)` on the other side). Requests that are not sealed get 415, methods
+other than POST 405 (the sealed request binds the path and query, not the method), and a websocket on a
+protected path is closed before the app sees it (its frames cannot be sealed), and so is any scope type it
+does not know (a RuntimeError); lifespan and unprotected paths pass straight through. A path is protected when
+the path the app routes on (below `root_path`: a `Mount`, `--root-path`) or the full path starts with a
+protected prefix, and is not exactly one of `open_paths` (probes; seal "/" and open those rather than list the
+routes to seal). Only the status and the sealed body leave: the app's response headers would travel in clear
+and are dropped. Query strings are bound, not encrypted: they are kept out of the host server's access log
+(`asgi_logs`). The tenant's public key is served at `GET /v1/tenants/self/public-key`, as by `cleanroom
+serve`.
 
 Audit (invariant 5), as `cleanroom serve` runs a model: the decryption record is written to the log before
 the payload is decrypted, its fdatasync runs while the app does, and the sealed answer (or any error built
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -51,12 +53,12 @@ from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.errors import (
     CleanroomError,
     ContextMismatch,
-    InvalidPayload,
     RequestTimeout,
     UnsupportedMediaType,
 )
+from cleanroom.integrations.asgi_inner import ASGIApp, gather, run_app
+from cleanroom.integrations.asgi_logs import guard_access_logs
 from cleanroom.integrations.asgi_messages import (
-    Message,
     Receive,
     Scope,
     Send,
@@ -68,16 +70,17 @@ from cleanroom.integrations.asgi_messages import (
 )
 from cleanroom.integrations.workers import allocator_problems, build_worker_services
 from cleanroom.memory.hardening import apply_process_hardening
-from cleanroom.runtime.models import ModelRegistry, RequestScope
+from cleanroom.runtime.models import ModelRegistry
 from cleanroom.runtime.session import CallContext, OpenedRequest, clear_exception_frames
 from cleanroom.server.admin import AdminSocketPathTooLong, AdminSocketServer, refuse_if_served
 from cleanroom.server.services import Services, build_services
 
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PUBLIC_KEY_PATH = "/v1/tenants/self/public-key"
 INLINE_SEAL_MAX_BYTES = 256 * 1024  # larger answers are sealed on a worker thread, off the event loop
 # Statuses whose responses cannot carry a body (RFC 9110 §6.4.1, §15.3.6): the sealed answer always has one.
 NO_BODY_STATUSES = frozenset({204, 205, 304})
+# Scope types other than http handed to the app as they are (a websocket only on an unprotected path).
+PASSED_SCOPE_TYPES = frozenset({"lifespan", "websocket"})
 log = logging.getLogger("cleanroom.asgi")
 
 
@@ -129,6 +132,7 @@ class CleanroomMiddleware:
         self.audit_durable_before_app = audit_durable_before_app
         self._owns_services = services is None
         self._admin: AdminSocketServer | None = None
+        guard_access_logs()  # the host server's access log would carry every query string in clear
         if services is not None:
             if worker_id is not None:
                 raise ValueError("worker_id applies only to services the middleware builds")
@@ -183,6 +187,13 @@ class CleanroomMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         if scope["type"] != "http":
+            if scope["type"] not in PASSED_SCOPE_TYPES and ("path" not in scope or self._protects(scope)):
+                # A scope type this middleware cannot seal (a server's own, a protocol to come): passed
+                # through, the app would take unauthenticated traffic on a protected path. Fail closed.
+                raise RuntimeError(
+                    f"cleanroom: ASGI scope type {scope['type']!r} cannot be sealed; "
+                    "CleanroomMiddleware passes only 'lifespan', and 'websocket' on unprotected paths"
+                )
             await self.app(scope, receive, send)
             return
         if route_path(scope) == PUBLIC_KEY_PATH and scope["method"] == "GET":
@@ -331,83 +342,3 @@ async def wait_durable(request: OpenedRequest) -> None:
     a thread hop only when it is not durable yet (the hop costs ~0.1-0.3 ms on the 2-core dev box)."""
     if not request.is_durable():
         await anyio.to_thread.run_sync(request.wait_durable)
-
-
-def gather(chunks: list[bytes], scope: RequestScope) -> memoryview:
-    """The chunks, concatenated into one of the request's SecureBuffers."""
-    view = scope.new_buffer(sum(len(c) for c in chunks)).view()
-    offset = 0
-    for chunk in chunks:
-        view[offset : offset + len(chunk)] = chunk
-        offset += len(chunk)
-    return view
-
-
-async def run_app(
-    app: ASGIApp,
-    scope: Scope,
-    body: bytes,
-    content_type: str | None = None,
-    *,
-    disconnected: Receive | None = None,
-) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
-    """Call the app with `body` and collect its whole response (it is sealed as one message).
-
-    After the body, the app's `receive` waits on `disconnected` (the server's own `receive`, whose body was
-    read already) and answers `http.disconnect` when the client goes, as ASGI servers do. Waiting forever
-    instead kept an app that listens for the disconnect (or reads again) alive after its client left,
-    holding its copy of the plaintext and the request's SecureBuffer open for good.
-    """
-    sent = False
-    status = 500
-    headers: list[tuple[bytes, bytes]] = []
-    chunks: list[bytes] = []
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        if disconnected is None:
-            await anyio.sleep_forever()
-        else:
-            while (await disconnected())["type"] != "http.disconnect":
-                pass  # the outer body was read to its end: nothing else is expected but the disconnect
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status, headers = int(message["status"]), list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            chunks.append(bytes(message.get("body", b"")))
-
-    inner = dict(scope)
-    if "extensions" in scope:
-        # Response extensions (pathsend, zerocopy, trailers, early hints) would let the app send its answer
-        # some other way than `http.response.body`: nothing of it would be sealed. Hidden from the app.
-        extensions = scope["extensions"] or {}
-        inner["extensions"] = {k: v for k, v in extensions.items() if not k.startswith("http.response.")}
-    inner["headers"] = [
-        (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length", b"authorization")
-    ]
-    inner["headers"] += [(b"content-length", str(len(body)).encode())]
-    if content_type:
-        inner["headers"] += [(b"content-type", content_type.encode("latin-1"))]
-    failed = ""
-    try:
-        await app(inner, receive, send)
-    except CleanroomError:
-        raise
-    except Exception as exc:
-        # The server would log this exception, and its message may quote the plaintext (a KeyError on a
-        # payload value does); its frames hold the app's copies of it, kept alive by exception <-> frame
-        # cycles until the cyclic GC runs. Keep only the type, clear the frames, and raise outside this
-        # block so the new error has no `__context__`. Answered like `run_model`: 422, never a 500.
-        failed = type(exc).__name__
-        clear_exception_frames(exc)  # the chained ones too: a decoder error's `doc` is the whole body
-    if failed:
-        chunks.clear()
-        log.warning("the app raised %s on a sealed request", failed)
-        raise InvalidPayload(f"the app could not process this input ({failed})", code="app_rejected_input")
-    return status, headers, chunks
