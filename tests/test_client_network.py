@@ -154,7 +154,7 @@ def test_a_request_that_never_arrived_is_connection_failed_not_processed(where: 
         cause = httpx.ConnectError
     assert isinstance(error, ConnectionFailed), repr(error)
     assert (error.status, error.code, error.may_have_been_processed) == (0, "connection_failed", False)
-    assert "not processed" in error.message and "retry is safe" in error.message
+    assert "cannot reach http" in error.message and "not processed, a retry is safe" in error.message
     assert isinstance(error.__cause__, cause)
     assert isinstance(error, cause)  # code written for the old contract (httpx errors) still catches it
     assert API_KEY not in str(error)

@@ -113,10 +113,18 @@ def _connection_failed(cause: httpx.HTTPError, status: int, where: str) -> Conne
     if cls is None:
         namespace = {"__module__": __name__, "__qualname__": "ConnectionFailed", "__doc__": ConnectionFailed.__doc__}
         cls = _COMPAT_CLASSES[kind] = type("ConnectionFailed", (ConnectionFailed, kind), namespace)
+    request = getattr(cause, "_request", None)
+    if request is not None:  # the route, without query or userinfo (netloc is host:port only)
+        where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}{request.url.path}"
     detail = _safe_text(f"{kind.__name__}: {cause}", 300)
     if isinstance(cause, _NOT_SENT):
         code, processed = "connection_failed", False
-        text = f"could not send the request to {where} ({detail}); it was not processed, a retry is safe"
+        text = f"cannot reach {where} ({detail}); the request was not processed, a retry is safe"
+        if "CERTIFICATE_VERIFY_FAILED" in str(cause):
+            text += (
+                "; the server's certificate is not trusted: give its CA bundle (verify=, or"
+                " --cacert DATA_DIR/tls/dev-cert.pem for the dev certificate)"
+            )
     elif isinstance(cause, httpx.TimeoutException):
         code, processed = "response_timeout", True
         text = f"no complete answer from {where} in time ({detail}); the request was sent and may have been processed"
@@ -124,7 +132,7 @@ def _connection_failed(cause: httpx.HTTPError, status: int, where: str) -> Conne
         code, processed = "connection_lost", True
         text = f"the connection to {where} broke after the request was sent ({detail}); it may have been processed"
     error = cls(status, code, text, may_have_been_processed=processed)
-    error._request = getattr(cause, "_request", None)  # type: ignore[attr-defined]  # httpx's `.request`
+    error._request = request  # type: ignore[attr-defined]  # httpx's `.request`, for code that reads it
     return error
 
 
