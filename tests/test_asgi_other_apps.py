@@ -108,7 +108,7 @@ def drive(app: Any, scope: Message, body: bytes = b"", *, disconnect: bool = Fal
             answer.sent_at = time.monotonic()
 
     async def main() -> None:
-        with anyio.fail_after(10):
+        with anyio.fail_after(5):
             await app(scope, receive, send)
 
     anyio.run(main)
@@ -411,6 +411,23 @@ def test_raw_apps_that_read_twice_or_answer_twice(stack: Stack) -> None:
     answer, sealed = stack.call(stack.wrap(reads_twice), "/v1/x", text(MARK), disconnect=True)
     assert answer.status == 201
     assert json.loads(sealed.open_response(answer.body)) == {"first": len(text(MARK)), "second": "http.disconnect"}
+    assert stack.scrubs == [True]
+
+
+def test_a_disconnect_check_before_the_body_does_not_eat_it(stack: Stack) -> None:
+    """Starlette's `Request.is_disconnected()` calls `receive` in an already-cancelled scope and drops what
+    it gets unless it is a disconnect. The opened body was handed out without a checkpoint, so a check
+    before reading swallowed it, and the handler's read then waited for the client to leave (a hang)."""
+    app = FastAPI()
+
+    @app.post("/v1/poll")
+    async def poll(request: Request) -> dict[str, object]:
+        before = await request.is_disconnected()
+        document = await request.json()
+        return {"before": before, "after": await request.is_disconnected(), "text": document["text"]}
+
+    answer, sealed = stack.call(stack.wrap(app), "/v1/poll", text("kept"))
+    assert json.loads(sealed.open_response(answer.body)) == {"before": False, "after": False, "text": "kept"}
     assert stack.scrubs == [True]
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 
 from cleanroom.errors import CleanroomError, InvalidPayload
 from cleanroom.integrations.asgi_messages import Message, Receive, Scope, Send
@@ -56,6 +57,10 @@ async def run_app(
     async def receive() -> Message:
         nonlocal sent
         if not sent:
+            # A receive in an already-cancelled scope (Starlette's `is_disconnected()`, called before the
+            # body is read) keeps whatever it gets unless it is a disconnect: handed out without this
+            # check, the body was dropped there and the handler's read waited for the client to go.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
         if disconnected is None:
