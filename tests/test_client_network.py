@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -343,3 +344,31 @@ def test_batch_client_calls_fail_the_same_way() -> None:
         with client, pytest.raises(UnexpectedResponse) as page:
             BatchClient(client).status("b_0")
     assert page.value.status == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "code", "shown"),
+    [
+        (b"200 OK", b"text/html", b"<html>router login</html>", "unexpected_response", "not JSON"),
+        (b"403 Forbidden", b"application/json", b'{"error": "nope"}', "http_error", "nope"),
+    ],
+    ids=["200-html", "error-not-an-object"],
+)
+def test_admin_api_answers_that_are_not_its_json_are_cleanroom_errors(
+    tmp_path: Path, status: bytes, content_type: bytes, body: bytes, code: str, shown: str
+) -> None:
+    """The CLI reported the first as 'a file is not valid JSON ... corrupt or truncated?' and the second as
+    an unexpected TypeError blaming the data dir."""
+    from cleanroom.admin_client import AdminAPI
+    from cleanroom.errors import CleanroomError
+
+    token = tmp_path / "admin-token"
+    token.write_text("t" * 40)
+    with fake(lambda sock, _: sock.sendall(answer(status, content_type, body))) as server:
+        api = AdminAPI({"url": server.url, "admin_token_file": str(token)})
+        try:
+            with pytest.raises(CleanroomError) as info:
+                api.request("GET", "/v1/admin/tenants")
+        finally:
+            api.close()
+    assert info.value.code == code and shown in info.value.message

@@ -113,12 +113,22 @@ class AdminAPI:
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-            except (ValueError, KeyError):
-                error = {"code": "http_error", "message": response.text[:200]}
-            exc = CleanroomError(error["message"], code=error["code"])
+                code, message = str(error["code"]), str(error["message"])
+            except (ValueError, KeyError, TypeError, RecursionError):
+                # not the server's JSON error: a proxy page, another program on the port
+                code, message = "http_error", f"{response.status_code} {' '.join(response.text[:200].split())}"
+            exc = CleanroomError(message, code=code)
             exc.status = response.status_code
             raise exc
-        return response.json()
+        try:
+            return response.json()
+        except (ValueError, RecursionError):
+            # The CLI would report a JSONDecodeError as a corrupt file of the data dir: say what it was.
+            raise CleanroomError(
+                f"the server named in server.json ({self._http.base_url}) answered {response.status_code} with "
+                f"{response.headers.get('content-type', 'no content type')}, not JSON: another program on that port?",
+                code="unexpected_response",
+            ) from None
 
     def close(self) -> None:
         self._http.close()
