@@ -29,6 +29,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount
 
 from cleanroom.client import Client, ClientError
@@ -429,6 +430,46 @@ def test_a_disconnect_check_before_the_body_does_not_eat_it(stack: Stack) -> Non
     answer, sealed = stack.call(stack.wrap(app), "/v1/poll", text("kept"))
     assert json.loads(sealed.open_response(answer.body)) == {"before": False, "after": False, "text": "kept"}
     assert stack.scrubs == [True]
+
+
+def test_request_headers_that_reshape_the_answer_do_not_reach_the_app(stack: Stack, tmp_path: Path) -> None:
+    """The app's response headers are dropped, so an answer shaped by a request header cannot be read:
+    httpx (so `Client`) sends `Accept-Encoding: gzip`, a GZipMiddleware in the app compressed the answer,
+    and the client opened gzip bytes where it expected JSON. Likewise a `Range` (206, part of a file) or a
+    conditional header (304, nothing), which anyone on the way can add. The app sees none of them."""
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"0123456789" * 100)
+    app = FastAPI()
+    app.add_middleware(GZipMiddleware, minimum_size=10)
+
+    @app.post("/v1/big")
+    async def big(request: Request) -> dict[str, str]:
+        await request.body()
+        return {"text": "x" * 1000}
+
+    @app.post("/v1/file")
+    async def file(request: Request) -> FileResponse:
+        await request.body()
+        return FileResponse(report)
+
+    wrapped = stack.wrap(app)
+    reshaping = [
+        (b"accept-encoding", b"gzip, deflate"),
+        (b"range", b"bytes=0-3"),
+        (b"if-none-match", b"*"),
+        (b"if-modified-since", b"Sun, 29 Nov 2099 00:00:00 GMT"),
+        (b"if-range", b"*"),
+    ]
+    opened = []
+    for path in ("/v1/big", "/v1/file"):
+        sealed = stack.seal(path, b"{}")
+        scope = scope_for(path, stack.api_key)
+        scope["headers"] += reshaping
+        answer = drive(wrapped, scope, sealed.body)
+        assert answer.status == 200
+        opened.append(sealed.open_response(answer.body))
+    assert json.loads(opened[0]) == {"text": "x" * 1000} and opened[1] == report.read_bytes()
+    assert stack.scrubs == [True, True]
 
 
 # --- real servers ---------------------------------------------------------------------------------------

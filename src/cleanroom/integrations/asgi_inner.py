@@ -22,6 +22,23 @@ from cleanroom.runtime.session import clear_exception_frames
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("cleanroom.asgi")
+# Request headers the app does not see. The API key, and the sealed body's own framing (replaced below). And
+# those that ask for an answer other than the whole representation: a content-coding (httpx, so `Client`,
+# sends `Accept-Encoding: gzip`, and a GZipMiddleware in the app compressed the answer), a part (`Range`:
+# 206) or nothing (conditionals: 304). The app's response headers (Content-Encoding, Content-Range) are
+# dropped, so such an answer could not be read; and anyone on the way can add these headers.
+HIDDEN_REQUEST_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"content-type",
+        b"content-length",
+        b"accept-encoding",
+        b"range",
+        b"if-range",
+        b"if-none-match",
+        b"if-modified-since",
+    }
+)
 
 
 def gather(chunks: list[bytes], scope: RequestScope) -> memoryview:
@@ -83,9 +100,7 @@ async def run_app(
         # some other way than `http.response.body`: nothing of it would be sealed. Hidden from the app.
         extensions = scope["extensions"] or {}
         inner["extensions"] = {k: v for k, v in extensions.items() if not k.startswith("http.response.")}
-    inner["headers"] = [
-        (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length", b"authorization")
-    ]
+    inner["headers"] = [(k, v) for k, v in scope["headers"] if bytes(k).lower() not in HIDDEN_REQUEST_HEADERS]
     inner["headers"] += [(b"content-length", str(len(body)).encode())]
     if content_type:
         inner["headers"] += [(b"content-type", content_type.encode("latin-1"))]
