@@ -24,7 +24,7 @@ def collect(settings: Any, *, probe_kms: bool = True) -> dict[str, Any]:
     report: dict[str, Any] = {
         "hardening": hardening.to_json(),
         "mlock": mlock_report(settings, hardening.memlock_limit_bytes),
-        "device": discover().to_dict(),
+        "device": discover(lazy_torch=True).to_dict(),  # torch only where it could see a GPU
         "data_dir": data_dir_report(Path(settings.data_dir)),
         "kms": {"backend": settings.kms},
     }
@@ -55,7 +55,9 @@ def data_dir_report(data_dir: Path) -> dict[str, Any]:
             problems.append(f"data dir {data_dir} is readable by others (mode {mode:o}); chmod 700")
         for secret in ("kms/master-keys.json", "admin.token", "tenants.json"):
             path = data_dir / secret
-            if path.exists() and stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+            if path.is_symlink():  # written by atomic replace: the link's target silently stops being used
+                problems.append(f"{path} is a symlink; it must be a regular file in the data dir")
+            elif path.exists() and stat.S_IMODE(os.stat(path).st_mode) & 0o077:
                 problems.append(f"{path} is readable by others; chmod 600")
     return {"path": str(data_dir), "exists": data_dir.exists(), "problems": problems}
 

@@ -9,12 +9,20 @@ description of its CPU and memory and of any CPU TEE guest device it exposes.
 
 Discovery never raises: a missing library or a failing NVML call becomes `None` fields and a note, so
 `/readyz` can always answer. Both sources are injectable for tests.
+
+`discover(lazy_torch=True)` (`cleanroom doctor`) does not import torch (~1.6 s of a 2-core host's start-up)
+on a host where it could not see a GPU anyway: no GPU device node and no GPU in NVML. Its version facts
+then come from the installed files, unexecuted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
+import importlib.util
 import os
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,9 @@ from typing import Any, Literal
 CC_ENVIRONMENTS = {0: "unavailable", 1: "simulated", 2: "production"}
 # Guest device nodes a confidential VM exposes (AMD SEV-SNP, Intel TDX).
 CPU_TEE_DEVICES = {"/dev/sev-guest": "amd-sev-snp", "/dev/tdx_guest": "intel-tdx", "/dev/tdx-guest": "intel-tdx"}
+# Without one of these torch.cuda sees no device: the NVIDIA driver's control node, WSL2's GPU paravirtual
+# device, and the ROCm kernel driver (ROCm builds of torch answer through torch.cuda too).
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,35 @@ def _import_torch() -> Any:
     except ImportError:
         return None
     return torch
+
+
+def gpu_device_present(nodes: tuple[str, ...] = GPU_DEVICE_NODES) -> bool:
+    """Whether a GPU driver exposes a device node here: the cheap test of whether importing torch can
+    tell us anything about a GPU."""
+    return any(os.path.exists(node) for node in nodes)
+
+
+def torch_facts_unimported() -> tuple[str | None, str | None]:
+    """torch's version and CUDA version as an import would report them, read from the installed
+    distribution and its generated `torch/version.py` (plain assignments), without running torch.
+    (None, None) when torch is not installed."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return None, None
+    try:
+        version: str | None = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    cuda = None
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        text = ""
+    if match := re.search(r"^__version__\s*=\s*'([^']*)'", text, re.MULTILINE):
+        version = match.group(1)  # the local label ("+cpu", "+cu130") is in here, not always in the metadata
+    if match := re.search(r"^cuda(?:\s*:[^=]*)?\s*=\s*'([^']*)'", text, re.MULTILINE):
+        cuda = match.group(1)
+    return version, cuda
 
 
 def _import_nvml() -> Any:
@@ -238,9 +278,16 @@ def _torch_gpus(torch: Any, nv: dict[str, dict[str, Any]]) -> list[GpuInfo]:
     return gpus
 
 
-def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None = _import_nvml) -> DeviceReport:
-    """Describe this host's devices. Pass `nvml_loader=None` to skip NVML entirely."""
-    torch = torch_module if torch_module is not None else _import_torch()
+def discover(
+    *,
+    torch_module: Any = None,
+    nvml_loader: Callable[[], Any] | None = _import_nvml,
+    lazy_torch: bool = False,
+    gpu_nodes: tuple[str, ...] = GPU_DEVICE_NODES,
+) -> DeviceReport:
+    """Describe this host's devices. Pass `nvml_loader=None` to skip NVML entirely; `lazy_torch=True` to
+    import torch only when it is already loaded or a GPU could be there (a device node in `gpu_nodes`, or
+    a GPU in NVML): the same report on a CPU-only host, ~1.6 s sooner."""
     notes: list[str] = []
     nvml = None
     nvml_status = "not installed"
@@ -265,6 +312,13 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
         finally:
             _nvml_call(nvml.nvmlShutdown)
 
+    torch = torch_module
+    if torch is None and lazy_torch and "torch" not in sys.modules and not nv and not gpu_device_present(gpu_nodes):
+        torch_version, cuda_version = torch_facts_unimported()  # no GPU to see: torch.cuda would say False
+    else:
+        torch = torch if torch is not None else _import_torch()
+        torch_version = None if torch is None else str(torch.__version__)
+        cuda_version = None if torch is None else _text(getattr(torch.version, "cuda", None))
     gpus: list[GpuInfo] = []
     backend = None
     cuda_ok = False
@@ -281,7 +335,7 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
         # kind stays "cuda" when torch said CUDA is there, with no backend: scrub_supported is False
         gpus, backend = [], None
         notes.append(f"torch could not query its CUDA devices: {type(exc).__name__}: {exc}")
-    if torch is None:
+    if torch_version is None:
         notes.append("torch is not installed")
     if cc is not None and cc.enabled and cc.dev_tools_mode:
         notes.append("confidential computing is on in dev-tools mode: not a production attestation state")
@@ -289,8 +343,8 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
         kind="cuda" if gpus or cuda_ok else "cpu",
         gpus=tuple(gpus),
         cpu=describe_cpu(),
-        torch_version=None if torch is None else str(torch.__version__),
-        cuda_version=None if torch is None else _text(getattr(torch.version, "cuda", None)),
+        torch_version=torch_version,
+        cuda_version=cuda_version,
         driver_version=driver,
         allocator_backend=backend,
         nvml=nvml_status,
@@ -299,4 +353,13 @@ def discover(*, torch_module: Any = None, nvml_loader: Callable[[], Any] | None 
     )
 
 
-__all__ = ["ConfidentialComputing", "CpuInfo", "DeviceReport", "GpuInfo", "describe_cpu", "discover"]
+__all__ = [
+    "ConfidentialComputing",
+    "CpuInfo",
+    "DeviceReport",
+    "GpuInfo",
+    "describe_cpu",
+    "discover",
+    "gpu_device_present",
+    "torch_facts_unimported",
+]

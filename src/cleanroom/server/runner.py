@@ -17,11 +17,13 @@ from cleanroom.config import Settings
 from cleanroom.errors import ConfigurationError
 from cleanroom.memory.hardening import apply_process_hardening
 from cleanroom.memory.secure_buffer import SecureBuffer
-from cleanroom.server.services import Services, build_services, publish_server_state, withdraw_server_state
 from cleanroom.server.tls import CertificateReloader, dev_certificate, server_tls_context
 
-if TYPE_CHECKING:  # limits imports uvicorn's httptools protocol: only `serve` needs it, not `doctor`
+if TYPE_CHECKING:
+    # Imported where used: limits pulls in uvicorn's httptools protocol and services the model stack
+    # (torch, ~1.6 s), which `doctor` (mlock_report) and `serve`'s pre-flight checks must not pay for.
     from cleanroom.server.limits import ConnectionLimits
+    from cleanroom.server.services import Services
 
 log = logging.getLogger("cleanroom.server")
 
@@ -112,6 +114,7 @@ def run_server(settings: Settings) -> int:
 
     from cleanroom.server.app import create_app
     from cleanroom.server.limits import harden_asgi, hardened_protocol
+    from cleanroom.server.services import build_services, publish_server_state, withdraw_server_state
 
     hardening = apply_process_hardening(
         disable_core_dumps=settings.disable_core_dumps, not_dumpable=settings.not_dumpable
