@@ -58,6 +58,35 @@ class OneLineErrorParser(argparse.ArgumentParser):
     `cleanroom infer: the following arguments are required: --url (see cleanroom infer --help)`.
     Subcommand parsers, the plugins' included, are made from this class too."""
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._refuse_conflicting_repeats(list(sys.argv[1:] if args is None else args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_conflicting_repeats(self, tokens: list[str]) -> None:
+        """`--data-dir a ... --data-dir b` is a usage error (exit 2), not a silent `b`: the second value
+        usually comes from a wrapper script or an alias the user forgot, and acting on the wrong data dir or
+        port is worse than stopping. The same value twice is harmless and passes. Each (sub)parser checks
+        the options it owns, up to `--` (and, in `exec`, up to the command it runs)."""
+        stop_at_positional = any(action.nargs == argparse.REMAINDER for action in self._actions)
+        seen: dict[str, tuple[str, str]] = {}
+        i = 0
+        while i < len(tokens):
+            word = tokens[i]
+            if word == "--" or (stop_at_positional and not word.startswith("-")):
+                return
+            name, has_value, value = word.partition("=")
+            action = self._option_string_actions.get(name)
+            if type(action) is argparse._StoreAction and action.nargs is None:
+                if not has_value:
+                    if i + 1 >= len(tokens):
+                        return  # argparse says "expected one argument"
+                    i += 1
+                    value = tokens[i]
+                earlier = seen.setdefault(action.dest, (name, value))
+                if earlier[1] != value:
+                    self.error(f"{earlier[0]} given twice ({earlier[1]!r}, then {value!r}): give it once")
+            i += 1
+
     def error(self, message: str) -> Any:
         for action in self._actions:  # `required: tenant_command` names a variable; say what may go there
             if isinstance(action, argparse._SubParsersAction) and action.dest and action.choices:
@@ -88,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting (imports, model loading) or working: no traceback
+        print("cleanroom: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,7 @@ groups (doctor, backup, keys) can use them without importing the parser that imp
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 from pathlib import Path
@@ -25,7 +26,23 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if getattr(args, "data_dir", None) is not None:
         values["data_dir"] = args.data_dir
-    return Settings(**values)
+    settings = Settings(**values)
+    if hasattr(args, "data_dir"):  # a command that works in a data dir
+        check_data_dir_path(Path(settings.data_dir))
+    return settings
+
+
+def check_data_dir_path(data_dir: Path) -> None:
+    """Refuse a data dir that can never be one: it, or the nearest part of its path that exists, is not a
+    directory. Checked up front because the first file a command opens in it otherwise failed as
+    `Not a directory: DIR/server.json`, naming a file the user never gave. Raised as the OS error it is
+    (`cleanroom: Not a directory: DIR (...)`, exit 1)."""
+    for path in (data_dir, *data_dir.parents):
+        if path.exists():
+            if path.is_dir():
+                return
+            why = "the data dir is a file" if path == data_dir else f"a file on the path of the data dir {data_dir}"
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", f"{path} ({why})")
 
 
 def positive_finite(text: str) -> float:

@@ -1,6 +1,7 @@
 """`cleanroom serve`: the server's command line — flags to `Settings`, the checks made before any model loads
-(a second server on the same data dir, an address that cannot be bound, plain HTTP off loopback), the
-allocator-hardening re-exec, logging, and a bind failure told in one line.
+(a second server on the same data dir, an address that cannot be bound, plain HTTP off loopback, a data
+dir, KMS or TLS file that cannot be used), the allocator-hardening re-exec, logging, a bind failure told
+in one line, and the exit after a clean drain.
 
 Its own module because it is the one command that starts a long-lived process, and the only one with
 pre-flight checks that must run before the re-exec and again after uvicorn fails.
@@ -9,6 +10,9 @@ pre-flight checks that must run before the re-exec and again after uvicorn fails
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import logging
 import os
 import sys
 from pathlib import Path
@@ -71,9 +75,117 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.allocator_hardening and not allocator_hardened() and not args.no_reexec:
         reexec_self_hardened(settings.malloc_perturb_byte)
     install_logging(settings)
+    preflight(settings)  # the KMS, data dir and TLS files, before torch and the models (~3-10 s) load
     from cleanroom.server.runner import run_server
 
-    return run_explaining_bind_failures(settings, run_server)
+    code = run_explaining_bind_failures(settings, run_server)
+    if code == 0:
+        exit_after_clean_drain()
+    return code
+
+
+# The open data dir, flocked for as long as this server runs (see `lock_data_dir`).
+_data_dir_lock: int | None = None
+
+
+def lock_data_dir(data_dir: Path) -> None:
+    """Take an exclusive flock on the data dir itself for the life of this process.
+
+    server.json is written only once the server listens, so two `serve` started together both pass the
+    `running_server` check; the second then failed only at the audit log's lock, after loading the models.
+    The lock is on the directory, not on a file in it: nothing to leave behind after a `kill -9`, and the
+    kernel drops it with the process."""
+    global _data_dir_lock
+    fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        from cleanroom.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"another cleanroom serve is starting or running on {data_dir}: stop it or give another --data-dir"
+        ) from None
+    except OSError:  # a file system without flock on directories: the server.json and audit checks remain
+        os.close(fd)
+        return
+    _data_dir_lock = fd
+
+
+def preflight(settings: Any) -> None:
+    """What would otherwise fail only after torch and the models have loaded: a data dir that cannot be
+    made private, a second server on it, a KMS that cannot be reached or refuses (a dead Vault address
+    took 4 s and one with a dropped route `kms_timeout_s` more, all spent loading torch first), TLS files
+    that cannot be loaded. Raises the error the server would; the CLI prints it as one line, exit 1."""
+    from cleanroom.errors import ConfigurationError
+    from cleanroom.keys.factory import kms_from_settings, master_key_name
+    from cleanroom.server.runner import tls_files
+    from cleanroom.server.tls import server_tls_context
+    from cleanroom.storage import ensure_private_dir
+
+    data_dir = Path(settings.data_dir)
+    try:
+        ensure_private_dir(data_dir)  # build_services does the same: create it 0700, or chmod an existing one
+    except OSError as exc:
+        raise ConfigurationError(f"cannot use the data dir {data_dir}: {exc.strerror or exc}") from None
+    lock_data_dir(data_dir)
+    try:
+        master_file = data_dir / "kms" / "master-keys.json"
+        if settings.kms == "local" and master_file.is_symlink():
+            # The local KMS follows it to read, but its first rotation replaces the link by a regular file:
+            # the target (a backup, a shared mount) silently stops being the key in use.
+            raise ConfigurationError(f"{master_file} is a symlink; the master key file must be a regular file")
+        kms = kms_from_settings(settings)
+        try:
+            kms.create_key(master_key_name(settings))  # what the server does first (idempotent): reach, authorize
+        finally:
+            kms.close()
+        files = tls_files(settings)
+        if files is not None:
+            server_tls_context(
+                *files,
+                client_ca=settings.tls_client_ca,
+                client_cert=settings.tls_client_cert,
+                groups=settings.tls_groups,
+            )
+    except BaseException:
+        unlock_data_dir()
+        raise
+
+
+def unlock_data_dir() -> None:
+    global _data_dir_lock
+    if _data_dir_lock is not None:
+        os.close(_data_dir_lock)  # closing the only descriptor drops the flock
+        _data_dir_lock = None
+
+
+def exit_after_clean_drain() -> None:
+    """End the process now that the server has drained and `services.close()` has returned.
+
+    Python's own teardown then spent ~2.4 s (of 2.6 s from SIGTERM to exit, 2-core host) in the garbage
+    collector freeing torch's object graph, every free() overwriting memory (MALLOC_PERTURB_), with nothing
+    left to write. What the interpreter would still do that matters is done first, in its order: join the
+    non-daemon threads (and concurrent.futures' exit hooks), run the atexit hooks (the redacting streams
+    release their held partial lines), collect garbage cycles (a finalizer such as an unclosed SpillFile's
+    shred runs), flush logging's handlers and the standard streams. `os._exit` then skips only the
+    finalizers of objects still reachable from modules, whose zeroing the kernel does when it frees the
+    pages. Exit status 0, as a drained shutdown always had."""
+    import atexit
+    import gc
+    import threading
+
+    join_threads = getattr(threading, "_shutdown", None)  # what Py_Finalize calls first; private, hence guarded
+    if join_threads is not None:
+        join_threads()
+    atexit._run_exitfuncs()
+    gc.collect()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing can reach it
+                stream.flush()
+    os._exit(0)
 
 
 # uvicorn's exit status when it cannot start (`uvicorn.config.STARTUP_FAILURE`), e.g. a failed bind.
