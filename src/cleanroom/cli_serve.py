@@ -135,6 +135,10 @@ def preflight(settings: Any) -> None:
             # The local KMS follows it to read, but its first rotation replaces the link by a regular file:
             # the target (a backup, a shared mount) silently stops being the key in use.
             raise ConfigurationError(f"{master_file} is a symlink; the master key file must be a regular file")
+        for name, target in settings.user_models.items():
+            user_model_problem = missing_user_model(target)
+            if user_model_problem is not None:  # else found only after torch and the built-ins (~10 s)
+                raise ConfigurationError(f"model {name!r}: cannot load {target!r}: {user_model_problem}")
         kms = kms_from_settings(settings)
         try:
             kms.create_key(master_key_name(settings))  # what the server does first (idempotent): reach, authorize
@@ -151,6 +155,22 @@ def preflight(settings: Any) -> None:
     except BaseException:
         unlock_data_dir()
         raise
+
+
+def missing_user_model(target: str) -> str | None:
+    """Why the module of a `--model NAME=package.module:factory` cannot be found, or None. Only looked
+    up (`find_spec` runs the parent packages, as the import would), not imported: the module itself may
+    import torch. The rest (a bad factory name, a module that fails) is found where the models load."""
+    import importlib.util
+
+    module_name = target.partition(":")[0]
+    if not module_name:
+        return None  # UserModel says what the form must be
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as exc:  # a parent package missing, or a name such as ".x"
+        return str(exc)
+    return None if found is not None else f"No module named {module_name!r}"
 
 
 def unlock_data_dir() -> None:
