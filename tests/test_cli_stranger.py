@@ -229,3 +229,11 @@ def test_sigterm_after_a_drain_exits_zero_with_the_log_flushed_and_the_audit_log
     capsys.readouterr()
     assert main(["audit", "verify", "--data-dir", str(tmp_path / "data")]) == 0
     assert "INTACT" in capsys.readouterr().out
+
+
+def test_doctor_s_torch_facts_read_from_the_files_are_what_torch_reports() -> None:
+    """The no-import path must not make doctor's report differ from the one that imports torch."""
+    torch = pytest.importorskip("torch")
+    from cleanroom.runtime.device import torch_facts_unimported
+
+    assert torch_facts_unimported() == (str(torch.__version__), torch.version.cuda)
