@@ -24,7 +24,14 @@ from cleanroom.errors import (
 from cleanroom.keys import api_keys
 from cleanroom.keys.keyring import Keyring, decode_public_key
 from cleanroom.keys.public_key import TenantPublicKey
-from cleanroom.keys.registry import Document, Registry, ensure_unique_name, new_id, validate_tenant_name
+from cleanroom.keys.registry import (
+    TENANT_NAME_RE,
+    Document,
+    Registry,
+    ensure_unique_name,
+    new_id,
+    validate_tenant_name,
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,11 @@ class CreatedCredential:
 # A credential that outlives a century is a typo (or `1e400`, which JSON turns into an infinite expiry
 # that cannot be written back as JSON: the key would be stored and every listing of it fail).
 MAX_CREDENTIAL_LIFETIME_S = 100 * 365 * 86_400.0
-PRINTABLE_LABEL = r"^[^\x00-\x1f\x7f]+$"  # labels end up in the CLI's listings and in logs: no control characters
+# Labels end up in the CLI's listings and in logs: no control characters (C0, DEL, C1) and no invisible or
+# bidirectional formatting characters (U+202E turned "ci-deploy" into what a terminal shows as "yolped-ic").
+# One pattern for Python's `re` and pydantic's Rust regex alike; always `fullmatch` it: with `re.match`, "$"
+# also matches before a trailing newline ("deploy\n" passed).
+PRINTABLE_LABEL = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+$"
 
 
 def check_credential(record: Document, credential_id: str) -> None:
@@ -118,6 +129,14 @@ def check_credential(record: Document, credential_id: str) -> None:
     expires_at = credential.get("expires_at")
     if expires_at is not None and expires_at < time.time():
         raise CredentialExpired("this API key has expired")
+
+
+def check_tenant_name(name: str) -> None:
+    """`validate_tenant_name`, and a whole-string match: its `re.match` with "$" let "alpha\\n" through (a
+    second tenant beside "alpha" that looks the same in every listing and log line)."""
+    validate_tenant_name(name)
+    if not TENANT_NAME_RE.fullmatch(name):
+        raise BadRequest("tenant names hold no line break or other control character", code="invalid_tenant_name")
 
 
 def validate_weight(weight: float) -> None:
@@ -145,7 +164,7 @@ class TenantService:
 
     def _new_credential(self, label: str, expires_in_s: float | None) -> tuple[str, Document]:
         # Checked here, not only by the HTTP and CLI layers: the Python API stores what it is given.
-        if not label or len(label) > 64 or not re.match(PRINTABLE_LABEL, label):
+        if not label or len(label) > 64 or not re.fullmatch(PRINTABLE_LABEL, label):
             raise BadRequest("credential labels are 1-64 characters, none a control character", code="invalid_label")
         if expires_in_s is not None and not 0 < expires_in_s <= MAX_CREDENTIAL_LIFETIME_S:  # NaN fails too
             raise BadRequest("expiry must be in the future and at most 100 years away", code="invalid_expiry")
@@ -164,7 +183,7 @@ class TenantService:
     def create(
         self, name: str, *, weight: float = 1.0, label: str = "default", allow: list[str] | None = None
     ) -> CreatedTenant:
-        validate_tenant_name(name)
+        check_tenant_name(name)
         validate_weight(weight)
         allow = normalize_cidrs(allow or [])
         tenant_id = new_id("t")

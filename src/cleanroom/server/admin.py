@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cleanroom.errors import BadRequest, ConfigurationError
+from cleanroom.errors import BadRequest, ConfigurationError, InvalidPayload
 from cleanroom.server.app import read_body
 from cleanroom.server.auth import require_admin
 from cleanroom.server.errors import install_error_handlers
@@ -47,20 +47,51 @@ ADMIN_SOCKET_NAME = "admin.sock"
 UNIX_PATH_MAX_BYTES = 107
 
 
+# strict: JSON types as written, no coercion. Lax mode took {"weight": "1"} and {"label": ...} of other types
+# as if they were right, so a client's type bug (or a template that quotes every value) went unnoticed.
+_STRICT = ConfigDict(strict=True)
+
+
 class CreateTenantBody(BaseModel):
+    model_config = _STRICT
     name: str = Field(min_length=1, max_length=63)
     weight: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False)
     allow: list[str] = Field(default_factory=list, max_length=256)
 
 
 class UpdateTenantBody(BaseModel):
+    model_config = _STRICT
     weight: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
     allow: list[str] | None = Field(None, max_length=256)
 
 
 class AddCredentialBody(BaseModel):
+    model_config = _STRICT
     label: str = Field("default", min_length=1, max_length=64, pattern=PRINTABLE_LABEL)
     expires_in_s: float | None = Field(None, gt=0, le=MAX_CREDENTIAL_LIFETIME_S, allow_inf_nan=False)
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise _Duplicate
+    return dict(pairs)
+
+
+def _has_duplicate_names(raw: bytes) -> bool:
+    """Whether a JSON object in `raw` names a member twice. pydantic keeps the last one silently, so
+    `{"name": "gamma", "name": "delta"}` created "delta" where a proxy or log reading the first saw
+    "gamma". Anything that is not JSON is left to pydantic's own error."""
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except _Duplicate:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 async def admin_body(request: Request, model: type[BodyT]) -> BodyT:
@@ -70,6 +101,8 @@ async def admin_body(request: Request, model: type[BodyT]) -> BodyT:
     raw = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
     if not raw:
         raise RequestValidationError([{"loc": ("body",), "msg": "Field required", "type": "missing"}])
+    if _has_duplicate_names(raw):
+        raise InvalidPayload("the JSON body names a member twice; send each field once", code="invalid_request")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -10,8 +11,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from cleanroom.errors import CleanroomError
+from cleanroom.server.headers import ASGIApp, Receive, Scope, Send, security_headers
 from cleanroom.server.metrics import code_label
 
 log = logging.getLogger("cleanroom.server")
@@ -27,6 +30,60 @@ _HTTP_CODES = {
 }
 
 
+# --- answered below the app (the hardened protocol, the ASGI guards in limits.py) ---------------------
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def raw_error_response(
+    status: int, code: str, message: str, *, https: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> bytes:
+    """A complete HTTP/1.1 JSON error response that closes the connection (written below the ASGI app)."""
+    body = error_body(code, message)
+    lines = [STATUS_LINE[status]]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *extra,
+        *security_headers(https),
+    ]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    return b"".join([*lines, b"\r\n", body])
+
+
+def busy_app(code: str, message: str, *, close: bool) -> ASGIApp:
+    """An ASGI app that answers 503 JSON (the request never reaches the real app)."""
+    body = error_body(code, message)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+            *security_headers(scope.get("scheme") == "https"),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return app
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """A JSON error from an ASGI layer in front of the app, closing the connection."""
+    body = error_body(code, message)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# --- answered by the app ------------------------------------------------------------------------------
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 

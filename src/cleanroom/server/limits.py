@@ -13,6 +13,7 @@ limits with text/plain bodies. `hardened_protocol` subclasses it and adds, per c
 | more than N open connections     | 503 `too_many_connections`, closed           |
 | more than N requests in flight   | 503 `server_busy` with Retry-After           |
 | `Upgrade` with a chunked body     | 400 `unsupported_upgrade`, closed            |
+| chunk sizes over the route's limit | 413 `payload_too_large` at the size line, closed |
 
 `Upgrade` (h2c from `curl --http2 http://...`, a websocket-configured proxy in front) is ignored as RFC 9110
 §7.8 allows: the request is served over HTTP/1.1 with its Content-Length body. httptools skips the body of
@@ -26,21 +27,26 @@ shutdown for those 30 s and kept counting against the connection limit. Connecti
 aborted after `close_grace_s` if the peer has not finished the TLS shutdown by then.
 
 It also publishes the TLS session (and a verified client certificate) as the ASGI TLS extension, see
-`mtls.tls_extension`. The body-size limit (413) stays in the app, which knows the route's limit.
+`mtls.tls_extension`. The body-size limit (413) stays in the app, which knows the route's limit, except for
+chunked bodies: httptools does not pass the chunk size to `on_chunk_header`, so a size line announcing 1 GiB
+was answered only by the 60 s body deadline (408). The protocol now reads the size line of a chunk whose data
+is still to come (`_check_open_chunk`) and refuses a body that announces more than the route's limit
+(`BodyLimitGuard` supplies it), as soon as that line has arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from cleanroom.server.headers import ABORT_EXTENSION, ASGIApp, Receive, Scope, Send, security_headers
+from cleanroom.server.errors import busy_app, raw_error_response, send_error
+from cleanroom.server.headers import ABORT_EXTENSION, ASGIApp, Receive, Scope, Send
 from cleanroom.server.mtls import tls_extension
 
 
@@ -68,48 +74,33 @@ class ConnectionLimits:
                 raise ValueError(f"{name} must be positive")
 
 
-def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-def raw_error_response(
-    status: int, code: str, message: str, *, https: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
-) -> bytes:
-    """A complete HTTP/1.1 JSON error response that closes the connection (written below the ASGI app)."""
-    body = error_body(code, message)
-    lines = [STATUS_LINE[status]]
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        *extra,
-        *security_headers(https),
-    ]
-    lines += [name + b": " + value + b"\r\n" for name, value in headers]
-    return b"".join([*lines, b"\r\n", body])
-
-
-def busy_app(code: str, message: str, *, close: bool) -> ASGIApp:
-    """An ASGI app that answers 503 JSON (the request never reaches the real app)."""
-    body = error_body(code, message)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", b"1"),
-            *security_headers(scope.get("scheme") == "https"),
-        ]
-        if close:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-
-    return app
-
-
 class _HeadTooLarge(Exception):
     pass
+
+
+BODY_EXTENSION = "cleanroom.chunked_body"
+# The start of a line left unterminated at the end of a read, kept for the next: a chunk size is at most 16
+# hex digits (llhttp refuses a value past 2**64) unless padded with zeros; 64 bytes hold any a client writes.
+_LINE_KEEP = 64
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+@dataclass
+class ChunkedBody:
+    """A chunked request's total announced by its size lines so far, and the route's body limit once
+    `BodyLimitGuard` has seen the request (the ASGI task starts after the head; more size lines may come
+    first). Shared between the protocol and the guard through the scope's extensions."""
+
+    announced: int = 0
+    limit: int | None = None
+
+
+def _chunk_size(line: bytes) -> int | None:
+    """The size on a chunk-size line (`HEX[;extensions]CRLF`) that llhttp accepted, or None."""
+    try:
+        return int(line.split(b";", 1)[0].rstrip(b"\r\n"), 16)
+    except ValueError:
+        return None
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
@@ -126,6 +117,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._tls: dict[str, Any] | None = None
         self._upgrade_body_left = 0  # body bytes of an Upgrade request httptools skipped; we read them
+        self._chunked: ChunkedBody | None = None  # the request's, when its body is chunked
+        self._line_head = b""  # the start of the line the last read left unterminated
+        self._body_bytes = 0  # of this request, so far
+        self._chunk_bytes = 0  # of the current chunk's data, so far
+        self._in_chunk = False  # between a chunk's size line and the CRLF after its data
+        self._chunk_began = False  # a size line ended in the read being parsed
 
     # --- connection ----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -172,6 +169,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = 0
+        self._chunked = None
+        self._body_bytes = self._chunk_bytes = 0
+        self._in_chunk = False
         self._arm_head_timer()
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
@@ -203,6 +203,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
         if self.parser.should_upgrade():
             self._ignore_upgrade()
+        else:
+            self._expect_body()
 
     # --- Upgrade: ignored, the body read by Content-Length (module docstring) ------------------------
     def _ignore_upgrade(self) -> None:
@@ -227,6 +229,50 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.on_message_complete()
         return data[len(take) :]
 
+    # --- chunked bodies: the size of a chunk whose data is still to come ---------------------------------
+    def _expect_body(self) -> None:
+        if b"transfer-encoding" in dict(self.headers):  # llhttp refused any coding but a final "chunked"
+            self._chunked = ChunkedBody()
+            cast(dict[str, Any], self.scope).setdefault("extensions", {})[BODY_EXTENSION] = self._chunked
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        self._chunk_bytes += len(body)
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:  # called at the LF of a size line; httptools does not say the size
+        self._chunk_bytes = 0
+        self._in_chunk = self._chunk_began = True
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk = False
+
+    def _feed(self, data: bytes) -> None:
+        """`parser.feed_data(data)`; then, if a chunk began in `data` and its data has not all arrived, its
+        size line is the one just before the chunk's last `_chunk_bytes` bytes (the end of `data`)."""
+        head, self._chunk_began = self._line_head, False
+        newline = data.rfind(b"\n")
+        self._line_head = (head + data[:_LINE_KEEP])[:_LINE_KEEP] if newline < 0 else data[newline + 1 :][:_LINE_KEEP]
+        self.parser.feed_data(data)
+        chunked = self._chunked
+        if chunked is not None and self._in_chunk and self._chunk_began and not self.transport.is_closing():
+            self._check_open_chunk(chunked, head, data)
+
+    def _check_open_chunk(self, chunked: ChunkedBody, head: bytes, data: bytes) -> None:
+        end = len(data) - self._chunk_bytes  # where the chunk's data starts in `data`
+        start = data.rfind(b"\n", 0, max(end - 1, 0)) + 1
+        line = data[start:end] if start else head + data[:end]  # begun in an earlier read: `head` has it
+        if not start and len(head) >= _LINE_KEEP and not head.strip(_HEX_DIGITS):
+            self._refuse_body(400, "malformed_http", "a chunk size is zero-padded past 64 digits")
+            return
+        size = _chunk_size(line) if line.endswith(b"\r\n") else None
+        if size is None:  # a trailer line after the last chunk; or all the data is in, its CRLF not yet
+            return
+        chunked.announced = self._body_bytes - self._chunk_bytes + size
+        if chunked.limit is not None and chunked.announced > chunked.limit:
+            message = f"the chunked body announces more than the {chunked.limit}-byte limit"
+            self._refuse_body(413, "payload_too_large", message)
+
     def data_received(self, data: bytes) -> None:
         """uvicorn's, except for Upgrade requests: their body is read here, not dropped or parsed as HTTP."""
         if self.transport.is_closing():
@@ -237,7 +283,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
                 return
         self._unset_keepalive_if_required()
         try:
-            self.parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserError:
             self.logger.warning("Invalid HTTP request received.")
             self.send_400_response("Invalid HTTP request received.")
@@ -295,14 +341,18 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
             return
-        answer = not cycle.response_started
-        cycle.disconnected = True  # the app's next receive() sees http.disconnect; its sends are dropped
-        cycle.message_event.set()
-        if answer:
-            self._write_error_and_close(
-                408, "request_body_timeout", f"the request body did not arrive within {self.limits.body_timeout_s:g} s"
-            )
-        else:
+        message = f"the request body did not arrive within {self.limits.body_timeout_s:g} s"
+        self._refuse_body(408, "request_body_timeout", message)
+
+    def _refuse_body(self, status: int, code: str, message: str) -> None:
+        """Stop reading a request's body: the answer if none has started, else the connection cut."""
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnected = True  # the app's next receive() sees http.disconnect; its sends are dropped
+            cycle.message_event.set()
+        if cycle is None or not cycle.response_started:
+            self._write_error_and_close(status, code, message)
+        elif not self.transport.is_closing():
             self.transport.close()
             self._abort_if_lingering()
 
@@ -377,19 +427,48 @@ class HostGuard:
         problem = host_problem(scope) if scope["type"] == "http" else None
         if problem is None:
             await self.app(scope, receive, send)
-            return
-        body = error_body("invalid_host", problem)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        await send({"type": "http.response.start", "status": 400, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        else:
+            await send_error(send, 400, "invalid_host", problem)
+
+
+def route_body_limit(app: ASGIApp) -> Callable[[Scope], int] | None:
+    """The limit each route gives `read_body` (app.py, batches.py, admin.py), from the app's settings; None
+    for an app that has none (then only the route itself enforces one)."""
+    settings = getattr(getattr(getattr(app, "state", None), "services", None), "settings", None)
+    if settings is None:
+        return None
+    from cleanroom.server.admin import ADMIN_BODY_LIMIT_BYTES
+    from cleanroom.server.batches import BATCHES_PATH
+
+    def limit(scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        if path.startswith("/v1/admin/"):
+            return ADMIN_BODY_LIMIT_BYTES
+        return int(settings.max_batch_body_bytes if path == BATCHES_PATH else settings.max_body_bytes)
+
+    return limit
+
+
+class BodyLimitGuard:
+    """Hands the route's body limit to the protocol's `ChunkedBody`, and answers 413 at once when the size
+    lines that arrived with the head already announce more (the protocol refuses later ones itself)."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[Scope], int] | None) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = (scope.get("extensions") or {}).get(BODY_EXTENSION) if scope["type"] == "http" else None
+        if isinstance(body, ChunkedBody) and self.limit is not None:
+            body.limit = self.limit(scope)
+            if body.announced > body.limit:
+                message = f"the chunked body announces more than the {body.limit}-byte limit"
+                await send_error(send, 413, "payload_too_large", message)
+                return
+        await self.app(scope, receive, send)
 
 
 def harden_asgi(app: ASGIApp) -> ASGIApp:
     """The layers every listener wraps around the FastAPI app (outermost first)."""
     from cleanroom.server.headers import SecurityHeadersMiddleware
 
-    return DisconnectGuard(SecurityHeadersMiddleware(HostGuard(app)))
+    return DisconnectGuard(SecurityHeadersMiddleware(HostGuard(BodyLimitGuard(app, route_body_limit(app)))))
