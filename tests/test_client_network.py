@@ -226,10 +226,18 @@ def just_in_time(sock: socket.socket, body: bytes) -> None:
     time.sleep(TIMEOUT_S * 0.8)
 
 
+def trickled_head(sock: socket.socket, body: bytes) -> None:
+    """Slowloris from the server: one byte of the status line every 0.2 s (each socket wait succeeds;
+    httpx's per-wait timeouts held a 0.6 s call for minutes, h11 takes a 16 KiB head)."""
+    for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 40:
+        sock.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize(
     ("script", "status"),
-    [(silent, 0), (silent_after_head, 200), (endless_chunks, 200), (just_in_time, 200)],
-    ids=["silent", "silent-after-head", "endless-chunks", "just-in-time"],
+    [(silent, 0), (silent_after_head, 200), (endless_chunks, 200), (just_in_time, 200), (trickled_head, 0)],
+    ids=["silent", "silent-after-head", "endless-chunks", "just-in-time", "trickled-head"],
 )
 def test_no_complete_answer_within_timeout_s_is_response_timeout(script: Script, status: int) -> None:
     with fake(script) as server:
@@ -372,3 +380,16 @@ def test_admin_api_answers_that_are_not_its_json_are_cleanroom_errors(
         finally:
             api.close()
     assert info.value.code == code and shown in info.value.message
+
+
+def test_every_pool_the_client_may_use_cuts_its_waits_to_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline lives in httpcore's network backend, reached through private attributes: an httpx or
+    httpcore upgrade that moves them must fail here, not silently bring back per-wait timeouts."""
+    from cleanroom.client import _DeadlineBackend
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # a remote URL goes through an env proxy mount
+    for url in ("http://127.0.0.1:9", "https://cleanroom.invalid"):
+        with Client(url, api_key=API_KEY, public_key=KEY) as client:
+            http: object = client._http
+            pools = [t._pool for t in [http._transport, *http._mounts.values()] if t is not None]  # type: ignore[attr-defined]
+            assert pools and all(isinstance(p._network_backend, _DeadlineBackend) for p in pools)

@@ -113,7 +113,7 @@ class BatchClient:
             for attempt in (1, 2):
                 sealed = self.client.seal_request("", memoryview(document), path=BATCHES_PATH)
                 try:
-                    with network_errors(self.client.url, [0]):
+                    with network_errors(self.client.url, [0], self._deadline()):
                         response = self._http().post(
                             BATCHES_PATH, content=sealed.body, headers={**self._auth(), "Content-Type": CONTENT_TYPE}
                         )
@@ -137,7 +137,7 @@ class BatchClient:
             document[:] = bytes(len(document))
 
     def status(self, batch_id: str) -> dict[str, Any]:
-        with network_errors(self.client.url, [0]):
+        with network_errors(self.client.url, [0], self._deadline()):
             response = self._http().get(f"{BATCHES_PATH}/{batch_id}", headers=self._auth())
         self._raise_for_error(response)
         return _status_document(response)
@@ -156,7 +156,7 @@ class BatchClient:
         deadline = time.monotonic() + self.client.timeout_s
         status = [0]
         with (
-            network_errors(self.client.url, status),
+            network_errors(self.client.url, status, deadline),
             self._http().stream("GET", f"{BATCHES_PATH}/{handle.batch_id}/results", headers=self._auth()) as r,
         ):
             status[0] = r.status_code
@@ -168,10 +168,14 @@ class BatchClient:
         return handle.open_results(body)
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
-        with network_errors(self.client.url, [0]):
+        with network_errors(self.client.url, [0], self._deadline()):
             response = self._http().delete(f"{BATCHES_PATH}/{batch_id}", headers=self._auth())
         self._raise_for_error(response)
         return _status_document(response)
+
+    def _deadline(self) -> float:
+        """`timeout_s` bounds each call as a whole, as in `Client`."""
+        return time.monotonic() + self.client.timeout_s
 
     # `Client` keeps its HTTP client and credentials private; these are the only places that reach in.
     def _http(self) -> Any:

@@ -15,6 +15,7 @@ from the pinned key to the new one (`keys.public_key.follow_pin`). The pin then 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ipaddress
 import json
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpcore
 import httpx
 
 from cleanroom.crypto.sealed import CONTENT_TYPE, SealedRequest, seal_request
@@ -137,8 +139,10 @@ def _connection_failed(cause: httpx.HTTPError, status: int, where: str) -> Conne
 
 
 @contextlib.contextmanager
-def network_errors(where: str, status: list[int]) -> Iterator[None]:
-    """httpx's transport failures as `ConnectionFailed` (`status[0]`: the HTTP status once it arrived)."""
+def network_errors(where: str, status: list[int], deadline: float | None = None) -> Iterator[None]:
+    """httpx's transport failures as `ConnectionFailed` (`status[0]`: the HTTP status once it arrived);
+    with a `deadline` (monotonic), no socket wait inside goes past it."""
+    token = _DEADLINE.set(deadline)
     try:
         yield
     except ClientError:
@@ -147,19 +151,87 @@ def network_errors(where: str, status: list[int]) -> Iterator[None]:
         raise UnexpectedResponse(status[0], f"the answer does not decode ({_safe_text(str(exc), 200)})") from exc
     except httpx.RequestError as exc:
         raise _connection_failed(exc, status[0], where) from exc
+    finally:
+        _DEADLINE.reset(token)
 
 
-class _TimeLeft(dict[str, float]):
-    """httpcore reads a phase's timeout from this mapping when the phase starts (pool, connect, write,
-    response head, body): answering with the time left to the call's deadline makes `timeout_s` bound the
-    call as a whole, not each wait (a server answering each phase just in time held a call 4x timeout_s)."""
+# The deadline of the call this thread is making (`network_errors` sets it): every socket wait is cut to it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("cleanroom_client_deadline", default=None)
 
-    def __init__(self, deadline: float) -> None:
-        super().__init__()
-        self.deadline = deadline
 
-    def get(self, key: str, default: Any = None) -> float:
-        return max(0.001, self.deadline - time.monotonic())
+def _time_left(timeout: float | None) -> float | None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = max(0.001, deadline - time.monotonic())  # never 0: that would make the socket non-blocking
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most until the call's deadline.
+
+    httpx's timeouts are per socket wait: a server sending one byte of its status line just before each
+    read timeout held a call with `timeout_s=0.6` for minutes (h11 accepts a 16 KiB head)."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _time_left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, _time_left(timeout), local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_unix_socket(path, _time_left(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _cut_waits_to_the_deadline(client: httpx.Client) -> int:
+    """Wrap the network backend of every pool `client` may use (direct, env proxies); returns how many.
+
+    httpx takes no network backend, so this sets httpcore's pool attribute (httpx 0.28 / httpcore 1.0;
+    tests/test_client_network.py fails if an upgrade moves it)."""
+    wrapped = 0
+    private: Any = client
+    for transport in [private._transport, *private._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+            wrapped += 1
+    return wrapped
 
 
 def _bytes_past_the_end(response: httpx.Response) -> tuple[int, Any]:
@@ -288,9 +360,9 @@ class Client:
         pin: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        """`timeout_s` bounds each network wait and also the whole download of one answer (a server that
-        trickles bytes cannot hold a call open for ever); `max_response_bytes` bounds the sealed answer
-        read into memory (larger answers raise `UnexpectedResponse` with code `response_too_large`).
+        """`timeout_s` bounds each call as a whole: connect, send, head and body (every socket wait is cut
+        to the time left, so a server that trickles bytes cannot hold a call open); `max_response_bytes`
+        bounds the sealed answer read into memory (larger: `UnexpectedResponse` code `response_too_large`).
         Redirects are never followed: the API key goes only to `url`.
 
         `verify`, as in httpx and requests: True (the system's CAs), False (no check: tests only), the path
@@ -308,6 +380,7 @@ class Client:
         # follow_redirects=False (httpx's default, stated so it stays): a 3xx is an error, and the
         # Authorization header never travels to another host. Proxies: see `http_client`.
         self._http = http_client(self.url, verify, timeout=timeout_s, follow_redirects=False)
+        _cut_waits_to_the_deadline(self._http)  # timeout_s bounds a call as a whole, not each socket wait
         self._auth = {"Authorization": f"Bearer {api_key}"}
         if isinstance(public_key, TenantPublicKey) or public_key is None:
             self._public_key = public_key
@@ -395,13 +468,10 @@ class Client:
         type, `UnexpectedResponse` (with the status); never a wait much past `timeout_s`."""
         deadline = time.monotonic() + self.timeout_s
         status, desynced = [0], None
-        extensions = {"timeout": _TimeLeft(deadline)}
         try:
             with (
-                network_errors(self.url, status),
-                self._http.stream(
-                    method, path, content=content, headers=headers or self._auth, extensions=extensions
-                ) as response,
+                network_errors(self.url, status, deadline),
+                self._http.stream(method, path, content=content, headers=headers or self._auth) as response,
             ):
                 status[0] = response.status_code
                 if response.status_code >= 400:
