@@ -8,6 +8,8 @@ characters before it); a `keep` example must come back byte for byte. `-s` print
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tests.redaction_external_examples import EXAMPLES
 
@@ -37,6 +39,61 @@ LOOK_ALIKES: tuple[str, ...] = (
     "BUNDLE_PATH: vendor/bundle",
     "BUNDLE_JOBS=4",
     "BUNDLE_BUILD__NOKOGIRI=--use-system-libraries",
+    # ---- the second round (rules and changes after e594ad7) ----
+    # assignment-comparison: an unquoted operand, an empty or placeholder one, `bypass`
+    "if password == expected:",
+    'if token != "null" and password != "":',
+    'if bypass == "always":',
+    # facebook-app-token: a table cell, a short secret part
+    "| 1234567890123456 | 1234567890123456|short |",
+    # salesforce-session: an org id alone
+    "Id                00D5fORGIDEXAMPLE",
+    # vault-token-legacy, vault-unseal-key: the prefix alone, a mask, a flag
+    "see s.CAES in the docs",
+    "Unseal Key 1: <hidden>",
+    "vault operator unseal -reset",
+    # grafana-api-key: base64 of `{"k":…}` without a name and id
+    'GrafanaClient("eyJrIjoiYWJjZGVmZ2hpamFiY2RlZmdoaWphYmNkZWZnaGlqIn0=")',
+    # azure-devops-pat(-host): 52 base32 characters without the context, Azure DevOps's host without a PAT
+    "checksum iyfmob6xjrfmit67anxbot64umfx2clwx7dz5ynxi4q2z3uqegvq",
+    "https://dev.azure.com/org/project/_build?definitionId=12",
+    # thingsboard-url-token: words in the path
+    "GET /api/v1/devices/telemetry and /api/v1/users/attributes",
+    # network-credential, directory-entry-password, viserver-password: variables, not literals
+    "sender.Credentials = new NetworkCredential(user, password);",
+    'new NetworkCredential("u", "")',
+    'new DirectoryEntry("LDAP://dc", user, pass)',
+    "Connect-VIServer -Server vc -Credential $cred",
+    "Connect-VIServer vc -User u -Password $pw",
+    # sonar-token, postmark-token, license and provider keys: templates, ids, other segments
+    "sonar.login=${SONAR_TOKEN} sonar.projectKey=abc",
+    'postmark_message_id: "f59dffd2-83ea-47c7-ba8f-95e053a6d0ae"',
+    "license_id: 0a14254db7a1e9d29c3370dacc798cb65d25c9af",
+    'cache.key = "34cebc81c056a21bc66e212f947d73ec"',
+    'facebook_id = "34cebc81c056a21bc66e212f947d73ec"',
+    # gradle-build-config-field: a field that names no secret, a template
+    "buildConfigField 'String', 'BUILD_TIME', '\"2024-01-01\"'",
+    'buildConfigField "String", "API_KEY", "\\"${apiKey}\\""',
+    # jenkins-initial-password: the banner alone
+    "Please use the following password to proceed to installation:",
+    # password positions: masks and templates stay; a placeholder word under a generic key stays
+    "postgresql://user:***@localhost postgresql://user:${DB_PASSWORD}@db",
+    "Server=h;User Id=u;Password=***;",
+    "secret: secret",
+    # prose: a state, quoted
+    "the password is 'required'; the password for user 'admin' is \"expired\"",
+    # curl: positional parameters, Actions expressions, a user name with an empty password, a uid:gid
+    'curl --user "$1:$2" https://x',
+    'curl -u "ci:${{ secrets.TOKEN }}" https://x',
+    "curl -u admin: https://x",
+    "docker run \\\n  -u 1000:1000 img",
+    "password=$1",
+    # a 16-hex-digit token key with a repeated value
+    "token: aaaaaaaabbbbbbbb",
+    # code computing a value, not the value
+    "hashed_password = users.get(username)",
+    'password = request.form["password"]',
+    'os.getenv("HOME", "/root")',
 )
 
 # Examples the redactor still misses, by (project, rule id, secret): each is a known limit with its
@@ -44,98 +101,36 @@ LOOK_ALIKES: tuple[str, ...] = (
 # the list cannot go stale.
 KNOWN_MISSES: frozenset[tuple[str, str, str]] = frozenset(
     (
-        (
-            "gitleaks",
-            "aws-amazon-bedrock-api-key-long-lived",
-            "ABSKQmVkcm9ja0FQSUtleS1EXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXM=",
-        ),
-        ("gitleaks", "curl-auth-header", "22cb987851bc5659l29114c62e60c79abd0d2c08"),
-        ("gitleaks", "curl-auth-header", "3fea6af1349166ea"),
-        ("gitleaks", "curl-auth-user", "d2LkV78zLx!t"),
-        ("gitleaks", "curl-auth-user", "pRf7vG2h1L8nQkW9"),
-        ("gitleaks", "curl-auth-user", "qgsnai0xokrw4j1"),
-        ("gitleaks", "curl-auth-user", "yqDVtkqPECriaLRi"),
-        ("gitleaks", "curl-auth-user", "{ZqL5kVrX1n8tA2}"),
-        ("gitleaks", "facebook-access-token", "rhoK1cbv0DOU_RTX_87O4MkX7AI"),
-        ("gitleaks", "facebook-access-token", "wRPf2v3mt2JfMqCLK8n7oltrEmc"),
-        ("gitleaks", "generic-api-key", "dafa7817-e246-48f3-91a7-e87653d587b8"),
-        ("noseyparker", "np.aws.2", "FakeValues99cl9bqJFVA3iFUm+yqVe08HxhXFE/"),
-        ("noseyparker", "np.aws.6", "ded7db27a4558eea9bbf0bf36e0e8521618f366c"),
-        ("noseyparker", "np.azure.3", "iyfmob6xjrfmit67anxbot64umfx2clwx7dz5ynxi4q2z3uqegvq"),
-        ("noseyparker", "np.facebook.1", "34cebc81c056a21bc66e212f947d73ec"),
-        ("noseyparker", "np.generic.11", "blooberry"),
-        ("noseyparker", "np.generic.12", "centipede"),
-        ("noseyparker", "np.generic.13", "admin"),
-        ("noseyparker", "np.generic.14", "pyne"),
-        ("noseyparker", "np.generic.15", "123P4ssW0rd@@"),
-        ("noseyparker", "np.generic.15", "open-sesame"),
-        ("noseyparker", "np.generic.15", "team10"),
-        ("noseyparker", "np.generic.16", "open-sesame"),
-        ("noseyparker", "np.generic.2", "951bc382db9cfee29c68634761dd6e19"),
-        ("noseyparker", "np.generic.4", "thisismypassword"),
-        ("noseyparker", "np.generic.6", "thisismypassword"),
-        ("noseyparker", "np.generic.7", "AP7JaG9ToerxBc6gWP5LcU2CNpb"),
-        ("noseyparker", "np.generic.7", "vzihlaquknriqlht"),
-        ("noseyparker", "np.generic.8", "Rrhh1234"),
-        ("noseyparker", "np.generic.8", "secret"),
-        ("noseyparker", "np.gradle.1", "SOME_PASSWORD"),
-        (
-            "noseyparker",
-            "np.grafana.1",
-            "eyJrIjoiY21sM1JRYjB6RnVYSTNLenRWQkFEaWN2bXI2V202U2IiLCJuIjoiYWRtaW5rZXkiLCJpZCI6MX0",
-        ),
-        (
-            "noseyparker",
-            "np.hashicorp.1",
-            "s.CAESIP2jTxc9S3K7Z6CtcFWQv7-044m_oSsxnPE0H3nF89l3GiYKHGh3cy5sQmlIZVNyTWJNcDRsYWJpQjlhYjVlb2cQh6PL8wEYAg",
-        ),
-        ("noseyparker", "np.hashicorp.7", "0tZn+7QQCxphpHwTm7/dC3LpP5JGIbYl3PK8Sy81R+P2"),
-        ("noseyparker", "np.hashicorp.7", "98m+o2ylRhVbOi+3o5ub6PbP343ocFUVORgSYeypMDjh"),
-        ("noseyparker", "np.jenkins.2", "bd9627decc6346d780b3b6ab6ea8fe1f"),
-        ("noseyparker", "np.jwt.2", "7`D'}/vYR)T;W\\5]EBrf;_&k>qX??]G&3CF=;@vyrVBp[$_hK4^?{qT/EglJe[FYjp:IPgl_t$%r"),
-        ("noseyparker", "np.jwt.3", '7`D"}/vYR)T;W\\5]EBrf;_&k>qX??]G&3CF=;@vyrVBp[$_hK4^?{qT/EglJe[FYjp:IPgl_t$%r'),
-        (
-            "noseyparker",
-            "np.msteams.1",
-            "fa4983ab-49ea-4c1b-9297-2658ea56164c@f784fbed-7fc7-4c7a-aae9-d2f387b67c5d/IncomingWebhook/4d2b3a16113d47b080b7a083b5a5e533/74f315eb-1dde-4731-b6b5-2524b77f2acd",
-        ),
-        ("noseyparker", "np.netrc.1", "7cc938e45e63e9014f88f811be240ba0395c02dd"),
-        ("noseyparker", "np.netrc.1", "pass123"),
-        ("noseyparker", "np.newrelic.2", "0a14254db7a1e9d29c3370dacc798cb65d25c9af"),
-        ("noseyparker", "np.odbc.1", "myPassword"),
-        ("noseyparker", "np.odbc.1", "secret"),
+        # the user name is also the password (`User ID=specialbill_user; … Password =specialbill_user;`): the
+        # password goes, the user name stays (policy: user names are kept), so the string survives
         ("noseyparker", "np.odbc.1", "specialbill_user"),
+        # `$mail->Password = 'secret';`: a placeholder word under a key, kept on purpose (docs/logging.md:
+        # only a URL's user-info, a connection string's `Password=` and credential constructors redact it)
         ("noseyparker", "np.phpmailer.1", "secret"),
-        ("noseyparker", "np.postgres.1", "secret"),
-        ("noseyparker", "np.postmark.1", "f59dffd2-83ea-47c7-ba8f-95e053a6d0ae"),
-        ("noseyparker", "np.reactapp.2", "smtp_password"),
-        ("noseyparker", "np.rubygems.1", "rubygems_b9ce70c306b3a2e248679fbbbd66723d408d3c8c5f00566c"),
-        (
-            "noseyparker",
-            "np.salesforce.1",
-            "00DE0X0A0M0PeLE!AQcAQH0dMHEXAMPLEzmpkb58urFRkgeBGsxL_QJWwYMfAbUeeG7c1EXAMPLEDUkWe6H34r1AAwOR8B8fLEz6nEXAMPLEAAAA",
-        ),
-        (
-            "noseyparker",
-            "np.salesforce.1",
-            "00DE0X0A0M0PeLE!CJoAQOx1GCLf1UIt4UU9y0VOPLUZAYN6I8DsdGEDyHh5cO02egObcAhIDHYiGCfi94c53oFbr4HB.xZfuYRGhvNuxobAAXRe",
-        ),
-        ("noseyparker", "np.sonarqube.1", "4924be8f51f3e738c97db2c4ace51db7e938f28b"),
-        ("noseyparker", "np.sonarqube.1", "5524bf449ca45fcace54698371466398321f3a82"),
-        ("noseyparker", "np.sonarqube.1", "826de5590c75919a8317fdface58206eebe7ebbc"),
-        ("noseyparker", "np.thingsboard.1", "354u1g321kcqc1oad3w7"),
-        ("noseyparker", "np.thingsboard.2", "s2s1gfcuatgbi61n8h5s"),
-        ("noseyparker", "np.vmware.1", "VMware1!"),
     )
 )
 
 
+# What the redactor writes in place of a finding: its label can spell a run of the secret (`PASSWORD` of
+# `SOME_PASSWORD`), which is no leak
+_PLACEHOLDER = re.compile(r"\[REDACTED:[A-Z0-9_]+\]")
+
+
 def leaked(text: str, secret: str, out: str) -> bool:
-    """True when the secret survives: any 8-char run of it, or a short one still in its place."""
+    """True when the secret survives: an 8-char run of it found in the output more often than in the text
+    around the secret, or a short secret still in its place (with the two characters before it and the
+    one after).
+
+    Counting, not `in`: a run that also stands elsewhere in the example (the key `Password=` of the
+    password `myPassword`, the user `thisismyunsername` beside `thisismypassword`, the access key id
+    `FakeValues99ESPW…` before its secret `FakeValues99cl9b…`) survives with that text and is no leak.
+    (Blind spot: a redactor that removed the other copy and kept the secret's would read as clean.)"""
     if len(secret) >= 8:
-        return any(secret[i : i + 8] in out for i in range(len(secret) - 7))
-    at = text.find(secret)
-    return text[max(0, at - 2) : at + len(secret)] in out
+        rest = text.replace(secret, "\0")
+        out = _PLACEHOLDER.sub("\0", out)
+        return any(out.count(run) > rest.count(run) for run in {secret[i : i + 8] for i in range(len(secret) - 7)})
+    at = text.rfind(secret)  # the last: a short password follows its user (`user "pyne-user" is "pyne"`)
+    return text[max(0, at - 2) : at + len(secret) + 1] in out
 
 
 def _misses() -> list[tuple[str, str, str]]:
@@ -166,3 +161,9 @@ def test_negative_examples_survive() -> None:
 @pytest.mark.parametrize("line", LOOK_ALIKES)
 def test_look_alikes_of_new_rules_survive(line: str) -> None:
     assert redact(line) == line
+
+
+def test_aws_secret_after_key_id_needs_a_random_value() -> None:
+    """`aws-secret-after-key-id`: 40 zeros after an access key id are no secret (the id itself goes)."""
+    out = redact("AKIAIOSFODNN7EXAMPLE, " + "0" * 40)
+    assert out.endswith(", " + "0" * 40) and "AKIAIOSFODNN7EXAMPLE" not in out

@@ -98,8 +98,9 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
 
 
+# (`$1`: a shell script's positional parameter, `curl --user "$1:$2"`)
 _TEMPLATE_RE = re.compile(
-    r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*|\{%.*|\$\(.*"
+    r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*|\$\d|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*|\{%.*|\$\(.*"
 )
 # What masking tools print instead of a value: `[MASKED]` (GitLab), `(sensitive value)` (Terraform, cut at
 # its space when unquoted), `[FILTERED]` (Rails), `<hidden>`, `(redacted)`
@@ -155,6 +156,18 @@ def _group_text(text: str, span: Span) -> str:
 
 def _confirm_not_placeholder(text: str, m: re.Match[str], span: Span) -> Span | None:
     return None if is_placeholder(_group_text(text, span)) else span
+
+
+# Placeholder words that are still a password where nothing but a password can stand (a URL's user-info
+# after `:`, an ADO.NET/JDBC `Password=`, a credential constructor's password argument):
+# `postgresql://user:secret@host` connects with the password `secret` (Nosey Parker's examples). Masks,
+# empty values and templates still survive there; under a generic key (`secret: secret`) the word stays.
+_PASSWORD_WORDS = frozenset(("secret", "password", "default", "changeme", "pass", "passwd"))
+
+
+def _confirm_password_position(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = _group_text(text, span)
+    return span if value.lower() in _PASSWORD_WORDS else _confirm_not_placeholder(text, m, span)
 
 
 def _confirm_jwt(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -622,6 +635,8 @@ def _judge(text: str, low_key: str, tier: str, span: Span, *, checked: bool = Fa
         and not _KEY_MATERIAL_KEY.search(low_key)
     ):
         return None  # a bare hash under a *_key name is an id, not a credential
+    if low_key.endswith("token") and _HEX_RE.fullmatch(value) and len(set(value)) >= 8 and not value.isdigit():
+        return (span[0], span[1], "GENERIC_SECRET")  # 16 random hex digits fall short of 3.0 bits a third of the time
     if v.char_classes(value) < 2 or not v.entropy_at_least(value, 3.0):
         return None
     return (span[0], span[1], "GENERIC_SECRET")
@@ -658,17 +673,30 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     low_key = full_key(text, kw_start, kw_end).lower()
     tier = _tier(low_key)
     if tier is None:
-        return None
+        if low_key != "key":
+            return None
+        low_key = _provider_key(text, kw_start)  # `config.facebook.key = "…"`: the provider's key
+        if not low_key:
+            return None
+        tier = "B"
     value = _group_text(text, span)
     if value == "{" and _STRING_VALUE.match(text, span[1]):
         # Triton's model configuration as JSON (`"parameters":{"api_key":{"string_value":"v"}}`), OpenAI
         # Realtime sessions (`"client_secret":{"value":"ek_…","expires_at":…}`): the value one level down
         return _judge(text, low_key, tier, _STRING_VALUE.match(text, span[1]).span(1))  # type: ignore[union-attr]
     if is_placeholder(value):
-        return None
+        return _connection_string_password(text, kw_start, low_key, span)
+    if m.group("sep") == "=" and value[:1] == "=" and m.group("v4") is not None and text[span[0] - 1] == "=":
+        return None  # `password == "x"`: a comparison, the comparison rule takes the quoted operand
+    if value in ("new", "New", "new-object", "New-Object") and text[span[1] : span[1] + 1] == " ":
+        return None  # `Credentials = new NetworkCredential(…)`: a constructor, its arguments have a rule
+    if value[-1:] == "[" and text[span[1] : span[1] + 1] in "\"'" and _SUBSCRIPT.fullmatch(value):
+        return None  # `password = request.form["password"]`: code reading the value, not the value
     call = _CALL_VALUE.fullmatch(value)
     if call is not None and is_placeholder(call.group("arg")):
         return None  # `api_key=SecretStr('**********')`: the wrapper already masks it
+    if call is not None and not call.group("q") and _CODE_CALL.fullmatch(value):
+        return None  # `hashed_password = users.get(username)`, `secret = load()`: code computing the value
     if _CALL_KWARG_OPEN.fullmatch(value):
         return None  # `credentials: Credentials(access_key='…'`: an object's repr, its fields are judged one by one
     if (value[:1] in "[m" and _GO_COMPOSITE_RE.fullmatch(value)) or value == "Slice([":
@@ -682,6 +710,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         and prev.isalpha()
         and not (prev.islower() and keyword[0].isupper())
         and not _after_escape(text, kw_start)
+        and not _COMPOUND_SECRET_KEY.search(low_key)
     ):
         return None  # `bypass=`, `compass:`, `topsecret` — the short keyword ends another word
     if low_key.endswith("pwd") and value[:1] in "/~":
@@ -699,6 +728,45 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
 
 
 _CALL_KWARG_OPEN = re.compile(r"[A-Za-z_][\w.]*\([A-Za-z_]\w*[=:]")
+_SUBSCRIPT = re.compile(r"[A-Za-z_][\w.]*\[")
+# a method call on an identifier argument, or any call without arguments
+_CODE_CALL = re.compile(r"[A-Za-z_]\w*\.[\w.]*\([A-Za-z_][\w.]*\)|[A-Za-z_][\w.]*\(\)")
+# A credential word glued to `secret` (`jwtsecret:`, `clientsecret=`): a key, not `topsecret`/`bypass`
+_COMPOUND_SECRET_KEY = re.compile(
+    r"(?:jwt|client|app|api|shared|webhook|consumer|oauth|session|signing|token|hmac|master|cookie|auth|admin)secret$"
+)
+# A provider's name as the segment before a bare `key` (`config.facebook.key`, `twitter.key`): its API key
+# or app secret, often 32 hex digits (which a generic `*_key` reads as an id); not `cache.key`, `map.key`
+_PROVIDER_SEGMENT = re.compile(
+    r"(?:facebook|fb|twitter|github|google|linkedin|instagram|stripe|twilio|sendgrid|mailgun|postmark|newrelic|"
+    r"pusher|algolia|mapbox|sonar)[._-]$",
+    re.IGNORECASE,
+)
+# ADO.NET / ODBC / JDBC connection strings: `Server=h;User Id=u;Password=p;`
+_CONNECTION_KEY = re.compile(
+    r"(?:server|data source|host|user id|uid|user|database|initial catalog|provider|driver)[ \t]*=", re.IGNORECASE
+)
+
+
+def _provider_key(text: str, kw_start: int) -> str:
+    """`facebook_key` for the `key` of `config.facebook.key`, or '' when no provider's name precedes it."""
+    seg = _PROVIDER_SEGMENT.search(text, max(0, kw_start - 12), kw_start)
+    if seg is None or seg.end() != kw_start or (seg.start() > 0 and text[seg.start() - 1].isalnum()):
+        return ""
+    return text[seg.start() : kw_start - 1].lower() + "_key"
+
+
+def _connection_string_password(text: str, kw_start: int, low_key: str, span: Span) -> LabelledSpan | None:
+    """A placeholder word that is the password of a connection string (`…;User Id=u;Password=secret;`):
+    the database takes it as the password (policy in docs/logging.md: a password position)."""
+    if low_key not in ("password", "pwd") or _group_text(text, span).lower() not in _PASSWORD_WORDS:
+        return None
+    before = text[max(0, kw_start - 200) : kw_start].rstrip(" \t")
+    if not before.endswith(";") or text[span[1] : span[1] + 1] not in ("", ";", '"', "'"):
+        return None
+    return (span[0], span[1], "PASSWORD") if _CONNECTION_KEY.search(before) else None
+
+
 _STRING_VALUE = re.compile(r"[ \t]*\\?\"(?:string_)?value\\?\"[ \t]*:[ \t]*\\?\"([^\"\\\r\n]{1,512})\\?\"")
 _GO_ELEMENT = re.compile(r"[ \t]*\{?[ \t]*\"([^\"\\\r\n]{1,512})\"")
 
@@ -755,10 +823,18 @@ def _confirm_flag(text: str, m: re.Match[str], span: Span) -> Span | None:
 
 
 def _confirm_cli_user(text: str, m: re.Match[str], span: Span) -> Span | None:
+    if m.group("v") is None:
+        # `curl -u "<key>:"`: an API key sent as the user with an empty password; a plain user name stays
+        span = m.span("user")
+        user = _group_text(text, span)
+        if len(user) < 8 or v.char_classes(user) < 3 or is_placeholder(user):
+            return None
     value = _group_text(text, span)
     if is_placeholder(value) or (value.isdigit() and m.group("user").isdigit()):
         return None  # `-u 1000:1000` is a uid:gid
     line_start = text.rfind("\n", 0, m.start()) + 1
+    while line_start >= 2 and text[: line_start - 1].rstrip(" \t\r").endswith("\\"):
+        line_start = text.rfind("\n", 0, line_start - 1) + 1  # a continued command: `curl … \` above
     line_end = text.find("\n", span[1])
     line_end = len(text) if line_end < 0 else line_end
     on_http_line = _HTTP_CLIENT.search(text, line_start, m.start()) or _HTTP_CLIENT.search(text, span[1], line_end)
@@ -849,14 +925,20 @@ _ASSIGN_KEYS = r"pass(?:word|wd|phrase)?s?|pwd|secret|key|token|credentials?|aut
 _TIER_B_KEY = re.compile(
     r"(?:token|secret|auth|jwt|bearer|creds?|credentials?|(?:signing|encryption|master|client|app|auth|"
     r"license|account|service|storage|subscription|consumer|session|webhook|shared|admin|ssh|deploy|bot|"
-    r"integration|upload|write|read|cookie|hmac|jwt|api|access|private|secret|functions?)[_-]?key)$",
+    r"integration|upload|write|read|cookie|hmac|jwt|api|access|private|secret|functions?|"
+    # ThingsBoard's device provisioning key (`provisionDeviceKey`), its secret's pair
+    r"provision(?:[_-]?device)?)[_-]?key)$",
     re.IGNORECASE,
 )
 
 
 # Key names whose value is key material, which is often written in hex (an HMAC or AES key, Azure's
 # `Ocp-Apim-Subscription-Key`): a 32/40/64-hex value under them is the key, not an id or a digest
-_KEY_MATERIAL_KEY = re.compile(r"(?:encryption|signing|master|hmac|subscription|shared|webhook)[_-]?key$")
+# (`license_key`: New Relic's license key is 40 hex digits; `<provider>_key` from `_provider_key`)
+_KEY_MATERIAL_KEY = re.compile(
+    r"(?:encryption|signing|master|hmac|subscription|shared|webhook|license|facebook|fb|twitter|github|google|"
+    r"linkedin|instagram|stripe|twilio|sendgrid|mailgun|postmark|newrelic|pusher|algolia|mapbox|sonar)[_-]?key$"
+)
 
 _MAX_KEY_CHARS = 64
 
@@ -955,6 +1037,15 @@ def confirm_encoded_assignment(text: str, m: re.Match[str], span: Span) -> Label
 
 
 _PROSE_SYMBOLS = frozenset("!@#$%^&*+=?~_/\\|")
+# What a sentence says a password is, quoted: a state, not the password
+_PROSE_WORDS = frozenset(
+    (
+        "required", "expired", "invalid", "incorrect", "wrong", "correct", "empty", "missing", "changed", "reset",
+        "weak", "strong", "valid", "blank", "same", "different", "unknown", "secure", "insecure", "protected",
+        "saved", "stored", "encrypted", "hashed", "optional", "mandatory", "disabled", "enabled", "locked",
+        "unlocked", "good", "okay", "fine", "none", "null", "hidden", "masked", "redacted",
+    )
+)  # fmt: skip
 
 
 def confirm_prose_password(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -970,6 +1061,13 @@ def confirm_prose_password(text: str, m: re.Match[str], span: Span) -> Span | No
     digits = any(ch.isdigit() for ch in value)
     if (letters and (digits or any(ch in _PROSE_SYMBOLS for ch in value))) or (value.isdigit() and len(value) >= 6):
         return (start, end)
+    if (
+        m.group("v3") is None
+        and m.group("k").lower().startswith("pass")
+        and value.replace("-", "").isalpha()
+        and value.lower() not in _PROSE_WORDS
+    ):
+        return (start, end)  # quoted, a word is the password: `the default password is 'blooberry'`
     return None
 
 
@@ -995,6 +1093,115 @@ def _provider(
 # A password argument: quoted, or a shell word
 _ARG_VALUE = r"(?:'(?P<v>[^'\r\n]+)'|\"(?P<v2>[^\"\r\n]+)\"|(?P<v3>[^\s'\"]+))"
 _SMB_TOOLS = r"smbclient|rpcclient|smbmap|smbcacls|net[ \t]+(?:rpc|ads)"
+
+
+def _confirm_grafana_key(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """A Grafana API key is base64 of `{"k":"…","n":"<name>","id":<n>}`."""
+    decoded = _b64_decode(_group_text(text, span).rstrip("="))
+    return span if decoded is not None and b'"n":' in decoded and b'"id":' in decoded else None
+
+
+def _confirm_letters_and_digits(text: str, m: re.Match[str], span: Span) -> Span | None:
+    value = _group_text(text, span)
+    return span if any(c.isdigit() for c in value) and any(c.isalpha() for c in value) else None
+
+
+_AZURE_DEVOPS_HOST = re.compile(r"dev\.azure\.com|visualstudio\.com", re.IGNORECASE)
+
+
+def _confirm_azure_devops_line(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """A 52-character base32 run is an Azure DevOps PAT only on a line that names Azure DevOps."""
+    line_start = text.rfind("\n", 0, span[0]) + 1
+    line_end = text.find("\n", span[1])
+    found = _AZURE_DEVOPS_HOST.search(text, line_start, len(text) if line_end < 0 else line_end)
+    return None if found is None else _confirm_letters_and_digits(text, m, span)
+
+
+_NETRC_SEP = r"(?:[ \t]+|[ \t]*\r?\n[ \t]*)"  # fields on one line, or one a line
+_ARG = r"(?:\"[^\"\r\n]{0,256}\"|'[^'\r\n]{0,256}'|[\w.$@\\]{1,128})"  # a constructor argument
+_QUOTED_ARG = r"(?:\"(?P<v>[^\"\r\n]{1,256})\"|'(?P<v2>[^'\r\n]{1,256})')"
+_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_COMPARISON_ANCHOR = r"(?:" + _ASSIGN_KEYS + r")(?:\\?[\"'])?\]?[ \t]*(?:===?|!==?)[ \t]*[\"']"
+
+# Formats from the two public rule sets' examples (tests/redaction_external_examples.py; issue #7), each
+# written here from the format; each has a look-alike that survives in tests/test_redaction_external.py
+EXTERNAL_RULES: tuple[Rule, ...] = (
+    # `password == "team10"`, `creds.Secret != 'open-sesame'`: code comparing input with a hard-coded
+    # credential; quoted operands only (`password == expected` compares two variables)
+    Rule("assignment-comparison", "SECRET",
+         r"(?P<k>" + _ASSIGN_KEYS + r")(?:\\?[\"'])?\]?[ \t]*(?P<sep>===?|!==?)[ \t]*"
+         r"(?:\"(?P<v>[^\"\r\n]{1,256})\"|'(?P<v2>[^'\r\n]{1,256})')",
+         ("==", "!="), caseless=True, priority=60, confirm=confirm_assignment, hint=_COMPARISON_ANCHOR,
+         anchor=_COMPARISON_ANCHOR),
+    # Facebook app access token `<app id>|<app secret>` (15-16 digits, 27 characters): the part after `|`
+    Rule("facebook-app-token", "FACEBOOK_TOKEN", r"\d{15,16}\|(?P<v>[A-Za-z0-9_-]{27})(?![A-Za-z0-9_-])", ("|",),
+         priority=90, confirm=_confirm_random, left_guard=TOK),
+    # Salesforce session id / access token: the 15- or 18-character org id (`00D…`), `!`, the session part
+    _provider("salesforce-session", "SALESFORCE_TOKEN",
+              r"00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?![A-Za-z0-9._]{80,}+(?![A-Za-z0-9._])", "00d", guard=TOK),
+    # Vault's long service/batch tokens before the `hvs.`/`hvb.` prefixes: `s.CAES…` (base64url protobuf)
+    _provider("vault-token-legacy", "VAULT_TOKEN", r"[sb]\.CAES[A-Za-z0-9_-]{40,}", "s.caes", "b.caes",
+              guard=TOK + "."),
+    # Vault unseal key shares as `vault operator init` prints them (`Unseal Key 2: <44 base64>`) and as
+    # `vault operator unseal <key>` takes them (base64 of 33 bytes, or hex)
+    Rule("vault-unseal-key", "VAULT_UNSEAL_KEY",
+         r"unseal(?:[ \t]+key[ \t]+\d{1,2}[ \t]*:|(?:[ \t]+-[a-z-]+)*)[ \t]+"
+         r"(?P<v>[a-z0-9+/]{43,44}={0,2}|[a-f0-9]{64,66})(?![a-z0-9+/=])",
+         ("unseal",), caseless=True, priority=80, left_guard=_W),
+    # Grafana API keys: base64 of `{"k":"…","n":"…","id":…}`, always starting `eyJrIjoi`
+    _provider("grafana-api-key", "GRAFANA_TOKEN", r"eyJrIjoi[A-Za-z0-9+/]{30,}+={0,2}", "eyjrijoi",
+              confirm=_confirm_grafana_key),
+    # Amazon Bedrock long-lived API keys: `ABSK` + 128 characters of base64 of `BedrockAPIKey-…`
+    _provider("bedrock-api-key", "AWS_BEDROCK_KEY",
+              r"ABSKQmVkcm9ja0FQSUtleS[A-Za-z0-9+/]{108,110}={0,2}(?![A-Za-z0-9+/=])",
+              "abskqmvkcm9ja0fqsutles"),
+    # Azure DevOps personal access tokens: 52 characters of lowercase base32, only with context (a `*pat`
+    # key, or Azure DevOps's host on the line): alone they look like any base32 id
+    Rule("azure-devops-pat", "AZURE_DEVOPS_PAT",
+         r"(?i:pat)(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*(?:\\?[\"'])?(?P<v>[a-z2-7]{52})(?![A-Za-z0-9])",
+         ("pat",), priority=80, left_guard=TOK, confirm=_confirm_letters_and_digits),
+    Rule("azure-devops-pat-host", "AZURE_DEVOPS_PAT", r"[a-z2-7]{52}(?![A-Za-z0-9])",
+         ("dev.azure.com", "visualstudio.com"), priority=80, left_guard=TOK, confirm=_confirm_azure_devops_line,
+         hint=r"(?i)dev\.azure\.com|visualstudio\.com"),
+    # ThingsBoard device access tokens travel in the URL: `/api/v1/<token>/telemetry`
+    Rule("thingsboard-url-token", "THINGSBOARD_TOKEN",
+         r"/api/v1/(?P<v>[A-Za-z0-9_-]{16,40})/(?:telemetry|attributes|rpc|claim|firmware|software)",
+         ("/api/v1/",), priority=80, confirm=_confirm_letters_and_digits),
+    # .NET credential constructors: `new NetworkCredential(user, "p")`, `new DirectoryEntry(path, user, "p")`
+    # (arguments may continue on the next lines), and PowerCLI `Connect-VIServer … -Password p`
+    Rule("network-credential", "PASSWORD",
+         r"networkcredential\([ \t]*" + _ARG + r"[ \t]*,[ \t]*" + _QUOTED_ARG,
+         ("networkcredential",), caseless=True, priority=60, confirm=_confirm_password_position, left_guard=_W),
+    Rule("directory-entry-password", "PASSWORD",
+         r"directoryentry\([ \t]*" + _ARG + r"[ \t]*,\s{0,40}" + _ARG + r"[ \t]*,\s{0,40}" + _QUOTED_ARG,
+         ("directoryentry",), caseless=True, priority=60, confirm=_confirm_password_position, left_guard=_W),
+    Rule("viserver-password", "PASSWORD",
+         r"connect-viserver[ \t](?:[^\n]{0,300}?[ \t])?-password[ \t]+" + _ARG_VALUE,
+         ("connect-viserver",), caseless=True, priority=60, confirm=_confirm_tool_argument, left_guard=_WD),
+    # SonarQube tokens (40 hex, or `squ_`/`sqp_`/`sqa_` + 40) under `sonar.login`/`sonar.token`/`$sonarLogin`
+    Rule("sonar-token", "SONAR_TOKEN",
+         r"sonar[._-]?(?:login|token)[\"']?[ \t]*(?:=>|[:=,])[ \t]*[\"']?[ \t]*(?P<v>(?:sq[pua]_)?[a-f0-9]{40})"
+         r"(?![a-z0-9])",
+         ("sonar",), caseless=True, priority=80),
+    # Postmark server and account tokens are UUIDs: under a `postmark` key (not `postmark_message_id`)
+    Rule("postmark-token", "POSTMARK_TOKEN",
+         r"postmark(?:[_-]?(?:api|server|account))?(?:[_-]?(?:token|key))?[\"']?[ \t]*(?:=>|[:=])[ \t]*[\"']?"
+         r"(?P<v>" + _UUID_PATTERN + r")",
+         ("postmark",), caseless=True, priority=80, left_guard=_W),
+    # Android Gradle `buildConfigField 'String', 'API_KEY', '"v"'`: judged by the field's name
+    Rule("gradle-build-config-field", "SECRET",
+         r"buildconfigfield[ \t]*\(?[ \t]*[\"']string[\"'][ \t]*,[ \t]*[\"'](?P<k>[a-z0-9_.-]{1,64})[\"'][ \t]*,"
+         r"[ \t]*[\"']\\?\"?(?P<v>[^\"'\\\r\n]{1,512})",
+         ("buildconfigfield",), caseless=True, priority=60, confirm=confirm_named_value, left_guard=_W),
+    # An AWS secret key written right after its access key id (`'AKIA…''<40>'`, `AKIA…,<40>` in a CSV)
+    Rule("aws-secret-after-key-id", "AWS_SECRET_ACCESS_KEY",
+         r"(?:A3T[A-Z0-9]|AKIA|ASIA)[A-Z0-9]{16}[\"' \t,;:|=]{1,6}(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+         ("akia", "asia", "a3t"), priority=80, confirm=_confirm_random, left_guard=TOK),
+    # Jenkins' first-start banner: the initial admin password two lines below
+    Rule("jenkins-initial-password", "PASSWORD",
+         r"following password to proceed to installation:\s{1,8}(?P<v>[a-f0-9]{32})(?![a-z0-9])",
+         ("proceed to installation",), caseless=True, priority=80),
+)  # fmt: skip
 
 SECRET_RULES: tuple[Rule, ...] = (
     # ---- private keys ------------------------------------------------------------------------------------
@@ -1099,8 +1306,9 @@ SECRET_RULES: tuple[Rule, ...] = (
               "aaaaaaaaaaaaaaaaaaaa", guard=TOK, confirm=_confirm_random_after_padding),
     _provider("discord-webhook", "DISCORD_WEBHOOK",
               r"discord(?:app)?\.com/api/webhooks/\d+/(?P<v>[A-Za-z0-9_-]{60,70})", "discord", guard=""),
+    # (`%`: the `@` between the two GUIDs arrives URL-encoded, `%40`, or twice, `%2540`, in Markdown links)
     _provider("teams-webhook", "TEAMS_WEBHOOK",
-              r"(?:webhook\.office\.com/webhookb2|outlook\.office\.com/webhook)/(?P<v>[A-Za-z0-9@/_-]{40,})",
+              r"(?:webhook\.office\.com/webhookb2|outlook\.office\.com/webhook)/(?P<v>[A-Za-z0-9@%/_-]{40,})",
               "webhook.office.com", "outlook.office.com/webhook", guard=""),
     _provider("zapier-webhook", "ZAPIER_WEBHOOK", r"hooks\.zapier\.com/hooks/catch/(?P<v>\d+/[A-Za-z0-9]+)",
               "hooks.zapier.com", guard=""),
@@ -1206,7 +1414,9 @@ SECRET_RULES: tuple[Rule, ...] = (
          # the value may sit in brackets (`authorization=[Bearer x]`, a list-valued header dump)
          r"(?:proxy-)?authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"']|[\[(<])?(?:(?P<scheme>bearer|basic|token|"
          r"digest|negotiate|ntlm|apikey|api-key|bot|sso-key|aws4-hmac-sha256|hmac|dpop|ssws|sharedkey|sharedkeylite|"
-         r"splunk|key|mac|signature|gitlab|otoken|oauth|hawk)[ \t]+)?"
+         r"splunk|key|mac|signature|gitlab|otoken|oauth|hawk)[ \t]+"
+         # any other scheme word before a credential (`Api-Token 22cb…`, RFC 7235 `auth-scheme token68`)
+         r"|[a-z][a-z0-9-]{1,30}[ \t]+(?=[a-z0-9._~+/-]{8,}))?"
          # (`;` inside later parameters: AWS SigV4's `SignedHeaders=host;x-amz-date, Signature=...`)
          r"(?P<v>[^\s\"',;\\\])>]+(?:[ \t]*,[ \t]*[A-Za-z]+=[^\s\"',\\\])>]+)*)",
          ("authorization",), caseless=True, priority=70, confirm=_confirm_authorization_value,
@@ -1227,7 +1437,7 @@ SECRET_RULES: tuple[Rule, ...] = (
          confirm=_confirm_userinfo_token),
     Rule("url-password", "PASSWORD",
          r"://[^\s:/?#@\"'<>\[\]]{0,128}:(?P<v>[^\s/?#\"'<>]{1,256})@(?=[^\s/?#@\"'<>])", ("://",),
-         priority=70, confirm=_confirm_not_placeholder),
+         priority=70, confirm=_confirm_password_position),
     # Oracle connect strings put the password after a slash: `jdbc:oracle:thin:app/p@//host:1521/ORCL`,
     # `sqlplus -s scott/tiger@orcl`, `expdp userid=system/p@db`
     Rule("oracle-connect-password", "PASSWORD",
@@ -1268,9 +1478,10 @@ SECRET_RULES: tuple[Rule, ...] = (
     # stops at a `.` that the lookahead refuses, and giving the run back char by char cost 1.9 us a line
     Rule("base64-json-credentials", "SECRET", r"eyJ[A-Za-z0-9+/]{16,}+={0,2}+(?![A-Za-z0-9+/=._-])", ("eyj",),
          priority=84, confirm=_confirm_base64_json_credentials, left_guard=_WD + "."),
-    # .netrc: `machine host login user password secret`
+    # .netrc: `machine host login user password secret`, on one line or one field a line
     Rule("netrc-password", "PASSWORD",
-         r"machine[ \t]+\S+[ \t]+(?:login[ \t]+\S+[ \t]+)?(?:account[ \t]+\S+[ \t]+)?password[ \t]+(?P<v>\S+)",
+         r"machine[ \t]+\S+" + _NETRC_SEP + r"(?:login[ \t]+\S+" + _NETRC_SEP + r")?(?:account[ \t]+\S+" + _NETRC_SEP
+         + r")?password[ \t]+(?P<v>\S+)",
          ("machine",), priority=60, confirm=_confirm_not_placeholder, left_guard=_W),
     # .pgpass: `host:port:database:user:password`, one per line (`\:` escapes a colon in a field)
     Rule("pgpass-line", "PASSWORD",
@@ -1325,10 +1536,13 @@ SECRET_RULES: tuple[Rule, ...] = (
          hint=r"(?:" + _ASSIGN_KEYS + r")%3d"),
     # Prose: `the password is hunter2`, `password was "Summer2024!"` (a value no sentence would have)
     Rule("password-in-prose", "PASSWORD",
-         r"(?P<k>password|passphrase|passwd)[ \t]+(?:is|was)[ \t]*:?[ \t]*"
+         r"(?P<k>password|passphrase|passwd)"
+         # `the password for (the) user 'postgres' is 'admin'`
+         r"(?:[ \t]+for[ \t]+(?:the[ \t]+)?(?:user[ \t]+|account[ \t]+)?(?:\"[^\"\r\n]{1,64}\"|'[^'\r\n]{1,64}'|"
+         r"[^\s\"']{1,64}))?[ \t]+(?:is|was)[ \t]*:?[ \t]*"
          r"(?:\"(?P<v>[^\"\r\n]{4,128})\"|'(?P<v2>[^'\r\n]{4,128})'|(?P<v3>[^\s\"']{4,128}))",
          ("password", "passphrase", "passwd"), caseless=True, priority=55, confirm=confirm_prose_password,
-         left_guard=_W, hint=r"(?:password|passphrase|passwd)[ \t]+(?:is|was)"),
+         left_guard=_W, hint=r"(?:password|passphrase|passwd)[ \t]+(?:is|was|for)"),
     # `set `API_KEY` to `x``, `changed DB_PASSWORD to "x"`: a secret-named key set to a value in prose
     # (chat-ops bots, CI summaries, audit messages); the same value test as above
     Rule("secret-set-to", "SECRET",
@@ -1433,7 +1647,7 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("sql-password", "PASSWORD",
          r"(?:password(?:[ \t]+for[ \t]+[^\s=]{1,128})?(?:[ \t]+|[ \t]*=[ \t]*)n?|"
          r"identified[ \t]+(?:with[ \t]+[a-z0-9_]{1,64}[ \t]+)?by[ \t]+)"
-         r"(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
+         r"(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")(?![ \t]+(?:is|was)[ \t])",
          ("password", "identified"), caseless=True, priority=61, confirm=_confirm_not_placeholder, left_guard=_W,
          hint=r"password[ \t]+for[ \t]|password[ \t]*=?[ \t]*n?['\"]|"
          r"identified[ \t]+(?:with[ \t]+[a-z0-9_]{1,64}[ \t]+)?by[ \t]+['\"]"),
@@ -1453,9 +1667,11 @@ SECRET_RULES: tuple[Rule, ...] = (
     # curl/httpie credentials: `curl -u user:pass`, `--user 'user:pass'`, `--proxy-user u:p`; only on a line
     # that names an HTTP client or URL, and not `-u 1000:1000` (docker's uid:gid)
     Rule("cli-user-password", "PASSWORD",
-         r"-(?:u|-user|-proxy-user|-auth|U)(?:=|[ \t]+)[\"']?(?P<user>[^\s:\"']{1,128}):(?P<v>[^\s\"']{1,256})",
+         r"-(?:u|-user|-proxy-user|-auth|U)(?:=|[ \t]+)[\"']?(?P<user>[^\s:\"']{0,128})[\"']?:"
+         r"(?:[\"']?(?P<v>[^\s\"']{1,256})|(?=[\"'\s]|$))",
          ("-u ", "-u\t", "-u=", "--user", "--proxy-user", "--auth"), priority=60, confirm=_confirm_cli_user,
          left_guard=TOK + "-"),
+    *EXTERNAL_RULES,
     # ---- client, desktop and export formats (the ninth corpus) ---------------------------------------------
     # PHP `serialize()`: `s:8:"password";s:12:"p";` (session files, cache dumps): the string after a key's
     Rule("php-serialized", "SECRET",
@@ -1532,11 +1748,14 @@ SECRET_RULES: tuple[Rule, ...] = (
          r"\[\"(?P<k>[A-Za-z0-9_.-]{1,64})\"\]=>\r?\n[ \t]{0,32}string\(\d{1,5}\)[ \t]\"(?P<v>[^\"\r\n]{1,512})\"",
          ('"]=>',), priority=60, confirm=confirm_named_value),
     # An environment variable set by a call: PowerShell `[Environment]::SetEnvironmentVariable("NAME", "v")`,
-    # `os.environ.setdefault("NAME", "v")`, `putenv`/`setenv`: judged by the variable's name
+    # `os.environ.setdefault("NAME", "v")`, `putenv`/`setenv`, or read with a hard-coded default
+    # (`GetEnvOrDefault("api_token", "v")`, `os.getenv("API_KEY", "v")`): judged by the variable's name
     Rule("setenv-call", "SECRET",
-         r"(?:setenvironmentvariable|setdefault|putenv|setenv)\([ \t]*[\"'](?P<k>[A-Za-z0-9_.-]{1,64})[\"']"
+         r"(?:setenvironmentvariable|setdefault|putenv|setenv|getenv(?:_?or_?default)?|environ\.get)\("
+         r"[ \t]*[\"'](?P<k>[A-Za-z0-9_.-]{1,64})[\"']"
          r"[ \t]*,[ \t]*[\"'](?P<v>[^\"'\r\n]{1,512})[\"']",
-         ("setenvironmentvariable", "setdefault", "putenv", "setenv"), caseless=True, priority=61,
+         ("setenvironmentvariable", "setdefault", "putenv", "setenv", "getenv", "environ.get"), caseless=True,
+         priority=61,
          confirm=confirm_named_value, left_guard=_W),
     # OAuth authorization codes and PKCE verifiers in a callback URL or token request body
     Rule("oauth-code", "OAUTH_CODE", r"[?&#](?:code|code_verifier)=(?P<v>[A-Za-z0-9._~/%-]{16,512})",
