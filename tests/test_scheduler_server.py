@@ -7,6 +7,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,13 @@ def held_payload() -> bytes:
     return save({"input": torch.arange(16, dtype=torch.uint8)})
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def wait_for(path: Path, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -29,16 +37,37 @@ def wait_for(path: Path, timeout_s: float = 30) -> None:
         time.sleep(0.02)
 
 
-def start(tmp_path: Path, **settings: str) -> tuple[ServerHandle, Path]:
-    signals = tmp_path / "signals"
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerHandle, Path]]:
+    """One server for the module (a start is ~4 s of CPU, most of it torch's import): each test waits for
+    its own requests to end, counts metrics from where they stood, and clears the hold model's signal files;
+    the SIGTERM test stops it, so it comes last. A tenant queue of 1 (and 2 in flight) is what the 429 test
+    needs; the others queue one request at most, which it allows."""
+    base = tmp_path_factory.mktemp("scheduler-server")
+    signals = base / "signals"
     signals.mkdir()
-    env = server_env(CLEANROOM_TEST_SIGNAL_DIR=str(signals), **settings)
-    server = start_server(
-        tmp_path / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory", tls=False, env=env
+    env = server_env(
+        CLEANROOM_TEST_SIGNAL_DIR=str(signals), CLEANROOM_TENANT_MAX_QUEUED="1", CLEANROOM_TENANT_MAX_IN_FLIGHT="2"
     )
-    server.create_tenant("busy")
-    server.create_tenant("other")
-    return server, signals
+    server = start_server(
+        base / "data", "--models", "echo", "--model", "hold=support.hold_model:hold_factory", tls=False, env=env
+    )
+    try:
+        server.create_tenant("busy")
+        server.create_tenant("other")
+        yield server, signals
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start(served: tuple[ServerHandle, Path]) -> Iterator[tuple[ServerHandle, Path]]:
+    """The module's server, with the hold model's signal files cleared before and after the test."""
+    server, signals = served
+    for name in ("holding", "release"):
+        (signals / name).unlink(missing_ok=True)
+    yield server, signals
+    (signals / "release").touch()  # a hold request a failed test left behind ends (its 30 s deadline else)
 
 
 def metric(server: ServerHandle, name: str) -> float:
@@ -58,15 +87,18 @@ def post_sealed(server: ServerHandle, tenant: str, model: str, payload: bytes, t
             )
 
 
-def test_queue_limit_gives_429_with_retry_after_and_other_tenants_still_run(tmp_path: Path) -> None:
-    server, signals = start(tmp_path, CLEANROOM_TENANT_MAX_QUEUED="1", CLEANROOM_TENANT_MAX_IN_FLIGHT="2")
+def test_queue_limit_gives_429_with_retry_after_and_other_tenants_still_run(
+    start: tuple[ServerHandle, Path],
+) -> None:
+    server, signals = start
+    rejects = metric(server, "cleanroom_scheduler_rejects_total")
     try:
         running = threading.Thread(target=post_sealed, args=(server, "busy", "hold", held_payload()))
         running.start()
         wait_for(signals / "holding")  # the only worker is busy with busy's first request
         queued = threading.Thread(target=post_sealed, args=(server, "busy", "echo", b"queued"))
         queued.start()
-        time.sleep(0.3)
+        wait_until(lambda: metric(server, "cleanroom_scheduler_queue_depth") >= 1, "the second request to queue")
         refused = post_sealed(server, "busy", "echo", b"one too many")
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "tenant_queue_full"
@@ -77,13 +109,14 @@ def test_queue_limit_gives_429_with_retry_after_and_other_tenants_still_run(tmp_
         for thread in (running, queued, other):
             thread.join(60)
         assert post_sealed(server, "other", "echo", b"after").status_code == 200
-        assert metric(server, "cleanroom_scheduler_rejects_total") >= 1
+        assert metric(server, "cleanroom_scheduler_rejects_total") >= rejects + 1
     finally:
-        server.stop()
+        (signals / "release").touch()
 
 
-def test_client_disconnect_removes_its_queued_request(tmp_path: Path) -> None:
-    server, signals = start(tmp_path)
+def test_client_disconnect_removes_its_queued_request(start: tuple[ServerHandle, Path]) -> None:
+    server, signals = start
+    cancelled = metric(server, "cleanroom_scheduler_cancelled_total")
     try:
         running = threading.Thread(target=post_sealed, args=(server, "busy", "hold", held_payload()))
         running.start()
@@ -91,18 +124,19 @@ def test_client_disconnect_removes_its_queued_request(tmp_path: Path) -> None:
         with pytest.raises(httpx.ReadTimeout):  # the client gives up while its request is queued
             post_sealed(server, "busy", "echo", b"impatient", timeout_s=0.5)
         deadline = time.monotonic() + 10
-        while metric(server, "cleanroom_scheduler_cancelled_total") < 1:
+        while metric(server, "cleanroom_scheduler_cancelled_total") < cancelled + 1:
             assert time.monotonic() < deadline, "the queued request of a gone client was not cancelled"
             time.sleep(0.1)
         (signals / "release").touch()
         running.join(60)
         assert post_sealed(server, "busy", "echo", b"still fine").status_code == 200
     finally:
-        server.stop()
+        (signals / "release").touch()
 
 
-def test_sigterm_drains_in_flight_work_and_exits_zero(tmp_path: Path) -> None:
-    server, signals = start(tmp_path)
+def test_sigterm_drains_in_flight_work_and_exits_zero(start: tuple[ServerHandle, Path]) -> None:
+    """Stops the module's server: the last test of the module."""
+    server, signals = start
     results: dict[str, int] = {}
     try:
         running = threading.Thread(
