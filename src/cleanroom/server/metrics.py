@@ -19,10 +19,11 @@ RAISED_CODES = frozenset(
     duplicate_header invalid_batch invalid_body invalid_byok_key invalid_byok_spec invalid_cidr
     invalid_client_identity invalid_content_length invalid_expiry invalid_input invalid_json invalid_key_action
     invalid_key_name invalid_key_size invalid_key_version invalid_label invalid_overlap invalid_public_key
-    invalid_response invalid_rotation_period invalid_tenant_name invalid_weight key_corrupt key_expired
+    invalid_request invalid_response invalid_rotation_period invalid_tenant_name invalid_weight key_corrupt key_expired
     key_version_retired missing_input model_rejected_input replay_cache_full request_body_timeout
     scheduler_failed server_running spill_misconfigured tenant_exists tenant_routing_mismatch too_many_batches
-    unknown_credential unknown_key unknown_key_id unsupported_content_encoding batch_queued batch_running
+    unexpected_response unknown_credential unknown_key unknown_key_id unsupported_content_encoding
+    batch_queued batch_running
     batch_succeeded batch_failed batch_cancelled batch_expired batch_retrieved ok""".split()  # noqa: SIM905 - a word list
 )
 OTHER_CODE = "other"
