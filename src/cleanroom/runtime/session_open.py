@@ -44,6 +44,7 @@ from cleanroom.runtime.session_audit import (
 )
 from cleanroom.runtime.session_zeroing import release_scope, verified_zero, zero_scope
 from cleanroom.scrubbers.base import Scrubber, ScrubReport
+from cleanroom.scrubbers.logs import redact
 from cleanroom.tenants import Principal, check_credential
 
 log = logging.getLogger("cleanroom.runtime")
@@ -83,8 +84,19 @@ def decryption_record(parsed: ParsedRequest, meta: RequestMetadata, call: CallCo
         "principal": call.principal.credential_id,
         "source": call.source,
         "byte_count": parsed.payload_size_bytes,
-        "model": call.model or call.path,
+        "model": call.model or audited_route(call.path),
     }
+
+
+def audited_route(path: str) -> str:
+    """A middleware route as the audit log keeps it: the path through the log redactor, the query left out.
+
+    The query of a sealed call is bound to the request but travels and arrives in clear, and it is where
+    apps put ids, emails and tokens (`?email=…`); the audit log is kept for years and promises no PII. The
+    path stays (which route was called is the point of the record), redacted like a log line.
+    """
+    route, has_query, _ = path.partition("?")
+    return redact(route) + ("?[REDACTED:QUERY]" if has_query else "")
 
 
 @dataclass
