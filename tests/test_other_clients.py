@@ -40,9 +40,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cleanroom.client import Client, ClientError
+from cleanroom.client import Client, ClientError, UnexpectedResponse
 from cleanroom.crypto.sealed import CONTENT_TYPE, open_request_key, parse_request
-from cleanroom.errors import InvalidSealedMessage
 from cleanroom.keys.public_key import TenantPublicKey
 from support.hardening import address, admin_create_tenant, read_response
 
@@ -514,13 +513,15 @@ def test_connection_refused_and_reset_are_httpx_errors_in_bounded_time() -> None
 
 
 def test_bytes_past_the_announced_length_are_never_an_answer() -> None:
-    """A server (or proxy) that sends more than its Content-Length: httpcore keeps the connection and reads
-    the surplus (here a forged response) as the answer to the next request. Sealing is what stops it: the
-    next call fails with InvalidSealedMessage, and no byte of the surplus is ever returned."""
+    """A server (or proxy) that sends more than its Content-Length: httpcore would keep the connection and
+    read the surplus (here a forged response) as the answer to the next request. The client refuses the
+    answer that came with a surplus (`response_framing`) and drops the connection, so the next call opens
+    a new one and no byte of the surplus is ever returned."""
     forged = b"HTTP/1.1 200 OK\r\nContent-Type: " + CONTENT_TYPE.encode() + b"\r\nContent-Length: 4\r\n\r\nFAKE"
     with upstream(lambda sock, head, body: honest(sock, head, body, extra=forged)) as fake:
         with Client(fake.url, api_key=API_KEY, public_key=KEY) as c:
-            assert c.infer("echo", b"first") == b"first"
-            with pytest.raises(InvalidSealedMessage):
-                c.infer("echo", b"second")
-        assert fake.connections == 1
+            for payload in (b"first", b"second"):
+                with pytest.raises(UnexpectedResponse) as caught:
+                    c.infer("echo", payload)
+                assert caught.value.code == "response_framing"
+        assert fake.connections == 2
