@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from cleanroom.keys.lifecycle import KeyManager, RotationPolicy
 from cleanroom.keys.local import LocalKMS
 from cleanroom.keys.registry import Registry
 from cleanroom.tenants import TenantService
-from support.server import start_server
+from support.server import ServerHandle, start_server
 
 
 @pytest.fixture
@@ -154,16 +155,44 @@ def test_keys_rotate_takes_the_scopes_design_names() -> None:
         parser.parse_args(["keys", "rotate", "--credential", "ck_x", "--tenant", "t"])  # one scope at a time
 
 
-def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", "--models", "echo", tls=False)
-    data = str(server.data_dir)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """One server for both server tests (a start is ~4 s of CPU, most of it torch's import). The background
+    rewrap runs every 0.5 s for the rewrap test; it has nothing to do before that test rotates the master
+    key outside cleanroom (the revocation test never rotates it), and that test comes last."""
+    from support.server import server_env
+
+    data = tmp_path_factory.mktemp("lifecycle") / "data"
+    handle = start_server(data, "--models", "echo", tls=False, env=server_env(CLEANROOM_REWRAP_INTERVAL_S="0.5"))
     try:
-        server.create_tenant("one")
-        server.create_tenant("two")
-        one, two = server.client("one"), server.client("two")
+        yield handle
+    finally:
+        handle.stop()
+
+
+def credential_of(server: ServerHandle, tenant: str) -> str:
+    """The tenant's first credential id: what `tenant list --json` prints, from the same admin API call made
+    in-process (a lookup, not what this test is about; `tenant list` itself is test_cli's subject)."""
+    from cleanroom.admin_client import AdminAPI, running_server
+
+    state = running_server(server.data_dir)
+    assert state is not None, "the server's admin API is not reachable"
+    api = AdminAPI(state)
+    try:
+        listed = api.request("GET", "/v1/admin/tenants")["tenants"]
+    finally:
+        api.close()
+    return str(next(t for t in listed if t["name"] == tenant)["credentials"][0]["id"])
+
+
+def test_revocation_scopes_through_the_server(server: ServerHandle) -> None:
+    data = str(server.data_dir)
+    server.create_tenant("one")
+    server.create_tenant("two")
+    one, two = server.client("one"), server.client("two")
+    try:
         assert one.infer("echo", b"a") == b"a" and two.infer("echo", b"b") == b"b"
-        listed = server.cli("tenant", "list", "--data-dir", data, "--json").stdout
-        credential_id = next(t for t in json.loads(listed) if t["name"] == "one")["credentials"][0]["id"]
+        credential_id = credential_of(server, "one")
 
         # credential scope: that key 401 at once; the other tenant unaffected
         server.cli("keys", "revoke", "--credential", credential_id, "--data-dir", data)
@@ -226,11 +255,10 @@ def test_revocation_scopes_through_the_server(tmp_path: Path) -> None:
         # overlap 0: the old key expires now; an unpinned client refetches and retries by itself
         server.cli("keys", "rotate", "--tenant", "one", "--hpke", "--overlap-s", "0", "--data-dir", data)
         assert one.infer("echo", b"refetched") == b"refetched"
-        one.close()
-        two.close()
         assert server.healthy()
     finally:
-        server.stop()
+        one.close()
+        two.close()
 
 
 def _try(client, payload: bytes) -> object:  # type: ignore[no-untyped-def]
@@ -240,25 +268,18 @@ def _try(client, payload: bytes) -> object:  # type: ignore[no-untyped-def]
         return exc
 
 
-def test_background_rewrap_after_a_rotation_outside_cleanroom(tmp_path: Path) -> None:
-    """The master key rotates in the KMS itself; the server's background task moves the wrapped keys."""
-    from support.server import server_env
-
-    server = start_server(
-        tmp_path / "data", "--models", "echo", tls=False, env=server_env(CLEANROOM_REWRAP_INTERVAL_S="0.5")
-    )
-    try:
-        server.create_tenant("one")
-        LocalKMS(server.data_dir).rotate("cleanroom-master")  # not through cleanroom
-        deadline = time.monotonic() + 20
-        while True:
-            doc = json.loads((server.data_dir / "tenants.json").read_text())
-            versions = [v["version"] for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
-            if versions and all(v == 2 for v in versions) and doc["pepper"]["version"] == 2:
-                break
-            assert time.monotonic() < deadline, "background rewrap did not happen"
-            time.sleep(0.2)
-        with server.client("one") as client:
-            assert client.infer("echo", b"after rewrap") == b"after rewrap"
-    finally:
-        server.stop()
+def test_background_rewrap_after_a_rotation_outside_cleanroom(server: ServerHandle) -> None:
+    """The master key rotates in the KMS itself; the server's background task moves the wrapped keys (every
+    tenant's: the revocation test's too, on this module's server)."""
+    server.create_tenant("three")
+    LocalKMS(server.data_dir).rotate("cleanroom-master")  # not through cleanroom
+    deadline = time.monotonic() + 20
+    while True:
+        doc = json.loads((server.data_dir / "tenants.json").read_text())
+        versions = [v["version"] for t in doc["tenants"].values() for v in t["tenant_keys"]["versions"].values()]
+        if versions and all(v == 2 for v in versions) and doc["pepper"]["version"] == 2:
+            break
+        assert time.monotonic() < deadline, "background rewrap did not happen"
+        time.sleep(0.2)
+    with server.client("three") as client:
+        assert client.infer("echo", b"after rewrap") == b"after rewrap"
