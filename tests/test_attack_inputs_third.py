@@ -525,6 +525,33 @@ def test_hostile_credential_bodies_are_4xx(server: Any, http: httpx.Client) -> N
         json_error(response.content)
 
 
+KEY_ACTION_BODIES = [
+    ("retire", b'{"scope": "tenant", "target": "beta"}'),  # was a 500: KeyError on min_version
+    ("retire", b'{"scope": "tenant", "target": "beta", "min_version": "abc"}'),  # was a 500: ValueError
+    ("retire", b'{"scope": "tenant", "target": "beta", "min_version": 1e999}'),  # was a 500: OverflowError
+    ("retire", b'{"scope": "tenant", "target": "beta", "min_version": [1]}'),  # was a 500: TypeError
+    ("retire", b'{"scope": "tenant", "target": "beta", "min_version": -5}'),
+    ("rotate", b'{"scope": "hpke", "target": "beta", "overlap_s": "abc"}'),  # was a 500
+    ("rotate", b'{"scope": "hpke", "target": "beta", "overlap_s": NaN}'),
+    ("rotate", b'{"scope": "hpke", "target": "beta", "overlap_s": -1}'),
+    ("rotate", b'{"scope": "hpke", "target": "beta", "overlap_s": 1e999}'),
+    ("rotate", b'{"scope": "hpke", "target": {"a": 1}}'),
+    ("rotate", b'{"scope": "tenant", "target": "../beta"}'),
+    ("byok", b'{"scope": "tenant", "target": "beta", "key": 5}'),
+    ("revoke", b'{"scope": ["system"]}'),
+    ("revoke", b'{"scope": "tenant", "target": "beta", "scope": "system"}'),
+    ("status", b"[1]"),
+    ("nope", b"{}"),
+]
+
+
+@pytest.mark.parametrize(("action", "body"), KEY_ACTION_BODIES, ids=range(len(KEY_ACTION_BODIES)))
+def test_hostile_key_action_bodies_are_4xx(server: Any, http: httpx.Client, action: str, body: bytes) -> None:
+    response = http.post(f"/v1/admin/keys/{action}", content=body, headers=admin(server))
+    assert 400 <= response.status_code < 500, (action, body, response.status_code, response.text[:200])
+    assert json_error(response.content)["message"]
+
+
 # --- last: the server is whole, the spill directory empty, the audit log verifying --------------------
 def test_zz_server_is_healthy_serving_clean_and_its_audit_log_verifies(server: Any) -> None:
     assert server.process.poll() is None

@@ -71,6 +71,28 @@ class AddCredentialBody(BaseModel):
     expires_in_s: float | None = Field(None, gt=0, le=MAX_CREDENTIAL_LIFETIME_S, allow_inf_nan=False)
 
 
+class KeyActionBody(BaseModel):
+    """The fields `keys.commands.key_action` reads. It converted them with `int()`/`float()` itself: a
+    retire without `min_version` (KeyError), `"overlap_s": "abc"` or `1e999` were 500s, and a NaN or a
+    negative overlap reached the key manager."""
+
+    model_config = _STRICT
+    scope: str | None = Field(None, max_length=32)
+    target: str | None = Field(None, min_length=1, max_length=256)
+    overlap_s: float | None = Field(None, ge=0, le=MAX_CREDENTIAL_LIFETIME_S, allow_inf_nan=False)
+    min_version: int | None = Field(None, ge=1, le=2**31)
+    key: str | None = Field(None, max_length=4096)
+    vault: dict[str, Any] | None = None
+
+
+def key_action_body(action: str, raw: bytes) -> dict[str, Any]:
+    """The body of `POST /v1/admin/keys/{action}`, checked; None fields dropped (key_action's defaults)."""
+    body = parse_body(raw, KeyActionBody)
+    if action == "retire" and body.min_version is None:
+        raise BadRequest("retire needs min_version (the lowest key version still allowed)", code="invalid_key_action")
+    return body.model_dump(exclude_none=True)
+
+
 class _Duplicate(Exception):
     pass
 
@@ -101,6 +123,11 @@ async def admin_body(request: Request, model: type[BodyT]) -> BodyT:
     raw = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
     if not raw:
         raise RequestValidationError([{"loc": ("body",), "msg": "Field required", "type": "missing"}])
+    return parse_body(raw, model)
+
+
+def parse_body(raw: bytes, model: type[BodyT]) -> BodyT:
+    """`raw` validated as `model` (strict, no duplicate names); failures are 422 naming the fields."""
     if _has_duplicate_names(raw):
         raise InvalidPayload("the JSON body names a member twice; send each field once", code="invalid_request")
     try:
@@ -182,6 +209,7 @@ def install_admin_routes(
             raise BadRequest("admin key actions take a JSON body", code="invalid_json") from None
         if not isinstance(body, dict):
             raise BadRequest("admin key actions take a JSON object", code="invalid_json")
+        body = key_action_body(action, raw) if body else body
         result = await asyncio.to_thread(
             key_action, services.keys, action, body, rotation_policy(settings), services.tenants
         )
