@@ -473,14 +473,10 @@ def test_request_headers_that_reshape_the_answer_do_not_reach_the_app(stack: Sta
     assert stack.scrubs == [True, True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.py Client.call seals the path as written; the server binds the percent-decoded path",
-)
 def test_a_percent_encoded_path_parameter_round_trips(stack: Stack) -> None:
-    """`Client.call(f"/v1/items/{quote(name)}")`, the correctly encoded form, is 400 `context_mismatch`: the
-    client seals "/v1/items/a%20b", the ASGI server hands the middleware the decoded "/v1/items/a b". (The
-    unencoded `Client.call("/v1/items/a b")` works: httpx encodes it on the wire and the server decodes.)"""
+    """`Client.call(f"/v1/items/{quote(name)}")`, the correctly encoded form, was 400 `context_mismatch`:
+    the client sealed "/v1/items/a%20b", the ASGI server hands the middleware the decoded "/v1/items/a b".
+    The client now seals the decoded path and the query as httpx sends it (`q=a b` goes as `q=a%20b`)."""
     from fastapi.testclient import TestClient
 
     app = FastAPI()
@@ -495,6 +491,8 @@ def test_a_percent_encoded_path_parameter_round_trips(stack: Stack) -> None:
         http.headers["Authorization"] = f"Bearer {stack.api_key}"
         assert json.loads(client.call("/v1/items/a b", b"{}")) == {"name": "a b"}
         assert json.loads(client.call("/v1/items/a%20b", b"{}")) == {"name": "a b"}
+        assert json.loads(client.call("/v1/items/b%40c", b"{}")) == {"name": "b@c"}
+        assert json.loads(client.call("/v1/items/x?q=a b&r=%C3%A9", b"{}")) == {"name": "x"}
 
 
 # --- real servers ---------------------------------------------------------------------------------------

@@ -385,7 +385,7 @@ def test_admin_api_answers_that_are_not_its_json_are_cleanroom_errors(
 def test_every_pool_the_client_may_use_cuts_its_waits_to_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline lives in httpcore's network backend, reached through private attributes: an httpx or
     httpcore upgrade that moves them must fail here, not silently bring back per-wait timeouts."""
-    from cleanroom.client import _DeadlineBackend
+    from cleanroom.client_network import _DeadlineBackend
 
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # a remote URL goes through an env proxy mount
     for url in ("http://127.0.0.1:9", "https://cleanroom.invalid"):
