@@ -45,7 +45,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 SEALED_BODY: dict[str, Any] = {"type": "string", "format": "binary"}
 PUBLIC_KEY_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["tenant_id", "key_id", "public_key", "fingerprint", "suite"],
+    "required": ["tenant_id", "key_id", "public_key", "fingerprint", "suite", "chain"],
     "properties": {
         "tenant_id": {"type": "string"},
         "key_id": {"type": "string"},
@@ -54,8 +54,19 @@ PUBLIC_KEY_SCHEMA: dict[str, Any] = {
         "suite": {"type": "string", "description": "HPKE suite, DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"},
         "chain": {
             "type": "array",
-            "items": {"type": "object"},
-            "description": "every current key with the endorsement by its predecessor",
+            "items": {
+                "type": "object",
+                "required": ["key_id", "public_key", "endorsed_by", "endorsement", "expires_at"],
+                "properties": {
+                    "key_id": {"type": "string"},
+                    "public_key": {"type": "string", "description": "the key's token"},
+                    "endorsed_by": {"type": ["string", "null"], "description": "key_id that signed it; null first"},
+                    "endorsement": {"type": ["string", "null"], "description": "base64 DER ECDSA P-384 signature"},
+                    "expires_at": {"type": ["number", "null"], "description": "unix seconds, null if none"},
+                },
+            },
+            "description": "every key the tenant's record holds, expired ones included, each with the "
+            "endorsement by its predecessor: a pinned client walks it to follow rotations (docs/wire-format.md)",
         },
     },
 }
