@@ -23,6 +23,7 @@ import json
 import struct
 import time
 import unicodedata
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ from cleanroom.runtime.tensors import read_safetensors
 from support.hardening import json_error, open_socket, read_response, server_errors_in_log, serving_tenants
 from support.server import server_env, start_server
 
-EDGES_32 = (0, 1, 2**32 - 1)
 TIMEOUT_S = 10  # every answer must come well within this: a hang is a failure, not a slow test
 
 
@@ -139,6 +139,9 @@ def test_a_valid_message_for_another_tenant_model_or_route_is_refused(server: An
     assert_4xx_json(post_sealed(http, server, "/v1/models/echo/infer", for_path), "context_mismatch")
     for_echo = sealed_for(server)
     assert_4xx_json(post_sealed(http, server, "/v1/batches", for_echo), "context_mismatch")
+    k = for_echo[5]  # a well-formed 64-character key id that no tenant has
+    long_id = for_echo[:5] + bytes([64]) + b"hk_" + b"0" * 61 + for_echo[6 + k :]
+    assert_4xx_json(post_sealed(http, server, "/v1/models/echo/infer", long_id), "unknown_key_id")
     assert_4xx_json(post_sealed(http, server, "/v1/batches", betas, tenant="alpha"), "unknown_key_id")
 
 
@@ -352,6 +355,23 @@ def test_hostile_batch_documents_through_the_server_leave_no_spill_file(server: 
         assert response.status_code == 422, (name, response.text[:200])
         assert_4xx_json(response, "invalid_batch")
     assert list(server.spill_dir.iterdir()) == []
+
+
+def test_results_document_fields_at_their_edges_are_refused_by_the_client() -> None:
+    from cleanroom.runtime.batch_format import decode_results, results_header
+
+    good = results_header(array("B", [0, 1]), array("I", [2, 3])) + b"okbad"
+    assert [r.ok for r in decode_results(good)] == [True, False]
+    bad = {f"cut {c}": good[:c] for c in range(len(good))}
+    bad |= {f"count {n}": good[:5] + struct.pack(">I", n) + good[9:] for n in (0, 1, 3, 2**32 - 1)}
+    bad |= {f"length {n}": good[:10] + struct.pack(">I", n) + good[14:] for n in (0, 1, 3, 2**32 - 1)}
+    bad |= {"status 2": good[:9] + b"\x02" + good[10:], "trailing": good + b"\x00", "twice": good + good}
+    for label, document in bad.items():
+        try:
+            decode_results(document)
+        except ValueError:
+            continue
+        pytest.fail(f"a results document with {label} was accepted")
 
 
 # --- safetensors lies to a user model ------------------------------------------------------------------

@@ -252,7 +252,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         size line is the one just before the chunk's last `_chunk_bytes` bytes (the end of `data`)."""
         head, self._chunk_began = self._line_head, False
         newline = data.rfind(b"\n")
-        self._line_head = (head + data[:_LINE_KEEP])[:_LINE_KEEP] if newline < 0 else data[newline + 1 :][:_LINE_KEEP]
+        after = newline + 1
+        self._line_head = (head + data[:_LINE_KEEP])[:_LINE_KEEP] if newline < 0 else data[after : after + _LINE_KEEP]
         self.parser.feed_data(data)
         chunked = self._chunked
         if chunked is not None and self._in_chunk and self._chunk_began and not self.transport.is_closing():
