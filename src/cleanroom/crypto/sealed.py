@@ -12,7 +12,7 @@ Sealed request, all integers big-endian:
     4       1     suite  0x01
     5       1     K = key id length, 1..64
     6       K     key id (ASCII): which of the tenant's HPKE keys this is sealed to
-    6+K     2     E = length of the HPKE blob, 1..4096
+    6+K     2     E = length of the HPKE blob, 114..4096 (enc 97 + tag 16 + at least 1)
     8+K     E     HPKE blob = enc (97) || Seal(CEK (32) || metadata JSON), info = INFO_REQUEST || bytes 0..6+K
     8+K+E   rest  payload ciphertext || 16-byte tag, AAD = AAD_REQUEST || bytes 0..8+K+E || metadata JSON
 
