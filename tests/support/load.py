@@ -130,7 +130,7 @@ def run_load(
 
 def sealed_echo_call(url: str, api_key: str, verify: Any, payload_bytes: int = 2048) -> Call:
     """A cleanroom client sending sealed echo requests; a wrong answer raises (counts as an error)."""
-    from cleanroom.client import Client, ClientError
+    from cleanroom.client import Client, ClientError, ConnectionFailed
 
     client = Client(url, api_key=api_key, verify=verify, timeout_s=60)
     client.public_key()
@@ -140,6 +140,8 @@ def sealed_echo_call(url: str, api_key: str, verify: Any, payload_bytes: int = 2
         payload = os.urandom(payload_bytes // 2).hex().encode() + b"#%d" % next(counter)
         try:
             answer = client.infer("echo", payload)
+        except ConnectionFailed:
+            raise  # the network, not an answer (status 0): recorded as a failed call, as httpx's errors were
         except ClientError as exc:
             return exc.status
         if answer != payload:
