@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.errors import BadRequest, DecryptionFailed, KeyError_, SystemSealed, TenantRevoked, Unauthenticated
+from cleanroom.errors import (
+    BadRequest,
+    ConfigurationError,
+    DecryptionFailed,
+    KeyError_,
+    SystemSealed,
+    TenantRevoked,
+    Unauthenticated,
+)
 from cleanroom.keys import api_keys
 from cleanroom.keys.keyring import Keyring
 from cleanroom.keys.local import LocalKMS
@@ -26,6 +34,27 @@ def kms(data_dir: Path) -> LocalKMS:
 def test_master_key_file_is_private(kms: LocalKMS, data_dir: Path) -> None:
     mode = stat.S_IMODE(os.stat(data_dir / "kms" / "master-keys.json").st_mode)
     assert mode == 0o600
+
+
+def test_a_symlinked_master_key_file_is_refused_before_a_rotation_can_split_it(kms: LocalKMS, data_dir: Path) -> None:
+    """Read through a link, the file works until the first rotation: its atomic rewrite replaces the link
+    with a plain file and the link's target silently stops being the key. Refused at open and per use."""
+    key, wrapped = kms.generate_data_key("m", b"c")
+    path = data_dir / "kms" / "master-keys.json"
+    real = data_dir / "elsewhere.json"
+    path.rename(real)
+    path.symlink_to(real)
+    with pytest.raises(ConfigurationError, match="is a symlink"):
+        LocalKMS(data_dir)
+    os.utime(real)  # a change the running instance notices (stat stamp), as another process's write would be
+    with pytest.raises(ConfigurationError, match="is a symlink"):
+        kms.unwrap(wrapped, b"c")
+    with pytest.raises(ConfigurationError, match="is a symlink"):
+        kms.rotate("m")
+    assert path.is_symlink() and real.read_bytes()  # nothing rewritten
+    path.unlink()
+    real.rename(path)
+    assert kms.unwrap(wrapped, b"c") == key
 
 
 def test_wrap_binds_context_and_detects_tampering(kms: LocalKMS) -> None:

@@ -87,10 +87,17 @@ class LocalKMS:
     # --- persistence ----------------------------------------------------------------------------
     def _reload(self, force: bool = False) -> None:
         try:
-            st = os.stat(self._path)
+            st = os.lstat(self._path)
         except FileNotFoundError:
             self._doc, self._stamp = {"keys": {}}, None
             return
+        if stat.S_ISLNK(st.st_mode):
+            # Read through, it would work until the first rotation: the atomic rewrite replaces the link with
+            # a plain file, and whatever the link pointed at silently stops being the key.
+            raise ConfigurationError(
+                f"{self._path} is a symlink; the local KMS rewrites its key file in place (rotation), so keep "
+                "the real file there (mode 0600), or use a KMS that owns its storage (Vault/OpenBao, PKCS#11)"
+            )
         stamp = change_stamp(st)
         if force or stamp != self._stamp:
             self._doc, self._stamp = _checked_document(self._path, st, check_mode=force), stamp
