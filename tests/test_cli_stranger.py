@@ -149,6 +149,7 @@ def test_serve_refuses_before_loading_torch_and_doctor_does_not_load_it(tmp_path
         (["serve", "--port", "65536", "--data-dir", "{a}"], 2, "less than or equal to 65535"),
         (["tenant", "list", "--data-dir", "{file}"], 1, "Not a directory: {file} (the data dir is a file)"),
         (["keys", "status", "--data-dir", "{file}/sub"], 1, "Not a directory: {file} (a file on the path of"),
+        (["audit", "verify", "--data-dir", "{file}"], 1, "Not a directory: {file} (the data dir is a file)"),
     ],
 )
 def test_usage_errors_are_one_line(

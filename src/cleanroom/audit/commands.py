@@ -32,11 +32,18 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if getattr(args, "data_dir", None) is not None:
-        return Path(args.data_dir)
-    from cleanroom.config import DEFAULT_DATA_DIR
+    """The data dir the command names, refused at once if it is a file (not `Not a directory:
+    DIR/kms/master-keys.json`, a file the user never gave)."""
+    from cleanroom.cli_common import check_data_dir_path
 
-    return Path(os.environ.get("CLEANROOM_DATA_DIR", str(DEFAULT_DATA_DIR)))
+    if getattr(args, "data_dir", None) is not None:
+        data_dir = Path(args.data_dir)
+    else:
+        from cleanroom.config import DEFAULT_DATA_DIR
+
+        data_dir = Path(os.environ.get("CLEANROOM_DATA_DIR", str(DEFAULT_DATA_DIR)))
+    check_data_dir_path(data_dir)
+    return data_dir
 
 
 def _default_kms(data_dir: Path) -> KMS:
