@@ -182,3 +182,45 @@ def test_the_service_refuses_bad_credentials_and_stores_nothing(
     assert refused.value.code == code
     assert registry.tenant("acme")["credentials"] == before
     assert service.add_credential("acme", label="ci ✓", expires_in_s=86400.0).api_key.startswith("cr_")
+
+
+@pytest.mark.parametrize("name", ["alpha\n", "alpha\r\n", "Alpha", "-alpha", "a" * 64, ""])
+def test_tenant_names_are_matched_whole(name: str) -> None:
+    from cleanroom.keys.registry import validate_tenant_name
+
+    with pytest.raises(BadRequest):
+        validate_tenant_name(name)
+    assert validate_tenant_name("alpha") == "alpha"
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "text"),
+    [
+        ("rotate", {"scope": "hpke", "target": "t", "overlap_s": "nan"}, "finite"),
+        ("rotate", {"scope": "hpke", "target": "t", "overlap_s": float("inf")}, "finite"),
+        ("rotate", {"scope": "hpke", "target": "t", "overlap_s": "abc"}, "must be a number"),
+        ("rotate", {"scope": "hpke", "target": "t", "overlap_s": True}, "must be a number"),
+        ("retire", {"scope": "tenant", "target": "t"}, "min_version is required"),
+        ("retire", {"scope": "tenant", "target": "t", "min_version": "2x"}, "must be a number"),
+    ],
+)
+def test_key_actions_on_the_cli_s_local_path_check_their_numbers(
+    action: str, body: dict[str, object], text: str
+) -> None:
+    """The admin API validates bodies; the CLI's local path (no server) calls `key_action` directly, where
+    `float("nan")` became an expiry nothing reaches and a missing min_version a KeyError traceback."""
+    from cleanroom.keys.commands import key_action
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"the manager was called ({name}) with an invalid body")
+
+    with pytest.raises(BadRequest, match=text):
+        key_action(Untouchable(), action, body, policy=None)
+
+
+def test_an_hpke_overlap_that_is_not_finite_is_refused_by_the_manager_itself(data_dir: Path) -> None:
+    from cleanroom.keys.lifecycle import KeyManager
+
+    with pytest.raises(BadRequest, match="finite"):
+        KeyManager.rotate_hpke_key(object(), "t", float("nan"))  # type: ignore[arg-type]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ACTIONS = ("revoke", "restore", "rotate", "retire", "byok", "status")
 
@@ -39,19 +40,43 @@ def key_action(manager: Any, action: str, body: dict[str, Any], policy: Any, ten
         if scope == "tenant" and target:
             return manager.rotate_tenant_key(str(target))  # type: ignore[no-any-return]
         if scope == "hpke" and target:
-            return manager.rotate_hpke_key(str(target), float(body.get("overlap_s", 7 * 86400)))  # type: ignore[no-any-return]
+            overlap_s = _number(body, "overlap_s", float, 7 * 86400)
+            return manager.rotate_hpke_key(str(target), overlap_s)  # type: ignore[no-any-return]
     elif action == "byok" and scope == "tenant" and target:
         vault = body.get("vault")
         if vault is not None and not isinstance(vault, dict):
             raise BadRequest("`vault` must be an object {addr, key, token, mount?, ca_cert?}", code="invalid_byok_spec")
         return manager.set_byok(str(target), body.get("key") or None, vault=vault)  # type: ignore[no-any-return]
     elif action == "retire" and scope == "tenant" and target:
-        return manager.retire_tenant_key_versions(str(target), int(body["min_version"]))  # type: ignore[no-any-return]
+        min_version = _number(body, "min_version", int, None)
+        return manager.retire_tenant_key_versions(str(target), min_version)  # type: ignore[no-any-return]
     elif action == "status":
         return manager.status(policy)  # type: ignore[no-any-return]
     raise BadRequest(
         f"unsupported key action {action!r} with scope {scope!r} (or a missing target)", code="invalid_key_action"
     )
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _number(body: dict[str, Any], name: str, kind: type[_N], default: _N | None) -> _N:
+    """`body[name]` as `kind`, or a BadRequest naming it: the CLI's local path (no server running) calls
+    `key_action` without the admin API's validation, and `float("nan")` / a missing field were a traceback."""
+    from cleanroom.errors import BadRequest
+
+    value = body.get(name, default)
+    if value is None:
+        raise BadRequest(f"{name} is required", code="invalid_key_action")
+    try:
+        if isinstance(value, bool):  # JSON true is not 1 second
+            raise TypeError(name)
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRequest(f"{name} must be a number, got {str(value)[:40]!r}", code="invalid_key_action") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{name} must be a finite number", code="invalid_key_action")
+    return number
 
 
 def _body_from_args(args: argparse.Namespace) -> dict[str, Any]:

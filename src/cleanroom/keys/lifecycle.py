@@ -19,6 +19,7 @@ keyring. Every name is importable from here as before.
 from __future__ import annotations
 
 import base64
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +39,8 @@ from cleanroom.keys.public_key import TenantPublicKey, sign_endorsement
 from cleanroom.keys.registry import Document, Registry
 
 __all__ = ["DAY_S", "EventSink", "KeyManager", "RotationPolicy"]
+
+MAX_OVERLAP_S = 100 * 365 * 86_400.0  # as long as a credential may live (tenants.MAX_CREDENTIAL_LIFETIME_S)
 
 
 class EventSink(Protocol):
@@ -186,8 +189,9 @@ class KeyManager:
 
     def rotate_hpke_key(self, name_or_id: str, overlap_s: float) -> dict[str, Any]:
         """A new HPKE key pair becomes current; the previous ones keep opening for `overlap_s` seconds."""
-        if overlap_s < 0:
-            raise BadRequest("overlap must be >= 0 seconds", code="invalid_overlap")
+        if not (math.isfinite(overlap_s) and 0 <= overlap_s <= MAX_OVERLAP_S):
+            # NaN passed a `< 0` test and became an expiry no comparison ever reaches; inf a JSON `Infinity`
+            raise BadRequest("overlap must be a finite number of seconds, 0 to 100 years", code="invalid_overlap")
         tenant = self.registry.tenant(name_or_id)
         tenant_id = tenant["tenant_id"]
         version = int(tenant["tenant_keys"]["latest_version"])

@@ -118,7 +118,9 @@ class Registry:
 
 
 def validate_tenant_name(name: str) -> str:
-    if not TENANT_NAME_RE.match(name):
+    """A whole-string match: with `re.match`, "$" also matched before a trailing newline and let "alpha\\n"
+    through (a second tenant beside "alpha" that looks the same in every listing and log line)."""
+    if not TENANT_NAME_RE.fullmatch(name):
         raise BadRequest(
             "tenant names are 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
             code="invalid_tenant_name",
