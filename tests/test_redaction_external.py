@@ -163,6 +163,24 @@ def test_look_alikes_of_new_rules_survive(line: str) -> None:
     assert redact(line) == line
 
 
+# Beyond the examples: forms of the same changes that must be redacted (each fails on the tree before)
+MORE_SECRETS: tuple[tuple[str, str], ...] = (
+    ("FACEBOOK_KEY=34cebc81c056a21bc66e212f947d73ec", "34cebc81c056a21bc66e212f947d73ec"),
+    ("jdbc:sqlserver://db;user=sa;password=secret;", "=secret"),
+    ('curl -u "Xk29LmQp7RtZ:" https://api.example.net', "Xk29LmQp7RtZ"),
+    ('if (user.password === "letmein") {', "letmein"),
+    (
+        "$ vault operator unseal 7c2f0e4b9a13d8665fe0b1c2d3a4958687f9e0a1b2c3d4e5f60718293a4b5c6d",
+        "7c2f0e4b9a13d8665fe0b1c2d3a4958687f9e0a1b2c3d4e5f60718293a4b5c6d",
+    ),
+)
+
+
+@pytest.mark.parametrize(("line", "secret"), MORE_SECRETS)
+def test_more_forms_are_redacted(line: str, secret: str) -> None:
+    assert secret not in redact(line)
+
+
 def test_aws_secret_after_key_id_needs_a_random_value() -> None:
     """`aws-secret-after-key-id`: 40 zeros after an access key id are no secret (the id itself goes)."""
     out = redact("AKIAIOSFODNN7EXAMPLE, " + "0" * 40)

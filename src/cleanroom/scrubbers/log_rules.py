@@ -673,9 +673,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
     low_key = full_key(text, kw_start, kw_end).lower()
     tier = _tier(low_key)
     if tier is None:
-        if low_key != "key":
-            return None
-        low_key = _provider_key(text, kw_start)  # `config.facebook.key = "…"`: the provider's key
+        low_key = _provider_key(text, kw_start, low_key)  # `config.facebook.key`, `FACEBOOK_KEY`
         if not low_key:
             return None
         tier = "B"
@@ -742,14 +740,21 @@ _PROVIDER_SEGMENT = re.compile(
     r"pusher|algolia|mapbox|sonar)[._-]$",
     re.IGNORECASE,
 )
+_PROVIDER_KEY_NAME = re.compile(
+    r"(?:^|[_-])(?:facebook|fb|twitter|github|google|linkedin|instagram|stripe|twilio|sendgrid|mailgun|postmark|"
+    r"newrelic|pusher|algolia|mapbox|sonar)[_-]?key$"
+)
 # ADO.NET / ODBC / JDBC connection strings: `Server=h;User Id=u;Password=p;`
 _CONNECTION_KEY = re.compile(
     r"(?:server|data source|host|user id|uid|user|database|initial catalog|provider|driver)[ \t]*=", re.IGNORECASE
 )
 
 
-def _provider_key(text: str, kw_start: int) -> str:
-    """`facebook_key` for the `key` of `config.facebook.key`, or '' when no provider's name precedes it."""
+def _provider_key(text: str, kw_start: int, low_key: str) -> str:
+    """`facebook_key` for `FACEBOOK_KEY` and for the `key` of `config.facebook.key` (the key name reads
+    up to the last dot), or '' when the key names no provider."""
+    if low_key != "key":
+        return low_key if _PROVIDER_KEY_NAME.search(low_key) else ""
     seg = _PROVIDER_SEGMENT.search(text, max(0, kw_start - 12), kw_start)
     if seg is None or seg.end() != kw_start or (seg.start() > 0 and text[seg.start() - 1].isalnum()):
         return ""
@@ -897,6 +902,18 @@ def _confirm_tool_flag(text: str, m: re.Match[str], span: Span) -> Span | None:
     if text[flag : flag + 2] != want:
         return None
     return _confirm_tool_argument(text, m, span)
+
+
+_FOR_CLAUSE = re.compile(r"[ \t]for[ \t]", re.IGNORECASE)
+_IS_WAS = re.compile(r"[ \t]+(?:is|was)[ \t]", re.IGNORECASE)
+
+
+def _confirm_sql_password(text: str, m: re.Match[str], span: Span) -> Span | None:
+    """Not the user of a sentence: in `the password for user 'postgres' is 'admin'` the quoted word after
+    `for` is a user name (the prose rule takes `admin`); SQL's `PASSWORD FOR 'u'@'h'` is followed by `=`."""
+    if _FOR_CLAUSE.search(text, m.start(), span[0]) and _IS_WAS.match(text, span[1] + 1):
+        return None
+    return _confirm_not_placeholder(text, m, span)
 
 
 def _confirm_tool_argument(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -1647,8 +1664,8 @@ SECRET_RULES: tuple[Rule, ...] = (
     Rule("sql-password", "PASSWORD",
          r"(?:password(?:[ \t]+for[ \t]+[^\s=]{1,128})?(?:[ \t]+|[ \t]*=[ \t]*)n?|"
          r"identified[ \t]+(?:with[ \t]+[a-z0-9_]{1,64}[ \t]+)?by[ \t]+)"
-         r"(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")(?![ \t]+(?:is|was)[ \t])",
-         ("password", "identified"), caseless=True, priority=61, confirm=_confirm_not_placeholder, left_guard=_W,
+         r"(?:'(?P<v>[^'\s]{1,256})'|\"(?P<v2>[^\"\s]{1,256})\")",
+         ("password", "identified"), caseless=True, priority=61, confirm=_confirm_sql_password, left_guard=_W,
          hint=r"password[ \t]+for[ \t]|password[ \t]*=?[ \t]*n?['\"]|"
          r"identified[ \t]+(?:with[ \t]+[a-z0-9_]{1,64}[ \t]+)?by[ \t]+['\"]"),
     # MySQL/MariaDB clients take the password glued to `-p`: `mysqldump -u app -pS3cret db`
