@@ -91,10 +91,20 @@ def test_plot_without_matplotlib_is_a_clear_error(
         plot(cpu_result, tmp_path / "x.png")
 
 
-def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "scrub", "--device", "cpu", "--sizes", "lots"]) == 2
-    assert main(["bench", "scrub", "--device", "cpu", "--sizes", "1M", "--patterns", "swiss"]) == 2
-    assert "error" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--device", "cpu", "--sizes", "lots"], "not a size: 'lots'"),
+        (["--device", "cpu", "--sizes", "1M", "--patterns", "swiss"], "swiss"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N, not 'tpu'"),
+        (["--device", "cpu", "--sizes", "x" * 200], "not a size"),
+    ],
+)
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], args: list[str], text: str) -> None:
+    """One line, prefixed like every other command's errors (not a bare `error:`), never wrapped."""
+    assert main(["bench", "scrub", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().startswith("cleanroom bench scrub: ") and text in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_cuda_requested_on_cpu_host() -> None:

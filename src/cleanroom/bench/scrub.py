@@ -72,6 +72,11 @@ def _run_with_progress(args: argparse.Namespace, sizes: list[int] | None, patter
         return run_bench(args.device, sizes, patterns, args.repeats, args.seed, on_row)
 
 
+# What every other command prints before a one-line error (`cleanroom serve: ...`); soft_wrap: one line even
+# when stderr is not a terminal (rich wraps at 80 columns there).
+_PREFIX = "cleanroom bench scrub: "
+
+
 def cmd_bench_scrub(args: argparse.Namespace) -> int:
     from cleanroom.errors import DeviceQuarantined
 
@@ -87,12 +92,12 @@ def cmd_bench_scrub(args: argparse.Namespace) -> int:
         patterns = [p.strip() for p in args.patterns.split(",")]
         n_rows = len(sizes or DEFAULT_SIZES[resolve_device(args.device).split(":")[0]]) * len(patterns)
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"{_PREFIX}{exc}", soft_wrap=True)
         return 2
     try:
         result = _run_with_progress(args, sizes, patterns, n_rows)
     except (ValueError, DeviceQuarantined) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"{_PREFIX}{exc}", soft_wrap=True)
         return 1 if isinstance(exc, DeviceQuarantined) else 2
     result["args"] = {k: getattr(args, k) for k in ("device", "sizes", "patterns", "repeats", "seed")}
     if not has_rich:
@@ -105,7 +110,7 @@ def cmd_bench_scrub(args: argparse.Namespace) -> int:
         try:
             plot(result, Path(args.plot))
         except RuntimeError as exc:
-            err.print(f"[red]error:[/red] {exc}")
+            err.print(f"{_PREFIX}{exc}", soft_wrap=True)
             return 2
     if result["leaked_bytes"]:
         err.print(f"[red]LEAK:[/red] tenant B read {result['leaked_bytes']} bytes of tenant A's data")

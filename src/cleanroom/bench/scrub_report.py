@@ -119,5 +119,5 @@ def plain_table(result: dict[str, Any]) -> str:
 class PlainConsole:
     """What `cmd_bench_scrub` uses of rich's Console and Progress, as plain lines on stderr."""
 
-    def print(self, text: Any) -> None:
+    def print(self, text: Any, soft_wrap: bool = True) -> None:
         print(re.sub(r"\[/?(?:red|green)\]", "", str(text)), file=sys.stderr)
