@@ -56,6 +56,8 @@ case("master key symlink", [*serve, "--no-tls", "--data-dir", f"{root}/linked"])
 case("data dir is a file", [*serve, "--no-tls", "--data-dir", f"{root}/a-file"])
 case("second serve", [*serve, "--no-tls", "--data-dir", f"{root}/locked"])
 case("user model missing", [*serve, "--no-tls", "--data-dir", f"{root}/model", "--model", "m=no_such_mod.x:f"])
+case("built-in unknown", ["serve", "--no-reexec", "--port", "0", "--models", "echo,nope", "--no-tls",
+                          "--data-dir", f"{root}/builtin"])
 print(json.dumps({"case": "torch after refusals", "loaded": "torch" in sys.modules}), flush=True)
 threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT)).start()  # while torch and the models load
 case("ctrl-c", [*serve, "--no-tls", "--data-dir", f"{root}/interrupted"])
@@ -128,6 +130,7 @@ def test_serve_refuses_before_loading_torch_and_doctor_does_not_load_it(tmp_path
         "data dir is a file": "(the data dir is a file)",
         "second serve": "another cleanroom serve is starting or running",
         "user model missing": "cannot load 'no_such_mod.x:f': No module named 'no_such_mod'",
+        "built-in unknown": "unknown built-in model 'nope' (built-ins: echo, minilm)",
     }
     for name, text in expected.items():
         assert outcomes[name]["rc"] == 1, (name, stderr[name])

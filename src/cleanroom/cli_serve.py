@@ -117,6 +117,7 @@ def preflight(settings: Any) -> None:
     made private, a second server on it, a KMS that cannot be reached or refuses (a dead Vault address
     took 4 s and one with a dropped route `kms_timeout_s` more, all spent loading torch first), TLS files
     that cannot be loaded. Raises the error the server would; the CLI prints it as one line, exit 1."""
+    from cleanroom.config import BUILTIN_MODELS
     from cleanroom.errors import ConfigurationError
     from cleanroom.keys.factory import kms_from_settings, master_key_name
     from cleanroom.server.runner import tls_files
@@ -130,11 +131,10 @@ def preflight(settings: Any) -> None:
         raise ConfigurationError(f"cannot use the data dir {data_dir}: {exc.strerror or exc}") from None
     lock_data_dir(data_dir)
     try:
-        master_file = data_dir / "kms" / "master-keys.json"
-        if settings.kms == "local" and master_file.is_symlink():
-            # The local KMS follows it to read, but its first rotation replaces the link by a regular file:
-            # the target (a backup, a shared mount) silently stops being the key in use.
-            raise ConfigurationError(f"{master_file} is a symlink; the master key file must be a regular file")
+        unknown = [name for name in settings.models if name and name not in BUILTIN_MODELS]
+        if unknown:  # else found only after torch loads (the built-ins are defined next to torch code)
+            shown = ", ".join(repr(name[:64]) for name in unknown)
+            raise ConfigurationError(f"unknown built-in model {shown} (built-ins: {', '.join(BUILTIN_MODELS)})")
         for name, target in settings.user_models.items():
             user_model_problem = missing_user_model(target)
             if user_model_problem is not None:  # else found only after torch and the built-ins (~10 s)

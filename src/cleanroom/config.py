@@ -23,6 +23,11 @@ from pydantic_settings import (
 DEFAULT_DATA_DIR = Path("./cleanroom-data")
 
 
+# The built-in models (runtime/models.py), named here so that `serve` can refuse an unknown one before
+# importing torch (the models' module does).
+BUILTIN_MODELS = ("echo", "minilm")
+
+
 class Settings(BaseSettings):
     """Every knob the runtime has, with defaults a production deployment can start from."""
 
@@ -35,7 +40,7 @@ class Settings(BaseSettings):
     tls_mode: Literal["dev", "files", "off"] = "dev"
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    models: list[str] = Field(default_factory=lambda: ["echo", "minilm"])
+    models: list[str] = Field(default_factory=lambda: list(BUILTIN_MODELS))
     user_models: dict[str, str] = Field(default_factory=dict, description="NAME -> package.module:factory")
 
     # --- who may call from where ------------------------------------------------------------------

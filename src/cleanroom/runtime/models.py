@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from cleanroom.config import BUILTIN_MODELS
 from cleanroom.errors import ConfigurationError, InvalidPayload, UnknownModel
 from cleanroom.memory.secure_buffer import SecureAllocator, SecureBuffer
 from cleanroom.runtime.tensors import read_safetensors, write_safetensors
@@ -243,7 +244,7 @@ class ModelRegistry:
             elif name == "minilm":
                 models[name] = MiniLMModel(max_inputs=max_minilm_inputs)
             elif name:
-                raise ConfigurationError(f"unknown built-in model {name!r} (built-ins: echo, minilm)")
+                raise ConfigurationError(f"unknown built-in model {name!r} (built-ins: {', '.join(BUILTIN_MODELS)})")
         for name, target in user_models.items():
             if name in models:
                 raise ConfigurationError(f"model name {name!r} is used twice")
