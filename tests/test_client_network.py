@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cleanroom.client import Client, ClientError, ConnectionFailed, UnexpectedResponse
 from cleanroom.crypto.sealed import CONTENT_TYPE, open_request_key, parse_request
 from cleanroom.keys.public_key import TenantPublicKey
+from support.listener import ThreadedListener
 
 PRIVATE = ec.generate_private_key(ec.SECP384R1())
 KEY = TenantPublicKey("t_00112233445566ff", "hk_00112233445566ff", PRIVATE.public_key())
@@ -57,32 +58,16 @@ def read_request(sock: socket.socket) -> bytes | None:
     return body
 
 
-class Fake:
+class Fake(ThreadedListener):
     """127.0.0.1 server: each request on each connection is answered by `script`."""
 
     def __init__(self, script: Script) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.script, self.connections, self.stop = script, 0, threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.script, self.stop = script, threading.Event()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        with sock:
-            sock.settimeout(5)
-            try:
-                while not self.stop.is_set() and (body := read_request(sock)) is not None:
-                    self.script(sock, body)
-            except OSError:
-                pass
+    def serve(self, sock: socket.socket) -> None:
+        while not self.stop.is_set() and (body := read_request(sock)) is not None:
+            self.script(sock, body)
 
 
 @contextmanager
@@ -92,7 +77,7 @@ def fake(script: Script) -> Iterator[Fake]:
         yield server
     finally:
         server.stop.set()
-        server.listener.close()
+        server.close()
 
 
 def answer(status: bytes, content_type: bytes, body: bytes, extra: bytes = b"") -> bytes:

@@ -27,7 +27,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.request
 import uuid
@@ -44,6 +43,7 @@ from cleanroom.client import Client, ClientError, UnexpectedResponse
 from cleanroom.crypto.sealed import CONTENT_TYPE, open_request_key, parse_request
 from cleanroom.keys.public_key import TenantPublicKey
 from support.hardening import address, admin_create_tenant, read_response
+from support.listener import ThreadedListener
 
 PAYLOAD = b"other clients \x00\xff" * 400  # ~6 KiB sealed: curl's Expect threshold on older versions is 1 KiB
 CURL = shutil.which("curl")
@@ -368,38 +368,17 @@ def read_request(sock: socket.socket) -> tuple[bytes, bytes] | None:
     return head, body
 
 
-class Upstream:
+class Upstream(ThreadedListener):
     """A listener whose `answer(sock, head, body)` plays each request; records heads and connections."""
 
     def __init__(self, answer: Callable[[socket.socket, bytes, bytes], None], host: str = "127.0.0.1") -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.listener = socket.create_server((host, 0), family=family)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
-        self.answer, self.heads, self.connections = answer, [], 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.answer, self.heads = answer, []
+        super().__init__(host)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        with sock:
-            sock.settimeout(5)
-            try:
-                while (request := read_request(sock)) is not None:
-                    self.heads.append(request[0])
-                    self.answer(sock, *request)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.listener.close()
+    def serve(self, sock: socket.socket) -> None:
+        while (request := read_request(sock)) is not None:
+            self.heads.append(request[0])
+            self.answer(sock, *request)
 
 
 def honest(sock: socket.socket, head: bytes, body: bytes, extra: bytes = b"") -> None:
