@@ -26,9 +26,9 @@ import httpx
 
 from cleanroom.client_errors import ClientError, ConnectionFailed, UnexpectedResponse, _safe_text
 from cleanroom.client_network import (
-    _bytes_past_the_end,
     _ca_context,
-    _cut_waits_to_the_deadline,
+    bytes_past_the_end,
+    harden_pools,
     http_client,
     is_loopback_host,
     network_errors,
@@ -121,7 +121,7 @@ class Client:
         # follow_redirects=False (httpx's default, stated so it stays): a 3xx is an error, and the
         # Authorization header never travels to another host. Proxies: see `http_client`.
         self._http = http_client(self.url, verify, timeout=timeout_s, follow_redirects=False)
-        _cut_waits_to_the_deadline(self._http)  # timeout_s bounds a call as a whole, not each socket wait
+        harden_pools(self._http)  # timeout_s bounds a call as a whole; bytes past an answer are refused
         self._auth = {"Authorization": f"Bearer {api_key}"}
         if isinstance(public_key, TenantPublicKey) or public_key is None:
             self._public_key = public_key
@@ -208,37 +208,32 @@ class Client:
         Network failures are `ConnectionFailed`; anything that is not a well-framed answer of the expected
         type, `UnexpectedResponse` (with the status); never a wait much past `timeout_s`."""
         deadline = time.monotonic() + self.timeout_s
-        status, desynced = [0], None
-        try:
-            with (
-                network_errors(self.url, status, deadline),
-                self._http.stream(method, path, content=content, headers=headers or self._auth) as response,
-            ):
-                status[0] = response.status_code
-                if response.status_code >= 400:
-                    self._raise_for_error(response, deadline)
-                if not 200 <= response.status_code < 300:
-                    location = " (a redirect; not followed)" if response.is_redirect else ""
-                    raise UnexpectedResponse(response.status_code, f"unexpected HTTP status{location}")
-                media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                wanted = "application/json" if json_body else CONTENT_TYPE
-                if media_type != wanted:
-                    shown = _safe_text(media_type or "none", 80)
-                    raise UnexpectedResponse(response.status_code, f"the answer is {shown}, not {wanted}")
-                body = read_bounded(response, limit_bytes, deadline)
-                surplus, desynced = _bytes_past_the_end(response)
-                if not surplus:
-                    desynced = None
-                    return response.status_code, body
-                raise UnexpectedResponse(
-                    response.status_code,
-                    f"{surplus} bytes past the end of the answer (broken framing: a server or proxy bug, or "
-                    "response smuggling); the connection is dropped",
-                    "response_framing",
-                )
-        finally:
-            if desynced is not None:  # closed once the response has given it back, so the pool drops it
-                desynced.close()
+        status = [0]
+        with (
+            network_errors(self.url, status, deadline),
+            self._http.stream(method, path, content=content, headers=headers or self._auth) as response,
+        ):
+            status[0] = response.status_code
+            if response.status_code >= 400:
+                self._raise_for_error(response, deadline)
+            if not 200 <= response.status_code < 300:
+                location = " (a redirect; not followed)" if response.is_redirect else ""
+                raise UnexpectedResponse(response.status_code, f"unexpected HTTP status{location}")
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            wanted = "application/json" if json_body else CONTENT_TYPE
+            if media_type != wanted:
+                shown = _safe_text(media_type or "none", 80)
+                raise UnexpectedResponse(response.status_code, f"the answer is {shown}, not {wanted}")
+            body = read_bounded(response, limit_bytes, deadline)
+        surplus = bytes_past_the_end(response)  # the pool has already dropped the connection that carried it
+        if surplus:
+            raise UnexpectedResponse(
+                response.status_code,
+                f"{surplus} bytes past the end of the answer (broken framing: a server or proxy bug, or "
+                "response smuggling); the connection is dropped",
+                "response_framing",
+            )
+        return response.status_code, body
 
     @staticmethod
     def _raise_for_error(response: httpx.Response, deadline: float | None = None) -> None:

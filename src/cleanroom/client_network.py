@@ -3,7 +3,7 @@ desynchronise a connection, or reach an environment proxy with a loopback server
 
 - `network_errors`: httpx's transport failures as `ConnectionFailed`, saying whether the request may have
   been processed; with a deadline, every socket wait inside is cut to it (`_DeadlineBackend`);
-- `_bytes_past_the_end`: a surplus after an answer is refused, not read as the next call's answer;
+- `_FramingGuard`: a surplus after an answer is refused, not read as the next call's answer;
 - `http_client`: loopback servers reached directly, never through HTTP(S)_PROXY;
 - `read_bounded`: bodies read under a size limit and the call's deadline.
 """
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpcore
 import httpx
 
@@ -149,38 +150,75 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _cut_waits_to_the_deadline(client: httpx.Client) -> int:
-    """Wrap the network backend of every pool `client` may use (direct, env proxies); returns how many.
+def harden_pools(client: httpx.Client) -> int:
+    """Fit every pool `client` may use (direct, env proxies) with the deadline-cut network backend and the
+    framing check (`_FramingGuard`); returns how many pools.
 
-    httpx takes no network backend, so this sets httpcore's pool attribute (httpx 0.28 / httpcore 1.0;
-    tests/test_client_network.py fails if an upgrade moves it)."""
-    wrapped = 0
+    httpx takes no network backend and no per-connection hook, so this sets httpcore's pool attributes
+    (httpx 0.28 / httpcore 1.0; tests/test_client_network.py and tests/test_client_framing.py fail if an
+    upgrade moves them)."""
+    hardened = 0
     private: Any = client
     for transport in [private._transport, *private._mounts.values()]:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if backend is not None and not isinstance(backend, _DeadlineBackend):
             pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
-            wrapped += 1
-    return wrapped
+            pool.handle_request = _guarded(pool.handle_request)  # type: ignore[union-attr]
+            hardened += 1
+    return hardened
 
 
-def _bytes_past_the_end(response: httpx.Response) -> tuple[int, Any]:
-    """How many bytes the connection already holds past the end of `response`, and that connection.
+# Where an answer's `_FramingGuard` is found (httpx copies httpcore's extensions dict, not its values).
+FRAMING = "cleanroom.framing"
+
+
+class _FramingGuard:
+    """An answer's body stream that, when closed, refuses bytes past the answer's end.
 
     httpcore keeps a connection whose server sent more than its Content-Length (or after its last chunk)
     and parses the surplus as the answer to the NEXT request on it: a desync that lets whoever wrote the
     surplus answer a later call (sealing stops a forged sealed answer, not a forged error or key document).
-    httpcore checks only the socket when it reuses a connection, not what h11 already buffered, so this
-    looks there: private attributes of httpx 0.28 / httpcore 1.0 — tests/test_client_network.py fails
-    if an upgrade moves them."""
-    stream: Any = response.stream
-    try:
-        connection = stream._stream._httpcore_stream._stream._connection
-        surplus, _closed = connection._h11_state.trailing_data
-    except AttributeError:
-        return 0, None
-    return len(surplus), connection
+    httpcore checks only the socket when it reuses a connection, not what h11 already buffered. The check
+    runs here, in `close`, before the connection goes back to the pool: checked after the release (as
+    efb7287 did), another thread's call could take the connection first and read the surplus as its own
+    answer, and an error answer (a 4xx read whole, then raised) was never checked at all. Every call on
+    the pool passes here, BatchClient's and non-streamed ones included."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.surplus = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._inner
+
+    def close(self) -> None:
+        connection = getattr(getattr(self._inner, "_stream", None), "_connection", None)
+        state = getattr(connection, "_h11_state", None)
+        if isinstance(state, h11.Connection) and state.their_state is h11.DONE:  # the answer was read whole
+            surplus, _closed = state.trailing_data
+            if surplus:
+                self.surplus = len(surplus)
+                state.send_failed()  # h11 in ERROR: httpcore closes the connection instead of pooling it
+        self._inner.close()
+
+
+def _guarded(handle_request: Any) -> Any:
+    def handle(request: httpcore.Request) -> httpcore.Response:
+        response: httpcore.Response = handle_request(request)
+        guard = _FramingGuard(response.stream)
+        response.stream = guard
+        response.extensions[FRAMING] = guard
+        return response
+
+    return handle
+
+
+def bytes_past_the_end(response: httpx.Response) -> int:
+    """How many bytes came past the end of `response` (known once its body is read and closed); the
+    connection that carried them has been dropped."""
+    guard = response.extensions.get(FRAMING)
+    return guard.surplus if isinstance(guard, _FramingGuard) else 0
 
 
 def _ca_context(verify: str | Path) -> ssl.SSLContext:
