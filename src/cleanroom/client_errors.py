@@ -5,6 +5,7 @@ safe to log first (`_safe_text`): bounded, one line, no terminal or bidi control
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _CODE_RE = re.compile(r"^[a-z0-9_]{1,64}$")
 MAX_ERROR_MESSAGE_CHARS = 500
@@ -31,6 +32,18 @@ class ClientError(Exception):
         message = _safe_text(message)
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy rebuild an exception as cls(*self.args): one string, not (status, code, message),
+        # so a ClientError crossing a process pool (or copy.copy) was a TypeError in place of the error
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type[ClientError], args: tuple[Any, ...], state: dict[str, Any]) -> ClientError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class UnexpectedResponse(ClientError):

@@ -40,13 +40,33 @@ _NOT_SENT = (
 )
 
 
+def _compat_class(kind: type[httpx.HTTPError]) -> type[ConnectionFailed]:
+    """The ConnectionFailed that is also a `kind` (one per httpx error class, made on first use)."""
+    cls = _COMPAT_CLASSES.get(kind)
+    if cls is None:
+        namespace = {
+            "__module__": __name__,
+            "__qualname__": "ConnectionFailed",
+            "__doc__": ConnectionFailed.__doc__,
+            # made at run time, so not importable by name: pickle and copy go through the httpx class
+            "__reduce__": lambda self: (_rebuild_compat, (kind, self.args, dict(self.__dict__))),
+        }
+        cls = _COMPAT_CLASSES[kind] = type("ConnectionFailed", (ConnectionFailed, kind), namespace)
+    return cls
+
+
+def _rebuild_compat(kind: type[httpx.HTTPError], args: tuple[Any, ...], state: dict[str, Any]) -> ConnectionFailed:
+    cls = _compat_class(kind)
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 def _connection_failed(cause: httpx.HTTPError, status: int, where: str) -> ConnectionFailed:
     """`cause` as a ConnectionFailed that is also an instance of `type(cause)` (see the class)."""
     kind = type(cause)
-    cls = _COMPAT_CLASSES.get(kind)
-    if cls is None:
-        namespace = {"__module__": __name__, "__qualname__": "ConnectionFailed", "__doc__": ConnectionFailed.__doc__}
-        cls = _COMPAT_CLASSES[kind] = type("ConnectionFailed", (ConnectionFailed, kind), namespace)
+    cls = _compat_class(kind)
     request = getattr(cause, "_request", None)
     if request is not None:  # the route, without query or userinfo (netloc is host:port only)
         where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}{request.url.path}"
