@@ -99,8 +99,12 @@ _NUMBER_RE = re.compile(r"[+-]?[0-9][0-9_.,]*")
 
 
 # (`$1`: a shell script's positional parameter, `curl --user "$1:$2"`)
+# `%NUGET_PASSWORD%`: a Windows environment reference (cmd and NuGet.Config expand it), upper case only, so
+# a password that merely starts and ends with `%` is still judged; `${{ secrets.X }}`: a GitHub Actions
+# expression (the `${…}` branch stops at its first `}`)
 _TEMPLATE_RE = re.compile(
-    r"\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*|\$\d|%[sdr]|%\([^)]*\)[sdr]|<[^<>]*>?|\{\{.*|\{%.*|\$\(.*"
+    r"\$\{[^}]*\}?|\$\{\{.*|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*|\$\d|%[sdr]|%\([^)]*\)[sdr]|%[A-Z_][A-Z0-9_]{1,64}%|"
+    r"<[^<>]*>?|\{\{.*|\{%.*|\$\(.*"
 )
 # What masking tools print instead of a value: `[MASKED]` (GitLab), `(sensitive value)` (Terraform, cut at
 # its space when unquoted), `[FILTERED]` (Rails), `<hidden>`, `(redacted)`
@@ -430,9 +434,62 @@ def confirm_random_token(text: str, m: re.Match[str], span: Span) -> Span | None
         return None
     if _ID_BEFORE.search(text, max(0, word - 24), word):
         return None
-    if _CERTIFICATE_DER.match(text, word):
-        return None  # an X.509 certificate (`<ds:X509Certificate>MIIDdzCCAl+g…`) is public
+    if _CERTIFICATE_DER.match(text, word) or _PUBLIC_KEY_DER.match(text, word):
+        return None  # an X.509 certificate (`<ds:X509Certificate>MIIDdzCCAl+g…`) or a public key is public
+    if text.startswith("AAAA", word) and _ssh_public_blob(text, word):
+        return None  # `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5…`: an SSH public key (authorized_keys, known_hosts)
+    if "-----BEGIN" in text and _in_public_pem(text, word):
+        return None
     return span
+
+
+# SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7): RSA (SEQUENCE, rsaEncryption, BIT STRING `AAOC`; a PKCS#8
+# private key has INTEGER 0 and an OCTET STRING there: `MIIEvQIBADAN…AASC`), EC P-256 and P-384
+_PUBLIC_KEY_DER = re.compile(
+    r"MII[A-Za-z0-9+/]{3}ANBgkqhkiG9w0BAQEFAAOC|MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE|MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE"
+)
+# The SSH wire format of a public key starts with its type as a length-prefixed string (RFC 4253 §6.6):
+# `AAAAC3NzaC1lZDI1NTE5` is `\0\0\0\x0bssh-ed25519`. An OpenSSH private key starts `b3BlbnNzaC1rZXkt`
+# (`openssh-key-v1`), and its PEM rule covers the whole block whatever this says
+_SSH_BLOB_HEAD = re.compile(r"AAAA[A-Za-z0-9+/]{44}")
+_SSH_KEY_TYPE = re.compile(rb"(?:ssh|ecdsa|sk)-[a-z0-9@.-]{2,40}")
+
+
+def _ssh_public_blob(text: str, word: int) -> bool:
+    head = _SSH_BLOB_HEAD.match(text, word)
+    if head is None:
+        return False
+    raw = base64.b64decode(head.group())  # 48 base64 characters: 36 bytes, no padding needed
+    n = int.from_bytes(raw[:4], "big")
+    return 7 <= n <= 32 and _SSH_KEY_TYPE.fullmatch(raw[4 : 4 + n]) is not None
+
+
+# Public PEM blocks: a certificate, a CSR, a CRL, a public key. Their body lines are public; a line alone
+# cannot be told from a secret's base64, so the block's BEGIN line must be in the text the rule sees (a
+# logging record, a multi-line message; the streaming redactor holds only PRIVATE KEY blocks, so there a
+# certificate's body lines arrive one by one and stay redacted: safe). Never a PRIVATE KEY block's body:
+# the nearest BEGIN before the line decides, and every line between must be a body line (no END, no key)
+_PUBLIC_PEM_BEGIN = re.compile(
+    r"-----BEGIN (?:TRUSTED |NEW )?(?:CERTIFICATE(?: REQUEST)?|X509 CRL|(?:RSA |EC )?PUBLIC KEY)-----[ \t]*\r?\n"
+)
+_PEM_BODY_LINE = r"[ \t]*[A-Za-z0-9+/]{4,76}={0,2}[ \t]*\r?"
+_PEM_BODY_LINES = re.compile(r"(?:" + _PEM_BODY_LINE + r"\n)*+")
+_PEM_ONE_LINE = re.compile(_PEM_BODY_LINE)
+
+
+def _in_public_pem(text: str, pos: int) -> bool:
+    """`pos` lies on a body line of a public PEM block whose BEGIN line the text holds."""
+    begin = text.rfind("-----BEGIN", 0, pos)
+    if begin < 0:
+        return False
+    opened = _PUBLIC_PEM_BEGIN.match(text, begin)
+    if opened is None:
+        return False
+    line_start = text.rfind("\n", 0, pos) + 1
+    if _PEM_BODY_LINES.match(text, opened.end(), line_start).end() != line_start:  # type: ignore[union-attr]
+        return False
+    line_end = text.find("\n", pos)
+    return _PEM_ONE_LINE.fullmatch(text, line_start, len(text) if line_end < 0 else line_end) is not None
 
 
 def _confirm_userinfo_token(text: str, m: re.Match[str], span: Span) -> Span | None:
@@ -697,6 +754,8 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
         return None  # `hashed_password = users.get(username)`, `secret = load()`: code computing the value
     if _CALL_KWARG_OPEN.fullmatch(value):
         return None  # `credentials: Credentials(access_key='…'`: an object's repr, its fields are judged one by one
+    if value[:1] == "&" and _GO_STRUCT_OPEN.fullmatch(value):
+        return None  # Go's `%#v`: `auth: &registry.AuthConfig{Username:"u", Password:"p"}`, fields judged alone
     if (value[:1] in "[m" and _GO_COMPOSITE_RE.fullmatch(value)) or value == "Slice([":
         # (`Slice([`: the OpenTelemetry collector's debug exporter prints a header attribute as
         # `http.request.header.api-key: Slice(["v"])`)
@@ -726,6 +785,7 @@ def confirm_assignment(text: str, m: re.Match[str], span: Span) -> LabelledSpan 
 
 
 _CALL_KWARG_OPEN = re.compile(r"[A-Za-z_][\w.]*\([A-Za-z_]\w*[=:]")
+_GO_STRUCT_OPEN = re.compile(r"&[A-Za-z_][\w.]*\{(?:[A-Z]\w*:)?")
 _SUBSCRIPT = re.compile(r"[A-Za-z_][\w.]*\[")
 # a method call on an identifier argument, or any call without arguments
 _CODE_CALL = re.compile(r"[A-Za-z_]\w*\.[\w.]*\([A-Za-z_][\w.]*\)|[A-Za-z_][\w.]*\(\)")
@@ -817,9 +877,14 @@ _KEY_FILE = re.compile(r"\.(?:pem|key|crt|cer|der|p8|p12|pfx|jks|json|ya?ml|txt|
 _HTTP_CLIENT = re.compile(r"curl|wget|http|https?://", re.IGNORECASE)
 
 
+# A flag named in a sentence, not given a value: Docker's own `WARNING! Using --password via the CLI is
+# insecure.` (the tenth corpus: 64 false PASSWORD findings on `via`); function words only, never a password
+_FLAG_PROSE_WORDS = frozenset(("via", "on", "in", "is", "was", "for", "from", "with", "and", "or", "the", "to"))
+
+
 def _confirm_flag(text: str, m: re.Match[str], span: Span) -> Span | None:
     value = _group_text(text, span)
-    if is_placeholder(value):
+    if is_placeholder(value) or value in _FLAG_PROSE_WORDS:
         return None
     key = m.group("k").lower()
     if (key.endswith("-key") or key == "pwd") and (_PATHISH.match(value) or _KEY_FILE.search(value)):
@@ -1091,8 +1156,8 @@ def confirm_prose_password(text: str, m: re.Match[str], span: Span) -> Span | No
 _HTML_QUOTE = r"(?:&quot;|&#34;|&#x22;|&#39;|&#x27;|&apos;)"  # a quote, HTML-escaped
 _AUTH_PARAM = r"[a-z0-9_-]+=(?:\\?\"[^\"\r\n]*\"|[^\s,\"]+)"  # `name="value"` or `name=value` (RFC 7235)
 TOK = "A-Za-z0-9"
-_W = TOK + "_"  # left guard: a token must not continue a word
-_WD = _W + "-"
+_W: str = TOK + "_"  # left guard: a token must not continue a word
+_WD: str = _W + "-"
 
 
 def _provider(
@@ -1114,8 +1179,10 @@ _SMB_TOOLS = r"smbclient|rpcclient|smbmap|smbcacls|net[ \t]+(?:rpc|ads)"
 
 _NETRC_SEP = r"(?:[ \t]+|[ \t]*\r?\n[ \t]*)"  # fields on one line, or one a line
 
-# The rules written from the public rule sets' examples live in their own module, which builds them from
-# the helpers above: imported here, after those helpers, because that module imports them from this one
+# The rules written from the public rule sets' examples and the tenth corpus's developer-tooling rules live
+# in modules of their own, which build them from the helpers above: imported here, after those helpers,
+# because those modules import them from this one
+from cleanroom.scrubbers._redact_rules_devtools import DEVTOOLS_RULES  # noqa: E402
 from cleanroom.scrubbers._redact_rules_external import EXTERNAL_RULES  # noqa: E402
 
 SECRET_RULES: tuple[Rule, ...] = (
@@ -1587,6 +1654,7 @@ SECRET_RULES: tuple[Rule, ...] = (
          ("-u ", "-u\t", "-u=", "--user", "--proxy-user", "--auth"), priority=60, confirm=_confirm_cli_user,
          left_guard=TOK + "-"),
     *EXTERNAL_RULES,
+    *DEVTOOLS_RULES,
     # ---- client, desktop and export formats (the ninth corpus) ---------------------------------------------
     # PHP `serialize()`: `s:8:"password";s:12:"p";` (session files, cache dumps): the string after a key's
     Rule("php-serialized", "SECRET",
