@@ -276,6 +276,7 @@ def test_tenth_ssh_public_key_survives_and_look_alikes_do_not() -> None:
         ),
         ('{"email":"jane2001\\u0040mail\\u002eexample\\u002eco\\u002euk"}', "jane2001"),
         ("<td>dubois.olivia&#64;example.com</td>", "olivia"),
+        ('{"email":"nguyen\\u002echidi\\u0040yahoo\\u002eco\\u002ein"}', "nguyen"),
         ('<add key="ClearTextPassword" value="%hunter2%" />', "hunter2"),
         ("docker login --password hunter2x --username u", "hunter2x"),
         ('auth: &registry.AuthConfig{Username:"akowalski", Password:"velvet847", Auth:""}', "velvet847"),

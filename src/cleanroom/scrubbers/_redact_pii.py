@@ -475,15 +475,23 @@ _IPV4_TAIL = r"\d{0,2}(?:\.\d{1,3}){3}"
 # characters), HTML's `&#64;`/`&#x40;`/`&#46;` (the tenth corpus: 147 of 888 addresses)
 _ESCAPED_AT = r"(?:\\u0040|&#64;|&#x40;)"
 _ESCAPED_DOT = r"(?:\.|\\u002e|&#46;|&#x2e;)"
-# The local part read backwards: local-part characters and escaped dots (`nguyen\u002echidi\u0040…`)
-_ESCAPED_LOCAL = re.compile(r"(?:[a-z0-9_%+-]|\\u002e|&#46;|&#x2e;|\.)+$")
+# The local part read backwards: local-part characters and escaped dots (`nguyen\u002echidi\u0040…`), one
+# unit a step, at most 64 units (linear: a regex search ending at `@` would retry from every start)
+_LOCAL_ESCAPED_DOTS = ("\\u002e", "\\u002E", "&#46;", "&#x2e;", "&#x2E;")
 
 
 def _widen_escaped_email(text: str, m: re.Match[str], span: Span) -> Span:
     at, end = span
-    lo = max(0, at - 6 * _LOCAL_PART_MAX)
-    local = _ESCAPED_LOCAL.search(text.lower(), lo, at)
-    start = at if local is None else local.start()
+    start = at
+    for _ in range(_LOCAL_PART_MAX):
+        # (the escape first: `\u002e` ends in local-part characters)
+        dot = next((d for d in _LOCAL_ESCAPED_DOTS if text.endswith(d, 0, start)), None)
+        if dot is not None:
+            start -= len(dot)
+        elif start > 0 and text[start - 1] in _EMAIL_LOCAL_CHARS:
+            start -= 1
+        else:
+            break
     while start < at and not text[start].isalnum():
         start += 1
     if start >= 1 and text[start - 1] == "\\" and text[start : start + 1] in ("u", "U"):
