@@ -273,3 +273,19 @@ def test_guard_characters_expands_ranges() -> None:
 
     assert guard_characters("A-Za-z0-9_-") == frozenset(string.ascii_letters + string.digits + "_-")
     assert guard_characters("-~.") == frozenset("-~.")
+
+
+@pytest.mark.parametrize("module", ["_redact_rules_external", "_redact_rules_devtools"])
+def test_the_rule_modules_import_on_their_own(module: str) -> None:
+    """They use log_rules' helpers and log_rules splices them in: imported first, on their own, they met a
+    half-initialised log_rules (ImportError). The package imports log_rules first."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"import cleanroom.scrubbers.{module} as m; print(len(m.__dict__))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
