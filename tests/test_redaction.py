@@ -289,3 +289,17 @@ def test_the_rule_modules_import_on_their_own(module: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "    if password == confirm_password: return True",
+        "    if user.password != new_password: raise ValueError('mismatch')",
+        "    while not token: await asyncio.sleep(0.1)",
+        "  File \"app.py\", line 12, in login\n    if secret: yield secret",
+    ],
+)
+def test_traceback_source_lines_survive(line: str) -> None:
+    """A traceback quotes source lines; `name: keyword` there is code, not a `key: value` assignment."""
+    assert redact(line) == line

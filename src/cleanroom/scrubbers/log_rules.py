@@ -84,7 +84,11 @@ _PLACEHOLDER_VALUES = frozenset(
         # the literal password GitHub documents for a token sent as the user (`https://<token>:x-oauth-basic@`)
         "x-oauth-basic",
         # what Ansible prints in place of a `no_log` module parameter
-        "value_specified_in_no_log_parameter"
+        "value_specified_in_no_log_parameter",
+        # Python statement keywords: a traceback's source line `if password == confirm_password: return
+        # True` reads as `confirm_password: return` (not `pass`: a real, weak password in compose files)
+        "return", "raise", "continue", "break", "yield", "await", "lambda", "del", "assert", "global",
+        "nonlocal", "import", "elif", "except", "finally", "async", "def", "class",
     ]
 )  # fmt: skip
 # YAML block scalar indicators (`key: |`, `key: >-`): the value follows on the next lines
