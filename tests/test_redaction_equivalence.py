@@ -29,6 +29,7 @@ import redaction_corpus as corpus
 import redaction_corpus_heldout as heldout
 from cleanroom.scrubbers import _redact_validators as v
 from cleanroom.scrubbers._redact_engine import _after_escape, guard_characters
+from cleanroom.scrubbers._redact_urlview import decoded_view, find_with_view
 from cleanroom.scrubbers.log_rules import Rule
 from cleanroom.scrubbers.logs import DEFAULT_IP_ALLOWLIST, DEFAULT_RULES, Redactor, default_redactor
 
@@ -110,6 +111,15 @@ def _reference_found(text: str, rules: Sequence[Rule]) -> _Found:
     return out
 
 
+def _reference_read(text: str) -> _Found:
+    """`_reference_found` on the text, and on its percent-decoded view when it has one: the engine's reading
+    of `%XX`/`+` (_redact_urlview), shared, not a shortcut, so the reference reads the same view."""
+    view = decoded_view(text)
+    if view is None:
+        return _reference_found(text, DEFAULT_RULES)
+    return find_with_view(text, view, lambda t: _reference_found(t, DEFAULT_RULES))
+
+
 def _reference_merge(found: _Found) -> list[tuple[int, int, str]]:
     merged: list[tuple[int, int, str]] = []
     group: _Found = []
@@ -132,7 +142,7 @@ def _merged(group: _Found) -> tuple[int, int, str]:
 def _reference_redact(text: str, merged: list[tuple[int, int, str]] | None = None) -> str:
     """`text` with the reference's merged findings replaced (`merged`: already computed for this text)."""
     if merged is None:
-        merged = _reference_merge(_reference_found(text, DEFAULT_RULES))
+        merged = _reference_merge(_reference_read(text))
     parts, pos = [], 0
     for start, end, label in merged:
         parts += [text[pos:start], f"[REDACTED:{label}]" + "\n" * text.count("\n", start, end)]
@@ -143,7 +153,7 @@ def _reference_redact(text: str, merged: list[tuple[int, int, str]] | None = Non
 def _assert_same(lines: Sequence[str]) -> None:
     fast = default_redactor()
     for line in lines:
-        expected = _reference_merge(_reference_found(line, DEFAULT_RULES))  # once per line: find, then redact
+        expected = _reference_merge(_reference_read(line))  # once per line: find, then redact
         assert [(f.start, f.end, f.label) for f in fast.find(line)] == expected, line
         assert fast.redact(line) == _reference_redact(line, expected), line
 

@@ -8,8 +8,6 @@ leak), so the suite stays green and the cell turns into a failure (strict XPASS)
 delete its entry. `-s -k table` prints the type x context failure table and per-type recall.
 """
 
-# ruff: noqa: E501  (xfail reasons name literal spellings)
-
 from __future__ import annotations
 
 import importlib
@@ -56,16 +54,8 @@ def failing_spellings(cell: list[tuple[grid.Case, str]], positive: bool) -> list
 XFAIL_CELLS: dict[str, str] = {
     "aws_secret_key/sentence": "2 of 4 leak: SecretAccessKey, secret_access_key",
     "aws_secret_key/csv": "3 of 4 leak: AWS_SECRET_ACCESS_KEY, SecretAccessKey, secret_access_key",
-    "azure_storage_key/url_query": "1 of 4 leak: bare_88",
-    "azure_storage_key/form_body": "1 of 4 leak: bare_88",
-    "azure_connection_string/url_query": "1 of 4 leak: sas_url",
-    "azure_connection_string/form_body": "1 of 4 leak: sas_url",
-    "slack_webhook/form_body": "4 of 4 leak: services, services_2, workflows, triggers",
     "npm_token/sentence": "1 of 3 leak: legacy_uuid",
     "npm_token/csv": "1 of 3 leak: legacy_uuid",
-    "private_key/url_query": "5 of 5 leak: rsa_private_key_multiline, openssh_private_key_multiline, private_key_escaped, ec_private_key_escaped, service_account_json",
-    "private_key/form_body": "5 of 5 leak: rsa_private_key_multiline, openssh_private_key_multiline, private_key_escaped, ec_private_key_escaped, service_account_json",
-    "url_password/form_body": "1 of 5 leak: mysql",
     "assignment/sentence": "2 of 7 leak: secret, DB_PASSWORD",
     "assignment/csv": "4 of 7 leak: password, passwd, secret, DB_PASSWORD",
     "email/json": "1 of 7 leak: quoted",
@@ -74,33 +64,17 @@ XFAIL_CELLS: dict[str, str] = {
     "email/yaml": "1 of 7 leak: quoted",
     "email/xml_attribute": "1 of 7 leak: quoted",
     "email/csv": "1 of 7 leak: quoted",
-    "email/url_query": "1 of 7 leak: idn",
-    "email/form_body": "1 of 7 leak: idn",
     "email/logfmt": "1 of 7 leak: quoted",
     "phone_nanp/csv": "1 of 7 leak: bare_keyed",
-    "phone_nanp/form_body": "3 of 7 leak: parens, parens_415, plus_parens",
     "phone_nanp/backticks": "1 of 7 leak: bare_keyed",
-    "phone_e164/form_body": "8 of 10 leak: uk, de, de_mobile, fr, in, jp, br, au",
     "phone_national/csv": "1 of 12 leak: in_keyed",
-    "phone_national/url_query": "7 of 12 leak: uk_mobile, de, de_mobile, fr, in_keyed, br, au_mobile",
-    "phone_national/form_body": "9 of 12 leak: uk, uk_mobile, de, de_mobile, fr, in_keyed, br, au, au_mobile",
     "phone_national/backticks": "1 of 12 leak: in_keyed",
     "ssn/sentence": "1 of 4 leak: none_keyed",
     "ssn/xml_element": "1 of 4 leak: none_keyed",
     "ssn/csv": "1 of 4 leak: none_keyed",
-    "ssn/url_query": "1 of 4 leak: spaces",
-    "ssn/form_body": "1 of 4 leak: spaces",
     "ssn/backticks": "1 of 4 leak: none_keyed",
-    "iban/url_query": "4 of 12 leak: gb_grouped, fr_grouped, nl_grouped, it_grouped",
-    "iban/form_body": "6 of 12 leak: de_grouped, gb_grouped, fr_grouped, nl_grouped, es_grouped, it_grouped",
-    "ipv4/form_body": "1 of 5 leak: url",
-    "ipv6/url_query": "1 of 5 leak: bracket_port",
-    "ipv6/form_body": "5 of 5 leak: full, compressed, zone, bracket_port, v4_mapped",
 }
-XFAIL_LOOK_ALIKES: dict[str, str] = {
-    "luhn_invalid/url_query": "1 of 2 changed: spaces",
-    "public_key/url_query": "2 of 3 changed: ssh_ed25519, spki_ed25519",
-}
+XFAIL_LOOK_ALIKES: dict[str, str] = {}
 
 
 def _params(groups: list[str], xfails: dict[str, str]) -> list[object]:

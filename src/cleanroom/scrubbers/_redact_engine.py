@@ -22,6 +22,7 @@ from cleanroom.scrubbers._redact_pii import PII_RULES
 from cleanroom.scrubbers._redact_prefilter import Prefilter, Starts, build_prefilter
 from cleanroom.scrubbers._redact_spans import render as render_spans
 from cleanroom.scrubbers._redact_spans import spans as ansi_spans
+from cleanroom.scrubbers._redact_urlview import decoded_view, find_with_view
 from cleanroom.scrubbers.log_rules import SECRET_RULES, Rule
 
 DEFAULT_RULES: tuple[Rule, ...] = SECRET_RULES + PII_RULES
@@ -146,6 +147,10 @@ class Redactor:
         if "\x1b" in text:  # coloured output: also read as a terminal shows it (_redact_spans)
             found_spans = ansi_spans(self, text)
             return render_spans(text, found_spans) if found_spans else text
+        # `%20`, `+` in a query: also read decoded. A `+` alone (`+00:00`) is no query: not even a call
+        if ("%" in text or ("+" in text and ("&" in text or "?" in text))) and (view := decoded_view(text)):
+            found = find_with_view(text, view, self._find_direct)
+            return self._render(text, found) if found else text
         ids, starts = self._prefilter.scan(text)
         if not ids:
             return text
@@ -167,10 +172,16 @@ class Redactor:
         """The merged findings, in order, without rendering (for tests, audits and benchmarks)."""
         if not text:
             return []
+        if ("%" in text or ("+" in text and ("&" in text or "?" in text))) and (view := decoded_view(text)):
+            return self._merge(find_with_view(text, view, self._find_direct))
         ids, starts = self._prefilter.scan(text)
         return self._merge(self._find(text, ids, starts)) if ids else []
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _find_direct(self, text: str) -> _Found:
+        ids, starts = self._prefilter.scan(text)
+        return self._find(text, ids, starts) if ids else []
+
     def _find(self, text: str, ids: list[int], starts: Starts | None) -> _Found:
         if len(text) > _LONG_TEXT_CHARS and "\n" in text:
             return self._find_long(text, ids)
