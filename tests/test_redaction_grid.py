@@ -66,13 +66,8 @@ XFAIL_CELLS: dict[str, str] = {
     "email/csv": "1 of 7 leak: quoted",
     "email/logfmt": "1 of 7 leak: quoted",
     "phone_nanp/csv": "1 of 7 leak: bare_keyed",
-    "phone_nanp/backticks": "1 of 7 leak: bare_keyed",
     "phone_national/csv": "1 of 12 leak: in_keyed",
-    "phone_national/backticks": "1 of 12 leak: in_keyed",
-    "ssn/sentence": "1 of 4 leak: none_keyed",
-    "ssn/xml_element": "1 of 4 leak: none_keyed",
     "ssn/csv": "1 of 4 leak: none_keyed",
-    "ssn/backticks": "1 of 4 leak: none_keyed",
 }
 XFAIL_LOOK_ALIKES: dict[str, str] = {}
 

@@ -561,7 +561,7 @@ PII_RULES: tuple[Rule, ...] = (
     Rule("phone-after-key", "PHONE",
          # right after the key (`phone: x`, `"mobile": "x"`), or a few words on and after `to`/`at`/`on`
          # (`sms gateway: delivered to x`, `call me at x`)
-         _PHONE_KEYS + r"(?:\.?[ \t]*(?:\\?[\"'])?[ \t]*(?:[:=>]|is|#)?[ \t]*(?:\\?[\"'])?[ \t]*"
+         _PHONE_KEYS + r"(?:\.?[ \t]*(?:\\?[\"'`])?[ \t]*(?:[:=>]|is|#)?[ \t]*(?:\\?[\"'`])?[ \t]*"
          r"|(?:[ \t:]+[a-z]+){0,3}[ \t]+(?:to|at|on)[ \t]+)"
          r"(?P<v>\+?\(?\d[\d \t()./-]{5,24}\d)(?![\d])",
          ("phone", "tel", "mobile", "cell", "fax", "msisdn", "whatsapp", "sms", "number"), caseless=True,
@@ -595,7 +595,9 @@ PII_RULES: tuple[Rule, ...] = (
          r"\d(?<!(?<!" + _ESC_HEAD + r")[\w.+-]\d)" + _SSN_GROUPS + r"(?![\w]|[.-]\d)",
          priority=45, confirm=_confirm_ssn),
     Rule("us-ssn-context", "SSN",
-         r"(?:ssn|social[_ -]?security)(?:[_ -]?(?:number|num|no|nr))?(?:\\?[\"'])?[ \t]*#?[:=]?[ \t]*(?:\\?[\"'])?"
+         # `ssn=\`523481766\``, `the ssn is 523481766`, `<ssn>523481766</ssn>` (grid cause 4, 5)
+         r"(?:ssn|social[_ -]?security)(?:[_ -]?(?:number|num|no|nr))?(?:\\?[\"'`])?[ \t]*#?(?:[:=>]|is)?[ \t]*"
+         r"(?:\\?[\"'`])?"
          r"(?P<v>\d{9})(?!\d)", ("ssn", "social"), caseless=True, priority=45, confirm=_confirm_ssn,
          anchor=r"(?:ssn|social)"),
     Rule("iban", "IBAN",
