@@ -52,11 +52,8 @@ def failing_spellings(cell: list[tuple[grid.Case, str]], positive: bool) -> list
 # its spellings leak (or, for a look-alike, change) and which. Literal example lines: `-s -k table`, or the
 # assertion message of a cell run without its entry. Delete an entry once a rule fixes the cell.
 XFAIL_CELLS: dict[str, str] = {
-    "aws_secret_key/sentence": "2 of 4 leak: SecretAccessKey, secret_access_key",
     "aws_secret_key/csv": "3 of 4 leak: AWS_SECRET_ACCESS_KEY, SecretAccessKey, secret_access_key",
-    "npm_token/sentence": "1 of 3 leak: legacy_uuid",
     "npm_token/csv": "1 of 3 leak: legacy_uuid",
-    "assignment/sentence": "2 of 7 leak: secret, DB_PASSWORD",
     "assignment/csv": "4 of 7 leak: password, passwd, secret, DB_PASSWORD",
     "email/json": "1 of 7 leak: quoted",
     "email/json_nested": "1 of 7 leak: quoted",

@@ -1188,6 +1188,7 @@ _NETRC_SEP = r"(?:[ \t]+|[ \t]*\r?\n[ \t]*)"  # fields on one line, or one a lin
 # because those modules import them from this one
 from cleanroom.scrubbers._redact_rules_devtools import DEVTOOLS_RULES  # noqa: E402
 from cleanroom.scrubbers._redact_rules_external import EXTERNAL_RULES  # noqa: E402
+from cleanroom.scrubbers._redact_rules_prose import PROSE_RULES  # noqa: E402
 
 SECRET_RULES: tuple[Rule, ...] = (
     # ---- private keys ------------------------------------------------------------------------------------
@@ -1659,6 +1660,7 @@ SECRET_RULES: tuple[Rule, ...] = (
          left_guard=TOK + "-"),
     *EXTERNAL_RULES,
     *DEVTOOLS_RULES,
+    *PROSE_RULES,
     # ---- client, desktop and export formats (the ninth corpus) ---------------------------------------------
     # PHP `serialize()`: `s:8:"password";s:12:"p";` (session files, cache dumps): the string after a key's
     Rule("php-serialized", "SECRET",
