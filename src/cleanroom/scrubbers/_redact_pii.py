@@ -248,16 +248,34 @@ _UP_TO_LOCAL_PART = re.compile(r"(?:[A-Za-z0-9._%+-]*+[^A-Za-z0-9._%+-])*+")
 _LOCAL_PART_MAX = 64
 
 
+def _closing_quote(text: str, at: int) -> str:
+    """The quote that ends at `at` as written: `"`, `\\"` (any number of backslashes), `""`, `&quot;`,
+    `&#34;`; "" when none does."""
+    if text[at - 1] == ";":
+        return next((q for q in ("&quot;", "&#34;") if text.startswith(q, at - len(q))), "")
+    k = 0
+    while k < at - 1 and text[at - 2 - k] == "\\":
+        k += 1
+    if k:
+        return text[at - 1 - k : at]
+    return '""' if text[at - 2] == '"' else '"'
+
+
 def _widen_email(text: str, m: re.Match[str], span: Span) -> Span:
     """The regex starts at '@' (a literal: fast in `re`); the local part is read backwards here."""
     at, end = span
     lo = max(0, at - _LOCAL_PART_MAX)
     start = _UP_TO_LOCAL_PART.match(text, lo, at).end() if at > lo else at  # type: ignore[union-attr]
-    if start == at and at >= 3 and text[at - 1] == '"':
-        # a quoted local part (RFC 5322 §3.4.1): `"jane doe"@example.com`
-        opening = text.rfind('"', lo, at - 1)
-        if opening >= 0 and "\n" not in text[opening:at] and "\\" not in text[opening:at]:
-            return (opening, end)
+    if start == at and at >= 3 and text[at - 1] in '";':
+        # a quoted local part (RFC 5322 §3.4.1): `"jane doe"@example.com`, its quotes escaped as the
+        # value's format escapes them: `\"john smith\"@` (JSON, YAML, logfmt; `\\\"` nested), `&quot;`
+        # (XML attributes), `""` (CSV)
+        quote = _closing_quote(text, at)
+        if quote:
+            opening = text.rfind(quote, lo, at - len(quote))
+            inner = text[opening + len(quote) : at - len(quote)] if opening >= 0 else ""
+            if inner and "\n" not in inner and "\\" not in inner and '"' not in inner:
+                return (opening, end)
     if start > lo and text[start - 1] == "=" and "." in text[start:at]:
         # `=` is left out of a local part so `email=jane@x` keeps its key, but a VERP bounce address holds
         # one (`list+jane=example.com@bounces.example.org`: the recipient after `=`, `+` tagging the local
@@ -514,7 +532,7 @@ PII_RULES: tuple[Rule, ...] = (
          r"@(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
          r"|\[(?:\d{1,3}\.){3}\d{1,3}\])",
          ("@",), priority=40, confirm=_confirm_email, widen=_widen_email,
-         hint=r"[A-Za-z0-9._%+\x22-]@(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
+         hint=r"[A-Za-z0-9._%+\x22;-]@(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
          r"|\[\d{1,3}\.)"),
     # Addresses written to dodge harvesters: `jane [at] example [dot] com`, `jane(at)example.com`,
     # `jane.doe at example dot com` (the spelled-out form only with a dotted/digit local part or two `dot`s,
