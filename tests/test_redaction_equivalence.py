@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import redaction_corpus as corpus
 import redaction_corpus_heldout as heldout
 from cleanroom.scrubbers import _redact_validators as v
+from cleanroom.scrubbers._redact_csv import csv_findings
 from cleanroom.scrubbers._redact_engine import _after_escape, guard_characters
 from cleanroom.scrubbers._redact_urlview import decoded_view, find_with_view
 from cleanroom.scrubbers.log_rules import Rule
@@ -112,12 +113,16 @@ def _reference_found(text: str, rules: Sequence[Rule]) -> _Found:
 
 
 def _reference_read(text: str) -> _Found:
-    """`_reference_found` on the text, and on its percent-decoded view when it has one: the engine's reading
-    of `%XX`/`+` (_redact_urlview), shared, not a shortcut, so the reference reads the same view."""
+    """`_reference_found` on the text, on its percent-decoded view when it has one, and on a CSV header's
+    cells: the engine's readings of `%XX`/`+` (_redact_urlview) and of CSV records (_redact_csv), shared,
+    not shortcuts, so the reference reads the same views."""
     view = decoded_view(text)
-    if view is None:
-        return _reference_found(text, DEFAULT_RULES)
-    return find_with_view(text, view, lambda t: _reference_found(t, DEFAULT_RULES))
+    found = (
+        _reference_found(text, DEFAULT_RULES)
+        if view is None
+        else find_with_view(text, view, lambda t: _reference_found(t, DEFAULT_RULES))
+    )
+    return found + csv_findings(text, lambda t: _reference_found(t, DEFAULT_RULES))
 
 
 def _reference_merge(found: _Found) -> list[tuple[int, int, str]]:

@@ -51,14 +51,7 @@ def failing_spellings(cell: list[tuple[grid.Case, str]], positive: bool) -> list
 # Measured on tree 80af6ac (the same on 5b6fa7d); one entry per failing cell, "type/context": how many of
 # its spellings leak (or, for a look-alike, change) and which. Literal example lines: `-s -k table`, or the
 # assertion message of a cell run without its entry. Delete an entry once a rule fixes the cell.
-XFAIL_CELLS: dict[str, str] = {
-    "aws_secret_key/csv": "3 of 4 leak: AWS_SECRET_ACCESS_KEY, SecretAccessKey, secret_access_key",
-    "npm_token/csv": "1 of 3 leak: legacy_uuid",
-    "assignment/csv": "4 of 7 leak: password, passwd, secret, DB_PASSWORD",
-    "phone_nanp/csv": "1 of 7 leak: bare_keyed",
-    "phone_national/csv": "1 of 12 leak: in_keyed",
-    "ssn/csv": "1 of 4 leak: none_keyed",
-}
+XFAIL_CELLS: dict[str, str] = {}
 XFAIL_LOOK_ALIKES: dict[str, str] = {}
 
 

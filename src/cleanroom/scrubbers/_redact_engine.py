@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from cleanroom.scrubbers._redact_csv import csv_findings
 from cleanroom.scrubbers._redact_pii import PII_RULES
 from cleanroom.scrubbers._redact_prefilter import Prefilter, Starts, build_prefilter
 from cleanroom.scrubbers._redact_spans import render as render_spans
@@ -147,6 +148,8 @@ class Redactor:
         if "\x1b" in text:  # coloured output: also read as a terminal shows it (_redact_spans)
             found_spans = ansi_spans(self, text)
             return render_spans(text, found_spans) if found_spans else text
+        if "\n" in text and "," in text and (cells := csv_findings(text, self._find_direct)):
+            return self._render(text, self._find_read(text) + cells)  # a CSV header, then its rows
         # `%20`, `+` in a query: also read decoded. A `+` alone (`+00:00`) is no query: not even a call
         if ("%" in text or ("+" in text and ("&" in text or "?" in text))) and (view := decoded_view(text)):
             found = find_with_view(text, view, self._find_direct)
@@ -172,12 +175,18 @@ class Redactor:
         """The merged findings, in order, without rendering (for tests, audits and benchmarks)."""
         if not text:
             return []
-        if ("%" in text or ("+" in text and ("&" in text or "?" in text))) and (view := decoded_view(text)):
-            return self._merge(find_with_view(text, view, self._find_direct))
-        ids, starts = self._prefilter.scan(text)
-        return self._merge(self._find(text, ids, starts)) if ids else []
+        found = self._find_read(text)
+        if "\n" in text and "," in text:
+            found += csv_findings(text, self._find_direct)
+        return self._merge(found)
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _find_read(self, text: str) -> _Found:
+        """The findings of `text` as it is, and of its percent-decoded view when it has one."""
+        if ("%" in text or ("+" in text and ("&" in text or "?" in text))) and (view := decoded_view(text)):
+            return find_with_view(text, view, self._find_direct)
+        return self._find_direct(text)
+
     def _find_direct(self, text: str) -> _Found:
         ids, starts = self._prefilter.scan(text)
         return self._find(text, ids, starts) if ids else []

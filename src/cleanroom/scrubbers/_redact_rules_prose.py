@@ -28,6 +28,9 @@ from cleanroom.scrubbers.log_rules import (
 
 _DETERMINERS = r"(?:the|my|your|our|their|this|that|its|new|old)"
 _KEY_IS = _DETERMINERS + r"[ \t]+[\w.-]{0,48}?(?P<k>" + _ASSIGN_KEYS + r")[`\"']?[ \t]+(?:is|was)[ \t]"
+# The prefilter's superset: without the determiner and the bounded run before the key, which made
+# Hyperscan's scan of a clean `the request is …` line 0.2 us slower
+_KEY_IS_HINT = r"(?:" + _ASSIGN_KEYS + r")[`\"']?[ \t]+(?:is|was)[ \t]"
 
 
 def _confirm_key_in_prose(text: str, m: re.Match[str], span: Span) -> LabelledSpan | None:
@@ -46,5 +49,5 @@ PROSE_RULES: tuple[Rule, ...] = (
          _KEY_IS + r"*:?[ \t]*"
          r"(?:\"(?P<v>[^\"\r\n]{4,128})\"|'(?P<v2>[^'\r\n]{4,128})'|(?P<v3>[^\s\"'`]{4,128})|`(?P<v4>[^`\r\n]{4,128})`)",
          (" is ", " was ", " is\t", " was\t"), caseless=True, priority=54, confirm=_confirm_key_in_prose,
-         left_guard=_W, hint=_KEY_IS),
+         left_guard=_W, hint=_KEY_IS_HINT),
 )  # fmt: skip
