@@ -275,7 +275,7 @@ def test_guard_characters_expands_ranges() -> None:
     assert guard_characters("-~.") == frozenset("-~.")
 
 
-@pytest.mark.parametrize("module", ["_redact_rules_external", "_redact_rules_devtools"])
+@pytest.mark.parametrize("module", ["_redact_rules_external", "_redact_rules_devtools", "_redact_rules_prose"])
 def test_the_rule_modules_import_on_their_own(module: str) -> None:
     """They use log_rules' helpers and log_rules splices them in: imported first, on their own, they met a
     half-initialised log_rules (ImportError). The package imports log_rules first."""
