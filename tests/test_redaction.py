@@ -297,7 +297,7 @@ def test_the_rule_modules_import_on_their_own(module: str) -> None:
         "    if password == confirm_password: return True",
         "    if user.password != new_password: raise ValueError('mismatch')",
         "    while not token: await asyncio.sleep(0.1)",
-        "  File \"app.py\", line 12, in login\n    if secret: yield secret",
+        '  File "app.py", line 12, in login\n    if secret: yield secret',
     ],
 )
 def test_traceback_source_lines_survive(line: str) -> None:
