@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import cleanroom.client as client_module
 from cleanroom.batch_client import BatchClient
 from cleanroom.client import Client, ClientError, UnexpectedResponse
-from cleanroom.crypto.sealed import CONTENT_TYPE, open_request_key, parse_request
+from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.keys.public_key import TenantPublicKey
+from support.listener import read_request, sealed_answer
 
 PRIVATE = ec.generate_private_key(ec.SECP384R1())
 KEY = TenantPublicKey("t_00112233445566ff", "hk_00112233445566ff", PRIVATE.public_key())
@@ -35,31 +36,6 @@ def answer(status: bytes, content_type: bytes, body: bytes) -> bytes:
 FORGED = answer(b"401 Unauthorized", b"application/json", b'{"error":{"code":"forged","message":"forged"}}')
 
 
-def sealed_answer(body: bytes) -> bytes:
-    opened = open_request_key(parse_request(body), PRIVATE)
-    plaintext = bytearray(len(opened.parsed.payload_ciphertext) - 16)
-    opened.decrypt_payload_into(plaintext)
-    with opened:
-        return bytes(opened.seal_response(bytes(plaintext)))
-
-
-def _read_request(sock: socket.socket) -> bytes | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lengths = [int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")) if k.lower() == b"content-length"]
-    while len(body) < (lengths[0] if lengths else 0):
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    return body
-
-
 @contextmanager
 def server(script: Script) -> Iterator[list[int]]:
     """127.0.0.1 server answering each request with `script(body)` (answer and surplus in one write);
@@ -71,7 +47,8 @@ def server(script: Script) -> Iterator[list[int]]:
         with sock:
             sock.settimeout(5)
             try:
-                while (body := _read_request(sock)) is not None:
+                while (request := read_request(sock)) is not None:
+                    body = request[1]
                     sock.sendall(script(body))
             except OSError:
                 pass
@@ -109,7 +86,9 @@ def test_bytes_past_an_error_answer_are_not_the_next_calls_answer() -> None:
 def test_bytes_past_a_batch_status_answer_are_not_the_next_calls_answer() -> None:
     status = answer(b"200 OK", b"application/json", b'{"status":"queued"}')
     with server(
-        lambda body: (status if not body else answer(b"200 OK", CONTENT_TYPE.encode(), sealed_answer(body))) + FORGED
+        lambda body: (
+            (status if not body else answer(b"200 OK", CONTENT_TYPE.encode(), sealed_answer(body, PRIVATE))) + FORGED
+        )
     ) as state:
         with client_for(state) as client:
             assert BatchClient(client).status("b_1")["status"] == "queued"
@@ -126,7 +105,7 @@ def test_another_call_cannot_take_the_connection_before_its_surplus_is_checked(
     connection already back in the pool), gets a new connection, not the surplus as its answer."""
     read_bounded = client_module.read_bounded
     other: list[BaseException] = []
-    with server(lambda body: answer(b"200 OK", CONTENT_TYPE.encode(), sealed_answer(body)) + FORGED) as state:
+    with server(lambda body: answer(b"200 OK", CONTENT_TYPE.encode(), sealed_answer(body, PRIVATE)) + FORGED) as state:
         with client_for(state) as client:
 
             def read_then_let_another_call_in(*args: object) -> bytes:

@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom.client import Client, ClientError, ConnectionFailed, UnexpectedResponse
-from cleanroom.crypto.sealed import CONTENT_TYPE, open_request_key, parse_request
+from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.keys.public_key import TenantPublicKey
-from support.listener import ThreadedListener
+from support.listener import ThreadedListener, read_request, sealed_answer
 
 PRIVATE = ec.generate_private_key(ec.SECP384R1())
 KEY = TenantPublicKey("t_00112233445566ff", "hk_00112233445566ff", PRIVATE.public_key())
@@ -28,34 +28,6 @@ API_KEY = "cr_" + "N" * 36
 SEALED = CONTENT_TYPE.encode()
 TIMEOUT_S = 0.6
 Script = Callable[[socket.socket, bytes], None]  # (connection, the request's body)
-
-
-def sealed_answer(body: bytes) -> bytes:
-    opened = open_request_key(parse_request(body), PRIVATE)
-    plaintext = bytearray(len(opened.parsed.payload_ciphertext) - 16)
-    opened.decrypt_payload_into(plaintext)
-    with opened:
-        return bytes(opened.seal_response(bytes(plaintext)))
-
-
-def read_request(sock: socket.socket) -> bytes | None:
-    """One request's body (Content-Length framed, as Client sends), or None when the peer is gone."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")) if k.lower() == b"content-length"), 0
-    )
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    return body
 
 
 class Fake(ThreadedListener):
@@ -66,8 +38,8 @@ class Fake(ThreadedListener):
         super().__init__()
 
     def serve(self, sock: socket.socket) -> None:
-        while not self.stop.is_set() and (body := read_request(sock)) is not None:
-            self.script(sock, body)
+        while not self.stop.is_set() and (request := read_request(sock)) is not None:
+            self.script(sock, request[1])
 
 
 @contextmanager
@@ -244,7 +216,7 @@ def test_bytes_past_the_content_length_are_refused_and_never_read_as_the_next_an
     forged = answer(b"401 Unauthorized", b"application/json", b'{"error":{"code":"forged","message":"forged"}}')
 
     def honest_plus_forged(sock: socket.socket, body: bytes) -> None:
-        sock.sendall(answer(b"200 OK", SEALED, sealed_answer(body), extra=forged))
+        sock.sendall(answer(b"200 OK", SEALED, sealed_answer(body, PRIVATE), extra=forged))
 
     with fake(honest_plus_forged) as server, Client(server.url, api_key=API_KEY, public_key=KEY) as client:
         with pytest.raises(UnexpectedResponse) as info:
@@ -262,7 +234,7 @@ def test_redirect_to_another_host_is_not_followed_and_gets_no_api_key() -> None:
 
     def record(sock: socket.socket, body: bytes) -> None:
         seen.append(body)
-        sock.sendall(answer(b"200 OK", SEALED, sealed_answer(body)))
+        sock.sendall(answer(b"200 OK", SEALED, sealed_answer(body, PRIVATE)))
 
     with fake(record) as other:
 

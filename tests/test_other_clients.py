@@ -40,10 +40,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom.client import Client, ClientError, UnexpectedResponse
-from cleanroom.crypto.sealed import CONTENT_TYPE, open_request_key, parse_request
+from cleanroom.crypto.sealed import CONTENT_TYPE
 from cleanroom.keys.public_key import TenantPublicKey
 from support.hardening import address, admin_create_tenant, read_response
-from support.listener import ThreadedListener
+from support.listener import ThreadedListener, read_request, sealed_answer
 
 PAYLOAD = b"other clients \x00\xff" * 400  # ~6 KiB sealed: curl's Expect threshold on older versions is 1 KiB
 CURL = shutil.which("curl")
@@ -344,30 +344,6 @@ KEY = TenantPublicKey("t_0123456789abcdef", "hk_0123456789abcdef", PRIVATE.publi
 API_KEY = "cr_" + "B" * 36
 
 
-def sealed_answer(body: bytes) -> bytes:
-    opened = open_request_key(parse_request(body), PRIVATE)
-    plaintext = bytearray(len(opened.parsed.payload_ciphertext) - 16)
-    opened.decrypt_payload_into(plaintext)
-    with opened:
-        return bytes(opened.seal_response(bytes(plaintext)))
-
-
-def read_request(sock: socket.socket) -> tuple[bytes, bytes] | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")) if k.lower() == b"content-length"), 0
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head, body
-
-
 class Upstream(ThreadedListener):
     """A listener whose `answer(sock, head, body)` plays each request; records heads and connections."""
 
@@ -387,7 +363,7 @@ def honest(sock: socket.socket, head: bytes, body: bytes, extra: bytes = b"") ->
         document |= {"suite": "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM", "fingerprint": KEY.fingerprint()}
         payload, kind = json.dumps(document).encode(), b"application/json"
     else:
-        payload, kind = sealed_answer(body), CONTENT_TYPE.encode()
+        payload, kind = sealed_answer(body, PRIVATE), CONTENT_TYPE.encode()
     sock.sendall(
         b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload + extra
     )

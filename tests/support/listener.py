@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Any
 
 
 class ThreadedListener:
@@ -42,3 +43,35 @@ class ThreadedListener:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def read_request(sock: socket.socket) -> tuple[bytes, bytes] | None:
+    """One request's (head, body), Content-Length framed as `Client` sends it; None once the peer is gone
+    (also mid-body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n")) if k.lower() == b"content-length"), 0
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head, body
+
+
+def sealed_answer(body: bytes, private_key: Any) -> bytes:
+    """What an honest server answers to the sealed request `body` sent to `private_key`: its payload back."""
+    from cleanroom.crypto.sealed import open_request_key, parse_request
+
+    opened = open_request_key(parse_request(body), private_key)
+    plaintext = bytearray(len(opened.parsed.payload_ciphertext) - 16)
+    opened.decrypt_payload_into(plaintext)
+    with opened:
+        return bytes(opened.seal_response(bytes(plaintext)))
